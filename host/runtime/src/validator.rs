@@ -1,0 +1,417 @@
+//! The `leadgate:plugin/validator@0.1.0` world on the host side: load a
+//! component that claims to implement it, check that it does, and call it.
+
+use crate::engine::Runtime;
+use crate::sandbox::Sandbox;
+use crate::{CONTRACT_VERSION, CallError, LoadError};
+use leadgate_lead as m;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Store, Trap};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/v0.1.0",
+        world: "validator",
+    });
+}
+
+use bindings::exports::leadgate::plugin::validate as wit;
+use bindings::leadgate::plugin::types as t;
+
+/// The export a validate component must have.
+pub const EXPORT: &str = "leadgate:plugin/validate@0.1.0";
+const WORLD: &str = "leadgate:plugin/validator@0.1.0";
+
+/// A validate component, compiled and linked once, ready to instantiate.
+pub struct ValidatorComponent {
+    runtime: Runtime,
+    pre: bindings::ValidatorPre<Sandbox>,
+    path: PathBuf,
+    digest: String,
+}
+
+impl ValidatorComponent {
+    /// Loads and checks the component at `path`.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<ValidatorComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let component =
+            Component::new(&runtime.engine, &bytes).map_err(|e| LoadError::Invalid {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        check_exports(runtime, &component, path)?;
+        let mut linker: Linker<Sandbox> = Linker::new(&runtime.engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| LoadError::Engine(e.to_string()))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+            let text = format!("{e:#}");
+            match text.split('`').nth(1) {
+                Some(import) if text.contains("import") => LoadError::UnsupportedImport {
+                    path: path.to_path_buf(),
+                    import: import.to_string(),
+                },
+                _ => LoadError::Invalid {
+                    path: path.to_path_buf(),
+                    reason: text,
+                },
+            }
+        })?;
+        let pre = bindings::ValidatorPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            world: WORLD.into(),
+            reason: format!("{e:#}"),
+        })?;
+        Ok(ValidatorComponent {
+            runtime: runtime.clone(),
+            pre,
+            path: path.to_path_buf(),
+            digest: crate::digest(&bytes),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SHA-256 of the component file.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// A fresh instance with the tenant's settings (JSON) applied.
+    pub fn instantiate(&self, settings: &str) -> Result<ValidatorInstance, CallError> {
+        let mut store = Sandbox::store(&self.runtime);
+        let deadline = self.runtime.limits.deadline;
+        store.set_epoch_deadline(self.runtime.ticks(deadline));
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| classify(&self.runtime, &store, e, deadline, Phase::Instantiate))?;
+        let opened = bindings
+            .leadgate_plugin_validate()
+            .validator()
+            .call_open(&mut store, settings)
+            .map_err(|e| classify(&self.runtime, &store, e, deadline, Phase::Instantiate))?;
+        let handle = opened.map_err(CallError::Settings)?;
+        Ok(ValidatorInstance {
+            runtime: self.runtime.clone(),
+            store,
+            bindings,
+            handle,
+            calls: 0,
+            name: self.path.display().to_string(),
+        })
+    }
+}
+
+/// Refuses a component that is not a validator of this contract version, with
+/// a message that says what it is instead.
+fn check_exports(runtime: &Runtime, component: &Component, path: &Path) -> Result<(), LoadError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|e| e == EXPORT) {
+        return Ok(());
+    }
+    let wrong = |reason: String| LoadError::WrongWorld {
+        path: path.to_path_buf(),
+        world: WORLD.into(),
+        reason,
+    };
+    if let Some(other) = exports
+        .iter()
+        .find(|e| e.starts_with("leadgate:plugin/validate@"))
+    {
+        let version = other.rsplit('@').next().unwrap_or("?");
+        return Err(wrong(format!(
+            "it was built against contract version {version}; this host speaks {CONTRACT_VERSION}"
+        )));
+    }
+    if let Some(other) = exports.iter().find(|e| e.starts_with("leadgate:plugin/")) {
+        return Err(wrong(format!(
+            "it implements `{other}`, a different capability; check which component is configured for which capability"
+        )));
+    }
+    let listed = if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        exports.join(", ")
+    };
+    Err(wrong(format!(
+        "it does not export `{EXPORT}` (it exports {listed})"
+    )))
+}
+
+/// What was going on when a component failed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Call,
+}
+
+/// Turns a wasmtime error into what happened, in words a person can act on:
+/// the root cause, plus the last line the component wrote to stderr (a Rust
+/// guest's panic message lands there).
+fn classify(
+    runtime: &Runtime,
+    store: &Store<Sandbox>,
+    e: wasmtime::Error,
+    deadline: Duration,
+    phase: Phase,
+) -> CallError {
+    tracing::debug!("component failure: {e:?}");
+    if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        return CallError::Timeout {
+            deadline_ms: deadline.as_millis() as u64,
+        };
+    }
+    let root = e.root_cause().to_string();
+    if root.contains("forcing trap when growing memory")
+        || root.contains("forcing a memory growth failure")
+    {
+        return CallError::Memory {
+            limit_mib: (runtime.limits.memory_bytes >> 20) as u64,
+        };
+    }
+    let message = match last_words(&store.data().stderr()) {
+        Some(words) => format!("{root} (component stderr: {words})"),
+        None => root,
+    };
+    match phase {
+        Phase::Instantiate => CallError::Instantiate(message),
+        Phase::Call => CallError::Trap { message },
+    }
+}
+
+/// The most telling part of what a component printed: a Rust panic's
+/// location and message, else its last line.
+fn last_words(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+        .collect();
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        return Some(lines[i..lines.len().min(i + 2)].join(" "));
+    }
+    lines.last().map(|l| (*l).to_string())
+}
+
+/// One live instance of a validate component, configured for a tenant.
+pub struct ValidatorInstance {
+    runtime: Runtime,
+    store: Store<Sandbox>,
+    bindings: bindings::Validator,
+    handle: ResourceAny,
+    calls: u32,
+    name: String,
+}
+
+impl ValidatorInstance {
+    /// Validates `leads` in one call. On any error the instance must be
+    /// dropped: its state is no longer trustworthy.
+    pub fn validate_batch(
+        &mut self,
+        leads: &[m::Lead],
+        now: i64,
+    ) -> Result<Vec<m::Validation>, CallError> {
+        let per_lead = self.runtime.limits.deadline;
+        let deadline =
+            per_lead.saturating_mul(u32::try_from(leads.len().max(1)).unwrap_or(u32::MAX));
+        self.store.set_epoch_deadline(self.runtime.ticks(deadline));
+        let input: Vec<t::Lead> = leads.iter().map(lead_to_wit).collect();
+        let cx = t::CallContext {
+            tenant: leads.first().map(|l| l.tenant.clone()).unwrap_or_default(),
+            now,
+        };
+        self.calls += 1;
+        let out = self
+            .bindings
+            .leadgate_plugin_validate()
+            .validator()
+            .call_validate_batch(&mut self.store, self.handle, &input, &cx)
+            .map_err(|e| classify(&self.runtime, &self.store, e, deadline, Phase::Call))?;
+        if out.len() != leads.len() {
+            return Err(CallError::Protocol {
+                sent: leads.len(),
+                got: out.len(),
+            });
+        }
+        Ok(out.into_iter().map(validation_from_wit).collect())
+    }
+
+    /// Validates one lead.
+    pub fn validate(&mut self, lead: &m::Lead, now: i64) -> Result<m::Validation, CallError> {
+        let deadline = self.runtime.limits.deadline;
+        self.store.set_epoch_deadline(self.runtime.ticks(deadline));
+        self.calls += 1;
+        let cx = t::CallContext {
+            tenant: lead.tenant.clone(),
+            now,
+        };
+        self.bindings
+            .leadgate_plugin_validate()
+            .validator()
+            .call_validate(&mut self.store, self.handle, &lead_to_wit(lead), &cx)
+            .map(validation_from_wit)
+            .map_err(|e| classify(&self.runtime, &self.store, e, deadline, Phase::Call))
+    }
+
+    /// Whether the instance has served its share of calls and should be
+    /// replaced by a fresh one.
+    pub fn worn_out(&self) -> bool {
+        self.calls >= self.runtime.limits.calls_per_instance
+    }
+}
+
+impl Drop for ValidatorInstance {
+    fn drop(&mut self) {
+        self.store.data().flush_output(&self.name);
+    }
+}
+
+fn lead_to_wit(l: &m::Lead) -> t::Lead {
+    t::Lead {
+        id: l.id.clone(),
+        tenant: l.tenant.clone(),
+        source: match l.source {
+            m::Source::Form => t::Source::Form,
+            m::Source::Ads => t::Source::Ads,
+            m::Source::Import => t::Source::Import,
+            m::Source::Crm => t::Source::Crm,
+            m::Source::Api => t::Source::Api,
+            m::Source::Other => t::Source::Other,
+        },
+        received_at: l.received_at,
+        email: l.email.clone(),
+        phone: l.phone.clone(),
+        phone_extension: l.phone_extension.clone(),
+        first_name: l.first_name.clone(),
+        last_name: l.last_name.clone(),
+        full_name: l.full_name.clone(),
+        job_title: l.job_title.clone(),
+        company: l.company.clone(),
+        company_key: l.company_key.clone(),
+        website: l.website.clone(),
+        domain: l.domain.clone(),
+        street: l.street.clone(),
+        city: l.city.clone(),
+        postcode: l.postcode.clone(),
+        region: l.region.clone(),
+        country: l.country.clone(),
+        consent: l
+            .consent
+            .iter()
+            .map(|c| t::Consent {
+                purpose: c.purpose.clone(),
+                granted: c.granted,
+                recorded_at: c.recorded_at.clone(),
+            })
+            .collect(),
+        external_ids: l
+            .external_ids
+            .iter()
+            .map(|e| t::ExternalId {
+                system: e.system.clone(),
+                id: e.id.clone(),
+            })
+            .collect(),
+        custom: l
+            .custom
+            .iter()
+            .map(|c| t::CustomField {
+                key: c.key.clone(),
+                value: c.value.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn lead_from_wit(l: t::Lead) -> m::Lead {
+    m::Lead {
+        id: l.id,
+        tenant: l.tenant,
+        source: match l.source {
+            t::Source::Form => m::Source::Form,
+            t::Source::Ads => m::Source::Ads,
+            t::Source::Import => m::Source::Import,
+            t::Source::Crm => m::Source::Crm,
+            t::Source::Api => m::Source::Api,
+            t::Source::Other => m::Source::Other,
+        },
+        received_at: l.received_at,
+        email: l.email,
+        phone: l.phone,
+        phone_extension: l.phone_extension,
+        first_name: l.first_name,
+        last_name: l.last_name,
+        full_name: l.full_name,
+        job_title: l.job_title,
+        company: l.company,
+        company_key: l.company_key,
+        website: l.website,
+        domain: l.domain,
+        street: l.street,
+        city: l.city,
+        postcode: l.postcode,
+        region: l.region,
+        country: l.country,
+        consent: l
+            .consent
+            .into_iter()
+            .map(|c| m::Consent {
+                purpose: c.purpose,
+                granted: c.granted,
+                recorded_at: c.recorded_at,
+            })
+            .collect(),
+        external_ids: l
+            .external_ids
+            .into_iter()
+            .map(|e| m::ExternalId {
+                system: e.system,
+                id: e.id,
+            })
+            .collect(),
+        custom: l
+            .custom
+            .into_iter()
+            .map(|c| m::CustomField {
+                key: c.key,
+                value: c.value,
+            })
+            .collect(),
+    }
+}
+
+fn validation_from_wit(v: wit::Validation) -> m::Validation {
+    m::Validation {
+        verdict: match v.verdict {
+            wit::Verdict::Accept => m::Verdict::Accept,
+            wit::Verdict::Reject => m::Verdict::Reject,
+            wit::Verdict::Review => m::Verdict::Review,
+        },
+        lead: lead_from_wit(v.lead),
+        issues: v
+            .issues
+            .into_iter()
+            .map(|i| m::Issue {
+                field: i.field,
+                code: i.code,
+                severity: match i.severity {
+                    t::Severity::Info => m::Severity::Info,
+                    t::Severity::Warning => m::Severity::Warning,
+                    t::Severity::Error => m::Severity::Error,
+                },
+                message: i.message,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,104 @@
+//! The real validate component through the runtime: the same answers as the
+//! native logic, settings refused with a reason, a fresh instance per call.
+
+#![allow(clippy::unwrap_used)]
+
+use leadgate_lead::{Lead, Verdict};
+use leadgate_runtime::{CallError, Limits, Runtime, ValidatorComponent};
+use std::path::{Path, PathBuf};
+
+fn component(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/components")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo xtask build`",
+        path.display()
+    );
+    path
+}
+
+fn runtime() -> Runtime {
+    let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/wasmtime-cache");
+    Runtime::new(Limits::default(), Some(cache)).unwrap()
+}
+
+fn leads() -> Vec<Lead> {
+    let raw = [
+        ("JANE@Example.COM", "(415) 555-2671", "USA", "Acme, Inc."),
+        (
+            "bob@@example.com",
+            "+44 20 7946 0958",
+            "",
+            "Bob's <b>Shop</b>",
+        ),
+        ("x@mailinator.com", "555-0100", "United States", ""),
+        ("info@bücher.de", "030 901820", "Deutschland", "Bücher GmbH"),
+        ("", "", "Atlantis", ""),
+        (
+            "\"quoted\"@example.com",
+            "＋１ ４１５ ５５５ ２６７１",
+            "",
+            "=cmd()",
+        ),
+    ];
+    raw.iter()
+        .enumerate()
+        .map(|(i, (email, phone, country, company))| {
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            Lead {
+                id: format!("l{i}"),
+                tenant: "t".into(),
+                email: some(email),
+                phone: some(phone),
+                country: some(country),
+                company: some(company),
+                full_name: Some("MARY-KATE VAN DER BERG".into()),
+                ..Lead::default()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_component_agrees_with_the_native_logic() {
+    let rt = runtime();
+    let c = ValidatorComponent::load(&rt, &component("validate.wasm")).unwrap();
+    let settings = r#"{"default_region": "US"}"#;
+    let native = leadgate_validate::Settings::from_json(settings).unwrap();
+    let mut inst = c.instantiate(settings).unwrap();
+    let leads = leads();
+    let batch = inst.validate_batch(&leads, 1_000).unwrap();
+    for (lead, got) in leads.iter().zip(&batch) {
+        let want = leadgate_validate::validate(lead, &native, 1_000);
+        assert_eq!(got, &want, "lead {}", lead.id);
+        assert_eq!(inst.validate(lead, 1_000).unwrap(), want);
+    }
+    assert_eq!(batch[0].verdict, Verdict::Accept);
+    assert_eq!(batch[0].lead.phone.as_deref(), Some("+14155552671"));
+    assert_eq!(
+        batch[5].lead.phone.as_deref(),
+        Some("+14155552671"),
+        "full-width digits"
+    );
+    assert_eq!(c.digest().len(), 64);
+}
+
+#[test]
+fn bad_settings_are_refused_with_the_setting_named() {
+    let rt = runtime();
+    let c = ValidatorComponent::load(&rt, &component("validate.wasm")).unwrap();
+    match c.instantiate(r#"{"max_length": 0}"#) {
+        Err(CallError::Settings(msg)) => assert!(msg.contains("max_length"), "{msg}"),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("accepted bad settings"),
+    }
+}
+
+#[test]
+fn the_pre_initialized_component_keeps_its_init_export_harmless() {
+    let rt = runtime();
+    let bytes = std::fs::read(component("validate.wasm")).unwrap();
+    assert!(leadgate_runtime::preinit::has_init(&rt, &bytes).unwrap());
+}

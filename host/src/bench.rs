@@ -1,0 +1,147 @@
+//! `leadgate bench`: validate per lead natively and through the component,
+//! a fresh instance's first call (cold start), and `leadgate run` end to end
+//! with the SQLite store. Every figure is the median of several rounds taken
+//! in one process, so ratios compare like with like on a noisy machine.
+
+use crate::config::Config;
+use crate::run::{self, RunOptions, Validator};
+use anyhow::{Context, Result};
+use leadgate_ingest::{Format, Limits, Mapping, Reader};
+use leadgate_lead::{Lead, Source};
+use leadgate_runtime::{Runtime, ValidatorComponent};
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+pub fn run(config: &Config, count: usize, rounds: usize) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("leadgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let input = dir.join("leads.csv");
+    crate::sample::write(count, 11, &input, None)?;
+    let file = std::fs::File::open(&input)?;
+    let reader = Reader::new(
+        Box::new(file),
+        Format::Csv,
+        Mapping::default(),
+        Limits::default(),
+    )?;
+    let leads: Vec<Lead> = reader
+        .filter_map(|r| r.ok().and_then(|r| r.outcome.ok()))
+        .map(|p| {
+            let mut l = p.lead;
+            l.tenant = config.tenant.clone();
+            l
+        })
+        .collect();
+    let n = leads.len() as u32;
+    let now = run::now_ms();
+    eprintln!(
+        "bench: {} leads, {rounds} rounds, median reported",
+        leads.len()
+    );
+
+    // Native baseline: the same crate, compiled for the host.
+    let settings_json = config.validate_settings()?;
+    let settings = leadgate_validate::Settings::from_json(&settings_json)?;
+    let mut native = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for l in &leads {
+            std::hint::black_box(leadgate_validate::validate(l, &settings, now));
+        }
+        native.push(t.elapsed() / n);
+    }
+    let native = median(native);
+
+    // Through the component, one instance reused, batches as `run` sends them.
+    let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let path = config.validate_component()?;
+    let component = ValidatorComponent::load(&runtime, &path)?;
+    let mut validator = Validator::new(&component, settings_json.clone())?;
+    let batch = config.limits.batch_size;
+    let mut wasm = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for chunk in leads.chunks(batch) {
+            let out = validator.validate(chunk, now);
+            std::hint::black_box(out);
+        }
+        wasm.push(t.elapsed() / n);
+    }
+    let wasm = median(wasm);
+
+    // Cold start: a fresh instance (from the pre-linked InstancePre), its
+    // settings applied, and its first lead.
+    let samples = 200.min(leads.len().max(1));
+    let mut instantiate = Vec::new();
+    let mut first_call = Vec::new();
+    for l in leads.iter().cycle().take(samples) {
+        let t = Instant::now();
+        let mut inst = component.instantiate(&settings_json)?;
+        let ready = t.elapsed();
+        inst.validate(l, now)?;
+        instantiate.push(ready);
+        first_call.push(t.elapsed());
+    }
+
+    // End to end: `leadgate run` on the CSV, SQLite store on disk.
+    let mut e2e = Vec::new();
+    for round in 0..rounds {
+        let opts = RunOptions {
+            input: input.display().to_string(),
+            format: Some(Format::Csv),
+            map: Vec::new(),
+            output: dir.join("results.ndjson").display().to_string(),
+            source: Source::Import,
+            db: dir.join(format!("bench-{round}.db")).display().to_string(),
+            progress: false,
+            quiet: true,
+        };
+        let report = run::run(config, &opts)?;
+        e2e.push(report.elapsed);
+    }
+    let e2e = median(e2e);
+    let rate = count as f64 / e2e.as_secs_f64();
+
+    println!("| measure | median | note |");
+    println!("|---|---|---|");
+    println!(
+        "| validate, native | {:.2} µs/lead | baseline |",
+        us(native)
+    );
+    println!(
+        "| validate, component (batch {batch}) | {:.2} µs/lead | {:.2}× native |",
+        us(wasm),
+        wasm.as_secs_f64() / native.as_secs_f64()
+    );
+    println!(
+        "| fresh instance ready (instantiate + open) | {:.1} µs | p99 {:.1} µs |",
+        us(median(instantiate.clone())),
+        us(percentile(instantiate, 0.99))
+    );
+    println!(
+        "| fresh instance, first lead answered | {:.1} µs | p99 {:.1} µs |",
+        us(median(first_call.clone())),
+        us(percentile(first_call, 0.99))
+    );
+    println!(
+        "| `leadgate run` end to end, SQLite | {:.0} leads/s | {count} leads in {:.2} s |",
+        rate,
+        e2e.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! `leadgate.toml`: the tenant's deployment — which component implements
+//! each capability, each component's settings, the store, and the limits
+//! every component runs under. Every key has a default; no file is needed to
+//! run on the bundled components.
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Tenant these leads belong to.
+    pub tenant: String,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub cache: CacheConfig,
+    pub validate: CapabilityConfig,
+    /// Directory the config file was read from; relative paths resolve here.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tenant: "default".into(),
+            store: StoreConfig::default(),
+            limits: LimitsConfig::default(),
+            cache: CacheConfig::default(),
+            validate: CapabilityConfig::default(),
+            base: PathBuf::from("."),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite file, or `:memory:`.
+    pub path: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: "leadgate.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Wall time per lead before a component call is stopped.
+    pub deadline_ms: u64,
+    /// Linear memory per component instance.
+    pub memory_mib: u64,
+    /// Leads per component call.
+    pub batch_size: usize,
+    /// Calls an instance serves before it is replaced by a fresh one.
+    pub calls_per_instance: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            deadline_ms: 1000,
+            memory_mib: 128,
+            batch_size: 64,
+            calls_per_instance: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Where compiled components are cached; `off` disables the cache.
+    /// Default: `$LEADGATE_CACHE_DIR`, else `$XDG_CACHE_HOME/leadgate`, else
+    /// `~/.cache/leadgate`.
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapabilityConfig {
+    /// The component file; default: the bundled one.
+    pub component: Option<PathBuf>,
+    /// Passed to the component as JSON; its meaning is the component's.
+    pub settings: toml::Table,
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .with_context(|| format!("config {} is not valid", path.display()))?;
+        config.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        config
+            .check()
+            .with_context(|| format!("config {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<()> {
+        let l = &self.limits;
+        if l.deadline_ms == 0 {
+            bail!("limits.deadline_ms must be at least 1");
+        }
+        if !(1..=4096).contains(&l.memory_mib) {
+            bail!(
+                "limits.memory_mib must be between 1 and 4096, not {}",
+                l.memory_mib
+            );
+        }
+        if !(1..=10_000).contains(&l.batch_size) {
+            bail!(
+                "limits.batch_size must be between 1 and 10000, not {}",
+                l.batch_size
+            );
+        }
+        if l.calls_per_instance == 0 {
+            bail!("limits.calls_per_instance must be at least 1");
+        }
+        if self.tenant.trim().is_empty() {
+            bail!("tenant must not be empty");
+        }
+        Ok(())
+    }
+
+    pub fn runtime_limits(&self) -> leadgate_runtime::Limits {
+        leadgate_runtime::Limits {
+            deadline: Duration::from_millis(self.limits.deadline_ms),
+            memory_bytes: (self.limits.memory_mib as usize) << 20,
+            max_instances: 16,
+            calls_per_instance: self.limits.calls_per_instance,
+        }
+    }
+
+    /// The validate component's file.
+    pub fn validate_component(&self) -> Result<PathBuf> {
+        match &self.validate.component {
+            Some(p) => Ok(self.base.join(p)),
+            None => bundled_component("validate"),
+        }
+    }
+
+    /// The validate settings as JSON for the component.
+    pub fn validate_settings(&self) -> Result<String> {
+        serde_json::to_string(&self.validate.settings)
+            .context("validate.settings cannot be passed on as JSON")
+    }
+
+    /// The compilation cache directory, if enabled.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if let Some(dir) = &self.cache.dir {
+            return (dir != "off").then(|| self.base.join(dir));
+        }
+        if let Some(dir) = std::env::var_os("LEADGATE_CACHE_DIR") {
+            return (dir != "off").then(|| PathBuf::from(dir));
+        }
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(dir).join("leadgate"));
+        }
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache").join("leadgate"))
+    }
+}
+
+/// Where the bundled components are: `$LEADGATE_COMPONENTS`, else
+/// `components/` beside the directory holding the executable (the build puts
+/// them in `target/components/`).
+pub fn components_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("LEADGATE_COMPONENTS") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("cannot find the leadgate executable")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("components"))
+        .context("cannot find the components directory beside the executable")?;
+    Ok(dir)
+}
+
+fn bundled_component(name: &str) -> Result<PathBuf> {
+    let path = components_dir()?.join(format!("{name}.wasm"));
+    if !path.exists() {
+        bail!(
+            "the bundled {name} component is not built ({} is missing): run `cargo xtask build`, or set `{name}.component` in leadgate.toml",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.tenant, "default");
+        assert_eq!(c.limits.deadline_ms, 1000);
+        assert_eq!(c.validate_settings().unwrap(), "{}");
+    }
+
+    #[test]
+    fn settings_pass_through_and_paths_resolve_beside_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(
+            &path,
+            "tenant = \"acme\"\n[validate]\ncomponent = \"my/validate.wasm\"\n[validate.settings]\ndefault_region = \"GB\"\nrequired = [\"company\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(
+            c.validate_component().unwrap(),
+            dir.path().join("my/validate.wasm")
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&c.validate_settings().unwrap()).unwrap();
+        assert_eq!(json["default_region"], "GB");
+        assert_eq!(json["required"][0], "company");
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(&path, "[validat]\ncomponent = \"x.wasm\"\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(e.contains("validat"), "{e}");
+        std::fs::write(&path, "[limits]\nmemory_mib = 0\n").unwrap();
+        let e = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+        assert!(e.contains("memory_mib"), "{e}");
+    }
+}

@@ -1,0 +1,248 @@
+//! `leadgate`: the host runner. Batch work from the command line; every
+//! capability runs as a sandboxed WebAssembly component.
+//!
+//! Exit codes: 0 done; 1 error (nothing or only part processed — the
+//! message says which); 2 bad usage; 3 done, but some leads went to the
+//! exception queue.
+
+mod bench;
+mod config;
+mod eval;
+mod run;
+mod sample;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use config::Config;
+use leadgate_lead::Source;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "leadgate",
+    version,
+    about = "The control layer between lead intake and the CRM"
+)]
+struct Cli {
+    /// Tenant configuration (leadgate.toml); defaults apply without one.
+    #[arg(long, global = true, env = "LEADGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Store: a SQLite file, or :memory:. Overrides store.path.
+    #[arg(long, global = true, env = "LEADGATE_DB")]
+    db: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Normalize and validate a file of leads; one JSON result per record.
+    Run {
+        /// Input file, or - for standard input.
+        #[arg(long)]
+        input: String,
+        /// Input format (default: from the file name; csv for stdin).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Map a column to a field: COLUMN=FIELD (repeatable).
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// Where results go, or - for standard output.
+        #[arg(long)]
+        output: String,
+        /// Source for records that do not carry one.
+        #[arg(long, default_value = "import")]
+        source: String,
+        /// No column report, progress bar or summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// List the leads waiting in the exception queue.
+    Exceptions {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pre-initialize a component (wizer) so fresh instances start warm.
+    Preinit {
+        /// The component built by cargo.
+        input: PathBuf,
+        /// Where the pre-initialized component goes.
+        output: PathBuf,
+    },
+    /// Generate messy sample leads with known ground truth.
+    Sample {
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The CSV of leads.
+        #[arg(long)]
+        output: PathBuf,
+        /// The ground truth CSV (line, expected status and issue codes, person).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Compare run results with a ground-truth file: validation agreement.
+    Eval {
+        /// results.ndjson from `leadgate run`.
+        #[arg(long)]
+        results: PathBuf,
+        /// Truth CSV from `leadgate sample --truth`.
+        #[arg(long)]
+        truth: PathBuf,
+    },
+    /// Benchmark validate: native vs component, cold start, end to end.
+    Bench {
+        /// Leads to use (generated).
+        #[arg(long, default_value_t = 20_000)]
+        leads: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    let db = cli.db.clone().unwrap_or_else(|| {
+        if cli.config.is_some() && config.store.path != ":memory:" {
+            config.base.join(&config.store.path).display().to_string()
+        } else {
+            config.store.path.clone()
+        }
+    });
+    match cli.command {
+        Command::Run {
+            input,
+            format,
+            map,
+            output,
+            source,
+            quiet,
+        } => {
+            let source = Source::parse(&source).with_context(|| {
+                format!("--source '{source}': use form, ads, import, crm, api or other")
+            })?;
+            let opts = run::RunOptions {
+                input,
+                format: format.map(|f| match f {
+                    FormatArg::Csv => leadgate_ingest::Format::Csv,
+                    FormatArg::Ndjson => leadgate_ingest::Format::Ndjson,
+                }),
+                map,
+                output,
+                source,
+                db,
+                progress: true,
+                quiet,
+            };
+            let report = run::run(&config, &opts)?;
+            if !quiet {
+                run::print_summary(&report, &opts);
+            }
+            Ok(if report.totals.exceptions > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Exceptions { limit, json } => {
+            let store = leadgate_store::Store::open(&db)?;
+            let items = store.open_exceptions(limit)?;
+            if json {
+                for item in &items {
+                    println!("{}", serde_json::to_string(item)?);
+                }
+            } else if items.is_empty() {
+                println!("the exception queue is empty");
+            } else {
+                for item in &items {
+                    println!(
+                        "#{:<5} lead {}  run {}  {}  {}",
+                        item.id,
+                        item.lead_id,
+                        item.run_id.map_or("-".into(), |r| r.to_string()),
+                        item.code,
+                        item.error
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preinit { input, output } => {
+            preinit(&config, &input, &output)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sample {
+            count,
+            seed,
+            output,
+            truth,
+        } => {
+            sample::write(count, seed, &output, truth.as_deref())?;
+            eprintln!("wrote {count} leads to {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { results, truth } => {
+            let report = eval::evaluate(&results, &truth)?;
+            print!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { leads, rounds } => {
+            bench::run(&config, leads, rounds.max(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -> Result<()> {
+    use leadgate_runtime::preinit;
+    let wasm = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let mut limits = config.runtime_limits();
+    limits.deadline = std::time::Duration::from_secs(120);
+    let runtime = leadgate_runtime::Runtime::new(limits, None)?;
+    let snapshot = if preinit::has_init(&runtime, &wasm)? {
+        preinit::preinit(&runtime, &wasm)
+            .with_context(|| format!("pre-initializing {}", input.display()))?
+    } else {
+        eprintln!(
+            "{} has no `{}` export; copied unchanged",
+            input.display(),
+            preinit::INIT_EXPORT
+        );
+        wasm
+    };
+    if let Some(dir) = output.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(output, snapshot)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! `leadgate run`: ingest → normalize → validate → accept / reject / review,
+//! one result line per input record, in input order, everything recorded in
+//! the store. A component failure sends the affected lead to the exception
+//! queue and processing goes on.
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader, Record as InputRecord};
+use leadgate_lead::{CustomField, Issue, Lead, Severity, Source, Validation, Verdict};
+use leadgate_runtime::{CallError, Runtime, ValidatorComponent, ValidatorInstance};
+use leadgate_store::{Record, Status, Store, Totals};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+use std::time::{Duration, Instant};
+
+/// What to run on.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// A file path, or `-` for standard input.
+    pub input: String,
+    pub format: Option<Format>,
+    pub map: Vec<String>,
+    /// A file path, or `-` for standard output.
+    pub output: String,
+    /// Source for records that do not name one.
+    pub source: Source,
+    /// Store path (`:memory:` for none kept).
+    pub db: String,
+    pub progress: bool,
+    pub quiet: bool,
+}
+
+/// One line of `results.ndjson` (the output contract in the README).
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    line: u64,
+    lead_id: &'a str,
+    status: Status,
+    issues: &'a [Issue],
+    lead: Option<&'a Lead>,
+}
+
+/// Counts for the summary.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub run_id: i64,
+    pub totals: Totals,
+    pub issue_counts: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// Issue codes by frequency, most frequent first.
+    pub fn top_issues(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .issue_counts
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+}
+
+/// Calls the validate component, replacing instances that fail or wear out
+/// and isolating the lead that made a batch fail.
+pub struct Validator<'a> {
+    component: &'a ValidatorComponent,
+    settings: String,
+    instance: Option<ValidatorInstance>,
+}
+
+impl<'a> Validator<'a> {
+    pub fn new(component: &'a ValidatorComponent, settings: String) -> Result<Validator<'a>> {
+        let mut v = Validator {
+            component,
+            settings,
+            instance: None,
+        };
+        // Fail fast on settings the component refuses.
+        match v.instance() {
+            Err(e @ CallError::Settings(_)) => {
+                bail!("validate component {}: {e}", component.path().display())
+            }
+            _ => Ok(v),
+        }
+    }
+
+    fn instance(&mut self) -> Result<&mut ValidatorInstance, CallError> {
+        if self
+            .instance
+            .as_ref()
+            .is_none_or(ValidatorInstance::worn_out)
+        {
+            self.instance = None;
+            self.instance = Some(self.component.instantiate(&self.settings)?);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| CallError::Instantiate("no instance".into()))
+    }
+
+    /// Validates `leads` in one call; if the call fails, each lead again on
+    /// its own so only the ones that fail become exceptions.
+    pub fn validate(&mut self, leads: &[Lead], now: i64) -> Vec<Result<Validation, CallError>> {
+        if leads.is_empty() {
+            return Vec::new();
+        }
+        let batch = self.instance().and_then(|i| i.validate_batch(leads, now));
+        match batch {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => {
+                self.instance = None;
+                if leads.len() == 1 {
+                    return vec![Err(e)];
+                }
+                leads
+                    .iter()
+                    .map(|lead| {
+                        let one = self.instance().and_then(|i| i.validate(lead, now));
+                        if one.is_err() {
+                            self.instance = None;
+                        }
+                        one
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn open_input(input: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
+    if input == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), None));
+    }
+    let file = std::fs::File::open(input).with_context(|| format!("cannot open input {input}"))?;
+    let len = file.metadata().ok().map(|m| m.len());
+    Ok((Box::new(file), len))
+}
+
+fn open_output(output: &str) -> Result<Box<dyn Write>> {
+    if output == "-" {
+        return Ok(Box::new(BufWriter::new(std::io::stdout().lock())));
+    }
+    let file =
+        std::fs::File::create(output).with_context(|| format!("cannot create output {output}"))?;
+    Ok(Box::new(BufWriter::with_capacity(256 * 1024, file)))
+}
+
+/// Runs the pipeline over one input.
+pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let format = match opts.format {
+        Some(f) => f,
+        None if opts.input == "-" => Format::Csv,
+        None => Format::from_path(&opts.input).with_context(|| {
+            format!(
+                "cannot tell the format of {} from its name: pass --format csv or --format ndjson",
+                opts.input
+            )
+        })?,
+    };
+    let mapping = Mapping::parse(&opts.map)?;
+    let (input, input_len) = open_input(&opts.input)?;
+    let mut reader = Reader::new(input, format, mapping, IngestLimits::default())
+        .with_context(|| format!("cannot read {}", opts.input))?;
+    if !opts.quiet && format == Format::Csv {
+        let cols: Vec<String> = reader
+            .columns()
+            .iter()
+            .map(|(h, t)| format!("{h} → {t}"))
+            .collect();
+        eprintln!("columns: {}", cols.join(", "));
+    }
+
+    let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let component_path = config.validate_component()?;
+    let component = ValidatorComponent::load(&runtime, &component_path)?;
+    let mut validator = Validator::new(&component, config.validate_settings()?)?;
+
+    let mut store = Store::open(&opts.db)?;
+    let now = now_ms();
+    let components = serde_json::json!({
+        "validate": {"path": component_path.display().to_string(), "sha256": component.digest()}
+    });
+    let run_id = store.begin_run(&config.tenant, &opts.input, &components.to_string(), now)?;
+    let mut out = open_output(&opts.output)?;
+
+    let progress = progress_bar(opts.progress && !opts.quiet, input_len);
+    let mut report = RunReport {
+        run_id,
+        ..RunReport::default()
+    };
+    let batch_size = config.limits.batch_size;
+    let mut chunk: Vec<InputRecord> = Vec::with_capacity(batch_size);
+    let mut io_error = None;
+    loop {
+        chunk.clear();
+        while chunk.len() < batch_size {
+            match reader.next_record() {
+                None => break,
+                Some(Ok(r)) => chunk.push(r),
+                Some(Err(e)) => {
+                    io_error = Some(e);
+                    break;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let ctx = ChunkContext {
+            tenant: &config.tenant,
+            source: opts.source,
+            now,
+            component: component.digest(),
+            run_id,
+        };
+        process_chunk(
+            &ctx,
+            &mut chunk,
+            &mut validator,
+            &mut store,
+            &mut out,
+            &mut report,
+        )?;
+        progress.set_position(reader.bytes_read());
+        if io_error.is_some() {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    out.flush().context("cannot write the results")?;
+    let status = if io_error.is_some() { "failed" } else { "done" };
+    store.finish_run(run_id, &report.totals, status, now_ms())?;
+    if let Some(e) = io_error {
+        return Err(e).with_context(|| {
+            format!(
+                "reading {} stopped after {} records (those were processed and recorded in run {run_id})",
+                opts.input, report.totals.total
+            )
+        });
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+struct ChunkContext<'a> {
+    tenant: &'a str,
+    source: Source,
+    now: i64,
+    component: &'a str,
+    run_id: i64,
+}
+
+/// What became of one input record.
+struct Outcome {
+    line: u64,
+    raw: Lead,
+    status: Status,
+    normalized: Option<Lead>,
+    issues: Vec<Issue>,
+    exception: Option<(String, String)>,
+}
+
+fn process_chunk(
+    ctx: &ChunkContext<'_>,
+    chunk: &mut [InputRecord],
+    validator: &mut Validator<'_>,
+    store: &mut Store,
+    out: &mut dyn Write,
+    report: &mut RunReport,
+) -> Result<()> {
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(chunk.len());
+    let mut to_validate: Vec<Lead> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
+    for record in chunk.iter_mut() {
+        let id = uuid::Uuid::now_v7().to_string();
+        match &mut record.outcome {
+            Ok(parsed) => {
+                let mut lead = std::mem::take(&mut parsed.lead);
+                lead.id = id;
+                lead.tenant = ctx.tenant.to_string();
+                if !parsed.has_received_at {
+                    lead.received_at = ctx.now;
+                }
+                if !parsed.has_source {
+                    lead.source = ctx.source;
+                }
+                slots.push(outcomes.len());
+                to_validate.push(lead.clone());
+                outcomes.push(Outcome {
+                    line: record.line,
+                    raw: lead,
+                    status: Status::Exception,
+                    normalized: None,
+                    issues: std::mem::take(&mut parsed.problems),
+                    exception: None,
+                });
+            }
+            Err(malformed) => {
+                let raw = Lead {
+                    id,
+                    tenant: ctx.tenant.to_string(),
+                    source: ctx.source,
+                    received_at: ctx.now,
+                    custom: vec![CustomField {
+                        key: "raw_record".into(),
+                        value: std::mem::take(&mut malformed.raw),
+                    }],
+                    ..Lead::default()
+                };
+                outcomes.push(Outcome {
+                    line: record.line,
+                    raw,
+                    status: Status::Rejected,
+                    normalized: None,
+                    issues: vec![Issue::new(
+                        "record",
+                        malformed.code,
+                        Severity::Error,
+                        malformed.message.clone(),
+                    )],
+                    exception: None,
+                });
+            }
+        }
+    }
+
+    let results = validator.validate(&to_validate, ctx.now);
+    for (slot, result) in slots.into_iter().zip(results) {
+        let o = &mut outcomes[slot];
+        match result {
+            Ok(v) => {
+                // Problems found while reading can only make a verdict stricter.
+                let read_warning = o.issues.iter().any(|i| i.severity >= Severity::Warning);
+                o.status = match v.verdict {
+                    Verdict::Reject => Status::Rejected,
+                    Verdict::Review => Status::Review,
+                    Verdict::Accept if read_warning => Status::Review,
+                    Verdict::Accept => Status::Accepted,
+                };
+                o.issues.extend(v.issues);
+                o.normalized = Some(v.lead);
+            }
+            Err(e) => {
+                let message = format!("validate component failed: {e}");
+                o.issues.push(Issue::new(
+                    "component",
+                    e.code(),
+                    Severity::Error,
+                    message.clone(),
+                ));
+                o.exception = Some((e.code().to_string(), message));
+            }
+        }
+    }
+
+    for o in &outcomes {
+        let line = OutputLine {
+            line: o.line,
+            lead_id: &o.raw.id,
+            status: o.status,
+            issues: &o.issues,
+            lead: match o.status {
+                Status::Exception => Some(&o.raw),
+                _ => o.normalized.as_ref(),
+            },
+        };
+        serde_json::to_writer(&mut *out, &line).context("cannot write the results")?;
+        out.write_all(b"\n").context("cannot write the results")?;
+        let t = &mut report.totals;
+        t.total += 1;
+        match o.status {
+            Status::Accepted => t.accepted += 1,
+            Status::Rejected => t.rejected += 1,
+            Status::Review => t.review += 1,
+            Status::Exception => t.exceptions += 1,
+        }
+        for i in &o.issues {
+            *report.issue_counts.entry(i.code.clone()).or_default() += 1;
+        }
+    }
+    let records: Vec<Record<'_>> = outcomes
+        .iter()
+        .map(|o| Record {
+            line: o.line,
+            raw: &o.raw,
+            status: o.status,
+            normalized: o.normalized.as_ref(),
+            issues: &o.issues,
+            exception: o.exception.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
+        })
+        .collect();
+    store.record(ctx.run_id, "validate", ctx.component, &records, ctx.now)?;
+    Ok(())
+}
+
+fn progress_bar(enabled: bool, len: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let target = ProgressDrawTarget::stderr_with_hz(10);
+    match len {
+        Some(len) => {
+            let bar = ProgressBar::with_draw_target(Some(len), target);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({eta})",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        }
+        None => ProgressBar::with_draw_target(None, target),
+    }
+}
+
+/// The summary printed at the end of a run.
+pub fn print_summary(report: &RunReport, opts: &RunOptions) {
+    let t = &report.totals;
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "leadgate run {}: {} records in {:.2} s ({:.0}/s)",
+        report.run_id,
+        t.total,
+        secs,
+        t.total as f64 / secs
+    );
+    for (name, n) in [
+        ("accepted", t.accepted),
+        ("review", t.review),
+        ("rejected", t.rejected),
+        ("exception", t.exceptions),
+    ] {
+        eprintln!("  {name:<10} {n:>9}");
+    }
+    let top = report.top_issues(10);
+    if !top.is_empty() {
+        eprintln!("top issues:");
+        for (code, n) in top {
+            eprintln!("  {code:<28} {n:>9}");
+        }
+    }
+    eprintln!("results: {} · store: {}", opts.output, opts.db);
+    if t.exceptions > 0 {
+        eprintln!(
+            "{} lead(s) are in the exception queue: `leadgate exceptions` lists them",
+            t.exceptions
+        );
+    }
+}

@@ -1,0 +1,566 @@
+//! The store: the embedded default is SQLite (a file, or memory for tests).
+//!
+//! Tables (see [`MIGRATIONS`]): `runs` (one batch job each), `leads` (the raw
+//! lead as received, its current status), `decisions` (every verdict a
+//! capability reached, with the component digest and the normalized lead it
+//! produced: the audit trail), `issues` (per decision), `exceptions` (leads a
+//! component failed on: the exception queue).
+//!
+//! Writes go through [`Store::record`] in batches, one transaction each.
+
+use leadgate_lead::{Issue, Lead, Severity};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+/// Store errors name the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("store migration {version} failed: {source}")]
+    Migrate {
+        version: usize,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the store at {path} has schema version {found}, newer than this leadgate ({known}); upgrade leadgate"
+    )]
+    TooNew {
+        path: String,
+        found: usize,
+        known: usize,
+    },
+    #[error("store {op} failed: {source}")]
+    Sql {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("cannot encode {what} as JSON: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { op, source }
+}
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how
+/// many ran. Never edit one that has shipped: append a new one.
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    components  TEXT NOT NULL,
+    total       INTEGER NOT NULL DEFAULT 0,
+    accepted    INTEGER NOT NULL DEFAULT 0,
+    rejected    INTEGER NOT NULL DEFAULT 0,
+    review      INTEGER NOT NULL DEFAULT 0,
+    exceptions  INTEGER NOT NULL DEFAULT 0,
+    status      TEXT NOT NULL
+);
+CREATE TABLE leads (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    raw         TEXT NOT NULL,
+    normalized  TEXT,
+    status      TEXT NOT NULL,
+    run_id      INTEGER REFERENCES runs(id),
+    line        INTEGER,
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX leads_tenant_status ON leads(tenant, status);
+CREATE TABLE decisions (
+    id          INTEGER PRIMARY KEY,
+    lead_id     TEXT NOT NULL REFERENCES leads(id),
+    run_id      INTEGER REFERENCES runs(id),
+    capability  TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    verdict     TEXT NOT NULL,
+    normalized  TEXT,
+    decided_at  INTEGER NOT NULL
+);
+CREATE INDEX decisions_lead ON decisions(lead_id);
+CREATE TABLE issues (
+    decision_id INTEGER NOT NULL REFERENCES decisions(id),
+    lead_id     TEXT NOT NULL,
+    field       TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX issues_lead ON issues(lead_id);
+CREATE INDEX issues_code ON issues(code);
+CREATE TABLE exceptions (
+    id          INTEGER PRIMARY KEY,
+    lead_id     TEXT NOT NULL REFERENCES leads(id),
+    run_id      INTEGER REFERENCES runs(id),
+    capability  TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    error       TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    resolved_at INTEGER
+);
+CREATE INDEX exceptions_open ON exceptions(resolved_at);
+"#];
+
+/// Status of a lead after processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Accepted,
+    Rejected,
+    Review,
+    Exception,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+            Status::Review => "review",
+            Status::Exception => "exception",
+        }
+    }
+}
+
+/// What happened to one lead in a run.
+#[derive(Debug, Clone)]
+pub struct Record<'a> {
+    pub line: u64,
+    pub raw: &'a Lead,
+    pub status: Status,
+    pub normalized: Option<&'a Lead>,
+    pub issues: &'a [Issue],
+    /// Set when a component failed: (code, message).
+    pub exception: Option<(&'a str, &'a str)>,
+}
+
+/// Run totals written when a run finishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub total: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub review: u64,
+    pub exceptions: u64,
+}
+
+/// An open exception-queue item.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExceptionItem {
+    pub id: i64,
+    pub lead_id: String,
+    pub run_id: Option<i64>,
+    pub capability: String,
+    pub code: String,
+    pub error: String,
+    pub created_at: i64,
+}
+
+pub struct Store {
+    conn: Connection,
+    path: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite store at `path`; `:memory:`
+    /// gives a private in-memory store.
+    pub fn open(path: &str) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_string(),
+            source,
+        };
+        let conn = if path == ":memory:" {
+            Connection::open_in_memory().map_err(open_err)?
+        } else {
+            if let Some(parent) = Path::new(path)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+                    path: path.to_string(),
+                    source: rusqlite::Error::InvalidPath(
+                        format!("{}: {e}", parent.display()).into(),
+                    ),
+                })?;
+            }
+            let conn = Connection::open(path).map_err(open_err)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(open_err)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(open_err)?;
+            conn
+        };
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let mut store = Store {
+            conn,
+            path: path.to_string(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current = self.schema_version()?;
+        if current > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: current,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(current) {
+            let version = i + 1;
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|source| StoreError::Migrate { version, source })?;
+            tx.execute_batch(migration)
+                .and_then(|()| tx.pragma_update(None, "user_version", version as i64))
+                .and_then(|()| tx.commit())
+                .map_err(|source| StoreError::Migrate { version, source })?;
+        }
+        Ok(())
+    }
+
+    /// The schema version after migrations.
+    pub fn schema_version(&self) -> Result<usize, StoreError> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map(|v| v.max(0) as usize)
+            .map_err(sql("read schema version"))
+    }
+
+    /// Starts a run; `components` describes which component (path and digest)
+    /// serves each capability.
+    pub fn begin_run(
+        &self,
+        tenant: &str,
+        input: &str,
+        components: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO runs (tenant, input, started_at, components, status) VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![tenant, input, now, components],
+            )
+            .map_err(sql("begin run"))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Records a batch of processed leads in one transaction.
+    pub fn record(
+        &mut self,
+        run_id: i64,
+        capability: &str,
+        component: &str,
+        records: &[Record<'_>],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        {
+            let mut upsert_lead = tx
+                .prepare_cached(
+                    "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT(id) DO UPDATE SET raw = excluded.raw, normalized = excluded.normalized,
+                       status = excluded.status, run_id = excluded.run_id, line = excluded.line,
+                       updated_at = excluded.updated_at",
+                )
+                .map_err(sql("prepare lead insert"))?;
+            let mut decision = tx
+                .prepare_cached(
+                    "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql("prepare decision insert"))?;
+            let mut issue = tx
+                .prepare_cached(
+                    "INSERT INTO issues (decision_id, lead_id, field, code, severity, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(sql("prepare issue insert"))?;
+            let mut exception = tx
+                .prepare_cached(
+                    "INSERT INTO exceptions (lead_id, run_id, capability, component, code, error, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(sql("prepare exception insert"))?;
+            for r in records {
+                let raw = serde_json::to_string(r.raw).map_err(|source| StoreError::Json {
+                    what: "lead",
+                    source,
+                })?;
+                let normalized = r
+                    .normalized
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|source| StoreError::Json {
+                        what: "lead",
+                        source,
+                    })?;
+                upsert_lead
+                    .execute(params![
+                        r.raw.id,
+                        r.raw.tenant,
+                        r.raw.source.as_str(),
+                        r.raw.received_at,
+                        raw,
+                        normalized,
+                        r.status.as_str(),
+                        run_id,
+                        r.line as i64,
+                        now
+                    ])
+                    .map_err(sql("insert lead"))?;
+                decision
+                    .execute(params![
+                        r.raw.id,
+                        run_id,
+                        capability,
+                        component,
+                        r.status.as_str(),
+                        normalized,
+                        now
+                    ])
+                    .map_err(sql("insert decision"))?;
+                let decision_id = tx.last_insert_rowid();
+                for i in r.issues {
+                    issue
+                        .execute(params![
+                            decision_id,
+                            r.raw.id,
+                            i.field,
+                            i.code,
+                            severity(i.severity),
+                            i.message
+                        ])
+                        .map_err(sql("insert issue"))?;
+                }
+                if let Some((code, error)) = r.exception {
+                    exception
+                        .execute(params![
+                            r.raw.id, run_id, capability, component, code, error, now
+                        ])
+                        .map_err(sql("insert exception"))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql("commit batch"))
+    }
+
+    /// Closes a run with its totals.
+    pub fn finish_run(
+        &self,
+        run_id: i64,
+        totals: &Totals,
+        status: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished_at = ?2, total = ?3, accepted = ?4, rejected = ?5, review = ?6,
+                 exceptions = ?7, status = ?8 WHERE id = ?1",
+                params![
+                    run_id,
+                    now,
+                    totals.total as i64,
+                    totals.accepted as i64,
+                    totals.rejected as i64,
+                    totals.review as i64,
+                    totals.exceptions as i64,
+                    status
+                ],
+            )
+            .map_err(sql("finish run"))?;
+        Ok(())
+    }
+
+    /// Unresolved exception-queue items, oldest first.
+    pub fn open_exceptions(&self, limit: usize) -> Result<Vec<ExceptionItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, lead_id, run_id, capability, code, error, created_at FROM exceptions
+                 WHERE resolved_at IS NULL ORDER BY id LIMIT ?1",
+            )
+            .map_err(sql("list exceptions"))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok(ExceptionItem {
+                    id: r.get(0)?,
+                    lead_id: r.get(1)?,
+                    run_id: r.get(2)?,
+                    capability: r.get(3)?,
+                    code: r.get(4)?,
+                    error: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })
+            .map_err(sql("list exceptions"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("list exceptions"))
+    }
+
+    /// The stored status and raw lead of `id`.
+    pub fn lead(&self, id: &str) -> Result<Option<(String, Lead)>, StoreError> {
+        let row: Option<(String, String)> = self
+            .conn
+            .query_row("SELECT status, raw FROM leads WHERE id = ?1", [id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sql("read lead"))?;
+        match row {
+            None => Ok(None),
+            Some((status, raw)) => {
+                let lead = serde_json::from_str(&raw).map_err(|source| StoreError::Json {
+                    what: "stored lead",
+                    source,
+                })?;
+                Ok(Some((status, lead)))
+            }
+        }
+    }
+
+    /// Counts rows of a table (for summaries and tests).
+    pub fn count(&self, table: &str) -> Result<u64, StoreError> {
+        const TABLES: &[&str] = &["runs", "leads", "decisions", "issues", "exceptions"];
+        if !TABLES.contains(&table) {
+            return Err(StoreError::Sql {
+                op: "count",
+                source: rusqlite::Error::InvalidParameterName(table.to_string()),
+            });
+        }
+        self.conn
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(sql("count"))
+    }
+}
+
+fn severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Error => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lead(id: &str) -> Lead {
+        Lead {
+            id: id.into(),
+            tenant: "t".into(),
+            email: Some("a@example.com".into()),
+            ..Lead::default()
+        }
+    }
+
+    #[test]
+    fn migrations_run_once_and_are_idempotent() {
+        let dir = std::env::temp_dir().join(format!("leadgate-store-{}", std::process::id()));
+        let path = dir.join("s.db");
+        let path = path.to_str().unwrap();
+        let s = Store::open(path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        drop(s);
+        let s = Store::open(path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
+        drop(s);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = std::env::temp_dir().join(format!("leadgate-store-new-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(path.to_str().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("99") && err.contains("upgrade"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn records_leads_decisions_issues_and_exceptions() {
+        let mut s = Store::open(":memory:").unwrap();
+        let run = s.begin_run("t", "in.csv", "{}", 1).unwrap();
+        let (a, b) = (lead("a"), lead("b"));
+        let issues = [Issue::new(
+            "email",
+            "email.role_account",
+            Severity::Info,
+            "x",
+        )];
+        s.record(
+            run,
+            "validate",
+            "sha",
+            &[
+                Record {
+                    line: 1,
+                    raw: &a,
+                    status: Status::Accepted,
+                    normalized: Some(&a),
+                    issues: &issues,
+                    exception: None,
+                },
+                Record {
+                    line: 2,
+                    raw: &b,
+                    status: Status::Exception,
+                    normalized: None,
+                    issues: &[],
+                    exception: Some(("component.trap", "boom")),
+                },
+            ],
+            2,
+        )
+        .unwrap();
+        let totals = Totals {
+            total: 2,
+            accepted: 1,
+            exceptions: 1,
+            ..Totals::default()
+        };
+        s.finish_run(run, &totals, "done", 3).unwrap();
+        assert_eq!(s.count("leads").unwrap(), 2);
+        assert_eq!(s.count("decisions").unwrap(), 2);
+        assert_eq!(s.count("issues").unwrap(), 1);
+        let open = s.open_exceptions(10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(
+            (open[0].lead_id.as_str(), open[0].code.as_str()),
+            ("b", "component.trap")
+        );
+        let (status, raw) = s.lead("b").unwrap().unwrap();
+        assert_eq!((status.as_str(), raw), ("exception", b));
+        assert!(s.count("nope; DROP TABLE leads").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! `cargo xtask`: everything a fresh machine with only Rust needs.
+//!
+//! - `build`: add the `wasm32-wasip2` target, build the components (profile
+//!   `component`), pre-initialize the validate component with
+//!   `leadgate preinit`, and put them in `target/components/`; build the
+//!   `leadgate` binary.
+//! - `demo`: build, then run the sample data through `leadgate run` and
+//!   compare the results with the sample's ground truth (`leadgate eval`).
+//! - `test`: build, then `cargo test --workspace --release`.
+//! - `bench`: build, then `leadgate bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const COMPONENTS: &[(&str, &str)] = &[("leadgate-validate", "validate")];
+const FIXTURES: &[(&str, &str)] = &[
+    ("fixture-chaos", "chaos"),
+    ("fixture-wrong-world", "wrong-world"),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build(),
+        Some("demo") => build().and_then(|()| demo()),
+        Some("test") => build().and_then(|()| test(&args[1..])),
+        Some("bench") => build().and_then(|()| bench(&args[1..])),
+        _ => {
+            eprintln!("usage: cargo xtask <build | demo | test | bench>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        });
+    match installed {
+        Ok(true) => Ok(()),
+        Ok(false) => run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"])),
+        Err(_) => {
+            eprintln!("xtask: rustup not found; assuming the wasm32-wasip2 target is installed");
+            Ok(())
+        }
+    }
+}
+
+fn build() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut wasm = cargo();
+    wasm.args([
+        "build",
+        "--profile",
+        "component",
+        "--target",
+        "wasm32-wasip2",
+    ]);
+    for (krate, _) in COMPONENTS.iter().chain(FIXTURES) {
+        wasm.args(["-p", krate]);
+    }
+    run(&mut wasm)?;
+    run(cargo().args(["build", "--release", "-p", "leadgate"]))?;
+
+    let target = root().join("target");
+    let built = target.join("wasm32-wasip2").join("component");
+    let out = target.join("components");
+    std::fs::create_dir_all(out.join("fixtures"))
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let leadgate = target
+        .join("release")
+        .join(format!("leadgate{}", std::env::consts::EXE_SUFFIX));
+    for (krate, name) in COMPONENTS {
+        let wasm = built.join(format!("{}.wasm", krate.replace('-', "_")));
+        run(Command::new(&leadgate)
+            .arg("preinit")
+            .arg(&wasm)
+            .arg(out.join(format!("{name}.wasm"))))?;
+    }
+    for (krate, name) in FIXTURES {
+        let wasm = built.join(format!("{}.wasm", krate.replace('-', "_")));
+        let dest = out.join("fixtures").join(format!("{name}.wasm"));
+        std::fs::copy(&wasm, &dest)
+            .map_err(|e| format!("cannot copy {} to {}: {e}", wasm.display(), dest.display()))?;
+    }
+    eprintln!("xtask: components are in {}", out.display());
+    Ok(())
+}
+
+fn leadgate() -> Command {
+    let mut c = Command::new(root().join("target").join("release").join("leadgate"));
+    c.current_dir(root());
+    c
+}
+
+fn demo() -> Result<(), String> {
+    let results = "target/demo/results.ndjson";
+    std::fs::create_dir_all(root().join("target/demo")).map_err(|e| e.to_string())?;
+    run(leadgate().args([
+        "run",
+        "--config",
+        "samples/leadgate.toml",
+        "--input",
+        "samples/leads.csv",
+        "--output",
+        results,
+    ]))?;
+    run(leadgate().args([
+        "eval",
+        "--results",
+        results,
+        "--truth",
+        "samples/leads.truth.csv",
+    ]))?;
+    eprintln!("xtask: results in {results}; store in target/demo/leadgate.db");
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    let mut c = cargo();
+    c.args(["test", "--workspace", "--release"]).args(extra);
+    // One compilation cache for the whole run: each component is compiled once.
+    c.env(
+        "LEADGATE_CACHE_DIR",
+        root().join("target").join("wasmtime-cache"),
+    );
+    run(&mut c)
+}
+
+fn bench(extra: &[String]) -> Result<(), String> {
+    run(leadgate()
+        .args(["--config", "samples/leadgate.toml", "bench"])
+        .args(extra))
+}
