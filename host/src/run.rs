@@ -202,7 +202,15 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     };
     let batch_size = config.limits.batch_size;
     let mut chunk: Vec<InputRecord> = Vec::with_capacity(batch_size);
+    let mut pending: Vec<Outcome> = Vec::with_capacity(STORE_BATCH + batch_size);
     let mut io_error = None;
+    let ctx = ChunkContext {
+        tenant: &config.tenant,
+        source: opts.source,
+        now,
+        component: component.digest(),
+        run_id,
+    };
     loop {
         chunk.clear();
         while chunk.len() < batch_size {
@@ -218,26 +226,23 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         if chunk.is_empty() {
             break;
         }
-        let ctx = ChunkContext {
-            tenant: &config.tenant,
-            source: opts.source,
-            now,
-            component: component.digest(),
-            run_id,
-        };
         process_chunk(
             &ctx,
             &mut chunk,
             &mut validator,
-            &mut store,
+            &mut pending,
             &mut out,
             &mut report,
         )?;
+        if pending.len() >= STORE_BATCH {
+            flush(&ctx, &mut store, &mut pending)?;
+        }
         progress.set_position(reader.bytes_read());
         if io_error.is_some() {
             break;
         }
     }
+    flush(&ctx, &mut store, &mut pending)?;
     progress.finish_and_clear();
     out.flush().context("cannot write the results")?;
     let status = if io_error.is_some() { "failed" } else { "done" };
@@ -262,6 +267,10 @@ struct ChunkContext<'a> {
     run_id: i64,
 }
 
+/// Leads recorded in the store per transaction: larger transactions mean
+/// fewer commits and fewer rewrites of the same index pages.
+const STORE_BATCH: usize = 2048;
+
 /// What became of one input record.
 struct Outcome {
     line: u64,
@@ -276,7 +285,7 @@ fn process_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
     validator: &mut Validator<'_>,
-    store: &mut Store,
+    pending: &mut Vec<Outcome>,
     out: &mut dyn Write,
     report: &mut RunReport,
 ) -> Result<()> {
@@ -390,7 +399,13 @@ fn process_chunk(
             *report.issue_counts.entry(i.code.clone()).or_default() += 1;
         }
     }
-    let records: Vec<Record<'_>> = outcomes
+    pending.extend(outcomes);
+    Ok(())
+}
+
+/// Records processed leads in the store in one transaction.
+fn flush(ctx: &ChunkContext<'_>, store: &mut Store, pending: &mut Vec<Outcome>) -> Result<()> {
+    let records: Vec<Record<'_>> = pending
         .iter()
         .map(|o| Record {
             line: o.line,
@@ -402,6 +417,7 @@ fn process_chunk(
         })
         .collect();
     store.record(ctx.run_id, "validate", ctx.component, &records, ctx.now)?;
+    pending.clear();
     Ok(())
 }
 

@@ -29,7 +29,12 @@ const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// Normalizes and validates one lead.
 pub fn validate(raw: &Lead, settings: &Settings, now: i64) -> Validation {
-    let mut lead = raw.clone();
+    validate_owned(raw.clone(), settings, now)
+}
+
+/// [`validate`] taking the lead by value: its strings are reused where they
+/// need no change.
+pub fn validate_owned(mut lead: Lead, settings: &Settings, now: i64) -> Validation {
     let mut issues = Vec::new();
 
     clean_text_fields(&mut lead, settings, &mut issues);
@@ -54,11 +59,13 @@ pub fn validate(raw: &Lead, settings: &Settings, now: i64) -> Validation {
     if let Some(company) = &lead.company {
         lead.company_key = org::company_key(company);
     }
-    if let Some(city) = &lead.city {
-        lead.city = Some(names::case_name(city));
+    if let Some(cased) = lead.city.as_deref().and_then(names::recase) {
+        lead.city = Some(cased);
     }
-    if let Some(postcode) = &lead.postcode {
-        lead.postcode = Some(postcode.to_uppercase());
+    if let Some(postcode) = &mut lead.postcode
+        && postcode.chars().any(char::is_lowercase)
+    {
+        *postcode = postcode.to_uppercase();
     }
 
     for field in &settings.required {

@@ -43,19 +43,25 @@ const MAC_NAMES: &[&str] = &[
 /// taken as deliberate ("DeShawn", "McDonald") and returned unchanged; all
 /// upper or all lower input is re-cased word by word.
 pub fn case_name(name: &str) -> String {
+    recase(name).unwrap_or_else(|| name.to_string())
+}
+
+/// The re-cased name, or `None` when the name is kept as it is.
+pub fn recase(name: &str) -> Option<String> {
     let has_upper = name.chars().any(char::is_uppercase);
     let has_lower = name.chars().any(char::is_lowercase);
     if has_upper && has_lower {
-        return name.to_string();
+        return None;
     }
     let words: Vec<&str> = name.split(' ').collect();
     let last = words.len().saturating_sub(1);
-    words
+    let cased = words
         .iter()
         .enumerate()
         .map(|(i, w)| case_word(w, i, last))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    (cased != name).then_some(cased)
 }
 
 fn case_word(word: &str, index: usize, last: usize) -> String {

@@ -15,15 +15,44 @@ fn is_invisible(c: char) -> bool {
 /// kind of whitespace into one ASCII space and trims. `None` when nothing is
 /// left.
 pub fn clean(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut pending_space = false;
-    // Fast path: ASCII needs no NFKC.
-    let normalized: Box<dyn Iterator<Item = char>> = if raw.is_ascii() {
-        Box::new(raw.chars())
+    clean_owned(raw.to_string())
+}
+
+/// [`clean`] for an owned value: text that is already clean (the common
+/// case) is returned as it is, without a new allocation.
+pub fn clean_owned(raw: String) -> Option<String> {
+    if is_clean_ascii(&raw) {
+        return if raw.is_empty() { None } else { Some(raw) };
+    }
+    if raw.is_ascii() {
+        fold(raw.chars(), raw.len())
     } else {
-        Box::new(raw.nfkc())
-    };
-    for c in normalized {
+        fold(raw.nfkc(), raw.len())
+    }
+}
+
+/// Printable ASCII, single inner spaces, nothing to trim.
+fn is_clean_ascii(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.first() == Some(&b' ') || b.last() == Some(&b' ') {
+        return false;
+    }
+    let mut prev_space = false;
+    for &c in b {
+        match c {
+            b' ' if prev_space => return false,
+            b' ' => prev_space = true,
+            0x21..=0x7e => prev_space = false,
+            _ => return false,
+        }
+    }
+    true
+}
+
+fn fold(chars: impl Iterator<Item = char>, capacity: usize) -> Option<String> {
+    let mut out = String::with_capacity(capacity);
+    let mut pending_space = false;
+    for c in chars {
         if c.is_whitespace() {
             pending_space = !out.is_empty();
         } else if c.is_control() || is_invisible(c) {
@@ -105,6 +134,14 @@ fn has_event_handler(lower: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_text_is_returned_as_is() {
+        assert_eq!(clean("Acme Corp"), Some("Acme Corp".into()));
+        assert_eq!(clean("Acme  Corp"), Some("Acme Corp".into()));
+        assert_eq!(clean(" x"), Some("x".into()));
+        assert_eq!(clean(""), None);
+    }
 
     #[test]
     fn clean_folds_whitespace_controls_and_width() {

@@ -63,7 +63,10 @@ impl Runtime {
         pool.total_memories(instances * 4);
         pool.total_tables(instances * 16);
         pool.max_memories_per_component(8);
-        pool.max_memory_size(limits.memory_bytes);
+        // Slots keep wasmtime's default size (4 GiB of address space, not
+        // memory) so compiled code can rely on guard pages instead of bounds
+        // checks on every load and store; the memory limit itself is enforced
+        // per store by the limiter (see `sandbox.rs`).
         pool.max_component_instance_size(1 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         if let Some(dir) = cache_dir {

@@ -91,7 +91,7 @@ impl Sandbox {
             let bytes = pipe.contents();
             if !bytes.is_empty() {
                 for line in String::from_utf8_lossy(&bytes).lines() {
-                    tracing::info!(component, stream, "{line}");
+                    tracing::warn!(component, stream, "{line}");
                 }
             }
         }

@@ -14,6 +14,8 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit/v0.1.0",
         world: "validator",
+        // Leads are lowered straight from the host's borrowed strings.
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
@@ -226,9 +228,14 @@ impl ValidatorInstance {
         let deadline =
             per_lead.saturating_mul(u32::try_from(leads.len().max(1)).unwrap_or(u32::MAX));
         self.store.set_epoch_deadline(self.runtime.ticks(deadline));
-        let input: Vec<t::Lead> = leads.iter().map(lead_to_wit).collect();
+        let lists: Vec<Lists<'_>> = leads.iter().map(Lists::of).collect();
+        let input: Vec<t::LeadParam<'_>> = leads
+            .iter()
+            .zip(&lists)
+            .map(|(l, x)| lead_param(l, x))
+            .collect();
         let cx = t::CallContext {
-            tenant: leads.first().map(|l| l.tenant.clone()).unwrap_or_default(),
+            tenant: leads.first().map_or("", |l| l.tenant.as_str()),
             now,
         };
         self.calls += 1;
@@ -236,7 +243,7 @@ impl ValidatorInstance {
             .bindings
             .leadgate_plugin_validate()
             .validator()
-            .call_validate_batch(&mut self.store, self.handle, &input, &cx)
+            .call_validate_batch(&mut self.store, self.handle, &input, cx)
             .map_err(|e| classify(&self.runtime, &self.store, e, deadline, Phase::Call))?;
         if out.len() != leads.len() {
             return Err(CallError::Protocol {
@@ -253,13 +260,14 @@ impl ValidatorInstance {
         self.store.set_epoch_deadline(self.runtime.ticks(deadline));
         self.calls += 1;
         let cx = t::CallContext {
-            tenant: lead.tenant.clone(),
+            tenant: &lead.tenant,
             now,
         };
+        let lists = Lists::of(lead);
         self.bindings
             .leadgate_plugin_validate()
             .validator()
-            .call_validate(&mut self.store, self.handle, &lead_to_wit(lead), &cx)
+            .call_validate(&mut self.store, self.handle, lead_param(lead, &lists), cx)
             .map(validation_from_wit)
             .map_err(|e| classify(&self.runtime, &self.store, e, deadline, Phase::Call))
     }
@@ -277,10 +285,51 @@ impl Drop for ValidatorInstance {
     }
 }
 
-fn lead_to_wit(l: &m::Lead) -> t::Lead {
-    t::Lead {
-        id: l.id.clone(),
-        tenant: l.tenant.clone(),
+/// The list fields of a lead in their borrowed WIT form.
+struct Lists<'a> {
+    consent: Vec<t::ConsentParam<'a>>,
+    external_ids: Vec<t::ExternalIdParam<'a>>,
+    custom: Vec<t::CustomFieldParam<'a>>,
+}
+
+impl<'a> Lists<'a> {
+    fn of(l: &'a m::Lead) -> Lists<'a> {
+        Lists {
+            consent: l
+                .consent
+                .iter()
+                .map(|c| t::ConsentParam {
+                    purpose: &c.purpose,
+                    granted: c.granted,
+                    recorded_at: c.recorded_at.as_deref(),
+                })
+                .collect(),
+            external_ids: l
+                .external_ids
+                .iter()
+                .map(|e| t::ExternalIdParam {
+                    system: &e.system,
+                    id: &e.id,
+                })
+                .collect(),
+            custom: l
+                .custom
+                .iter()
+                .map(|c| t::CustomFieldParam {
+                    key: &c.key,
+                    value: &c.value,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A lead as a borrowed WIT parameter: lowered into the component without
+/// copying its strings on the host first.
+fn lead_param<'a>(l: &'a m::Lead, lists: &'a Lists<'a>) -> t::LeadParam<'a> {
+    t::LeadParam {
+        id: &l.id,
+        tenant: &l.tenant,
         source: match l.source {
             m::Source::Form => t::Source::Form,
             m::Source::Ads => t::Source::Ads,
@@ -290,51 +339,29 @@ fn lead_to_wit(l: &m::Lead) -> t::Lead {
             m::Source::Other => t::Source::Other,
         },
         received_at: l.received_at,
-        email: l.email.clone(),
-        phone: l.phone.clone(),
-        phone_extension: l.phone_extension.clone(),
-        first_name: l.first_name.clone(),
-        last_name: l.last_name.clone(),
-        full_name: l.full_name.clone(),
-        job_title: l.job_title.clone(),
-        company: l.company.clone(),
-        company_key: l.company_key.clone(),
-        website: l.website.clone(),
-        domain: l.domain.clone(),
-        street: l.street.clone(),
-        city: l.city.clone(),
-        postcode: l.postcode.clone(),
-        region: l.region.clone(),
-        country: l.country.clone(),
-        consent: l
-            .consent
-            .iter()
-            .map(|c| t::Consent {
-                purpose: c.purpose.clone(),
-                granted: c.granted,
-                recorded_at: c.recorded_at.clone(),
-            })
-            .collect(),
-        external_ids: l
-            .external_ids
-            .iter()
-            .map(|e| t::ExternalId {
-                system: e.system.clone(),
-                id: e.id.clone(),
-            })
-            .collect(),
-        custom: l
-            .custom
-            .iter()
-            .map(|c| t::CustomField {
-                key: c.key.clone(),
-                value: c.value.clone(),
-            })
-            .collect(),
+        email: l.email.as_deref(),
+        phone: l.phone.as_deref(),
+        phone_extension: l.phone_extension.as_deref(),
+        first_name: l.first_name.as_deref(),
+        last_name: l.last_name.as_deref(),
+        full_name: l.full_name.as_deref(),
+        job_title: l.job_title.as_deref(),
+        company: l.company.as_deref(),
+        company_key: l.company_key.as_deref(),
+        website: l.website.as_deref(),
+        domain: l.domain.as_deref(),
+        street: l.street.as_deref(),
+        city: l.city.as_deref(),
+        postcode: l.postcode.as_deref(),
+        region: l.region.as_deref(),
+        country: l.country.as_deref(),
+        consent: &lists.consent,
+        external_ids: &lists.external_ids,
+        custom: &lists.custom,
     }
 }
 
-fn lead_from_wit(l: t::Lead) -> m::Lead {
+fn lead_from_wit(l: t::LeadResult) -> m::Lead {
     m::Lead {
         id: l.id,
         tenant: l.tenant,
@@ -366,7 +393,7 @@ fn lead_from_wit(l: t::Lead) -> m::Lead {
         consent: l
             .consent
             .into_iter()
-            .map(|c| m::Consent {
+            .map(|c: t::ConsentResult| m::Consent {
                 purpose: c.purpose,
                 granted: c.granted,
                 recorded_at: c.recorded_at,
