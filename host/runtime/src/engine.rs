@@ -1,14 +1,14 @@
 //! The process-wide wasmtime engine: component model, pooling allocator,
-//! epoch interruption driven by a ticker thread, and an on-disk compilation
-//! cache so a component is compiled once per build, not once per process.
+//! epoch interruption driven by a ticker thread, and an on-disk cache of
+//! compiled components so a component is compiled once per build, not once
+//! per process.
 
 use crate::LoadError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: the granularity of deadlines.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -42,6 +42,7 @@ impl Default for Limits {
 pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) limits: Arc<Limits>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -69,22 +70,57 @@ impl Runtime {
         // per store by the limiter (see `sandbox.rs`).
         pool.max_component_instance_size(1 << 20);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = cache_dir {
-            // wasmtime wants an absolute path; a relative one means "from here".
-            let dir = std::path::absolute(&dir).map_err(|e| {
-                LoadError::Engine(format!("cache directory {}: {e}", dir.display()))
-            })?;
-            let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
-            let cache = Cache::new(cache).map_err(|e| LoadError::Engine(format!("cache: {e}")))?;
-            config.cache(Some(cache));
-        }
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine(e.to_string()))?;
         spawn_ticker(&engine);
+        let cache_dir = match cache_dir {
+            Some(dir) => Some(std::path::absolute(&dir).map_err(|e| {
+                LoadError::Engine(format!("cache directory {}: {e}", dir.display()))
+            })?),
+            None => None,
+        };
         Ok(Runtime {
             engine,
             limits: Arc::new(limits),
+            cache_dir,
         })
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `digest`), or loads the compiled
+    /// artifact from the cache directory. Artifacts are stored uncompressed
+    /// and memory-mapped when loaded, so a large pre-initialized component
+    /// starts in milliseconds and its memory image pages in on demand.
+    pub fn compile(&self, bytes: &[u8], digest: &str) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let file = dir.join(format!("{digest}-{}.cwasm", self.compatibility_key()));
+        if file.exists() {
+            // SAFETY: the file is an artifact this code wrote with
+            // `Component::serialize` for this exact engine configuration
+            // (the name carries the component's SHA-256 and the engine's
+            // compatibility hash), in the user's own cache directory, which
+            // is as trusted as the binary itself. wasmtime still checks its
+            // header and refuses an incompatible one.
+            match unsafe { Component::deserialize_file(&self.engine, &file) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!("recompiling: cached {} is unusable: {e}", file.display()),
+            }
+        }
+        let component = Component::new(&self.engine, bytes)?;
+        if let Err(e) = store_artifact(dir, &file, &component) {
+            tracing::warn!(
+                "cannot cache the compiled component in {}: {e}",
+                dir.display()
+            );
+        }
+        Ok(component)
+    }
+
+    fn compatibility_key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{:016x}", h.finish())
     }
 
     pub fn limits(&self) -> &Limits {
@@ -116,4 +152,35 @@ fn spawn_ticker(engine: &Engine) {
     if let Err(e) = spawned {
         tracing::error!("cannot start the epoch ticker, deadlines will not fire: {e}");
     }
+}
+
+/// Compiled artifacts kept in the cache directory; older ones are removed.
+const CACHE_KEEP: usize = 8;
+
+/// Writes a compiled artifact atomically (temporary file, then rename), so a
+/// concurrent reader never maps a half-written file, then trims the cache to
+/// the [`CACHE_KEEP`] most recently written artifacts.
+fn store_artifact(
+    dir: &std::path::Path,
+    file: &std::path::Path,
+    component: &Component,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize().map_err(std::io::Error::other)?;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, file)?;
+    let mut artifacts: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.0));
+    for (_, old) in artifacts.into_iter().skip(CACHE_KEEP) {
+        // Another process may have removed it already; a mapped file stays
+        // valid for whoever has it open.
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
 }

@@ -41,8 +41,10 @@ impl ValidatorComponent {
             path: path.to_path_buf(),
             source,
         })?;
-        let component =
-            Component::new(&runtime.engine, &bytes).map_err(|e| LoadError::Invalid {
+        let digest = crate::digest(&bytes);
+        let component = runtime
+            .compile(&bytes, &digest)
+            .map_err(|e| LoadError::Invalid {
                 path: path.to_path_buf(),
                 reason: format!("{e:#}"),
             })?;
@@ -72,7 +74,7 @@ impl ValidatorComponent {
             runtime: runtime.clone(),
             pre,
             path: path.to_path_buf(),
-            digest: crate::digest(&bytes),
+            digest,
         })
     }
 
