@@ -24,6 +24,26 @@ fn leadgate(dir: &Path) -> Command {
     c
 }
 
+/// Writes `config` as `leadgate.toml` in `dir` and runs
+/// `leadgate --config leadgate.toml run --input in.csv --output out.ndjson`
+/// with `extra` arguments.
+fn run_configured(dir: &Path, config: &str, extra: &[&str]) -> Output {
+    std::fs::write(dir.join("leadgate.toml"), config).unwrap();
+    leadgate(dir)
+        .args([
+            "--config",
+            "leadgate.toml",
+            "run",
+            "--input",
+            "in.csv",
+            "--output",
+            "out.ndjson",
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -202,32 +222,15 @@ fn a_misbehaving_component_is_contained_and_the_next_lead_processed() {
     let dir = tempfile::tempdir().unwrap();
     let chaos = components().join("fixtures/chaos.wasm");
     std::fs::write(
-        dir.path().join("leadgate.toml"),
-        format!(
-            "tenant = \"t\"\n[limits]\ndeadline_ms = 200\nmemory_mib = 32\nbatch_size = 8\n[validate]\ncomponent = {:?}\n",
-            chaos.display().to_string()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
         dir.path().join("in.csv"),
         "email,company\na@x.com,fine\nb@x.com,loop\nc@x.com,fine\nd@x.com,hog\ne@x.com,fine\nf@x.com,panic\ng@x.com,fine\n",
     )
     .unwrap();
-    let out = leadgate(dir.path())
-        .args([
-            "--config",
-            "leadgate.toml",
-            "run",
-            "--input",
-            "in.csv",
-            "--output",
-            "out.ndjson",
-            "--db",
-            "s.db",
-        ])
-        .output()
-        .unwrap();
+    let config = format!(
+        "tenant = \"t\"\n[limits]\ndeadline_ms = 200\nmemory_mib = 32\nbatch_size = 8\n[validate]\ncomponent = {:?}\n",
+        chaos.display().to_string()
+    );
+    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -278,29 +281,12 @@ fn a_misbehaving_component_is_contained_and_the_next_lead_processed() {
 fn a_component_of_the_wrong_world_is_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = components().join("fixtures/wrong-world.wasm");
-    std::fs::write(
-        dir.path().join("leadgate.toml"),
-        format!(
-            "[validate]\ncomponent = {:?}\n",
-            wrong.display().to_string()
-        ),
-    )
-    .unwrap();
     std::fs::write(dir.path().join("in.csv"), "email\na@x.com\n").unwrap();
-    let out = leadgate(dir.path())
-        .args([
-            "--config",
-            "leadgate.toml",
-            "run",
-            "--input",
-            "in.csv",
-            "--output",
-            "o.ndjson",
-            "--db",
-            ":memory:",
-        ])
-        .output()
-        .unwrap();
+    let config = format!(
+        "[validate]\ncomponent = {:?}\n",
+        wrong.display().to_string()
+    );
+    let out = run_configured(dir.path(), &config, &["--db", ":memory:"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -315,21 +301,7 @@ fn configuration_mistakes_are_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.csv"), "email\na@x.com\n").unwrap();
     let run = |config: &str| {
-        std::fs::write(dir.path().join("leadgate.toml"), config).unwrap();
-        let out = leadgate(dir.path())
-            .args([
-                "--config",
-                "leadgate.toml",
-                "run",
-                "--input",
-                "in.csv",
-                "--output",
-                "o.ndjson",
-                "--db",
-                ":memory:",
-            ])
-            .output()
-            .unwrap();
+        let out = run_configured(dir.path(), config, &["--db", ":memory:"]);
         assert_eq!(out.status.code(), Some(1));
         stderr(&out)
     };

@@ -233,6 +233,94 @@ pub struct Validation {
     pub issues: Vec<Issue>,
 }
 
+/// Converts a WIT-generated lead record (guest `wit-bindgen` or host
+/// `wasmtime::component::bindgen!` types: same field names) into a [`Lead`].
+/// `$wit` is the module holding the generated `Source` enum.
+///
+/// One macro for both sides keeps the field list in one place: when
+/// `types.wit` grows a field, this, [`Lead`] and the WIT file change together.
+#[macro_export]
+macro_rules! lead_from_wit {
+    ($lead:expr, $wit:path) => {{
+        use $wit as wit_types;
+        let l = $lead;
+        $crate::Lead {
+            id: l.id,
+            tenant: l.tenant,
+            source: match l.source {
+                wit_types::Source::Form => $crate::Source::Form,
+                wit_types::Source::Ads => $crate::Source::Ads,
+                wit_types::Source::Import => $crate::Source::Import,
+                wit_types::Source::Crm => $crate::Source::Crm,
+                wit_types::Source::Api => $crate::Source::Api,
+                wit_types::Source::Other => $crate::Source::Other,
+            },
+            received_at: l.received_at,
+            email: l.email,
+            phone: l.phone,
+            phone_extension: l.phone_extension,
+            first_name: l.first_name,
+            last_name: l.last_name,
+            full_name: l.full_name,
+            job_title: l.job_title,
+            company: l.company,
+            company_key: l.company_key,
+            website: l.website,
+            domain: l.domain,
+            street: l.street,
+            city: l.city,
+            postcode: l.postcode,
+            region: l.region,
+            country: l.country,
+            consent: l
+                .consent
+                .into_iter()
+                .map(|c| $crate::Consent {
+                    purpose: c.purpose,
+                    granted: c.granted,
+                    recorded_at: c.recorded_at,
+                })
+                .collect(),
+            external_ids: l
+                .external_ids
+                .into_iter()
+                .map(|e| $crate::ExternalId {
+                    system: e.system,
+                    id: e.id,
+                })
+                .collect(),
+            custom: l
+                .custom
+                .into_iter()
+                .map(|c| $crate::CustomField {
+                    key: c.key,
+                    value: c.value,
+                })
+                .collect(),
+        }
+    }};
+}
+
+/// Converts a WIT-generated issue (either side's generated types) into an
+/// [`Issue`]. `$wit` is the module holding the generated `Severity` enum.
+#[macro_export]
+macro_rules! issue_from_wit {
+    ($issue:expr, $wit:path) => {{
+        use $wit as wit_types;
+        let i = $issue;
+        $crate::Issue {
+            field: i.field,
+            code: i.code,
+            severity: match i.severity {
+                wit_types::Severity::Info => $crate::Severity::Info,
+                wit_types::Severity::Warning => $crate::Severity::Warning,
+                wit_types::Severity::Error => $crate::Severity::Error,
+            },
+            message: i.message,
+        }
+    }};
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,60 +63,7 @@ impl wit::GuestValidator for Validator {
 }
 
 fn from_wit(l: t::Lead) -> m::Lead {
-    m::Lead {
-        id: l.id,
-        tenant: l.tenant,
-        source: match l.source {
-            t::Source::Form => m::Source::Form,
-            t::Source::Ads => m::Source::Ads,
-            t::Source::Import => m::Source::Import,
-            t::Source::Crm => m::Source::Crm,
-            t::Source::Api => m::Source::Api,
-            t::Source::Other => m::Source::Other,
-        },
-        received_at: l.received_at,
-        email: l.email,
-        phone: l.phone,
-        phone_extension: l.phone_extension,
-        first_name: l.first_name,
-        last_name: l.last_name,
-        full_name: l.full_name,
-        job_title: l.job_title,
-        company: l.company,
-        company_key: l.company_key,
-        website: l.website,
-        domain: l.domain,
-        street: l.street,
-        city: l.city,
-        postcode: l.postcode,
-        region: l.region,
-        country: l.country,
-        consent: l
-            .consent
-            .into_iter()
-            .map(|c| m::Consent {
-                purpose: c.purpose,
-                granted: c.granted,
-                recorded_at: c.recorded_at,
-            })
-            .collect(),
-        external_ids: l
-            .external_ids
-            .into_iter()
-            .map(|e| m::ExternalId {
-                system: e.system,
-                id: e.id,
-            })
-            .collect(),
-        custom: l
-            .custom
-            .into_iter()
-            .map(|c| m::CustomField {
-                key: c.key,
-                value: c.value,
-            })
-            .collect(),
-    }
+    m::lead_from_wit!(l, crate::component::bindings::leadgate::plugin::types)
 }
 
 fn lead_to_wit(l: m::Lead) -> t::Lead {

@@ -184,3 +184,33 @@ fn store_artifact(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks_plus_one() {
+        let rt = Runtime::new(Limits::default(), None).unwrap();
+        assert_eq!(rt.ticks(Duration::from_millis(200)), 201);
+        assert_eq!(rt.ticks(Duration::from_micros(10)), 2, "never zero");
+    }
+
+    #[test]
+    fn a_relative_cache_directory_is_made_absolute() {
+        let rt = Runtime::new(Limits::default(), Some(PathBuf::from("rel/cache"))).unwrap();
+        assert!(
+            rt.cache_dir
+                .as_deref()
+                .is_some_and(std::path::Path::is_absolute)
+        );
+    }
+
+    #[test]
+    fn digests_are_hex_sha256() {
+        assert_eq!(
+            crate::digest(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -364,60 +364,7 @@ fn lead_param<'a>(l: &'a m::Lead, lists: &'a Lists<'a>) -> t::LeadParam<'a> {
 }
 
 fn lead_from_wit(l: t::LeadResult) -> m::Lead {
-    m::Lead {
-        id: l.id,
-        tenant: l.tenant,
-        source: match l.source {
-            t::Source::Form => m::Source::Form,
-            t::Source::Ads => m::Source::Ads,
-            t::Source::Import => m::Source::Import,
-            t::Source::Crm => m::Source::Crm,
-            t::Source::Api => m::Source::Api,
-            t::Source::Other => m::Source::Other,
-        },
-        received_at: l.received_at,
-        email: l.email,
-        phone: l.phone,
-        phone_extension: l.phone_extension,
-        first_name: l.first_name,
-        last_name: l.last_name,
-        full_name: l.full_name,
-        job_title: l.job_title,
-        company: l.company,
-        company_key: l.company_key,
-        website: l.website,
-        domain: l.domain,
-        street: l.street,
-        city: l.city,
-        postcode: l.postcode,
-        region: l.region,
-        country: l.country,
-        consent: l
-            .consent
-            .into_iter()
-            .map(|c: t::ConsentResult| m::Consent {
-                purpose: c.purpose,
-                granted: c.granted,
-                recorded_at: c.recorded_at,
-            })
-            .collect(),
-        external_ids: l
-            .external_ids
-            .into_iter()
-            .map(|e| m::ExternalId {
-                system: e.system,
-                id: e.id,
-            })
-            .collect(),
-        custom: l
-            .custom
-            .into_iter()
-            .map(|c| m::CustomField {
-                key: c.key,
-                value: c.value,
-            })
-            .collect(),
-    }
+    m::lead_from_wit!(l, self::bindings::leadgate::plugin::types)
 }
 
 fn validation_from_wit(v: wit::Validation) -> m::Validation {
@@ -431,16 +378,49 @@ fn validation_from_wit(v: wit::Validation) -> m::Validation {
         issues: v
             .issues
             .into_iter()
-            .map(|i| m::Issue {
-                field: i.field,
-                code: i.code,
-                severity: match i.severity {
-                    t::Severity::Info => m::Severity::Info,
-                    t::Severity::Warning => m::Severity::Warning,
-                    t::Severity::Error => m::Severity::Error,
-                },
-                message: i.message,
-            })
+            .map(|i| m::issue_from_wit!(i, self::bindings::leadgate::plugin::types))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rust_panic_is_reported_by_its_message() {
+        let stderr = "starting\nthread '<unnamed>' panicked at src/lib.rs:40:22:\nchaos fixture: panic on cue\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            last_words(stderr).as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:40:22: chaos fixture: panic on cue")
+        );
+    }
+
+    #[test]
+    fn otherwise_the_last_line_counts_and_silence_is_none() {
+        assert_eq!(last_words("a\nb\n\n").as_deref(), Some("b"));
+        assert_eq!(last_words(""), None);
+        assert_eq!(last_words("note: run with `RUST_BACKTRACE=1`\n"), None);
+    }
+
+    #[test]
+    fn errors_have_stable_codes() {
+        assert_eq!(
+            CallError::Timeout { deadline_ms: 5 }.code(),
+            "component.timeout"
+        );
+        assert_eq!(
+            CallError::Memory { limit_mib: 1 }.code(),
+            "component.memory"
+        );
+        assert_eq!(
+            CallError::Trap {
+                message: String::new()
+            }
+            .code(),
+            "component.trap"
+        );
+        let text = CallError::Memory { limit_mib: 32 }.to_string();
+        assert!(text.contains("32 MiB"), "{text}");
     }
 }
