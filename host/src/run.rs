@@ -38,7 +38,8 @@ struct OutputLine<'a> {
     lead_id: &'a str,
     status: Status,
     issues: &'a [Issue],
-    lead: Option<&'a Lead>,
+    /// The lead, already serialized (it is stored in the same form).
+    lead: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Counts for the summary.
@@ -276,7 +277,8 @@ struct Outcome {
     line: u64,
     raw: Lead,
     status: Status,
-    normalized: Option<Lead>,
+    /// The normalized lead as JSON.
+    normalized: Option<Box<serde_json::value::RawValue>>,
     issues: Vec<Issue>,
     exception: Option<(String, String)>,
 }
@@ -306,10 +308,11 @@ fn process_chunk(
                     lead.source = ctx.source;
                 }
                 slots.push(outcomes.len());
-                to_validate.push(lead.clone());
+                to_validate.push(lead);
                 outcomes.push(Outcome {
                     line: record.line,
-                    raw: lead,
+                    // Moved in after validation, to spare a copy.
+                    raw: Lead::default(),
                     status: Status::Exception,
                     normalized: None,
                     issues: std::mem::take(&mut parsed.problems),
@@ -346,8 +349,9 @@ fn process_chunk(
     }
 
     let results = validator.validate(&to_validate, ctx.now);
-    for (slot, result) in slots.into_iter().zip(results) {
+    for ((slot, result), raw) in slots.into_iter().zip(results).zip(to_validate) {
         let o = &mut outcomes[slot];
+        o.raw = raw;
         match result {
             Ok(v) => {
                 // Problems found while reading can only make a verdict stricter.
@@ -359,7 +363,9 @@ fn process_chunk(
                     Verdict::Accept => Status::Accepted,
                 };
                 o.issues.extend(v.issues);
-                o.normalized = Some(v.lead);
+                let json = serde_json::value::to_raw_value(&v.lead)
+                    .context("cannot encode a lead as JSON")?;
+                o.normalized = Some(json);
             }
             Err(e) => {
                 let message = format!("validate component failed: {e}");
@@ -375,15 +381,19 @@ fn process_chunk(
     }
 
     for o in &outcomes {
+        // An exception's result carries the lead as it was read.
+        let raw_json = match o.status {
+            Status::Exception => Some(
+                serde_json::value::to_raw_value(&o.raw).context("cannot encode a lead as JSON")?,
+            ),
+            _ => None,
+        };
         let line = OutputLine {
             line: o.line,
             lead_id: &o.raw.id,
             status: o.status,
             issues: &o.issues,
-            lead: match o.status {
-                Status::Exception => Some(&o.raw),
-                _ => o.normalized.as_ref(),
-            },
+            lead: raw_json.as_deref().or(o.normalized.as_deref()),
         };
         serde_json::to_writer(&mut *out, &line).context("cannot write the results")?;
         out.write_all(b"\n").context("cannot write the results")?;
@@ -411,7 +421,10 @@ fn flush(ctx: &ChunkContext<'_>, store: &mut Store, pending: &mut Vec<Outcome>) 
             line: o.line,
             raw: &o.raw,
             status: o.status,
-            normalized: o.normalized.as_ref(),
+            normalized: o
+                .normalized
+                .as_deref()
+                .map(serde_json::value::RawValue::get),
             issues: &o.issues,
             exception: o.exception.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
         })

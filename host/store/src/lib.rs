@@ -141,7 +141,9 @@ pub struct Record<'a> {
     pub line: u64,
     pub raw: &'a Lead,
     pub status: Status,
-    pub normalized: Option<&'a Lead>,
+    /// The normalized lead as JSON (serialized once by the caller, who
+    /// also writes it to the results file).
+    pub normalized: Option<&'a str>,
     pub issues: &'a [Issue],
     /// Set when a component failed: (code, message).
     pub exception: Option<(&'a str, &'a str)>,
@@ -527,7 +529,7 @@ mod tests {
                     line: 1,
                     raw: &a,
                     status: Status::Accepted,
-                    normalized: Some(&a),
+                    normalized: Some(r#"{"id":"a"}"#),
                     issues: &issues,
                     exception: None,
                 },
