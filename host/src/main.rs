@@ -108,9 +108,12 @@ enum Command {
     },
     /// Benchmark validate: native vs component, cold start, end to end.
     Bench {
-        /// Leads to use (generated).
+        /// Leads for the per-lead measures (generated).
         #[arg(long, default_value_t = 20_000)]
         leads: usize,
+        /// Leads in the file `leadgate run` processes end to end.
+        #[arg(long, default_value_t = 100_000)]
+        e2e_leads: usize,
         /// Repetitions; the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
@@ -220,8 +223,12 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { leads, rounds } => {
-            bench::run(&config, leads, rounds.max(1))?;
+        Command::Bench {
+            leads,
+            e2e_leads,
+            rounds,
+        } => {
+            bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;
             Ok(ExitCode::SUCCESS)
         }
     }
