@@ -301,6 +301,70 @@ macro_rules! lead_from_wit {
     }};
 }
 
+/// Converts a [`Lead`] into a component's own WIT-generated `Lead` (guest
+/// side, owned types). `$wit` is the module holding the generated types.
+#[macro_export]
+macro_rules! lead_into_wit {
+    ($lead:expr, $wit:path) => {{
+        use $wit as wit_types;
+        let l: $crate::Lead = $lead;
+        wit_types::Lead {
+            id: l.id,
+            tenant: l.tenant,
+            source: match l.source {
+                $crate::Source::Form => wit_types::Source::Form,
+                $crate::Source::Ads => wit_types::Source::Ads,
+                $crate::Source::Import => wit_types::Source::Import,
+                $crate::Source::Crm => wit_types::Source::Crm,
+                $crate::Source::Api => wit_types::Source::Api,
+                $crate::Source::Other => wit_types::Source::Other,
+            },
+            received_at: l.received_at,
+            email: l.email,
+            phone: l.phone,
+            phone_extension: l.phone_extension,
+            first_name: l.first_name,
+            last_name: l.last_name,
+            full_name: l.full_name,
+            job_title: l.job_title,
+            company: l.company,
+            company_key: l.company_key,
+            website: l.website,
+            domain: l.domain,
+            street: l.street,
+            city: l.city,
+            postcode: l.postcode,
+            region: l.region,
+            country: l.country,
+            consent: l
+                .consent
+                .into_iter()
+                .map(|c| wit_types::Consent {
+                    purpose: c.purpose,
+                    granted: c.granted,
+                    recorded_at: c.recorded_at,
+                })
+                .collect(),
+            external_ids: l
+                .external_ids
+                .into_iter()
+                .map(|e| wit_types::ExternalId {
+                    system: e.system,
+                    id: e.id,
+                })
+                .collect(),
+            custom: l
+                .custom
+                .into_iter()
+                .map(|c| wit_types::CustomField {
+                    key: c.key,
+                    value: c.value,
+                })
+                .collect(),
+        }
+    }};
+}
+
 /// Converts a WIT-generated issue (either side's generated types) into an
 /// [`Issue`]. `$wit` is the module holding the generated `Severity` enum.
 #[macro_export]

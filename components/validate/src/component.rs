@@ -67,60 +67,7 @@ fn from_wit(l: t::Lead) -> m::Lead {
 }
 
 fn lead_to_wit(l: m::Lead) -> t::Lead {
-    t::Lead {
-        id: l.id,
-        tenant: l.tenant,
-        source: match l.source {
-            m::Source::Form => t::Source::Form,
-            m::Source::Ads => t::Source::Ads,
-            m::Source::Import => t::Source::Import,
-            m::Source::Crm => t::Source::Crm,
-            m::Source::Api => t::Source::Api,
-            m::Source::Other => t::Source::Other,
-        },
-        received_at: l.received_at,
-        email: l.email,
-        phone: l.phone,
-        phone_extension: l.phone_extension,
-        first_name: l.first_name,
-        last_name: l.last_name,
-        full_name: l.full_name,
-        job_title: l.job_title,
-        company: l.company,
-        company_key: l.company_key,
-        website: l.website,
-        domain: l.domain,
-        street: l.street,
-        city: l.city,
-        postcode: l.postcode,
-        region: l.region,
-        country: l.country,
-        consent: l
-            .consent
-            .into_iter()
-            .map(|c| t::Consent {
-                purpose: c.purpose,
-                granted: c.granted,
-                recorded_at: c.recorded_at,
-            })
-            .collect(),
-        external_ids: l
-            .external_ids
-            .into_iter()
-            .map(|e| t::ExternalId {
-                system: e.system,
-                id: e.id,
-            })
-            .collect(),
-        custom: l
-            .custom
-            .into_iter()
-            .map(|c| t::CustomField {
-                key: c.key,
-                value: c.value,
-            })
-            .collect(),
-    }
+    m::lead_into_wit!(l, crate::component::bindings::leadgate::plugin::types)
 }
 
 fn to_wit(v: m::Validation) -> wit::Validation {
