@@ -387,3 +387,45 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
         );
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = leadgate(dir.path())
+        .args([
+            "sample", "--count", "3000", "--seed", "1", "--output", "in.csv",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // /dev/full refuses every write: the results cannot be written.
+    let out = leadgate(dir.path())
+        .args([
+            "run",
+            "--input",
+            "in.csv",
+            "--output",
+            "/dev/full",
+            "--db",
+            "s.db",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot write the results"),
+        "{}",
+        stderr(&out)
+    );
+    let store = leadgate_store::Store::open(dir.path().join("s.db").to_str().unwrap()).unwrap();
+    let (status, totals) = store.run_status(1).unwrap().unwrap();
+    assert_eq!(status, "failed");
+    assert!(totals.total > 0);
+    assert_eq!(
+        store.count("leads").unwrap(),
+        totals.total,
+        "every processed lead is in the store"
+    );
+}

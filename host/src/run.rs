@@ -212,42 +212,52 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         component: component.digest(),
         run_id,
     };
-    loop {
-        chunk.clear();
-        while chunk.len() < batch_size {
-            match reader.next_record() {
-                None => break,
-                Some(Ok(r)) => chunk.push(r),
-                Some(Err(e)) => {
-                    io_error = Some(e);
-                    break;
+    let mut processed = || -> Result<()> {
+        loop {
+            chunk.clear();
+            while chunk.len() < batch_size {
+                match reader.next_record() {
+                    None => break,
+                    Some(Ok(r)) => chunk.push(r),
+                    Some(Err(e)) => {
+                        io_error = Some(e);
+                        break;
+                    }
                 }
             }
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            process_chunk(
+                &ctx,
+                &mut chunk,
+                &mut validator,
+                &mut pending,
+                &mut out,
+                &mut report,
+            )?;
+            if pending.len() >= STORE_BATCH {
+                flush(&ctx, &mut store, &mut pending)?;
+            }
+            progress.set_position(reader.bytes_read());
+            if io_error.is_some() {
+                return Ok(());
+            }
         }
-        if chunk.is_empty() {
-            break;
-        }
-        process_chunk(
-            &ctx,
-            &mut chunk,
-            &mut validator,
-            &mut pending,
-            &mut out,
-            &mut report,
-        )?;
-        if pending.len() >= STORE_BATCH {
-            flush(&ctx, &mut store, &mut pending)?;
-        }
-        progress.set_position(reader.bytes_read());
-        if io_error.is_some() {
-            break;
-        }
-    }
-    flush(&ctx, &mut store, &mut pending)?;
+    };
+    let outcome = processed();
     progress.finish_and_clear();
-    out.flush().context("cannot write the results")?;
-    let status = if io_error.is_some() { "failed" } else { "done" };
-    store.finish_run(run_id, &report.totals, status, now_ms())?;
+    // Whatever was processed is recorded, even when the run stops on an error.
+    let recorded = flush(&ctx, &mut store, &mut pending);
+    let written = out.flush().context("cannot write the results");
+    let failed = outcome.is_err() || recorded.is_err() || written.is_err() || io_error.is_some();
+    store.finish_run(
+        run_id,
+        &report.totals,
+        if failed { "failed" } else { "done" },
+        now_ms(),
+    )?;
+    outcome.and(recorded).and(written)?;
     if let Some(e) = io_error {
         return Err(e).with_context(|| {
             format!(
@@ -380,7 +390,24 @@ fn process_chunk(
         }
     }
 
+    // Counted and queued for the store first: if writing the results fails,
+    // what was processed is still recorded.
     for o in &outcomes {
+        let t = &mut report.totals;
+        t.total += 1;
+        match o.status {
+            Status::Accepted => t.accepted += 1,
+            Status::Rejected => t.rejected += 1,
+            Status::Review => t.review += 1,
+            Status::Exception => t.exceptions += 1,
+        }
+        for i in &o.issues {
+            *report.issue_counts.entry(i.code.clone()).or_default() += 1;
+        }
+    }
+    let first = pending.len();
+    pending.extend(outcomes);
+    for o in &pending[first..] {
         // An exception's result carries the lead as it was read.
         let raw_json = match o.status {
             Status::Exception => Some(
@@ -397,19 +424,7 @@ fn process_chunk(
         };
         serde_json::to_writer(&mut *out, &line).context("cannot write the results")?;
         out.write_all(b"\n").context("cannot write the results")?;
-        let t = &mut report.totals;
-        t.total += 1;
-        match o.status {
-            Status::Accepted => t.accepted += 1,
-            Status::Rejected => t.rejected += 1,
-            Status::Review => t.review += 1,
-            Status::Exception => t.exceptions += 1,
-        }
-        for i in &o.issues {
-            *report.issue_counts.entry(i.code.clone()).or_default() += 1;
-        }
     }
-    pending.extend(outcomes);
     Ok(())
 }
 

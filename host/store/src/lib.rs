@@ -393,6 +393,30 @@ impl Store {
         Ok(())
     }
 
+    /// A run's status (`running`, `done`, `failed`) and totals.
+    pub fn run_status(&self, run_id: i64) -> Result<Option<(String, Totals)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT status, total, accepted, rejected, review, exceptions FROM runs WHERE id = ?1",
+                [run_id],
+                |r| {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Totals {
+                            total: n(1)?,
+                            accepted: n(2)?,
+                            rejected: n(3)?,
+                            review: n(4)?,
+                            exceptions: n(5)?,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql("read run"))
+    }
+
     /// Unresolved exception-queue items, oldest first.
     pub fn open_exceptions(&self, limit: usize) -> Result<Vec<ExceptionItem>, StoreError> {
         let mut stmt = self
@@ -552,6 +576,11 @@ mod tests {
             ..Totals::default()
         };
         s.finish_run(run, &totals, "done", 3).unwrap();
+        assert_eq!(
+            s.run_status(run).unwrap(),
+            Some(("done".into(), totals.clone()))
+        );
+        assert_eq!(s.run_status(run + 1).unwrap(), None);
         assert_eq!(s.count("leads").unwrap(), 2);
         assert_eq!(s.count("decisions").unwrap(), 2);
         assert_eq!(s.count("issues").unwrap(), 1);
