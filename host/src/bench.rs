@@ -64,25 +64,27 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     let component = ValidatorComponent::load(&runtime, &path)?;
     let mut validator = Validator::new(&component, settings_json.clone())?;
     let batch = config.limits.batch_size;
-    // One untimed pass each, so lazily built state exists on both sides.
-    for l in &leads {
-        std::hint::black_box(leadgate_validate::validate(l, &settings, now));
-    }
-    for chunk in leads.chunks(batch) {
-        std::hint::black_box(validator.validate(chunk, now));
-    }
-    let (mut native, mut wasm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
+    let native_pass = || {
         let t = Instant::now();
         for l in &leads {
             std::hint::black_box(leadgate_validate::validate(l, &settings, now));
         }
-        let n_time = t.elapsed() / n;
+        t.elapsed() / n
+    };
+    let mut wasm_pass = || {
         let t = Instant::now();
         for chunk in leads.chunks(batch) {
             std::hint::black_box(validator.validate(chunk, now));
         }
-        let w_time = t.elapsed() / n;
+        t.elapsed() / n
+    };
+    // One untimed pass each, so lazily built state exists on both sides.
+    native_pass();
+    wasm_pass();
+    let (mut native, mut wasm, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let n_time = native_pass();
+        let w_time = wasm_pass();
         native.push(n_time);
         wasm.push(w_time);
         ratios.push(w_time.as_secs_f64() / n_time.as_secs_f64());

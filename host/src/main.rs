@@ -239,7 +239,9 @@ fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -
     let wasm = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let mut limits = config.runtime_limits();
     limits.deadline = std::time::Duration::from_secs(120);
-    // Warm-up may build large tables; the snapshot is checked at load time.
+    // Warm-up builds large tables (the bundled validate component needs
+    // ~70 MiB). The snapshot's memory counts against `limits.memory_mib`
+    // when it runs, so a limit below that makes every instantiation fail.
     limits.memory_bytes = 1 << 30;
     let runtime = leadgate_runtime::Runtime::new(limits, None)?;
     let snapshot = if preinit::has_init(&runtime, &wasm)? {

@@ -41,24 +41,20 @@ impl wit::GuestValidator for Validator {
     }
 
     fn validate(&self, lead: t::Lead, cx: t::CallContext) -> wit::Validation {
-        to_wit(crate::validate_owned(
-            from_wit(lead),
-            &self.settings,
-            cx.now,
-        ))
+        self.one(lead, cx.now)
     }
 
     fn validate_batch(&self, leads: Vec<t::Lead>, cx: t::CallContext) -> Vec<wit::Validation> {
         leads
             .into_iter()
-            .map(|lead| {
-                to_wit(crate::validate_owned(
-                    from_wit(lead),
-                    &self.settings,
-                    cx.now,
-                ))
-            })
+            .map(|lead| self.one(lead, cx.now))
             .collect()
+    }
+}
+
+impl Validator {
+    fn one(&self, lead: t::Lead, now: i64) -> wit::Validation {
+        to_wit(crate::validate_owned(from_wit(lead), &self.settings, now))
     }
 }
 

@@ -117,7 +117,7 @@ pub fn validate_owned(mut lead: Lead, settings: &Settings, now: i64) -> Validati
 fn clean_text_fields(lead: &mut Lead, settings: &Settings, issues: &mut Vec<Issue>) {
     for (name, value) in lead.text_fields_mut() {
         let Some(raw) = value.take() else { continue };
-        let Some(clean) = text::clean(&raw) else {
+        let Some(clean) = text::clean_owned(raw) else {
             continue;
         };
         let limit = settings.max_length_of(name);
@@ -136,11 +136,11 @@ fn clean_text_fields(lead: &mut Lead, settings: &Settings, issues: &mut Vec<Issu
     }
     let custom = std::mem::take(&mut lead.custom);
     for mut field in custom {
-        let Some(key) = text::clean(&field.key) else {
+        let Some(key) = text::clean_owned(std::mem::take(&mut field.key)) else {
             continue;
         };
         let field_name = format!("custom.{key}");
-        let value = text::clean(&field.value).unwrap_or_default();
+        let value = text::clean_owned(std::mem::take(&mut field.value)).unwrap_or_default();
         let limit = settings.max_length_of(&field_name);
         let len = value.chars().count();
         if len > limit {
@@ -181,8 +181,8 @@ fn normalize_names(lead: &mut Lead) {
         &mut lead.last_name,
         &mut lead.full_name,
     ] {
-        if let Some(v) = value.as_deref() {
-            *value = Some(names::case_name(v));
+        if let Some(cased) = value.as_deref().and_then(names::recase) {
+            *value = Some(cased);
         }
     }
     match (&lead.first_name, &lead.last_name, &lead.full_name) {

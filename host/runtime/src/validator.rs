@@ -226,10 +226,7 @@ impl ValidatorInstance {
         leads: &[m::Lead],
         now: i64,
     ) -> Result<Vec<m::Validation>, CallError> {
-        let per_lead = self.runtime.limits.deadline;
-        let deadline =
-            per_lead.saturating_mul(u32::try_from(leads.len().max(1)).unwrap_or(u32::MAX));
-        self.store.set_epoch_deadline(self.runtime.ticks(deadline));
+        let deadline = self.arm(leads.len());
         let lists: Vec<Lists<'_>> = leads.iter().map(Lists::of).collect();
         let input: Vec<t::LeadParam<'_>> = leads
             .iter()
@@ -240,7 +237,6 @@ impl ValidatorInstance {
             tenant: leads.first().map_or("", |l| l.tenant.as_str()),
             now,
         };
-        self.calls += 1;
         let out = self
             .bindings
             .leadgate_plugin_validate()
@@ -258,9 +254,7 @@ impl ValidatorInstance {
 
     /// Validates one lead.
     pub fn validate(&mut self, lead: &m::Lead, now: i64) -> Result<m::Validation, CallError> {
-        let deadline = self.runtime.limits.deadline;
-        self.store.set_epoch_deadline(self.runtime.ticks(deadline));
-        self.calls += 1;
+        let deadline = self.arm(1);
         let cx = t::CallContext {
             tenant: &lead.tenant,
             now,
@@ -272,6 +266,16 @@ impl ValidatorInstance {
             .call_validate(&mut self.store, self.handle, lead_param(lead, &lists), cx)
             .map(validation_from_wit)
             .map_err(|e| classify(&self.runtime, &self.store, e, deadline, Phase::Call))
+    }
+
+    /// Starts a call for `leads` leads: sets the deadline (per lead) and
+    /// counts the call. Returns the deadline for error messages.
+    fn arm(&mut self, leads: usize) -> Duration {
+        let n = u32::try_from(leads.max(1)).unwrap_or(u32::MAX);
+        let deadline = self.runtime.limits.deadline.saturating_mul(n);
+        self.store.set_epoch_deadline(self.runtime.ticks(deadline));
+        self.calls += 1;
+        deadline
     }
 
     /// Whether the instance has served its share of calls and should be
