@@ -124,6 +124,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
             db: dir.join(format!("bench-{round}.db")).display().to_string(),
             progress: false,
             quiet: true,
+            import: false,
         };
         Ok(run::run(config, &opts)?.elapsed)
     };

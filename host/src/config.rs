@@ -17,6 +17,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub cache: CacheConfig,
     pub validate: CapabilityConfig,
+    pub dedupe: DedupeConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -30,6 +31,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             validate: CapabilityConfig::default(),
+            dedupe: DedupeConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -92,6 +94,57 @@ pub struct CapabilityConfig {
     pub settings: toml::Table,
 }
 
+/// `[dedupe]`: the matching component, the tenant's thresholds and merge
+/// rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DedupeConfig {
+    /// Match new leads against stored ones in `leadgate run` and `import`.
+    pub enabled: bool,
+    /// The component file; default: the bundled one.
+    pub component: Option<PathBuf>,
+    /// Passed to the component as JSON; its meaning is the component's.
+    pub settings: toml::Table,
+    /// A model file from `leadgate dedupe train`, passed to the component as
+    /// the `model` setting.
+    pub model: Option<PathBuf>,
+    /// At or above this probability a pair goes to review.
+    pub review: f64,
+    /// At or above this probability a pair is the same person: merged when
+    /// `auto_merge_enabled`, else linked (marked duplicate, nothing merged).
+    pub auto_merge: f64,
+    pub auto_merge_enabled: bool,
+    /// Stored candidates fetched per blocking key (most recent first).
+    pub candidates_per_key: usize,
+    /// Candidates compared per lead at most.
+    pub max_candidates: usize,
+    /// Batch clean-up: leads sharing one key beyond this are compared only
+    /// with their neighbours (a window), not all with all.
+    pub max_block: usize,
+    /// Batch clean-up: the largest group that transitive clustering builds.
+    pub max_cluster: usize,
+    pub survivorship: leadgate_merge::survivorship::Rules,
+}
+
+impl Default for DedupeConfig {
+    fn default() -> Self {
+        DedupeConfig {
+            enabled: true,
+            component: None,
+            settings: toml::Table::new(),
+            model: None,
+            review: 0.5,
+            auto_merge: 0.95,
+            auto_merge_enabled: false,
+            candidates_per_key: 32,
+            max_candidates: 64,
+            max_block: 64,
+            max_cluster: 50,
+            survivorship: leadgate_merge::survivorship::Rules::default(),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`, or the defaults when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
@@ -132,6 +185,27 @@ impl Config {
         if self.tenant.trim().is_empty() {
             bail!("tenant must not be empty");
         }
+        let d = &self.dedupe;
+        if !(0.0..=1.0).contains(&d.review) || !(0.0..=1.0).contains(&d.auto_merge) {
+            bail!("dedupe.review and dedupe.auto_merge are probabilities between 0 and 1");
+        }
+        if d.review > d.auto_merge {
+            bail!(
+                "dedupe.review ({}) must not be above dedupe.auto_merge ({})",
+                d.review,
+                d.auto_merge
+            );
+        }
+        if d.candidates_per_key == 0
+            || d.max_candidates == 0
+            || d.max_block < 2
+            || d.max_cluster < 2
+        {
+            bail!(
+                "dedupe.candidates_per_key and dedupe.max_candidates must be at least 1, dedupe.max_block and dedupe.max_cluster at least 2"
+            );
+        }
+        d.survivorship.check()?;
         Ok(())
     }
 
@@ -156,6 +230,32 @@ impl Config {
     pub fn validate_settings(&self) -> Result<String> {
         serde_json::to_string(&self.validate.settings)
             .context("validate.settings cannot be passed on as JSON")
+    }
+
+    /// The dedupe component's file.
+    pub fn dedupe_component(&self) -> Result<PathBuf> {
+        match &self.dedupe.component {
+            Some(p) => Ok(self.base.join(p)),
+            None => bundled_component("dedupe"),
+        }
+    }
+
+    /// The dedupe settings as JSON, with the model file (if any) read in as
+    /// the `model` setting.
+    pub fn dedupe_settings(&self) -> Result<String> {
+        let mut settings = serde_json::to_value(&self.dedupe.settings)
+            .context("dedupe.settings cannot be passed on as JSON")?;
+        if let Some(path) = &self.dedupe.model {
+            let path = self.base.join(path);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("dedupe.model: cannot read {}", path.display()))?;
+            let model: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("dedupe.model: {} is not JSON", path.display()))?;
+            if let Some(map) = settings.as_object_mut() {
+                map.insert("model".into(), model);
+            }
+        }
+        Ok(settings.to_string())
     }
 
     /// The compilation cache directory, if enabled.

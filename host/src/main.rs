@@ -12,9 +12,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod config;
+mod dedupe;
 mod eval;
+mod matcher;
+mod matching;
+mod review;
 mod run;
 mod sample;
+mod train;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -69,6 +74,84 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Load existing CRM records (the base new leads are matched against),
+    /// deduplicating them as they go; one JSON result per record.
+    Import {
+        /// Input file, or - for standard input.
+        #[arg(long)]
+        input: String,
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Map a column to a field: COLUMN=FIELD (repeatable).
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// Where results go (the same contract as `run`), or - for stdout.
+        #[arg(long)]
+        output: Option<String>,
+        /// Source for records that do not carry one.
+        #[arg(long, default_value = "crm")]
+        source: String,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Batch clean-up of a dirty file: match pairs, clusters and a merge
+    /// plan, applied to the store unless --dry-run.
+    Dedupe {
+        #[arg(long)]
+        input: String,
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// Pairs at or above the review threshold: line_a,line_b,probability,decision.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Clusters, one JSON object per line, with the golden record of each
+        /// planned merge.
+        #[arg(long)]
+        clusters: Option<PathBuf>,
+        /// Write the pairs and clusters only; change nothing in the store.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Estimate the dedupe model (m/u probabilities, calibration) from
+    /// labelled records, reviewers' decisions, or unlabelled data (EM).
+    DedupeTrain {
+        /// Records to learn from.
+        #[arg(long)]
+        input: Option<String>,
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+        /// The column naming the true person of each record.
+        #[arg(long)]
+        truth_column: Option<String>,
+        /// Also learn from reviewers' decisions in the store.
+        #[arg(long)]
+        reviews: bool,
+        /// The model file (JSON) for `[dedupe] model = ...`.
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Undo merges: a merge id, or a lead id (every merge it is part of).
+    /// The source records come back exactly as they were.
+    Unmerge {
+        id: String,
+        /// Who undid it, for the audit trail.
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Show a stored lead as stored: status, raw and normalized record, its
+    /// master, golden record and merges.
+    Show { id: String },
+    /// The match review queue: uncertain pairs and consent conflicts.
+    Review {
+        #[command(subcommand)]
+        action: review::Action,
+    },
     /// List the leads waiting in the exception queue.
     Exceptions {
         #[arg(long, default_value_t = 50)]
@@ -97,14 +180,18 @@ enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
-    /// Compare run results with a ground-truth file: validation agreement.
+    /// Compare run results with a ground-truth file (validation agreement),
+    /// or `eval dedupe` for dedupe precision, recall and F1.
+    #[command(args_conflicts_with_subcommands = true)]
     Eval {
         /// results.ndjson from `leadgate run`.
-        #[arg(long)]
-        results: PathBuf,
+        #[arg(long, required = true)]
+        results: Option<PathBuf>,
         /// Truth CSV from `leadgate sample --truth`.
-        #[arg(long)]
-        truth: PathBuf,
+        #[arg(long, required = true)]
+        truth: Option<PathBuf>,
+        #[command(subcommand)]
+        what: Option<EvalWhat>,
     },
     /// Benchmark validate: native vs component, cold start, end to end.
     Bench {
@@ -118,6 +205,29 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum EvalWhat {
+    /// Pair precision, recall and F1 of dedupe over labelled records.
+    Dedupe {
+        #[arg(long)]
+        input: String,
+        /// The column naming the true person of each record.
+        #[arg(long)]
+        truth_column: String,
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        #[arg(long = "map", value_name = "COLUMN=FIELD")]
+        map: Vec<String>,
+    },
+}
+
+fn format_of(f: Option<FormatArg>) -> Option<leadgate_ingest::Format> {
+    f.map(|f| match f {
+        FormatArg::Csv => leadgate_ingest::Format::Csv,
+        FormatArg::Ndjson => leadgate_ingest::Format::Ndjson,
+    })
 }
 
 fn main() -> ExitCode {
@@ -160,16 +270,14 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             })?;
             let opts = run::RunOptions {
                 input,
-                format: format.map(|f| match f {
-                    FormatArg::Csv => leadgate_ingest::Format::Csv,
-                    FormatArg::Ndjson => leadgate_ingest::Format::Ndjson,
-                }),
+                format: format_of(format),
                 map,
                 output,
                 source,
                 db,
                 progress: true,
                 quiet,
+                import: false,
             };
             let report = run::run(&config, &opts)?;
             if !quiet {
@@ -180,6 +288,101 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Import {
+            input,
+            format,
+            map,
+            output,
+            source,
+            quiet,
+        } => {
+            let source = Source::parse(&source).with_context(|| {
+                format!("--source '{source}': use form, ads, import, crm, api or other")
+            })?;
+            let opts = run::RunOptions {
+                input,
+                format: format_of(format),
+                map,
+                output: output.unwrap_or_default(),
+                source,
+                db,
+                progress: true,
+                quiet,
+                import: true,
+            };
+            let report = run::run(&config, &opts)?;
+            if !quiet {
+                run::print_summary(&report, &opts);
+            }
+            Ok(if report.totals.exceptions > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Dedupe {
+            input,
+            format,
+            map,
+            pairs,
+            clusters,
+            dry_run,
+            quiet,
+        } => {
+            let opts = dedupe::Options {
+                input: dedupe::Input {
+                    path: input,
+                    format: format_of(format),
+                    map,
+                    truth_column: None,
+                    quiet,
+                },
+                pairs,
+                clusters,
+                dry_run,
+                db,
+            };
+            let report = dedupe::run(&config, &opts)?;
+            if !quiet {
+                dedupe::print_report(&report, &opts);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DedupeTrain {
+            input,
+            format,
+            map,
+            truth_column,
+            reviews,
+            output,
+        } => {
+            train::command(
+                &config,
+                &db,
+                input.map(|path| dedupe::Input {
+                    path,
+                    format: format_of(format),
+                    map,
+                    truth_column,
+                    quiet: false,
+                }),
+                reviews,
+                &output,
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Unmerge { id, by } => {
+            review::unmerge(&config, &db, &id, &by)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id } => {
+            review::show(&db, &id)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Review { action } => {
+            review::execute(&config, &db, action)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Exceptions { limit, json } => {
             let store = leadgate_store::Store::open(&db)?;
@@ -218,9 +421,48 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             eprintln!("wrote {count} leads to {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { results, truth } => {
-            let report = eval::evaluate(&results, &truth)?;
-            print!("{report}");
+        Command::Eval {
+            results,
+            truth,
+            what,
+        } => {
+            match (what, results, truth) {
+                (
+                    Some(EvalWhat::Dedupe {
+                        input,
+                        truth_column,
+                        format,
+                        map,
+                    }),
+                    _,
+                    _,
+                ) => {
+                    let input = dedupe::Input {
+                        path: input,
+                        format: format_of(format),
+                        map,
+                        truth_column: Some(truth_column),
+                        quiet: false,
+                    };
+                    let prepared = dedupe::prepare(&config, &input, None)?;
+                    let guard = leadgate_merge::cluster::Guard {
+                        max_size: config.dedupe.max_cluster,
+                        ..Default::default()
+                    };
+                    let report = eval::dedupe::evaluate(
+                        &prepared,
+                        config.dedupe.review,
+                        config.dedupe.auto_merge,
+                        guard,
+                    );
+                    print!("{report}");
+                }
+                (None, Some(results), Some(truth)) => {
+                    let report = eval::evaluate(&results, &truth)?;
+                    print!("{report}");
+                }
+                _ => anyhow::bail!("eval needs --results and --truth, or `eval dedupe`"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {

@@ -4,11 +4,15 @@
 //! queue and processing goes on.
 
 use crate::config::Config;
+use crate::matcher::{Decision, Matcher, Policy};
+use crate::matching::{Found, Stage};
 use anyhow::{Context, Result, bail};
 use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader, Record as InputRecord};
 use leadgate_lead::{CustomField, Issue, Lead, Severity, Source, Validation, Verdict};
-use leadgate_runtime::{CallError, Runtime, ValidatorComponent, ValidatorInstance};
-use leadgate_store::{Record, Status, Store, Totals};
+use leadgate_runtime::{
+    CallError, DeduperComponent, Runtime, ValidatorComponent, ValidatorInstance,
+};
+use leadgate_store::{Link, LinkKind, Record, Review, Status, Store, Totals};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
@@ -21,7 +25,7 @@ pub struct RunOptions {
     pub input: String,
     pub format: Option<Format>,
     pub map: Vec<String>,
-    /// A file path, or `-` for standard output.
+    /// A file path, `-` for standard output, or empty for none.
     pub output: String,
     /// Source for records that do not name one.
     pub source: Source,
@@ -29,6 +33,9 @@ pub struct RunOptions {
     pub db: String,
     pub progress: bool,
     pub quiet: bool,
+    /// `leadgate import`: existing CRM records, the base to match against.
+    /// Records that fail validation still take part in matching.
+    pub import: bool,
 }
 
 /// One line of `results.ndjson` (the output contract in the README).
@@ -38,6 +45,15 @@ struct OutputLine<'a> {
     lead_id: &'a str,
     status: Status,
     issues: &'a [Issue],
+    /// The master lead this one was merged into or linked to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate_of: Option<&'a str>,
+    /// The probability of the best match at or above the review threshold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    match_probability: Option<f64>,
+    /// The best match: decision, the other lead, evidence.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    found: Option<&'a Found>,
     /// The lead, already serialized (it is stored in the same form).
     lead: Option<&'a serde_json::value::RawValue>,
 }
@@ -149,6 +165,9 @@ fn open_input(input: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
 }
 
 fn open_output(output: &str) -> Result<Box<dyn Write>> {
+    if output.is_empty() {
+        return Ok(Box::new(std::io::sink()));
+    }
     if output == "-" {
         return Ok(Box::new(BufWriter::new(std::io::stdout().lock())));
     }
@@ -187,12 +206,32 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     let component_path = config.validate_component()?;
     let component = ValidatorComponent::load(&runtime, &component_path)?;
     let mut validator = Validator::new(&component, config.validate_settings()?)?;
+    let dedupe = if config.dedupe.enabled {
+        let path = config.dedupe_component()?;
+        Some((DeduperComponent::load(&runtime, &path)?, path))
+    } else {
+        None
+    };
+    let mut stage = match &dedupe {
+        Some((component, _)) => Some(Stage::new(
+            Matcher::new(component, config.dedupe_settings()?)?,
+            Policy::of(&config.dedupe),
+            &config.tenant,
+            config.dedupe.candidates_per_key,
+            config.dedupe.max_candidates,
+        )),
+        None => None,
+    };
 
     let mut store = Store::open(&opts.db)?;
     let now = now_ms();
-    let components = serde_json::json!({
+    let mut components = serde_json::json!({
         "validate": {"path": component_path.display().to_string(), "sha256": component.digest()}
     });
+    if let Some((d, path)) = &dedupe {
+        components["dedupe"] =
+            serde_json::json!({"path": path.display().to_string(), "sha256": d.digest()});
+    }
     let run_id = store.begin_run(&config.tenant, &opts.input, &components.to_string(), now)?;
     let mut out = open_output(&opts.output)?;
 
@@ -211,6 +250,8 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         now,
         component: component.digest(),
         run_id,
+        import: opts.import,
+        rules: &config.dedupe.survivorship,
     };
     let mut processed = || -> Result<()> {
         loop {
@@ -232,12 +273,14 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
                 &ctx,
                 &mut chunk,
                 &mut validator,
+                stage.as_mut(),
+                &store,
                 &mut pending,
                 &mut out,
                 &mut report,
             )?;
             if pending.len() >= STORE_BATCH {
-                flush(&ctx, &mut store, &mut pending)?;
+                flush(&ctx, &mut store, &mut pending, stage.as_mut())?;
             }
             progress.set_position(reader.bytes_read());
             if io_error.is_some() {
@@ -248,7 +291,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     let outcome = processed();
     progress.finish_and_clear();
     // Whatever was processed is recorded, even when the run stops on an error.
-    let recorded = flush(&ctx, &mut store, &mut pending);
+    let recorded = flush(&ctx, &mut store, &mut pending, stage.as_mut());
     let written = out.flush().context("cannot write the results");
     let failed = outcome.is_err() || recorded.is_err() || written.is_err() || io_error.is_some();
     store.finish_run(
@@ -276,6 +319,8 @@ struct ChunkContext<'a> {
     now: i64,
     component: &'a str,
     run_id: i64,
+    import: bool,
+    rules: &'a leadgate_merge::survivorship::Rules,
 }
 
 /// Leads recorded in the store per transaction: larger transactions mean
@@ -291,12 +336,19 @@ struct Outcome {
     normalized: Option<Box<serde_json::value::RawValue>>,
     issues: Vec<Issue>,
     exception: Option<(String, String)>,
+    keys: Vec<i64>,
+    found: Option<Found>,
+    /// The match evidence as JSON, for the store.
+    evidence: String,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
     validator: &mut Validator<'_>,
+    stage: Option<&mut Stage<'_>>,
+    store: &Store,
     pending: &mut Vec<Outcome>,
     out: &mut dyn Write,
     report: &mut RunReport,
@@ -327,6 +379,9 @@ fn process_chunk(
                     normalized: None,
                     issues: std::mem::take(&mut parsed.problems),
                     exception: None,
+                    keys: Vec::new(),
+                    found: None,
+                    evidence: String::new(),
                 });
             }
             Err(malformed) => {
@@ -353,12 +408,16 @@ fn process_chunk(
                         malformed.message.clone(),
                     )],
                     exception: None,
+                    keys: Vec::new(),
+                    found: None,
+                    evidence: String::new(),
                 });
             }
         }
     }
 
     let results = validator.validate(&to_validate, ctx.now);
+    let mut to_match: Vec<(usize, Lead)> = Vec::new();
     for ((slot, result), raw) in slots.into_iter().zip(results).zip(to_validate) {
         let o = &mut outcomes[slot];
         o.raw = raw;
@@ -376,6 +435,14 @@ fn process_chunk(
                 let json = serde_json::value::to_raw_value(&v.lead)
                     .context("cannot encode a lead as JSON")?;
                 o.normalized = Some(json);
+                let matchable = match o.status {
+                    Status::Accepted | Status::Review => true,
+                    Status::Rejected => ctx.import,
+                    Status::Exception | Status::Duplicate => false,
+                };
+                if matchable {
+                    to_match.push((slot, v.lead));
+                }
             }
             Err(e) => {
                 let message = format!("validate component failed: {e}");
@@ -390,6 +457,26 @@ fn process_chunk(
         }
     }
 
+    if let Some(stage) = stage {
+        let (slots, leads): (Vec<usize>, Vec<Lead>) = to_match.into_iter().unzip();
+        let matched = stage.match_leads(store, &leads, ctx.now)?;
+        for (slot, m) in slots.into_iter().zip(matched) {
+            let o = &mut outcomes[slot];
+            o.keys = m.keys;
+            if let Some(e) = m.error {
+                o.issues.push(Issue::new(
+                    "component",
+                    e.code(),
+                    Severity::Warning,
+                    format!("dedupe component failed, the lead was not matched: {e}"),
+                ));
+            }
+            if let Some(found) = m.found {
+                apply_match(o, found)?;
+            }
+        }
+    }
+
     // Counted and queued for the store first: if writing the results fails,
     // what was processed is still recorded.
     for o in &outcomes {
@@ -400,6 +487,7 @@ fn process_chunk(
             Status::Rejected => t.rejected += 1,
             Status::Review => t.review += 1,
             Status::Exception => t.exceptions += 1,
+            Status::Duplicate => t.duplicates += 1,
         }
         for i in &o.issues {
             *report.issue_counts.entry(i.code.clone()).or_default() += 1;
@@ -420,6 +508,13 @@ fn process_chunk(
             lead_id: &o.raw.id,
             status: o.status,
             issues: &o.issues,
+            duplicate_of: o
+                .found
+                .as_ref()
+                .filter(|f| matches!(f.decision, Decision::Merge | Decision::Link))
+                .map(|f| f.with.as_str()),
+            match_probability: o.found.as_ref().map(|f| f.probability),
+            found: o.found.as_ref(),
             lead: raw_json.as_deref().or(o.normalized.as_deref()),
         };
         serde_json::to_writer(&mut *out, &line).context("cannot write the results")?;
@@ -428,8 +523,65 @@ fn process_chunk(
     Ok(())
 }
 
+/// Applies a match to a lead's outcome: its status, an issue saying why,
+/// and the evidence for the store.
+fn apply_match(o: &mut Outcome, found: Found) -> Result<()> {
+    o.evidence = serde_json::to_string(&found.evidence).context("cannot encode match evidence")?;
+    match found.decision {
+        Decision::Merge | Decision::Link => {
+            o.status = Status::Duplicate;
+            o.issues.push(Issue::new(
+                "lead",
+                "dedupe.duplicate",
+                Severity::Info,
+                format!(
+                    "the same person as lead {} (probability {:.3}): {}",
+                    found.with,
+                    found.probability,
+                    if found.decision == Decision::Merge {
+                        "merged into its golden record"
+                    } else {
+                        "linked to it (auto-merge is off)"
+                    }
+                ),
+            ));
+        }
+        Decision::Review => {
+            if o.status == Status::Accepted {
+                o.status = Status::Review;
+            }
+            let (code, message) = match &found.consent_conflict {
+                Some(purpose) => (
+                    "dedupe.consent_conflict",
+                    format!(
+                        "probably the same person as lead {} (probability {:.3}), but one of them withdrew consent for '{purpose}': never merged without a review; the opt-out wins",
+                        found.with, found.probability
+                    ),
+                ),
+                None => (
+                    "dedupe.possible_duplicate",
+                    format!(
+                        "may be the same person as lead {} (probability {:.3}): queued for review",
+                        found.with, found.probability
+                    ),
+                ),
+            };
+            o.issues
+                .push(Issue::new("lead", code, Severity::Warning, message));
+        }
+        Decision::Distinct => {}
+    }
+    o.found = Some(found);
+    Ok(())
+}
+
 /// Records processed leads in the store in one transaction.
-fn flush(ctx: &ChunkContext<'_>, store: &mut Store, pending: &mut Vec<Outcome>) -> Result<()> {
+fn flush(
+    ctx: &ChunkContext<'_>,
+    store: &mut Store,
+    pending: &mut Vec<Outcome>,
+    stage: Option<&mut Stage<'_>>,
+) -> Result<()> {
     let records: Vec<Record<'_>> = pending
         .iter()
         .map(|o| Record {
@@ -442,9 +594,49 @@ fn flush(ctx: &ChunkContext<'_>, store: &mut Store, pending: &mut Vec<Outcome>) 
                 .map(serde_json::value::RawValue::get),
             issues: &o.issues,
             exception: o.exception.as_ref().map(|(c, m)| (c.as_str(), m.as_str())),
+            keys: &o.keys,
+            link: o.found.as_ref().and_then(|f| match f.decision {
+                Decision::Merge | Decision::Link => Some(Link {
+                    master: &f.with,
+                    kind: if f.decision == Decision::Merge {
+                        LinkKind::Merge
+                    } else {
+                        LinkKind::Link
+                    },
+                    probability: f.probability,
+                    evidence: &o.evidence,
+                    decided_by: "auto",
+                }),
+                _ => None,
+            }),
+            review: o.found.as_ref().and_then(|f| match f.decision {
+                Decision::Review => Some(Review {
+                    other: &f.with,
+                    probability: f.probability,
+                    evidence: &o.evidence,
+                    reason: if f.consent_conflict.is_some() {
+                        "consent_conflict"
+                    } else {
+                        "uncertain"
+                    },
+                }),
+                _ => None,
+            }),
         })
         .collect();
     store.record(ctx.run_id, "validate", ctx.component, &records, ctx.now)?;
+    let mut merged: Vec<String> = pending
+        .iter()
+        .filter_map(|o| o.found.as_ref())
+        .filter(|f| f.decision == Decision::Merge)
+        .map(|f| f.with.clone())
+        .collect();
+    merged.sort();
+    merged.dedup();
+    crate::matching::refresh_golden(store, ctx.tenant, &merged, ctx.rules, ctx.now)?;
+    if let Some(stage) = stage {
+        stage.flushed();
+    }
     pending.clear();
     Ok(())
 }
@@ -474,7 +666,8 @@ pub fn print_summary(report: &RunReport, opts: &RunOptions) {
     let t = &report.totals;
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
-        "leadgate run {}: {} records in {:.2} s ({:.0}/s)",
+        "leadgate {} {}: {} records in {:.2} s ({:.0}/s)",
+        if opts.import { "import" } else { "run" },
         report.run_id,
         t.total,
         secs,
@@ -484,6 +677,7 @@ pub fn print_summary(report: &RunReport, opts: &RunOptions) {
         ("accepted", t.accepted),
         ("review", t.review),
         ("rejected", t.rejected),
+        ("duplicate", t.duplicates),
         ("exception", t.exceptions),
     ] {
         eprintln!("  {name:<10} {n:>9}");
@@ -495,7 +689,11 @@ pub fn print_summary(report: &RunReport, opts: &RunOptions) {
             eprintln!("  {code:<28} {n:>9}");
         }
     }
-    eprintln!("results: {} · store: {}", opts.output, opts.db);
+    if opts.output.is_empty() {
+        eprintln!("store: {}", opts.db);
+    } else {
+        eprintln!("results: {} · store: {}", opts.output, opts.db);
+    }
     if t.exceptions > 0 {
         eprintln!(
             "{} lead(s) are in the exception queue: `leadgate exceptions` lists them",

@@ -12,7 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-const COMPONENTS: &[(&str, &str)] = &[("leadgate-validate", "validate")];
+const COMPONENTS: &[(&str, &str)] = &[
+    ("leadgate-validate", "validate"),
+    ("leadgate-dedupe", "dedupe"),
+];
 const FIXTURES: &[(&str, &str)] = &[
     ("fixture-chaos", "chaos"),
     ("fixture-wrong-world", "wrong-world"),

@@ -1,9 +1,10 @@
 //! The canonical lead record, shared by the host and by the native side of
 //! the capability components.
 //!
-//! It mirrors `record lead` and friends in `wit/v0.1.0/types.wit` field for
-//! field; the WIT file is the contract, this crate is its Rust spelling with
-//! serde attached, so the host can read and write it as JSON and a
+//! It mirrors `record lead` and friends in `wit/v0.1.0/types.wit` (and the
+//! capabilities' records: validation, match evidence) field for field; the
+//! WIT files are the contract, this crate is their Rust spelling with serde
+//! attached, so the host can read and write it as JSON and a
 //! component's logic can be tested and benchmarked natively.
 
 use serde::{Deserialize, Serialize};
@@ -231,6 +232,26 @@ pub struct Validation {
     pub verdict: Verdict,
     pub lead: Lead,
     pub issues: Vec<Issue>,
+}
+
+/// How one field of a pair compared (`record evidence` in `dedupe.wit`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub field: String,
+    pub level: String,
+    pub similarity: f64,
+    /// ln(m/u): positive for the same person, negative against.
+    pub weight: f64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// The outcome of comparing one pair (`record match-result`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Match {
+    pub probability: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<Evidence>,
 }
 
 /// Converts a WIT-generated lead record (guest `wit-bindgen` or host

@@ -11,13 +11,21 @@
 //! - [`engine`]: the engine, its limits and the epoch ticker.
 //! - [`sandbox`]: the per-instance store (WASI context, limits).
 //! - [`validator`]: the `leadgate:plugin/validator@0.1.0` world.
+//! - [`deduper`]: the `leadgate:plugin/deduper@0.1.0` world.
 //! - [`preinit`]: build-time pre-initialization (wizer) of a component.
 
+pub mod deduper;
 pub mod engine;
+mod failure;
+mod load;
 pub mod preinit;
 pub mod sandbox;
+mod session;
 pub mod validator;
+#[doc(hidden)]
+pub mod wit;
 
+pub use deduper::{DeduperComponent, DeduperInstance};
 pub use engine::{Limits, Runtime};
 pub use validator::{ValidatorComponent, ValidatorInstance};
 

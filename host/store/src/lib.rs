@@ -6,7 +6,20 @@
 //! produced: the audit trail), `issues` (per decision), `exceptions` (leads a
 //! component failed on: the exception queue).
 //!
+//! Matching (migration 2, [`matching`]): `match_keys` (the blocking-key
+//! index: hashed key → lead), `merges` (every merge or link, reversible:
+//! nothing is deleted, an unmerge stamps `undone_at`), `golden` (the golden
+//! record of each merged group, keyed by its master lead), `match_reviews`
+//! (uncertain pairs with their evidence, and reviewers' decisions).
+//! `leads.master_id` points a merged or linked lead at its master.
+//!
 //! Writes go through [`Store::record`] in batches, one transaction each.
+
+pub mod matching;
+
+pub use matching::{
+    Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
+};
 
 use leadgate_lead::{Issue, Lead, Severity};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -51,7 +64,8 @@ fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many ran. Never edit one that has shipped: append a new one.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -112,7 +126,61 @@ CREATE TABLE exceptions (
     resolved_at INTEGER
 );
 CREATE INDEX exceptions_open ON exceptions(resolved_at);
-"#];
+"#,
+    r#"
+-- Version 1 stored the normalized lead as a JSON string holding the JSON.
+UPDATE leads SET normalized = json_extract(normalized, '$')
+ WHERE normalized IS NOT NULL AND json_type(normalized) = 'text';
+UPDATE decisions SET normalized = json_extract(normalized, '$')
+ WHERE normalized IS NOT NULL AND json_type(normalized) = 'text';
+ALTER TABLE leads ADD COLUMN master_id TEXT;
+ALTER TABLE runs ADD COLUMN duplicates INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX leads_master ON leads(master_id);
+CREATE TABLE match_keys (
+    key   INTEGER NOT NULL,
+    lead  INTEGER NOT NULL,
+    PRIMARY KEY (key, lead)
+) WITHOUT ROWID;
+CREATE TABLE golden (
+    id          TEXT PRIMARY KEY REFERENCES leads(id),
+    tenant      TEXT NOT NULL,
+    record      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+CREATE TABLE merges (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    master_id   TEXT NOT NULL REFERENCES leads(id),
+    lead_id     TEXT NOT NULL REFERENCES leads(id),
+    kind        TEXT NOT NULL,
+    probability REAL,
+    evidence    TEXT,
+    decided_by  TEXT NOT NULL,
+    run_id      INTEGER REFERENCES runs(id),
+    created_at  INTEGER NOT NULL,
+    undone_at   INTEGER
+);
+CREATE INDEX merges_master ON merges(master_id);
+CREATE INDEX merges_lead ON merges(lead_id);
+CREATE TABLE match_reviews (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    lead_a      TEXT NOT NULL REFERENCES leads(id),
+    lead_b      TEXT NOT NULL REFERENCES leads(id),
+    probability REAL NOT NULL,
+    evidence    TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    run_id      INTEGER REFERENCES runs(id),
+    created_at  INTEGER NOT NULL,
+    decision    TEXT,
+    reviewer    TEXT,
+    note        TEXT,
+    decided_at  INTEGER,
+    UNIQUE (tenant, lead_a, lead_b)
+);
+CREATE INDEX match_reviews_open ON match_reviews(tenant, decided_at);
+"#,
+];
 
 /// Status of a lead after processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -122,6 +190,8 @@ pub enum Status {
     Rejected,
     Review,
     Exception,
+    /// The same person as an earlier lead: merged into it or linked to it.
+    Duplicate,
 }
 
 impl Status {
@@ -131,7 +201,19 @@ impl Status {
             Status::Rejected => "rejected",
             Status::Review => "review",
             Status::Exception => "exception",
+            Status::Duplicate => "duplicate",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "accepted" => Status::Accepted,
+            "rejected" => Status::Rejected,
+            "review" => Status::Review,
+            "exception" => Status::Exception,
+            "duplicate" => Status::Duplicate,
+            _ => return None,
+        })
     }
 }
 
@@ -147,6 +229,12 @@ pub struct Record<'a> {
     pub issues: &'a [Issue],
     /// Set when a component failed: (code, message).
     pub exception: Option<(&'a str, &'a str)>,
+    /// Hashed blocking keys ([`matching::key_hash`]) for the index.
+    pub keys: &'a [i64],
+    /// Set when the lead is a duplicate of a stored lead.
+    pub link: Option<Link<'a>>,
+    /// Set when the lead may be a duplicate: a review item.
+    pub review: Option<Review<'a>>,
 }
 
 /// Run totals written when a run finishes.
@@ -157,6 +245,7 @@ pub struct Totals {
     pub rejected: u64,
     pub review: u64,
     pub exceptions: u64,
+    pub duplicates: u64,
 }
 
 /// An open exception-queue item.
@@ -303,19 +392,18 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(sql("prepare exception insert"))?;
+            let mut rowid = tx
+                .prepare_cached("SELECT rowid FROM leads WHERE id = ?1")
+                .map_err(sql("prepare lead lookup"))?;
+            let mut key = tx
+                .prepare_cached("INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)")
+                .map_err(sql("prepare key insert"))?;
             for r in records {
                 let raw = serde_json::to_string(r.raw).map_err(|source| StoreError::Json {
                     what: "lead",
                     source,
                 })?;
-                let normalized = r
-                    .normalized
-                    .map(serde_json::to_string)
-                    .transpose()
-                    .map_err(|source| StoreError::Json {
-                        what: "lead",
-                        source,
-                    })?;
+                let normalized = r.normalized;
                 upsert_lead
                     .execute(params![
                         r.raw.id,
@@ -361,6 +449,28 @@ impl Store {
                         ])
                         .map_err(sql("insert exception"))?;
                 }
+                if !r.keys.is_empty() {
+                    let lead_row: i64 = rowid
+                        .query_row([&r.raw.id], |row| row.get(0))
+                        .map_err(sql("look up lead"))?;
+                    for k in r.keys {
+                        key.execute(params![k, lead_row])
+                            .map_err(sql("insert key"))?;
+                    }
+                }
+                if let Some(link) = &r.link {
+                    matching::insert_link(&tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
+                }
+                if let Some(review) = &r.review {
+                    matching::insert_review(
+                        &tx,
+                        &r.raw.tenant,
+                        &r.raw.id,
+                        review,
+                        Some(run_id),
+                        now,
+                    )?;
+                }
             }
         }
         tx.commit().map_err(sql("commit batch"))
@@ -377,7 +487,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE runs SET finished_at = ?2, total = ?3, accepted = ?4, rejected = ?5, review = ?6,
-                 exceptions = ?7, status = ?8 WHERE id = ?1",
+                 exceptions = ?7, status = ?8, duplicates = ?9 WHERE id = ?1",
                 params![
                     run_id,
                     now,
@@ -386,7 +496,8 @@ impl Store {
                     totals.rejected as i64,
                     totals.review as i64,
                     totals.exceptions as i64,
-                    status
+                    status,
+                    totals.duplicates as i64
                 ],
             )
             .map_err(sql("finish run"))?;
@@ -397,7 +508,7 @@ impl Store {
     pub fn run_status(&self, run_id: i64) -> Result<Option<(String, Totals)>, StoreError> {
         self.conn
             .query_row(
-                "SELECT status, total, accepted, rejected, review, exceptions FROM runs WHERE id = ?1",
+                "SELECT status, total, accepted, rejected, review, exceptions, duplicates FROM runs WHERE id = ?1",
                 [run_id],
                 |r| {
                     let n = |i: usize| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -409,6 +520,7 @@ impl Store {
                             rejected: n(3)?,
                             review: n(4)?,
                             exceptions: n(5)?,
+                            duplicates: n(6)?,
                         },
                     ))
                 },
@@ -466,7 +578,17 @@ impl Store {
 
     /// Counts rows of a table (for summaries and tests).
     pub fn count(&self, table: &str) -> Result<u64, StoreError> {
-        const TABLES: &[&str] = &["runs", "leads", "decisions", "issues", "exceptions"];
+        const TABLES: &[&str] = &[
+            "runs",
+            "leads",
+            "decisions",
+            "issues",
+            "exceptions",
+            "match_keys",
+            "merges",
+            "golden",
+            "match_reviews",
+        ];
         if !TABLES.contains(&table) {
             return Err(StoreError::Sql {
                 op: "count",
@@ -556,6 +678,9 @@ mod tests {
                     normalized: Some(r#"{"id":"a"}"#),
                     issues: &issues,
                     exception: None,
+                    keys: &[],
+                    link: None,
+                    review: None,
                 },
                 Record {
                     line: 2,
@@ -564,6 +689,9 @@ mod tests {
                     normalized: None,
                     issues: &[],
                     exception: Some(("component.trap", "boom")),
+                    keys: &[],
+                    link: None,
+                    review: None,
                 },
             ],
             2,

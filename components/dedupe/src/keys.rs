@@ -1,0 +1,138 @@
+//! Blocking keys: leads that share one are compared. Several keys per lead,
+//! each from a different combination of fields, so that a duplicate with
+//! one corrupted field still shares a key with its original:
+//!
+//! | key | fields |
+//! |---|---|
+//! | `e:` | email matching key (aliases folded) |
+//! | `p:` | phone digits |
+//! | `x:` | external id (system and id) |
+//! | `np:` | phonetic family name + given-name initial + postcode |
+//! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
+//! | `nd:` | phonetic family name + corporate domain |
+//! | `ns:` | phonetic names (order-free) + house number and street |
+//! | `nl:` | given name (nickname-folded) + email local part's first letters |
+//! | `i:` | each of the tenant's identity columns |
+//!
+//! Name parts are phonetic (Double Metaphone over transliterated text), so
+//! typos that keep the sound, other scripts and "Smyth"/"Smith" still block
+//! together; given names are folded through the nickname table first.
+
+use crate::compare::Features;
+use crate::fold;
+use crate::names::Nicknames;
+
+/// Blocking keys of a prepared lead, without duplicates.
+pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(8);
+    if let Some(e) = &f.email {
+        out.push(format!("e:{e}"));
+    }
+    if let Some(p) = &f.phone {
+        out.push(format!("p:{p}"));
+    }
+    for (system, id) in &f.external_ids {
+        out.push(format!("x:{system}:{id}"));
+    }
+    let first = f.name.first.as_deref();
+    let last_ph = f
+        .name
+        .last
+        .as_deref()
+        .map(fold::phonetic)
+        .filter(|p| !p.is_empty());
+    let first_ph = first
+        .map(|n| fold::phonetic(nick.canonical(n)))
+        .filter(|p| !p.is_empty());
+    // Both name codes in a fixed order, so swapped names share the key.
+    let pair = match (&first_ph, &last_ph) {
+        (Some(a), Some(b)) if a <= b => Some(format!("{a}|{b}")),
+        (Some(a), Some(b)) => Some(format!("{b}|{a}")),
+        _ => None,
+    };
+    if let (Some(l), Some(pc)) = (&last_ph, &f.postcode) {
+        let initial = first.and_then(|n| n.chars().next()).unwrap_or('_');
+        out.push(format!("np:{l}|{initial}|{pc}"));
+    }
+    if let (Some(n), Some(c)) = (&pair, &f.company) {
+        out.push(format!("nc:{n}|{c}"));
+    }
+    if let (Some(l), Some(d)) = (&last_ph, &f.domain) {
+        out.push(format!("nd:{l}|{d}"));
+    }
+    if let (Some(n), Some((Some(number), street))) = (&pair, &f.street) {
+        let word = street.split(' ').next().unwrap_or("");
+        out.push(format!("ns:{n}|{number}|{word}"));
+    }
+    if let (Some(first), Some(e)) = (first, &f.email) {
+        let local: String = fold::local_part(e)
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .take(4)
+            .collect();
+        if local.len() >= 3 {
+            out.push(format!("nl:{}|{local}", nick.canonical(first)));
+        }
+    }
+    for (key, value) in &f.identity {
+        out.push(format!("i:{key}:{value}"));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadgate_lead::Lead;
+
+    fn keys_of(lead: &Lead) -> Vec<String> {
+        keys(&Features::new(lead, &[]), &Nicknames::new(&[]))
+    }
+
+    fn shares_a_key(a: &Lead, b: &Lead) -> bool {
+        let kb = keys_of(b);
+        keys_of(a).iter().any(|k| kb.contains(k))
+    }
+
+    fn lead(first: &str, last: &str) -> Lead {
+        Lead {
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            company_key: Some("acme".into()),
+            postcode: Some("SW1A 1AA".into()),
+            ..Lead::default()
+        }
+    }
+
+    #[test]
+    fn corrupted_duplicates_still_share_a_key() {
+        let base = lead("William", "Smith");
+        for other in [
+            lead("Bill", "Smith"),
+            lead("Smith", "William"),
+            lead("William", "Smyth"),
+        ] {
+            assert!(shares_a_key(&base, &other), "{other:?}");
+        }
+        let mut moved = base.clone();
+        moved.postcode = Some("EC1A 1BB".into());
+        moved.company_key = None;
+        moved.email = Some("w.smith+x@acme.com".into());
+        let mut with_mail = base.clone();
+        with_mail.email = Some("W.Smith@acme.com".into());
+        assert!(shares_a_key(&moved, &with_mail));
+        assert!(!shares_a_key(&base, &lead("Anna", "Kowalski")));
+    }
+
+    #[test]
+    fn no_usable_fields_no_keys() {
+        assert!(keys_of(&Lead::default()).is_empty());
+        let only_first = Lead {
+            first_name: Some("Anna".into()),
+            ..Lead::default()
+        };
+        assert!(keys_of(&only_first).is_empty());
+    }
+}

@@ -1,0 +1,201 @@
+//! Matching end to end on the native side: keys, comparison and the bundled
+//! model together.
+
+use super::*;
+use leadgate_lead::{ExternalId, Lead};
+
+fn deduper() -> Deduper {
+    Deduper::from_json("{}").unwrap()
+}
+
+fn person() -> Lead {
+    Lead {
+        email: Some("william.smith@acme.com".into()),
+        phone: Some("+442079460123".into()),
+        first_name: Some("William".into()),
+        last_name: Some("Smith".into()),
+        company: Some("Acme Ltd".into()),
+        company_key: Some("acme".into()),
+        domain: Some("acme.com".into()),
+        city: Some("London".into()),
+        postcode: Some("SW1A 1AA".into()),
+        country: Some("GB".into()),
+        ..Lead::default()
+    }
+}
+
+fn probability(a: &Lead, b: &Lead) -> f64 {
+    deduper().compare(&[a.clone(), b.clone()], &[(0, 1)], false)[0].probability
+}
+
+#[test]
+fn a_nickname_duplicate_with_a_new_phone_matches() {
+    let mut dup = person();
+    dup.first_name = Some("Bill".into());
+    dup.phone = None;
+    dup.email = Some("W.I.L.L.I.A.M.Smith@acme.com".into());
+    let m = deduper()
+        .compare(&[person(), dup], &[(0, 1)], true)
+        .remove(0);
+    assert!(m.probability > 0.9, "{m:?}");
+    let name = m.evidence.iter().find(|e| e.field == "name").unwrap();
+    assert_eq!(name.level, "nickname");
+    assert!(name.weight > 0.0);
+}
+
+#[test]
+fn gmail_aliases_are_the_same_mailbox() {
+    let mut a = person();
+    a.email = Some("jane.doe@gmail.com".into());
+    a.domain = None;
+    let mut b = a.clone();
+    b.email = Some("janedoe+crm@googlemail.com".into());
+    let m = deduper().compare(&[a, b], &[(0, 1)], true).remove(0);
+    let email = m.evidence.iter().find(|e| e.field == "email").unwrap();
+    assert_eq!(email.level, "exact");
+}
+
+#[test]
+fn a_colleague_at_the_same_company_is_not_a_duplicate() {
+    let mut other = person();
+    other.first_name = Some("Anna".into());
+    other.last_name = Some("Kowalski".into());
+    other.email = Some("anna.kowalski@acme.com".into());
+    other.phone = Some("+442079460999".into());
+    assert!(probability(&person(), &other) < 0.05);
+}
+
+#[test]
+fn a_relative_at_the_same_address_is_not_a_duplicate() {
+    let home = |first: &str, email: &str| Lead {
+        first_name: Some(first.into()),
+        last_name: Some("Smith".into()),
+        email: Some(email.into()),
+        street: Some("12 Baker Street".into()),
+        city: Some("London".into()),
+        postcode: Some("NW1 6XE".into()),
+        country: Some("GB".into()),
+        ..Lead::default()
+    };
+    let p = probability(
+        &home("John", "john.smith@gmail.com"),
+        &home("Mary", "mary.smith@yahoo.com"),
+    );
+    assert!(p < 0.5, "{p}");
+}
+
+#[test]
+fn an_old_export_without_contacts_still_matches_on_name_and_address() {
+    let a = Lead {
+        first_name: Some("Robert".into()),
+        last_name: Some("O'Brien".into()),
+        street: Some("4 Elm Rd".into()),
+        city: Some("Dublin".into()),
+        postcode: Some("D02 X285".into()),
+        ..Lead::default()
+    };
+    let mut b = a.clone();
+    b.first_name = Some("Bob".into());
+    b.street = Some("4 Elm Road".into());
+    let d = deduper();
+    let (ka, kb) = (d.keys(&a), d.keys(&b));
+    assert!(ka.iter().any(|k| kb.contains(k)), "{ka:?} {kb:?}");
+    assert!(probability(&a, &b) > 0.8);
+}
+
+#[test]
+fn transliterated_names_match() {
+    let a = Lead {
+        first_name: Some("Дмитрий".into()),
+        last_name: Some("Иванов".into()),
+        company_key: Some("globexa".into()),
+        city: Some("Berlin".into()),
+        ..Lead::default()
+    };
+    let b = Lead {
+        first_name: Some("Dmitrii".into()),
+        last_name: Some("Ivanov".into()),
+        company_key: Some("globexa".into()),
+        city: Some("Berlin".into()),
+        ..Lead::default()
+    };
+    let d = deduper();
+    let (ka, kb) = (d.keys(&a), d.keys(&b));
+    assert!(ka.iter().any(|k| kb.contains(k)), "{ka:?} {kb:?}");
+    let m = d.compare(&[a, b], &[(0, 1)], true).remove(0);
+    let name = m.evidence.iter().find(|e| e.field == "name").unwrap();
+    assert!(name.detail.contains("transliterated"), "{name:?}");
+    assert!(name.weight > 0.0, "{name:?}");
+}
+
+#[test]
+fn the_same_crm_id_decides_and_two_ids_in_one_system_conflict() {
+    let mut a = person();
+    a.external_ids = vec![ExternalId {
+        system: "hubspot".into(),
+        id: "101".into(),
+    }];
+    let mut b = a.clone();
+    b.external_ids[0].id = "202".into();
+    let m = deduper().compare(&[a, b], &[(0, 1)], true).remove(0);
+    let x = m
+        .evidence
+        .iter()
+        .find(|e| e.field == "external_id")
+        .unwrap();
+    assert_eq!(x.level, "conflict");
+    assert!(x.weight < 0.0);
+}
+
+#[test]
+fn pairs_outside_the_list_are_reported_not_panicked() {
+    let m = deduper().compare(&[person()], &[(0, 5)], false);
+    assert_eq!(m[0].probability, 0.0);
+    assert!(m[0].evidence[0].detail.contains("outside"));
+}
+
+#[test]
+fn settings_mistakes_are_named() {
+    let e = Deduper::from_json(r#"{"identity_fields": [" "]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("identity_fields"), "{e}");
+    let e = Deduper::from_json(r#"{"nicknames": [["solo"]]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nicknames"), "{e}");
+    let e = Deduper::from_json(r#"{"model": {"version": 1}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model"), "{e}");
+    let e = Deduper::from_json(r#"{"modle": {}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("modle"), "{e}");
+}
+
+#[test]
+fn identity_columns_compare_and_block() {
+    let d = Deduper::from_json(r#"{"identity_fields": ["customer_no"]}"#).unwrap();
+    let with = |no: &str| Lead {
+        last_name: Some("Smith".into()),
+        custom: vec![leadgate_lead::CustomField {
+            key: "customer_no".into(),
+            value: no.into(),
+        }],
+        ..Lead::default()
+    };
+    assert!(
+        d.keys(&with("C-1"))
+            .iter()
+            .any(|k| k.starts_with("i:customer_no:"))
+    );
+    let m = d
+        .compare(&[with("C-1"), with("C-2")], &[(0, 1)], true)
+        .remove(0);
+    assert!(
+        m.evidence
+            .iter()
+            .any(|e| e.field == "custom:customer_no" && e.level == "different")
+    );
+}

@@ -1,0 +1,128 @@
+//! Loading a component for one capability: read, compile (through the
+//! cache), check it exports the capability's interface at this contract
+//! version, and link it against the sandbox's WASI.
+
+use crate::engine::Runtime;
+use crate::sandbox::Sandbox;
+use crate::{CONTRACT_VERSION, LoadError};
+use std::path::{Path, PathBuf};
+use wasmtime::component::{Component, InstancePre, Linker};
+
+/// A capability's interface and world, for loading and error messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Capability {
+    /// e.g. `validate`.
+    pub interface: &'static str,
+    /// e.g. `validator`.
+    pub world: &'static str,
+}
+
+impl Capability {
+    pub fn export(&self) -> String {
+        format!("leadgate:plugin/{}@{CONTRACT_VERSION}", self.interface)
+    }
+
+    pub fn world_name(&self) -> String {
+        format!("leadgate:plugin/{}@{CONTRACT_VERSION}", self.world)
+    }
+}
+
+/// A component compiled and linked, ready to instantiate.
+pub(crate) struct Loaded {
+    pub instance_pre: InstancePre<Sandbox>,
+    pub digest: String,
+}
+
+/// Loads and checks the component at `path` for `cap`.
+pub(crate) fn load(runtime: &Runtime, path: &Path, cap: Capability) -> Result<Loaded, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let digest = crate::digest(&bytes);
+    let component = runtime
+        .compile(&bytes, &digest)
+        .map_err(|e| LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        })?;
+    check_exports(runtime, &component, path, cap)?;
+    let mut linker: Linker<Sandbox> = Linker::new(&runtime.engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        .map_err(|e| LoadError::Engine(e.to_string()))?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
+        let text = format!("{e:#}");
+        match text.split('`').nth(1) {
+            Some(import) if text.contains("import") => LoadError::UnsupportedImport {
+                path: path.to_path_buf(),
+                import: import.to_string(),
+            },
+            _ => LoadError::Invalid {
+                path: path.to_path_buf(),
+                reason: text,
+            },
+        }
+    })?;
+    Ok(Loaded {
+        instance_pre,
+        digest,
+    })
+}
+
+/// The error for a component whose exports do not match the world.
+pub(crate) fn wrong_world(path: &Path, cap: Capability, reason: String) -> LoadError {
+    LoadError::WrongWorld {
+        path: PathBuf::from(path),
+        world: cap.world_name(),
+        reason,
+    }
+}
+
+/// Refuses a component that does not implement `cap` at this contract
+/// version, with a message that says what it is instead.
+fn check_exports(
+    runtime: &Runtime,
+    component: &Component,
+    path: &Path,
+    cap: Capability,
+) -> Result<(), LoadError> {
+    let export = cap.export();
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|e| *e == export) {
+        return Ok(());
+    }
+    let family = format!("leadgate:plugin/{}@", cap.interface);
+    if let Some(other) = exports.iter().find(|e| e.starts_with(&family)) {
+        let version = other.rsplit('@').next().unwrap_or("?");
+        return Err(wrong_world(
+            path,
+            cap,
+            format!(
+                "it was built against contract version {version}; this host speaks {CONTRACT_VERSION}"
+            ),
+        ));
+    }
+    if let Some(other) = exports.iter().find(|e| e.starts_with("leadgate:plugin/")) {
+        return Err(wrong_world(
+            path,
+            cap,
+            format!(
+                "it implements `{other}`, a different capability; check which component is configured for which capability"
+            ),
+        ));
+    }
+    let listed = if exports.is_empty() {
+        "nothing".to_string()
+    } else {
+        exports.join(", ")
+    };
+    Err(wrong_world(
+        path,
+        cap,
+        format!("it does not export `{export}` (it exports {listed})"),
+    ))
+}

@@ -1,0 +1,742 @@
+//! `leadgate dedupe`: batch clean-up of a dirty file. Every record is
+//! normalized (records that fail validation still take part: old CRM
+//! exports have no email or phone), blocked by the dedupe component's keys,
+//! the candidate pairs compared, the pairs clustered with a chain guard, and
+//! a merge plan written — and applied to the store unless `--dry-run`.
+//!
+//! Comparisons grow with the blocks, not with the square of the input: a key
+//! shared by more than `dedupe.max_block` records (a shared switchboard
+//! number, `info@`) is not used for blocking, and the report says so.
+//!
+//! [`prepare`] (read, validate, key, block, compare) is shared with
+//! `leadgate eval dedupe` and `leadgate dedupe-train`.
+
+use crate::config::Config;
+use crate::matcher::{Decision, Matcher, Policy};
+use crate::run::{Validator, now_ms};
+use anyhow::{Context, Result, bail};
+use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader};
+use leadgate_lead::{Lead, Source, Verdict};
+use leadgate_merge::cluster::{self, Edge, Guard};
+use leadgate_merge::survivorship;
+use leadgate_runtime::{DeduperComponent, Runtime, ValidatorComponent};
+use leadgate_store::{Link, LinkKind, Record, Review, Status, Store, key_hash};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub path: String,
+    pub format: Option<Format>,
+    pub map: Vec<String>,
+    /// A column holding the true entity (for evaluation and training); it
+    /// is taken out of the records so it cannot influence matching.
+    pub truth_column: Option<String>,
+    pub quiet: bool,
+}
+
+/// The records of a file, normalized and compared.
+pub struct Prepared {
+    /// 1-based record number of each participating record.
+    pub lines: Vec<u64>,
+    /// Normalized leads (ids set when written to the store).
+    pub leads: Vec<Lead>,
+    /// The validation verdict of each.
+    pub verdicts: Vec<Verdict>,
+    /// The truth column's value, when asked for.
+    pub truth: Vec<Option<String>>,
+    /// Compared pairs (indexes into `leads`), sorted, as [`cluster::pair_key`].
+    pub pairs: Vec<u64>,
+    /// Match probability of each pair.
+    pub probabilities: Vec<f32>,
+    pub stats: Stats,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub records: u64,
+    /// Records that could not be read or that the validate component failed
+    /// on: they do not take part.
+    pub left_out: u64,
+    pub keys: u64,
+    pub blocks: u64,
+    /// Keys shared by more than `max_block` records, not used for blocking.
+    pub oversize_blocks: u64,
+    /// The most common oversize key, for the report.
+    pub oversize_example: Option<(String, usize)>,
+    pub compare_failures: u64,
+    pub read: Duration,
+    pub compare: Duration,
+}
+
+impl Prepared {
+    pub fn pair(&self, i: usize) -> (u32, u32) {
+        let k = self.pairs[i];
+        ((k >> 32) as u32, k as u32)
+    }
+
+    /// Probability of a compared pair, if it was compared.
+    pub fn probability(&self, a: u32, b: u32) -> Option<f32> {
+        self.pairs
+            .binary_search(&cluster::pair_key(a, b))
+            .ok()
+            .map(|i| self.probabilities[i])
+    }
+
+    /// Clusters at `threshold`, with the chain guard.
+    pub fn clusters(&self, threshold: f64, guard: Guard) -> cluster::Clusters {
+        let edges: Vec<Edge> = (0..self.pairs.len())
+            .filter(|&i| f64::from(self.probabilities[i]) >= threshold)
+            .map(|i| {
+                let (a, b) = self.pair(i);
+                Edge {
+                    a,
+                    b,
+                    probability: f64::from(self.probabilities[i]),
+                }
+            })
+            .collect();
+        let below = guard.cannot_link_below;
+        cluster::cluster(
+            self.leads.len(),
+            &edges,
+            |a, b| self.probability(a, b).is_some_and(|p| f64::from(p) < below),
+            guard,
+        )
+    }
+}
+
+/// Where each record goes in the store when the plan is applied.
+pub struct Apply<'a> {
+    pub store: &'a mut Store,
+    pub run_id: i64,
+    pub source: Source,
+}
+
+fn progress(quiet: bool, len: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr_with_hz(5));
+    let template = if len.is_some() {
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})"
+    } else {
+        "{spinner} {msg} [{elapsed_precise}] {pos}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_message(what);
+    bar
+}
+
+/// Reads, validates, keys, blocks and compares. With `apply`, every record
+/// is also written to the store (with its keys), so a plan can link them.
+pub fn prepare(
+    config: &Config,
+    input: &Input,
+    mut apply: Option<&mut Apply<'_>>,
+) -> Result<Prepared> {
+    let started = Instant::now();
+    let format = match input.format {
+        Some(f) => f,
+        None => Format::from_path(&input.path).with_context(|| {
+            format!(
+                "cannot tell the format of {} from its name: pass --format csv or --format ndjson",
+                input.path
+            )
+        })?,
+    };
+    // The truth column is read as a custom field whatever its name, then
+    // taken out of the record.
+    let mut map = input.map.clone();
+    if let Some(col) = &input.truth_column {
+        map.insert(0, format!("{col}=custom.{col}"));
+    }
+    let mapping = Mapping::parse(&map)?;
+    let file = std::fs::File::open(&input.path)
+        .with_context(|| format!("cannot open input {}", input.path))?;
+    let size = file.metadata().ok().map(|m| m.len());
+    let mut reader = Reader::new(Box::new(file), format, mapping, IngestLimits::default())
+        .with_context(|| format!("cannot read {}", input.path))?;
+    if let Some(col) = &input.truth_column
+        && format == Format::Csv
+        && !reader
+            .columns()
+            .iter()
+            .any(|(h, _)| h.eq_ignore_ascii_case(col))
+    {
+        bail!(
+            "--truth-column {col}: {} has no such column (columns: {})",
+            input.path,
+            reader
+                .columns()
+                .iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let validate = ValidatorComponent::load(&runtime, &config.validate_component()?)?;
+    let mut validator = Validator::new(&validate, config.validate_settings()?)?;
+    let dedupe_path = config.dedupe_component()?;
+    let dedupe = DeduperComponent::load(&runtime, &dedupe_path)?;
+    let mut matcher = Matcher::new(&dedupe, config.dedupe_settings()?)?;
+    let now = now_ms();
+    let tenant = config.tenant.as_str();
+
+    let mut p = Prepared {
+        lines: Vec::new(),
+        leads: Vec::new(),
+        verdicts: Vec::new(),
+        truth: Vec::new(),
+        pairs: Vec::new(),
+        probabilities: Vec::new(),
+        stats: Stats::default(),
+    };
+    let mut entries: Vec<(u64, u32)> = Vec::new();
+    let bar = progress(input.quiet, size, "reading");
+    let batch = config.limits.batch_size.max(1);
+    loop {
+        let mut chunk = Vec::with_capacity(batch);
+        while chunk.len() < batch {
+            match reader.next_record() {
+                None => break,
+                Some(r) => chunk.push(r.with_context(|| format!("reading {}", input.path))?),
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        p.stats.records += chunk.len() as u64;
+        let mut lines = Vec::with_capacity(chunk.len());
+        let mut raws: Vec<Lead> = Vec::with_capacity(chunk.len());
+        let mut truths = Vec::with_capacity(chunk.len());
+        for record in chunk {
+            let Ok(parsed) = record.outcome else {
+                p.stats.left_out += 1;
+                continue;
+            };
+            let mut lead = parsed.lead;
+            let truth = input.truth_column.as_ref().and_then(|col| {
+                let pos = lead
+                    .custom
+                    .iter()
+                    .position(|c| c.key.eq_ignore_ascii_case(col))?;
+                Some(lead.custom.remove(pos).value)
+            });
+            lead.tenant = tenant.to_string();
+            if !parsed.has_received_at {
+                lead.received_at = now;
+            }
+            if let Some(a) = apply.as_deref() {
+                lead.id = uuid::Uuid::now_v7().to_string();
+                if !parsed.has_source {
+                    lead.source = a.source;
+                }
+            } else {
+                lead.id = record.line.to_string();
+            }
+            lines.push(record.line);
+            raws.push(lead);
+            truths.push(truth);
+        }
+        let validated = validator.validate(&raws, now);
+        let mut kept: Vec<(u64, Lead, Verdict, Option<String>, Lead)> = Vec::new();
+        for (((line, raw), truth), v) in lines.into_iter().zip(raws).zip(truths).zip(validated) {
+            match v {
+                Ok(v) => kept.push((line, v.lead, v.verdict, truth, raw)),
+                Err(_) => p.stats.left_out += 1,
+            }
+        }
+        let refs: Vec<&Lead> = kept.iter().map(|k| &k.1).collect();
+        let keys = matcher.keys(&refs, now);
+        let mut records_keys: Vec<Vec<i64>> = Vec::with_capacity(kept.len());
+        for ((line, lead, verdict, truth, _), keys) in kept.iter().zip(keys) {
+            let idx = u32::try_from(p.leads.len()).context("more than 4 billion records")?;
+            let hashed: Vec<i64> = keys
+                .unwrap_or_default()
+                .iter()
+                .map(|k| key_hash(tenant, k))
+                .collect();
+            p.stats.keys += hashed.len() as u64;
+            entries.extend(hashed.iter().map(|h| (*h as u64, idx)));
+            records_keys.push(hashed);
+            p.lines.push(*line);
+            p.leads.push(lead.clone());
+            p.verdicts.push(*verdict);
+            p.truth.push(truth.clone());
+        }
+        if let Some(a) = apply.as_deref_mut() {
+            write_records(a, &kept, &records_keys, now)?;
+        }
+        bar.set_position(reader.bytes_read());
+    }
+    bar.finish_and_clear();
+    p.stats.read = started.elapsed();
+
+    // Blocking: records sharing a key.
+    entries.sort_unstable();
+    let mut pairs: Vec<u64> = Vec::new();
+    let max_block = config.dedupe.max_block;
+    let mut start = 0;
+    while start < entries.len() {
+        let key = entries[start].0;
+        let mut end = start;
+        while end < entries.len() && entries[end].0 == key {
+            end += 1;
+        }
+        let block = &entries[start..end];
+        if block.len() > max_block {
+            p.stats.oversize_blocks += 1;
+            if p.stats
+                .oversize_example
+                .as_ref()
+                .is_none_or(|(_, n)| block.len() > *n)
+            {
+                let lead = &p.leads[block[0].1 as usize];
+                let name = lead
+                    .email
+                    .clone()
+                    .or_else(|| lead.phone.clone())
+                    .unwrap_or_else(|| "a name or address key".into());
+                p.stats.oversize_example = Some((name, block.len()));
+            }
+        } else if block.len() > 1 {
+            p.stats.blocks += 1;
+            for (i, x) in block.iter().enumerate() {
+                for y in &block[i + 1..] {
+                    if x.1 != y.1 {
+                        pairs.push(cluster::pair_key(x.1, y.1));
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+    drop(entries);
+    pairs.sort_unstable();
+    pairs.dedup();
+
+    // Comparison, in batches of pairs that share their leads.
+    let compare_started = Instant::now();
+    let bar = progress(input.quiet, Some(pairs.len() as u64), "comparing");
+    let mut probabilities: Vec<f32> = Vec::with_capacity(pairs.len());
+    let mut local: Vec<u32> = vec![u32::MAX; p.leads.len()];
+    for block in pairs.chunks(COMPARE_BATCH) {
+        let mut pool: Vec<&Lead> = Vec::new();
+        let mut touched: Vec<u32> = Vec::new();
+        let mut local_pairs: Vec<(u32, u32)> = Vec::with_capacity(block.len());
+        for key in block {
+            let (a, b) = ((key >> 32) as u32, *key as u32);
+            let mut slot = |r: u32| {
+                let s = &mut local[r as usize];
+                if *s == u32::MAX {
+                    *s = pool.len() as u32;
+                    pool.push(&p.leads[r as usize]);
+                    touched.push(r);
+                }
+                *s
+            };
+            let (x, y) = (slot(a), slot(b));
+            local_pairs.push((x, y));
+        }
+        for r in touched {
+            local[r as usize] = u32::MAX;
+        }
+        for m in matcher.compare(&pool, &local_pairs, false, now) {
+            match m {
+                Ok(m) => probabilities.push(m.probability as f32),
+                Err(_) => {
+                    p.stats.compare_failures += 1;
+                    probabilities.push(0.0);
+                }
+            }
+        }
+        bar.inc(block.len() as u64);
+    }
+    bar.finish_and_clear();
+    p.stats.compare = compare_started.elapsed();
+    p.pairs = pairs;
+    p.probabilities = probabilities;
+    Ok(p)
+}
+
+/// Pairs per component call in batch comparison.
+const COMPARE_BATCH: usize = 1024;
+
+fn write_records(
+    a: &mut Apply<'_>,
+    kept: &[(u64, Lead, Verdict, Option<String>, Lead)],
+    keys: &[Vec<i64>],
+    now: i64,
+) -> Result<()> {
+    let normalized: Vec<String> = kept
+        .iter()
+        .map(|k| serde_json::to_string(&k.1))
+        .collect::<Result<_, _>>()?;
+    let records: Vec<Record<'_>> = kept
+        .iter()
+        .zip(&normalized)
+        .zip(keys)
+        .map(|(((line, _, verdict, _, raw), json), keys)| Record {
+            line: *line,
+            raw,
+            status: match verdict {
+                Verdict::Accept => Status::Accepted,
+                Verdict::Reject => Status::Rejected,
+                Verdict::Review => Status::Review,
+            },
+            normalized: Some(json),
+            issues: &[],
+            exception: None,
+            keys,
+            link: None,
+            review: None,
+        })
+        .collect();
+    a.store
+        .record(a.run_id, "validate", "dedupe-batch", &records, now)?;
+    Ok(())
+}
+
+/// `leadgate dedupe` options.
+pub struct Options {
+    pub input: Input,
+    pub pairs: PathBuf,
+    pub clusters: Option<PathBuf>,
+    pub dry_run: bool,
+    pub db: String,
+}
+
+/// A cluster of the plan.
+#[derive(serde::Serialize)]
+struct ClusterLine<'a> {
+    cluster: usize,
+    /// Record numbers, ascending; the first is the master.
+    lines: Vec<u64>,
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lead_ids: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    golden: Option<survivorship::Golden>,
+}
+
+/// The summary of a batch clean-up.
+pub struct Report {
+    pub stats: Stats,
+    pub records: usize,
+    pub pairs_compared: usize,
+    pub pairs_written: usize,
+    pub clusters: usize,
+    pub merge_groups: usize,
+    pub merged_records: usize,
+    pub reviews: usize,
+    pub refused_joins: u64,
+    pub applied: Option<i64>,
+    pub elapsed: Duration,
+}
+
+pub fn run(config: &Config, opts: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let policy = Policy::of(&config.dedupe);
+    let guard = Guard {
+        max_size: config.dedupe.max_cluster,
+        ..Guard::default()
+    };
+    let mut store = if opts.dry_run {
+        None
+    } else {
+        Some(Store::open(&opts.db)?)
+    };
+    let mut run_id = None;
+    let prepared = match store.as_mut() {
+        Some(store) => {
+            let components = serde_json::json!({"dedupe": {"path": config.dedupe_component()?.display().to_string()}});
+            let id = store.begin_run(
+                &config.tenant,
+                &opts.input.path,
+                &components.to_string(),
+                now_ms(),
+            )?;
+            run_id = Some(id);
+            let mut apply = Apply {
+                store,
+                run_id: id,
+                source: Source::Import,
+            };
+            prepare(config, &opts.input, Some(&mut apply))?
+        }
+        None => prepare(config, &opts.input, None)?,
+    };
+
+    // Pairs at or above the review threshold, with their decision.
+    let mut out = csv::Writer::from_path(&opts.pairs)
+        .with_context(|| format!("cannot create {}", opts.pairs.display()))?;
+    out.write_record(["line_a", "line_b", "probability", "decision"])?;
+    let mut written = 0;
+    let mut reviews: Vec<(u32, u32, f64, bool)> = Vec::new();
+    let mut merge_edges: Vec<Edge> = Vec::new();
+    for i in 0..prepared.pairs.len() {
+        let prob = f64::from(prepared.probabilities[i]);
+        if prob < policy.review {
+            continue;
+        }
+        let (a, b) = prepared.pair(i);
+        let conflict = survivorship::consent_conflict(
+            &prepared.leads[a as usize],
+            &prepared.leads[b as usize],
+        )
+        .is_some();
+        let decision = policy.decide(prob, conflict);
+        match decision {
+            Decision::Merge | Decision::Link => merge_edges.push(Edge {
+                a,
+                b,
+                probability: prob,
+            }),
+            Decision::Review => reviews.push((a, b, prob, conflict)),
+            Decision::Distinct => {}
+        }
+        out.write_record([
+            prepared.lines[a as usize].to_string(),
+            prepared.lines[b as usize].to_string(),
+            format!("{prob:.4}"),
+            decision.as_str().to_string(),
+        ])?;
+        written += 1;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", opts.pairs.display()))?;
+
+    // Groups: at the review threshold for the report, at auto-merge for the plan.
+    let below = guard.cannot_link_below;
+    let review_clusters = prepared.clusters(policy.review, guard);
+    let merge_clusters = cluster::cluster(
+        prepared.leads.len(),
+        &merge_edges,
+        |a, b| {
+            prepared
+                .probability(a, b)
+                .is_some_and(|p| f64::from(p) < below)
+        },
+        guard,
+    );
+    let kind = if policy.auto_merge_enabled {
+        LinkKind::Merge
+    } else {
+        LinkKind::Link
+    };
+    if let Some(path) = &opts.clusters {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        for (k, group) in review_clusters.groups.iter().enumerate() {
+            let planned = merge_clusters.groups.binary_search(group).is_ok();
+            let members: Vec<(String, Lead)> = group
+                .iter()
+                .map(|&r| {
+                    (
+                        prepared.leads[r as usize].id.clone(),
+                        prepared.leads[r as usize].clone(),
+                    )
+                })
+                .collect();
+            let line = ClusterLine {
+                cluster: k + 1,
+                lines: group.iter().map(|&r| prepared.lines[r as usize]).collect(),
+                decision: if planned { kind.as_str() } else { "review" },
+                lead_ids: store.is_some().then(|| {
+                    group
+                        .iter()
+                        .map(|&r| prepared.leads[r as usize].id.as_str())
+                        .collect()
+                }),
+                golden: (planned && kind == LinkKind::Merge)
+                    .then(|| survivorship::golden(&members, &config.dedupe.survivorship))
+                    .flatten(),
+            };
+            serde_json::to_writer(&mut w, &line)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+
+    let merged_records: usize = merge_clusters.groups.iter().map(|g| g.len() - 1).sum();
+    if let (Some(store), Some(run_id)) = (store.as_mut(), run_id) {
+        let review_pairs: Vec<usize> = reviews
+            .iter()
+            .filter_map(|(a, b, _, _)| {
+                prepared
+                    .pairs
+                    .binary_search(&cluster::pair_key(*a, *b))
+                    .ok()
+            })
+            .collect();
+        let evidence: Vec<String> = explain(config, &prepared, &review_pairs)?
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        let now = now_ms();
+        let tenant = config.tenant.as_str();
+        let mut masters = Vec::new();
+        for group in &merge_clusters.groups {
+            let master = &prepared.leads[group[0] as usize].id;
+            for &r in &group[1..] {
+                let prob = group
+                    .iter()
+                    .filter(|&&o| o != r)
+                    .filter_map(|&o| prepared.probability(r, o))
+                    .fold(0.0f32, f32::max);
+                store.link(
+                    tenant,
+                    &prepared.leads[r as usize].id,
+                    &Link {
+                        master,
+                        kind,
+                        probability: f64::from(prob),
+                        evidence: "[]",
+                        decided_by: "dedupe",
+                    },
+                    now,
+                )?;
+            }
+            if kind == LinkKind::Merge {
+                masters.push(master.clone());
+            }
+        }
+        crate::matching::refresh_golden(store, tenant, &masters, &config.dedupe.survivorship, now)?;
+        for ((a, b, prob, conflict), evidence) in reviews.iter().zip(&evidence) {
+            store.add_review(
+                tenant,
+                &prepared.leads[*b as usize].id,
+                &Review {
+                    other: &prepared.leads[*a as usize].id,
+                    probability: *prob,
+                    evidence,
+                    reason: if *conflict {
+                        "consent_conflict"
+                    } else {
+                        "uncertain"
+                    },
+                },
+                Some(run_id),
+                now,
+            )?;
+        }
+        let totals = leadgate_store::Totals {
+            total: prepared.stats.records,
+            duplicates: merged_records as u64,
+            review: reviews.len() as u64,
+            rejected: prepared
+                .verdicts
+                .iter()
+                .filter(|v| **v == Verdict::Reject)
+                .count() as u64,
+            ..leadgate_store::Totals::default()
+        };
+        store.finish_run(run_id, &totals, "done", now)?;
+    }
+    Ok(Report {
+        records: prepared.leads.len(),
+        pairs_compared: prepared.pairs.len(),
+        pairs_written: written,
+        clusters: review_clusters.groups.len(),
+        merge_groups: merge_clusters.groups.len(),
+        merged_records,
+        reviews: reviews.len(),
+        refused_joins: review_clusters.refused + merge_clusters.refused,
+        applied: run_id,
+        stats: prepared.stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+pub fn print_report(r: &Report, opts: &Options) {
+    let s = &r.stats;
+    eprintln!(
+        "leadgate dedupe: {} records ({} took part, {} left out: unreadable or a component failure) in {:.1} s",
+        s.records,
+        r.records,
+        s.left_out,
+        r.elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "  blocking: {} keys, {} blocks, {} pairs compared ({:.2} per record) in {:.1} s",
+        s.keys,
+        s.blocks,
+        r.pairs_compared,
+        r.pairs_compared as f64 / (r.records.max(1) as f64),
+        s.compare.as_secs_f64()
+    );
+    if let Some((example, n)) = &s.oversize_example {
+        eprintln!(
+            "  {} keys were shared by more than dedupe.max_block records and not used for blocking (largest: {example}, {n} records)",
+            s.oversize_blocks
+        );
+    }
+    if s.compare_failures > 0 {
+        eprintln!(
+            "  {} pairs could not be compared (the component failed on them): scored 0",
+            s.compare_failures
+        );
+    }
+    eprintln!(
+        "  {} pairs at or above the review threshold → {}",
+        r.pairs_written,
+        opts.pairs.display()
+    );
+    eprintln!(
+        "  {} clusters; merge plan: {} groups absorbing {} records; {} pairs for review{}",
+        r.clusters,
+        r.merge_groups,
+        r.merged_records,
+        r.reviews,
+        if r.refused_joins > 0 {
+            format!("; the chain guard refused {} joins", r.refused_joins)
+        } else {
+            String::new()
+        }
+    );
+    match r.applied {
+        Some(run) => eprintln!(
+            "  applied to {} as run {run}: every merge can be undone with `leadgate unmerge`",
+            opts.db
+        ),
+        None => eprintln!("  dry run: nothing was written to the store"),
+    }
+}
+
+/// The evidence of chosen pairs (indexes into `p.pairs`), from a fresh
+/// instance of the dedupe component: for review items and for training.
+pub fn explain(
+    config: &Config,
+    p: &Prepared,
+    which: &[usize],
+) -> Result<Vec<Vec<leadgate_lead::Evidence>>> {
+    let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let dedupe = DeduperComponent::load(&runtime, &config.dedupe_component()?)?;
+    let mut matcher = Matcher::new(&dedupe, config.dedupe_settings()?)?;
+    let now = now_ms();
+    let mut out = Vec::with_capacity(which.len());
+    for chunk in which.chunks(COMPARE_BATCH) {
+        let mut pool: Vec<&Lead> = Vec::with_capacity(chunk.len() * 2);
+        let mut pairs = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let (a, b) = p.pair(i);
+            pairs.push((pool.len() as u32, pool.len() as u32 + 1));
+            pool.push(&p.leads[a as usize]);
+            pool.push(&p.leads[b as usize]);
+        }
+        for m in matcher.compare(&pool, &pairs, true, now) {
+            out.push(m.map(|m| m.evidence).unwrap_or_default());
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,383 @@
+//! `leadgate dedupe-train`: estimates the bundled dedupe component's
+//! Fellegi–Sunter model from the tenant's own data.
+//!
+//! - With labelled records (`--input FILE --truth-column COL`), reviewers'
+//!   decisions (`--reviews`), or both: m and u are counted per comparison
+//!   level among the compared (blocked) pairs, the prior is the share of
+//!   duplicates among them, and Platt scaling calibrates the weight so a
+//!   probability of 0.9 means about nine in ten.
+//! - Without labels: expectation–maximisation over the compared pairs,
+//!   starting from the current model (the classic unsupervised estimate).
+//!
+//! The levels come from the component's own evidence, so the model fits
+//! whatever the component compares. The result is the JSON the component
+//! takes as its `model` setting (`[dedupe] model = "model.json"`).
+
+use anyhow::{Result, bail};
+use leadgate_dedupe::model::{Calibration, Model, Mu, sigmoid};
+use std::collections::BTreeMap;
+
+/// A compared pair: its comparison levels and, if known, whether it is a
+/// duplicate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub levels: Vec<(String, String)>,
+    pub label: Option<bool>,
+}
+
+/// Laplace-style smoothing added to every level's count.
+const SMOOTHING: f64 = 0.5;
+
+fn weight_sum(model: &Model, s: &Sample) -> f64 {
+    s.levels.iter().map(|(f, l)| model.weight(f, l)).sum()
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln()
+}
+
+/// m/u per level from (weighted) counts: `w_match[i]` is how much sample i
+/// counts as a duplicate (1/0 with labels, the posterior in EM).
+fn estimate(samples: &[Sample], w_match: &[f64], trained_on: String) -> Model {
+    let mut counts: BTreeMap<String, BTreeMap<String, (f64, f64)>> = BTreeMap::new();
+    let (mut n_m, mut n_u) = (0.0, 0.0);
+    for (s, g) in samples.iter().zip(w_match) {
+        n_m += g;
+        n_u += 1.0 - g;
+        for (field, level) in &s.levels {
+            let c = counts
+                .entry(field.clone())
+                .or_default()
+                .entry(level.clone())
+                .or_default();
+            c.0 += g;
+            c.1 += 1.0 - g;
+        }
+    }
+    let fields = counts
+        .into_iter()
+        .map(|(field, levels)| {
+            let k = levels.len() as f64;
+            let levels = levels
+                .into_iter()
+                .map(|(level, (cm, cu))| {
+                    let mu = Mu {
+                        m: ((cm + SMOOTHING) / (n_m + SMOOTHING * k)).clamp(1e-4, 1.0),
+                        u: ((cu + SMOOTHING) / (n_u + SMOOTHING * k)).clamp(1e-4, 1.0),
+                    };
+                    (level, mu)
+                })
+                .collect();
+            (field, levels)
+        })
+        .collect();
+    let total = (n_m + n_u).max(1.0);
+    Model {
+        version: 1,
+        prior: (n_m / total).clamp(1e-4, 1.0 - 1e-4),
+        calibration: Calibration::default(),
+        fields,
+        trained_on,
+    }
+}
+
+/// Platt scaling: a, b minimising the log loss of σ(a·w + b) over labelled
+/// samples (Newton's method on two parameters, a touch of ridge).
+fn calibrate(model: &Model, samples: &[(f64, bool)]) -> Calibration {
+    let prior = logit(model.prior);
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    for _ in 0..100 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) =
+            (1e-6 * (a - 1.0), 1e-6 * b, 1e-6, 0.0, 1e-6);
+        for (sum, y) in samples {
+            let w = prior + sum;
+            let p = sigmoid(a * w + b);
+            let d = p - f64::from(u8::from(*y));
+            let h = (p * (1.0 - p)).max(1e-12);
+            ga += d * w;
+            gb += d;
+            haa += h * w * w;
+            hab += h * w;
+            hbb += h;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-12 {
+            break;
+        }
+        let da = (hbb * ga - hab * gb) / det;
+        let db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if da.abs() < 1e-9 && db.abs() < 1e-9 {
+            break;
+        }
+    }
+    if a.is_finite() && b.is_finite() && a > 0.0 {
+        Calibration { a, b }
+    } else {
+        Calibration::default()
+    }
+}
+
+/// Fits a model from labelled samples (unlabelled ones are ignored).
+pub fn supervised(samples: &[Sample], source: &str) -> Result<Model> {
+    let labelled: Vec<Sample> = samples
+        .iter()
+        .filter(|s| s.label.is_some())
+        .cloned()
+        .collect();
+    let dup = labelled.iter().filter(|s| s.label == Some(true)).count();
+    if dup == 0 || dup == labelled.len() {
+        bail!(
+            "training needs compared pairs of both kinds: {} pairs, {dup} of them duplicates",
+            labelled.len()
+        );
+    }
+    let g: Vec<f64> = labelled
+        .iter()
+        .map(|s| f64::from(u8::from(s.label == Some(true))))
+        .collect();
+    let mut model = estimate(
+        &labelled,
+        &g,
+        format!(
+            "{} compared pairs ({dup} duplicates) from {source}",
+            labelled.len()
+        ),
+    );
+    let sums: Vec<(f64, bool)> = labelled
+        .iter()
+        .map(|s| (weight_sum(&model, s), s.label == Some(true)))
+        .collect();
+    model.calibration = calibrate(&model, &sums);
+    Ok(model)
+}
+
+/// Fits a model without labels by expectation–maximisation from `start`.
+pub fn unsupervised(samples: &[Sample], start: &Model, source: &str) -> Result<Model> {
+    if samples.len() < 10 {
+        bail!(
+            "unsupervised training needs compared pairs; {source} gave {}",
+            samples.len()
+        );
+    }
+    let mut model = start.clone();
+    model.calibration = Calibration::default();
+    for _ in 0..50 {
+        let g: Vec<f64> = samples
+            .iter()
+            .map(|s| sigmoid(logit(model.prior) + weight_sum(&model, s)))
+            .collect();
+        let next = estimate(
+            samples,
+            &g,
+            format!(
+                "{} compared pairs from {source}, unlabelled (EM)",
+                samples.len()
+            ),
+        );
+        let moved = (next.prior - model.prior).abs();
+        model = next;
+        if moved < 1e-7 {
+            break;
+        }
+    }
+    Ok(model)
+}
+
+/// Thresholds the labelled pairs suggest: review where pair F1 peaks,
+/// auto-merge where pair precision first reaches 0.99.
+pub fn suggest(model: &Model, samples: &[Sample]) -> Option<(f64, f64)> {
+    let scored: Vec<(f64, bool)> = samples
+        .iter()
+        .filter_map(|s| Some((model.probability(weight_sum(model, s)), s.label?)))
+        .collect();
+    let total = scored.iter().filter(|(_, y)| *y).count() as f64;
+    if total == 0.0 {
+        return None;
+    }
+    let grid: Vec<f64> = (0..200).map(|i| 0.005 * f64::from(i)).collect();
+    let stats = |t: f64| {
+        let (tp, fp) = scored.iter().fold((0.0, 0.0), |(tp, fp), (p, y)| {
+            if *p >= t {
+                if *y { (tp + 1.0, fp) } else { (tp, fp + 1.0) }
+            } else {
+                (tp, fp)
+            }
+        });
+        let precision = if tp + fp == 0.0 { 1.0 } else { tp / (tp + fp) };
+        let recall = tp / total;
+        let f1 = if precision + recall == 0.0 {
+            0.0
+        } else {
+            2.0 * precision * recall / (precision + recall)
+        };
+        (precision, f1)
+    };
+    let review = grid
+        .iter()
+        .copied()
+        .max_by(|a, b| stats(*a).1.total_cmp(&stats(*b).1))?;
+    let auto_merge = grid
+        .iter()
+        .copied()
+        .find(|t| *t >= review && stats(*t).0 >= 0.99)
+        .unwrap_or(0.99);
+    Some((review, auto_merge))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(email: &str, name: &str, label: bool) -> Sample {
+        Sample {
+            levels: vec![("email".into(), email.into()), ("name".into(), name.into())],
+            label: Some(label),
+        }
+    }
+
+    fn data() -> Vec<Sample> {
+        let mut v = Vec::new();
+        for i in 0..200 {
+            v.push(sample(
+                if i % 10 == 0 { "different" } else { "exact" },
+                "exact",
+                true,
+            ));
+            v.push(sample(
+                "different",
+                if i % 5 == 0 { "exact" } else { "different" },
+                false,
+            ));
+            v.push(sample("different", "different", false));
+        }
+        v
+    }
+
+    #[test]
+    fn supervised_counts_make_agreement_positive_and_calibrate() {
+        let m = supervised(&data(), "test").unwrap();
+        assert!(m.weight("email", "exact") > 2.0);
+        assert!(m.weight("email", "different") < 0.0);
+        assert!((m.prior - 1.0 / 3.0).abs() < 1e-9);
+        // Calibrated: pairs with both fields agreeing are (nearly) all duplicates.
+        let both = sample("exact", "exact", true);
+        assert!(m.probability(weight_sum(&m, &both)) > 0.95);
+        let none = sample("different", "different", false);
+        assert!(m.probability(weight_sum(&m, &none)) < 0.05);
+        let (review, auto) = suggest(&m, &data()).unwrap();
+        assert!(review <= auto && auto < 1.0, "{review} {auto}");
+    }
+
+    #[test]
+    fn one_kind_only_is_refused_with_the_counts() {
+        let only: Vec<Sample> = (0..5).map(|_| sample("exact", "exact", true)).collect();
+        let e = supervised(&only, "test").unwrap_err().to_string();
+        assert!(e.contains("both kinds") && e.contains("5"), "{e}");
+    }
+
+    #[test]
+    fn em_without_labels_separates_the_two_groups() {
+        let unlabelled: Vec<Sample> = data()
+            .into_iter()
+            .map(|mut s| {
+                s.label = None;
+                s
+            })
+            .collect();
+        let start = supervised(&data(), "test").unwrap();
+        let m = unsupervised(&unlabelled, &start, "test").unwrap();
+        assert!(m.weight("email", "exact") > 0.0);
+        assert!(m.prior > 0.1 && m.prior < 0.6, "{}", m.prior);
+    }
+}
+
+/// `leadgate dedupe-train`.
+pub fn command(
+    config: &crate::config::Config,
+    db: &str,
+    input: Option<crate::dedupe::Input>,
+    reviews: bool,
+    output: &std::path::Path,
+) -> Result<()> {
+    use anyhow::Context;
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    if let Some(input) = &input {
+        let prepared = crate::dedupe::prepare(config, input, None)?;
+        let all: Vec<usize> = (0..prepared.pairs.len()).collect();
+        let evidence = crate::dedupe::explain(config, &prepared, &all)?;
+        for (i, ev) in evidence.into_iter().enumerate() {
+            let (a, b) = prepared.pair(i);
+            let label = match (&prepared.truth[a as usize], &prepared.truth[b as usize]) {
+                (Some(x), Some(y)) if !x.is_empty() && !y.is_empty() => Some(x == y),
+                _ => None,
+            };
+            samples.push(Sample {
+                levels: ev.into_iter().map(|e| (e.field, e.level)).collect(),
+                label,
+            });
+        }
+        sources.push(input.path.clone());
+    }
+    if reviews {
+        let store = leadgate_store::Store::open(db)?;
+        let mut n = 0;
+        for item in store.decided_reviews(&config.tenant)? {
+            let evidence: Vec<leadgate_lead::Evidence> =
+                serde_json::from_str(&item.evidence).unwrap_or_default();
+            let label = match item.decision.as_deref() {
+                Some("merge") => Some(true),
+                Some("distinct") => Some(false),
+                _ => None,
+            };
+            if evidence.is_empty() || label.is_none() {
+                continue;
+            }
+            n += 1;
+            samples.push(Sample {
+                levels: evidence.into_iter().map(|e| (e.field, e.level)).collect(),
+                label,
+            });
+        }
+        sources.push(format!("{n} reviewer decisions in {db}"));
+    }
+    if sources.is_empty() {
+        bail!(
+            "nothing to learn from: give --input FILE (with --truth-column for labels) and/or --reviews"
+        );
+    }
+    let source = sources.join(" and ");
+    let labelled = samples.iter().any(|s| s.label.is_some());
+    let model = if labelled {
+        supervised(&samples, &source)?
+    } else {
+        let settings: serde_json::Value = serde_json::from_str(&config.dedupe_settings()?)?;
+        let start = match settings.get("model") {
+            Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
+            None => Model::bundled().map_err(anyhow::Error::msg)?,
+        };
+        unsupervised(&samples, &start, &source)?
+    };
+    let json = serde_json::to_string_pretty(&model)?;
+    std::fs::write(output, json + "\n")
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!("dedupe model: {}", model.trained_on);
+    eprintln!(
+        "  prior {:.4}, calibration a={:.3} b={:.3}",
+        model.prior, model.calibration.a, model.calibration.b
+    );
+    if let Some((review, auto_merge)) = suggest(&model, &samples) {
+        eprintln!(
+            "  suggested thresholds on these pairs: [dedupe] review = {review:.3}, auto_merge = {auto_merge:.3}"
+        );
+    }
+    eprintln!(
+        "wrote {}: use it with `[dedupe] model = \"{}\"` in leadgate.toml",
+        output.display(),
+        output.display()
+    );
+    Ok(())
+}

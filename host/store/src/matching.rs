@@ -1,0 +1,680 @@
+//! The store's side of dedupe: the blocking-key index, candidate fetch,
+//! reversible merges and links, golden records, and the match review queue
+//! with reviewers' decisions.
+//!
+//! Nothing here deletes or rewrites a lead: a merge is a row in `merges`
+//! plus `leads.master_id`; an unmerge stamps the row `undone_at` and clears
+//! the pointer, so the source records come back exactly as they were.
+
+use crate::{Store, StoreError, sql};
+use leadgate_lead::Lead;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+/// The index key of a blocking key for a tenant: 64-bit FNV-1a over the
+/// tenant and the key, so the index stays small and tenants never share a
+/// key. A collision only adds a candidate, which comparison then rejects.
+pub fn key_hash(tenant: &str, key: &str) -> i64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h = OFFSET;
+    for b in tenant.bytes().chain([0u8]).chain(key.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(PRIME);
+    }
+    h as i64
+}
+
+/// Whether a duplicate was merged into its master's golden record or only
+/// linked to it (auto-merge off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    Merge,
+    Link,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Merge => "merge",
+            LinkKind::Link => "link",
+        }
+    }
+}
+
+/// A lead found to be a duplicate of `master`.
+#[derive(Debug, Clone)]
+pub struct Link<'a> {
+    pub master: &'a str,
+    pub kind: LinkKind,
+    pub probability: f64,
+    /// The evidence as JSON.
+    pub evidence: &'a str,
+    /// `auto`, `dedupe` (batch clean-up) or `reviewer:NAME`.
+    pub decided_by: &'a str,
+}
+
+/// A lead that may be a duplicate of `other`: a review item.
+#[derive(Debug, Clone)]
+pub struct Review<'a> {
+    pub other: &'a str,
+    pub probability: f64,
+    pub evidence: &'a str,
+    /// `uncertain` (between the thresholds) or `consent_conflict`.
+    pub reason: &'a str,
+}
+
+/// A stored lead that shares a blocking key with the one being matched.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: String,
+    /// The normalized lead.
+    pub lead: Lead,
+    /// The lead it was merged into or linked to, if any.
+    pub master: Option<String>,
+}
+
+/// A lead that belongs to a golden record.
+#[derive(Debug, Clone)]
+pub struct GoldenMember {
+    pub id: String,
+    pub lead: Lead,
+}
+
+/// One row of `merges`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MergeRow {
+    pub id: i64,
+    pub master_id: String,
+    pub lead_id: String,
+    pub kind: String,
+    pub probability: Option<f64>,
+    pub decided_by: String,
+    pub created_at: i64,
+    pub undone_at: Option<i64>,
+}
+
+/// One match review item.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReviewItem {
+    pub id: i64,
+    pub lead_a: String,
+    pub lead_b: String,
+    pub probability: f64,
+    /// Evidence as stored (JSON).
+    pub evidence: String,
+    pub reason: String,
+    pub created_at: i64,
+    pub decision: Option<String>,
+    pub reviewer: Option<String>,
+    pub note: Option<String>,
+}
+
+/// A lead row as stored, JSON untouched (for `leadgate show` and for
+/// checking that an unmerge restored it byte for byte).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeadRow {
+    pub id: String,
+    pub tenant: String,
+    pub status: String,
+    pub raw: String,
+    pub normalized: Option<String>,
+    pub master_id: Option<String>,
+}
+
+pub(crate) fn insert_link(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    lead_id: &str,
+    link: &Link<'_>,
+    run_id: Option<i64>,
+    now: i64,
+) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO merges (tenant, master_id, lead_id, kind, probability, evidence, decided_by, run_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            tenant,
+            link.master,
+            lead_id,
+            link.kind.as_str(),
+            link.probability,
+            link.evidence,
+            link.decided_by,
+            run_id,
+            now
+        ])
+    })
+    .map_err(sql("insert merge"))?;
+    let id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "UPDATE leads SET master_id = ?2, status = 'duplicate', updated_at = ?3 WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![lead_id, link.master, now]))
+    .map_err(sql("link lead"))?;
+    Ok(id)
+}
+
+pub(crate) fn insert_review(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    lead_id: &str,
+    review: &Review<'_>,
+    run_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO match_reviews (tenant, lead_a, lead_b, probability, evidence, reason, run_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            tenant,
+            review.other,
+            lead_id,
+            review.probability,
+            review.evidence,
+            review.reason,
+            run_id,
+            now
+        ])
+    })
+    .map_err(sql("insert match review"))?;
+    Ok(())
+}
+
+fn parse_lead(json: &str) -> Result<Lead, StoreError> {
+    serde_json::from_str(json).map_err(|source| StoreError::Json {
+        what: "stored lead",
+        source,
+    })
+}
+
+fn review_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReviewItem> {
+    Ok(ReviewItem {
+        id: r.get(0)?,
+        lead_a: r.get(1)?,
+        lead_b: r.get(2)?,
+        probability: r.get(3)?,
+        evidence: r.get(4)?,
+        reason: r.get(5)?,
+        created_at: r.get(6)?,
+        decision: r.get(7)?,
+        reviewer: r.get(8)?,
+        note: r.get(9)?,
+    })
+}
+
+const REVIEW_COLUMNS: &str =
+    "id, lead_a, lead_b, probability, evidence, reason, created_at, decision, reviewer, note";
+
+fn merge_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MergeRow> {
+    Ok(MergeRow {
+        id: r.get(0)?,
+        master_id: r.get(1)?,
+        lead_id: r.get(2)?,
+        kind: r.get(3)?,
+        probability: r.get(4)?,
+        decided_by: r.get(5)?,
+        created_at: r.get(6)?,
+        undone_at: r.get(7)?,
+    })
+}
+
+const MERGE_COLUMNS: &str =
+    "id, master_id, lead_id, kind, probability, decided_by, created_at, undone_at";
+
+impl Store {
+    /// Stored leads of `tenant` sharing any of `keys`: at most `per_key` per
+    /// key (the most recent), at most `limit` in all. Leads without a
+    /// normalized form (exceptions) are skipped.
+    pub fn candidates(
+        &self,
+        tenant: &str,
+        keys: &[i64],
+        per_key: usize,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let mut by_key = self
+            .conn
+            .prepare_cached(
+                "SELECT lead FROM match_keys WHERE key = ?1 ORDER BY lead DESC LIMIT ?2",
+            )
+            .map_err(sql("prepare candidate lookup"))?;
+        let mut rows: Vec<i64> = Vec::new();
+        for k in keys {
+            let found = by_key
+                .query_map(params![k, per_key as i64], |r| r.get::<_, i64>(0))
+                .map_err(sql("look up candidates"))?;
+            for row in found {
+                let row = row.map_err(sql("look up candidates"))?;
+                if !rows.contains(&row) {
+                    rows.push(row);
+                }
+            }
+        }
+        rows.truncate(limit);
+        let mut fetch = self
+            .conn
+            .prepare_cached(
+                "SELECT id, normalized, master_id FROM leads WHERE rowid = ?1 AND tenant = ?2 AND normalized IS NOT NULL",
+            )
+            .map_err(sql("prepare candidate fetch"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let found: Option<(String, String, Option<String>)> = fetch
+                .query_row(params![row, tenant], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(sql("fetch candidate"))?;
+            if let Some((id, normalized, master)) = found {
+                out.push(Candidate {
+                    id,
+                    lead: parse_lead(&normalized)?,
+                    master,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The lead `id` resolves to: its master if it has one, else itself.
+    pub fn master_of(&self, id: &str) -> Result<String, StoreError> {
+        let master: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT master_id FROM leads WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("read master"))?;
+        Ok(master.flatten().unwrap_or_else(|| id.to_string()))
+    }
+
+    /// Merges (or links) `lead` into `master` outside a run: a reviewer's
+    /// decision or a batch clean-up plan. Returns the merge id.
+    pub fn link(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        link: &Link<'_>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let id = insert_link(&tx, tenant, lead, link, None, now)?;
+        tx.execute(
+            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             VALUES (?1, NULL, 'dedupe', ?2, 'duplicate', NULL, ?3)",
+            params![lead, link.decided_by, now],
+        )
+        .map_err(sql("record merge decision"))?;
+        tx.commit().map_err(sql("commit merge"))?;
+        Ok(id)
+    }
+
+    /// Queues a pair for review outside a run's batch (batch clean-up).
+    pub fn add_review(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        review: &Review<'_>,
+        run_id: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        insert_review(&tx, tenant, lead, review, run_id, now)?;
+        tx.commit().map_err(sql("commit review"))
+    }
+
+    /// The leads whose values make up `master`'s golden record: the master
+    /// and every lead merged (not merely linked) into it, oldest first.
+    pub fn golden_members(&self, master: &str) -> Result<Vec<GoldenMember>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT l.id, COALESCE(l.normalized, l.raw) FROM leads l
+                 WHERE l.id = ?1 OR (l.master_id = ?1 AND EXISTS (
+                     SELECT 1 FROM merges m WHERE m.lead_id = l.id AND m.master_id = ?1
+                       AND m.kind = 'merge' AND m.undone_at IS NULL))
+                 ORDER BY l.received_at, l.rowid",
+            )
+            .map_err(sql("prepare golden members"))?;
+        let rows = stmt
+            .query_map([master], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql("read golden members"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(sql("read golden members"))?;
+            out.push(GoldenMember {
+                id,
+                lead: parse_lead(&json)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes `master`'s golden record (JSON), or removes it when `None`
+    /// (nothing is merged into the master any more).
+    pub fn set_golden(
+        &self,
+        tenant: &str,
+        master: &str,
+        record: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match record {
+            Some(json) => self
+                .conn
+                .execute(
+                    "INSERT INTO golden (id, tenant, record, updated_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                    params![master, tenant, json, now],
+                )
+                .map(|_| ())
+                .map_err(sql("write golden record")),
+            None => self
+                .conn
+                .execute("DELETE FROM golden WHERE id = ?1", [master])
+                .map(|_| ())
+                .map_err(sql("remove golden record")),
+        }
+    }
+
+    /// `master`'s golden record (JSON), if it has one.
+    pub fn golden(&self, master: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT record FROM golden WHERE id = ?1", [master], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("read golden record"))
+    }
+
+    /// Active and undone merges that involve `id` (as master or member).
+    pub fn merges_of(&self, id: &str) -> Result<Vec<MergeRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {MERGE_COLUMNS} FROM merges WHERE master_id = ?1 OR lead_id = ?1 ORDER BY id"
+            ))
+            .map_err(sql("list merges"))?;
+        let rows = stmt
+            .query_map([id], merge_row)
+            .map_err(sql("list merges"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("list merges"))
+    }
+
+    /// Undoes merges: `target` is a merge id, or a lead id (every active
+    /// merge it takes part in, as member or master). Each member gets back
+    /// the status its validation gave it. Returns the merges undone.
+    pub fn unmerge(
+        &mut self,
+        target: &str,
+        who: &str,
+        now: i64,
+    ) -> Result<Vec<MergeRow>, StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let undone: Vec<MergeRow> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT {MERGE_COLUMNS} FROM merges WHERE undone_at IS NULL
+                       AND (CAST(id AS TEXT) = ?1 OR lead_id = ?1 OR master_id = ?1) ORDER BY id"
+                ))
+                .map_err(sql("find merges"))?;
+            let rows = stmt
+                .query_map([target], merge_row)
+                .map_err(sql("find merges"))?;
+            rows.collect::<Result<_, _>>().map_err(sql("find merges"))?
+        };
+        for m in &undone {
+            tx.execute(
+                "UPDATE merges SET undone_at = ?2 WHERE id = ?1",
+                params![m.id, now],
+            )
+            .map_err(sql("undo merge"))?;
+            let verdict: Option<String> = tx
+                .query_row(
+                    "SELECT verdict FROM decisions WHERE lead_id = ?1 AND capability = 'validate'
+                     ORDER BY id DESC LIMIT 1",
+                    [&m.lead_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("read validation verdict"))?;
+            let status = verdict.unwrap_or_else(|| "accepted".into());
+            tx.execute(
+                "UPDATE leads SET master_id = NULL, status = ?3, updated_at = ?4
+                 WHERE id = ?1 AND master_id = ?2",
+                params![m.lead_id, m.master_id, status, now],
+            )
+            .map_err(sql("restore lead"))?;
+            tx.execute(
+                "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+                 VALUES (?1, NULL, 'dedupe', ?2, 'unmerged', NULL, ?3)",
+                params![m.lead_id, who, now],
+            )
+            .map_err(sql("record unmerge"))?;
+        }
+        tx.commit().map_err(sql("commit unmerge"))?;
+        Ok(undone)
+    }
+
+    /// Undecided match review items of `tenant`, oldest first.
+    pub fn open_reviews(&self, tenant: &str, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE tenant = ?1 AND decided_at IS NULL
+                 ORDER BY id LIMIT ?2"
+            ))
+            .map_err(sql("list match reviews"))?;
+        let rows = stmt
+            .query_map(params![tenant, limit as i64], review_item)
+            .map_err(sql("list match reviews"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("list match reviews"))
+    }
+
+    /// Decided match review items of `tenant`: labelled pairs for training.
+    pub fn decided_reviews(&self, tenant: &str) -> Result<Vec<ReviewItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE tenant = ?1 AND decided_at IS NOT NULL ORDER BY id"
+            ))
+            .map_err(sql("list decided reviews"))?;
+        let rows = stmt
+            .query_map([tenant], review_item)
+            .map_err(sql("list decided reviews"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("list decided reviews"))
+    }
+
+    /// One match review item of `tenant`.
+    pub fn review_item(&self, tenant: &str, id: i64) -> Result<Option<ReviewItem>, StoreError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE id = ?1 AND tenant = ?2"
+                ),
+                params![id, tenant],
+                review_item,
+            )
+            .optional()
+            .map_err(sql("read match review"))
+    }
+
+    /// Records a reviewer's decision (`merge` or `distinct`) on an item.
+    pub fn decide_review(
+        &self,
+        id: i64,
+        decision: &str,
+        reviewer: &str,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE match_reviews SET decision = ?2, reviewer = ?3, note = ?4, decided_at = ?5 WHERE id = ?1",
+                params![id, decision, reviewer, note, now],
+            )
+            .map_err(sql("record review decision"))?;
+        Ok(())
+    }
+
+    /// A reviewer's earlier decision on the pair, in either order.
+    pub fn pair_decision(
+        &self,
+        tenant: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let found: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT decision FROM match_reviews WHERE tenant = ?1 AND decided_at IS NOT NULL
+                   AND ((lead_a = ?2 AND lead_b = ?3) OR (lead_a = ?3 AND lead_b = ?2))
+                 ORDER BY decided_at DESC LIMIT 1",
+                params![tenant, a, b],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("read pair decision"))?;
+        Ok(found.flatten())
+    }
+
+    /// A lead row exactly as stored.
+    pub fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, tenant, status, raw, normalized, master_id FROM leads WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(LeadRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        status: r.get(2)?,
+                        raw: r.get(3)?,
+                        normalized: r.get(4)?,
+                        master_id: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read lead"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Record, Status};
+
+    fn lead(id: &str, email: &str) -> Lead {
+        Lead {
+            id: id.into(),
+            tenant: "t".into(),
+            email: Some(email.into()),
+            ..Lead::default()
+        }
+    }
+
+    fn record<'a>(l: &'a Lead, keys: &'a [i64], normalized: &'a str) -> Record<'a> {
+        Record {
+            line: 1,
+            raw: l,
+            status: Status::Accepted,
+            normalized: Some(normalized),
+            issues: &[],
+            exception: None,
+            keys,
+            link: None,
+            review: None,
+        }
+    }
+
+    #[test]
+    fn key_hashes_are_stable_and_per_tenant() {
+        assert_eq!(key_hash("t", "e:a@b.com"), key_hash("t", "e:a@b.com"));
+        assert_ne!(key_hash("t", "e:a@b.com"), key_hash("u", "e:a@b.com"));
+        assert_ne!(key_hash("t", "e:a@b.com"), key_hash("t", "e:a@b.co"));
+    }
+
+    #[test]
+    fn candidates_merge_and_unmerge_restore_exactly() {
+        let mut s = Store::open(":memory:").unwrap();
+        let run = s.begin_run("t", "x", "{}", 1).unwrap();
+        let k = [key_hash("t", "e:a@b.com")];
+        let (a, b) = (lead("a", "a@b.com"), lead("b", "A@b.com"));
+        let na = serde_json::to_string(&a).unwrap();
+        let nb = serde_json::to_string(&b).unwrap();
+        s.record(run, "validate", "sha", &[record(&a, &k, &na)], 1)
+            .unwrap();
+        let before = s.lead_row("a").unwrap().unwrap();
+
+        let found = s.candidates("t", &k, 10, 10).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "a");
+        assert!(s.candidates("other", &k, 10, 10).unwrap().is_empty());
+
+        let mut rb = record(&b, &k, &nb);
+        rb.link = Some(Link {
+            master: "a",
+            kind: LinkKind::Merge,
+            probability: 0.99,
+            evidence: "[]",
+            decided_by: "auto",
+        });
+        s.record(run, "validate", "sha", &[rb], 2).unwrap();
+        let b_linked = s.lead_row("b").unwrap().unwrap();
+        assert_eq!(b_linked.master_id.as_deref(), Some("a"));
+        assert_eq!(b_linked.status, "duplicate");
+        assert_eq!(s.golden_members("a").unwrap().len(), 2);
+        assert_eq!(s.master_of("b").unwrap(), "a");
+
+        let undone = s.unmerge("b", "test", 3).unwrap();
+        assert_eq!(undone.len(), 1);
+        let b_after = s.lead_row("b").unwrap().unwrap();
+        assert_eq!(b_after.master_id, None);
+        assert_eq!(b_after.raw, b_linked.raw);
+        assert_eq!(b_after.normalized, b_linked.normalized);
+        assert_eq!(s.lead_row("a").unwrap().unwrap(), before);
+        assert_eq!(s.golden_members("a").unwrap().len(), 1);
+        assert!(
+            s.unmerge("b", "test", 4).unwrap().is_empty(),
+            "nothing left to undo"
+        );
+        assert_eq!(s.merges_of("a").unwrap()[0].undone_at, Some(3));
+    }
+
+    #[test]
+    fn review_items_are_decided_once_and_remembered() {
+        let mut s = Store::open(":memory:").unwrap();
+        let run = s.begin_run("t", "x", "{}", 1).unwrap();
+        let (a, b) = (lead("a", "a@b.com"), lead("b", "c@d.com"));
+        let mut rb = record(&b, &[], "{}");
+        rb.review = Some(Review {
+            other: "a",
+            probability: 0.7,
+            evidence: "[]",
+            reason: "uncertain",
+        });
+        s.record(run, "validate", "sha", &[record(&a, &[], "{}"), rb], 1)
+            .unwrap();
+        let open = s.open_reviews("t", 10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert!(s.open_reviews("u", 10).unwrap().is_empty());
+        s.decide_review(open[0].id, "distinct", "ann", Some("different people"), 2)
+            .unwrap();
+        assert!(s.open_reviews("t", 10).unwrap().is_empty());
+        assert_eq!(
+            s.pair_decision("t", "b", "a").unwrap().as_deref(),
+            Some("distinct")
+        );
+        assert_eq!(s.decided_reviews("t").unwrap().len(), 1);
+    }
+}
