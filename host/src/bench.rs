@@ -30,7 +30,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     let dir = std::env::temp_dir().join(format!("leadgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
-    crate::sample::write(count, 11, &input, None)?;
+    crate::sample::write(count, 11, &input, None, None)?;
     let file = std::fs::File::open(&input)?;
     let reader = Reader::new(
         Box::new(file),
@@ -111,7 +111,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     // End to end: `leadgate run` on a larger CSV, SQLite store on disk; and
     // start-up alone (a one-lead file), which the large run amortizes.
     let big = dir.join("leads-e2e.csv");
-    crate::sample::write(e2e_count, 11, &big, None)?;
+    crate::sample::write(e2e_count, 11, &big, None, None)?;
     let one = dir.join("one.csv");
     std::fs::write(&one, "email\njane@example.com\n")?;
     let run_once = |input: &std::path::Path, round: usize| -> Result<Duration> {

@@ -132,6 +132,10 @@ enum Command {
         /// Also learn from reviewers' decisions in the store.
         #[arg(long)]
         reviews: bool,
+        /// Prior 0.5, slope-only calibration: for a model meant for other
+        /// data than it was trained on (how the bundled model is made).
+        #[arg(long)]
+        neutral_prior: bool,
         /// The model file (JSON) for `[dedupe] model = ...`.
         #[arg(long)]
         output: PathBuf,
@@ -179,6 +183,10 @@ enum Command {
         /// The ground truth CSV (line, expected status and issue codes, person).
         #[arg(long)]
         truth: Option<PathBuf>,
+        /// The same rows with a `person` column: labelled data for
+        /// `leadgate eval dedupe --truth-column person`.
+        #[arg(long)]
+        labelled: Option<PathBuf>,
     },
     /// Compare run results with a ground-truth file (validation agreement),
     /// or `eval dedupe` for dedupe precision, recall and F1.
@@ -355,6 +363,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             map,
             truth_column,
             reviews,
+            neutral_prior,
             output,
         } => {
             train::command(
@@ -368,6 +377,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     quiet: false,
                 }),
                 reviews,
+                neutral_prior,
                 &output,
             )?;
             Ok(ExitCode::SUCCESS)
@@ -416,8 +426,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             seed,
             output,
             truth,
+            labelled,
         } => {
-            sample::write(count, seed, &output, truth.as_deref())?;
+            sample::write(count, seed, &output, truth.as_deref(), labelled.as_deref())?;
             eprintln!("wrote {count} leads to {}", output.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -49,6 +49,204 @@ const FIRST: &[&str] = &[
     "Olivia",
     "Aoife",
     "Mateo",
+    "Charles",
+    "Karen",
+    "Christopher",
+    "Nancy",
+    "Daniel",
+    "Lisa",
+    "Matthew",
+    "Betty",
+    "Anthony",
+    "Margaret",
+    "Mark",
+    "Sandra",
+    "Donald",
+    "Ashley",
+    "Steven",
+    "Kimberly",
+    "Paul",
+    "Emily",
+    "Andrew",
+    "Donna",
+    "Joshua",
+    "Michelle",
+    "Kenneth",
+    "Carol",
+    "Kevin",
+    "Amanda",
+    "Brian",
+    "Melissa",
+    "George",
+    "Deborah",
+    "Timothy",
+    "Stephanie",
+    "Ronald",
+    "Rebecca",
+    "Edward",
+    "Sharon",
+    "Jason",
+    "Laura",
+    "Jeffrey",
+    "Cynthia",
+    "Ryan",
+    "Kathleen",
+    "Jacob",
+    "Amy",
+    "Gary",
+    "Angela",
+    "Nicholas",
+    "Shirley",
+    "Eric",
+    "Brenda",
+    "Jonathan",
+    "Stephen",
+    "Pamela",
+    "Larry",
+    "Nicole",
+    "Justin",
+    "Samantha",
+    "Scott",
+    "Katherine",
+    "Brandon",
+    "Christine",
+    "Benjamin",
+    "Helen",
+    "Samuel",
+    "Debra",
+    "Gregory",
+    "Rachel",
+    "Alexander",
+    "Carolyn",
+    "Frank",
+    "Janet",
+    "Patrick",
+    "Maria",
+    "Raymond",
+    "Catherine",
+    "Jack",
+    "Heather",
+    "Dennis",
+    "Diane",
+    "Jerry",
+    "Julie",
+    "Tyler",
+    "Joyce",
+    "Aaron",
+    "Victoria",
+    "Henry",
+    "Kelly",
+    "Douglas",
+    "Christina",
+    "Peter",
+    "Joan",
+    "Adam",
+    "Evelyn",
+    "Nathan",
+    "Lauren",
+    "Zachary",
+    "Judith",
+    "Walter",
+    "Olga",
+    "Kyle",
+    "Megan",
+    "Harold",
+    "Cheryl",
+    "Carl",
+    "Andrea",
+    "Jeremy",
+    "Hannah",
+    "Keith",
+    "Martha",
+    "Roger",
+    "Jacqueline",
+    "Gerald",
+    "Frances",
+    "Ethan",
+    "Gloria",
+    "Arthur",
+    "Ann",
+    "Terry",
+    "Teresa",
+    "Christian",
+    "Kathryn",
+    "Sean",
+    "Sara",
+    "Lawrence",
+    "Janice",
+    "Austin",
+    "Joe",
+    "Alice",
+    "Madison",
+    "Jesse",
+    "Doris",
+    "Albert",
+    "Abigail",
+    "Bryan",
+    "Julia",
+    "Billy",
+    "Judy",
+    "Bruce",
+    "Grace",
+    "Willie",
+    "Denise",
+    "Jordan",
+    "Amber",
+    "Dylan",
+    "Marilyn",
+    "Alan",
+    "Beverly",
+    "Ralph",
+    "Danielle",
+    "Gabriel",
+    "Theresa",
+    "Roy",
+    "Sophia",
+    "Juan",
+    "Wayne",
+    "Diana",
+    "Eugene",
+    "Brittany",
+    "Logan",
+    "Natalie",
+    "Randy",
+    "Isabella",
+    "Louis",
+    "Charlotte",
+    "Russell",
+    "Rose",
+    "Vincent",
+    "Alexis",
+    "Philip",
+    "Kayla",
+    "Klaus",
+    "Ingrid",
+    "Jürgen",
+    "Ute",
+    "Matthias",
+    "Katrin",
+    "Stefan",
+    "Sabine",
+    "Pierre",
+    "Camille",
+    "Nicolas",
+    "Élodie",
+    "Giulia",
+    "Marco",
+    "Alessandro",
+    "Chiara",
+    "Javier",
+    "Lucía",
+    "Carmen",
+    "Pablo",
+    "Sven",
+    "Astrid",
+    "Lars",
+    "Freya",
+    "Pieter",
+    "Femke",
+    "Siobhan",
+    "Ciarán",
 ];
 const LAST: &[&str] = &[
     "Smith",
@@ -73,28 +271,273 @@ const LAST: &[&str] = &[
     "Taylor",
     "Smith-Jones",
     "Lefèvre",
+    "Williams",
+    "Jones",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+    "Gomez",
+    "Phillips",
+    "Evans",
+    "Turner",
+    "Diaz",
+    "Parker",
+    "Cruz",
+    "Edwards",
+    "Collins",
+    "Reyes",
+    "Stewart",
+    "Morris",
+    "Morales",
+    "Murphy",
+    "Cook",
+    "Rogers",
+    "Gutierrez",
+    "Ortiz",
+    "Morgan",
+    "Cooper",
+    "Peterson",
+    "Bailey",
+    "Reed",
+    "Kelly",
+    "Howard",
+    "Ramos",
+    "Kim",
+    "Cox",
+    "Ward",
+    "Richardson",
+    "Watson",
+    "Brooks",
+    "Chavez",
+    "Wood",
+    "James",
+    "Bennett",
+    "Gray",
+    "Mendoza",
+    "Ruiz",
+    "Hughes",
+    "Price",
+    "Alvarez",
+    "Castillo",
+    "Sanders",
+    "Patel",
+    "Myers",
+    "Long",
+    "Ross",
+    "Foster",
+    "Jimenez",
+    "Powell",
+    "Jenkins",
+    "Perry",
+    "Russell",
+    "Sullivan",
+    "Bell",
+    "Coleman",
+    "Butler",
+    "Henderson",
+    "Barnes",
+    "Gonzales",
+    "Fisher",
+    "Vasquez",
+    "Simmons",
+    "Romero",
+    "Jordan",
+    "Patterson",
+    "Alexander",
+    "Hamilton",
+    "Graham",
+    "Reynolds",
+    "Griffin",
+    "Wallace",
+    "Moreno",
+    "West",
+    "Cole",
+    "Hayes",
+    "Bryant",
+    "Herrera",
+    "Gibson",
+    "Ellis",
+    "Tran",
+    "Medina",
+    "Aguilar",
+    "Stevens",
+    "Murray",
+    "Ford",
+    "Castro",
+    "Marshall",
+    "Owens",
+    "Harrison",
+    "Fernandez",
+    "McDonnell",
+    "Woods",
+    "Washington",
+    "Kennedy",
+    "Wells",
+    "Vargas",
+    "Henry",
+    "Chen",
+    "Freeman",
+    "Webb",
+    "Tucker",
+    "Guzman",
+    "Burns",
+    "Crawford",
+    "Olson",
+    "Simpson",
+    "Porter",
+    "Hunter",
+    "Gordon",
+    "Mendez",
+    "Silva",
+    "Shaw",
+    "Snyder",
+    "Mason",
+    "Dixon",
+    "Muñoz",
+    "Hunt",
+    "Hicks",
+    "Holmes",
+    "Palmer",
+    "Wagner",
+    "Black",
+    "Robertson",
+    "Boyd",
+    "Rose",
+    "Stone",
+    "Salazar",
+    "Fox",
+    "Warren",
+    "Mills",
+    "Meyer",
+    "Rice",
+    "Schneider",
+    "Fischer",
+    "Weber",
+    "Becker",
+    "Hoffmann",
+    "Schäfer",
+    "Koch",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Schröder",
+    "Neumann",
+    "Schwarz",
+    "Zimmermann",
+    "Braun",
+    "Krüger",
+    "Hofmann",
+    "Hartmann",
+    "Lange",
+    "Werner",
+    "Lehmann",
+    "Köhler",
+    "Bernard",
+    "Moreau",
+    "Laurent",
+    "Simon",
+    "Michel",
+    "Leroy",
+    "Roux",
+    "David",
+    "Bertrand",
+    "Morel",
+    "Fournier",
+    "Girard",
+    "Bonnet",
+    "Dupont",
+    "Lambert",
+    "Fontaine",
+    "Bianchi",
+    "Romano",
+    "Colombo",
+    "Ricci",
+    "Marino",
+    "Greco",
+    "Bruno",
+    "Gallo",
+    "Conti",
+    "De Luca",
+    "Bakker",
+    "Visser",
+    "Smit",
+    "Meijer",
+    "de Boer",
+    "Mulder",
+    "de Groot",
+    "Bos",
+    "Vos",
+    "Peters",
+    "Hendriks",
+    "Johansson",
+    "Karlsson",
+    "Nilsson",
+    "Eriksson",
+    "Larsson",
+    "Olsson",
+    "Persson",
+    "Svensson",
+    "Gustafsson",
+    "Murphy-Byrne",
+    "Byrne",
+    "Ryan",
+    "O'Sullivan",
+    "Walsh",
+    "O'Connor",
+    "McCarthy",
+    "Doyle",
 ];
-const COMPANIES: &[&str] = &[
-    "Acmetrix",
-    "Globexa",
-    "Initrode",
-    "Umbrellix",
-    "Starkwell",
-    "Wayneworks",
-    "Hoolify",
-    "Vandelay",
-    "Soylentia",
-    "Cyberdyno",
-    "Tyrellcorp",
-    "Wonkavator",
-    "Oscorpia",
-    "Piedpiperly",
-    "Massivedyn",
-    "Aperturio",
-    "Nakatomix",
-    "Monarchly",
-    "Bluthco",
-    "Dundermiff",
+/// Company names are built from two syllables: thousands of companies, so
+/// colleagues share a company now and then, as they do in real data.
+const COMPANY_HEADS: &[&str] = &[
+    "Acme", "Globe", "Init", "Umbr", "Stark", "Wayne", "Hool", "Vandel", "Soyl", "Cyber", "Tyrel",
+    "Wonk", "Oscor", "Pied", "Massi", "Apert", "Nakat", "Monar", "Bluth", "Dunder", "Vertex",
+    "Quant", "Nimbus", "Orbit", "Pixel", "Zephyr", "Cobalt", "Lumen", "Helix", "Vector", "Kinet",
+    "Axiom", "Nova", "Prism",
+];
+const COMPANY_TAILS: &[&str] = &[
+    "trix", "xa", "rode", "ix", "well", "works", "ify", "ay", "ia", "dyne", "corp", "avator", "ly",
+    "tech", "soft", "labs", "io", "net", "sys", "ware", "data", "logic", "point", "scale", "mind",
+    "flow",
 ];
 const SUFFIXES: &[&str] = &[
     "Inc.", "LLC", "Ltd", "GmbH", "S.A.", "B.V.", "SAS", "Corp.", "",
@@ -171,10 +614,21 @@ const COUNTRIES: &[Country] = &[
         tld: "co.uk",
         cities: &["London", "Manchester", "Edinburgh"],
         phone: |r| {
-            let line = digits(r, 3);
-            (format!("020 7946 0{line}"), format!("+44 20 7946 0{line}"))
+            let (n, line) = (digits(r, 3), digits(r, 4));
+            (format!("020 7{n} {line}"), format!("+44 20 7{n} {line}"))
         },
-        postcode: |r| format!("SW1A {}AA", r.random_range(1..10)),
+        postcode: |r| {
+            let l = |r: &mut ChaCha8Rng| char::from(b'A' + r.random_range(0..26u8));
+            format!(
+                "{}{}{} {}{}{}",
+                l(r),
+                l(r),
+                r.random_range(1..20),
+                r.random_range(1..10),
+                l(r),
+                l(r)
+            )
+        },
     },
     Country {
         code: "DE",
@@ -202,7 +656,7 @@ const COUNTRIES: &[Country] = &[
             );
             (format!("01 {n}"), format!("+33 1 {n}"))
         },
-        postcode: |r| format!("750{:02}", r.random_range(1..21)),
+        postcode: |r| format!("{:05}", r.random_range(1000..96000)),
     },
     Country {
         code: "NL",
@@ -213,7 +667,10 @@ const COUNTRIES: &[Country] = &[
             let n = format!("{}{}", r.random_range(2..10), digits(r, 6));
             (format!("020 {n}"), format!("+31 20 {n}"))
         },
-        postcode: |r| format!("{} AB", r.random_range(1000..9999)),
+        postcode: |r| {
+            let l = |r: &mut ChaCha8Rng| char::from(b'A' + r.random_range(0..26u8));
+            format!("{} {}{}", r.random_range(1000..9999), l(r), l(r))
+        },
     },
     Country {
         code: "AU",
@@ -228,20 +685,89 @@ const COUNTRIES: &[Country] = &[
     },
 ];
 
+/// People whose names are written in another script, with the usual Latin
+/// spelling: (native first, native last, Latin first, Latin last).
+const NATIVE: &[(&str, &str, &str, &str)] = &[
+    ("Дмитрий", "Иванов", "Dmitry", "Ivanov"),
+    ("Анна", "Смирнова", "Anna", "Smirnova"),
+    ("Сергей", "Кузнецов", "Sergey", "Kuznetsov"),
+    ("Ольга", "Попова", "Olga", "Popova"),
+    ("Олександр", "Шевченко", "Oleksandr", "Shevchenko"),
+    ("Γιώργος", "Παπαδόπουλος", "Giorgos", "Papadopoulos"),
+    ("Μαρία", "Νικολάου", "Maria", "Nikolaou"),
+    ("伟", "王", "Wei", "Wang"),
+    ("芳", "李", "Fang", "Li"),
+    ("敏", "张", "Min", "Zhang"),
+    ("Иван", "Петров", "Ivan", "Petrov"),
+    ("Елена", "Соколова", "Elena", "Sokolova"),
+];
+
+/// Short forms the generator uses for duplicates (an independent list from
+/// the dedupe component's table, so the evaluation is not circular).
+const NICKS: &[(&str, &[&str])] = &[
+    ("William", &["Bill", "Will", "Billy"]),
+    ("Robert", &["Bob", "Rob", "Bobby"]),
+    ("Elizabeth", &["Liz", "Beth", "Lizzie"]),
+    ("Richard", &["Rick", "Dick", "Rich"]),
+    ("James", &["Jim", "Jimmy", "Jamie"]),
+    ("Michael", &["Mike", "Mick"]),
+    ("Jennifer", &["Jen", "Jenny"]),
+    ("Joseph", &["Joe", "Joey"]),
+    ("Thomas", &["Tom", "Tommy"]),
+    ("Patricia", &["Pat", "Trish", "Patty"]),
+    ("Margaret", &["Maggie", "Peggy", "Meg"]),
+    ("Christopher", &["Chris"]),
+    ("Daniel", &["Dan", "Danny"]),
+    ("Matthew", &["Matt"]),
+    ("Anthony", &["Tony"]),
+    ("Steven", &["Steve"]),
+    ("Stephen", &["Steve"]),
+    ("Andrew", &["Andy", "Drew"]),
+    ("Joshua", &["Josh"]),
+    ("Kenneth", &["Ken", "Kenny"]),
+    ("Timothy", &["Tim"]),
+    ("Samuel", &["Sam"]),
+    ("Benjamin", &["Ben"]),
+    ("Alexander", &["Alex"]),
+    ("Nicholas", &["Nick"]),
+    ("Jonathan", &["Jon"]),
+    ("Edward", &["Ed", "Ted"]),
+    ("Katherine", &["Kate", "Kathy"]),
+    ("Catherine", &["Cathy", "Kate"]),
+    ("Rebecca", &["Becky"]),
+    ("Deborah", &["Debbie"]),
+    ("Pamela", &["Pam"]),
+    ("Victoria", &["Vicky"]),
+    ("Susan", &["Sue"]),
+    ("Gregory", &["Greg"]),
+    ("Lawrence", &["Larry"]),
+    ("Jacqueline", &["Jackie"]),
+    ("Zachary", &["Zach"]),
+    ("Samantha", &["Sam"]),
+    ("Kimberly", &["Kim"]),
+];
+
 /// One person the sample is about.
 #[derive(Clone)]
 struct Person {
     id: usize,
     first: String,
     last: String,
+    /// The name in its own script, for some people.
+    native: Option<(String, String)>,
     company: String,
+    company_base: String,
     domain: String,
     title: String,
     country: usize,
+    street: String,
     city: String,
     postcode: String,
     phone_national: String,
     phone_intl: String,
+    /// A private address, used when they sign up with free mail.
+    personal_local: String,
+    personal_domain: &'static str,
 }
 
 fn slug(s: &str) -> String {
@@ -252,52 +778,118 @@ fn slug(s: &str) -> String {
 }
 
 fn ascii_local(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            'é' | 'è' | 'ë' => 'e',
-            'ö' | 'ø' => 'o',
-            'ü' => 'u',
-            'ç' => 'c',
-            'á' => 'a',
-            _ => c,
-        })
+    deunicode::deunicode(s)
+        .chars()
         .filter(|c| c.is_ascii_alphanumeric())
-        .flat_map(char::to_lowercase)
+        .flat_map(|c| c.to_lowercase())
         .collect()
+}
+
+const STREETS: &[&str] = &[
+    "Main", "Oak", "Maple", "Cedar", "Park", "Church", "Mill", "High", "Station", "Victoria",
+    "King", "Queen", "Bridge", "Elm", "Market", "Green", "Chestnut", "Lake", "Hill", "River",
+];
+const STREET_TYPES: &[&str] = &["Street", "Road", "Avenue", "Lane", "Drive", "Way"];
+
+fn random_street(rng: &mut ChaCha8Rng) -> String {
+    format!(
+        "{} {} {}",
+        rng.random_range(1..300),
+        STREETS.choose(rng).copied().unwrap_or("Main"),
+        STREET_TYPES.choose(rng).copied().unwrap_or("Street")
+    )
 }
 
 fn person(rng: &mut ChaCha8Rng, id: usize) -> Person {
     let country = rng.random_range(0..COUNTRIES.len());
     let c = &COUNTRIES[country];
-    let base = COMPANIES.choose(rng).copied().unwrap_or("Acmetrix");
+    let base = format!(
+        "{}{}",
+        COMPANY_HEADS.choose(rng).copied().unwrap_or("Acme"),
+        COMPANY_TAILS.choose(rng).copied().unwrap_or("trix")
+    );
     let suffix = SUFFIXES.choose(rng).copied().unwrap_or("");
     let (phone_national, phone_intl) = (c.phone)(rng);
+    let (first, last, native) = if rng.random_bool(0.06) {
+        let (nf, nl, lf, ll) = NATIVE.choose(rng).copied().unwrap_or(NATIVE[0]);
+        (
+            lf.to_string(),
+            ll.to_string(),
+            Some((nf.to_string(), nl.to_string())),
+        )
+    } else {
+        (
+            FIRST.choose(rng).copied().unwrap_or("Anna").to_string(),
+            LAST.choose(rng).copied().unwrap_or("Smith").to_string(),
+            None,
+        )
+    };
+    let personal_local = match rng.random_range(0..3) {
+        0 => format!("{}.{}", ascii_local(&first), ascii_local(&last)),
+        1 => format!(
+            "{}{}{}",
+            ascii_local(&first),
+            ascii_local(&last),
+            rng.random_range(1..99)
+        ),
+        _ => format!(
+            "{}{}",
+            &ascii_local(&first)[..1.min(first.len())],
+            ascii_local(&last)
+        ),
+    };
     Person {
         id,
-        first: FIRST.choose(rng).copied().unwrap_or("Anna").to_string(),
-        last: LAST.choose(rng).copied().unwrap_or("Smith").to_string(),
+        first,
+        last,
+        native,
         company: format!("{base} {suffix}").trim().to_string(),
-        domain: format!("{}.{}", slug(base), c.tld),
+        domain: format!("{}.{}", slug(&base), c.tld),
+        company_base: base,
         title: TITLES.choose(rng).copied().unwrap_or("CEO").to_string(),
         country,
+        street: random_street(rng),
         city: c.cities.choose(rng).copied().unwrap_or("").to_string(),
         postcode: (c.postcode)(rng),
         phone_national,
         phone_intl,
+        personal_local,
+        personal_domain: FREE.choose(rng).copied().unwrap_or("gmail.com"),
     }
 }
 
-/// A sample row and what a correct validator says about it.
+/// Someone who lives with `p`: same family name and address, sometimes the
+/// same landline. A hard case: the two are different people.
+fn relative(rng: &mut ChaCha8Rng, id: usize, p: &Person) -> Person {
+    let mut r = person(rng, id);
+    r.last.clone_from(&p.last);
+    r.native = None;
+    r.country = p.country;
+    r.street.clone_from(&p.street);
+    r.city.clone_from(&p.city);
+    r.postcode.clone_from(&p.postcode);
+    if rng.random_bool(0.25) {
+        r.phone_national.clone_from(&p.phone_national);
+        r.phone_intl.clone_from(&p.phone_intl);
+    } else {
+        (r.phone_national, r.phone_intl) = (COUNTRIES[p.country].phone)(rng);
+    }
+    r.personal_local = format!("{}.{}", ascii_local(&r.first), ascii_local(&r.last));
+    r
+}
+
 pub struct Row {
-    pub fields: [String; 12],
+    pub fields: [String; 13],
     pub raw_line: Option<String>,
     pub status: &'static str,
     pub codes: Vec<&'static str>,
     pub person: usize,
     pub kind: &'static str,
+    /// How this row of a person seen before differs from the original.
+    pub variation: Vec<&'static str>,
 }
 
-pub const HEADER: [&str; 12] = [
+pub const HEADER: [&str; 13] = [
     "E-mail",
     "First Name",
     "Last Name",
@@ -305,6 +897,7 @@ pub const HEADER: [&str; 12] = [
     "Company",
     "Job Title",
     "Website",
+    "Street",
     "City",
     "Zip",
     "Country",
@@ -330,12 +923,14 @@ fn full_width(s: &str) -> String {
         .collect()
 }
 
-fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str) -> Row {
+fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str, seen_before: bool) -> Row {
     let c = &COUNTRIES[p.country];
     let local = format!("{}.{}", ascii_local(&p.first), ascii_local(&p.last));
     let mut email = format!("{local}@{}", p.domain);
-    let mut first = p.first.clone();
-    let mut last = p.last.clone();
+    let (mut first, mut last) = match &p.native {
+        Some((f, l)) if !seen_before && rng.random_bool(0.5) => (f.clone(), l.clone()),
+        _ => (p.first.clone(), p.last.clone()),
+    };
     let mut phone = p.phone_national.clone();
     let mut company = p.company.clone();
     let mut title = p.title.clone();
@@ -360,10 +955,7 @@ fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str) -> Row {
             company = format!("  {company}\u{00A0} ");
         }
         "free_mail" => {
-            email = format!(
-                "{local}@{}",
-                FREE.choose(rng).copied().unwrap_or("gmail.com")
-            );
+            email = format!("{}@{}", p.personal_local, p.personal_domain);
             codes.push("email.free_provider");
         }
         "role_account" => {
@@ -474,12 +1066,150 @@ fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str) -> Row {
         }
         "broken_row" => {
             raw_line = Some(format!(
-                "{email},{first},{last},{phone},{company},extra,extra,extra,extra,extra,extra,extra,extra"
+                "{email},{first},{last},{phone},{company},extra,extra,extra,extra,extra,extra,extra,extra,extra,extra"
             ));
             status = "rejected";
             codes.push("record.field_count");
         }
         _ => {}
+    }
+    let mut street = p.street.clone();
+    let mut city = p.city.clone();
+    let mut postcode = p.postcode.clone();
+    let mut variation = Vec::new();
+    if seen_before {
+        // One or two of the ways a person's second record differs, as far
+        // as the validation case of this row allows.
+        let tries = if rng.random_bool(0.4) { 2 } else { 1 };
+        for _ in 0..tries {
+            let pick = VARIATIONS.choose(rng).copied().unwrap_or("typo");
+            let applied = match pick {
+                "typo" => {
+                    let target = if rng.random_bool(0.5) {
+                        &mut first
+                    } else {
+                        &mut last
+                    };
+                    match typo(rng, target) {
+                        Some(t) => {
+                            *target = t;
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                "nickname" => match NICKS.iter().find(|(f, _)| *f == p.first) {
+                    Some((_, short)) => {
+                        first = short.choose(rng).copied().unwrap_or(short[0]).to_string();
+                        true
+                    }
+                    None => false,
+                },
+                "swapped" => {
+                    std::mem::swap(&mut first, &mut last);
+                    true
+                }
+                "no_email"
+                    if !phone.is_empty()
+                        && matches!(
+                            kind,
+                            "clean" | "messy" | "markup" | "formula" | "too_long"
+                        ) =>
+                {
+                    email = String::new();
+                    true
+                }
+                "no_phone"
+                    if !email.is_empty()
+                        && matches!(
+                            kind,
+                            "clean"
+                                | "messy"
+                                | "free_mail"
+                                | "role_account"
+                                | "disposable"
+                                | "markup"
+                                | "formula"
+                                | "too_long"
+                        ) =>
+                {
+                    phone = String::new();
+                    true
+                }
+                "no_company" if kind != "markup" => {
+                    company = String::new();
+                    true
+                }
+                "gmail_alias" if kind == "free_mail" && p.personal_domain == "gmail.com" => {
+                    let (l, d) = match rng.random_range(0..3) {
+                        0 => (p.personal_local.replace('.', ""), "gmail.com"),
+                        1 => (
+                            format!(
+                                "{}+{}",
+                                p.personal_local,
+                                ["crm", "news", "work"]
+                                    .choose(rng)
+                                    .copied()
+                                    .unwrap_or("crm")
+                            ),
+                            "gmail.com",
+                        ),
+                        _ => (p.personal_local.clone(), "googlemail.com"),
+                    };
+                    email = format!("{l}@{d}");
+                    true
+                }
+                "phone_format" if kind == "clean" => {
+                    phone.clone_from(&p.phone_intl);
+                    true
+                }
+                "company_suffix" if kind != "markup" && !company.is_empty() => {
+                    company = format!(
+                        "{} {}",
+                        p.company_base,
+                        ["Incorporated", "Inc", "Limited", "Corporation", "Group", ""]
+                            .choose(rng)
+                            .copied()
+                            .unwrap_or("")
+                    )
+                    .trim()
+                    .to_string();
+                    true
+                }
+                "address_typo" => {
+                    let target = match rng.random_range(0..3) {
+                        0 => &mut street,
+                        1 => &mut city,
+                        _ => &mut postcode,
+                    };
+                    let mut chars: Vec<char> = target.chars().collect();
+                    if chars.len() >= 4 {
+                        let i = rng.random_range(1..chars.len() - 1);
+                        chars.swap(i, i + 1);
+                        *target = chars.into_iter().collect();
+                    }
+                    *target != p.street && *target != p.city && *target != p.postcode
+                }
+                "moved" => {
+                    street = random_street(rng);
+                    city = c.cities.choose(rng).copied().unwrap_or("").to_string();
+                    postcode = (c.postcode)(rng);
+                    true
+                }
+                "script" => match &p.native {
+                    Some((f, l)) => {
+                        first.clone_from(f);
+                        last.clone_from(l);
+                        true
+                    }
+                    None => false,
+                },
+                _ => false,
+            };
+            if applied && !variation.contains(&pick) {
+                variation.push(pick);
+            }
+        }
     }
     let consent = ["yes", "no", ""].choose(rng).copied().unwrap_or("");
     let campaign = ["spring-launch", "webinar-q3", "", "partner"]
@@ -495,8 +1225,9 @@ fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str) -> Row {
             company,
             title,
             website,
-            p.city.clone(),
-            p.postcode.clone(),
+            street,
+            city,
+            postcode,
             country,
             consent.to_string(),
             campaign.to_string(),
@@ -506,7 +1237,45 @@ fn row(rng: &mut ChaCha8Rng, p: &Person, kind: &'static str) -> Row {
         codes,
         person: p.id,
         kind,
+        variation,
     }
+}
+
+/// Ways a person's later record differs from the first.
+const VARIATIONS: &[&str] = &[
+    "typo",
+    "nickname",
+    "swapped",
+    "no_email",
+    "no_phone",
+    "no_company",
+    "gmail_alias",
+    "phone_format",
+    "company_suffix",
+    "moved",
+    "script",
+    "address_typo",
+];
+
+/// One keyboard slip in a name: a doubled, dropped, swapped or replaced
+/// letter. `None` for names too short to survive it.
+fn typo(rng: &mut ChaCha8Rng, name: &str) -> Option<String> {
+    let chars: Vec<char> = name.chars().collect();
+    if chars.len() < 4 || !chars.iter().all(|c| c.is_alphabetic()) {
+        return None;
+    }
+    let i = rng.random_range(1..chars.len() - 1);
+    let mut out = chars.clone();
+    match rng.random_range(0..4) {
+        0 => out.insert(i, chars[i]),
+        1 => {
+            out.remove(i);
+        }
+        2 => out.swap(i, i + 1),
+        _ => out[i] = char::from(b'a' + rng.random_range(0..26u8)),
+    }
+    let t: String = out.into_iter().collect();
+    (t != name).then_some(t)
 }
 
 const KINDS: &[(&str, u32)] = &[
@@ -534,12 +1303,21 @@ pub fn generate(count: usize, seed: u64) -> Vec<Row> {
     let mut people: Vec<Person> = Vec::new();
     let mut rows = Vec::with_capacity(count);
     for _ in 0..count {
-        // One row in eight is someone already seen: a duplicate.
-        let p = if !people.is_empty() && rng.random_bool(0.125) {
+        // One row in eight is someone already seen: a duplicate. A few new
+        // people live with someone already seen: not duplicates.
+        let seen_before = !people.is_empty() && rng.random_bool(0.125);
+        let p = if seen_before {
             let i = rng.random_range(0..people.len());
             people[i].clone()
         } else {
-            let p = person(&mut rng, people.len() + 1);
+            let id = people.len() + 1;
+            let p = if !people.is_empty() && rng.random_bool(0.03) {
+                let i = rng.random_range(0..people.len());
+                let housemate = people[i].clone();
+                relative(&mut rng, id, &housemate)
+            } else {
+                person(&mut rng, id)
+            };
             people.push(p.clone());
             p
         };
@@ -555,39 +1333,30 @@ pub fn generate(count: usize, seed: u64) -> Vec<Row> {
                 }
             })
             .map_or("clean", |(k, _)| k);
-        rows.push(row(&mut rng, &p, kind));
+        rows.push(row(&mut rng, &p, kind, seen_before));
     }
     rows
 }
 
-/// Writes the sample CSV and, if asked, its truth.
-pub fn write(count: usize, seed: u64, output: &Path, truth: Option<&Path>) -> Result<()> {
+/// Writes the sample CSV and, if asked, its truth and a labelled copy
+/// (the same rows with a `person` column naming who each row is, for
+/// `leadgate eval dedupe --truth-column person`).
+pub fn write(
+    count: usize,
+    seed: u64,
+    output: &Path,
+    truth: Option<&Path>,
+    labelled: Option<&Path>,
+) -> Result<()> {
     let rows = generate(count, seed);
-    let file = std::fs::File::create(output)
-        .with_context(|| format!("cannot create {}", output.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        w.write_record(HEADER)?;
-        w.flush()?;
+    write_rows(&rows, output, false)?;
+    if let Some(path) = labelled {
+        write_rows(&rows, path, true)?;
     }
-    for r in &rows {
-        match &r.raw_line {
-            Some(line) => writeln!(out, "{line}")?,
-            None => {
-                let mut w = csv::WriterBuilder::new()
-                    .has_headers(false)
-                    .from_writer(&mut out);
-                w.write_record(&r.fields)?;
-                w.flush()?;
-            }
-        }
-    }
-    out.flush()?;
     if let Some(truth) = truth {
         let mut w = csv::Writer::from_path(truth)
             .with_context(|| format!("cannot create {}", truth.display()))?;
-        w.write_record(["line", "status", "codes", "person", "kind"])?;
+        w.write_record(["line", "status", "codes", "person", "kind", "variation"])?;
         for (i, r) in rows.iter().enumerate() {
             w.write_record([
                 (i + 1).to_string(),
@@ -595,10 +1364,51 @@ pub fn write(count: usize, seed: u64, output: &Path, truth: Option<&Path>) -> Re
                 r.codes.join(";"),
                 r.person.to_string(),
                 r.kind.to_string(),
+                r.variation.join(";"),
             ])?;
         }
         w.flush()?;
     }
+    Ok(())
+}
+
+fn write_rows(rows: &[Row], output: &Path, labelled: bool) -> Result<()> {
+    let file = std::fs::File::create(output)
+        .with_context(|| format!("cannot create {}", output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    {
+        let mut w = csv::Writer::from_writer(&mut out);
+        if labelled {
+            let mut header: Vec<&str> = HEADER.to_vec();
+            header.push("person");
+            w.write_record(header)?;
+        } else {
+            w.write_record(HEADER)?;
+        }
+        w.flush()?;
+    }
+    for r in rows {
+        match &r.raw_line {
+            Some(line) if labelled => writeln!(out, "{line},{}", r.person)?,
+            Some(line) => writeln!(out, "{line}")?,
+            None => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(&mut out);
+                if labelled {
+                    let mut fields: Vec<&str> = r.fields.iter().map(String::as_str).collect();
+                    let person = r.person.to_string();
+                    fields.push(&person);
+                    w.write_record(fields)?;
+                } else {
+                    w.write_record(&r.fields)?;
+                }
+                w.flush()?;
+            }
+        }
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {}", output.display()))?;
     Ok(())
 }
 
@@ -608,8 +1418,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_rows() {
-        let a: Vec<[String; 12]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
-        let b: Vec<[String; 12]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
+        let a: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
+        let b: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
         assert_eq!(a, b);
     }
 

@@ -26,6 +26,10 @@ pub struct Sample {
 }
 
 /// Laplace-style smoothing added to every level's count.
+///
+/// A missing value is no evidence either way (its weight stays 0): in
+/// labelled samples, whether a field is empty says more about how the sample
+/// was made than about who the records are.
 const SMOOTHING: f64 = 0.5;
 
 fn weight_sum(model: &Model, s: &Sample) -> f64 {
@@ -61,11 +65,17 @@ fn estimate(samples: &[Sample], w_match: &[f64], trained_on: String) -> Model {
             let k = levels.len() as f64;
             let levels = levels
                 .into_iter()
+                .filter(|(level, _)| level != "missing")
                 .map(|(level, (cm, cu))| {
-                    let mu = Mu {
+                    let mut mu = Mu {
                         m: ((cm + SMOOTHING) / (n_m + SMOOTHING * k)).clamp(1e-4, 1.0),
                         u: ((cu + SMOOTHING) / (n_u + SMOOTHING * k)).clamp(1e-4, 1.0),
                     };
+                    // Sense, whatever the sample: agreement never counts
+                    // against a match, disagreement never for it.
+                    if (level == "exact" && mu.m < mu.u) || (level == "different" && mu.m > mu.u) {
+                        mu.u = mu.m;
+                    }
                     (level, mu)
                 })
                 .collect();
@@ -83,17 +93,24 @@ fn estimate(samples: &[Sample], w_match: &[f64], trained_on: String) -> Model {
 }
 
 /// Platt scaling: a, b minimising the log loss of σ(a·w + b) over labelled
-/// samples (Newton's method on two parameters, a touch of ridge).
-fn calibrate(model: &Model, samples: &[(f64, bool)]) -> Calibration {
+/// samples, with Platt's smoothed targets ((N₊+1)/(N₊+2) and 1/(N₋+2)) so
+/// that nearly separable data does not drive the slope to infinity; damped
+/// Newton steps on the two parameters.
+fn calibrate(model: &Model, samples: &[(f64, bool)], slope_only: bool) -> Calibration {
     let prior = logit(model.prior);
+    let positives = samples.iter().filter(|(_, y)| *y).count() as f64;
+    let negatives = samples.len() as f64 - positives;
+    let (hi, lo) = (
+        (positives + 1.0) / (positives + 2.0),
+        1.0 / (negatives + 2.0),
+    );
     let (mut a, mut b) = (1.0f64, 0.0f64);
-    for _ in 0..100 {
-        let (mut ga, mut gb, mut haa, mut hab, mut hbb) =
-            (1e-6 * (a - 1.0), 1e-6 * b, 1e-6, 0.0, 1e-6);
+    for _ in 0..200 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
         for (sum, y) in samples {
             let w = prior + sum;
             let p = sigmoid(a * w + b);
-            let d = p - f64::from(u8::from(*y));
+            let d = p - if *y { hi } else { lo };
             let h = (p * (1.0 - p)).max(1e-12);
             ga += d * w;
             gb += d;
@@ -105,8 +122,14 @@ fn calibrate(model: &Model, samples: &[(f64, bool)]) -> Calibration {
         if det.abs() < 1e-12 {
             break;
         }
-        let da = (hbb * ga - hab * gb) / det;
-        let db = (haa * gb - hab * ga) / det;
+        let (da, db) = if slope_only {
+            ((ga / haa).clamp(-0.5, 0.5), 0.0)
+        } else {
+            (
+                ((hbb * ga - hab * gb) / det).clamp(-0.5, 0.5),
+                ((haa * gb - hab * ga) / det).clamp(-2.0, 2.0),
+            )
+        };
         a -= da;
         b -= db;
         if da.abs() < 1e-9 && db.abs() < 1e-9 {
@@ -120,8 +143,33 @@ fn calibrate(model: &Model, samples: &[(f64, bool)]) -> Calibration {
     }
 }
 
-/// Fits a model from labelled samples (unlabelled ones are ignored).
-pub fn supervised(samples: &[Sample], source: &str) -> Result<Model> {
+/// Levels the samples never showed (an external id, say, when the data
+/// has none) keep the values of `base`.
+fn fill_from(model: &mut Model, base: &Model) {
+    for (field, levels) in &base.fields {
+        let mine = model.fields.entry(field.clone()).or_default();
+        for (level, mu) in levels {
+            if level != "missing" {
+                mine.entry(level.clone()).or_insert(*mu);
+            }
+        }
+    }
+}
+
+/// Fits a model from labelled samples (unlabelled ones are ignored);
+/// levels the samples lack keep `base`'s values.
+///
+/// With `neutral_prior`, the prior is set to 0.5 and only the slope is
+/// calibrated: the share of duplicates among compared pairs belongs to the
+/// data set (its duplicate rate, its blocking), so a model meant for other
+/// data (the bundled default) should not carry it. Evidence alone then
+/// decides, and a pair with no evidence either way scores 0.5.
+pub fn supervised(
+    samples: &[Sample],
+    base: &Model,
+    source: &str,
+    neutral_prior: bool,
+) -> Result<Model> {
     let labelled: Vec<Sample> = samples
         .iter()
         .filter(|s| s.label.is_some())
@@ -146,11 +194,15 @@ pub fn supervised(samples: &[Sample], source: &str) -> Result<Model> {
             labelled.len()
         ),
     );
+    fill_from(&mut model, base);
+    if neutral_prior {
+        model.prior = 0.5;
+    }
     let sums: Vec<(f64, bool)> = labelled
         .iter()
         .map(|s| (weight_sum(&model, s), s.label == Some(true)))
         .collect();
-    model.calibration = calibrate(&model, &sums);
+    model.calibration = calibrate(&model, &sums, neutral_prior);
     Ok(model)
 }
 
@@ -223,7 +275,7 @@ pub fn suggest(model: &Model, samples: &[Sample]) -> Option<(f64, f64)> {
         .iter()
         .copied()
         .find(|t| *t >= review && stats(*t).0 >= 0.99)
-        .unwrap_or(0.99);
+        .unwrap_or_else(|| review.max(0.99));
     Some((review, auto_merge))
 }
 
@@ -236,6 +288,25 @@ mod tests {
             levels: vec![("email".into(), email.into()), ("name".into(), name.into())],
             label: Some(label),
         }
+    }
+
+    fn base() -> Model {
+        Model::bundled().unwrap()
+    }
+
+    #[test]
+    fn unseen_levels_keep_the_base_and_missing_is_neutral() {
+        let mut d = data();
+        d.push(Sample {
+            levels: vec![("email".into(), "missing".into())],
+            label: Some(true),
+        });
+        let m = supervised(&d, &base(), "test", false).unwrap();
+        assert_eq!(m.weight("email", "missing"), 0.0);
+        assert_eq!(
+            m.fields["external_id"]["exact"],
+            base().fields["external_id"]["exact"]
+        );
     }
 
     fn data() -> Vec<Sample> {
@@ -258,7 +329,7 @@ mod tests {
 
     #[test]
     fn supervised_counts_make_agreement_positive_and_calibrate() {
-        let m = supervised(&data(), "test").unwrap();
+        let m = supervised(&data(), &base(), "test", false).unwrap();
         assert!(m.weight("email", "exact") > 2.0);
         assert!(m.weight("email", "different") < 0.0);
         assert!((m.prior - 1.0 / 3.0).abs() < 1e-9);
@@ -274,7 +345,9 @@ mod tests {
     #[test]
     fn one_kind_only_is_refused_with_the_counts() {
         let only: Vec<Sample> = (0..5).map(|_| sample("exact", "exact", true)).collect();
-        let e = supervised(&only, "test").unwrap_err().to_string();
+        let e = supervised(&only, &base(), "test", false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("both kinds") && e.contains("5"), "{e}");
     }
 
@@ -287,7 +360,7 @@ mod tests {
                 s
             })
             .collect();
-        let start = supervised(&data(), "test").unwrap();
+        let start = supervised(&data(), &base(), "test", false).unwrap();
         let m = unsupervised(&unlabelled, &start, "test").unwrap();
         assert!(m.weight("email", "exact") > 0.0);
         assert!(m.prior > 0.1 && m.prior < 0.6, "{}", m.prior);
@@ -300,6 +373,7 @@ pub fn command(
     db: &str,
     input: Option<crate::dedupe::Input>,
     reviews: bool,
+    neutral_prior: bool,
     output: &std::path::Path,
 ) -> Result<()> {
     use anyhow::Context;
@@ -351,15 +425,15 @@ pub fn command(
     }
     let source = sources.join(" and ");
     let labelled = samples.iter().any(|s| s.label.is_some());
+    let settings: serde_json::Value = serde_json::from_str(&config.dedupe_settings()?)?;
+    let current: Model = match settings.get("model") {
+        Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
+        None => Model::bundled().map_err(anyhow::Error::msg)?,
+    };
     let model = if labelled {
-        supervised(&samples, &source)?
+        supervised(&samples, &current, &source, neutral_prior)?
     } else {
-        let settings: serde_json::Value = serde_json::from_str(&config.dedupe_settings()?)?;
-        let start = match settings.get("model") {
-            Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
-            None => Model::bundled().map_err(anyhow::Error::msg)?,
-        };
-        unsupervised(&samples, &start, &source)?
+        unsupervised(&samples, &current, &source)?
     };
     let json = serde_json::to_string_pretty(&model)?;
     std::fs::write(output, json + "\n")

@@ -11,7 +11,6 @@
 //! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
 //! | `nd:` | phonetic family name + corporate domain |
 //! | `ns:` | phonetic names (order-free) + house number and street |
-//! | `nl:` | given name (nickname-folded) + email local part's first letters |
 //! | `i:` | each of the tenant's identity columns |
 //!
 //! Name parts are phonetic (Double Metaphone over transliterated text), so
@@ -63,16 +62,6 @@ pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
     if let (Some(n), Some((Some(number), street))) = (&pair, &f.street) {
         let word = street.split(' ').next().unwrap_or("");
         out.push(format!("ns:{n}|{number}|{word}"));
-    }
-    if let (Some(first), Some(e)) = (first, &f.email) {
-        let local: String = fold::local_part(e)
-            .chars()
-            .filter(char::is_ascii_alphabetic)
-            .take(4)
-            .collect();
-        if local.len() >= 3 {
-            out.push(format!("nl:{}|{local}", nick.canonical(first)));
-        }
     }
     for (key, value) in &f.identity {
         out.push(format!("i:{key}:{value}"));
