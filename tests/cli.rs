@@ -375,15 +375,31 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
         .unwrap();
     assert!(ok.success());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ok = leadgate(dir.path())
+        .args([
+            "sample",
+            "--count",
+            "5000",
+            "--seed",
+            "21",
+            "--output",
+            "x.csv",
+            "--labelled",
+            "l.csv",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
     for (made, name) in [
         ("s.csv", "samples/leads.csv"),
         ("t.csv", "samples/leads.truth.csv"),
+        ("l.csv", "samples/dedupe.labelled.csv"),
     ] {
         let made = std::fs::read(dir.path().join(made)).unwrap();
         let shipped = std::fs::read(root.join(name)).unwrap();
         assert!(
             made == shipped,
-            "{name} is stale: regenerate it with `leadgate sample --count 2000 --seed 7`"
+            "{name} is stale: regenerate it as the README's Samples section says"
         );
     }
 }
@@ -427,5 +443,407 @@ fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {
         store.count("leads").unwrap(),
         totals.total,
         "every processed lead is in the store"
+    );
+}
+
+/// Runs `leadgate` with `args` in `dir`; returns the output, asserting
+/// the exit code.
+fn ok(dir: &Path, args: &[&str]) -> Output {
+    let out = leadgate(dir).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    out
+}
+
+const PEOPLE: &str = "email,first_name,last_name,phone,company,city,postcode,country,marketing opt-in\n\
+    william.smith@acme.com,William,Smith,+44 20 7946 0123,Acme Ltd,London,SW1A 1AA,GB,yes\n\
+    anna.kowalski@globex.de,Anna,Kowalski,+49 30 12345678,Globex GmbH,Berlin,10115,DE,yes\n";
+
+#[test]
+fn within_batch_duplicates_are_found_and_linked_to_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = PEOPLE.to_string();
+    // The same William, as a nickname with a Gmail-style alias at work and
+    // the phone in national format.
+    csv.push_str("William.Smith+crm@acme.com,Bill,Smith,020 7946 0123,\"Acme, Limited\",London,SW1A1AA,United Kingdom,yes\n");
+    std::fs::write(d.join("in.csv"), csv).unwrap();
+    let out = run_configured(d, "", &["--db", "s.db"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = lines(&d.join("out.ndjson"));
+    assert_eq!(r[0]["status"], "accepted");
+    assert_eq!(r[1]["status"], "accepted");
+    assert_eq!(r[2]["status"], "duplicate", "{}", r[2]);
+    assert_eq!(r[2]["duplicate_of"], r[0]["lead_id"]);
+    assert!(r[2]["match_probability"].as_f64().unwrap() > 0.9);
+    assert_eq!(
+        r[2]["match"]["decision"], "link",
+        "auto-merge is off by default"
+    );
+    let evidence = r[2]["match"]["evidence"].as_array().unwrap();
+    let name = evidence.iter().find(|e| e["field"] == "name").unwrap();
+    assert_eq!(name["level"], "nickname");
+    assert!(stderr(&out).contains("duplicate"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_opt_out_never_merges_silently_it_goes_to_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = PEOPLE.to_string();
+    csv.push_str(
+        "william.smith@acme.com,William,Smith,+44 20 7946 0123,Acme Ltd,London,SW1A 1AA,GB,no\n",
+    );
+    std::fs::write(d.join("in.csv"), csv).unwrap();
+    let out = run_configured(
+        d,
+        "[dedupe]\nauto_merge_enabled = true\n",
+        &["--db", "s.db"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let r = lines(&d.join("out.ndjson"));
+    assert_eq!(r[2]["status"], "review", "{}", r[2]);
+    assert!(codes(&r[2]).contains(&"dedupe.consent_conflict".to_string()));
+    assert!(r[2].get("duplicate_of").is_none());
+    let list = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "review",
+            "list",
+            "--json",
+        ],
+    );
+    let items: Vec<serde_json::Value> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["reason"], "consent_conflict");
+    assert_eq!(items[0]["lead_b"], r[2]["lead_id"]);
+
+    // The reviewer merges: the golden record keeps the opt-out.
+    let id = items[0]["id"].to_string();
+    ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "review",
+            "decide",
+            &id,
+            "merge",
+            "--reviewer",
+            "ann",
+        ],
+    );
+    let master = r[0]["lead_id"].as_str().unwrap();
+    let shown = ok(d, &["--db", "s.db", "show", master]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        shown["golden"]["lead"]["consent"][0]["granted"], false,
+        "{shown}"
+    );
+    // Decided once: not asked again.
+    let again = leadgate(d)
+        .args([
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "review",
+            "decide",
+            &id,
+            "distinct",
+            "--reviewer",
+            "bob",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already decided"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("leadgate.toml"),
+        "[dedupe]\nauto_merge_enabled = true\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("crm.csv"), PEOPLE).unwrap();
+    ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "import",
+            "--input",
+            "crm.csv",
+            "--output",
+            "imported.ndjson",
+            "-q",
+        ],
+    );
+    let imported = lines(&d.join("imported.ndjson"));
+    assert_eq!(imported.len(), 2);
+    let master = imported[0]["lead_id"].as_str().unwrap().to_string();
+    assert_eq!(imported[0]["lead"]["source"], "crm");
+    let before = ok(d, &["--db", "s.db", "show", &master]).stdout;
+
+    std::fs::write(
+        d.join("in.csv"),
+        "email,first_name,last_name,phone,job_title\nwilliam.smith@acme.com,Bill,Smith,,CTO\n",
+    )
+    .unwrap();
+    ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "run",
+            "--input",
+            "in.csv",
+            "--output",
+            "out.ndjson",
+            "-q",
+        ],
+    );
+    let r = lines(&d.join("out.ndjson"));
+    assert_eq!(r[0]["status"], "duplicate");
+    assert_eq!(r[0]["duplicate_of"], master.as_str());
+    assert_eq!(r[0]["match"]["decision"], "merge");
+    let dup = r[0]["lead_id"].as_str().unwrap().to_string();
+    let dup_before: serde_json::Value =
+        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &dup]).stdout).unwrap();
+
+    let merged: serde_json::Value =
+        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &master]).stdout).unwrap();
+    let golden = &merged["golden"];
+    assert_eq!(golden["lead"]["job_title"], "CTO", "most recent non-empty");
+    assert_eq!(
+        golden["lead"]["phone"], "+442079460123",
+        "an empty value never wins"
+    );
+    assert_eq!(golden["members"].as_array().unwrap().len(), 2);
+
+    let out = ok(
+        d,
+        &["--config", "leadgate.toml", "--db", "s.db", "unmerge", &dup],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("undid merge"));
+    let after: serde_json::Value =
+        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &dup]).stdout).unwrap();
+    assert_eq!(after["raw"], dup_before["raw"]);
+    assert_eq!(after["normalized"], dup_before["normalized"]);
+    assert_eq!(after["status"], "accepted");
+    assert!(after["master_id"].is_null());
+    let master_after = ok(d, &["--db", "s.db", "show", &master]).stdout;
+    // The master is exactly as it was before the merge, merges aside.
+    let strip = |bytes: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v["merges"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(&master_after), strip(&before));
+    // Nothing left to undo is an error that says so.
+    let again = leadgate(d)
+        .args(["--config", "leadgate.toml", "--db", "s.db", "unmerge", &dup])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("nothing to undo"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn batch_dedupe_writes_pairs_and_clusters_and_applies_only_without_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An old CRM export: no email, no phone, only names and an address.
+    std::fs::write(
+        d.join("old.csv"),
+        "first_name,last_name,street,city,postcode\n\
+         Robert,O'Brien,4 Elm Road,Dublin,D02 X285\n\
+         Mary,Jones,1 High Street,Cork,T12 AB34\n\
+         Bob,O'Brien,4 Elm Rd,Dublin,D02X285\n\
+         Robert,OBrien,4 Elm Road,Dublin,D02 X285\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("leadgate.toml"),
+        "[dedupe]\nauto_merge_enabled = true\n",
+    )
+    .unwrap();
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "dedupe",
+            "--input",
+            "old.csv",
+            "--pairs",
+            "pairs.csv",
+            "--clusters",
+            "clusters.ndjson",
+            "--dry-run",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("pairs compared") && err.contains("dry run"),
+        "{err}"
+    );
+    let pairs = std::fs::read_to_string(d.join("pairs.csv")).unwrap();
+    let mut rows = pairs.lines();
+    assert_eq!(rows.next(), Some("line_a,line_b,probability,decision"));
+    let found: Vec<(u64, u64)> = rows
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].parse().unwrap(), f[1].parse().unwrap())
+        })
+        .collect();
+    assert!(
+        found.contains(&(1, 3)) && found.contains(&(1, 4)),
+        "{pairs}"
+    );
+    assert!(!found.iter().any(|(a, b)| *a == 2 || *b == 2), "{pairs}");
+    let clusters = lines(&d.join("clusters.ndjson"));
+    assert_eq!(clusters.len(), 1);
+    assert_eq!(clusters[0]["lines"], serde_json::json!([1, 3, 4]));
+    assert!(!d.join("s.db").exists(), "a dry run writes no store");
+
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "dedupe",
+            "--input",
+            "old.csv",
+            "--pairs",
+            "pairs.csv",
+        ],
+    );
+    assert!(stderr(&out).contains("applied"), "{}", stderr(&out));
+    let store = leadgate_store::Store::open(d.join("s.db").to_str().unwrap()).unwrap();
+    assert_eq!(store.count("leads").unwrap(), 4);
+    assert!(store.count("merges").unwrap() >= 1);
+    assert!(store.count("golden").unwrap() >= 1);
+}
+
+#[test]
+fn dedupe_bad_input_gives_a_clear_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("empty.csv"), "").unwrap();
+    let out = leadgate(d)
+        .args([
+            "dedupe",
+            "--input",
+            "empty.csv",
+            "--pairs",
+            "p.csv",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("empty.csv"), "{}", stderr(&out));
+
+    // A million-character field is rejected as a record, the rest go on.
+    let mut csv = String::from("first_name,last_name,postcode\nAnna,Smith,AB1 2CD\n");
+    csv.push_str(&"x".repeat(1_000_000));
+    csv.push_str(",Smith,AB1 2CD\nAnna,Smith,AB1 2CD\n");
+    std::fs::write(d.join("big.csv"), csv).unwrap();
+    let out = ok(
+        d,
+        &[
+            "dedupe",
+            "--input",
+            "big.csv",
+            "--pairs",
+            "p.csv",
+            "--dry-run",
+        ],
+    );
+    assert!(stderr(&out).contains("1 left out"), "{}", stderr(&out));
+    let pairs = std::fs::read_to_string(d.join("p.csv")).unwrap();
+    assert!(pairs.contains("1,3,"), "{pairs}");
+
+    // The truth column must exist.
+    let out = leadgate(d)
+        .args([
+            "eval",
+            "dedupe",
+            "--input",
+            "big.csv",
+            "--truth-column",
+            "person",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--truth-column person"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn eval_dedupe_on_the_bundled_labelled_data_meets_the_targets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = ok(
+        &root,
+        &[
+            "eval",
+            "dedupe",
+            "--input",
+            "samples/dedupe.labelled.csv",
+            "--truth-column",
+            "person",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number = |label: &str, key: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.contains(label))
+            .unwrap_or_else(|| panic!("{text}"));
+        let rest = &line[line.find(key).unwrap() + key.len()..];
+        rest.split_whitespace()
+            .next()
+            .unwrap()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap()
+    };
+    assert!(number("at the review threshold", "F1 ") >= 0.97, "{text}");
+    assert!(
+        number("auto-merge decisions", "precision ") >= 0.99,
+        "{text}"
     );
 }

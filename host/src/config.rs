@@ -134,7 +134,7 @@ impl Default for DedupeConfig {
             settings: toml::Table::new(),
             model: None,
             review: 0.3,
-            auto_merge: 0.95,
+            auto_merge: 0.9,
             auto_merge_enabled: false,
             candidates_per_key: 32,
             max_candidates: 64,

@@ -162,6 +162,29 @@ pub fn prepare(
     let size = file.metadata().ok().map(|m| m.len());
     let mut reader = Reader::new(Box::new(file), format, mapping, IngestLimits::default())
         .with_context(|| format!("cannot read {}", input.path))?;
+    if format == Format::Csv {
+        let columns = reader.columns();
+        if columns.is_empty() {
+            bail!(
+                "{} is empty: it has no header row, so there is nothing to deduplicate",
+                input.path
+            );
+        }
+        let truth = input.truth_column.as_deref().unwrap_or("");
+        if columns.iter().all(|(h, t)| {
+            t == "ignore" || t.starts_with("custom.") || h.eq_ignore_ascii_case(truth)
+        }) {
+            bail!(
+                "none of the columns of {} is a lead field the matcher can use (columns: {}): map them with --map COLUMN=FIELD",
+                input.path,
+                columns
+                    .iter()
+                    .map(|(h, t)| format!("{h} → {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     if let Some(col) = &input.truth_column
         && format == Format::Csv
         && !reader
@@ -384,20 +407,24 @@ fn write_records(
         .iter()
         .zip(&normalized)
         .zip(keys)
-        .map(|(((line, _, verdict, _, raw), json), keys)| Record {
-            line: *line,
-            raw,
-            status: match verdict {
+        .map(|(((line, _, verdict, _, raw), json), keys)| {
+            let status = match verdict {
                 Verdict::Accept => Status::Accepted,
                 Verdict::Reject => Status::Rejected,
                 Verdict::Review => Status::Review,
-            },
-            normalized: Some(json),
-            issues: &[],
-            exception: None,
-            keys,
-            link: None,
-            review: None,
+            };
+            Record {
+                line: *line,
+                raw,
+                status,
+                validation: status,
+                normalized: Some(json),
+                issues: &[],
+                exception: None,
+                keys,
+                link: None,
+                review: None,
+            }
         })
         .collect();
     a.store

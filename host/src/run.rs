@@ -332,6 +332,8 @@ struct Outcome {
     line: u64,
     raw: Lead,
     status: Status,
+    /// The status validation gave, before dedupe.
+    validation: Status,
     /// The normalized lead as JSON.
     normalized: Option<Box<serde_json::value::RawValue>>,
     issues: Vec<Issue>,
@@ -376,6 +378,7 @@ fn process_chunk(
                     // Moved in after validation, to spare a copy.
                     raw: Lead::default(),
                     status: Status::Exception,
+                    validation: Status::Exception,
                     normalized: None,
                     issues: std::mem::take(&mut parsed.problems),
                     exception: None,
@@ -400,6 +403,7 @@ fn process_chunk(
                     line: record.line,
                     raw,
                     status: Status::Rejected,
+                    validation: Status::Rejected,
                     normalized: None,
                     issues: vec![Issue::new(
                         "record",
@@ -431,6 +435,7 @@ fn process_chunk(
                     Verdict::Accept if read_warning => Status::Review,
                     Verdict::Accept => Status::Accepted,
                 };
+                o.validation = o.status;
                 o.issues.extend(v.issues);
                 let json = serde_json::value::to_raw_value(&v.lead)
                     .context("cannot encode a lead as JSON")?;
@@ -588,6 +593,7 @@ fn flush(
             line: o.line,
             raw: &o.raw,
             status: o.status,
+            validation: o.validation,
             normalized: o
                 .normalized
                 .as_deref()

@@ -102,3 +102,59 @@ fn the_pre_initialized_component_keeps_its_init_export_harmless() {
     let bytes = std::fs::read(component("validate.wasm")).unwrap();
     assert!(leadgate_runtime::preinit::has_init(&rt, &bytes).unwrap());
 }
+
+#[test]
+fn the_dedupe_component_agrees_with_the_native_logic() {
+    use leadgate_runtime::DeduperComponent;
+    let rt = runtime();
+    let c = DeduperComponent::load(&rt, &component("dedupe.wasm")).unwrap();
+    let native = leadgate_dedupe::Deduper::from_json("{}").unwrap();
+    let mut inst = c.instantiate("{}").unwrap();
+    let person = |first: &str, last: &str, email: &str| Lead {
+        id: email.into(),
+        tenant: "t".into(),
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        email: Some(email.into()),
+        company_key: Some("acme".into()),
+        postcode: Some("SW1A 1AA".into()),
+        ..Lead::default()
+    };
+    let leads = [
+        person("William", "Smith", "william.smith@acme.com"),
+        person("Bill", "Smith", "William.Smith+x@acme.com"),
+        person("Анна", "Ковальски", "anna@globex.de"),
+    ];
+    let refs: Vec<&Lead> = leads.iter().collect();
+    let keys = inst.keys(&refs, 0).unwrap();
+    for (lead, got) in leads.iter().zip(&keys) {
+        assert_eq!(got, &native.keys(lead));
+    }
+    let pairs = [(0, 1), (0, 2), (1, 2)];
+    let got = inst.compare(&refs, &pairs, true, 0).unwrap();
+    assert_eq!(got, native.compare(&leads, &pairs, true));
+    assert!(got[0].probability > 0.9, "{:?}", got[0]);
+    assert!(got[1].probability < 0.1, "{:?}", got[1]);
+    let quiet = inst.compare(&refs, &pairs, false, 0).unwrap();
+    assert!(quiet.iter().all(|m| m.evidence.is_empty()));
+}
+
+#[test]
+fn a_validate_component_is_refused_as_a_deduper_by_name() {
+    let rt = runtime();
+    let e = match leadgate_runtime::DeduperComponent::load(&rt, &component("validate.wasm")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a validator was loaded as a deduper"),
+    };
+    assert!(
+        e.contains("deduper") && e.contains("leadgate:plugin/validate@0.1.0"),
+        "{e}"
+    );
+    let e = leadgate_runtime::DeduperComponent::load(&rt, &component("dedupe.wasm"))
+        .unwrap()
+        .instantiate(r#"{"nicknames": [["x"]]}"#)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("nicknames"), "{e}");
+}

@@ -222,7 +222,10 @@ impl Status {
 pub struct Record<'a> {
     pub line: u64,
     pub raw: &'a Lead,
+    /// The lead's status after every capability (validation, dedupe).
     pub status: Status,
+    /// The validate capability's own verdict (what an unmerge restores).
+    pub validation: Status,
     /// The normalized lead as JSON (serialized once by the caller, who
     /// also writes it to the results file).
     pub normalized: Option<&'a str>,
@@ -424,12 +427,30 @@ impl Store {
                         run_id,
                         capability,
                         component,
-                        r.status.as_str(),
+                        r.validation.as_str(),
                         normalized,
                         now
                     ])
                     .map_err(sql("insert decision"))?;
                 let decision_id = tx.last_insert_rowid();
+                let dedupe = match (&r.link, &r.review) {
+                    (Some(l), _) => Some(l.kind.as_str()),
+                    (None, Some(_)) => Some("review"),
+                    (None, None) => None,
+                };
+                if let Some(verdict) = dedupe {
+                    decision
+                        .execute(params![
+                            r.raw.id,
+                            run_id,
+                            "dedupe",
+                            component,
+                            verdict,
+                            Option::<&str>::None,
+                            now
+                        ])
+                        .map_err(sql("insert dedupe decision"))?;
+                }
                 for i in r.issues {
                     issue
                         .execute(params![
@@ -675,6 +696,7 @@ mod tests {
                     line: 1,
                     raw: &a,
                     status: Status::Accepted,
+                    validation: Status::Accepted,
                     normalized: Some(r#"{"id":"a"}"#),
                     issues: &issues,
                     exception: None,
@@ -686,6 +708,7 @@ mod tests {
                     line: 2,
                     raw: &b,
                     status: Status::Exception,
+                    validation: Status::Exception,
                     normalized: None,
                     issues: &[],
                     exception: Some(("component.trap", "boom")),

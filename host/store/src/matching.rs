@@ -588,6 +588,7 @@ mod tests {
             line: 1,
             raw: l,
             status: Status::Accepted,
+            validation: Status::Accepted,
             normalized: Some(normalized),
             issues: &[],
             exception: None,
@@ -640,6 +641,7 @@ mod tests {
         assert_eq!(undone.len(), 1);
         let b_after = s.lead_row("b").unwrap().unwrap();
         assert_eq!(b_after.master_id, None);
+        assert_eq!(b_after.status, "accepted", "validation's verdict is back");
         assert_eq!(b_after.raw, b_linked.raw);
         assert_eq!(b_after.normalized, b_linked.normalized);
         assert_eq!(s.lead_row("a").unwrap().unwrap(), before);
