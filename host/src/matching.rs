@@ -96,20 +96,29 @@ impl<'a> Stage<'a> {
         let mut pairs: Vec<(u32, u32)> = Vec::new();
         let mut owners: Vec<(usize, Cand)> = Vec::new();
         let mut first_recent = Vec::with_capacity(leads.len());
-        for (i, (lead, keys)) in leads.iter().zip(keys).enumerate() {
-            let keys = match keys {
-                Ok(k) => k,
+        let hashed: Vec<Result<Vec<i64>, CallError>> = keys
+            .into_iter()
+            .map(|k| k.map(|k| k.iter().map(|k| key_hash(&self.tenant, k)).collect()))
+            .collect();
+        let lookups: Vec<Vec<i64>> = hashed
+            .iter()
+            .map(|h| h.as_ref().map(Vec::clone).unwrap_or_default())
+            .collect();
+        let stored =
+            store.candidates_for_each(&self.tenant, &lookups, self.per_key, self.max_candidates)?;
+        for (i, ((lead, hashes), stored)) in leads.iter().zip(hashed).zip(stored).enumerate() {
+            let hashes = match hashes {
+                Ok(h) => h,
                 Err(e) => {
                     out[i].error = Some(e);
                     first_recent.push(None);
                     continue;
                 }
             };
-            let hashes: Vec<i64> = keys.iter().map(|k| key_hash(&self.tenant, k)).collect();
             let me = pool.len() as u32;
             pool.push(lead.clone());
             let mut seen: Vec<String> = Vec::new();
-            for c in store.candidates(&self.tenant, &hashes, self.per_key, self.max_candidates)? {
+            for c in stored {
                 if seen.len() >= self.max_candidates || c.id == lead.id {
                     continue;
                 }

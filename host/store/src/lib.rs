@@ -295,12 +295,23 @@ impl Store {
                 .map_err(open_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(open_err)?;
+            // Matching reads the key index and candidate leads at random:
+            // a large page cache and memory-mapped reads keep those off
+            // the read() system call, and rarer checkpoints batch the
+            // copying back from the WAL.
+            conn.pragma_update(None, "cache_size", -131_072)
+                .map_err(open_err)?;
+            conn.pragma_update(None, "mmap_size", 1i64 << 30)
+                .map_err(open_err)?;
+            conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+                .map_err(open_err)?;
             conn
         };
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
             conn,
             path: path.to_string(),

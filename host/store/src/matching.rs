@@ -240,45 +240,54 @@ impl Store {
         let mut by_key = self
             .conn
             .prepare_cached(
-                "SELECT lead FROM match_keys WHERE key = ?1 ORDER BY lead DESC LIMIT ?2",
+                "SELECT l.id, l.normalized, l.master_id FROM match_keys k JOIN leads l ON l.rowid = k.lead
+                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
+                 ORDER BY k.lead DESC LIMIT ?3",
             )
             .map_err(sql("prepare candidate lookup"))?;
-        let mut rows: Vec<i64> = Vec::new();
+        let mut out: Vec<Candidate> = Vec::new();
         for k in keys {
-            let found = by_key
-                .query_map(params![k, per_key as i64], |r| r.get::<_, i64>(0))
+            let mut rows = by_key
+                .query(params![k, tenant, per_key as i64])
                 .map_err(sql("look up candidates"))?;
-            for row in found {
-                let row = row.map_err(sql("look up candidates"))?;
-                if !rows.contains(&row) {
-                    rows.push(row);
+            while let Some(row) = rows.next().map_err(sql("look up candidates"))? {
+                if out.len() >= limit {
+                    return Ok(out);
                 }
-            }
-        }
-        rows.truncate(limit);
-        let mut fetch = self
-            .conn
-            .prepare_cached(
-                "SELECT id, normalized, master_id FROM leads WHERE rowid = ?1 AND tenant = ?2 AND normalized IS NOT NULL",
-            )
-            .map_err(sql("prepare candidate fetch"))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let found: Option<(String, String, Option<String>)> = fetch
-                .query_row(params![row, tenant], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-                .map_err(sql("fetch candidate"))?;
-            if let Some((id, normalized, master)) = found {
+                let id: String = row.get(0).map_err(sql("read candidate"))?;
+                if out.iter().any(|c| c.id == id) {
+                    continue;
+                }
+                let normalized: String = row.get(1).map_err(sql("read candidate"))?;
                 out.push(Candidate {
                     id,
                     lead: parse_lead(&normalized)?,
-                    master,
+                    master: row.get(2).map_err(sql("read candidate"))?,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// [`Store::candidates`] for several leads at once, in one read
+    /// transaction (one lock, one snapshot, instead of one per query).
+    pub fn candidates_for_each(
+        &self,
+        tenant: &str,
+        keys: &[Vec<i64>],
+        per_key: usize,
+        limit: usize,
+    ) -> Result<Vec<Vec<Candidate>>, StoreError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(sql("begin read transaction"))?;
+        let found = keys
+            .iter()
+            .map(|k| self.candidates(tenant, k, per_key, limit))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.finish().map_err(sql("end read transaction"))?;
+        Ok(found)
     }
 
     /// The lead `id` resolves to: its master if it has one, else itself.
