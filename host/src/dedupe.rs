@@ -731,6 +731,9 @@ pub fn print_report(r: &Report, opts: &Options) {
             String::new()
         }
     );
+    if let Some(peak) = peak_memory() {
+        eprintln!("  peak memory {peak}");
+    }
     match r.applied {
         Some(run) => eprintln!(
             "  applied to {} as run {run}: every merge can be undone with `leadgate unmerge`",
@@ -766,4 +769,18 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// This process's peak resident memory (Linux), for the report.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(format!("{:.0} MiB", kib / 1024.0))
 }

@@ -11,6 +11,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_dedupe;
 mod config;
 mod dedupe;
 mod eval;
@@ -212,6 +213,20 @@ enum Command {
         /// Repetitions; the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Benchmark dedupe instead: one new lead against a large store,
+        /// and batch clean-up at growing sizes.
+        #[arg(long)]
+        dedupe: bool,
+        /// With --dedupe: records in the store new leads are matched against.
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+        /// With --dedupe: new leads timed one by one against the store.
+        #[arg(long, default_value_t = 2_000)]
+        probes: usize,
+        /// With --dedupe: file sizes for `leadgate dedupe` (comma-separated;
+        /// 0 for none).
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+        sizes: Vec<usize>,
     },
 }
 
@@ -480,8 +495,16 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             leads,
             e2e_leads,
             rounds,
+            dedupe,
+            stored,
+            probes,
+            sizes,
         } => {
-            bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;
+            if dedupe {
+                bench_dedupe::run(&config, stored, probes.max(1), &sizes)?;
+            } else {
+                bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

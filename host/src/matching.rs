@@ -37,6 +37,9 @@ pub struct Matched {
     pub error: Option<CallError>,
 }
 
+/// Up to this many pairs, one comparison call returns the evidence too.
+const EXPLAIN_ALL: usize = 32;
+
 /// A lead of this run not yet in the store.
 struct Recent {
     id: String,
@@ -102,7 +105,7 @@ impl<'a> Stage<'a> {
             .collect();
         let lookups: Vec<Vec<i64>> = hashed
             .iter()
-            .map(|h| h.as_ref().map(Vec::clone).unwrap_or_default())
+            .map(|h| h.as_ref().ok().cloned().unwrap_or_default())
             .collect();
         let stored =
             store.candidates_for_each(&self.tenant, &lookups, self.per_key, self.max_candidates)?;
@@ -181,7 +184,10 @@ impl<'a> Stage<'a> {
         }
 
         let pool_refs: Vec<&Lead> = pool.iter().collect();
-        let results = self.matcher.compare(&pool_refs, &pairs, false, now);
+        // Few pairs (one lead from a form or a webhook): the evidence comes
+        // with the first call, saving a second one.
+        let explain_all = pairs.len() <= EXPLAIN_ALL;
+        let mut results = self.matcher.compare(&pool_refs, &pairs, explain_all, now);
         // The best candidate of each lead.
         let mut best: Vec<Option<(f64, usize)>> = vec![None; leads.len()];
         for (k, ((i, _), result)) in owners.iter().zip(&results).enumerate() {
@@ -202,12 +208,20 @@ impl<'a> Stage<'a> {
             .filter(|(p, _)| *p >= self.policy.review)
             .map(|(_, k)| *k)
             .collect();
-        let explain_pairs: Vec<(u32, u32)> = explain.iter().map(|k| pairs[*k]).collect();
-        let explained = self.matcher.compare(&pool_refs, &explain_pairs, true, now);
         let mut evidence: HashMap<usize, Vec<Evidence>> = HashMap::new();
-        for (k, m) in explain.into_iter().zip(explained) {
-            if let Ok(m) = m {
-                evidence.insert(k, m.evidence);
+        if explain_all {
+            for k in explain {
+                if let Some(Ok(m)) = results.get_mut(k) {
+                    evidence.insert(k, std::mem::take(&mut m.evidence));
+                }
+            }
+        } else {
+            let explain_pairs: Vec<(u32, u32)> = explain.iter().map(|k| pairs[*k]).collect();
+            let explained = self.matcher.compare(&pool_refs, &explain_pairs, true, now);
+            for (k, m) in explain.into_iter().zip(explained) {
+                if let Ok(m) = m {
+                    evidence.insert(k, m.evidence);
+                }
             }
         }
 

@@ -139,7 +139,7 @@ pub fn execute(config: &Config, db: &str, action: Action) -> Result<()> {
                 crate::matching::refresh_golden(
                     &store,
                     tenant,
-                    &[master.clone()],
+                    std::slice::from_ref(&master),
                     &config.dedupe.survivorship,
                     now,
                 )?;

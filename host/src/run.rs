@@ -155,9 +155,9 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn open_input(input: &str) -> Result<(Box<dyn Read>, Option<u64>)> {
+fn open_input(input: &str) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     if input == "-" {
-        return Ok((Box::new(std::io::stdin().lock()), None));
+        return Ok((Box::new(std::io::stdin()), None));
     }
     let file = std::fs::File::open(input).with_context(|| format!("cannot open input {input}"))?;
     let len = file.metadata().ok().map(|m| m.len());
@@ -241,9 +241,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         ..RunReport::default()
     };
     let batch_size = config.limits.batch_size;
-    let mut chunk: Vec<InputRecord> = Vec::with_capacity(batch_size);
     let mut pending: Vec<Outcome> = Vec::with_capacity(STORE_BATCH + batch_size);
-    let mut io_error = None;
     let ctx = ChunkContext {
         tenant: &config.tenant,
         source: opts.source,
@@ -253,42 +251,65 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         import: opts.import,
         rules: &config.dedupe.survivorship,
     };
-    let mut processed = || -> Result<()> {
-        loop {
-            chunk.clear();
-            while chunk.len() < batch_size {
-                match reader.next_record() {
-                    None => break,
-                    Some(Ok(r)) => chunk.push(r),
-                    Some(Err(e)) => {
-                        io_error = Some(e);
-                        break;
+    let bytes = reader.progress();
+    // Two stages on two threads: reading and validation in one, matching,
+    // results and the store in the other; chunks flow between them in order.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Validated>>(4);
+    let (outcome, io_error) = std::thread::scope(|scope| {
+        let ctx = &ctx;
+        let worker = scope.spawn(move || {
+            let mut chunk: Vec<InputRecord> = Vec::with_capacity(batch_size);
+            loop {
+                chunk.clear();
+                let mut io_error = None;
+                while chunk.len() < batch_size {
+                    match reader.next_record() {
+                        None => break,
+                        Some(Ok(r)) => chunk.push(r),
+                        Some(Err(e)) => {
+                            io_error = Some(e);
+                            break;
+                        }
                     }
                 }
+                if chunk.is_empty() {
+                    return io_error;
+                }
+                let validated = validate_chunk(ctx, &mut chunk, &mut validator);
+                let failed = validated.is_err();
+                // A closed channel: the other stage stopped on an error.
+                if tx.send(validated).is_err() || failed || io_error.is_some() {
+                    return io_error;
+                }
             }
-            if chunk.is_empty() {
-                return Ok(());
+        });
+        let mut processed = || -> Result<()> {
+            for validated in rx.iter() {
+                finish_chunk(
+                    ctx,
+                    validated?,
+                    stage.as_mut(),
+                    &store,
+                    &mut pending,
+                    &mut out,
+                    &mut report,
+                )?;
+                if pending.len() >= STORE_BATCH {
+                    flush(ctx, &mut store, &mut pending, stage.as_mut())?;
+                }
+                progress.set_position(bytes.load(std::sync::atomic::Ordering::Relaxed));
             }
-            process_chunk(
-                &ctx,
-                &mut chunk,
-                &mut validator,
-                stage.as_mut(),
-                &store,
-                &mut pending,
-                &mut out,
-                &mut report,
-            )?;
-            if pending.len() >= STORE_BATCH {
-                flush(&ctx, &mut store, &mut pending, stage.as_mut())?;
-            }
-            progress.set_position(reader.bytes_read());
-            if io_error.is_some() {
-                return Ok(());
-            }
-        }
-    };
-    let outcome = processed();
+            Ok(())
+        };
+        let outcome = processed();
+        // Stops the reading stage if this one stopped early.
+        drop(rx);
+        let io_error = match worker.join() {
+            Ok(e) => e.map(anyhow::Error::from),
+            Err(_) => Some(anyhow::anyhow!("the reading and validation stage panicked")),
+        };
+        (outcome, io_error)
+    });
     progress.finish_and_clear();
     // Whatever was processed is recorded, even when the run stops on an error.
     let recorded = flush(&ctx, &mut store, &mut pending, stage.as_mut());
@@ -344,17 +365,19 @@ struct Outcome {
     evidence: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn process_chunk(
+/// A chunk after reading and validation: every record's outcome so far,
+/// and the normalized leads to match (with their place in `outcomes`).
+struct Validated {
+    outcomes: Vec<Outcome>,
+    to_match: Vec<(usize, Lead)>,
+}
+
+/// The first stage: leads from records, validated.
+fn validate_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
     validator: &mut Validator<'_>,
-    stage: Option<&mut Stage<'_>>,
-    store: &Store,
-    pending: &mut Vec<Outcome>,
-    out: &mut dyn Write,
-    report: &mut RunReport,
-) -> Result<()> {
+) -> Result<Validated> {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(chunk.len());
     let mut to_validate: Vec<Lead> = Vec::new();
     let mut slots: Vec<usize> = Vec::new();
@@ -462,6 +485,24 @@ fn process_chunk(
         }
     }
 
+    Ok(Validated { outcomes, to_match })
+}
+
+/// The second stage: matching, the results file, the counts; outcomes
+/// queued for the store.
+fn finish_chunk(
+    ctx: &ChunkContext<'_>,
+    validated: Validated,
+    stage: Option<&mut Stage<'_>>,
+    store: &Store,
+    pending: &mut Vec<Outcome>,
+    out: &mut dyn Write,
+    report: &mut RunReport,
+) -> Result<()> {
+    let Validated {
+        mut outcomes,
+        to_match,
+    } = validated;
     if let Some(stage) = stage {
         let (slots, leads): (Vec<usize>, Vec<Lead>) = to_match.into_iter().unzip();
         let matched = stage.match_leads(store, &leads, ctx.now)?;

@@ -279,94 +279,6 @@ pub fn suggest(model: &Model, samples: &[Sample]) -> Option<(f64, f64)> {
     Some((review, auto_merge))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(email: &str, name: &str, label: bool) -> Sample {
-        Sample {
-            levels: vec![("email".into(), email.into()), ("name".into(), name.into())],
-            label: Some(label),
-        }
-    }
-
-    fn base() -> Model {
-        Model::bundled().unwrap()
-    }
-
-    #[test]
-    fn unseen_levels_keep_the_base_and_missing_is_neutral() {
-        let mut d = data();
-        d.push(Sample {
-            levels: vec![("email".into(), "missing".into())],
-            label: Some(true),
-        });
-        let m = supervised(&d, &base(), "test", false).unwrap();
-        assert_eq!(m.weight("email", "missing"), 0.0);
-        assert_eq!(
-            m.fields["external_id"]["exact"],
-            base().fields["external_id"]["exact"]
-        );
-    }
-
-    fn data() -> Vec<Sample> {
-        let mut v = Vec::new();
-        for i in 0..200 {
-            v.push(sample(
-                if i % 10 == 0 { "different" } else { "exact" },
-                "exact",
-                true,
-            ));
-            v.push(sample(
-                "different",
-                if i % 5 == 0 { "exact" } else { "different" },
-                false,
-            ));
-            v.push(sample("different", "different", false));
-        }
-        v
-    }
-
-    #[test]
-    fn supervised_counts_make_agreement_positive_and_calibrate() {
-        let m = supervised(&data(), &base(), "test", false).unwrap();
-        assert!(m.weight("email", "exact") > 2.0);
-        assert!(m.weight("email", "different") < 0.0);
-        assert!((m.prior - 1.0 / 3.0).abs() < 1e-9);
-        // Calibrated: pairs with both fields agreeing are (nearly) all duplicates.
-        let both = sample("exact", "exact", true);
-        assert!(m.probability(weight_sum(&m, &both)) > 0.95);
-        let none = sample("different", "different", false);
-        assert!(m.probability(weight_sum(&m, &none)) < 0.05);
-        let (review, auto) = suggest(&m, &data()).unwrap();
-        assert!(review <= auto && auto < 1.0, "{review} {auto}");
-    }
-
-    #[test]
-    fn one_kind_only_is_refused_with_the_counts() {
-        let only: Vec<Sample> = (0..5).map(|_| sample("exact", "exact", true)).collect();
-        let e = supervised(&only, &base(), "test", false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("both kinds") && e.contains("5"), "{e}");
-    }
-
-    #[test]
-    fn em_without_labels_separates_the_two_groups() {
-        let unlabelled: Vec<Sample> = data()
-            .into_iter()
-            .map(|mut s| {
-                s.label = None;
-                s
-            })
-            .collect();
-        let start = supervised(&data(), &base(), "test", false).unwrap();
-        let m = unsupervised(&unlabelled, &start, "test").unwrap();
-        assert!(m.weight("email", "exact") > 0.0);
-        assert!(m.prior > 0.1 && m.prior < 0.6, "{}", m.prior);
-    }
-}
-
 /// `leadgate dedupe-train`.
 pub fn command(
     config: &crate::config::Config,
@@ -454,4 +366,92 @@ pub fn command(
         output.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(email: &str, name: &str, label: bool) -> Sample {
+        Sample {
+            levels: vec![("email".into(), email.into()), ("name".into(), name.into())],
+            label: Some(label),
+        }
+    }
+
+    fn base() -> Model {
+        Model::bundled().unwrap()
+    }
+
+    #[test]
+    fn unseen_levels_keep_the_base_and_missing_is_neutral() {
+        let mut d = data();
+        d.push(Sample {
+            levels: vec![("email".into(), "missing".into())],
+            label: Some(true),
+        });
+        let m = supervised(&d, &base(), "test", false).unwrap();
+        assert_eq!(m.weight("email", "missing"), 0.0);
+        assert_eq!(
+            m.fields["external_id"]["exact"],
+            base().fields["external_id"]["exact"]
+        );
+    }
+
+    fn data() -> Vec<Sample> {
+        let mut v = Vec::new();
+        for i in 0..200 {
+            v.push(sample(
+                if i % 10 == 0 { "different" } else { "exact" },
+                "exact",
+                true,
+            ));
+            v.push(sample(
+                "different",
+                if i % 5 == 0 { "exact" } else { "different" },
+                false,
+            ));
+            v.push(sample("different", "different", false));
+        }
+        v
+    }
+
+    #[test]
+    fn supervised_counts_make_agreement_positive_and_calibrate() {
+        let m = supervised(&data(), &base(), "test", false).unwrap();
+        assert!(m.weight("email", "exact") > 2.0);
+        assert!(m.weight("email", "different") < 0.0);
+        assert!((m.prior - 1.0 / 3.0).abs() < 1e-9);
+        // Calibrated: pairs with both fields agreeing are (nearly) all duplicates.
+        let both = sample("exact", "exact", true);
+        assert!(m.probability(weight_sum(&m, &both)) > 0.95);
+        let none = sample("different", "different", false);
+        assert!(m.probability(weight_sum(&m, &none)) < 0.05);
+        let (review, auto) = suggest(&m, &data()).unwrap();
+        assert!(review <= auto && auto < 1.0, "{review} {auto}");
+    }
+
+    #[test]
+    fn one_kind_only_is_refused_with_the_counts() {
+        let only: Vec<Sample> = (0..5).map(|_| sample("exact", "exact", true)).collect();
+        let e = supervised(&only, &base(), "test", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both kinds") && e.contains("5"), "{e}");
+    }
+
+    #[test]
+    fn em_without_labels_separates_the_two_groups() {
+        let unlabelled: Vec<Sample> = data()
+            .into_iter()
+            .map(|mut s| {
+                s.label = None;
+                s
+            })
+            .collect();
+        let start = supervised(&data(), &base(), "test", false).unwrap();
+        let m = unsupervised(&unlabelled, &start, "test").unwrap();
+        assert!(m.weight("email", "exact") > 0.0);
+        assert!(m.prior > 0.1 && m.prior < 0.6, "{}", m.prior);
+    }
 }

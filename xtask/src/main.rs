@@ -4,10 +4,12 @@
 //!   `component`), pre-initialize the validate component with
 //!   `leadgate preinit`, and put them in `target/components/`; build the
 //!   `leadgate` binary.
-//! - `demo`: build, then run the sample data through `leadgate run` and
-//!   compare the results with the sample's ground truth (`leadgate eval`).
+//! - `demo`: build, then run the sample data through `leadgate run`,
+//!   compare the results with the sample's ground truth (`leadgate eval`),
+//!   and measure dedupe on the labelled sample (`leadgate eval dedupe`).
 //! - `test`: build, then `cargo test --workspace --release`.
-//! - `bench`: build, then `leadgate bench`.
+//! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
+//!   `--dedupe`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -151,6 +153,16 @@ fn demo() -> Result<(), String> {
         results,
         "--truth",
         "samples/leads.truth.csv",
+    ]))?;
+    run(leadgate().args([
+        "--config",
+        "samples/leadgate.toml",
+        "eval",
+        "dedupe",
+        "--input",
+        "samples/dedupe.labelled.csv",
+        "--truth-column",
+        "person",
     ]))?;
     eprintln!("xtask: results in {results}; store in target/demo/leadgate.db");
     Ok(())

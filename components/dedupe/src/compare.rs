@@ -103,7 +103,7 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
     // (private vs work address) is weaker evidence.
     match both(a.email.as_deref(), b.email.as_deref()) {
         None => push(&mut out, "email", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "email", "exact", 1.0, say(format!("{x}"))),
+        Some((x, y)) if x == y => push(&mut out, "email", "exact", 1.0, say(x.to_string())),
         Some((x, y)) => {
             let (lx, ly) = (fold::local_part(x), fold::local_part(y));
             let strip = |s: &str| s.replace(['.', '_', '-'], "");

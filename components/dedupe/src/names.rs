@@ -82,7 +82,7 @@ impl Name {
             .flatten()
             .any(|s| crate::fold::non_latin(s));
         let (mut f, mut l) = (
-            first.and_then(|s| crate::fold::words(s)),
+            first.and_then(crate::fold::words),
             last.and_then(crate::fold::token),
         );
         if (f.is_none() || l.is_none())

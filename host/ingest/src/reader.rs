@@ -69,7 +69,7 @@ enum Inner {
         record: csv::ByteRecord,
     },
     Ndjson {
-        reader: Box<dyn BufRead>,
+        reader: Box<dyn BufRead + Send>,
         mapping: Mapping,
         buf: Vec<u8>,
     },
@@ -88,7 +88,7 @@ impl Reader {
     /// Opens `input`. For CSV the header is read now and the delimiter
     /// (`,` `;` tab or `|`) sniffed from it.
     pub fn new(
-        input: Box<dyn Read>,
+        input: Box<dyn Read + Send>,
         format: Format,
         mapping: Mapping,
         limits: Limits,
@@ -169,6 +169,12 @@ impl Reader {
     /// Bytes of input consumed so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counter behind [`Reader::bytes_read`], for showing progress from
+    /// another thread while this reader works in its own.
+    pub fn progress(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.bytes.clone()
     }
 
     /// The next record; `None` at the end; `Err` only when the input itself
@@ -277,7 +283,7 @@ fn read_line_limited(
 /// unterminated quote costs one rejected line instead of swallowing the rest
 /// of the file.
 struct Lines {
-    reader: Box<dyn BufRead>,
+    reader: Box<dyn BufRead + Send>,
     core: csv_core::Reader,
     /// Lines read ahead and given back: (text, file line number).
     pending: std::collections::VecDeque<(Vec<u8>, u64)>,

@@ -92,7 +92,7 @@ fn check_exports(
         .exports(&runtime.engine)
         .map(|(name, _)| name.to_string())
         .collect();
-    if exports.iter().any(|e| *e == export) {
+    if exports.contains(&export) {
         return Ok(());
     }
     let family = format!("leadgate:plugin/{}@", cap.interface);
