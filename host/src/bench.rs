@@ -114,14 +114,16 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     crate::sample::write(e2e_count, 11, &big, None, None)?;
     let one = dir.join("one.csv");
     std::fs::write(&one, "email\njane@example.com\n")?;
-    let run_once = |input: &std::path::Path, round: usize| -> Result<Duration> {
+    let mut without = config.clone();
+    without.dedupe.enabled = false;
+    let run_once = |config: &Config, input: &std::path::Path, db: String| -> Result<Duration> {
         let opts = RunOptions {
             input: input.display().to_string(),
             format: Some(Format::Csv),
             map: Vec::new(),
             output: dir.join("results.ndjson").display().to_string(),
             source: Source::Import,
-            db: dir.join(format!("bench-{round}.db")).display().to_string(),
+            db: dir.join(db).display().to_string(),
             progress: false,
             quiet: true,
             import: false,
@@ -129,12 +131,15 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
         Ok(run::run(config, &opts)?.elapsed)
     };
     let mut e2e = Vec::new();
+    let mut e2e_alone = Vec::new();
     let mut startup = Vec::new();
     for round in 0..rounds {
-        e2e.push(run_once(&big, round)?);
-        startup.push(run_once(&one, round)?);
+        e2e.push(run_once(config, &big, format!("e2e-{round}.db"))?);
+        e2e_alone.push(run_once(&without, &big, format!("alone-{round}.db"))?);
+        startup.push(run_once(config, &one, format!("one-{round}.db"))?);
     }
     let e2e = median(e2e);
+    let e2e_alone = median(e2e_alone);
     let startup = median(startup);
     let rate = e2e_count as f64 / e2e.as_secs_f64();
 
@@ -161,12 +166,17 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
         us(percentile(first_call, 0.99))
     );
     println!(
-        "| `leadgate run` end to end, SQLite | {:.0} leads/s | {e2e_count} leads in {:.2} s, start-up included |",
+        "| `leadgate run` end to end, SQLite, dedupe on | {:.0} leads/s | {e2e_count} leads in {:.2} s, start-up included |",
         rate,
         e2e.as_secs_f64()
     );
     println!(
-        "| `leadgate run` start-up (one lead) | {:.0} ms | engine, cached component, store |",
+        "| `leadgate run` end to end, SQLite, dedupe off | {:.0} leads/s | {e2e_count} leads in {:.2} s, validation only |",
+        e2e_count as f64 / e2e_alone.as_secs_f64(),
+        e2e_alone.as_secs_f64()
+    );
+    println!(
+        "| `leadgate run` start-up (one lead) | {:.0} ms | engine, cached components, store |",
         startup.as_secs_f64() * 1e3
     );
     let _ = std::fs::remove_dir_all(&dir);

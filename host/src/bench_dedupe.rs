@@ -17,7 +17,7 @@ use crate::matching::Stage;
 use crate::run::now_ms;
 use anyhow::{Context, Result, bail};
 use leadgate_ingest::{Format, Limits, Mapping, Reader};
-use leadgate_lead::{Lead, Verdict};
+use leadgate_lead::Lead;
 use leadgate_runtime::{DeduperComponent, Runtime};
 use leadgate_store::{Record, Status, Store, key_hash};
 use std::path::Path;
@@ -63,11 +63,7 @@ fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Resul
             raw.id = format!("s{i:08}");
             raw.tenant.clone_from(&config.tenant);
             let v = leadgate_validate::validate(&raw, &settings, now);
-            let status = match v.verdict {
-                Verdict::Accept => Status::Accepted,
-                Verdict::Review => Status::Review,
-                Verdict::Reject => Status::Rejected,
-            };
+            let status = Status::of(v.verdict);
             let keys = if status == Status::Rejected {
                 Vec::new()
             } else {

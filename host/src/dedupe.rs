@@ -408,11 +408,7 @@ fn write_records(
         .zip(&normalized)
         .zip(keys)
         .map(|(((line, _, verdict, _, raw), json), keys)| {
-            let status = match verdict {
-                Verdict::Accept => Status::Accepted,
-                Verdict::Reject => Status::Rejected,
-                Verdict::Review => Status::Review,
-            };
+            let status = Status::of(*verdict);
             Record {
                 line: *line,
                 raw,

@@ -288,29 +288,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             source,
             quiet,
         } => {
-            let source = Source::parse(&source).with_context(|| {
-                format!("--source '{source}': use form, ads, import, crm, api or other")
-            })?;
-            let opts = run::RunOptions {
-                input,
-                format: format_of(format),
-                map,
-                output,
-                source,
-                db,
-                progress: true,
-                quiet,
-                import: false,
-            };
-            let report = run::run(&config, &opts)?;
-            if !quiet {
-                run::print_summary(&report, &opts);
-            }
-            Ok(if report.totals.exceptions > 0 {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let opts = run_options(input, format, map, output, &source, db, quiet, false)?;
+            run_and_report(&config, &opts)
         }
         Command::Import {
             input,
@@ -320,29 +299,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             source,
             quiet,
         } => {
-            let source = Source::parse(&source).with_context(|| {
-                format!("--source '{source}': use form, ads, import, crm, api or other")
-            })?;
-            let opts = run::RunOptions {
-                input,
-                format: format_of(format),
-                map,
-                output: output.unwrap_or_default(),
-                source,
-                db,
-                progress: true,
-                quiet,
-                import: true,
-            };
-            let report = run::run(&config, &opts)?;
-            if !quiet {
-                run::print_summary(&report, &opts);
-            }
-            Ok(if report.totals.exceptions > 0 {
-                ExitCode::from(3)
-            } else {
-                ExitCode::SUCCESS
-            })
+            let output = output.unwrap_or_default();
+            let opts = run_options(input, format, map, output, &source, db, quiet, true)?;
+            run_and_report(&config, &opts)
         }
         Command::Dedupe {
             input,
@@ -508,6 +467,46 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_options(
+    input: String,
+    format: Option<FormatArg>,
+    map: Vec<String>,
+    output: String,
+    source: &str,
+    db: String,
+    quiet: bool,
+    import: bool,
+) -> Result<run::RunOptions> {
+    let source = Source::parse(source).with_context(|| {
+        format!("--source '{source}': use form, ads, import, crm, api or other")
+    })?;
+    Ok(run::RunOptions {
+        input,
+        format: format_of(format),
+        map,
+        output,
+        source,
+        db,
+        progress: true,
+        quiet,
+        import,
+    })
+}
+
+/// `run` and `import`: the pipeline, its summary, and the exit code.
+fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
+    let report = run::run(config, opts)?;
+    if !opts.quiet {
+        run::print_summary(&report, opts);
+    }
+    Ok(if report.totals.exceptions > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -> Result<()> {

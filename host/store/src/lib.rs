@@ -21,7 +21,7 @@ pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
 };
 
-use leadgate_lead::{Issue, Lead, Severity};
+use leadgate_lead::{Issue, Lead, Severity, Verdict};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
@@ -202,6 +202,15 @@ impl Status {
             Status::Review => "review",
             Status::Exception => "exception",
             Status::Duplicate => "duplicate",
+        }
+    }
+
+    /// The status a validation verdict gives.
+    pub fn of(verdict: Verdict) -> Status {
+        match verdict {
+            Verdict::Accept => Status::Accepted,
+            Verdict::Reject => Status::Rejected,
+            Verdict::Review => Status::Review,
         }
     }
 
