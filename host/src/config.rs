@@ -133,7 +133,7 @@ impl Default for DedupeConfig {
             component: None,
             settings: toml::Table::new(),
             model: None,
-            review: 0.3,
+            review: 0.5,
             auto_merge: 0.9,
             auto_merge_enabled: false,
             candidates_per_key: 32,

@@ -25,6 +25,12 @@ pub struct Sample {
     pub label: Option<bool>,
 }
 
+/// The least m of a level that speaks against a match: however rarely the
+/// training pairs show a duplicate disagreeing on a field, real people keep
+/// two phones, change jobs and mistype, so one disagreement must not veto a
+/// match on its own.
+const MIN_M: f64 = 0.03;
+
 /// Laplace-style smoothing added to every level's count.
 ///
 /// A missing value is no evidence either way (its weight stays 0): in
@@ -71,6 +77,12 @@ fn estimate(samples: &[Sample], w_match: &[f64], trained_on: String) -> Model {
                         m: ((cm + SMOOTHING) / (n_m + SMOOTHING * k)).clamp(1e-4, 1.0),
                         u: ((cu + SMOOTHING) / (n_u + SMOOTHING * k)).clamp(1e-4, 1.0),
                     };
+                    // Evidence against a match is never stronger than
+                    // MIN_M allows (the floor never turns it into evidence
+                    // for one).
+                    if mu.m < mu.u {
+                        mu.m = mu.m.max(MIN_M.min(mu.u));
+                    }
                     // Sense, whatever the sample: agreement never counts
                     // against a match, disagreement never for it.
                     if (level == "exact" && mu.m < mu.u) || (level == "different" && mu.m > mu.u) {

@@ -11,6 +11,7 @@
 //! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
 //! | `nd:` | phonetic family name + corporate domain |
 //! | `ns:` | phonetic names (order-free) + house number and street |
+//! | `nt:` | phonetic names (order-free) + city |
 //! | `i:` | each of the tenant's identity columns |
 //!
 //! Name parts are phonetic (Double Metaphone over transliterated text), so
@@ -62,6 +63,9 @@ pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
     if let (Some(n), Some((Some(number), street))) = (&pair, &f.street) {
         let word = street.split(' ').next().unwrap_or("");
         out.push(format!("ns:{n}|{number}|{word}"));
+    }
+    if let (Some(n), Some(city)) = (&pair, &f.city) {
+        out.push(format!("nt:{n}|{city}"));
     }
     for (key, value) in &f.identity {
         out.push(format!("i:{key}:{value}"));

@@ -134,7 +134,7 @@ fn the_dedupe_component_agrees_with_the_native_logic() {
     let got = inst.compare(&refs, &pairs, true, 0).unwrap();
     assert_eq!(got, native.compare(&leads, &pairs, true));
     assert!(got[0].probability > 0.9, "{:?}", got[0]);
-    assert!(got[1].probability < 0.1, "{:?}", got[1]);
+    assert!(got[1].probability < 0.5, "{:?}", got[1]);
     let quiet = inst.compare(&refs, &pairs, false, 0).unwrap();
     assert!(quiet.iter().all(|m| m.evidence.is_empty()));
 }
