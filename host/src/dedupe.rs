@@ -113,6 +113,8 @@ pub struct Apply<'a> {
     pub store: &'a mut Store,
     pub run_id: i64,
     pub source: Source,
+    /// The validate component's digest, for the audit trail.
+    pub component: String,
 }
 
 fn progress(quiet: bool, len: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
@@ -270,17 +272,24 @@ pub fn prepare(
             truths.push(truth);
         }
         let validated = validator.validate(&raws, now);
-        let mut kept: Vec<(u64, Lead, Verdict, Option<String>, Lead)> = Vec::new();
+        let mut kept: Vec<Kept> = Vec::new();
         for (((line, raw), truth), v) in lines.into_iter().zip(raws).zip(truths).zip(validated) {
             match v {
-                Ok(v) => kept.push((line, v.lead, v.verdict, truth, raw)),
+                Ok(v) => kept.push(Kept {
+                    line,
+                    lead: v.lead,
+                    verdict: v.verdict,
+                    issues: v.issues,
+                    truth,
+                    raw,
+                }),
                 Err(_) => p.stats.left_out += 1,
             }
         }
-        let refs: Vec<&Lead> = kept.iter().map(|k| &k.1).collect();
+        let refs: Vec<&Lead> = kept.iter().map(|k| &k.lead).collect();
         let keys = matcher.keys(&refs, now);
         let mut records_keys: Vec<Vec<i64>> = Vec::with_capacity(kept.len());
-        for ((line, lead, verdict, truth, _), keys) in kept.iter().zip(keys) {
+        for (k, keys) in kept.iter().zip(keys) {
             let idx = u32::try_from(p.leads.len()).context("more than 4 billion records")?;
             let hashed: Vec<i64> = keys
                 .unwrap_or_default()
@@ -290,10 +299,10 @@ pub fn prepare(
             p.stats.keys += hashed.len() as u64;
             entries.extend(hashed.iter().map(|h| (*h as u64, idx)));
             records_keys.push(hashed);
-            p.lines.push(*line);
-            p.leads.push(lead.clone());
-            p.verdicts.push(*verdict);
-            p.truth.push(truth.clone());
+            p.lines.push(k.line);
+            p.leads.push(k.lead.clone());
+            p.verdicts.push(k.verdict);
+            p.truth.push(k.truth.clone());
         }
         if let Some(a) = apply.as_deref_mut() {
             write_records(a, &kept, &records_keys, now)?;
@@ -393,29 +402,36 @@ pub fn prepare(
 /// Pairs per component call in batch comparison.
 const COMPARE_BATCH: usize = 1024;
 
-fn write_records(
-    a: &mut Apply<'_>,
-    kept: &[(u64, Lead, Verdict, Option<String>, Lead)],
-    keys: &[Vec<i64>],
-    now: i64,
-) -> Result<()> {
+/// A record that took part, as read and as validated.
+struct Kept {
+    line: u64,
+    lead: Lead,
+    verdict: Verdict,
+    issues: Vec<leadgate_lead::Issue>,
+    truth: Option<String>,
+    raw: Lead,
+}
+
+/// Stores the records of a chunk (batch clean-up without `--dry-run`),
+/// with their validation issues and blocking keys.
+fn write_records(a: &mut Apply<'_>, kept: &[Kept], keys: &[Vec<i64>], now: i64) -> Result<()> {
     let normalized: Vec<String> = kept
         .iter()
-        .map(|k| serde_json::to_string(&k.1))
+        .map(|k| serde_json::to_string(&k.lead))
         .collect::<Result<_, _>>()?;
     let records: Vec<Record<'_>> = kept
         .iter()
         .zip(&normalized)
         .zip(keys)
-        .map(|(((line, _, verdict, _, raw), json), keys)| {
-            let status = Status::of(*verdict);
+        .map(|((k, json), keys)| {
+            let status = Status::of(k.verdict);
             Record {
-                line: *line,
-                raw,
+                line: k.line,
+                raw: &k.raw,
                 status,
                 validation: status,
                 normalized: Some(json),
-                issues: &[],
+                issues: &k.issues,
                 exception: None,
                 keys,
                 link: None,
@@ -424,7 +440,7 @@ fn write_records(
         })
         .collect();
     a.store
-        .record(a.run_id, "validate", "dedupe-batch", &records, now)?;
+        .record(a.run_id, "validate", &a.component, &records, now)?;
     Ok(())
 }
 
@@ -480,7 +496,10 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
     let mut run_id = None;
     let prepared = match store.as_mut() {
         Some(store) => {
-            let components = serde_json::json!({"dedupe": {"path": config.dedupe_component()?.display().to_string()}});
+            let components = serde_json::json!({
+                "validate": {"path": config.validate_component()?.display().to_string()},
+                "dedupe": {"path": config.dedupe_component()?.display().to_string()}
+            });
             let id = store.begin_run(
                 &config.tenant,
                 &opts.input.path,
@@ -488,10 +507,16 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
                 now_ms(),
             )?;
             run_id = Some(id);
+            let validate_path = config.validate_component()?;
+            let digest = leadgate_runtime::digest(
+                &std::fs::read(&validate_path)
+                    .with_context(|| format!("cannot read {}", validate_path.display()))?,
+            );
             let mut apply = Apply {
                 store,
                 run_id: id,
                 source: Source::Import,
+                component: digest,
             };
             prepare(config, &opts.input, Some(&mut apply))?
         }

@@ -685,22 +685,77 @@ const COUNTRIES: &[Country] = &[
     },
 ];
 
-/// People whose names are written in another script, with the usual Latin
-/// spelling: (native first, native last, Latin first, Latin last).
-const NATIVE: &[(&str, &str, &str, &str)] = &[
-    ("Дмитрий", "Иванов", "Dmitry", "Ivanov"),
-    ("Анна", "Смирнова", "Anna", "Smirnova"),
-    ("Сергей", "Кузнецов", "Sergey", "Kuznetsov"),
-    ("Ольга", "Попова", "Olga", "Popova"),
-    ("Олександр", "Шевченко", "Oleksandr", "Shevchenko"),
-    ("Γιώργος", "Παπαδόπουλος", "Giorgos", "Papadopoulos"),
-    ("Μαρία", "Νικολάου", "Maria", "Nikolaou"),
-    ("伟", "王", "Wei", "Wang"),
-    ("芳", "李", "Fang", "Li"),
-    ("敏", "张", "Min", "Zhang"),
-    ("Иван", "Петров", "Ivan", "Petrov"),
-    ("Елена", "Соколова", "Elena", "Sokolova"),
+/// Names written in another script, with their usual Latin spelling,
+/// given and family names apart so they combine within a script:
+/// (script, native, Latin).
+const NATIVE_FIRST: &[(&str, &str, &str)] = &[
+    ("ru", "Дмитрий", "Dmitry"),
+    ("ru", "Анна", "Anna"),
+    ("ru", "Сергей", "Sergey"),
+    ("ru", "Ольга", "Olga"),
+    ("ru", "Иван", "Ivan"),
+    ("ru", "Елена", "Elena"),
+    ("ru", "Михаил", "Mikhail"),
+    ("ru", "Наталья", "Natalya"),
+    ("ru", "Алексей", "Alexey"),
+    ("ru", "Татьяна", "Tatyana"),
+    ("el", "Γιώργος", "Giorgos"),
+    ("el", "Μαρία", "Maria"),
+    ("el", "Νίκος", "Nikos"),
+    ("el", "Ελένη", "Eleni"),
+    ("el", "Δημήτρης", "Dimitris"),
+    ("zh", "伟", "Wei"),
+    ("zh", "芳", "Fang"),
+    ("zh", "敏", "Min"),
+    ("zh", "静", "Jing"),
+    ("zh", "强", "Qiang"),
+    ("zh", "磊", "Lei"),
+    ("zh", "军", "Jun"),
+    ("zh", "洋", "Yang"),
 ];
+const NATIVE_LAST: &[(&str, &str, &str)] = &[
+    ("ru", "Иванов", "Ivanov"),
+    ("ru", "Смирнов", "Smirnov"),
+    ("ru", "Кузнецов", "Kuznetsov"),
+    ("ru", "Попов", "Popov"),
+    ("ru", "Петров", "Petrov"),
+    ("ru", "Соколов", "Sokolov"),
+    ("ru", "Морозов", "Morozov"),
+    ("ru", "Волков", "Volkov"),
+    ("ru", "Шевченко", "Shevchenko"),
+    ("ru", "Новиков", "Novikov"),
+    ("el", "Παπαδόπουλος", "Papadopoulos"),
+    ("el", "Νικολάου", "Nikolaou"),
+    ("el", "Γεωργίου", "Georgiou"),
+    ("el", "Οικονόμου", "Oikonomou"),
+    ("el", "Βασιλείου", "Vasileiou"),
+    ("zh", "王", "Wang"),
+    ("zh", "李", "Li"),
+    ("zh", "张", "Zhang"),
+    ("zh", "刘", "Liu"),
+    ("zh", "陈", "Chen"),
+    ("zh", "杨", "Yang"),
+    ("zh", "黄", "Huang"),
+    ("zh", "赵", "Zhao"),
+];
+
+/// A name in another script: (native given, native family, Latin given,
+/// Latin family), both parts from one script.
+fn native_name(rng: &mut ChaCha8Rng) -> (String, String, String, String) {
+    let (script, nf, lf) = NATIVE_FIRST.choose(rng).copied().unwrap_or(NATIVE_FIRST[0]);
+    let family: Vec<(&str, &str, &str)> = NATIVE_LAST
+        .iter()
+        .copied()
+        .filter(|(s, _, _)| *s == script)
+        .collect();
+    let (_, nl, ll) = family.choose(rng).copied().unwrap_or(NATIVE_LAST[0]);
+    (
+        nf.to_string(),
+        nl.to_string(),
+        lf.to_string(),
+        ll.to_string(),
+    )
+}
 
 /// Short forms the generator uses for duplicates (an independent list from
 /// the dedupe component's table, so the evaluation is not circular).
@@ -810,13 +865,9 @@ fn person(rng: &mut ChaCha8Rng, id: usize) -> Person {
     );
     let suffix = SUFFIXES.choose(rng).copied().unwrap_or("");
     let (phone_national, phone_intl) = (c.phone)(rng);
-    let (first, last, native) = if rng.random_bool(0.06) {
-        let (nf, nl, lf, ll) = NATIVE.choose(rng).copied().unwrap_or(NATIVE[0]);
-        (
-            lf.to_string(),
-            ll.to_string(),
-            Some((nf.to_string(), nl.to_string())),
-        )
+    let (first, last, native) = if rng.random_bool(0.03) {
+        let (nf, nl, lf, ll) = native_name(rng);
+        (lf, ll, Some((nf, nl)))
     } else {
         (
             FIRST.choose(rng).copied().unwrap_or("Anna").to_string(),

@@ -11,7 +11,7 @@
 //! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
 //! | `nd:` | phonetic family name + corporate domain |
 //! | `ns:` | phonetic names (order-free) + house number and street |
-//! | `nt:` | phonetic names (order-free) + city |
+//! | `nt:` | spelled names (order-free, nickname-folded) + city |
 //! | `i:` | each of the tenant's identity columns |
 //!
 //! Name parts are phonetic (Double Metaphone over transliterated text), so
@@ -64,8 +64,16 @@ pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
         let word = street.split(' ').next().unwrap_or("");
         out.push(format!("ns:{n}|{number}|{word}"));
     }
-    if let (Some(n), Some(city)) = (&pair, &f.city) {
-        out.push(format!("nt:{n}|{city}"));
+    // Spelled names (nickname-folded, order-free): city alone is too coarse
+    // a place to pair with sounds.
+    if let (Some(first), Some(last), Some(city)) = (first, f.name.last.as_deref(), &f.city) {
+        let first = nick.canonical(first);
+        let (a, b) = if first <= last {
+            (first, last)
+        } else {
+            (last, first)
+        };
+        out.push(format!("nt:{a}|{b}|{city}"));
     }
     for (key, value) in &f.identity {
         out.push(format!("i:{key}:{value}"));
