@@ -52,19 +52,38 @@ enum FormatArg {
     Ndjson,
 }
 
+/// Where records come from, for every command that reads a file of them.
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Input file (`run` and `import`: - for standard input).
+    #[arg(long)]
+    input: String,
+    /// Input format (default: from the file name; csv for stdin).
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
+    /// Map a column to a field: COLUMN=FIELD (repeatable).
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    map: Vec<String>,
+}
+
+impl InputArgs {
+    fn batch(self, truth_column: Option<String>, quiet: bool) -> dedupe::Input {
+        dedupe::Input {
+            path: self.input,
+            format: format_of(self.format),
+            map: self.map,
+            truth_column,
+            quiet,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Normalize and validate a file of leads; one JSON result per record.
     Run {
-        /// Input file, or - for standard input.
-        #[arg(long)]
-        input: String,
-        /// Input format (default: from the file name; csv for stdin).
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
-        /// Map a column to a field: COLUMN=FIELD (repeatable).
-        #[arg(long = "map", value_name = "COLUMN=FIELD")]
-        map: Vec<String>,
+        #[command(flatten)]
+        from: InputArgs,
         /// Where results go, or - for standard output.
         #[arg(long)]
         output: String,
@@ -78,32 +97,23 @@ enum Command {
     /// Load existing CRM records (the base new leads are matched against),
     /// deduplicating them as they go; one JSON result per record.
     Import {
-        /// Input file, or - for standard input.
-        #[arg(long)]
-        input: String,
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
-        /// Map a column to a field: COLUMN=FIELD (repeatable).
-        #[arg(long = "map", value_name = "COLUMN=FIELD")]
-        map: Vec<String>,
+        #[command(flatten)]
+        from: InputArgs,
         /// Where results go (the same contract as `run`), or - for stdout.
         #[arg(long)]
         output: Option<String>,
         /// Source for records that do not carry one.
         #[arg(long, default_value = "crm")]
         source: String,
+        /// No column report, progress bar or summary.
         #[arg(long, short)]
         quiet: bool,
     },
     /// Batch clean-up of a dirty file: match pairs, clusters and a merge
     /// plan, applied to the store unless --dry-run.
     Dedupe {
-        #[arg(long)]
-        input: String,
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
-        #[arg(long = "map", value_name = "COLUMN=FIELD")]
-        map: Vec<String>,
+        #[command(flatten)]
+        from: InputArgs,
         /// Pairs at or above the review threshold: line_a,line_b,probability,decision.
         #[arg(long)]
         pairs: PathBuf,
@@ -114,6 +124,7 @@ enum Command {
         /// Write the pairs and clusters only; change nothing in the store.
         #[arg(long)]
         dry_run: bool,
+        /// No progress bars or report.
         #[arg(long, short)]
         quiet: bool,
     },
@@ -234,15 +245,11 @@ enum Command {
 enum EvalWhat {
     /// Pair precision, recall and F1 of dedupe over labelled records.
     Dedupe {
-        #[arg(long)]
-        input: String,
+        #[command(flatten)]
+        from: InputArgs,
         /// The column naming the true person of each record.
         #[arg(long)]
         truth_column: String,
-        #[arg(long, value_enum)]
-        format: Option<FormatArg>,
-        #[arg(long = "map", value_name = "COLUMN=FIELD")]
-        map: Vec<String>,
     },
 }
 
@@ -281,45 +288,33 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     });
     match cli.command {
         Command::Run {
-            input,
-            format,
-            map,
+            from,
             output,
             source,
             quiet,
         } => {
-            let opts = run_options(input, format, map, output, &source, db, quiet, false)?;
+            let opts = run_options(from, output, &source, db, quiet, false)?;
             run_and_report(&config, &opts)
         }
         Command::Import {
-            input,
-            format,
-            map,
+            from,
             output,
             source,
             quiet,
         } => {
             let output = output.unwrap_or_default();
-            let opts = run_options(input, format, map, output, &source, db, quiet, true)?;
+            let opts = run_options(from, output, &source, db, quiet, true)?;
             run_and_report(&config, &opts)
         }
         Command::Dedupe {
-            input,
-            format,
-            map,
+            from,
             pairs,
             clusters,
             dry_run,
             quiet,
         } => {
             let opts = dedupe::Options {
-                input: dedupe::Input {
-                    path: input,
-                    format: format_of(format),
-                    map,
-                    truth_column: None,
-                    quiet,
-                },
+                input: from.batch(None, quiet),
                 pairs,
                 clusters,
                 dry_run,
@@ -412,23 +407,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             what,
         } => {
             match (what, results, truth) {
-                (
-                    Some(EvalWhat::Dedupe {
-                        input,
-                        truth_column,
-                        format,
-                        map,
-                    }),
-                    _,
-                    _,
-                ) => {
-                    let input = dedupe::Input {
-                        path: input,
-                        format: format_of(format),
-                        map,
-                        truth_column: Some(truth_column),
-                        quiet: false,
-                    };
+                (Some(EvalWhat::Dedupe { from, truth_column }), _, _) => {
+                    let input = from.batch(Some(truth_column), false);
                     let prepared = dedupe::prepare(&config, &input, None)?;
                     let guard = leadgate_merge::cluster::Guard {
                         max_size: config.dedupe.max_cluster,
@@ -469,11 +449,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_options(
-    input: String,
-    format: Option<FormatArg>,
-    map: Vec<String>,
+    from: InputArgs,
     output: String,
     source: &str,
     db: String,
@@ -484,9 +461,9 @@ fn run_options(
         format!("--source '{source}': use form, ads, import, crm, api or other")
     })?;
     Ok(run::RunOptions {
-        input,
-        format: format_of(format),
-        map,
+        input: from.input,
+        format: format_of(from.format),
+        map: from.map,
         output,
         source,
         db,
