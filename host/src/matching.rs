@@ -62,7 +62,16 @@ pub struct Stage<'a> {
 struct Cand {
     pool: u32,
     id: String,
-    master: String,
+    master: MasterOf,
+}
+
+/// Where a candidate's master comes from.
+enum MasterOf {
+    /// A stored lead: known when fetched.
+    Stored(String),
+    /// A lead of this run not yet stored (index into `recent`): known once
+    /// that lead's own match is decided, earlier in the same batch.
+    Recent(usize),
 }
 
 impl<'a> Stage<'a> {
@@ -125,7 +134,7 @@ impl<'a> Stage<'a> {
                 if seen.len() >= self.max_candidates || c.id == lead.id {
                     continue;
                 }
-                let master = c.master.clone().unwrap_or_else(|| c.id.clone());
+                let master = MasterOf::Stored(c.master.clone().unwrap_or_else(|| c.id.clone()));
                 seen.push(c.id.clone());
                 owners.push((
                     i,
@@ -162,9 +171,7 @@ impl<'a> Stage<'a> {
                     Cand {
                         pool: pool.len() as u32,
                         id: rec.id.clone(),
-                        // Resolved after comparison, when earlier leads of
-                        // this batch have their own decisions.
-                        master: format!("recent:{r}"),
+                        master: MasterOf::Recent(r as usize),
                     },
                 ));
                 pairs.push((me, pool.len() as u32));
@@ -232,13 +239,13 @@ impl<'a> Stage<'a> {
             }
             let cand = &owners[k].1;
             let other = &pool[cand.pool as usize];
-            let master = match cand.master.strip_prefix("recent:") {
-                Some(r) => {
-                    let rec = r.parse::<usize>().ok().and_then(|r| self.recent.get(r));
-                    rec.map(|rec| rec.master.clone().unwrap_or_else(|| rec.id.clone()))
-                        .unwrap_or_else(|| cand.id.clone())
-                }
-                None => cand.master.clone(),
+            let master = match &cand.master {
+                MasterOf::Stored(m) => m.clone(),
+                MasterOf::Recent(r) => self
+                    .recent
+                    .get(*r)
+                    .map(|rec| rec.master.clone().unwrap_or_else(|| rec.id.clone()))
+                    .unwrap_or_else(|| cand.id.clone()),
             };
             let conflict = survivorship::consent_conflict(&leads[i], other);
             let decision = self.policy.decide(probability, conflict.is_some());
