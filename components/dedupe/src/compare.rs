@@ -5,6 +5,36 @@ use crate::fold;
 use crate::names::{self, Name, Nicknames};
 use leadgate_lead::Lead;
 
+/// Custom columns that identify a person, by their name's letters and
+/// digits (lowercase): used unless the tenant lists its own.
+pub const DEFAULT_IDENTITY: &[&str] = &[
+    "dateofbirth",
+    "dob",
+    "birthdate",
+    "birthday",
+    "ssn",
+    "socsecid",
+    "socialsecuritynumber",
+    "nationalid",
+    "nationalidnumber",
+    "taxid",
+    "passportnumber",
+    "customerid",
+    "customernumber",
+    "customerno",
+    "memberid",
+    "membershipnumber",
+];
+
+fn is_identity_name(key: &str) -> bool {
+    let norm: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    DEFAULT_IDENTITY.contains(&norm.as_str())
+}
+
 /// A lead folded for comparison.
 #[derive(Debug, Clone, Default)]
 pub struct Features {
@@ -23,7 +53,9 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn new(lead: &Lead, identity_fields: &[String]) -> Features {
+    /// `identity_fields`: the tenant's identity columns, or `None` for the
+    /// custom columns named like one ([`DEFAULT_IDENTITY`]).
+    pub fn new(lead: &Lead, identity_fields: Option<&[String]>) -> Features {
         let company = lead
             .company_key
             .as_deref()
@@ -49,12 +81,14 @@ impl Features {
             city: lead.city.as_deref().and_then(fold::token),
             postcode: lead.postcode.as_deref().and_then(fold::postcode),
             country: lead.country.as_deref().map(str::to_ascii_uppercase),
-            identity: identity_fields
+            identity: lead
+                .custom
                 .iter()
-                .filter_map(|key| {
-                    let value = lead.custom.iter().find(|c| &c.key == key)?;
-                    Some((key.clone(), fold::words(&value.value)?))
+                .filter(|c| match identity_fields {
+                    Some(list) => list.contains(&c.key),
+                    None => is_identity_name(&c.key),
                 })
+                .filter_map(|c| Some((c.key.clone(), fold::words(&c.value)?)))
                 .collect(),
         }
     }

@@ -89,7 +89,7 @@ mod tests {
     use leadgate_lead::Lead;
 
     fn keys_of(lead: &Lead) -> Vec<String> {
-        keys(&Features::new(lead, &[]), &Nicknames::new(&[]))
+        keys(&Features::new(lead, None), &Nicknames::new(&[]))
     }
 
     fn shares_a_key(a: &Lead, b: &Lead) -> bool {

@@ -49,9 +49,11 @@ pub struct Settings {
     /// Fellegi–Sunter parameters (the JSON `leadgate dedupe train` writes);
     /// default: the bundled model.
     pub model: Option<serde_json::Value>,
-    /// Custom columns that identify a person (customer number, tax id):
-    /// compared exactly and used as blocking keys.
-    pub identity_fields: Vec<String>,
+    /// Custom columns that identify a person (customer number, tax id,
+    /// date of birth): compared exactly and used as blocking keys. Default:
+    /// any custom column with one of the common names in
+    /// [`compare::DEFAULT_IDENTITY`]; `[]` turns that off.
+    pub identity_fields: Option<Vec<String>>,
     /// Extra nickname groups, formal name first: `[["wilhelmina", "mina"]]`.
     pub nicknames: Vec<Vec<String>>,
 }
@@ -61,7 +63,7 @@ pub struct Settings {
 pub struct Deduper {
     model: Model,
     nicknames: Nicknames,
-    identity_fields: Vec<String>,
+    identity_fields: Option<Vec<String>>,
 }
 
 impl Deduper {
@@ -78,6 +80,7 @@ impl Deduper {
         if let Some(bad) = settings
             .identity_fields
             .iter()
+            .flatten()
             .find(|f| f.trim().is_empty())
         {
             return Err(SettingsError::Invalid {
@@ -111,7 +114,7 @@ impl Deduper {
 
     /// A lead folded for matching.
     pub fn prepare(&self, lead: &Lead) -> Features {
-        Features::new(lead, &self.identity_fields)
+        Features::new(lead, self.identity_fields.as_deref())
     }
 
     /// Blocking keys of a lead.

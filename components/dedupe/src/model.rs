@@ -50,6 +50,10 @@ pub struct Model {
     pub trained_on: String,
 }
 
+/// The model entry for identity columns the model has no entry of its own
+/// for (`custom:KEY` evidence).
+pub const IDENTITY: &str = "identity";
+
 /// Probabilities are kept away from 0 and 1 so one field can never decide
 /// alone with infinite weight.
 const CLAMP: (f64, f64) = (1e-4, 1.0 - 1e-4);
@@ -99,12 +103,17 @@ impl Model {
     /// ln(m/u) of a field's level; 0 when the model does not know it (the
     /// level then carries no evidence either way).
     pub fn weight(&self, field: &str, level: &str) -> f64 {
-        self.fields
-            .get(field)
-            .and_then(|l| l.get(level))
-            .map_or(0.0, |mu| {
-                (mu.m.clamp(CLAMP.0, CLAMP.1) / mu.u.clamp(CLAMP.0, CLAMP.1)).ln()
-            })
+        // A tenant's identity column (`custom:KEY`) not in the model is
+        // weighed as a generic identifier.
+        let levels = self.fields.get(field).or_else(|| {
+            field
+                .starts_with("custom:")
+                .then(|| self.fields.get(IDENTITY))
+                .flatten()
+        });
+        levels.and_then(|l| l.get(level)).map_or(0.0, |mu| {
+            (mu.m.clamp(CLAMP.0, CLAMP.1) / mu.u.clamp(CLAMP.0, CLAMP.1)).ln()
+        })
     }
 
     /// The calibrated probability of a pair whose field weights sum to `sum`.

@@ -204,3 +204,41 @@ fn identity_columns_compare_and_block() {
             .any(|e| e.field == "custom:customer_no" && e.level == "different")
     );
 }
+
+#[test]
+fn identity_columns_with_common_names_are_used_unless_turned_off() {
+    let with = |dob: &str| Lead {
+        first_name: Some("Anna".into()),
+        last_name: Some("Smith".into()),
+        custom: vec![leadgate_lead::CustomField {
+            key: "date_of_birth".into(),
+            value: dob.into(),
+        }],
+        ..Lead::default()
+    };
+    let d = deduper();
+    assert!(
+        d.keys(&with("19800102"))
+            .iter()
+            .any(|k| k.starts_with("i:date_of_birth:"))
+    );
+    let same = d
+        .compare(&[with("19800102"), with("19800102")], &[(0, 1)], true)
+        .remove(0);
+    let dob = same
+        .evidence
+        .iter()
+        .find(|e| e.field == "custom:date_of_birth")
+        .unwrap();
+    assert!(dob.weight > 0.0, "weighed as a generic identifier: {dob:?}");
+    let other = d
+        .compare(&[with("19800102"), with("19751231")], &[(0, 1)], false)
+        .remove(0);
+    assert!(other.probability < same.probability);
+    let off = Deduper::from_json(r#"{"identity_fields": []}"#).unwrap();
+    assert!(
+        !off.keys(&with("19800102"))
+            .iter()
+            .any(|k| k.starts_with("i:"))
+    );
+}

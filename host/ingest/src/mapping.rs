@@ -149,9 +149,18 @@ const ALIASES: &[(&str, &[&str])] = &[
             "addressline1",
             "addr",
             "strasse",
+            "streetnumber",
+            "housenumber",
+            "houseno",
+            "streetno",
+            "address2",
+            "addressline2",
         ],
     ),
-    ("city", &["city", "town", "locality", "ort", "ville"]),
+    (
+        "city",
+        &["city", "town", "locality", "suburb", "ort", "ville"],
+    ),
     (
         "postcode",
         &["postcode", "zip", "zipcode", "postalcode", "plz", "postal"],
@@ -180,6 +189,9 @@ const ALIASES: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// Fields several columns may feed, joined with a space in column order.
+pub const JOINED: &[&str] = &["street"];
 
 /// Builds the target of a metadata column.
 type MakeTarget = fn() -> Target;
@@ -319,7 +331,8 @@ impl Mapping {
 
     /// Targets for a header row. A canonical target claimed by an earlier
     /// column makes later columns with the same target custom fields, so no
-    /// value is silently overwritten.
+    /// value is silently overwritten — except the street, whose parts
+    /// (house number, address lines) are joined in column order.
     pub fn resolve(&self, headers: &[String]) -> Vec<Target> {
         let mut taken: Vec<Target> = Vec::new();
         headers
@@ -328,8 +341,8 @@ impl Mapping {
                 let t = self.target(h);
                 let unique = matches!(
                     t,
-                    Target::Field(_) | Target::Id | Target::Source | Target::ReceivedAt
-                );
+                    Target::Field(f) if !JOINED.contains(&f)
+                ) || matches!(t, Target::Id | Target::Source | Target::ReceivedAt);
                 if unique && taken.contains(&t) {
                     Target::Custom(h.trim().to_string())
                 } else {

@@ -689,7 +689,15 @@ impl Builder {
             Target::Ignore => {}
             Target::Field(name) => {
                 if let (Some(slot), Some(text)) = (self.lead.field_mut(name), value.text()) {
-                    *slot = Some(text);
+                    // Several columns for one field (house number, address
+                    // lines) are joined in column order.
+                    match slot {
+                        Some(earlier) => {
+                            earlier.push(' ');
+                            earlier.push_str(&text);
+                        }
+                        None => *slot = Some(text),
+                    }
                 }
             }
             Target::Id => {
@@ -799,6 +807,16 @@ mod tests {
         )
         .unwrap();
         reader.map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn columns_for_one_field_are_joined_in_order() {
+        let input = "given_name,surname,street_number,address_1,address_2,suburb\nanna,smith,12,miller place,flat 3,springvale\n";
+        let records = read(Format::Csv, input.as_bytes(), &[]);
+        let p = records[0].outcome.as_ref().unwrap();
+        assert_eq!(p.lead.street.as_deref(), Some("12 miller place flat 3"));
+        assert_eq!(p.lead.city.as_deref(), Some("springvale"));
+        assert_eq!(p.lead.last_name.as_deref(), Some("smith"));
     }
 
     #[test]
