@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::run::{self, RunOptions, Validator};
 use anyhow::{Context, Result};
-use leadgate_ingest::{Format, Limits, Mapping, Reader};
+use leadgate_ingest::Format;
 use leadgate_lead::{Lead, Source};
 use leadgate_runtime::{Runtime, ValidatorComponent};
 use std::time::{Duration, Instant};
@@ -31,17 +31,9 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
     crate::sample::write(count, 11, &input, None, None)?;
-    let file = std::fs::File::open(&input)?;
-    let reader = Reader::new(
-        Box::new(file),
-        Format::Csv,
-        Mapping::default(),
-        Limits::default(),
-    )?;
-    let leads: Vec<Lead> = reader
-        .filter_map(|r| r.ok().and_then(|r| r.outcome.ok()))
-        .map(|p| {
-            let mut l = p.lead;
+    let leads: Vec<Lead> = crate::sample::read_leads(&input)?
+        .into_iter()
+        .map(|mut l| {
             l.tenant = config.tenant.clone();
             l
         })

@@ -16,26 +16,10 @@ use crate::matcher::{Matcher, Policy};
 use crate::matching::Stage;
 use crate::run::now_ms;
 use anyhow::{Context, Result, bail};
-use leadgate_ingest::{Format, Limits, Mapping, Reader};
 use leadgate_lead::Lead;
 use leadgate_runtime::{DeduperComponent, Runtime};
 use leadgate_store::{Record, Status, Store, key_hash};
-use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn read(path: &Path) -> Result<Vec<Lead>> {
-    let file = std::fs::File::open(path)?;
-    let reader = Reader::new(
-        Box::new(file),
-        Format::Csv,
-        Mapping::default(),
-        Limits::default(),
-    )?;
-    Ok(reader
-        .filter_map(|r| r.ok().and_then(|r| r.outcome.ok()))
-        .map(|p| p.lead)
-        .collect())
-}
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v.sort();
@@ -165,7 +149,7 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
         // A few generated rows are unreadable on purpose: make enough.
         let generated = (stored + probes) + (stored + probes) / 20;
         crate::sample::write(generated, 17, &input, None, None)?;
-        let mut leads = read(&input)?;
+        let mut leads = crate::sample::read_leads(&input)?;
         let _ = std::fs::remove_file(&input);
         leads.truncate(stored + probes);
         // The last `probes` records are the new leads (one in eight of them

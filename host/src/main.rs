@@ -15,6 +15,7 @@ mod bench_dedupe;
 mod config;
 mod dedupe;
 mod eval;
+mod isolate;
 mod matcher;
 mod matching;
 mod review;

@@ -44,31 +44,17 @@ impl<'a> Matcher<'a> {
     /// Blocking keys of each lead; a lead the component fails on gets the
     /// error (and no keys) while the others go on.
     pub fn keys(&mut self, leads: &[&Lead], now: i64) -> Vec<Result<Vec<String>, CallError>> {
-        if leads.is_empty() {
-            return Vec::new();
-        }
-        match self.instance().and_then(|i| i.keys(leads, now)) {
-            Ok(keys) => keys.into_iter().map(Ok).collect(),
-            Err(e) => {
-                self.instance = None;
-                if leads.len() == 1 {
-                    return vec![Err(e)];
-                }
-                leads
-                    .iter()
-                    .map(|lead| {
-                        let one = self
-                            .instance()
-                            .and_then(|i| i.keys(std::slice::from_ref(lead), now))
-                            .map(|mut k| k.pop().unwrap_or_default());
-                        if one.is_err() {
-                            self.instance = None;
-                        }
-                        one
-                    })
-                    .collect()
-            }
-        }
+        crate::isolate::isolate(
+            self,
+            leads,
+            |m, all| m.instance().and_then(|i| i.keys(all, now)),
+            |m, lead| {
+                m.instance()
+                    .and_then(|i| i.keys(std::slice::from_ref(lead), now))
+                    .map(|mut k| k.pop().unwrap_or_default())
+            },
+            |m| m.instance = None,
+        )
     }
 
     /// Compares `pairs` of `leads`; a pair the component fails on gets the
@@ -80,44 +66,26 @@ impl<'a> Matcher<'a> {
         explain: bool,
         now: i64,
     ) -> Vec<Result<Match, CallError>> {
-        if pairs.is_empty() {
-            return Vec::new();
-        }
-        match self
-            .instance()
-            .and_then(|i| i.compare(leads, pairs, explain, now))
-        {
-            Ok(m) => m.into_iter().map(Ok).collect(),
-            Err(e) => {
-                self.instance = None;
-                if pairs.len() == 1 {
-                    return vec![Err(e)];
-                }
-                pairs
-                    .iter()
-                    .map(|&(a, b)| {
-                        let (Some(x), Some(y)) = (leads.get(a as usize), leads.get(b as usize))
-                        else {
-                            return Err(CallError::Protocol {
-                                sent: leads.len(),
-                                got: 0,
-                            });
-                        };
-                        let two = [*x, *y];
-                        let one = self
-                            .instance()
-                            .and_then(|i| i.compare(&two, &[(0, 1)], explain, now))
-                            .and_then(|mut m| {
-                                m.pop().ok_or(CallError::Protocol { sent: 1, got: 0 })
-                            });
-                        if one.is_err() {
-                            self.instance = None;
-                        }
-                        one
-                    })
-                    .collect()
-            }
-        }
+        crate::isolate::isolate(
+            self,
+            pairs,
+            |m, all| {
+                m.instance()
+                    .and_then(|i| i.compare(leads, all, explain, now))
+            },
+            |m, &(a, b)| {
+                let (Some(x), Some(y)) = (leads.get(a as usize), leads.get(b as usize)) else {
+                    return Err(CallError::Protocol {
+                        sent: leads.len(),
+                        got: 0,
+                    });
+                };
+                m.instance()
+                    .and_then(|i| i.compare(&[*x, *y], &[(0, 1)], explain, now))
+                    .and_then(|mut r| r.pop().ok_or(CallError::Protocol { sent: 1, got: 0 }))
+            },
+            |m| m.instance = None,
+        )
     }
 }
 

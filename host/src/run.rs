@@ -122,29 +122,13 @@ impl<'a> Validator<'a> {
     /// Validates `leads` in one call; if the call fails, each lead again on
     /// its own so only the ones that fail become exceptions.
     pub fn validate(&mut self, leads: &[Lead], now: i64) -> Vec<Result<Validation, CallError>> {
-        if leads.is_empty() {
-            return Vec::new();
-        }
-        let batch = self.instance().and_then(|i| i.validate_batch(leads, now));
-        match batch {
-            Ok(v) => v.into_iter().map(Ok).collect(),
-            Err(e) => {
-                self.instance = None;
-                if leads.len() == 1 {
-                    return vec![Err(e)];
-                }
-                leads
-                    .iter()
-                    .map(|lead| {
-                        let one = self.instance().and_then(|i| i.validate(lead, now));
-                        if one.is_err() {
-                            self.instance = None;
-                        }
-                        one
-                    })
-                    .collect()
-            }
-        }
+        crate::isolate::isolate(
+            self,
+            leads,
+            |v, all| v.instance().and_then(|i| i.validate_batch(all, now)),
+            |v, lead| v.instance().and_then(|i| i.validate(lead, now)),
+            |v| v.instance = None,
+        )
     }
 }
 

@@ -1463,6 +1463,24 @@ fn write_rows(rows: &[Row], output: &Path, labelled: bool) -> Result<()> {
     Ok(())
 }
 
+/// The readable records of a generated file as leads (benchmarks use
+/// them; the unreadable rows the generator makes on purpose are skipped).
+pub fn read_leads(path: &Path) -> Result<Vec<leadgate_lead::Lead>> {
+    use leadgate_ingest::{Format, Limits, Mapping, Reader};
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let reader = Reader::new(
+        Box::new(file),
+        Format::Csv,
+        Mapping::default(),
+        Limits::default(),
+    )?;
+    Ok(reader
+        .filter_map(|r| r.ok().and_then(|r| r.outcome.ok()))
+        .map(|p| p.lead)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

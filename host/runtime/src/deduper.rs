@@ -113,13 +113,7 @@ impl DeduperInstance {
             .deduper()
             .call_keys(&mut self.session.store, self.handle, &input, cx)
             .map_err(|e| self.session.failed(e, deadline, Phase::Call))?;
-        if out.len() != leads.len() {
-            return Err(CallError::Protocol {
-                sent: leads.len(),
-                got: out.len(),
-            });
-        }
-        Ok(out)
+        crate::one_each(out, leads.len())
     }
 
     /// Compares `pairs` (indexes into `leads`), in order.
@@ -150,13 +144,7 @@ impl DeduperInstance {
                 cx,
             )
             .map_err(|e| self.session.failed(e, deadline, Phase::Call))?;
-        if out.len() != pairs.len() {
-            return Err(CallError::Protocol {
-                sent: pairs.len(),
-                got: out.len(),
-            });
-        }
-        Ok(out
+        Ok(crate::one_each(out, pairs.len())?
             .into_iter()
             .map(|r| m::Match {
                 probability: if r.probability.is_finite() {

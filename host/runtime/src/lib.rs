@@ -89,6 +89,18 @@ impl CallError {
     }
 }
 
+/// `out` if it has one result per item sent, else the protocol error.
+pub(crate) fn one_each<T>(out: Vec<T>, sent: usize) -> Result<Vec<T>, CallError> {
+    if out.len() == sent {
+        Ok(out)
+    } else {
+        Err(CallError::Protocol {
+            sent,
+            got: out.len(),
+        })
+    }
+}
+
 /// Hex SHA-256 of a component's bytes: which exact build made a decision.
 pub fn digest(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -120,13 +120,10 @@ impl ValidatorInstance {
             .validator()
             .call_validate_batch(&mut self.session.store, self.handle, &input, cx)
             .map_err(|e| self.session.failed(e, deadline, Phase::Call))?;
-        if out.len() != leads.len() {
-            return Err(CallError::Protocol {
-                sent: leads.len(),
-                got: out.len(),
-            });
-        }
-        Ok(out.into_iter().map(validation_from_wit).collect())
+        Ok(crate::one_each(out, leads.len())?
+            .into_iter()
+            .map(validation_from_wit)
+            .collect())
     }
 
     /// Validates one lead.
