@@ -369,7 +369,17 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
     let dir = tempfile::tempdir().unwrap();
     let ok = leadgate(dir.path())
         .args([
-            "sample", "--count", "2000", "--seed", "7", "--output", "s.csv", "--truth", "t.csv",
+            "sample",
+            "--count",
+            "2000",
+            "--seed",
+            "7",
+            "--output",
+            "s.csv",
+            "--truth",
+            "t.csv",
+            "--companies",
+            "c.csv",
         ])
         .status()
         .unwrap();
@@ -394,6 +404,7 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
         ("s.csv", "samples/leads.csv"),
         ("t.csv", "samples/leads.truth.csv"),
         ("l.csv", "samples/dedupe.labelled.csv"),
+        ("c.csv", "samples/companies.csv"),
     ] {
         let made = std::fs::read(dir.path().join(made)).unwrap();
         let shipped = std::fs::read(root.join(name)).unwrap();
@@ -846,4 +857,317 @@ fn eval_dedupe_on_the_bundled_labelled_data_meets_the_targets() {
         number("auto-merge decisions", "precision ") >= 0.99,
         "{text}"
     );
+}
+
+/// A lead CSV whose companies' domains tell the fake API how to misbehave.
+fn enrich_leads(dir: &Path, domains: &[&str]) {
+    let mut csv = String::from("email,first_name,last_name,job_title,company,country\n");
+    for (i, d) in domains.iter().enumerate() {
+        csv.push_str(&format!("p{i}@{d},Pat,Lee{i},VP Sales,,US\n"));
+    }
+    std::fs::write(dir.join("in.csv"), csv).unwrap();
+}
+
+fn http_provider_config(url: &str, extra: &str) -> String {
+    format!(
+        r#"tenant = "t"
+[dedupe]
+enabled = false
+[enrich]
+budget_ms = 2500
+concurrency = 8
+[[enrich.providers]]
+name = "api"
+kind = "http"
+lookup = "company"
+url = "{url}/v1/companies?domain={{domain}}"
+record = "/data"
+fields = {{ name = "/legalName", industry = "/category/industry", employee_range = "/metrics/employeesRange" }}
+timeout_ms = 3000
+max_retries = 2
+backoff_base_ms = 20
+backoff_max_ms = 100
+max_retry_wait_ms = 1500
+breaker_failures = 50
+rate_per_second = 200
+burst = 20
+{extra}
+[classify]
+required = ["email", "company", "country", "industry"]
+"#
+    )
+}
+
+#[test]
+fn every_lead_gets_a_state_when_the_provider_misbehaves_and_the_queue_catches_up() {
+    use fixture_fake_provider::{FakeProvider, Reply, company_json};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let server = FakeProvider::start(move |r| {
+        let domain = r.path.rsplit('=').next().unwrap_or("").to_string();
+        if h.load(Ordering::SeqCst) {
+            return Reply::Json(company_json(&domain));
+        }
+        let first = r.nth_for_path == 0;
+        match domain.split('-').next().unwrap_or("") {
+            "slow" => Reply::Slow(std::time::Duration::from_secs(5), company_json(&domain)),
+            "down" => Reply::Status(503),
+            "flaky" if first => Reply::Status(500),
+            "limited" if first => Reply::TooMany {
+                retry_after_secs: 1,
+            },
+            "broken" => Reply::Malformed,
+            "reset" if first => Reply::Reset,
+            "unknown" => Reply::NotFound,
+            _ => Reply::Json(company_json(&domain)),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let domains = [
+        "ok-1.com",
+        "slow-1.com",
+        "down-1.com",
+        "flaky-1.com",
+        "limited-1.com",
+        "broken-1.com",
+        "reset-1.com",
+        "unknown-1.com",
+        "ok-2.com",
+        "ok-1.com",
+    ];
+    enrich_leads(dir.path(), &domains);
+    let out = run_configured(
+        dir.path(),
+        &http_provider_config(&server.url(), ""),
+        &["--db", "s.db"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = lines(&dir.path().join("out.ndjson"));
+    assert_eq!(results.len(), domains.len());
+    let state = |i: usize| {
+        results[i]["qualification"]["state"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let field = |i: usize, f: &str| results[i]["enrichment"]["fields"][f]["value"].clone();
+    for (i, r) in results.iter().enumerate() {
+        assert!(
+            r["qualification"]["state"].is_string(),
+            "line {i} has a state: {r}"
+        );
+        assert!(
+            r["enrichment"]["status"].is_string(),
+            "line {i} is enriched: {r}"
+        );
+    }
+    // Answered (after retries where needed): company and industry filled.
+    for i in [0, 3, 4, 6, 8, 9] {
+        assert_eq!(
+            field(i, "industry"),
+            "Software",
+            "line {}: {}",
+            i + 1,
+            results[i]
+        );
+        assert_eq!(state(i), "qualified", "line {}: {}", i + 1, results[i]);
+        assert!(results[i]["lead"]["company"].is_string());
+    }
+    // Slow past the budget, down, malformed: the lead goes on, flagged and queued.
+    for (i, why) in [(1, "pending"), (2, "unavailable"), (5, "unavailable")] {
+        let requeued = results[i]["enrichment"]["requeued"].as_str().unwrap_or("");
+        assert!(requeued.starts_with(why), "line {}: {}", i + 1, results[i]);
+        // The company name is only a guess from the domain: a person checks.
+        assert_eq!(state(i), "needs_review", "line {}: {}", i + 1, results[i]);
+        let reasons = results[i]["qualification"]["reasons"].to_string();
+        assert!(reasons.contains("missing.industry"), "{reasons}");
+        assert!(reasons.contains("low_confidence.company"), "{reasons}");
+        assert!(reasons.contains("enrichment."), "{reasons}");
+    }
+    // Not known: nothing to wait for, not queued; the company is derived.
+    assert!(results[7]["enrichment"]["requeued"].is_null());
+    assert_eq!(field(7, "company"), "Unknown 1");
+    assert!(
+        stderr(&out).contains("enrichment providers:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("http_503"), "{}", stderr(&out));
+
+    // The provider recovers; the queue catches up.
+    healthy.store(true, Ordering::SeqCst);
+    let again = leadgate(dir.path())
+        .args([
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "enrich",
+            "--queued",
+            "--output",
+            "re.ndjson",
+        ])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("3 taken from the queue · 3 done · 0 still queued"),
+        "{}",
+        stderr(&again)
+    );
+    let re = lines(&dir.path().join("re.ndjson"));
+    assert_eq!(re.len(), 3);
+    for r in &re {
+        assert_eq!(r["qualification"]["state"], "qualified", "{r}");
+        assert_eq!(r["enrichment"]["fields"]["industry"]["value"], "Software");
+    }
+    let empty = leadgate(dir.path())
+        .args([
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "enrich",
+            "--queued",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&empty).contains("0 taken from the queue"),
+        "{}",
+        stderr(&empty)
+    );
+    let shown = leadgate(dir.path())
+        .args(["--db", "s.db", "show", re[0]["lead_id"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+}
+
+#[test]
+fn the_cache_outlives_the_process_and_serves_stale_when_the_provider_is_down() {
+    use fixture_fake_provider::{FakeProvider, Reply, company_json};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let down = Arc::new(AtomicBool::new(false));
+    let d = down.clone();
+    let server = FakeProvider::start(move |r| {
+        if d.load(Ordering::SeqCst) {
+            Reply::Status(500)
+        } else {
+            Reply::Json(company_json(r.path.rsplit('=').next().unwrap_or("")))
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    enrich_leads(dir.path(), &["acme.com", "globex.com"]);
+    // A TTL of one second: the second run finds the entries stale.
+    let config = http_provider_config(&server.url(), "cache_ttl_secs = 1");
+    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.requests().len(), 2);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    down.store(true, Ordering::SeqCst);
+    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = lines(&dir.path().join("out.ndjson"));
+    for r in &results {
+        let industry = &r["enrichment"]["fields"]["industry"];
+        assert_eq!(industry["value"], "Software", "stale data served: {r}");
+        assert!(
+            industry["confidence"].as_f64().unwrap() < 0.8,
+            "discounted: {r}"
+        );
+        assert!(
+            r["enrichment"]["requeued"]
+                .as_str()
+                .unwrap()
+                .starts_with("stale")
+        );
+        assert!(codes(r).contains(&"enrich.stale".to_string()), "{r}");
+    }
+    assert!(stderr(&out).contains("stale 2"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_misbehaving_enricher_is_contained_and_the_lead_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let chaos = components().join("fixtures/chaos-enrich.wasm");
+    std::fs::write(
+        dir.path().join("companies.csv"),
+        "domain,name,industry\nacme.com,Acme,Software\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("in.csv"),
+        "email,company\na@acme.com,fine\nb@acme.com,loop\nc@acme.com,fine\nd@acme.com,panic\ne@acme.com,fine\n",
+    )
+    .unwrap();
+    let config = format!(
+        "tenant = \"t\"\n[limits]\ndeadline_ms = 200\nbatch_size = 8\n[dedupe]\nenabled = false\n[classify]\nrequired = [\"email\", \"company\"]\n[enrich]\ncomponent = {:?}\n[[enrich.providers]]\nname = \"local\"\nkind = \"local\"\ncompanies = \"companies.csv\"\n",
+        chaos.display().to_string()
+    );
+    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results = lines(&dir.path().join("out.ndjson"));
+    let got: Vec<(&str, Option<&str>, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap(),
+                r["enrichment"]["fields"]["industry"]["value"].as_str(),
+                r["qualification"]["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("accepted", Some("Software"), "qualified"),
+            ("accepted", None, "incomplete"),
+            ("accepted", Some("Software"), "qualified"),
+            ("accepted", None, "incomplete"),
+            ("accepted", Some("Software"), "qualified"),
+        ]
+    );
+    assert!(codes(&results[1]).contains(&"component.timeout".to_string()));
+    assert!(codes(&results[3]).contains(&"component.trap".to_string()));
+    assert!(
+        results[3]["qualification"]["reasons"]
+            .to_string()
+            .contains("enrichment.failed"),
+        "{}",
+        results[3]
+    );
+}
+
+#[test]
+fn enrichment_configuration_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    enrich_leads(dir.path(), &["acme.com"]);
+    for (config, expect) in [
+        (
+            "[[enrich.providers]]\nname = \"list\"\nkind = \"local\"\ncompanies = \"missing.csv\"\n",
+            "missing.csv",
+        ),
+        (
+            "[[enrich.providers]]\nname = \"api\"\nkind = \"http\"\nlookup = \"company\"\nurl = \"http://127.0.0.1:9/{domain}\"\nfields = { industy = \"/x\" }\n",
+            "fields.industy",
+        ),
+        (
+            "[[enrich.providers]]\nname = \"api\"\nkind = \"http\"\nlookup = \"company\"\nurl = \"http://127.0.0.1:9/{domain}\"\nfields = { industry = \"/x\" }\nauth_env = \"LEADGATE_TEST_NO_SUCH_KEY\"\n",
+            "LEADGATE_TEST_NO_SUCH_KEY",
+        ),
+        (
+            "[[enrich.providers]]\nname = \"api\"\nkind = \"http\"\nrate_per_second = 0\n",
+            "rate_per_second",
+        ),
+        ("[enrich.settings]\nwant = [\"industy\"]\n", "industy"),
+        ("[classify]\nrequired = [\"emial\"]\n", "emial"),
+    ] {
+        let out = run_configured(dir.path(), config, &["--db", ":memory:"]);
+        assert_eq!(out.status.code(), Some(1), "{config}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expect), "{config}: {}", stderr(&out));
+    }
 }

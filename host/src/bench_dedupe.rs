@@ -74,6 +74,8 @@ fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Resul
                 keys,
                 link: None,
                 review: None,
+                enrichment: None,
+                qualification: None,
             })
             .collect();
         store.record(run, "validate", "bench", &records, now)?;
@@ -179,7 +181,7 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
             raw.tenant.clone_from(&config.tenant);
             let lead = leadgate_validate::validate(&raw, &settings, now).lead;
             let t = Instant::now();
-            let out = stage.match_leads(&store, std::slice::from_ref(&lead), now)?;
+            let out = stage.match_leads(&store, &[&lead], now)?;
             times.push(t.elapsed());
             // Each probe is matched against the store only.
             stage.flushed();

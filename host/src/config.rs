@@ -18,6 +18,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub validate: CapabilityConfig,
     pub dedupe: DedupeConfig,
+    pub enrich: EnrichConfig,
+    pub classify: crate::classify::ClassifyConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -32,6 +34,8 @@ impl Default for Config {
             cache: CacheConfig::default(),
             validate: CapabilityConfig::default(),
             dedupe: DedupeConfig::default(),
+            enrich: EnrichConfig::default(),
+            classify: crate::classify::ClassifyConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -145,6 +149,40 @@ impl Default for DedupeConfig {
     }
 }
 
+/// `[enrich]`: the enrich component, its providers and the time a lead
+/// may wait for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichConfig {
+    /// Enrich leads in `leadgate run` (and `import`).
+    pub enabled: bool,
+    /// The component file; default: the bundled one.
+    pub component: Option<PathBuf>,
+    /// Passed to the component as JSON; its meaning is the component's.
+    pub settings: toml::Table,
+    /// How long a batch's leads wait for their lookups. A lookup not
+    /// answered by then is `pending`: the lead goes on with what is cached
+    /// or derived, is flagged, and is queued for re-enrichment.
+    pub budget_ms: u64,
+    /// Lookups sent to remote providers at once (worker threads).
+    pub concurrency: usize,
+    /// The providers, in fallback order (`[[enrich.providers]]`).
+    pub providers: Vec<leadgate_providers::ProviderConfig>,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            enabled: true,
+            component: None,
+            settings: toml::Table::new(),
+            budget_ms: 2_000,
+            concurrency: 16,
+            providers: Vec::new(),
+        }
+    }
+}
+
 impl Config {
     /// Reads `path`, or the defaults when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
@@ -206,6 +244,23 @@ impl Config {
             );
         }
         d.survivorship.check()?;
+        let e = &self.enrich;
+        if !(1..=256).contains(&e.concurrency) {
+            bail!(
+                "enrich.concurrency must be between 1 and 256, not {}",
+                e.concurrency
+            );
+        }
+        if e.budget_ms == 0 || e.budget_ms > 60_000 {
+            bail!(
+                "enrich.budget_ms must be between 1 and 60000 (the 60-second processing target), not {}",
+                e.budget_ms
+            );
+        }
+        for p in &e.providers {
+            p.policy()?;
+        }
+        self.classify.check()?;
         Ok(())
     }
 
@@ -256,6 +311,20 @@ impl Config {
             }
         }
         Ok(settings.to_string())
+    }
+
+    /// The enrich component's file.
+    pub fn enrich_component(&self) -> Result<PathBuf> {
+        match &self.enrich.component {
+            Some(p) => Ok(self.base.join(p)),
+            None => bundled_component("enrich"),
+        }
+    }
+
+    /// The enrich settings as JSON for the component.
+    pub fn enrich_settings(&self) -> Result<String> {
+        serde_json::to_string(&self.enrich.settings)
+            .context("enrich.settings cannot be passed on as JSON")
     }
 
     /// The compilation cache directory, if enabled.

@@ -436,6 +436,8 @@ fn write_records(a: &mut Apply<'_>, kept: &[Kept], keys: &[Vec<i64>], now: i64) 
                 keys,
                 link: None,
                 review: None,
+                enrichment: None,
+                qualification: None,
             }
         })
         .collect();

@@ -12,12 +12,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_dedupe;
+mod classify;
 mod config;
 mod dedupe;
+mod enrich;
 mod eval;
 mod isolate;
 mod matcher;
 mod matching;
+mod reenrich;
 mod review;
 mod run;
 mod sample;
@@ -153,6 +156,24 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Work through the re-enrichment queue: leads whose lookups were
+    /// pending, failed or stale, enriched again and reclassified.
+    Enrich {
+        /// Take leads from the re-enrichment queue (the only source for now).
+        #[arg(long, required = true)]
+        queued: bool,
+        /// Leads taken from the queue at most (oldest first).
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// How long each batch waits for its lookups (ms).
+        #[arg(long, default_value_t = 10_000)]
+        budget_ms: u64,
+        /// Each lead's new enrichment and qualification, as NDJSON (- for stdout).
+        #[arg(long)]
+        output: Option<String>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// Undo merges: a merge id, or a lead id (every merge it is part of).
     /// The source records come back exactly as they were.
     Unmerge {
@@ -200,6 +221,10 @@ enum Command {
         /// `leadgate eval dedupe --truth-column person`.
         #[arg(long)]
         labelled: Option<PathBuf>,
+        /// Also write a firmographics data set for the generated companies
+        /// (the local enrichment provider's CSV format).
+        #[arg(long)]
+        companies: Option<PathBuf>,
     },
     /// Compare run results with a ground-truth file (validation agreement),
     /// or `eval dedupe` for dedupe precision, recall and F1.
@@ -391,15 +416,62 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             preinit(&config, &input, &output)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Enrich {
+            queued: _,
+            limit,
+            budget_ms,
+            output,
+            quiet,
+        } => {
+            let report = reenrich::run(
+                &config,
+                &reenrich::Options {
+                    db: db.clone(),
+                    limit,
+                    budget: std::time::Duration::from_millis(budget_ms.clamp(1, 600_000)),
+                    output,
+                    quiet,
+                },
+            )?;
+            if !quiet {
+                let states: Vec<String> = report
+                    .states
+                    .iter()
+                    .map(|(s, n)| format!("{} {n}", s.as_str()))
+                    .collect();
+                eprintln!(
+                    "re-enrichment: {} taken from the queue · {} done · {} still queued{}{}",
+                    report.taken,
+                    report.done,
+                    report.still_queued,
+                    if report.unreadable > 0 {
+                        format!(" · {} unreadable (left queued)", report.unreadable)
+                    } else {
+                        String::new()
+                    },
+                    if states.is_empty() {
+                        String::new()
+                    } else {
+                        format!("\nqualification: {}", states.join(" · "))
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Sample {
             count,
             seed,
             output,
             truth,
             labelled,
+            companies,
         } => {
             sample::write(count, seed, &output, truth.as_deref(), labelled.as_deref())?;
             eprintln!("wrote {count} leads to {}", output.display());
+            if let Some(path) = companies {
+                let n = sample::write_companies(&path, seed)?;
+                eprintln!("wrote {n} companies to {}", path.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval {

@@ -100,10 +100,14 @@ impl<'a> Stage<'a> {
     }
 
     /// Matches `leads` (normalized, ids set), in order.
-    pub fn match_leads(&mut self, store: &Store, leads: &[Lead], now: i64) -> Result<Vec<Matched>> {
+    pub fn match_leads(
+        &mut self,
+        store: &Store,
+        leads: &[&Lead],
+        now: i64,
+    ) -> Result<Vec<Matched>> {
         let mut out: Vec<Matched> = leads.iter().map(|_| Matched::default()).collect();
-        let refs: Vec<&Lead> = leads.iter().collect();
-        let keys = self.matcher.keys(&refs, now);
+        let keys = self.matcher.keys(leads, now);
         let mut pool: Vec<Lead> = Vec::new();
         let mut pairs: Vec<(u32, u32)> = Vec::new();
         let mut owners: Vec<(usize, Cand)> = Vec::new();
@@ -128,7 +132,7 @@ impl<'a> Stage<'a> {
                 }
             };
             let me = pool.len() as u32;
-            pool.push(lead.clone());
+            pool.push(Lead::clone(lead));
             let mut seen: Vec<String> = Vec::new();
             for c in stored {
                 if seen.len() >= self.max_candidates || c.id == lead.id {
@@ -183,7 +187,7 @@ impl<'a> Stage<'a> {
             }
             self.recent.push(Recent {
                 id: lead.id.clone(),
-                lead: lead.clone(),
+                lead: Lead::clone(lead),
                 master: None,
             });
             first_recent.push(Some(r));

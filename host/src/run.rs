@@ -1,16 +1,20 @@
-//! `leadgate run`: ingest → normalize → validate → accept / reject / review,
-//! one result line per input record, in input order, everything recorded in
-//! the store. A component failure sends the affected lead to the exception
-//! queue and processing goes on.
+//! `leadgate run`: ingest → normalize → validate → enrich → dedupe →
+//! classify, one result line per input record, in input order, everything
+//! recorded in the store. A validate failure sends the affected lead to the
+//! exception queue; an enrich or dedupe failure leaves the lead unenriched
+//! or unmatched (enrichment is queued to try again); processing goes on.
 
+use crate::classify::{Classifier, Facts, Qualification, State};
 use crate::config::Config;
+use crate::enrich::{EnrichStage, Enriched};
 use crate::matcher::{Decision, Matcher, Policy};
 use crate::matching::{Found, Stage};
 use anyhow::{Context, Result, bail};
 use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader, Record as InputRecord};
 use leadgate_lead::{CustomField, Issue, Lead, Severity, Source, Validation, Verdict};
+use leadgate_providers::ProviderStats;
 use leadgate_runtime::{
-    CallError, DeduperComponent, Runtime, ValidatorComponent, ValidatorInstance,
+    CallError, DeduperComponent, EnricherComponent, Runtime, ValidatorComponent, ValidatorInstance,
 };
 use leadgate_store::{Link, LinkKind, Record, Review, Status, Store, Totals};
 use serde::Serialize;
@@ -54,6 +58,10 @@ struct OutputLine<'a> {
     /// The best match: decision, the other lead, evidence.
     #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
     found: Option<&'a Found>,
+    /// What enrichment found, each field with its source and confidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    enrichment: Option<&'a serde_json::value::RawValue>,
+    qualification: &'a Qualification,
     /// The lead, already serialized (it is stored in the same form).
     lead: Option<&'a serde_json::value::RawValue>,
 }
@@ -64,6 +72,11 @@ pub struct RunReport {
     pub run_id: i64,
     pub totals: Totals,
     pub issue_counts: BTreeMap<String, u64>,
+    /// Leads per qualification state.
+    pub states: BTreeMap<State, u64>,
+    /// Leads per enrichment status, and queued for re-enrichment.
+    pub enriched: BTreeMap<&'static str, u64>,
+    pub providers: Vec<ProviderStats>,
     pub elapsed: Duration,
 }
 
@@ -208,6 +221,27 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     };
 
     let mut store = Store::open(&opts.db)?;
+    // New leads are enriched; an import loads the CRM's own base as it is.
+    let enrich = if config.enrich.enabled && !opts.import {
+        let path = config.enrich_component()?;
+        let component = EnricherComponent::load(&runtime, &path)?;
+        let chain = crate::enrich::chain(config, &store)?;
+        Some((component, path, chain))
+    } else {
+        None
+    };
+    let mut enricher = match &enrich {
+        Some((component, _, chain)) => Some(EnrichStage::new(
+            component,
+            config.enrich_settings()?,
+            chain.clone(),
+            config.enrich.concurrency,
+            Duration::from_millis(config.enrich.budget_ms),
+        )?),
+        None => None,
+    };
+    let chain = enrich.as_ref().map(|(_, _, c)| c.clone());
+    let classifier = Classifier::new(config.classify.clone());
     let now = now_ms();
     let mut components = serde_json::json!({
         "validate": {"path": component_path.display().to_string(), "sha256": component.digest()}
@@ -215,6 +249,10 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     if let Some((d, path)) = &dedupe {
         components["dedupe"] =
             serde_json::json!({"path": path.display().to_string(), "sha256": d.digest()});
+    }
+    if let Some((e, path, _)) = &enrich {
+        components["enrich"] =
+            serde_json::json!({"path": path.display().to_string(), "sha256": e.digest()});
     }
     let run_id = store.begin_run(&config.tenant, &opts.input, &components.to_string(), now)?;
     let mut out = open_output(&opts.output)?;
@@ -234,6 +272,9 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         run_id,
         import: opts.import,
         rules: &config.dedupe.survivorship,
+        classifier: &classifier,
+        enrich_component: enrich.as_ref().map_or("", |(c, _, _)| c.digest()),
+        chain: chain.as_deref(),
     };
     let bytes = reader.progress();
     // Two stages on two threads: reading and validation in one, matching,
@@ -259,7 +300,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
                 if chunk.is_empty() {
                     return io_error;
                 }
-                let validated = validate_chunk(ctx, &mut chunk, &mut validator);
+                let validated = validate_chunk(ctx, &mut chunk, &mut validator, enricher.as_mut());
                 let failed = validated.is_err();
                 // A closed channel: the other stage stopped on an error.
                 if tx.send(validated).is_err() || failed || io_error.is_some() {
@@ -297,6 +338,10 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     progress.finish_and_clear();
     // Whatever was processed is recorded, even when the run stops on an error.
     let recorded = flush(&ctx, &mut store, &mut pending, stage.as_mut());
+    if let Some(chain) = &chain {
+        report.providers = chain.stats();
+        crate::enrich::save_stats(&store, run_id, &report.providers)?;
+    }
     let written = out.flush().context("cannot write the results");
     let failed = outcome.is_err() || recorded.is_err() || written.is_err() || io_error.is_some();
     store.finish_run(
@@ -319,6 +364,10 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
 }
 
 struct ChunkContext<'a> {
+    classifier: &'a Classifier,
+    /// SHA-256 of the enrich component ("" when enrichment is off).
+    enrich_component: &'a str,
+    chain: Option<&'a leadgate_providers::Chain>,
     tenant: &'a str,
     source: Source,
     now: i64,
@@ -347,6 +396,14 @@ struct Outcome {
     found: Option<Found>,
     /// The match evidence as JSON, for the store.
     evidence: String,
+    enriched: Option<Enriched>,
+    /// The enrichment as JSON (results and store).
+    enrichment: Option<Box<serde_json::value::RawValue>>,
+    /// The enrich component failed on this lead.
+    enrich_failed: bool,
+    qualification: Qualification,
+    /// The qualification reasons as JSON, for the store.
+    reasons: String,
 }
 
 /// A chunk after reading and validation: every record's outcome so far,
@@ -361,6 +418,7 @@ fn validate_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
     validator: &mut Validator<'_>,
+    enricher: Option<&mut EnrichStage<'_>>,
 ) -> Result<Validated> {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(chunk.len());
     let mut to_validate: Vec<Lead> = Vec::new();
@@ -392,6 +450,11 @@ fn validate_chunk(
                     keys: Vec::new(),
                     found: None,
                     evidence: String::new(),
+                    enriched: None,
+                    enrichment: None,
+                    enrich_failed: false,
+                    qualification: unclassified(),
+                    reasons: String::new(),
                 });
             }
             Err(malformed) => {
@@ -422,13 +485,18 @@ fn validate_chunk(
                     keys: Vec::new(),
                     found: None,
                     evidence: String::new(),
+                    enriched: None,
+                    enrichment: None,
+                    enrich_failed: false,
+                    qualification: unclassified(),
+                    reasons: String::new(),
                 });
             }
         }
     }
 
     let results = validator.validate(&to_validate, ctx.now);
-    let mut to_match: Vec<(usize, Lead)> = Vec::new();
+    let mut valid: Vec<(usize, Lead)> = Vec::new();
     for ((slot, result), raw) in slots.into_iter().zip(results).zip(to_validate) {
         let o = &mut outcomes[slot];
         o.raw = raw;
@@ -444,17 +512,7 @@ fn validate_chunk(
                 };
                 o.validation = o.status;
                 o.issues.extend(v.issues);
-                let json = serde_json::value::to_raw_value(&v.lead)
-                    .context("cannot encode a lead as JSON")?;
-                o.normalized = Some(json);
-                let matchable = match o.status {
-                    Status::Accepted | Status::Review => true,
-                    Status::Rejected => ctx.import,
-                    Status::Exception | Status::Duplicate => false,
-                };
-                if matchable {
-                    to_match.push((slot, v.lead));
-                }
+                valid.push((slot, v.lead));
             }
             Err(e) => {
                 let message = format!("validate component failed: {e}");
@@ -469,7 +527,83 @@ fn validate_chunk(
         }
     }
 
+    // Enrichment, for leads that passed validation.
+    if let Some(enricher) = enricher {
+        let (slots, mut leads): (Vec<usize>, Vec<Lead>) = valid
+            .iter_mut()
+            .filter(|(slot, _)| matches!(outcomes[*slot].status, Status::Accepted | Status::Review))
+            .map(|(slot, lead)| (*slot, std::mem::take(lead)))
+            .unzip();
+        let results = enricher.enrich(&mut leads, ctx.now);
+        let mut back = slots
+            .iter()
+            .copied()
+            .zip(leads)
+            .collect::<BTreeMap<usize, Lead>>();
+        for (slot, r) in slots.into_iter().zip(results) {
+            let o = &mut outcomes[slot];
+            match r {
+                Ok(e) => {
+                    o.issues.extend(e.enrichment.issues.iter().cloned());
+                    o.enrichment = Some(crate::enrich::enrichment_json(
+                        &e.enrichment,
+                        e.requeue.as_deref(),
+                    )?);
+                    o.enriched = Some(e);
+                }
+                Err(e) => {
+                    o.issues.push(crate::enrich::failure_issue(&e));
+                    o.enrich_failed = true;
+                }
+            }
+        }
+        for (slot, lead) in valid.iter_mut() {
+            if let Some(l) = back.remove(slot) {
+                *lead = l;
+            }
+        }
+    }
+
+    let mut to_match: Vec<(usize, Lead)> = Vec::with_capacity(valid.len());
+    for (slot, lead) in valid {
+        let o = &mut outcomes[slot];
+        o.normalized =
+            Some(serde_json::value::to_raw_value(&lead).context("cannot encode a lead as JSON")?);
+        to_match.push((slot, lead));
+    }
     Ok(Validated { outcomes, to_match })
+}
+
+/// The state of a lead not classified yet.
+fn unclassified() -> Qualification {
+    Qualification {
+        state: State::NeedsReview,
+        reasons: Vec::new(),
+    }
+}
+
+/// Classifies every outcome of a chunk; `leads` are the normalized leads
+/// by slot.
+fn classify(
+    ctx: &ChunkContext<'_>,
+    outcomes: &mut [Outcome],
+    leads: &BTreeMap<usize, &Lead>,
+) -> Result<()> {
+    for (slot, o) in outcomes.iter_mut().enumerate() {
+        let q = ctx.classifier.classify(&Facts {
+            status: o.status,
+            validation: o.validation,
+            lead: leads.get(&slot).copied(),
+            enrichment: o.enriched.as_ref().map(|e| &e.enrichment),
+            issues: &o.issues,
+            pending: o.enriched.as_ref().is_some_and(|e| e.requeue.is_some()),
+            enrich_failed: o.enrich_failed,
+            exception: o.exception.as_ref().map(|(code, _)| code.as_str()),
+        });
+        o.reasons = serde_json::to_string(&q.reasons).context("cannot encode reasons")?;
+        o.qualification = q;
+    }
+    Ok(())
 }
 
 /// The second stage: matching, the results file, the counts; outcomes
@@ -487,8 +621,19 @@ fn finish_chunk(
         mut outcomes,
         to_match,
     } = validated;
+    let (all_slots, all_leads): (Vec<usize>, Vec<Lead>) = to_match.into_iter().unzip();
     if let Some(stage) = stage {
-        let (slots, leads): (Vec<usize>, Vec<Lead>) = to_match.into_iter().unzip();
+        // Rejected leads take part in matching only in an import.
+        let (slots, leads): (Vec<usize>, Vec<&Lead>) = all_slots
+            .iter()
+            .zip(&all_leads)
+            .filter(|(slot, _)| match outcomes[**slot].status {
+                Status::Accepted | Status::Review => true,
+                Status::Rejected => ctx.import,
+                Status::Exception | Status::Duplicate => false,
+            })
+            .map(|(slot, lead)| (*slot, lead))
+            .unzip();
         let matched = stage.match_leads(store, &leads, ctx.now)?;
         for (slot, m) in slots.into_iter().zip(matched) {
             let o = &mut outcomes[slot];
@@ -507,9 +652,25 @@ fn finish_chunk(
         }
     }
 
+    let by_slot: BTreeMap<usize, &Lead> = all_slots.iter().copied().zip(&all_leads).collect();
+    classify(ctx, &mut outcomes, &by_slot)?;
+
     // Counted and queued for the store first: if writing the results fails,
     // what was processed is still recorded.
     for o in &outcomes {
+        *report.states.entry(o.qualification.state).or_default() += 1;
+        if let Some(e) = &o.enriched {
+            *report
+                .enriched
+                .entry(e.enrichment.status.as_str())
+                .or_default() += 1;
+            if e.requeue.is_some() {
+                *report.enriched.entry("queued").or_default() += 1;
+            }
+        } else if o.enrich_failed {
+            *report.enriched.entry("component failed").or_default() += 1;
+            *report.enriched.entry("queued").or_default() += 1;
+        }
         let t = &mut report.totals;
         t.total += 1;
         match o.status {
@@ -545,6 +706,8 @@ fn finish_chunk(
                 .map(|f| f.with.as_str()),
             match_probability: o.found.as_ref().map(|f| f.probability),
             found: o.found.as_ref(),
+            enrichment: o.enrichment.as_deref(),
+            qualification: &o.qualification,
             lead: raw_json.as_deref().or(o.normalized.as_deref()),
         };
         serde_json::to_writer(&mut *out, &line).context("cannot write the results")?;
@@ -653,9 +816,36 @@ fn flush(
                 }),
                 _ => None,
             }),
+            enrichment: if o.enrich_failed {
+                Some(leadgate_store::enrich::Enriched {
+                    component: ctx.enrich_component,
+                    status: "failed",
+                    json: "null",
+                    requeue: Some("component failed"),
+                })
+            } else {
+                o.enriched
+                    .as_ref()
+                    .map(|e| leadgate_store::enrich::Enriched {
+                        component: ctx.enrich_component,
+                        status: e.enrichment.status.as_str(),
+                        json: o
+                            .enrichment
+                            .as_deref()
+                            .map_or("null", serde_json::value::RawValue::get),
+                        requeue: e.requeue.as_deref(),
+                    })
+            },
+            qualification: Some(leadgate_store::enrich::Qualified {
+                state: o.qualification.state.as_str(),
+                reasons: &o.reasons,
+            }),
         })
         .collect();
     store.record(ctx.run_id, "validate", ctx.component, &records, ctx.now)?;
+    if let Some(chain) = ctx.chain {
+        crate::enrich::save_cache(chain, store)?;
+    }
     let mut merged: Vec<String> = pending
         .iter()
         .filter_map(|o| o.found.as_ref())
@@ -713,6 +903,23 @@ pub fn print_summary(report: &RunReport, opts: &RunOptions) {
     ] {
         eprintln!("  {name:<10} {n:>9}");
     }
+    if !report.states.is_empty() {
+        let states: Vec<String> = report
+            .states
+            .iter()
+            .map(|(s, n)| format!("{} {n}", s.as_str()))
+            .collect();
+        eprintln!("qualification: {}", states.join(" · "));
+    }
+    if !report.enriched.is_empty() {
+        let e: Vec<String> = report
+            .enriched
+            .iter()
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        eprintln!("enrichment: {}", e.join(" · "));
+    }
+    crate::enrich::print_stats(&report.providers);
     let top = report.top_issues(10);
     if !top.is_empty() {
         eprintln!("top issues:");

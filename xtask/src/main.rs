@@ -17,9 +17,11 @@ use std::process::{Command, ExitCode};
 const COMPONENTS: &[(&str, &str)] = &[
     ("leadgate-validate", "validate"),
     ("leadgate-dedupe", "dedupe"),
+    ("leadgate-enrich", "enrich"),
 ];
 const FIXTURES: &[(&str, &str)] = &[
     ("fixture-chaos", "chaos"),
+    ("fixture-chaos-enrich", "chaos-enrich"),
     ("fixture-wrong-world", "wrong-world"),
 ];
 

@@ -7,6 +7,8 @@
 //! attached, so the host can read and write it as JSON and a
 //! component's logic can be tested and benchmarked natively.
 
+pub mod enrich;
+
 use serde::{Deserialize, Serialize};
 
 /// Where a lead entered the system.

@@ -40,7 +40,7 @@ pub struct DeduperComponent {
 impl DeduperComponent {
     /// Loads and checks the component at `path`.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<DeduperComponent, LoadError> {
-        let loaded = load::load(runtime, path, CAPABILITY)?;
+        let loaded = load::load(runtime, path, CAPABILITY, load::wasi_only)?;
         let pre = bindings::DeduperPre::new(loaded.instance_pre)
             .map_err(|e| load::wrong_world(path, CAPABILITY, format!("{e:#}")))?;
         Ok(DeduperComponent {

@@ -12,10 +12,13 @@
 //! - [`sandbox`]: the per-instance store (WASI context, limits).
 //! - [`validator`]: the `leadgate:plugin/validator@0.1.0` world.
 //! - [`deduper`]: the `leadgate:plugin/deduper@0.1.0` world.
+//! - [`enricher`]: the `leadgate:plugin/enricher@0.1.0` world, whose
+//!   `lookup` imports the host answers.
 //! - [`preinit`]: build-time pre-initialization (wizer) of a component.
 
 pub mod deduper;
 pub mod engine;
+pub mod enricher;
 mod failure;
 mod load;
 pub mod preinit;
@@ -27,6 +30,7 @@ pub mod wit;
 
 pub use deduper::{DeduperComponent, DeduperInstance};
 pub use engine::{Limits, Runtime};
+pub use enricher::{EnricherComponent, EnricherInstance};
 pub use validator::{ValidatorComponent, ValidatorInstance};
 
 use std::path::PathBuf;

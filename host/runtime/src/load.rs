@@ -33,8 +33,22 @@ pub(crate) struct Loaded {
     pub digest: String,
 }
 
-/// Loads and checks the component at `path` for `cap`.
-pub(crate) fn load(runtime: &Runtime, path: &Path, cap: Capability) -> Result<Loaded, LoadError> {
+/// Host interfaces a world imports beyond WASI, added to its linker.
+pub(crate) type HostImports = fn(&mut Linker<Sandbox>) -> wasmtime::Result<()>;
+
+/// No host imports beyond WASI.
+pub(crate) fn wasi_only(_: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    Ok(())
+}
+
+/// Loads and checks the component at `path` for `cap`, linking WASI and
+/// the world's own host imports.
+pub(crate) fn load(
+    runtime: &Runtime,
+    path: &Path,
+    cap: Capability,
+    imports: HostImports,
+) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -50,6 +64,7 @@ pub(crate) fn load(runtime: &Runtime, path: &Path, cap: Capability) -> Result<Lo
     let mut linker: Linker<Sandbox> = Linker::new(&runtime.engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| LoadError::Engine(e.to_string()))?;
+    imports(&mut linker).map_err(|e| LoadError::Engine(format!("{e:#}")))?;
     let instance_pre = linker.instantiate_pre(&component).map_err(|e| {
         let text = format!("{e:#}");
         match text.split('`').nth(1) {

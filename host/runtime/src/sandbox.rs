@@ -3,6 +3,7 @@
 //! clock, captured stdout/stderr) and a memory limiter.
 
 use crate::engine::Runtime;
+use leadgate_lead::enrich::Lookups;
 use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
@@ -19,6 +20,9 @@ pub struct Sandbox {
     pub(crate) limits: StoreLimits,
     stderr: MemoryOutputPipe,
     stdout: MemoryOutputPipe,
+    /// What answers an enrich component's `lookup` imports during a call
+    /// (set by the host for the call's duration; `None` outside one).
+    pub(crate) lookups: Option<Box<dyn Lookups + Send>>,
 }
 
 impl WasiView for Sandbox {
@@ -75,6 +79,7 @@ impl Sandbox {
             limits,
             stderr,
             stdout,
+            lookups: None,
         }
     }
 

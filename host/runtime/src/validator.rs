@@ -47,7 +47,7 @@ pub struct ValidatorComponent {
 impl ValidatorComponent {
     /// Loads and checks the component at `path`.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<ValidatorComponent, LoadError> {
-        let loaded = load::load(runtime, path, CAPABILITY)?;
+        let loaded = load::load(runtime, path, CAPABILITY, load::wasi_only)?;
         let pre = bindings::ValidatorPre::new(loaded.instance_pre)
             .map_err(|e| load::wrong_world(path, CAPABILITY, format!("{e:#}")))?;
         Ok(ValidatorComponent {

@@ -158,3 +158,110 @@ fn a_validate_component_is_refused_as_a_deduper_by_name() {
         .unwrap_or_default();
     assert!(e.contains("nicknames"), "{e}");
 }
+
+/// Lookups with a few known companies, counting what was asked.
+#[derive(Default)]
+struct Known {
+    asked: Vec<String>,
+}
+
+impl leadgate_lead::enrich::Lookups for Known {
+    fn company(
+        &mut self,
+        domain: &str,
+    ) -> leadgate_lead::enrich::Answer<leadgate_lead::enrich::Company> {
+        use leadgate_lead::enrich::{Answer, Company, Outcome, Provenance};
+        self.asked.push(format!("company:{domain}"));
+        if domain == "acme.com" {
+            Answer {
+                provenance: Provenance {
+                    outcome: Outcome::Found,
+                    source: "local".into(),
+                    confidence: 0.9,
+                    stale: false,
+                    detail: String::new(),
+                },
+                value: Some(Company {
+                    domain: domain.into(),
+                    name: Some("Acme Inc.".into()),
+                    industry: Some("Software".into()),
+                    employee_range: Some("51-200".into()),
+                    technologies: vec!["AWS".into()],
+                    ..Company::default()
+                }),
+            }
+        } else {
+            Answer::without(Outcome::Unavailable, "api", "HTTP 503")
+        }
+    }
+
+    fn person(
+        &mut self,
+        email: &str,
+    ) -> leadgate_lead::enrich::Answer<leadgate_lead::enrich::Person> {
+        self.asked.push(format!("person:{email}"));
+        leadgate_lead::enrich::Answer::without(leadgate_lead::enrich::Outcome::NotFound, "none", "")
+    }
+}
+
+#[test]
+fn the_enrich_component_agrees_with_the_native_logic_and_asks_the_host() {
+    let rt = runtime();
+    let c = leadgate_runtime::EnricherComponent::load(&rt, &component("enrich.wasm")).unwrap();
+    let leads: Vec<Lead> = [
+        ("jane@acme.com", "acme.com", "VP Sales", "+14155550100"),
+        (
+            "joe@globex.io",
+            "globex.io",
+            "Software Engineer",
+            "+442079460000",
+        ),
+        ("amy@gmail.com", "", "", ""),
+    ]
+    .iter()
+    .map(|(email, domain, title, phone)| {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Lead {
+            tenant: "t".into(),
+            email: some(email),
+            domain: some(domain),
+            job_title: some(title),
+            phone: some(phone),
+            ..Lead::default()
+        }
+    })
+    .collect();
+    let refs: Vec<&Lead> = leads.iter().collect();
+    let mut inst = c.instantiate("{}").unwrap();
+    let mut lent: Option<leadgate_runtime::enricher::LentLookups> =
+        Some(Box::new(Known::default()));
+    let got = inst.enrich(&refs, 0, &mut lent).unwrap();
+    assert!(lent.is_some(), "the lookups are handed back after the call");
+    let native = leadgate_enrich::Enricher::from_json("{}").unwrap();
+    let mut known = Known::default();
+    for (lead, g) in leads.iter().zip(&got) {
+        assert_eq!(g, &native.enrich(lead, &mut known), "{lead:?}");
+    }
+    assert_eq!(got[0].get("industry").unwrap().value, "Software");
+    assert_eq!(got[1].get("country").unwrap().value, "GB");
+    assert!(got[1].issues.iter().any(|i| i.code == "enrich.unavailable"));
+    assert_eq!(got[2].get("email_type").unwrap().value, "free");
+    let e = match c.instantiate(r#"{"want": ["nope"]}"#) {
+        Err(e) => e,
+        Ok(_) => panic!("bad settings accepted"),
+    };
+    assert!(
+        matches!(&e, CallError::Settings(m) if m.contains("nope")),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_validate_component_is_refused_as_an_enricher_by_name() {
+    let rt = runtime();
+    let e = leadgate_runtime::EnricherComponent::load(&rt, &component("validate.wasm"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("enricher") && e.contains("validate"), "{e}");
+}

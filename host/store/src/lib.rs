@@ -13,8 +13,15 @@
 //! (uncertain pairs with their evidence, and reviewers' decisions).
 //! `leads.master_id` points a merged or linked lead at its master.
 //!
+//! Enrichment (migration 3, [`enrich`]): `leads.enrichment` (fields with
+//! source and confidence), `leads.qualification` and its reasons,
+//! `enrich_queue` (leads to enrich again: a lookup was pending, failed or
+//! stale), `enrich_cache` (providers' answers, outliving the process),
+//! `provider_stats` (per run and provider: success, latency, cache hits).
+//!
 //! Writes go through [`Store::record`] in batches, one transaction each.
 
+pub mod enrich;
 pub mod matching;
 
 pub use matching::{
@@ -180,6 +187,35 @@ CREATE TABLE match_reviews (
 );
 CREATE INDEX match_reviews_open ON match_reviews(tenant, decided_at);
 "#,
+    r#"
+ALTER TABLE leads ADD COLUMN enrichment TEXT;
+ALTER TABLE leads ADD COLUMN qualification TEXT;
+ALTER TABLE leads ADD COLUMN qualification_reasons TEXT;
+CREATE INDEX leads_qualification ON leads(tenant, qualification);
+CREATE TABLE enrich_queue (
+    lead_id     TEXT PRIMARY KEY REFERENCES leads(id),
+    tenant      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    queued_at   INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_try_at INTEGER
+);
+CREATE INDEX enrich_queue_tenant ON enrich_queue(tenant, queued_at);
+CREATE TABLE enrich_cache (
+    provider    TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    fetched_at  INTEGER NOT NULL,
+    PRIMARY KEY (provider, kind, key)
+) WITHOUT ROWID;
+CREATE TABLE provider_stats (
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    provider    TEXT NOT NULL,
+    stats       TEXT NOT NULL,
+    PRIMARY KEY (run_id, provider)
+);
+"#,
 ];
 
 /// Status of a lead after processing.
@@ -247,6 +283,10 @@ pub struct Record<'a> {
     pub link: Option<Link<'a>>,
     /// Set when the lead may be a duplicate: a review item.
     pub review: Option<Review<'a>>,
+    /// Set when the lead was enriched.
+    pub enrichment: Option<enrich::Enriched<'a>>,
+    /// The qualification state, when classified.
+    pub qualification: Option<enrich::Qualified<'a>>,
 }
 
 /// Run totals written when a run finishes.
@@ -502,6 +542,7 @@ impl Store {
                 if let Some(link) = &r.link {
                     matching::insert_link(&tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
                 }
+                enrich::record(&tx, r, run_id, now)?;
                 if let Some(review) = &r.review {
                     matching::insert_review(
                         &tx,
@@ -723,6 +764,8 @@ mod tests {
                     keys: &[],
                     link: None,
                     review: None,
+                    enrichment: None,
+                    qualification: None,
                 },
                 Record {
                     line: 2,
@@ -735,6 +778,8 @@ mod tests {
                     keys: &[],
                     link: None,
                     review: None,
+                    enrichment: None,
+                    qualification: None,
                 },
             ],
             2,

@@ -604,6 +604,8 @@ mod tests {
             keys,
             link: None,
             review: None,
+            enrichment: None,
+            qualification: None,
         }
     }
 

@@ -1,0 +1,430 @@
+//! Enrichment and qualification in the store: each lead's enrichment and
+//! qualification state (with a decision row each, for the audit trail), the
+//! re-enrichment queue, the providers' answer cache, and per-run provider
+//! telemetry.
+
+use crate::{Record, StoreError, sql};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+/// A lead's enrichment, as recorded.
+#[derive(Debug, Clone)]
+pub struct Enriched<'a> {
+    /// SHA-256 of the enrich component.
+    pub component: &'a str,
+    /// `complete`, `partial` or `failed`.
+    pub status: &'a str,
+    /// The enrichment object as JSON (fields with source and confidence).
+    pub json: &'a str,
+    /// Why the lead must be enriched again (a lookup was pending, failed
+    /// or served stale); `None` takes it off the queue.
+    pub requeue: Option<&'a str>,
+}
+
+/// A lead's qualification, as recorded.
+#[derive(Debug, Clone)]
+pub struct Qualified<'a> {
+    /// `qualified`, `incomplete`, `needs_review` or `rejected`.
+    pub state: &'a str,
+    /// The reason codes as a JSON array.
+    pub reasons: &'a str,
+}
+
+/// Writes a record's enrichment and qualification (inside the batch's
+/// transaction).
+pub(crate) fn record(
+    tx: &Transaction<'_>,
+    r: &Record<'_>,
+    run_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    write(
+        tx,
+        &r.raw.id,
+        &r.raw.tenant,
+        r.enrichment.as_ref(),
+        r.qualification.as_ref(),
+        Some(run_id),
+        now,
+    )
+}
+
+fn write(
+    tx: &rusqlite::Connection,
+    lead: &str,
+    tenant: &str,
+    enrichment: Option<&Enriched<'_>>,
+    qualification: Option<&Qualified<'_>>,
+    run_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    if let Some(e) = enrichment {
+        tx.prepare_cached("UPDATE leads SET enrichment = ?2, updated_at = ?3 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![lead, e.json, now]))
+            .map_err(sql("record enrichment"))?;
+        tx.prepare_cached(
+            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             VALUES (?1, ?2, 'enrich', ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| s.execute(params![lead, run_id, e.component, e.status, e.json, now]))
+        .map_err(sql("record enrich decision"))?;
+        match e.requeue {
+            Some(reason) => tx
+                .prepare_cached(
+                    "INSERT INTO enrich_queue (lead_id, tenant, reason, queued_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(lead_id) DO UPDATE SET reason = excluded.reason,
+                       attempts = attempts + 1, last_try_at = excluded.queued_at",
+                )
+                .and_then(|mut s| s.execute(params![lead, tenant, reason, now]))
+                .map_err(sql("queue re-enrichment"))?,
+            None => tx
+                .prepare_cached("DELETE FROM enrich_queue WHERE lead_id = ?1")
+                .and_then(|mut s| s.execute([lead]))
+                .map_err(sql("dequeue re-enrichment"))?,
+        };
+    }
+    if let Some(q) = qualification {
+        tx.prepare_cached(
+            "UPDATE leads SET qualification = ?2, qualification_reasons = ?3 WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![lead, q.state, q.reasons]))
+        .map_err(sql("record qualification"))?;
+        tx.prepare_cached(
+            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             VALUES (?1, ?2, 'classify', 'host', ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![lead, run_id, q.state, q.reasons, now]))
+        .map_err(sql("record classify decision"))?;
+    }
+    Ok(())
+}
+
+/// A lead waiting in the re-enrichment queue.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Queued {
+    pub lead_id: String,
+    pub reason: String,
+    pub attempts: i64,
+    pub queued_at: i64,
+    /// The normalized lead as JSON (as stored).
+    pub normalized: Option<String>,
+    /// Its current status (`accepted`, `review`, ...).
+    pub status: String,
+}
+
+/// One provider answer, as cached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheRow {
+    pub provider: String,
+    pub kind: String,
+    pub key: String,
+    /// The answer as JSON.
+    pub value: String,
+    pub fetched_at: i64,
+}
+
+impl crate::Store {
+    /// Re-records a lead's enrichment and qualification outside a run (the
+    /// re-enrichment queue).
+    pub fn update_enrichment(
+        &mut self,
+        lead: &str,
+        tenant: &str,
+        normalized: Option<&str>,
+        enrichment: &Enriched<'_>,
+        qualification: &Qualified<'_>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        if let Some(n) = normalized {
+            tx.execute(
+                "UPDATE leads SET normalized = ?2 WHERE id = ?1",
+                params![lead, n],
+            )
+            .map_err(sql("update normalized lead"))?;
+        }
+        write(
+            &tx,
+            lead,
+            tenant,
+            Some(enrichment),
+            Some(qualification),
+            None,
+            now,
+        )?;
+        tx.commit().map_err(sql("commit enrichment"))
+    }
+
+    /// The oldest `limit` leads of `tenant` waiting for re-enrichment.
+    pub fn enrich_queue(&self, tenant: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT q.lead_id, q.reason, q.attempts, q.queued_at, l.normalized, l.status
+                   FROM enrich_queue q JOIN leads l ON l.id = q.lead_id
+                  WHERE q.tenant = ?1 ORDER BY q.queued_at, q.lead_id LIMIT ?2",
+            )
+            .map_err(sql("read enrich queue"))?;
+        let rows = stmt
+            .query_map(params![tenant, limit as i64], |r| {
+                Ok(Queued {
+                    lead_id: r.get(0)?,
+                    reason: r.get(1)?,
+                    attempts: r.get(2)?,
+                    queued_at: r.get(3)?,
+                    normalized: r.get(4)?,
+                    status: r.get(5)?,
+                })
+            })
+            .map_err(sql("read enrich queue"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read enrich queue"))
+    }
+
+    /// What classification needs of a stored lead: the validate verdict of
+    /// its latest validation, and the issues recorded with it (other than
+    /// enrichment's own).
+    pub fn lead_facts(
+        &self,
+        lead: &str,
+    ) -> Result<(Option<String>, Vec<leadgate_lead::Issue>), StoreError> {
+        let decision: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT id, verdict FROM decisions WHERE lead_id = ?1 AND capability = 'validate'
+                  ORDER BY id DESC LIMIT 1",
+                [lead],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("read validation"))?;
+        let Some((id, verdict)) = decision else {
+            return Ok((None, Vec::new()));
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT field, code, severity, message FROM issues
+                  WHERE decision_id = ?1 AND code NOT LIKE 'enrich.%' ORDER BY rowid",
+            )
+            .map_err(sql("read issues"))?;
+        let issues = stmt
+            .query_map([id], |r| {
+                let severity: String = r.get(2)?;
+                Ok(leadgate_lead::Issue {
+                    field: r.get(0)?,
+                    code: r.get(1)?,
+                    severity: match severity.as_str() {
+                        "error" => leadgate_lead::Severity::Error,
+                        "warning" => leadgate_lead::Severity::Warning,
+                        _ => leadgate_lead::Severity::Info,
+                    },
+                    message: r.get(3)?,
+                })
+            })
+            .map_err(sql("read issues"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql("read issues"))?;
+        Ok((Some(verdict), issues))
+    }
+
+    /// A lead's stored enrichment (JSON) and qualification state.
+    pub fn enrichment(
+        &self,
+        lead: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT enrichment, qualification FROM leads WHERE id = ?1",
+                [lead],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("read enrichment"))
+    }
+
+    /// Cached provider answers fetched at or after `since` (ms).
+    pub fn cache_rows(&self, since: i64) -> Result<Vec<CacheRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT provider, kind, key, value, fetched_at FROM enrich_cache WHERE fetched_at >= ?1",
+            )
+            .map_err(sql("read enrich cache"))?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok(CacheRow {
+                    provider: r.get(0)?,
+                    kind: r.get(1)?,
+                    key: r.get(2)?,
+                    value: r.get(3)?,
+                    fetched_at: r.get(4)?,
+                })
+            })
+            .map_err(sql("read enrich cache"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read enrich cache"))
+    }
+
+    /// Writes provider answers to the cache (newer replace older).
+    pub fn save_cache(&mut self, rows: &[CacheRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT INTO enrich_cache (provider, kind, key, value, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(provider, kind, key) DO UPDATE SET value = excluded.value, fetched_at = excluded.fetched_at
+                     WHERE excluded.fetched_at >= enrich_cache.fetched_at",
+                )
+                .map_err(sql("prepare cache insert"))?;
+            for r in rows {
+                put.execute(params![r.provider, r.kind, r.key, r.value, r.fetched_at])
+                    .map_err(sql("insert cache entry"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit cache"))
+    }
+
+    /// Records a run's telemetry for one provider (JSON).
+    pub fn save_provider_stats(
+        &self,
+        run_id: i64,
+        provider: &str,
+        stats: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO provider_stats (run_id, provider, stats) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(run_id, provider) DO UPDATE SET stats = excluded.stats",
+                params![run_id, provider, stats],
+            )
+            .map(|_| ())
+            .map_err(sql("record provider stats"))
+    }
+
+    /// Telemetry per provider of a run: (provider, stats JSON).
+    pub fn provider_stats(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT provider, stats FROM provider_stats WHERE run_id = ?1 ORDER BY provider",
+            )
+            .map_err(sql("read provider stats"))?;
+        let rows = stmt
+            .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("read provider stats"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read provider stats"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Status, Store};
+    use leadgate_lead::Lead;
+
+    fn record<'a>(lead: &'a Lead, e: Option<Enriched<'a>>) -> Record<'a> {
+        Record {
+            line: 1,
+            raw: lead,
+            status: Status::Accepted,
+            validation: Status::Accepted,
+            normalized: Some("{}"),
+            issues: &[],
+            exception: None,
+            keys: &[],
+            link: None,
+            review: None,
+            enrichment: e,
+            qualification: Some(Qualified {
+                state: "incomplete",
+                reasons: "[\"missing.industry\"]",
+            }),
+        }
+    }
+
+    #[test]
+    fn queue_cache_and_stats_round_trip() {
+        let mut s = Store::open(":memory:").unwrap();
+        let run = s.begin_run("t", "x.csv", "{}", 1).unwrap();
+        let lead = Lead {
+            id: "L1".into(),
+            tenant: "t".into(),
+            ..Lead::default()
+        };
+        let e = Enriched {
+            component: "abc",
+            status: "partial",
+            json: "{\"status\":\"partial\"}",
+            requeue: Some("pending: company acme.com"),
+        };
+        s.record(run, "validate", "v", &[record(&lead, Some(e.clone()))], 10)
+            .unwrap();
+        let q = s.enrich_queue("t", 10).unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!((q[0].lead_id.as_str(), q[0].attempts), ("L1", 0));
+        assert_eq!(
+            s.enrichment("L1").unwrap(),
+            Some((Some(e.json.to_string()), Some("incomplete".into())))
+        );
+        // Still pending: queued again, one more attempt.
+        s.update_enrichment(
+            "L1",
+            "t",
+            None,
+            &e,
+            &Qualified {
+                state: "incomplete",
+                reasons: "[]",
+            },
+            20,
+        )
+        .unwrap();
+        assert_eq!(s.enrich_queue("t", 10).unwrap()[0].attempts, 1);
+        // Done: off the queue.
+        let done = Enriched {
+            requeue: None,
+            status: "complete",
+            ..e
+        };
+        s.update_enrichment(
+            "L1",
+            "t",
+            None,
+            &done,
+            &Qualified {
+                state: "qualified",
+                reasons: "[]",
+            },
+            30,
+        )
+        .unwrap();
+        assert!(s.enrich_queue("t", 10).unwrap().is_empty());
+        assert_eq!(
+            s.enrichment("L1").unwrap().unwrap().1.as_deref(),
+            Some("qualified")
+        );
+
+        let row = |at: i64, v: &str| CacheRow {
+            provider: "api".into(),
+            kind: "company".into(),
+            key: "acme.com".into(),
+            value: v.into(),
+            fetched_at: at,
+        };
+        s.save_cache(&[row(100, "\"new\"")]).unwrap();
+        s.save_cache(&[row(50, "\"older\"")]).unwrap();
+        assert_eq!(s.cache_rows(0).unwrap(), vec![row(100, "\"new\"")]);
+        assert!(s.cache_rows(101).unwrap().is_empty());
+
+        s.save_provider_stats(run, "api", "{\"lookups\":3}")
+            .unwrap();
+        assert_eq!(
+            s.provider_stats(run).unwrap(),
+            vec![("api".to_string(), "{\"lookups\":3}".to_string())]
+        );
+    }
+}
