@@ -108,6 +108,9 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     std::fs::write(&one, "email\njane@example.com\n")?;
     let mut without = config.clone();
     without.dedupe.enabled = false;
+    without.enrich.enabled = false;
+    let mut enrich_only = config.clone();
+    enrich_only.dedupe.enabled = false;
     let run_once = |config: &Config, input: &std::path::Path, db: String| -> Result<Duration> {
         let opts = RunOptions {
             input: input.display().to_string(),
@@ -124,14 +127,17 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     };
     let mut e2e = Vec::new();
     let mut e2e_alone = Vec::new();
+    let mut e2e_enrich = Vec::new();
     let mut startup = Vec::new();
     for round in 0..rounds {
         e2e.push(run_once(config, &big, format!("e2e-{round}.db"))?);
         e2e_alone.push(run_once(&without, &big, format!("alone-{round}.db"))?);
+        e2e_enrich.push(run_once(&enrich_only, &big, format!("enrich-{round}.db"))?);
         startup.push(run_once(config, &one, format!("one-{round}.db"))?);
     }
     let e2e = median(e2e);
     let e2e_alone = median(e2e_alone);
+    let e2e_enrich = median(e2e_enrich);
     let startup = median(startup);
     let rate = e2e_count as f64 / e2e.as_secs_f64();
 
@@ -158,12 +164,17 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
         us(percentile(first_call, 0.99))
     );
     println!(
-        "| `leadgate run` end to end, SQLite, dedupe on | {:.0} leads/s | {e2e_count} leads in {:.2} s, start-up included |",
+        "| `leadgate run` end to end, SQLite, enrich + dedupe on | {:.0} leads/s | {e2e_count} leads in {:.2} s, start-up included |",
         rate,
         e2e.as_secs_f64()
     );
     println!(
-        "| `leadgate run` end to end, SQLite, dedupe off | {:.0} leads/s | {e2e_count} leads in {:.2} s, validation only |",
+        "| `leadgate run` end to end, SQLite, enrich on, dedupe off | {:.0} leads/s | {e2e_count} leads in {:.2} s |",
+        e2e_count as f64 / e2e_enrich.as_secs_f64(),
+        e2e_enrich.as_secs_f64()
+    );
+    println!(
+        "| `leadgate run` end to end, SQLite, enrich and dedupe off | {:.0} leads/s | {e2e_count} leads in {:.2} s, validation only |",
         e2e_count as f64 / e2e_alone.as_secs_f64(),
         e2e_alone.as_secs_f64()
     );

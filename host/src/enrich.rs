@@ -288,29 +288,45 @@ pub fn failure_issue(e: &CallError) -> Issue {
 #[derive(Serialize)]
 struct EnrichmentOut<'a> {
     status: EnrichStatus,
-    fields: serde_json::Map<String, serde_json::Value>,
+    fields: Fields<'a>,
     /// Why the lead was queued for re-enrichment.
     #[serde(skip_serializing_if = "Option::is_none")]
     requeued: Option<&'a str>,
 }
 
+/// The fields as an object keyed by field name, in the component's order.
+struct Fields<'a>(&'a [leadgate_lead::enrich::EnrichedField]);
+
+#[derive(Serialize)]
+struct FieldOut<'a> {
+    value: &'a str,
+    source: &'a str,
+    confidence: f64,
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|f| {
+            (
+                f.field.as_str(),
+                FieldOut {
+                    value: &f.value,
+                    source: &f.source,
+                    confidence: f.confidence,
+                },
+            )
+        }))
+    }
+}
+
+/// The enrichment as JSON, for the results and the store.
 pub fn enrichment_json(
     e: &Enrichment,
     requeued: Option<&str>,
 ) -> Result<Box<serde_json::value::RawValue>> {
-    let fields = e
-        .fields
-        .iter()
-        .map(|f| {
-            (
-                f.field.clone(),
-                serde_json::json!({"value": f.value, "source": f.source, "confidence": f.confidence}),
-            )
-        })
-        .collect();
     serde_json::value::to_raw_value(&EnrichmentOut {
         status: e.status,
-        fields,
+        fields: Fields(&e.fields),
         requeued,
     })
     .context("cannot encode an enrichment as JSON")

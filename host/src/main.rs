@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_dedupe;
+mod bench_enrich;
 mod classify;
 mod config;
 mod dedupe;
@@ -264,6 +265,23 @@ enum Command {
         /// 0 for none).
         #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
         sizes: Vec<usize>,
+        /// Benchmark enrich instead: per lead natively and through the
+        /// component with the configured providers, and an HTTP provider's
+        /// throughput under its rate limit (a loopback API).
+        #[arg(long, conflicts_with = "dedupe")]
+        enrich: bool,
+        /// With --enrich: leads through the HTTP provider.
+        #[arg(long, default_value_t = 1_000)]
+        http_leads: usize,
+        /// With --enrich: the HTTP provider's rate limit (requests/s).
+        #[arg(long, default_value_t = 200.0)]
+        http_rate: f64,
+        /// With --enrich: the loopback API's latency per request (ms).
+        #[arg(long, default_value_t = 50)]
+        http_latency_ms: u64,
+        /// With --enrich: lookups in flight at once.
+        #[arg(long, default_value_t = 32)]
+        http_concurrency: usize,
     },
 }
 
@@ -511,8 +529,25 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             stored,
             probes,
             sizes,
+            enrich,
+            http_leads,
+            http_rate,
+            http_latency_ms,
+            http_concurrency,
         } => {
-            if dedupe {
+            if enrich {
+                bench_enrich::run(
+                    &config,
+                    &bench_enrich::Options {
+                        leads,
+                        rounds: rounds.max(1),
+                        http_leads: http_leads.max(10),
+                        rate: if http_rate > 0.0 { http_rate } else { 200.0 },
+                        latency_ms: http_latency_ms,
+                        concurrency: http_concurrency.clamp(1, 256),
+                    },
+                )?;
+            } else if dedupe {
                 bench_dedupe::run(&config, stored, probes.max(1), &sizes)?;
             } else {
                 bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;

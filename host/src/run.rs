@@ -279,7 +279,11 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
     let bytes = reader.progress();
     // Two stages on two threads: reading and validation in one, matching,
     // results and the store in the other; chunks flow between them in order.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Validated>>(4);
+    // Room for two store batches, so reading and validation go on while the
+    // other stage commits one.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Validated>>(
+        (2 * STORE_BATCH).div_ceil(batch_size).max(4),
+    );
     let (outcome, io_error) = std::thread::scope(|scope| {
         let ctx = &ctx;
         let worker = scope.spawn(move || {

@@ -6,14 +6,30 @@
 /// Free-mail providers: the validate capability's list, so both agree.
 const FREE_MAIL: &str = include_str!("../../validate/data/free-mail.txt");
 
-/// `corporate` or `free` for an address's domain (lowercase).
+/// The free-mail list, sorted once per instance for binary search.
+fn free_mail() -> &'static [&'static str] {
+    static LIST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        let mut v: Vec<&'static str> = FREE_MAIL
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        v.sort_unstable();
+        v
+    })
+}
+
+/// `corporate` or `free` for an address's domain.
 pub fn email_type(email: &str) -> Option<&'static str> {
     let domain = email.rsplit_once('@')?.1;
-    let free = FREE_MAIL
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .any(|l| l.eq_ignore_ascii_case(domain));
+    let free = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        free_mail()
+            .binary_search(&domain.to_ascii_lowercase().as_str())
+            .is_ok()
+    } else {
+        free_mail().binary_search(&domain).is_ok()
+    };
     Some(if free { "free" } else { "corporate" })
 }
 
@@ -563,10 +579,9 @@ const DEPARTMENTS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The title lowercased, with punctuation other than `-` and `.` as spaces
-/// and single spaces, padded with spaces for whole-word search.
-fn words(title: &str) -> String {
-    let lowered: String = title
+/// The title lowercased, punctuation other than `-` and `.` made a space.
+fn lowered(title: &str) -> String {
+    title
         .to_lowercase()
         .chars()
         .map(|c| {
@@ -576,40 +591,36 @@ fn words(title: &str) -> String {
                 ' '
             }
         })
-        .collect();
-    let mut out = String::with_capacity(lowered.len() + 2);
-    out.push(' ');
-    for w in lowered.split_whitespace() {
-        out.push_str(w);
-        out.push(' ');
+        .collect()
+}
+
+/// Whether `phrase` (words separated by single spaces) stands in `words`
+/// as whole words, in order.
+fn has_phrase(words: &[&str], phrase: &str) -> bool {
+    let n = phrase.split(' ').count();
+    if n == 1 {
+        return words.contains(&phrase);
     }
-    out
+    words
+        .windows(n)
+        .any(|w| w.iter().copied().eq(phrase.split(' ')))
 }
 
-fn has_word(padded: &str, phrase: &str) -> bool {
-    let mut needle = String::with_capacity(phrase.len() + 2);
-    needle.push(' ');
-    needle.push_str(phrase);
-    needle.push(' ');
-    padded.contains(&needle)
-}
-
-fn first_match(padded: &str, table: &[(&'static str, &[&str])]) -> Option<&'static str> {
+fn first_match(words: &[&str], table: &[(&'static str, &[&str])]) -> Option<&'static str> {
     table
         .iter()
-        .find(|(_, ws)| ws.iter().any(|w| has_word(padded, w)))
+        .find(|(_, phrases)| phrases.iter().any(|p| has_phrase(words, p)))
         .map(|(name, _)| *name)
 }
 
 /// Seniority and department of a job title; `None` for what it does not
 /// tell. "VP Sales" → (vp, sales); "Software Engineer" → (None, engineering).
 pub fn title(title: &str) -> (Option<&'static str>, Option<&'static str>) {
-    let padded = words(title);
-    // "Head of" and "Lead" are leadership only as whole words; "Sr" and
-    // "Jr" are common abbreviations.
+    let lowered = lowered(title);
+    let words: Vec<&str> = lowered.split_whitespace().collect();
     (
-        first_match(&padded, SENIORITY),
-        first_match(&padded, DEPARTMENTS),
+        first_match(&words, SENIORITY),
+        first_match(&words, DEPARTMENTS),
     )
 }
 

@@ -40,7 +40,14 @@ pub use leadgate_lead::enrich::NO_PROVIDER;
 #[derive(Debug, Clone)]
 pub struct Enricher {
     settings: Settings,
+    /// Seniority and department by job title: titles repeat across leads.
+    titles: std::cell::RefCell<std::collections::HashMap<String, Title>>,
 }
+
+type Title = (Option<&'static str>, Option<&'static str>);
+
+/// Distinct titles remembered at most (then the memory starts over).
+const TITLE_MEMORY: usize = 4096;
 
 /// Fields collected for one lead.
 struct Out<'a> {
@@ -147,7 +154,23 @@ impl Out<'_> {
 
 impl Enricher {
     pub fn new(settings: Settings) -> Enricher {
-        Enricher { settings }
+        Enricher {
+            settings,
+            titles: Default::default(),
+        }
+    }
+
+    fn title(&self, title: &str) -> Title {
+        let mut memory = self.titles.borrow_mut();
+        if let Some(t) = memory.get(title) {
+            return *t;
+        }
+        if memory.len() >= TITLE_MEMORY {
+            memory.clear();
+        }
+        let t = derive::title(title);
+        memory.insert(title.to_string(), t);
+        t
     }
 
     /// An enricher from the tenant's settings as JSON.
@@ -234,7 +257,7 @@ impl Enricher {
             }
         }
         if let Some(title) = out.value("job_title").map(str::to_string) {
-            let (seniority, department) = derive::title(&title);
+            let (seniority, department) = self.title(&title);
             // A title that names a function but no rank is an individual
             // contributor's ("Software Engineer"), less surely.
             match (seniority, department) {

@@ -56,6 +56,7 @@ impl ProviderStats {
 /// Counters updated from many threads.
 #[derive(Default)]
 pub struct Recorder {
+    /// The counters, and the newest latencies (µs) in a ring.
     inner: Mutex<(ProviderStats, Vec<u32>)>,
 }
 
@@ -87,10 +88,14 @@ impl Recorder {
         if let Some(code) = error {
             *g.0.errors.entry(code).or_default() += 1;
         }
-        if g.1.len() >= MAX_SAMPLES {
-            g.1.remove(0);
+        let sample = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        if g.1.len() < MAX_SAMPLES {
+            g.1.push(sample);
+        } else {
+            // A ring: attempt n overwrites attempt n - MAX_SAMPLES.
+            let at = (g.0.attempts as usize - 1) % MAX_SAMPLES;
+            g.1[at] = sample;
         }
-        g.1.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
     }
 
     pub fn snapshot(&self) -> ProviderStats {

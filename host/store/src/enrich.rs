@@ -29,73 +29,116 @@ pub struct Qualified<'a> {
     pub reasons: &'a str,
 }
 
-/// Writes a record's enrichment and qualification (inside the batch's
-/// transaction).
+/// Writes a record's enrichment and qualification decisions and queues it
+/// for re-enrichment if it must be (inside the batch's transaction; the
+/// lead row itself already carries both).
 pub(crate) fn record(
     tx: &Transaction<'_>,
     r: &Record<'_>,
     run_id: i64,
     now: i64,
 ) -> Result<(), StoreError> {
-    write(
-        tx,
-        &r.raw.id,
-        &r.raw.tenant,
-        r.enrichment.as_ref(),
-        r.qualification.as_ref(),
-        Some(run_id),
-        now,
-    )
+    let lead = r.raw.id.as_str();
+    if let Some(e) = &r.enrichment {
+        let d = Decision {
+            lead,
+            run_id: Some(run_id),
+            now,
+        };
+        d.write(tx, "enrich", e.component, e.status, e.json)?;
+        // A lead of a run is new: there is nothing to take off the queue.
+        if let Some(reason) = e.requeue {
+            queue(tx, lead, &r.raw.tenant, reason, now)?;
+        }
+    }
+    if let Some(q) = &r.qualification {
+        let d = Decision {
+            lead,
+            run_id: Some(run_id),
+            now,
+        };
+        d.write(tx, "classify", "host", q.state, q.reasons)?;
+    }
+    Ok(())
 }
 
+/// Who a decision row is about.
+struct Decision<'a> {
+    lead: &'a str,
+    run_id: Option<i64>,
+    now: i64,
+}
+
+impl Decision<'_> {
+    fn write(
+        &self,
+        tx: &rusqlite::Connection,
+        capability: &str,
+        component: &str,
+        verdict: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        tx.prepare_cached(
+            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                self.lead, self.run_id, capability, component, verdict, detail, self.now
+            ])
+        })
+        .map(|_| ())
+        .map_err(sql("record decision"))
+    }
+}
+
+fn queue(
+    tx: &rusqlite::Connection,
+    lead: &str,
+    tenant: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO enrich_queue (lead_id, tenant, reason, queued_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(lead_id) DO UPDATE SET reason = excluded.reason,
+           attempts = attempts + 1, last_try_at = excluded.queued_at",
+    )
+    .and_then(|mut s| s.execute(params![lead, tenant, reason, now]))
+    .map(|_| ())
+    .map_err(sql("queue re-enrichment"))
+}
+
+/// Updates a stored lead's enrichment and qualification (re-enrichment).
 fn write(
     tx: &rusqlite::Connection,
     lead: &str,
     tenant: &str,
-    enrichment: Option<&Enriched<'_>>,
-    qualification: Option<&Qualified<'_>>,
-    run_id: Option<i64>,
+    e: &Enriched<'_>,
+    q: &Qualified<'_>,
     now: i64,
 ) -> Result<(), StoreError> {
-    if let Some(e) = enrichment {
-        tx.prepare_cached("UPDATE leads SET enrichment = ?2, updated_at = ?3 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![lead, e.json, now]))
-            .map_err(sql("record enrichment"))?;
-        tx.prepare_cached(
-            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
-             VALUES (?1, ?2, 'enrich', ?3, ?4, ?5, ?6)",
-        )
-        .and_then(|mut s| s.execute(params![lead, run_id, e.component, e.status, e.json, now]))
-        .map_err(sql("record enrich decision"))?;
-        match e.requeue {
-            Some(reason) => tx
-                .prepare_cached(
-                    "INSERT INTO enrich_queue (lead_id, tenant, reason, queued_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(lead_id) DO UPDATE SET reason = excluded.reason,
-                       attempts = attempts + 1, last_try_at = excluded.queued_at",
-                )
-                .and_then(|mut s| s.execute(params![lead, tenant, reason, now]))
-                .map_err(sql("queue re-enrichment"))?,
-            None => tx
-                .prepare_cached("DELETE FROM enrich_queue WHERE lead_id = ?1")
-                .and_then(|mut s| s.execute([lead]))
-                .map_err(sql("dequeue re-enrichment"))?,
-        };
+    tx.prepare_cached(
+        "UPDATE leads SET enrichment = ?2, qualification = ?3, qualification_reasons = ?4, updated_at = ?5
+          WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![lead, e.json, q.state, q.reasons, now]))
+    .map_err(sql("record enrichment"))?;
+    let d = Decision {
+        lead,
+        run_id: None,
+        now,
+    };
+    d.write(tx, "enrich", e.component, e.status, e.json)?;
+    d.write(tx, "classify", "host", q.state, q.reasons)?;
+    match e.requeue {
+        Some(reason) => queue(tx, lead, tenant, reason, now),
+        None => tx
+            .prepare_cached("DELETE FROM enrich_queue WHERE lead_id = ?1")
+            .and_then(|mut s| s.execute([lead]))
+            .map(|_| ())
+            .map_err(sql("dequeue re-enrichment")),
     }
-    if let Some(q) = qualification {
-        tx.prepare_cached(
-            "UPDATE leads SET qualification = ?2, qualification_reasons = ?3 WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute(params![lead, q.state, q.reasons]))
-        .map_err(sql("record qualification"))?;
-        tx.prepare_cached(
-            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
-             VALUES (?1, ?2, 'classify', 'host', ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| s.execute(params![lead, run_id, q.state, q.reasons, now]))
-        .map_err(sql("record classify decision"))?;
-    }
-    Ok(())
 }
 
 /// A lead waiting in the re-enrichment queue.
@@ -142,15 +185,7 @@ impl crate::Store {
             )
             .map_err(sql("update normalized lead"))?;
         }
-        write(
-            &tx,
-            lead,
-            tenant,
-            Some(enrichment),
-            Some(qualification),
-            None,
-            now,
-        )?;
+        write(&tx, lead, tenant, enrichment, qualification, now)?;
         tx.commit().map_err(sql("commit enrichment"))
     }
 

@@ -431,11 +431,15 @@ impl Store {
         {
             let mut upsert_lead = tx
                 .prepare_cached(
-                    "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at,
+                                        enrichment, qualification, qualification_reasons)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT(id) DO UPDATE SET raw = excluded.raw, normalized = excluded.normalized,
                        status = excluded.status, run_id = excluded.run_id, line = excluded.line,
-                       updated_at = excluded.updated_at",
+                       updated_at = excluded.updated_at,
+                       enrichment = COALESCE(excluded.enrichment, leads.enrichment),
+                       qualification = COALESCE(excluded.qualification, leads.qualification),
+                       qualification_reasons = COALESCE(excluded.qualification_reasons, leads.qualification_reasons)",
                 )
                 .map_err(sql("prepare lead insert"))?;
             let mut decision = tx
@@ -478,7 +482,10 @@ impl Store {
                         r.status.as_str(),
                         run_id,
                         r.line as i64,
-                        now
+                        now,
+                        r.enrichment.as_ref().map(|e| e.json),
+                        r.qualification.as_ref().map(|q| q.state),
+                        r.qualification.as_ref().map(|q| q.reasons),
                     ])
                     .map_err(sql("insert lead"))?;
                 decision
