@@ -204,11 +204,9 @@ impl Classifier {
             reasons: Vec::new(),
         };
         let mut find = |effect: Option<State>, reason: String| {
-            if let Some(s) = effect {
-                if !q.reasons.contains(&reason) {
-                    q.state = q.state.max(s);
-                    q.reasons.push(reason);
-                }
+            if let Some(s) = effect.filter(|_| !q.reasons.contains(&reason)) {
+                q.state = q.state.max(s);
+                q.reasons.push(reason);
             }
         };
         if let Some(code) = f.exception {

@@ -226,10 +226,10 @@ fn requeue_reason(
     let mut asked: Vec<(Kind, String)> = Vec::new();
     if let Some(email) = lead.email.as_deref() {
         asked.push((Kind::Person, email.to_string()));
-        if let Some((_, Some(Fetched::Person(p)))) = answers.get(Kind::Person, email) {
-            if let Some(d) = &p.company_domain {
-                asked.push((Kind::Company, d.clone()));
-            }
+        if let Some((_, Some(Fetched::Person(p)))) = answers.get(Kind::Person, email)
+            && let Some(d) = &p.company_domain
+        {
+            asked.push((Kind::Company, d.clone()));
         }
     }
     if let Some(domain) = lead.domain.as_deref() {
@@ -265,10 +265,10 @@ fn fill(lead: &mut Lead, e: &Enrichment) {
         if !FILLABLE.contains(&f.field.as_str()) {
             continue;
         }
-        if let Some(slot) = lead.field_mut(&f.field) {
-            if slot.as_deref().is_none_or(|v| v.trim().is_empty()) {
-                *slot = Some(f.value.clone());
-            }
+        if let Some(slot) = lead.field_mut(&f.field)
+            && slot.as_deref().is_none_or(|v| v.trim().is_empty())
+        {
+            *slot = Some(f.value.clone());
         }
     }
 }

@@ -18,8 +18,12 @@ struct ResultLine {
 
 #[derive(Deserialize)]
 struct ResultIssue {
+    #[serde(default)]
+    field: String,
     code: String,
     severity: leadgate_lead::Severity,
+    #[serde(default)]
+    message: String,
 }
 
 struct Expected {
@@ -89,14 +93,17 @@ pub fn evaluate(results: &Path, truth: &Path) -> Result<Report> {
         };
         // Validation agreement: what dedupe added (a duplicate status, a
         // possible-duplicate review) is set aside and the validation
-        // verdict read back from the remaining issues.
+        // verdict read back from the remaining issues; enrichment's
+        // findings (which never change the status) are set aside too, as
+        // is an enrich component's failure on an otherwise valid lead.
+        let later = |i: &ResultIssue| {
+            i.code.starts_with("dedupe.")
+                || i.code.starts_with("enrich.")
+                || (i.field == "component" && i.message.starts_with("enrich component failed"))
+        };
         let dedupe =
             r.status == "duplicate" || r.issues.iter().any(|i| i.code.starts_with("dedupe."));
-        let issues: Vec<ResultIssue> = r
-            .issues
-            .into_iter()
-            .filter(|i| !i.code.starts_with("dedupe."))
-            .collect();
+        let issues: Vec<ResultIssue> = r.issues.into_iter().filter(|i| !later(i)).collect();
         let status = if dedupe && r.status != "rejected" && r.status != "exception" {
             let worst = issues.iter().map(|i| i.severity).max();
             match worst {

@@ -251,7 +251,7 @@ impl<'a> Stage<'a> {
                     .map(|rec| rec.master.clone().unwrap_or_else(|| rec.id.clone()))
                     .unwrap_or_else(|| cand.id.clone()),
             };
-            let conflict = survivorship::consent_conflict(&leads[i], other);
+            let conflict = survivorship::consent_conflict(leads[i], other);
             let decision = self.policy.decide(probability, conflict.is_some());
             let with = match decision {
                 Decision::Merge | Decision::Link => {

@@ -194,6 +194,7 @@ pub fn show(db: &str, id: &str) -> Result<()> {
     let json =
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
     let golden = store.golden(id)?.map(|g| json(&g));
+    let enriched = store.enrichment(id)?.unwrap_or_default();
     let out = serde_json::json!({
         "id": row.id,
         "tenant": row.tenant,
@@ -203,6 +204,12 @@ pub fn show(db: &str, id: &str) -> Result<()> {
         "normalized": row.normalized.as_deref().map(json),
         "golden": golden,
         "merges": store.merges_of(id)?,
+        "enrichment": enriched.enrichment.as_deref().map(json),
+        "enrichment_queued": enriched.queued,
+        "qualification": enriched.qualification.map(|state| serde_json::json!({
+            "state": state,
+            "reasons": enriched.reasons.as_deref().map(json),
+        })),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

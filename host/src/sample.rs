@@ -1481,42 +1481,6 @@ pub fn read_leads(path: &Path) -> Result<Vec<leadgate_lead::Lead>> {
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_seed_same_rows() {
-        let a: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
-        let b: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn generated_phone_numbers_are_valid_for_their_country() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for c in COUNTRIES {
-            for _ in 0..50 {
-                let (national, intl) = (c.phone)(&mut rng);
-                let p = leadgate_validate::phone::parse(&national, Some(c.code))
-                    .unwrap_or_else(|e| panic!("{} {national}: {e:?}", c.code));
-                let q = leadgate_validate::phone::parse(&intl, None).unwrap();
-                assert_eq!(p.e164, q.e164);
-            }
-        }
-    }
-
-    #[test]
-    fn every_kind_appears_in_a_thousand_rows() {
-        let rows = generate(1000, 7);
-        for (kind, _) in KINDS {
-            assert!(rows.iter().any(|r| r.kind == *kind), "{kind}");
-        }
-        let people: std::collections::HashSet<usize> = rows.iter().map(|r| r.person).collect();
-        assert!(people.len() < rows.len(), "some people appear twice");
-    }
-}
-
 /// Industries of the generated firmographics.
 const INDUSTRIES: &[&str] = &[
     "Software",
@@ -1624,4 +1588,40 @@ pub fn write_companies(path: &Path, seed: u64) -> Result<usize> {
     w.flush()
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_rows() {
+        let a: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
+        let b: Vec<[String; 13]> = generate(50, 3).into_iter().map(|r| r.fields).collect();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn generated_phone_numbers_are_valid_for_their_country() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for c in COUNTRIES {
+            for _ in 0..50 {
+                let (national, intl) = (c.phone)(&mut rng);
+                let p = leadgate_validate::phone::parse(&national, Some(c.code))
+                    .unwrap_or_else(|e| panic!("{} {national}: {e:?}", c.code));
+                let q = leadgate_validate::phone::parse(&intl, None).unwrap();
+                assert_eq!(p.e164, q.e164);
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_appears_in_a_thousand_rows() {
+        let rows = generate(1000, 7);
+        for (kind, _) in KINDS {
+            assert!(rows.iter().any(|r| r.kind == *kind), "{kind}");
+        }
+        let people: std::collections::HashSet<usize> = rows.iter().map(|r| r.person).collect();
+        assert!(people.len() < rows.len(), "some people appear twice");
+    }
 }

@@ -239,10 +239,12 @@ impl Enricher {
         }
 
         // Derivations, for what no provider supplied.
-        if s.company_from_domain {
-            if let Some(name) = domain.as_deref().and_then(derive::company_from_domain) {
-                out.set("company", Some(&name), DERIVED, COMPANY_FROM_DOMAIN);
-            }
+        if let Some(name) = domain
+            .as_deref()
+            .filter(|_| s.company_from_domain)
+            .and_then(derive::company_from_domain)
+        {
+            out.set("company", Some(&name), DERIVED, COMPANY_FROM_DOMAIN);
         }
         if let Some(country) = lead.phone.as_deref().and_then(derive::country_from_phone) {
             out.set("country", Some(country), DERIVED, COUNTRY_FROM_PHONE);

@@ -30,9 +30,13 @@ pub enum Hit {
     Miss,
 }
 
+/// (provider, kind, key).
+type CacheKey = (String, Kind, String);
+
 #[derive(Default)]
 pub struct Cache {
-    map: Mutex<HashMap<(String, Kind, String), (Fetched, i64)>>,
+    /// The answer and when it was fetched.
+    map: Mutex<HashMap<CacheKey, (Fetched, i64)>>,
     new: Mutex<Vec<Entry>>,
 }
 

@@ -211,6 +211,9 @@ impl Guarded {
     }
 }
 
+/// What each local data set loaded: (provider, kind, report).
+pub type LoadReports = Vec<(String, Kind, LoadReport)>;
+
 /// A lookup's answer: provenance, and the record if found.
 pub type Resolved = (Provenance, Option<Fetched>);
 
@@ -244,7 +247,7 @@ impl Chain {
     pub fn from_config(
         configs: &[ProviderConfig],
         base: &Path,
-    ) -> Result<(Chain, Vec<(String, Kind, LoadReport)>), SetupError> {
+    ) -> Result<(Chain, LoadReports), SetupError> {
         let mut providers = Vec::new();
         let mut reports = Vec::new();
         for c in configs {
@@ -315,8 +318,8 @@ impl Chain {
     /// Resolves what needs no waiting (local providers, fresh cache
     /// entries). `Err(walk)`: the rest needs [`Chain::resume`], off the hot
     /// path.
-    pub fn resolve_fast(&self, kind: Kind, key: &str) -> Result<Resolved, Walk> {
-        let mut walk = Walk::default();
+    pub fn resolve_fast(&self, kind: Kind, key: &str) -> Result<Resolved, Box<Walk>> {
+        let mut walk = Box::<Walk>::default();
         while let Some(g) = self.providers.get(walk.next) {
             if !g.serves(kind) {
                 walk.next += 1;
@@ -330,11 +333,11 @@ impl Chain {
                 return Ok(found);
             }
         }
-        Ok(self.conclude(walk))
+        Ok(self.conclude(*walk))
     }
 
     /// Finishes a lookup from where [`Chain::resolve_fast`] stopped.
-    pub fn resume(&self, kind: Kind, key: &str, mut walk: Walk) -> Resolved {
+    pub fn resume(&self, kind: Kind, key: &str, mut walk: Box<Walk>) -> Resolved {
         while let Some(g) = self.providers.get(walk.next) {
             walk.next += 1;
             if !g.serves(kind) {
@@ -345,7 +348,7 @@ impl Chain {
                 return found;
             }
         }
-        self.conclude(walk)
+        self.conclude(*walk)
     }
 
     /// Resolves a lookup, waiting on providers as needed.

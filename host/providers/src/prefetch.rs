@@ -21,11 +21,9 @@ type Key = (Kind, String);
 
 enum Slot {
     /// Being fetched; `waiters` callers want the answer.
-    InFlight {
-        waiters: usize,
-    },
+    InFlight { waiters: usize },
     Done {
-        answer: Resolved,
+        answer: Box<Resolved>,
         waiters: usize,
     },
 }
@@ -39,7 +37,7 @@ struct Shared {
 
 struct Job {
     key: Key,
-    walk: Walk,
+    walk: Box<Walk>,
 }
 
 /// Resolves lookups for batches, with a worker pool for remote providers.
@@ -81,7 +79,13 @@ fn worker(chain: Arc<Chain>, shared: Arc<Shared>, jobs: Arc<Mutex<Receiver<Job>>
         match slots.get(&job.key) {
             Some(Slot::InFlight { waiters }) if *waiters > 0 => {
                 let waiters = *waiters;
-                slots.insert(job.key, Slot::Done { answer, waiters });
+                slots.insert(
+                    job.key,
+                    Slot::Done {
+                        answer: Box::new(answer),
+                        waiters,
+                    },
+                );
             }
             // Nobody waits any more: the answer is in the cache (if it
             // is worth caching) for whoever asks next.
@@ -130,7 +134,7 @@ impl Prefetcher {
 
     /// Starts fetching `key` (or joins the fetch under way); `wait` registers
     /// the caller as waiting for the answer.
-    fn start(&self, key: Key, walk: Walk, wait: bool) -> bool {
+    fn start(&self, key: Key, walk: Box<Walk>, wait: bool) -> bool {
         let Some(jobs) = &self.jobs else {
             return false;
         };
@@ -191,7 +195,7 @@ impl Prefetcher {
                     let Some(Slot::Done { answer, waiters }) = slots.get_mut(k) else {
                         return true;
                     };
-                    answers.insert(k.clone(), answer.clone());
+                    answers.insert(k.clone(), (**answer).clone());
                     *waiters -= 1;
                     if *waiters == 0 {
                         slots.remove(k);
@@ -271,7 +275,7 @@ pub struct Answers {
     answers: HashMap<Key, Resolved>,
     /// Asked by the component but not prefetched, and not answerable
     /// without waiting.
-    missed: Vec<(Key, Walk)>,
+    missed: Vec<(Key, Box<Walk>)>,
 }
 
 impl Answers {

@@ -3,6 +3,8 @@
 //! cache fallback, the request rate never above the limit, timeouts,
 //! malformed JSON, connection resets, the time budget and concurrency.
 
+#![allow(clippy::unwrap_used)]
+
 use fixture_fake_provider::{FakeProvider, Reply, company_json};
 use leadgate_lead::enrich::{Company, Outcome};
 use leadgate_providers::cache::Entry;

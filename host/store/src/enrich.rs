@@ -154,6 +154,18 @@ pub struct Queued {
     pub status: String,
 }
 
+/// A lead's enrichment and qualification as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredEnrichment {
+    /// The enrichment object (JSON).
+    pub enrichment: Option<String>,
+    pub qualification: Option<String>,
+    /// The reason codes (JSON array).
+    pub reasons: Option<String>,
+    /// Why it waits in the re-enrichment queue, if it does.
+    pub queued: Option<String>,
+}
+
 /// One provider answer, as cached.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheRow {
@@ -262,16 +274,21 @@ impl crate::Store {
         Ok((Some(verdict), issues))
     }
 
-    /// A lead's stored enrichment (JSON) and qualification state.
-    pub fn enrichment(
-        &self,
-        lead: &str,
-    ) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+    /// A lead's stored enrichment and qualification; `None` for no such lead.
+    pub fn enrichment(&self, lead: &str) -> Result<Option<StoredEnrichment>, StoreError> {
         self.conn
             .query_row(
-                "SELECT enrichment, qualification FROM leads WHERE id = ?1",
+                "SELECT l.enrichment, l.qualification, l.qualification_reasons, q.reason
+                   FROM leads l LEFT JOIN enrich_queue q ON q.lead_id = l.id WHERE l.id = ?1",
                 [lead],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok(StoredEnrichment {
+                        enrichment: r.get(0)?,
+                        qualification: r.get(1)?,
+                        reasons: r.get(2)?,
+                        queued: r.get(3)?,
+                    })
+                },
             )
             .optional()
             .map_err(sql("read enrichment"))
@@ -401,10 +418,10 @@ mod tests {
         let q = s.enrich_queue("t", 10).unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!((q[0].lead_id.as_str(), q[0].attempts), ("L1", 0));
-        assert_eq!(
-            s.enrichment("L1").unwrap(),
-            Some((Some(e.json.to_string()), Some("incomplete".into())))
-        );
+        let stored = s.enrichment("L1").unwrap().unwrap();
+        assert_eq!(stored.enrichment.as_deref(), Some(e.json));
+        assert_eq!(stored.qualification.as_deref(), Some("incomplete"));
+        assert_eq!(stored.queued.as_deref(), Some("pending: company acme.com"));
         // Still pending: queued again, one more attempt.
         s.update_enrichment(
             "L1",
@@ -438,10 +455,9 @@ mod tests {
         )
         .unwrap();
         assert!(s.enrich_queue("t", 10).unwrap().is_empty());
-        assert_eq!(
-            s.enrichment("L1").unwrap().unwrap().1.as_deref(),
-            Some("qualified")
-        );
+        let stored = s.enrichment("L1").unwrap().unwrap();
+        assert_eq!(stored.qualification.as_deref(), Some("qualified"));
+        assert_eq!(stored.queued, None);
 
         let row = |at: i64, v: &str| CacheRow {
             provider: "api".into(),
