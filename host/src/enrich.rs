@@ -144,6 +144,12 @@ impl<'a> EnrichStage<'a> {
         }
     }
 
+    /// Waits up to one budget for lookups still under way (their answers
+    /// reach the cache).
+    pub fn settle(&self) {
+        self.prefetcher.settle(self.budget);
+    }
+
     fn instance(&mut self) -> Result<&mut EnricherInstance, CallError> {
         if self
             .instance

@@ -302,6 +302,11 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
                     }
                 }
                 if chunk.is_empty() {
+                    // Lookups still under way get one more budget to land in
+                    // the cache, so re-enrichment need not ask again.
+                    if let Some(e) = &enricher {
+                        e.settle();
+                    }
                     return io_error;
                 }
                 let validated = validate_chunk(ctx, &mut chunk, &mut validator, enricher.as_mut());

@@ -9,7 +9,7 @@
 //!   and measure dedupe on the labelled sample (`leadgate eval dedupe`).
 //! - `test`: build, then `cargo test --workspace --release`.
 //! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
-//!   `--dedupe`).
+//!   `--dedupe` or `--enrich`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
