@@ -100,24 +100,6 @@ impl Default for ClassifyConfig {
     }
 }
 
-/// Canonical fields a classification may require.
-const LEAD_FIELDS: &[&str] = &[
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "full_name",
-    "job_title",
-    "company",
-    "website",
-    "domain",
-    "street",
-    "city",
-    "postcode",
-    "region",
-    "country",
-];
-
 impl ClassifyConfig {
     pub fn check(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.min_confidence) {
@@ -127,12 +109,12 @@ impl ClassifyConfig {
             );
         }
         for f in &self.required {
-            if !LEAD_FIELDS.contains(&f.as_str())
+            if !leadgate_lead::TEXT_FIELDS.contains(&f.as_str())
                 && !leadgate_enrich::settings::FIELDS.contains(&f.as_str())
             {
                 bail!(
                     "classify.required: unknown field `{f}` (lead fields: {}; enrichment: {})",
-                    LEAD_FIELDS.join(", "),
+                    leadgate_lead::TEXT_FIELDS.join(", "),
                     leadgate_enrich::settings::FIELDS.join(", ")
                 );
             }
@@ -165,27 +147,6 @@ pub struct Facts<'a> {
     pub enrich_failed: bool,
     /// A component failure sent the lead to the exception queue: its code.
     pub exception: Option<&'a str>,
-}
-
-fn lead_value<'a>(lead: &'a Lead, field: &str) -> Option<&'a str> {
-    let v = match field {
-        "email" => &lead.email,
-        "phone" => &lead.phone,
-        "first_name" => &lead.first_name,
-        "last_name" => &lead.last_name,
-        "full_name" => &lead.full_name,
-        "job_title" => &lead.job_title,
-        "company" => &lead.company,
-        "website" => &lead.website,
-        "domain" => &lead.domain,
-        "street" => &lead.street,
-        "city" => &lead.city,
-        "postcode" => &lead.postcode,
-        "region" => &lead.region,
-        "country" => &lead.country,
-        _ => return None,
-    };
-    v.as_deref().filter(|s| !s.trim().is_empty())
 }
 
 pub struct Classifier {
@@ -241,7 +202,7 @@ impl Classifier {
                     find(c.low_confidence.state(), format!("low_confidence.{field}"));
                 }
                 Some(_) => {}
-                None if lead_value(lead, field).is_some() => {}
+                None if lead.field(field).is_some() => {}
                 None => find(Some(State::Incomplete), format!("missing.{field}")),
             }
         }

@@ -61,17 +61,7 @@ struct Out<'a> {
 impl Out<'_> {
     /// The lead's own value of a canonical field, or what enrichment set.
     fn value(&self, field: &str) -> Option<&str> {
-        let own = match field {
-            "company" => self.lead.company.as_deref(),
-            "country" => self.lead.country.as_deref(),
-            "city" => self.lead.city.as_deref(),
-            "region" => self.lead.region.as_deref(),
-            "job_title" => self.lead.job_title.as_deref(),
-            "first_name" => self.lead.first_name.as_deref(),
-            "last_name" => self.lead.last_name.as_deref(),
-            _ => None,
-        };
-        own.filter(|v| !v.is_empty()).or_else(|| {
+        self.lead.field(field).or_else(|| {
             self.fields
                 .iter()
                 .find(|f| f.field == field)

@@ -144,6 +144,31 @@ pub const TEXT_FIELDS: &[&str] = &[
 ];
 
 impl Lead {
+    /// The value of the text field named `name` (one of [`TEXT_FIELDS`]),
+    /// `None` when it is absent or empty, or `name` is not a text field.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        let v = match name {
+            "email" => &self.email,
+            "phone" => &self.phone,
+            "phone_extension" => &self.phone_extension,
+            "first_name" => &self.first_name,
+            "last_name" => &self.last_name,
+            "full_name" => &self.full_name,
+            "job_title" => &self.job_title,
+            "company" => &self.company,
+            "company_key" => &self.company_key,
+            "website" => &self.website,
+            "domain" => &self.domain,
+            "street" => &self.street,
+            "city" => &self.city,
+            "postcode" => &self.postcode,
+            "region" => &self.region,
+            "country" => &self.country,
+            _ => return None,
+        };
+        v.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The text field named `name` (one of [`TEXT_FIELDS`]).
     pub fn field_mut(&mut self, name: &str) -> Option<&mut Option<String>> {
         Some(match name {

@@ -180,26 +180,7 @@ pub fn golden(members: &[(String, Lead)], rules: &Rules) -> Option<Golden> {
 }
 
 fn text<'a>(lead: &'a Lead, field: &str) -> Option<&'a str> {
-    let v = match field {
-        "email" => &lead.email,
-        "phone" => &lead.phone,
-        "phone_extension" => &lead.phone_extension,
-        "first_name" => &lead.first_name,
-        "last_name" => &lead.last_name,
-        "full_name" => &lead.full_name,
-        "job_title" => &lead.job_title,
-        "company" => &lead.company,
-        "company_key" => &lead.company_key,
-        "website" => &lead.website,
-        "domain" => &lead.domain,
-        "street" => &lead.street,
-        "city" => &lead.city,
-        "postcode" => &lead.postcode,
-        "region" => &lead.region,
-        "country" => &lead.country,
-        _ => return None,
-    };
-    v.as_deref().filter(|s| !s.is_empty())
+    lead.field(field)
 }
 
 /// One consent per purpose: an opt-out anywhere in the group wins over any

@@ -9,13 +9,13 @@
 
 use crate::engine::Runtime;
 use crate::failure::Phase;
-use crate::load::{self, Capability};
+use crate::load::{Capability, Loaded};
 use crate::sandbox::Sandbox;
 use crate::session::Session;
 use crate::{CallError, LoadError};
 use leadgate_lead as m;
 use leadgate_lead::enrich as e;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasmtime::component::{HasSelf, Linker, ResourceAny};
 
 mod bindings {
@@ -111,40 +111,24 @@ fn link_lookup(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
     host::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |s| s)
 }
 
-/// An enrich component, compiled and linked once, ready to instantiate.
-pub struct EnricherComponent {
-    runtime: Runtime,
-    pre: bindings::EnricherPre<Sandbox>,
-    path: PathBuf,
-    digest: String,
-}
+/// A enrich component, compiled and linked once, ready to instantiate.
+pub type EnricherComponent = Loaded<bindings::EnricherPre<Sandbox>>;
 
 impl EnricherComponent {
     /// Loads and checks the component at `path`.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<EnricherComponent, LoadError> {
-        let loaded = load::load(runtime, path, CAPABILITY, link_lookup)?;
-        let pre = bindings::EnricherPre::new(loaded.instance_pre)
-            .map_err(|e| load::wrong_world(path, CAPABILITY, format!("{e:#}")))?;
-        Ok(EnricherComponent {
-            runtime: runtime.clone(),
-            pre,
-            path: path.to_path_buf(),
-            digest: loaded.digest,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// SHA-256 of the component file.
-    pub fn digest(&self) -> &str {
-        &self.digest
+        Loaded::new(
+            runtime,
+            path,
+            CAPABILITY,
+            link_lookup,
+            bindings::EnricherPre::new,
+        )
     }
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<EnricherInstance, CallError> {
-        let mut session = Session::new(&self.runtime, self.path.display().to_string());
+        let mut session = self.session();
         let bindings = self
             .pre
             .instantiate(&mut session.store)

@@ -31,6 +31,7 @@ pub mod wit;
 pub use deduper::{DeduperComponent, DeduperInstance};
 pub use engine::{Limits, Runtime};
 pub use enricher::{EnricherComponent, EnricherInstance};
+pub use load::Loaded;
 pub use validator::{ValidatorComponent, ValidatorInstance};
 
 use std::path::PathBuf;

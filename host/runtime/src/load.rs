@@ -28,9 +28,57 @@ impl Capability {
 }
 
 /// A component compiled and linked, ready to instantiate.
-pub(crate) struct Loaded {
-    pub instance_pre: InstancePre<Sandbox>,
-    pub digest: String,
+struct Linked {
+    instance_pre: InstancePre<Sandbox>,
+    digest: String,
+}
+
+/// A component compiled, checked and linked for one world (`P`: the
+/// world's typed `InstancePre` from `bindgen!`), ready to instantiate. Each
+/// world names it: [`ValidatorComponent`](crate::ValidatorComponent),
+/// [`DeduperComponent`](crate::DeduperComponent),
+/// [`EnricherComponent`](crate::EnricherComponent).
+pub struct Loaded<P> {
+    pub(crate) runtime: Runtime,
+    pub(crate) pre: P,
+    path: PathBuf,
+    digest: String,
+}
+
+impl<P> Loaded<P> {
+    /// Loads the component at `path` for `cap`, linking WASI and `imports`;
+    /// `typed` checks the world's exports and types the result.
+    pub(crate) fn new(
+        runtime: &Runtime,
+        path: &Path,
+        cap: Capability,
+        imports: HostImports,
+        typed: impl FnOnce(InstancePre<Sandbox>) -> wasmtime::Result<P>,
+    ) -> Result<Loaded<P>, LoadError> {
+        let linked = load(runtime, path, cap, imports)?;
+        let pre =
+            typed(linked.instance_pre).map_err(|e| wrong_world(path, cap, format!("{e:#}")))?;
+        Ok(Loaded {
+            runtime: runtime.clone(),
+            pre,
+            path: path.to_path_buf(),
+            digest: linked.digest,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// SHA-256 of the component file.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// A fresh store for one instance of this component.
+    pub(crate) fn session(&self) -> crate::session::Session {
+        crate::session::Session::new(&self.runtime, self.path.display().to_string())
+    }
 }
 
 /// Host interfaces a world imports beyond WASI, added to its linker.
@@ -43,12 +91,12 @@ pub(crate) fn wasi_only(_: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
 
 /// Loads and checks the component at `path` for `cap`, linking WASI and
 /// the world's own host imports.
-pub(crate) fn load(
+fn load(
     runtime: &Runtime,
     path: &Path,
     cap: Capability,
     imports: HostImports,
-) -> Result<Loaded, LoadError> {
+) -> Result<Linked, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
@@ -78,7 +126,7 @@ pub(crate) fn load(
             },
         }
     })?;
-    Ok(Loaded {
+    Ok(Linked {
         instance_pre,
         digest,
     })

@@ -3,11 +3,12 @@
 
 use crate::engine::Runtime;
 use crate::failure::Phase;
-use crate::load::{self, Capability};
+use crate::load::{self, Capability, Loaded};
+use crate::sandbox::Sandbox;
 use crate::session::Session;
 use crate::{CallError, LoadError};
 use leadgate_lead as m;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use wasmtime::component::ResourceAny;
 
 #[doc(hidden)]
@@ -37,39 +38,23 @@ const CAPABILITY: Capability = Capability {
 };
 
 /// A validate component, compiled and linked once, ready to instantiate.
-pub struct ValidatorComponent {
-    runtime: Runtime,
-    pre: bindings::ValidatorPre<crate::sandbox::Sandbox>,
-    path: PathBuf,
-    digest: String,
-}
+pub type ValidatorComponent = Loaded<bindings::ValidatorPre<Sandbox>>;
 
 impl ValidatorComponent {
     /// Loads and checks the component at `path`.
     pub fn load(runtime: &Runtime, path: &Path) -> Result<ValidatorComponent, LoadError> {
-        let loaded = load::load(runtime, path, CAPABILITY, load::wasi_only)?;
-        let pre = bindings::ValidatorPre::new(loaded.instance_pre)
-            .map_err(|e| load::wrong_world(path, CAPABILITY, format!("{e:#}")))?;
-        Ok(ValidatorComponent {
-            runtime: runtime.clone(),
-            pre,
-            path: path.to_path_buf(),
-            digest: loaded.digest,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// SHA-256 of the component file.
-    pub fn digest(&self) -> &str {
-        &self.digest
+        Loaded::new(
+            runtime,
+            path,
+            CAPABILITY,
+            load::wasi_only,
+            bindings::ValidatorPre::new,
+        )
     }
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<ValidatorInstance, CallError> {
-        let mut session = Session::new(&self.runtime, self.path.display().to_string());
+        let mut session = self.session();
         let bindings = self
             .pre
             .instantiate(&mut session.store)
