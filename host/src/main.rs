@@ -85,7 +85,8 @@ impl InputArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Normalize and validate a file of leads; one JSON result per record.
+    /// Normalize, validate, enrich, deduplicate and classify a file of
+    /// leads; one JSON result per record.
     Run {
         #[command(flatten)]
         from: InputArgs,

@@ -207,9 +207,11 @@ fn the_request_rate_never_exceeds_the_limit() {
     );
     assert_eq!(server.requests().len(), 48);
     // A bucket of 4 refilled at 40/s: at most 4 + 40·T in any window T
-    // (one more for the arrival jitter of loopback).
-    assert!(server.max_in_window(Duration::from_secs(1)) <= 45);
-    assert!(server.max_in_window(Duration::from_millis(250)) <= 4 + 10 + 1);
+    // (two more for the arrival jitter of loopback on a loaded machine).
+    let second = server.max_in_window(Duration::from_secs(1));
+    assert!(second <= 4 + 40 + 2, "{second} in one second");
+    let quarter = server.max_in_window(Duration::from_millis(250));
+    assert!(quarter <= 4 + 10 + 2, "{quarter} in a quarter second");
     let span = server.arrivals().last().unwrap() - server.arrivals()[0];
     assert!(
         span >= 0.9,
