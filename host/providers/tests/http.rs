@@ -376,3 +376,21 @@ fn a_slow_provider_does_not_serialize_the_batch() {
             .all(|(k, d)| answers.get(*k, d).unwrap().0.outcome == Outcome::Found)
     );
 }
+
+#[test]
+fn the_credential_comes_from_the_environment_and_is_sent() {
+    let server = FakeProvider::start(|r| Reply::Json(company_json(&r.path)));
+    // A variable no other test reads.
+    // SAFETY: set once, before any thread of this test reads it; the name is
+    // this test's own.
+    unsafe { std::env::set_var("LEADGATE_TEST_FAKE_API_KEY", "s3cret") };
+    let chain = chain(&[config(
+        &server,
+        serde_json::json!({"auth_env": "LEADGATE_TEST_FAKE_API_KEY", "auth_prefix": "Bearer "}),
+    )]);
+    let (p, _) = chain.resolve(Kind::Company, "acme.com");
+    assert_eq!(p.outcome, Outcome::Found);
+    let sent = server.requests();
+    assert_eq!(sent[0].authorization.as_deref(), Some("Bearer s3cret"));
+    assert_eq!(sent[0].path, "/v1/companies?domain=acme.com");
+}
