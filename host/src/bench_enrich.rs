@@ -10,7 +10,7 @@ use crate::enrich::EnrichStage;
 use anyhow::{Context, Result, bail};
 use fixture_fake_provider::{FakeProvider, Reply, company_json};
 use leadgate_lead::Lead;
-use leadgate_providers::{Kind, Prefetcher, ProviderConfig};
+use leadgate_providers::{Prefetcher, ProviderConfig};
 use leadgate_runtime::{EnricherComponent, Runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,31 +75,13 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
         o.rounds
     );
 
-    let mut stage = EnrichStage::new(
-        &component,
-        config.enrich_settings()?,
-        chain.clone(),
-        config.enrich.concurrency,
-        budget,
-    )?;
+    let mut stage = EnrichStage::for_tenant(&component, config, chain.clone(), budget)?;
     let native = leadgate_enrich::Enricher::from_json(&config.enrich_settings()?)?;
     let prefetcher = Prefetcher::new(chain.clone(), 1);
-    let keys_of = |chunk: &[Lead]| -> Vec<(Kind, String)> {
-        let mut keys = Vec::new();
-        for l in chunk {
-            if let Some(e) = l.email.as_deref() {
-                keys.push((Kind::Person, Kind::Person.normalize(e)));
-            }
-            if let Some(d) = l.domain.as_deref() {
-                keys.push((Kind::Company, Kind::Company.normalize(d)));
-            }
-        }
-        keys
-    };
     let native_pass = || {
         let t = Instant::now();
         for chunk in leads.chunks(batch) {
-            let mut answers = prefetcher.prefetch(&keys_of(chunk), budget);
+            let mut answers = prefetcher.prefetch(&crate::enrich::lookup_keys(chunk), budget);
             for l in chunk {
                 std::hint::black_box(native.enrich(l, &mut answers));
             }

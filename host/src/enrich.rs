@@ -122,6 +122,23 @@ pub struct EnrichStage<'a> {
 }
 
 impl<'a> EnrichStage<'a> {
+    /// The stage with the tenant's enrich settings and concurrency from
+    /// `config`, waiting at most `budget` per batch.
+    pub fn for_tenant(
+        component: &'a EnricherComponent,
+        config: &Config,
+        chain: Arc<Chain>,
+        budget: Duration,
+    ) -> Result<EnrichStage<'a>> {
+        EnrichStage::new(
+            component,
+            config.enrich_settings()?,
+            chain,
+            config.enrich.concurrency,
+            budget,
+        )
+    }
+
     pub fn new(
         component: &'a EnricherComponent,
         settings: String,
@@ -171,15 +188,7 @@ impl<'a> EnrichStage<'a> {
         if leads.is_empty() {
             return Vec::new();
         }
-        let mut keys: Vec<(Kind, String)> = Vec::with_capacity(leads.len() * 2);
-        for l in leads.iter() {
-            if let Some(e) = l.email.as_deref().filter(|e| e.contains('@')) {
-                keys.push((Kind::Person, Kind::Person.normalize(e)));
-            }
-            if let Some(d) = l.domain.as_deref() {
-                keys.push((Kind::Company, Kind::Company.normalize(d)));
-            }
-        }
+        let keys = lookup_keys(leads);
         let answers = SharedAnswers::new(self.prefetcher.prefetch(&keys, self.budget));
         let results = {
             let refs: Vec<&Lead> = leads.iter().collect();
@@ -219,6 +228,21 @@ impl<'a> EnrichStage<'a> {
         let mut lent: Option<LentLookups> = Some(Box::new(answers.clone()));
         self.instance()?.enrich(leads, now, &mut lent)
     }
+}
+
+/// The lookups a batch of leads needs before the component runs: each
+/// lead's person (by email) and company (by registrable domain).
+pub fn lookup_keys(leads: &[Lead]) -> Vec<(Kind, String)> {
+    let mut keys = Vec::with_capacity(leads.len() * 2);
+    for l in leads {
+        if let Some(e) = l.email.as_deref().filter(|e| e.contains('@')) {
+            keys.push((Kind::Person, Kind::Person.normalize(e)));
+        }
+        if let Some(d) = l.domain.as_deref() {
+            keys.push((Kind::Company, Kind::Company.normalize(d)));
+        }
+    }
+    keys
 }
 
 /// Why a lead must be enriched again: a lookup for its own keys (or its

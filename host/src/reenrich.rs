@@ -59,13 +59,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
     let path = config.enrich_component()?;
     let component = EnricherComponent::load(&runtime, &path)?;
     let chain = crate::enrich::chain(config, &store)?;
-    let mut stage = EnrichStage::new(
-        &component,
-        config.enrich_settings()?,
-        chain.clone(),
-        config.enrich.concurrency,
-        opts.budget,
-    )?;
+    let mut stage = EnrichStage::for_tenant(&component, config, chain.clone(), opts.budget)?;
     let classifier = Classifier::new(config.classify.clone());
     let mut out: Option<Box<dyn Write>> = match opts.output.as_deref() {
         None => None,

@@ -231,11 +231,10 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         None
     };
     let mut enricher = match &enrich {
-        Some((component, _, chain)) => Some(EnrichStage::new(
+        Some((component, _, chain)) => Some(EnrichStage::for_tenant(
             component,
-            config.enrich_settings()?,
+            config,
             chain.clone(),
-            config.enrich.concurrency,
             Duration::from_millis(config.enrich.budget_ms),
         )?),
         None => None,
