@@ -20,6 +20,7 @@ pub struct Config {
     pub dedupe: DedupeConfig,
     pub enrich: EnrichConfig,
     pub classify: crate::classify::ClassifyConfig,
+    pub score: ScoreConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -36,6 +37,7 @@ impl Default for Config {
             dedupe: DedupeConfig::default(),
             enrich: EnrichConfig::default(),
             classify: crate::classify::ClassifyConfig::default(),
+            score: ScoreConfig::default(),
             base: PathBuf::from("."),
         }
     }
@@ -183,6 +185,126 @@ impl Default for EnrichConfig {
     }
 }
 
+/// `[score]`: the score component, the calibrated model, when a lead is
+/// surfaced to sales, and what the host passes the component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreConfig {
+    /// Score leads in `leadgate run` and after `leadgate events`.
+    pub enabled: bool,
+    /// The component file; default: the bundled one.
+    pub component: Option<PathBuf>,
+    /// Passed to the component as JSON (ICP, weights, half-life, …).
+    pub settings: toml::Table,
+    /// A model from `leadgate calibrate`, passed as the `model` setting.
+    pub model: Option<PathBuf>,
+    /// A lead is surfaced when its total reaches this…
+    pub threshold: f64,
+    /// …and surfaced again only after it fell below `threshold - hysteresis`.
+    pub hysteresis: f64,
+    /// A lead is also surfaced when its total rises this much within
+    /// `jump_window_hours` (0: never); at most once per window.
+    pub jump: f64,
+    pub jump_window_hours: f64,
+    /// Events older than this are not passed to the component.
+    pub event_window_days: f64,
+    /// The most recent events passed per lead.
+    pub max_events: usize,
+    /// Other leads of the account passed per lead (most active first).
+    pub max_peers: usize,
+    /// Events passed per peer.
+    pub max_peer_events: usize,
+    /// The `qualified_lead_pipeline` NDJSON file surfaced leads are
+    /// appended to (they are always kept in the store's outbox).
+    pub pipeline: Option<PathBuf>,
+    /// Page categories by URL: category → path fragments (`/pricing`);
+    /// the longest fragment found in a page view's URL path wins. Replaces
+    /// the defaults when given.
+    pub pages: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ScoreConfig {
+    fn default() -> Self {
+        let pages = [
+            ("pricing", &["/pricing", "/plans", "/buy", "/quote"][..]),
+            ("comparison", &["/compare", "/vs", "/alternative"][..]),
+            ("demo", &["/demo", "/contact-sales"][..]),
+            (
+                "docs",
+                &["/docs", "/documentation", "/api", "/integrations"][..],
+            ),
+            ("blog", &["/blog", "/news"][..]),
+            ("careers", &["/careers", "/jobs"][..]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+        .collect();
+        ScoreConfig {
+            enabled: true,
+            component: None,
+            settings: toml::Table::new(),
+            model: None,
+            threshold: 70.0,
+            hysteresis: 10.0,
+            jump: 25.0,
+            jump_window_hours: 72.0,
+            event_window_days: 90.0,
+            max_events: 200,
+            max_peers: 10,
+            max_peer_events: 50,
+            pipeline: None,
+            pages,
+        }
+    }
+}
+
+impl ScoreConfig {
+    fn check(&self) -> Result<()> {
+        if !(self.threshold > 0.0 && self.threshold <= 100.0) {
+            bail!(
+                "score.threshold must be above 0 and at most 100, not {}",
+                self.threshold
+            );
+        }
+        if !(self.hysteresis >= 0.0 && self.hysteresis < self.threshold) {
+            bail!(
+                "score.hysteresis must be 0 or more and below score.threshold ({}), not {}",
+                self.threshold,
+                self.hysteresis
+            );
+        }
+        if !(0.0..=100.0).contains(&self.jump) {
+            bail!(
+                "score.jump must be between 0 (off) and 100, not {}",
+                self.jump
+            );
+        }
+        for (name, v) in [
+            ("jump_window_hours", self.jump_window_hours),
+            ("event_window_days", self.event_window_days),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("score.{name} must be a positive number, not {v}");
+            }
+        }
+        if !(1..=10_000).contains(&self.max_events) {
+            bail!(
+                "score.max_events must be between 1 and 10000, not {}",
+                self.max_events
+            );
+        }
+        if self.max_peers > 100 || self.max_peer_events > 1000 {
+            bail!("score.max_peers is at most 100 and score.max_peer_events at most 1000");
+        }
+        for (category, fragments) in &self.pages {
+            if fragments.iter().any(|f| f.trim().is_empty()) {
+                bail!("score.pages.{category}: a URL fragment is empty");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads `path`, or the defaults when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config> {
@@ -261,6 +383,7 @@ impl Config {
             p.policy()?;
         }
         self.classify.check()?;
+        self.score.check()?;
         Ok(())
     }
 
@@ -325,6 +448,35 @@ impl Config {
     pub fn enrich_settings(&self) -> Result<String> {
         serde_json::to_string(&self.enrich.settings)
             .context("enrich.settings cannot be passed on as JSON")
+    }
+
+    /// The score component's file.
+    pub fn score_component(&self) -> Result<PathBuf> {
+        match &self.score.component {
+            Some(p) => Ok(self.base.join(p)),
+            None => bundled_component("score"),
+        }
+    }
+
+    /// The score settings as JSON, with the model file (if any) read in as
+    /// the `model` setting; `model` overrides `score.model`.
+    pub fn score_settings(&self, model: Option<&Path>) -> Result<String> {
+        let mut settings = serde_json::to_value(&self.score.settings)
+            .context("score.settings cannot be passed on as JSON")?;
+        let path = match model {
+            Some(p) => Some(p.to_path_buf()),
+            None => self.score.model.as_ref().map(|p| self.base.join(p)),
+        };
+        if let Some(path) = path {
+            let model = crate::calibrate::read_model(&path)?;
+            if let Some(map) = settings.as_object_mut() {
+                map.insert(
+                    "model".into(),
+                    serde_json::to_value(model).context("the model cannot be passed on as JSON")?,
+                );
+            }
+        }
+        Ok(settings.to_string())
     }
 
     /// The compilation cache directory, if enabled.

@@ -10,21 +10,27 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod batch;
 mod bench;
 mod bench_dedupe;
 mod bench_enrich;
+mod bench_score;
+mod calibrate;
 mod classify;
 mod config;
 mod dedupe;
 mod enrich;
 mod eval;
+mod events;
 mod isolate;
 mod matcher;
 mod matching;
 mod reenrich;
+mod report;
 mod review;
 mod run;
 mod sample;
+mod score;
 mod train;
 
 use anyhow::{Context, Result};
@@ -176,6 +182,92 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Load behavioural events (NDJSON: page views, downloads, email opens
+    /// and clicks, form submissions, trial sign-ups, product usage, support
+    /// inquiries, replies), attach them to leads, and re-score the leads
+    /// (and accounts) they touch.
+    Events {
+        /// The events file, or - for standard input.
+        #[arg(long)]
+        input: String,
+        /// Append leads surfaced to sales to this qualified_lead_pipeline
+        /// NDJSON file (default: score.pipeline; always kept in the store).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Store and attach the events only; do not re-score.
+        #[arg(long)]
+        no_score: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Re-score every stored lead (after changing the ICP or the model, or
+    /// as time decays engagement), surfacing as `events` does.
+    Rescore {
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Score a file of records in batch, without the store: one JSON object
+    /// per record, {"line": N, "score": {...}}. Records need no contact
+    /// fields.
+    Score {
+        #[command(flatten)]
+        from: InputArgs,
+        /// A model from `leadgate calibrate` (default: score.model).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Where the scores go, or - for standard output.
+        #[arg(long)]
+        output: String,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Fit the conversion model (regularized logistic regression) from
+    /// historical outcomes; prints ROC AUC, PR AUC, Brier score and a
+    /// reliability table on held-out rows.
+    Calibrate {
+        #[command(flatten)]
+        from: InputArgs,
+        /// The column holding the outcome (1/0, yes/no, won/lost, …).
+        #[arg(long)]
+        outcome: String,
+        /// A column not to use as a feature (repeatable).
+        #[arg(long = "ignore", value_name = "COLUMN")]
+        ignore: Vec<String>,
+        /// Share of rows held out for the metrics.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Seed of the train/held-out split.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The L2 penalty (default: chosen on a validation split).
+        #[arg(long)]
+        l2: Option<f64>,
+        /// The model file (TOML) for `[score] model = ...`.
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Scores against eventual outcomes: scoring_calibration_signal (score
+    /// vs outcome per lead) and icp_drift_signal (segments converting far
+    /// from what the ICP predicts).
+    Report {
+        #[command(flatten)]
+        from: InputArgs,
+        /// The column holding the outcome.
+        #[arg(long)]
+        outcome: String,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Write every signal as NDJSON here.
+        #[arg(long)]
+        signals: Option<String>,
+        /// Smallest segment icp_drift_signal reports.
+        #[arg(long, default_value_t = 30)]
+        min_segment: usize,
+    },
     /// Undo merges: a merge id, or a lead id (every merge it is part of).
     /// The source records come back exactly as they were.
     Unmerge {
@@ -227,6 +319,16 @@ enum Command {
         /// (the local enrichment provider's CSV format).
         #[arg(long)]
         companies: Option<PathBuf>,
+        /// Also write behavioural events (NDJSON) for the generated leads.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Also write a conversion history (CSV with a `Converted` column)
+        /// drawn from a known model, for `leadgate calibrate`.
+        #[arg(long)]
+        history: Option<PathBuf>,
+        /// Rows of the history.
+        #[arg(long, default_value_t = 5000)]
+        history_rows: usize,
     },
     /// Compare run results with a ground-truth file (validation agreement),
     /// or `eval dedupe` for dedupe precision, recall and F1.
@@ -283,6 +385,13 @@ enum Command {
         /// With --enrich: lookups in flight at once.
         #[arg(long, default_value_t = 32)]
         http_concurrency: usize,
+        /// Benchmark score instead: one lead with many events and peers
+        /// natively and through the component, and re-scoring a store.
+        #[arg(long, conflicts_with_all = ["dedupe", "enrich"])]
+        score: bool,
+        /// With --score: leads in the store re-scored.
+        #[arg(long, default_value_t = 100_000)]
+        rescore_leads: usize,
     },
 }
 
@@ -396,6 +505,126 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Events {
+            input,
+            pipeline,
+            no_score,
+            quiet,
+        } => {
+            let report = events::run(
+                &config,
+                &events::Options {
+                    input,
+                    db,
+                    pipeline,
+                    score: !no_score,
+                },
+            )?;
+            if !quiet {
+                events::print_report(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rescore { pipeline, quiet } => {
+            let report = rescore_stored(&config, &db, None, "rescore", pipeline)?;
+            if !quiet {
+                eprintln!("{}", score::summary(&report));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Score {
+            from,
+            model,
+            output,
+            quiet,
+        } => {
+            let r = batch::score_file(
+                &config,
+                &batch::Input {
+                    path: &from.input,
+                    format: format_of(from.format),
+                    map: &from.map,
+                },
+                model.as_deref(),
+                &output,
+            )?;
+            if !quiet {
+                eprintln!(
+                    "scored {} records{}{}",
+                    r.scored,
+                    if r.malformed > 0 {
+                        format!(
+                            " · {} could not be read (an `error` line each)",
+                            r.malformed
+                        )
+                    } else {
+                        String::new()
+                    },
+                    if r.failed > 0 {
+                        format!(" · {} failed in the component", r.failed)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(if r.failed > 0 {
+                ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Calibrate {
+            from,
+            outcome,
+            ignore,
+            holdout,
+            seed,
+            l2,
+            output,
+            quiet,
+        } => {
+            let opts = calibrate::Options {
+                input: from.input,
+                format: format_of(from.format),
+                map: from.map,
+                outcome,
+                ignore,
+                holdout,
+                seed,
+                l2,
+                output,
+                quiet,
+            };
+            let c = calibrate::run(&config, &opts)?;
+            if opts.quiet {
+                print!("{}", c.metrics);
+            } else {
+                calibrate::print_report(&c, &opts);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            from,
+            outcome,
+            model,
+            signals,
+            min_segment,
+        } => {
+            let r = report::run(
+                &config,
+                &report::Options {
+                    input: from.input,
+                    format: format_of(from.format),
+                    map: from.map,
+                    outcome,
+                    model,
+                    signals,
+                    min_segment: min_segment.max(1),
+                },
+            )?;
+            print!("{}", r.text);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Unmerge { id, by } => {
             review::unmerge(&config, &db, &id, &by)?;
             Ok(ExitCode::SUCCESS)
@@ -484,12 +713,23 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             truth,
             labelled,
             companies,
+            events,
+            history,
+            history_rows,
         } => {
             sample::write(count, seed, &output, truth.as_deref(), labelled.as_deref())?;
             eprintln!("wrote {count} leads to {}", output.display());
             if let Some(path) = companies {
                 let n = sample::write_companies(&path, seed)?;
                 eprintln!("wrote {n} companies to {}", path.display());
+            }
+            if let Some(path) = events {
+                let n = sample::write_events(&output, &path, seed, run::now_ms())?;
+                eprintln!("wrote {n} events to {}", path.display());
+            }
+            if let Some(path) = history {
+                sample::write_history(&path, history_rows, seed)?;
+                eprintln!("wrote {history_rows} history rows to {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -535,8 +775,17 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             http_rate,
             http_latency_ms,
             http_concurrency,
+            score,
+            rescore_leads,
         } => {
-            if enrich {
+            if score {
+                bench_score::run(
+                    &config,
+                    leads.min(20_000),
+                    rescore_leads.max(100),
+                    rounds.max(1),
+                )?;
+            } else if enrich {
                 bench_enrich::run(
                     &config,
                     &bench_enrich::Options {
@@ -588,11 +837,54 @@ fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
     if !opts.quiet {
         run::print_summary(&report, opts);
     }
+    // New leads are scored with whatever events already wait for them; an
+    // import loads the CRM's base as it is.
+    if config.score.enabled && !opts.import && opts.db != ":memory:" {
+        let store = leadgate_store::Store::open(&opts.db)?;
+        let leads = store.run_leads(report.run_id)?;
+        drop(store);
+        let scored = rescore_stored(config, &opts.db, Some(leads), "run", None)?;
+        if !opts.quiet {
+            eprintln!("{}", score::summary(&scored));
+        }
+    }
     Ok(if report.totals.exceptions > 0 {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Re-scores stored leads (all, or `only` plus any whose waiting events
+/// just found them), surfacing into the pipeline.
+fn rescore_stored(
+    config: &Config,
+    db: &str,
+    only: Option<std::collections::BTreeSet<String>>,
+    cause: &str,
+    pipeline: Option<PathBuf>,
+) -> Result<score::Report> {
+    let mut store = leadgate_store::Store::open(db)?;
+    let late = store.attach_pending(&config.tenant)?;
+    let only = only.map(|mut o| {
+        o.extend(late);
+        o
+    });
+    let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let stage = score::Stage::load(config, &runtime, None)?;
+    let mut scoring = stage.scoring(config)?;
+    let path = pipeline.or_else(|| config.score.pipeline.as_ref().map(|p| config.base.join(p)));
+    let mut pipeline = score::Pipeline::open(path.as_deref())?;
+    score::rescore(
+        config,
+        &mut store,
+        &mut scoring,
+        stage.component.digest(),
+        only.as_ref(),
+        cause,
+        &mut pipeline,
+        run::now_ms(),
+    )
 }
 
 fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -195,6 +195,7 @@ pub fn show(db: &str, id: &str) -> Result<()> {
         |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap_or(serde_json::Value::Null);
     let golden = store.golden(id)?.map(|g| json(&g));
     let enriched = store.enrichment(id)?.unwrap_or_default();
+    let score = store.stored_score(id)?;
     let out = serde_json::json!({
         "id": row.id,
         "tenant": row.tenant,
@@ -209,6 +210,13 @@ pub fn show(db: &str, id: &str) -> Result<()> {
         "qualification": enriched.qualification.map(|state| serde_json::json!({
             "state": state,
             "reasons": enriched.reasons.as_deref().map(json),
+        })),
+        "score": score.map(|s| serde_json::json!({
+            "current": json(&s.detail),
+            "scored_at": s.scored_at,
+            "above_threshold": s.above,
+            "surfaced_at": s.surfaced_at,
+            "history": s.history.iter().map(|(at, total, cause)| serde_json::json!({"at": at, "total": total, "cause": cause})).collect::<Vec<_>>(),
         })),
     });
     println!("{}", serde_json::to_string_pretty(&out)?);

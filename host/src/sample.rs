@@ -1590,6 +1590,259 @@ pub fn write_companies(path: &Path, seed: u64) -> Result<usize> {
     Ok(n)
 }
 
+/// Behavioural events for the readable leads of the generated file at
+/// `leads`: most leads a few, some a buying pattern (pricing and
+/// comparison pages, a trial, usage), some accounts several people at
+/// once; plus events of people not in the file yet, one repeated event id
+/// and a few malformed lines, as real feeds have. Times are within the
+/// 60 days before `now`.
+pub fn write_events(leads: &Path, path: &Path, seed: u64, now: i64) -> Result<usize> {
+    let leads = read_leads(leads)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7e7);
+    let file =
+        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let day = 86_400_000i64;
+    let pages = [
+        "/",
+        "/blog/lead-routing",
+        "/docs/getting-started",
+        "/pricing",
+        "/compare/leadgate-vs-spreadsheets",
+        "/careers",
+        "/customers",
+        "/demo",
+    ];
+    let mut n = 0usize;
+    let line = |out: &mut std::io::BufWriter<std::fs::File>, v: serde_json::Value| -> Result<()> {
+        writeln!(out, "{v}")?;
+        Ok(())
+    };
+    // Accounts that research together: a few domains whose people all buy.
+    let hot_domains: Vec<String> = leads
+        .iter()
+        .filter_map(|l| {
+            l.email
+                .as_deref()?
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_lowercase())
+        })
+        .filter(|d| !d.contains("gmail") && !d.contains("yahoo") && !d.contains("hotmail"))
+        .step_by(37)
+        .take(12)
+        .collect();
+    for l in &leads {
+        let Some(email) = l.email.as_deref().map(|e| e.trim().to_lowercase()) else {
+            continue;
+        };
+        if !email
+            .rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+            || email.contains(' ')
+        {
+            continue;
+        }
+        let domain = email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default();
+        let buyer = hot_domains.contains(&domain) || rng.random_bool(0.08);
+        let count = if buyer {
+            rng.random_range(6..20)
+        } else if rng.random_bool(0.5) {
+            rng.random_range(1..5)
+        } else {
+            0
+        };
+        for _ in 0..count {
+            let at = now
+                - rng.random_range(0..60 * day)
+                - if buyer {
+                    0
+                } else {
+                    rng.random_range(0..20 * day)
+                };
+            let (kind, extra): (&str, serde_json::Value) = match rng.random_range(0..10) {
+                0..=4 => {
+                    let page = if buyer {
+                        pages[rng.random_range(2..5)]
+                    } else {
+                        pages[rng.random_range(0..pages.len())]
+                    };
+                    (
+                        "page_view",
+                        serde_json::json!({"url": format!("https://leadgate.example{page}")}),
+                    )
+                }
+                5 => ("email_open", serde_json::json!({})),
+                6 => ("email_click", serde_json::json!({})),
+                7 => (
+                    "content_download",
+                    serde_json::json!({"asset": "revops-guide.pdf"}),
+                ),
+                8 if buyer => ("trial_signup", serde_json::json!({})),
+                8 => ("form_submission", serde_json::json!({"form": "newsletter"})),
+                _ if buyer => (
+                    "product_usage",
+                    serde_json::json!({"value": rng.random_range(1..10)}),
+                ),
+                _ => ("reply", serde_json::json!({})),
+            };
+            n += 1;
+            let mut v = serde_json::json!({"id": format!("ev-{n}"), "type": kind, "at": at, "email": email});
+            if let (Some(o), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+                o.extend(x.clone());
+            }
+            line(&mut out, v)?;
+        }
+    }
+    // People not in the file yet: kept, attached when they appear.
+    for i in 0..20 {
+        n += 1;
+        line(
+            &mut out,
+            serde_json::json!({"id": format!("ev-{n}"), "type": "page_view", "at": now - (i + 1) * 3_600_000,
+                               "email": format!("visitor{i}@newprospect{i}.example"), "url": "https://leadgate.example/pricing"}),
+        )?;
+    }
+    // A repeated id (ignored) and malformed lines (rejected with a reason).
+    line(
+        &mut out,
+        serde_json::json!({"id": "ev-1", "type": "reply", "at": now, "email": "someone@example.com"}),
+    )?;
+    writeln!(
+        out,
+        r#"{{"id": "bad-1", "type": "webinar", "at": {now}, "email": "a@b.example"}}"#
+    )?;
+    writeln!(
+        out,
+        r#"{{"id": "bad-2", "type": "page_view", "email": "a@b.example"}}"#
+    )?;
+    writeln!(
+        out,
+        r#"{{"id": "bad-3", "type": "page_view", "at": {now}}}"#
+    )?;
+    writeln!(out, "not json at all")?;
+    out.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(n + 5)
+}
+
+/// A conversion history export: attributes and activity counts, no
+/// contact fields, and a `Converted` outcome drawn from a known logistic
+/// model (its true probability is not written). Education converts far
+/// above what a software-and-finance ICP predicts: `leadgate report`
+/// finds it as ICP drift.
+pub fn write_history(path: &Path, rows: usize, seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x4157);
+    let mut w = csv::Writer::from_path(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    w.write_record([
+        "Lead Number",
+        "Lead Source",
+        "Industry",
+        "Employees",
+        "Country",
+        "Job Title",
+        "Total Visits",
+        "Time On Site",
+        "Pricing Views",
+        "Email Opens",
+        "Trial",
+        "Converted",
+    ])?;
+    let sources = [
+        ("Google", 0.0),
+        ("Referral", 1.2),
+        ("Direct", 0.3),
+        ("Event", 0.6),
+        ("Paid Social", -0.6),
+    ];
+    let industries = [
+        ("Software", 0.5),
+        ("Financial Services", 0.4),
+        ("Manufacturing", -0.3),
+        ("Healthcare", 0.0),
+        ("Retail", -0.4),
+        ("Education", 1.3),
+    ];
+    let sizes = [
+        ("1-10", -0.8),
+        ("11-50", -0.2),
+        ("51-200", 0.4),
+        ("201-500", 0.5),
+        ("501-1000", 0.2),
+        ("1001-5000", 0.0),
+    ];
+    let countries = [
+        ("US", 0.2),
+        ("GB", 0.1),
+        ("DE", 0.0),
+        ("IN", -0.3),
+        ("FR", -0.1),
+    ];
+    let titles = [
+        ("CEO", 0.4),
+        ("VP Sales", 0.6),
+        ("Revenue Operations Manager", 0.8),
+        ("Marketing Manager", 0.1),
+        ("Engineer", -0.2),
+        ("Student", -1.5),
+    ];
+    for i in 0..rows {
+        let pick =
+            |rng: &mut ChaCha8Rng, xs: &[(&'static str, f64)]| xs[rng.random_range(0..xs.len())];
+        let (source, a) = pick(&mut rng, &sources);
+        let (industry, b) = pick(&mut rng, &industries);
+        let (size, c) = pick(&mut rng, &sizes);
+        let (country, d) = pick(&mut rng, &countries);
+        let (title, e) = pick(&mut rng, &titles);
+        let engaged: f64 = rng.random::<f64>();
+        let visits = (engaged * 12.0 + rng.random_range(0.0..4.0)).floor();
+        let time = (visits * rng.random_range(30.0..240.0)).floor();
+        let pricing = if rng.random_bool(0.3 + 0.4 * engaged) {
+            rng.random_range(0..5)
+        } else {
+            0
+        };
+        let opens = rng.random_range(0..8);
+        let trial = rng.random_bool(0.1 + 0.2 * engaged);
+        let z = -3.6
+            + a
+            + b
+            + c
+            + d
+            + e
+            + 0.9 * (1.0 + visits).ln()
+            + 0.35 * f64::from(pricing)
+            + if trial { 1.1 } else { 0.0 };
+        let p = 1.0 / (1.0 + (-z).exp());
+        let converted = rng.random_bool(p.clamp(0.0, 1.0));
+        let missing = rng.random_bool(0.04);
+        w.write_record([
+            (600_000 + i).to_string(),
+            source.to_string(),
+            industry.to_string(),
+            size.to_string(),
+            country.to_string(),
+            title.to_string(),
+            if missing {
+                String::new()
+            } else {
+                visits.to_string()
+            },
+            time.to_string(),
+            pricing.to_string(),
+            opens.to_string(),
+            if trial { "Yes" } else { "No" }.to_string(),
+            if converted { "1" } else { "0" }.to_string(),
+        ])?;
+    }
+    w.flush()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

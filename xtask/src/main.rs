@@ -18,6 +18,7 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("leadgate-validate", "validate"),
     ("leadgate-dedupe", "dedupe"),
     ("leadgate-enrich", "enrich"),
+    ("leadgate-score", "score"),
 ];
 const FIXTURES: &[(&str, &str)] = &[
     ("fixture-chaos", "chaos"),

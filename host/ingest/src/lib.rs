@@ -14,6 +14,7 @@ mod values;
 
 pub use mapping::{Mapping, Target};
 pub use reader::{Format, Limits, Reader};
+pub use values::timestamp_ms;
 
 use leadgate_lead::{Issue, Lead};
 

@@ -14,6 +14,7 @@
 //! - [`deduper`]: the `leadgate:plugin/deduper@0.1.0` world.
 //! - [`enricher`]: the `leadgate:plugin/enricher@0.1.0` world, whose
 //!   `lookup` imports the host answers.
+//! - [`scorer`]: the `leadgate:plugin/scorer@0.1.0` world.
 //! - [`preinit`]: build-time pre-initialization (wizer) of a component.
 
 pub mod deduper;
@@ -23,6 +24,7 @@ mod failure;
 mod load;
 pub mod preinit;
 pub mod sandbox;
+pub mod scorer;
 mod session;
 pub mod validator;
 #[doc(hidden)]
@@ -32,6 +34,7 @@ pub use deduper::{DeduperComponent, DeduperInstance};
 pub use engine::{Limits, Runtime};
 pub use enricher::{EnricherComponent, EnricherInstance};
 pub use load::Loaded;
+pub use scorer::{ScorerComponent, ScorerInstance};
 pub use validator::{ValidatorComponent, ValidatorInstance};
 
 use std::path::PathBuf;

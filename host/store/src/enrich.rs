@@ -63,14 +63,14 @@ pub(crate) fn record(
 }
 
 /// Who a decision row is about.
-struct Decision<'a> {
-    lead: &'a str,
-    run_id: Option<i64>,
-    now: i64,
+pub(crate) struct Decision<'a> {
+    pub(crate) lead: &'a str,
+    pub(crate) run_id: Option<i64>,
+    pub(crate) now: i64,
 }
 
 impl Decision<'_> {
-    fn write(
+    pub(crate) fn write(
         &self,
         tx: &rusqlite::Connection,
         capability: &str,

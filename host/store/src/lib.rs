@@ -19,10 +19,18 @@
 //! stale), `enrich_cache` (providers' answers, outliving the process),
 //! `provider_stats` (per run and provider: success, latency, cache hits).
 //!
+//! Scoring (migration 4, [`score`]): `lead_keys` (email, domain and
+//! external ids → lead, for attaching events), `events` (behavioural
+//! events, idempotent by id; unattached until their person appears),
+//! `event_rejects` (malformed events with the reason), `scores` (each
+//! lead's current score and surfacing state), `score_history`, and
+//! `pipeline_outbox` (leads surfaced to sales, awaiting delivery).
+//!
 //! Writes go through [`Store::record`] in batches, one transaction each.
 
 pub mod enrich;
 pub mod matching;
+pub mod score;
 
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
@@ -215,6 +223,93 @@ CREATE TABLE provider_stats (
     stats       TEXT NOT NULL,
     PRIMARY KEY (run_id, provider)
 );
+"#,
+    r#"
+CREATE TABLE lead_keys (
+    tenant  TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    value   TEXT NOT NULL,
+    lead_id TEXT NOT NULL REFERENCES leads(id),
+    PRIMARY KEY (tenant, kind, value, lead_id)
+) WITHOUT ROWID;
+CREATE INDEX lead_keys_lead ON lead_keys(lead_id);
+INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
+  SELECT tenant, 'email', lower(json_extract(normalized, '$.email')), id FROM leads
+   WHERE json_extract(normalized, '$.email') IS NOT NULL;
+INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
+  SELECT tenant, 'domain', lower(json_extract(normalized, '$.domain')), id FROM leads
+   WHERE json_extract(normalized, '$.domain') IS NOT NULL;
+INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
+  SELECT l.tenant, 'external:' || lower(json_extract(e.value, '$.system')), json_extract(e.value, '$.id'), l.id
+    FROM leads l, json_each(l.normalized, '$.external_ids') e
+   WHERE l.normalized IS NOT NULL AND json_extract(e.value, '$.id') IS NOT NULL;
+CREATE TABLE events (
+    tenant      TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    category    TEXT,
+    value       REAL NOT NULL DEFAULT 1,
+    url         TEXT,
+    email       TEXT,
+    ref_lead    TEXT,
+    ext_system  TEXT,
+    ext_id      TEXT,
+    lead_id     TEXT REFERENCES leads(id),
+    payload     TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+CREATE INDEX events_lead ON events(lead_id, at);
+CREATE INDEX events_at ON events(tenant, at);
+CREATE INDEX events_unattached ON events(tenant) WHERE lead_id IS NULL;
+CREATE TABLE event_rejects (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    line        INTEGER NOT NULL,
+    field       TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    message     TEXT NOT NULL,
+    raw         TEXT NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE TABLE scores (
+    lead_id     TEXT PRIMARY KEY REFERENCES leads(id),
+    tenant      TEXT NOT NULL,
+    total       INTEGER NOT NULL,
+    grade       TEXT NOT NULL,
+    probability REAL,
+    detail      TEXT NOT NULL,
+    component   TEXT NOT NULL,
+    scored_at   INTEGER NOT NULL,
+    above       INTEGER NOT NULL DEFAULT 0,
+    surfaced_at INTEGER
+);
+CREATE INDEX scores_tenant ON scores(tenant, total);
+CREATE TABLE score_history (
+    lead_id     TEXT NOT NULL REFERENCES leads(id),
+    tenant      TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    fit         REAL NOT NULL,
+    engagement  REAL NOT NULL,
+    intent      REAL NOT NULL,
+    probability REAL,
+    cause       TEXT NOT NULL
+);
+CREATE INDEX score_history_lead ON score_history(lead_id, at);
+CREATE INDEX score_history_at ON score_history(tenant, at);
+CREATE TABLE pipeline_outbox (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    lead_id      TEXT NOT NULL REFERENCES leads(id),
+    trigger      TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX pipeline_outbox_open ON pipeline_outbox(tenant, delivered_at);
 "#,
 ];
 
@@ -550,6 +645,9 @@ impl Store {
                     matching::insert_link(&tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
                 }
                 enrich::record(&tx, r, run_id, now)?;
+                if let Some(n) = normalized {
+                    score::index_lead(&tx, &r.raw.tenant, &r.raw.id, n)?;
+                }
                 if let Some(review) = &r.review {
                     matching::insert_review(
                         &tx,
@@ -677,6 +775,12 @@ impl Store {
             "merges",
             "golden",
             "match_reviews",
+            "events",
+            "event_rejects",
+            "scores",
+            "score_history",
+            "pipeline_outbox",
+            "lead_keys",
         ];
         if !TABLES.contains(&table) {
             return Err(StoreError::Sql {

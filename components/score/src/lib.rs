@@ -1,0 +1,461 @@
+//! The score capability, as plain Rust: a lead's fit against the tenant's
+//! ideal-customer profile, its engagement (recent activity weighted by
+//! signal strength and recency), its intent (research-heavy visits, several
+//! stakeholders of one account, trial usage), a total 0–100 with a grade,
+//! and every factor's contribution as a reason.
+//!
+//! - [`settings`]: the tenant's `[score.settings]`.
+//! - [`model`]: a calibrated conversion model (`leadgate calibrate`); with
+//!   one, the total is the conversion probability in percent.
+//! - `component` (wasm32 only): the WebAssembly face, world
+//!   `leadgate:plugin/scorer@0.1.0`.
+//!
+//! Scoring is pure: "now" comes from the caller, so decay and windows are
+//! the same on every re-run.
+
+pub mod model;
+pub mod settings;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+#[cfg(test)]
+mod tests;
+
+use leadgate_lead::score::{Event, EventKind, Reason, Scored, Subject};
+pub use settings::{Resolved, Settings, SettingsError};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Reasons kept per score, largest contribution first.
+pub const MAX_REASONS: usize = 12;
+
+/// A scorer configured for one tenant.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    r: Resolved,
+}
+
+/// A subscore and the reasons that make it (contributions in the
+/// subscore's own points, 0–100).
+struct Part {
+    value: f64,
+    reasons: Vec<Reason>,
+}
+
+fn reason(code: String, factor: &str, contribution: f64, detail: String) -> Reason {
+    Reason {
+        code,
+        factor: factor.to_string(),
+        contribution,
+        detail,
+    }
+}
+
+impl Scorer {
+    pub fn new(r: Resolved) -> Scorer {
+        Scorer { r }
+    }
+
+    /// A scorer from `[score.settings]` as JSON.
+    pub fn from_json(json: &str) -> Result<Scorer, SettingsError> {
+        Ok(Scorer::new(Settings::from_json(json)?))
+    }
+
+    pub fn settings(&self) -> &Resolved {
+        &self.r
+    }
+
+    /// Scores `s` as of `now` (ms since the epoch).
+    pub fn score(&self, s: &Subject, now: i64) -> Scored {
+        let fit = self.fit(s);
+        let engagement = self.engagement(s, now);
+        let intent = self.intent(s, now);
+        let w = self.r.weights;
+        let blended = w.fit * fit.value + w.engagement * engagement.value + w.intent * intent.value;
+        let mut reasons: Vec<Reason> = Vec::new();
+        for (part, weight) in [
+            (&fit, w.fit),
+            (&engagement, w.engagement),
+            (&intent, w.intent),
+        ] {
+            reasons.extend(part.reasons.iter().map(|r| Reason {
+                contribution: round2(r.contribution * weight),
+                ..r.clone()
+            }));
+        }
+        let mut probability = None;
+        let total = match &self.r.settings.model {
+            None => blended,
+            Some(m) => {
+                let (p, parts) =
+                    m.explain(|name| self.model_value(s, name, &fit, &engagement, &intent, now));
+                probability = Some(p);
+                let mut model: Vec<Reason> = parts
+                    .iter()
+                    .filter(|c| c.log_odds.abs() >= 0.005)
+                    .map(|c| {
+                        let shown = self
+                            .model_value(s, c.name, &fit, &engagement, &intent, now)
+                            .map_or_else(|| "missing".to_string(), |v| format!("'{v}'"));
+                        reason(
+                            format!("model.{}", code_name(c.name)),
+                            "model",
+                            round2(c.log_odds),
+                            format!(
+                                "{} {shown} {} the odds of converting ×{:.2}",
+                                c.name,
+                                if c.log_odds >= 0.0 {
+                                    "raises"
+                                } else {
+                                    "lowers"
+                                },
+                                c.log_odds.exp()
+                            ),
+                        )
+                    })
+                    .collect();
+                model.truncate(MAX_REASONS / 2);
+                reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+                reasons.truncate(MAX_REASONS - model.len());
+                model.append(&mut reasons);
+                reasons = model;
+                100.0 * p
+            }
+        };
+        if probability.is_none() {
+            reasons.retain(|r| {
+                r.contribution != 0.0 || r.code.ends_with("_unknown") || r.code == "fit.no_icp"
+            });
+            reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+            reasons.truncate(MAX_REASONS);
+        }
+        let total = total.round().clamp(0.0, 100.0);
+        let g = self.r.settings.grades;
+        let grade = if total >= g.a {
+            "A"
+        } else if total >= g.b {
+            "B"
+        } else if total >= g.c {
+            "C"
+        } else {
+            "D"
+        };
+        Scored {
+            total: total as u8,
+            grade: grade.to_string(),
+            fit: round2(fit.value),
+            engagement: round2(engagement.value),
+            intent: round2(intent.value),
+            probability: probability.map(|p| (p * 1e6).round() / 1e6),
+            reasons,
+        }
+    }
+
+    /// A value for the model: the subject's own, the subscores, or event
+    /// counts.
+    fn model_value<'a>(
+        &self,
+        s: &'a Subject,
+        name: &str,
+        fit: &Part,
+        engagement: &Part,
+        intent: &Part,
+        now: i64,
+    ) -> Option<Cow<'a, str>> {
+        match name {
+            "score.fit" => return Some(Cow::Owned(fit.value.to_string())),
+            "score.engagement" => return Some(Cow::Owned(engagement.value.to_string())),
+            "score.intent" => return Some(Cow::Owned(intent.value.to_string())),
+            _ => {}
+        }
+        if let Some(kind) = name.strip_prefix("events.").and_then(EventKind::parse) {
+            let window = self.r.settings.stakeholder_window_days * 86_400_000.0;
+            let n = s
+                .events
+                .iter()
+                .filter(|e| e.kind == kind && ((now - e.at) as f64) <= window)
+                .count();
+            return Some(Cow::Owned(n.to_string()));
+        }
+        s.value(name).map(Cow::Borrowed)
+    }
+
+    fn fit(&self, s: &Subject) -> Part {
+        let rules = &self.r.rules;
+        if rules.is_empty() {
+            return Part {
+                value: 50.0,
+                reasons: vec![reason(
+                    "fit.no_icp".into(),
+                    "fit",
+                    0.0,
+                    "no ideal-customer profile is configured: fit is neutral (50)".into(),
+                )],
+            };
+        }
+        let den: f64 = rules
+            .iter()
+            .map(|r| r.points.max(0.0))
+            .sum::<f64>()
+            .max(1e-9);
+        let mut got = 0.0;
+        let mut reasons = Vec::new();
+        for rule in rules {
+            let name = code_name(rule.name());
+            match s.value(&rule.field) {
+                None => reasons.push(reason(
+                    format!("fit.{name}_unknown"),
+                    "fit",
+                    0.0,
+                    format!("{} is unknown", rule.field),
+                )),
+                Some(v) => {
+                    let fits = rule_fits(rule, v);
+                    if fits {
+                        got += rule.points;
+                    }
+                    let points = if fits { 100.0 * rule.points / den } else { 0.0 };
+                    reasons.push(reason(
+                        format!("fit.{name}"),
+                        "fit",
+                        points,
+                        format!(
+                            "{} '{}' {} the ideal-customer profile",
+                            rule.field,
+                            v,
+                            if fits { "matches" } else { "is outside" }
+                        ),
+                    ));
+                }
+            }
+        }
+        Part {
+            value: (100.0 * got / den).clamp(0.0, 100.0),
+            reasons,
+        }
+    }
+
+    fn event_points(&self, e: &Event, now: i64) -> f64 {
+        let i = EventKind::ALL
+            .iter()
+            .position(|k| *k == e.kind)
+            .unwrap_or(0);
+        let mut w = self.r.event_weights[i];
+        if e.kind == EventKind::PageView
+            && let Some(c) = &e.category
+            && let Some(m) = self.r.category_weights.get(&c.to_ascii_lowercase())
+        {
+            w *= m;
+        }
+        if e.kind == EventKind::ProductUsage && e.value.is_finite() {
+            w *= e.value.clamp(0.0, 10.0);
+        }
+        w * self.decay(e.at, now)
+    }
+
+    /// 1 for an event now, ½ one half-life ago. Events stamped in the
+    /// future (clock skew) count as now.
+    fn decay(&self, at: i64, now: i64) -> f64 {
+        let age = (now.saturating_sub(at)).max(0) as f64;
+        (-(age / self.r.half_life_ms) * std::f64::consts::LN_2).exp()
+    }
+
+    fn engagement(&self, s: &Subject, now: i64) -> Part {
+        let mut by: BTreeMap<(EventKind, Option<String>), (f64, u32)> = BTreeMap::new();
+        let mut sum = 0.0;
+        for e in &s.events {
+            let p = self.event_points(e, now);
+            sum += p;
+            let cat = if e.kind == EventKind::PageView {
+                e.category.as_ref().map(|c| c.to_ascii_lowercase())
+            } else {
+                None
+            };
+            let slot = by.entry((e.kind, cat)).or_default();
+            slot.0 += p;
+            slot.1 += 1;
+        }
+        let value = 100.0 * (1.0 - (-sum.max(0.0) / self.r.settings.engagement_scale).exp());
+        let reasons = by
+            .into_iter()
+            .map(|((kind, cat), (p, n))| {
+                let code = match &cat {
+                    Some(c) => format!("engagement.{}.{}", kind.as_str(), code_name(c)),
+                    None => format!("engagement.{}", kind.as_str()),
+                };
+                let what = match &cat {
+                    Some(c) => format!("{} {c} page view{}", n, plural(n)),
+                    None => format!("{n} {}{}", kind.as_str().replace('_', " "), plural(n)),
+                };
+                let share = if sum > 0.0 { value * p / sum } else { 0.0 };
+                reason(
+                    code,
+                    "engagement",
+                    share,
+                    format!("{what}, recency-weighted {p:.1} points"),
+                )
+            })
+            .collect();
+        Part { value, reasons }
+    }
+
+    fn intent(&self, s: &Subject, now: i64) -> Part {
+        let pts = self.r.settings.intent;
+        let research: Vec<String> = self
+            .r
+            .settings
+            .research_categories
+            .iter()
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        let is_research = |e: &Event| {
+            e.kind == EventKind::PageView
+                && e.category
+                    .as_ref()
+                    .is_some_and(|c| research.iter().any(|r| r.eq_ignore_ascii_case(c)))
+        };
+        let decayed = |events: &[Event], f: &dyn Fn(&Event) -> bool| -> f64 {
+            events
+                .iter()
+                .filter(|e| f(e))
+                .map(|e| self.decay(e.at, now))
+                .sum()
+        };
+        let own = decayed(&s.events, &is_research) + 0.0;
+        // `+ 0.0`: an empty float sum is −0.0.
+        let peers: f64 = s
+            .peers
+            .iter()
+            .map(|p| decayed(&p.events, &is_research))
+            .sum::<f64>()
+            + 0.0;
+        let r = own + 0.5 * peers;
+        let research_pts = pts.research * (1.0 - (-r / 3.0).exp());
+
+        let window = self.r.stakeholder_window_ms;
+        let active = |events: &[Event]| events.iter().any(|e| ((now - e.at) as f64) <= window);
+        let people =
+            usize::from(active(&s.events)) + s.peers.iter().filter(|p| active(&p.events)).count();
+        let stakeholder_pts = pts.stakeholders * ((people.saturating_sub(1)) as f64 / 2.0).min(1.0);
+
+        let all = || {
+            s.events
+                .iter()
+                .chain(s.peers.iter().flat_map(|p| p.events.iter()))
+        };
+        let trial =
+            all().any(|e| e.kind == EventKind::TrialSignup && ((now - e.at) as f64) <= window);
+        let usage: f64 = all()
+            .filter(|e| e.kind == EventKind::ProductUsage)
+            .map(|e| e.value.clamp(0.0, 10.0) * self.decay(e.at, now))
+            .sum();
+        let trial_pts =
+            pts.trial * (if trial { 0.6 } else { 0.0 } + 0.4 * (1.0 - (-usage / 5.0).exp()));
+
+        let mut reasons = Vec::new();
+        if research_pts > 0.0 {
+            reasons.push(reason(
+                "intent.research".into(),
+                "intent",
+                research_pts,
+                format!(
+                    "research-heavy visits ({}): {own:.1} recency-weighted of the lead's own, {peers:.1} of colleagues'",
+                    research.join(", ")
+                ),
+            ));
+        }
+        if people >= 2 {
+            reasons.push(reason(
+                "intent.stakeholders".into(),
+                "intent",
+                stakeholder_pts,
+                format!(
+                    "{people} people of {} engaged in the last {} days",
+                    s.value("domain")
+                        .or(s.value("company"))
+                        .unwrap_or("the account"),
+                    self.r.settings.stakeholder_window_days
+                ),
+            ));
+        }
+        if trial_pts > 0.0 {
+            reasons.push(reason(
+                "intent.trial".into(),
+                "intent",
+                trial_pts,
+                format!(
+                    "{}product usage {usage:.1} recency-weighted units",
+                    if trial {
+                        "a trial sign-up in the window, "
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        Part {
+            value: (research_pts + stakeholder_pts + trial_pts).clamp(0.0, 100.0),
+            reasons,
+        }
+    }
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// A name as a reason code segment: lowercase, runs of other characters as `_`.
+pub fn code_name(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.trim().chars() {
+        if c.is_alphanumeric() || c == '.' {
+            out.extend(c.to_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+/// Whether `value` fits `rule`.
+pub fn rule_fits(rule: &settings::Rule, value: &str) -> bool {
+    if rule.min.is_some() || rule.max.is_some() {
+        let Some(x) = model::parse_number(value) else {
+            return false;
+        };
+        let in_range = rule.min.is_none_or(|lo| x >= lo) && rule.max.is_none_or(|hi| x <= hi);
+        if rule.any_of.is_empty() || !in_range {
+            return in_range;
+        }
+    }
+    let v = value.trim().to_lowercase();
+    match rule.matching {
+        settings::Matching::Exact => v.split([',', ';']).map(str::trim).any(|item| {
+            rule.any_of
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(item))
+        }),
+        settings::Matching::Contains => rule
+            .any_of
+            .iter()
+            .any(|a| contains_words(&v, &a.to_lowercase())),
+    }
+}
+
+/// Whether `needle`'s words appear in `hay` as whole words, in order.
+fn contains_words(hay: &str, needle: &str) -> bool {
+    let words: Vec<&str> = hay
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let want: Vec<&str> = needle
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    !want.is_empty() && words.windows(want.len()).any(|w| w == want.as_slice())
+}

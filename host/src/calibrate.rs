@@ -1,0 +1,1054 @@
+//! `leadgate calibrate`: fits the score component's conversion model from
+//! historical outcomes — L2-regularized logistic regression, solved by
+//! Newton's method — and reports how it does on held-out rows (ROC AUC,
+//! PR AUC, Brier score, a 10-bin reliability table).
+//!
+//! Features are found in the file: every column (lead field or custom
+//! column) that is not the outcome, not ignored and not an identifier or
+//! free text. Numbers are clipped at their 0.5th/99.5th percentiles,
+//! log-scaled when they are counts or durations, and standardized, with a
+//! missing-value indicator; categories become one indicator per common
+//! value (and one for missing). The penalty is chosen on a validation
+//! part of the training rows; the model written is the one whose held-out
+//! metrics are printed.
+
+use crate::batch::{self, Records};
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use leadgate_lead::score::Subject;
+use leadgate_score::model::{self, Feature, Fitted, Kind, Model, Transform};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Reads and checks a model file (TOML, from `leadgate calibrate`).
+pub fn read_model(path: &Path) -> Result<Model> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let m: Model =
+        toml::from_str(&text).with_context(|| format!("model {} is not valid", path.display()))?;
+    m.check()
+        .with_context(|| format!("model {}", path.display()))?;
+    Ok(m)
+}
+
+/// An outcome cell: converted or not; `None` when it says neither.
+pub fn outcome(s: &str) -> Option<bool> {
+    let t = s.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "1" | "true" | "yes" | "y" | "t" | "converted" | "won" | "closed won" | "closed-won"
+        | "customer" => Some(true),
+        "0" | "false" | "no" | "n" | "f" | "lost" | "closed lost" | "closed-lost"
+        | "not converted" => Some(false),
+        _ => model::parse_number(&t).map(|x| x > 0.0),
+    }
+}
+
+/// Lead fields never used as features: identifiers and contact details.
+const NOT_FEATURES: &[&str] = &[
+    "email",
+    "phone",
+    "phone_extension",
+    "first_name",
+    "last_name",
+    "full_name",
+    "street",
+    "company_key",
+    "website",
+];
+
+/// Why a column is or is not a feature, for the report.
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub what: String,
+}
+
+/// Rows as sparse feature vectors.
+#[derive(Debug, Clone, Default)]
+pub struct Design {
+    pub rows: Vec<Vec<(u32, f64)>>,
+    pub dim: usize,
+}
+
+fn is_identifier_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| matches!(w, "id" | "uuid" | "guid" | "number" | "no" | "key" | "ref"))
+        || n.ends_with("id")
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Finds the features in `subjects` (all of their fields and custom
+/// columns but `skip`), with their training statistics from `train`.
+pub fn plan_features(
+    subjects: &[Subject],
+    train: &[usize],
+    skip: &[String],
+) -> (Vec<Feature>, Vec<ColumnPlan>) {
+    let mut names: Vec<String> = Vec::new();
+    for f in leadgate_lead::TEXT_FIELDS {
+        if !NOT_FEATURES.contains(f) && subjects.iter().any(|s| s.lead.field(f).is_some()) {
+            names.push((*f).to_string());
+        }
+    }
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for s in subjects {
+        for c in &s.lead.custom {
+            if seen.insert(c.key.to_ascii_lowercase()) {
+                names.push(c.key.clone());
+            }
+        }
+    }
+    let n = train.len().max(1);
+    let mut features = Vec::new();
+    let mut plans = Vec::new();
+    for name in names {
+        if skip.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        let mut plan = |what: String| {
+            plans.push(ColumnPlan {
+                name: name.clone(),
+                what,
+            })
+        };
+        let values: Vec<Option<&str>> = train.iter().map(|&i| subjects[i].value(&name)).collect();
+        let present: Vec<&str> = values.iter().flatten().copied().collect();
+        if present.len() * 100 < n {
+            plan("left out: almost always empty".into());
+            continue;
+        }
+        let missing = present.len() < n;
+        let numbers: Vec<f64> = present
+            .iter()
+            .filter_map(|v| model::parse_number(v))
+            .collect();
+        let distinct = |xs: &[&str]| {
+            let mut d: Vec<String> = xs.iter().map(|x| x.trim().to_lowercase()).collect();
+            d.sort_unstable();
+            d.dedup();
+            d.len()
+        };
+        if numbers.len() * 100 >= present.len() * 98 {
+            let mut sorted = numbers.clone();
+            sorted.sort_by(f64::total_cmp);
+            sorted.dedup();
+            let unique = sorted.len();
+            if unique < 2 {
+                plan("left out: the same number in every row".into());
+                continue;
+            }
+            if is_identifier_name(&name) && unique * 10 >= present.len() * 9 {
+                plan(format!(
+                    "left out: an identifier ({unique} distinct numbers)"
+                ));
+                continue;
+            }
+            let mut all = numbers.clone();
+            all.sort_by(f64::total_cmp);
+            let lo = quantile(&all, 0.005);
+            let hi = quantile(&all, 0.995);
+            let median = quantile(&all, 0.5);
+            let log = lo >= 0.0 && hi > 4.0 * median.max(1.0);
+            let mut f = Feature {
+                name: name.clone(),
+                kind: Kind::Number,
+                level: None,
+                transform: if log {
+                    Transform::Log1p
+                } else {
+                    Transform::None
+                },
+                lo: Some(lo),
+                hi: Some(hi),
+                center: 0.0,
+                scale: 1.0,
+                mean: 0.0,
+                weight: 0.0,
+            };
+            let xs: Vec<f64> = numbers.iter().map(|&x| f.transformed(x)).collect();
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+            if var.sqrt() < 1e-12 {
+                plan("left out: no spread after clipping".into());
+                continue;
+            }
+            f.center = mean;
+            f.scale = var.sqrt();
+            plan(format!(
+                "number{}, clipped to [{lo}, {hi}]{}",
+                if log { " (log scale)" } else { "" },
+                if missing {
+                    ", with a missing indicator"
+                } else {
+                    ""
+                }
+            ));
+            features.push(f);
+        } else {
+            let d = distinct(&present);
+            if d > 50 && d * 2 > present.len() {
+                plan(format!(
+                    "left out: free text or an identifier ({d} distinct values)"
+                ));
+                continue;
+            }
+            let mut counts: HashMap<String, (usize, &str)> = HashMap::new();
+            for v in &present {
+                counts
+                    .entry(v.trim().to_lowercase())
+                    .or_insert((0, v.trim()))
+                    .0 += 1;
+            }
+            let min_count = (n / 1000).max(5);
+            let mut levels: Vec<(usize, &str)> = counts
+                .values()
+                .filter(|(c, _)| *c >= min_count)
+                .copied()
+                .collect();
+            levels.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            levels.truncate(60);
+            if levels.is_empty() || (levels.len() == 1 && !missing && levels[0].0 == present.len())
+            {
+                plan("left out: no value common enough to learn from".into());
+                continue;
+            }
+            plan(format!(
+                "category, {} of {d} values{}",
+                levels.len(),
+                if missing {
+                    ", with a missing indicator"
+                } else {
+                    ""
+                }
+            ));
+            for (_, level) in &levels {
+                features.push(Feature {
+                    name: name.clone(),
+                    kind: Kind::Level,
+                    level: Some((*level).to_string()),
+                    transform: Transform::None,
+                    lo: None,
+                    hi: None,
+                    center: 0.0,
+                    scale: 1.0,
+                    mean: 0.0,
+                    weight: 0.0,
+                });
+            }
+        }
+        if missing {
+            features.push(Feature {
+                name: name.clone(),
+                kind: Kind::Missing,
+                level: None,
+                transform: Transform::None,
+                lo: None,
+                hi: None,
+                center: 0.0,
+                scale: 1.0,
+                mean: 0.0,
+                weight: 0.0,
+            });
+        }
+    }
+    (features, plans)
+}
+
+/// Encodes every subject with `features`.
+pub fn design(subjects: &[Subject], features: &[Feature]) -> Design {
+    let rows = subjects
+        .iter()
+        .map(|s| {
+            let mut row = Vec::new();
+            let mut last: Option<(&str, Option<&str>)> = None;
+            for (j, f) in features.iter().enumerate() {
+                let v = match last {
+                    Some((n, v)) if n == f.name => v,
+                    _ => {
+                        let v = s.value(&f.name);
+                        last = Some((&f.name, v));
+                        v
+                    }
+                };
+                let x = f.encode(v);
+                if x != 0.0 {
+                    row.push((j as u32, x));
+                }
+            }
+            row
+        })
+        .collect();
+    Design {
+        rows,
+        dim: features.len(),
+    }
+}
+
+/// Fitted weights: intercept and one per feature.
+#[derive(Debug, Clone)]
+pub struct Fit {
+    pub intercept: f64,
+    pub weights: Vec<f64>,
+}
+
+impl Fit {
+    pub fn logit(&self, row: &[(u32, f64)]) -> f64 {
+        self.intercept
+            + row
+                .iter()
+                .map(|&(j, x)| self.weights[j as usize] * x)
+                .sum::<f64>()
+    }
+
+    pub fn predict(&self, row: &[(u32, f64)]) -> f64 {
+        model::sigmoid(self.logit(row))
+    }
+}
+
+/// Mean log loss of `fit` on `rows`.
+fn log_loss(fit: &Fit, d: &Design, rows: &[usize], y: &[bool]) -> f64 {
+    rows.iter()
+        .map(|&i| {
+            let z = fit.logit(&d.rows[i]);
+            // log(1 + e^z) − y·z, stable.
+            let softplus = if z > 0.0 {
+                z + (-z).exp().ln_1p()
+            } else {
+                z.exp().ln_1p()
+            };
+            softplus - if y[i] { z } else { 0.0 }
+        })
+        .sum::<f64>()
+        / rows.len().max(1) as f64
+}
+
+/// Solves `a x = b` for a symmetric positive definite `a` (row-major `n×n`)
+/// by Cholesky; `None` if it is not positive definite.
+fn cholesky_solve(a: &mut [f64], b: &[f64], n: usize) -> Option<Vec<f64>> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return None;
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    let mut x = b.to_vec();
+    for i in 0..n {
+        let mut s = x[i];
+        for k in 0..i {
+            s -= a[i * n + k] * x[k];
+        }
+        x[i] = s / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut s = x[i];
+        for k in i + 1..n {
+            s -= a[k * n + i] * x[k];
+        }
+        x[i] = s / a[i * n + i];
+    }
+    Some(x)
+}
+
+/// L2-regularized logistic regression on `rows` of `d` (mean log loss +
+/// `l2`/2·‖w‖², the intercept unpenalized), by Newton's method with a
+/// backtracking line search, from `start` if given.
+pub fn fit_logistic(d: &Design, rows: &[usize], y: &[bool], l2: f64, start: Option<&Fit>) -> Fit {
+    let p = d.dim + 1; // index d.dim is the intercept
+    let n = rows.len().max(1) as f64;
+    let mut fit = start.cloned().unwrap_or_else(|| {
+        let pos = rows.iter().filter(|&&i| y[i]).count() as f64;
+        let rate = ((pos + 0.5) / (n + 1.0)).clamp(1e-6, 1.0 - 1e-6);
+        Fit {
+            intercept: (rate / (1.0 - rate)).ln(),
+            weights: vec![0.0; d.dim],
+        }
+    });
+    let objective =
+        |f: &Fit| log_loss(f, d, rows, y) + 0.5 * l2 * f.weights.iter().map(|w| w * w).sum::<f64>();
+    let mut current = objective(&fit);
+    for _ in 0..100 {
+        let mut g = vec![0.0; p];
+        let mut h = vec![0.0; p * p];
+        for &i in rows {
+            let row = &d.rows[i];
+            let pr = fit.predict(row);
+            let r = pr - if y[i] { 1.0 } else { 0.0 };
+            let w = (pr * (1.0 - pr)).max(1e-10);
+            g[d.dim] += r;
+            h[d.dim * p + d.dim] += w;
+            for (a, &(ja, xa)) in row.iter().enumerate() {
+                let ja = ja as usize;
+                g[ja] += r * xa;
+                h[ja * p + d.dim] += w * xa;
+                for &(jb, xb) in &row[..=a] {
+                    h[ja * p + jb as usize] += w * xa * xb;
+                }
+            }
+        }
+        // The intercept's cross terms were summed in the last column: move
+        // them to the last row, so the lower triangle holds the matrix.
+        for j in 0..d.dim {
+            h[d.dim * p + j] = h[j * p + d.dim];
+        }
+        for j in 0..p {
+            g[j] /= n;
+            for k in 0..=j {
+                h[j * p + k] /= n;
+            }
+        }
+        for j in 0..d.dim {
+            g[j] += l2 * fit.weights[j];
+            h[j * p + j] += l2;
+        }
+        for j in 0..p {
+            for k in j + 1..p {
+                h[j * p + k] = h[k * p + j];
+            }
+        }
+        // A little ridge keeps an exactly singular system (an indicator
+        // that is never 1 in these rows) solvable.
+        for j in 0..p {
+            h[j * p + j] += 1e-9;
+        }
+        let Some(step) = cholesky_solve(&mut h, &g, p) else {
+            break;
+        };
+        let mut t = 1.0;
+        let mut improved = false;
+        for _ in 0..30 {
+            let trial = Fit {
+                intercept: fit.intercept - t * step[d.dim],
+                weights: fit
+                    .weights
+                    .iter()
+                    .zip(&step)
+                    .map(|(w, s)| w - t * s)
+                    .collect(),
+            };
+            let value = objective(&trial);
+            if value <= current + 1e-12 {
+                let gain = current - value;
+                fit = trial;
+                current = value;
+                improved = gain > 1e-10;
+                break;
+            }
+            t *= 0.5;
+        }
+        let size = step.iter().fold(0.0f64, |m, s| m.max(s.abs())) * t;
+        if !improved || size < 1e-7 {
+            break;
+        }
+    }
+    fit
+}
+
+/// Held-out quality of predictions `p` for outcomes `y`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub rows: usize,
+    pub positives: usize,
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub brier: f64,
+    pub log_loss: f64,
+    /// Per tenth of predicted probability: rows, mean predicted, observed rate.
+    pub bins: Vec<(usize, f64, f64)>,
+}
+
+/// ROC AUC (ties count half), average precision, Brier score, log loss
+/// and the 10-bin reliability table.
+pub fn metrics(p: &[f64], y: &[bool]) -> Metrics {
+    let n = p.len();
+    let positives = y.iter().filter(|&&v| v).count();
+    let negatives = n - positives;
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    // Mann–Whitney with average ranks for ties.
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && p[order[j + 1]] == p[order[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            if y[k] {
+                rank_sum += avg;
+            }
+        }
+        i = j + 1;
+    }
+    let roc_auc = if positives == 0 || negatives == 0 {
+        f64::NAN
+    } else {
+        (rank_sum - (positives * (positives + 1)) as f64 / 2.0)
+            / (positives as f64 * negatives as f64)
+    };
+    // Average precision, highest scores first, ties taken as one step.
+    let mut pr_auc = 0.0;
+    let (mut tp, mut seen) = (0usize, 0usize);
+    let mut k = n;
+    while k > 0 {
+        let mut j = k - 1;
+        let mut group_tp = 0;
+        let mut group = 0;
+        loop {
+            group += 1;
+            if y[order[j]] {
+                group_tp += 1;
+            }
+            if j == 0 || p[order[j - 1]] != p[order[k - 1]] {
+                break;
+            }
+            j -= 1;
+        }
+        tp += group_tp;
+        seen += group;
+        if positives > 0 {
+            pr_auc += (group_tp as f64 / positives as f64) * (tp as f64 / seen as f64);
+        }
+        k = j;
+    }
+    let brier = p
+        .iter()
+        .zip(y)
+        .map(|(p, &y)| (p - f64::from(u8::from(y))).powi(2))
+        .sum::<f64>()
+        / n.max(1) as f64;
+    let log_loss = p
+        .iter()
+        .zip(y)
+        .map(|(p, &y)| {
+            let p = p.clamp(1e-15, 1.0 - 1e-15);
+            -(if y { p.ln() } else { (1.0 - p).ln() })
+        })
+        .sum::<f64>()
+        / n.max(1) as f64;
+    let mut bins = vec![(0usize, 0.0f64, 0.0f64); 10];
+    for (p, &y) in p.iter().zip(y) {
+        let b = ((p * 10.0) as usize).min(9);
+        bins[b].0 += 1;
+        bins[b].1 += p;
+        bins[b].2 += f64::from(u8::from(y));
+    }
+    for b in &mut bins {
+        if b.0 > 0 {
+            b.1 /= b.0 as f64;
+            b.2 /= b.0 as f64;
+        }
+    }
+    Metrics {
+        rows: n,
+        positives,
+        roc_auc,
+        pr_auc: if positives == 0 { f64::NAN } else { pr_auc },
+        brier,
+        log_loss,
+        bins,
+    }
+}
+
+impl std::fmt::Display for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = self.positives as f64 / self.rows.max(1) as f64;
+        writeln!(
+            f,
+            "held-out rows      {} ({} converted, {:.1}%)",
+            self.rows,
+            self.positives,
+            100.0 * rate
+        )?;
+        writeln!(f, "ROC AUC            {:.4}", self.roc_auc)?;
+        writeln!(
+            f,
+            "PR AUC             {:.4}  (base rate {:.4})",
+            self.pr_auc, rate
+        )?;
+        writeln!(
+            f,
+            "Brier score        {:.4}  (predicting the base rate: {:.4})",
+            self.brier,
+            rate * (1.0 - rate)
+        )?;
+        writeln!(f, "log loss           {:.4}", self.log_loss)?;
+        writeln!(
+            f,
+            "reliability        predicted    rows   mean predicted   observed"
+        )?;
+        for (i, (n, pred, obs)) in self.bins.iter().enumerate() {
+            if *n == 0 {
+                writeln!(
+                    f,
+                    "                   {:.1}–{:.1}  {:>7}                -          -",
+                    i as f64 / 10.0,
+                    (i + 1) as f64 / 10.0,
+                    0
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "                   {:.1}–{:.1}  {:>7}           {:.3}      {:.3}",
+                    i as f64 / 10.0,
+                    (i + 1) as f64 / 10.0,
+                    n,
+                    pred,
+                    obs
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A stratified split of `0..y.len()` into (train, held out).
+pub fn split(y: &[bool], holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut train, mut test) = (Vec::new(), Vec::new());
+    for class in [true, false] {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        idx.shuffle(&mut rng);
+        let k = (idx.len() as f64 * holdout).round() as usize;
+        test.extend_from_slice(&idx[..k]);
+        train.extend_from_slice(&idx[k..]);
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    (train, test)
+}
+
+/// The penalties tried (on mean log loss).
+const L2_GRID: &[f64] = &[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0];
+
+/// Picks the penalty with the best validation log loss on an inner split
+/// of `train`.
+pub fn choose_l2(d: &Design, train: &[usize], y: &[bool], seed: u64) -> f64 {
+    let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
+    let (inner, valid) = split(&ys, 0.25, seed ^ 0x5eed);
+    let inner: Vec<usize> = inner.iter().map(|&k| train[k]).collect();
+    let valid: Vec<usize> = valid.iter().map(|&k| train[k]).collect();
+    let mut best = (f64::INFINITY, L2_GRID[L2_GRID.len() / 2]);
+    let mut warm: Option<Fit> = None;
+    // Strongest penalty first: each fit starts from the last.
+    for &l2 in L2_GRID.iter().rev() {
+        let f = fit_logistic(d, &inner, y, l2, warm.as_ref());
+        let loss = log_loss(&f, d, &valid, y);
+        if loss < best.0 {
+            best = (loss, l2);
+        }
+        warm = Some(f);
+    }
+    best.1
+}
+
+pub struct Options {
+    pub input: String,
+    pub format: Option<leadgate_ingest::Format>,
+    pub map: Vec<String>,
+    pub outcome: String,
+    pub ignore: Vec<String>,
+    pub holdout: f64,
+    pub seed: u64,
+    pub l2: Option<f64>,
+    pub output: std::path::PathBuf,
+    pub quiet: bool,
+}
+
+/// What calibration found and wrote.
+pub struct Calibrated {
+    pub model: Model,
+    pub metrics: Metrics,
+    pub plans: Vec<ColumnPlan>,
+    pub skipped_outcome: usize,
+    pub malformed: usize,
+    pub l2: f64,
+}
+
+/// Takes the outcome column out of each record: the outcomes, and the
+/// records that have one.
+pub fn outcomes(records: &mut Records, column: &str) -> Result<(Vec<Subject>, Vec<bool>, usize)> {
+    if !records.columns.is_empty()
+        && !records
+            .columns
+            .iter()
+            .any(|(h, _)| h.eq_ignore_ascii_case(column))
+    {
+        bail!(
+            "--outcome {column}: the input has no such column (columns: {})",
+            records
+                .columns
+                .iter()
+                .map(|(h, _)| h.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let mut subjects = Vec::new();
+    let mut y = Vec::new();
+    let mut skipped = 0;
+    for mut s in std::mem::take(&mut records.subjects) {
+        let pos = s
+            .lead
+            .custom
+            .iter()
+            .position(|c| c.key.eq_ignore_ascii_case(column));
+        let value = pos.map(|p| s.lead.custom.remove(p).value);
+        match value.as_deref().and_then(outcome) {
+            Some(v) => {
+                subjects.push(s);
+                y.push(v);
+            }
+            None => skipped += 1,
+        }
+    }
+    Ok((subjects, y, skipped))
+}
+
+pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
+    if !(0.05..=0.5).contains(&opts.holdout) {
+        bail!(
+            "--holdout must be between 0.05 and 0.5, not {}",
+            opts.holdout
+        );
+    }
+    // The outcome is read as a custom column whatever its name.
+    let mut map = vec![format!("{}=custom.{}", opts.outcome, opts.outcome)];
+    map.extend(opts.map.iter().cloned());
+    let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let mut records = batch::read(
+        config,
+        &batch::Input {
+            path: &opts.input,
+            format: opts.format,
+            map: &map,
+        },
+        Some(&runtime),
+    )?;
+    let malformed = records.malformed.len();
+    let (subjects, y, skipped_outcome) = outcomes(&mut records, &opts.outcome)?;
+    let positives = y.iter().filter(|&&v| v).count();
+    if subjects.len() < 50 || positives < 10 || subjects.len() - positives < 10 {
+        bail!(
+            "{} has {} records with an outcome ({positives} converted): calibration needs at least 50, with 10 of each outcome",
+            opts.input,
+            subjects.len()
+        );
+    }
+    let (train, test) = split(&y, opts.holdout, opts.seed);
+    let (mut features, plans) = plan_features(&subjects, &train, &opts.ignore);
+    if features.is_empty() {
+        bail!(
+            "no column of {} can be a feature:\n{}",
+            opts.input,
+            plans
+                .iter()
+                .map(|p| format!("  {}: {}", p.name, p.what))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let d = design(&subjects, &features);
+    let l2 = match opts.l2 {
+        Some(l) => l,
+        None => choose_l2(&d, &train, &y, opts.seed),
+    };
+    let fit = fit_logistic(&d, &train, &y, l2, None);
+    // Feature means over the training rows, for explanations.
+    let mut means = vec![0.0; d.dim];
+    for &i in &train {
+        for &(j, x) in &d.rows[i] {
+            means[j as usize] += x;
+        }
+    }
+    for (f, (w, m)) in features.iter_mut().zip(fit.weights.iter().zip(means)) {
+        f.weight = *w;
+        f.mean = m / train.len() as f64;
+    }
+    let p: Vec<f64> = test.iter().map(|&i| fit.predict(&d.rows[i])).collect();
+    let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+    let m = metrics(&p, &yt);
+    let model = Model {
+        version: model::VERSION,
+        outcome: opts.outcome.clone(),
+        intercept: fit.intercept,
+        features,
+        fitted: Some(Fitted {
+            rows: train.len() as u64,
+            positives: train.iter().filter(|&&i| y[i]).count() as u64,
+            holdout_rows: test.len() as u64,
+            l2,
+            roc_auc: finite_or_zero(m.roc_auc),
+            pr_auc: finite_or_zero(m.pr_auc),
+            brier: m.brier,
+        }),
+    };
+    model.check().context("the fitted model is not usable")?;
+    let text = toml::to_string(&model).context("cannot encode the model as TOML")?;
+    if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(
+        &opts.output,
+        format!(
+            "# leadgate conversion model, from `leadgate calibrate` on {} (outcome `{}`).\n# Use it with `[score] model = \"...\"` or `leadgate score --model`.\n{text}",
+            opts.input, opts.outcome
+        ),
+    )
+    .with_context(|| format!("cannot write {}", opts.output.display()))?;
+    Ok(Calibrated {
+        model,
+        metrics: m,
+        plans,
+        skipped_outcome,
+        malformed,
+        l2,
+    })
+}
+
+fn finite_or_zero(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+pub fn print_report(c: &Calibrated, opts: &Options) {
+    let mut s = String::new();
+    let _ = writeln!(s, "features:");
+    for p in &c.plans {
+        let _ = writeln!(s, "  {:<28} {}", p.name, p.what);
+    }
+    if c.skipped_outcome > 0 {
+        let _ = writeln!(
+            s,
+            "{} records had no readable `{}` outcome and were left out",
+            c.skipped_outcome, opts.outcome
+        );
+    }
+    if c.malformed > 0 {
+        let _ = writeln!(
+            s,
+            "{} records could not be read and were left out",
+            c.malformed
+        );
+    }
+    if let Some(f) = &c.model.fitted {
+        let _ = writeln!(
+            s,
+            "fitted on {} rows ({} converted), L2 penalty {} (chosen on a validation split), {} weights",
+            f.rows,
+            f.positives,
+            c.l2,
+            c.model.features.len()
+        );
+    }
+    let _ = write!(s, "{}", c.metrics);
+    let mut top: Vec<&Feature> = c.model.features.iter().collect();
+    top.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
+    let _ = writeln!(s, "strongest weights:");
+    for f in top.iter().take(8) {
+        let what = match (&f.kind, &f.level) {
+            (Kind::Level, Some(l)) => format!("{} = {l}", f.name),
+            (Kind::Missing, _) => format!("{} missing", f.name),
+            _ => format!("{} (per standard deviation)", f.name),
+        };
+        let _ = writeln!(s, "  {:+.3}  {what}", f.weight);
+    }
+    let _ = writeln!(s, "model written to {}", opts.output.display());
+    eprint!("{s}");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use leadgate_lead::{CustomField, Lead};
+    use rand::Rng;
+
+    /// Synthetic history from a known logistic model: a category, a count
+    /// and a noise column.
+    fn synthetic(n: usize, seed: u64) -> (Vec<Subject>, Vec<bool>, Vec<f64>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let sources = [
+            ("referral", 1.5),
+            ("ads", -0.5),
+            ("organic", 0.3),
+            ("event", 0.0),
+        ];
+        let mut subjects = Vec::new();
+        let mut y = Vec::new();
+        let mut truth = Vec::new();
+        for _ in 0..n {
+            let (source, effect) = sources[rng.random_range(0..sources.len())];
+            let visits: f64 = (rng.random::<f64>() * 20.0).floor();
+            let noise: f64 = rng.random::<f64>();
+            let z = -1.2 + effect + 0.12 * visits;
+            let p = 1.0 / (1.0 + (-z).exp());
+            let mut custom = vec![
+                CustomField {
+                    key: "Lead Source".into(),
+                    value: source.into(),
+                },
+                CustomField {
+                    key: "noise".into(),
+                    value: format!("{noise:.4}"),
+                },
+            ];
+            if rng.random::<f64>() > 0.05 {
+                custom.push(CustomField {
+                    key: "Visits".into(),
+                    value: visits.to_string(),
+                });
+            }
+            subjects.push(Subject {
+                lead: Lead {
+                    custom,
+                    ..Lead::default()
+                },
+                ..Subject::default()
+            });
+            y.push(rng.random::<f64>() < p);
+            truth.push(p);
+        }
+        (subjects, y, truth)
+    }
+
+    #[test]
+    fn calibration_recovers_a_known_generating_model() {
+        let (subjects, y, truth) = synthetic(6000, 11);
+        let (train, test) = split(&y, 0.25, 7);
+        let (features, plans) = plan_features(&subjects, &train, &[]);
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.name == "Visits" && p.what.contains("missing indicator")),
+            "{plans:?}"
+        );
+        let d = design(&subjects, &features);
+        let l2 = choose_l2(&d, &train, &y, 7);
+        let fit = fit_logistic(&d, &train, &y, l2, None);
+        let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+        let fitted: Vec<f64> = test.iter().map(|&i| fit.predict(&d.rows[i])).collect();
+        let ideal: Vec<f64> = test.iter().map(|&i| truth[i]).collect();
+        let (mf, mt) = (metrics(&fitted, &yt), metrics(&ideal, &yt));
+        assert!(
+            mf.roc_auc > mt.roc_auc - 0.02,
+            "fitted {} vs true {}",
+            mf.roc_auc,
+            mt.roc_auc
+        );
+        assert!(
+            mf.brier < mt.brier + 0.01,
+            "fitted {} vs true {}",
+            mf.brier,
+            mt.brier
+        );
+        // The level effects come back in the right order.
+        let w = |level: &str| {
+            features
+                .iter()
+                .zip(&fit.weights)
+                .find(|(f, _)| f.level.as_deref() == Some(level))
+                .map(|(_, w)| *w)
+                .unwrap()
+        };
+        assert!(w("referral") > w("organic") && w("organic") > w("ads"));
+        // Calibrated: predicted and observed rates agree bin by bin.
+        for (n, pred, obs) in &mf.bins {
+            if *n > 100 {
+                assert!((pred - obs).abs() < 0.08, "bin {pred} vs {obs} over {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let p = [0.1, 0.4, 0.35, 0.8];
+        let y = [false, false, true, true];
+        let m = metrics(&p, &y);
+        assert!((m.roc_auc - 0.75).abs() < 1e-12);
+        // Ranked: 0.8 (+), 0.4 (−), 0.35 (+), 0.1 (−): AP = ½·1 + ½·⅔.
+        assert!((m.pr_auc - (0.5 + 1.0 / 3.0)).abs() < 1e-12);
+        let brier = (0.01 + 0.16 + 0.4225 + 0.04) / 4.0;
+        assert!((m.brier - brier).abs() < 1e-12);
+        // Ties count half.
+        let m = metrics(&[0.5, 0.5], &[true, false]);
+        assert!((m.roc_auc - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn identifiers_and_free_text_are_not_features() {
+        let subjects: Vec<Subject> = (0..500)
+            .map(|i| Subject {
+                lead: Lead {
+                    custom: vec![
+                        CustomField {
+                            key: "Lead Number".into(),
+                            value: (660_000 + i).to_string(),
+                        },
+                        CustomField {
+                            key: "Notes".into(),
+                            value: format!("called on day {i}"),
+                        },
+                        CustomField {
+                            key: "Plan".into(),
+                            value: ["free", "pro"][i % 2].into(),
+                        },
+                    ],
+                    ..Lead::default()
+                },
+                ..Subject::default()
+            })
+            .collect();
+        let train: Vec<usize> = (0..500).collect();
+        let (features, plans) = plan_features(&subjects, &train, &[]);
+        assert!(features.iter().all(|f| f.name == "Plan"), "{plans:?}");
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.name == "Lead Number" && p.what.contains("identifier"))
+        );
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.name == "Notes" && p.what.contains("free text"))
+        );
+    }
+
+    #[test]
+    fn outcomes_read_as_exports_write_them() {
+        for (s, v) in [
+            ("1", true),
+            ("Yes", true),
+            ("Closed Won", true),
+            ("0", false),
+            ("no", false),
+            ("2", true),
+        ] {
+            assert_eq!(outcome(s), Some(v), "{s}");
+        }
+        assert_eq!(outcome("maybe"), None);
+        assert_eq!(outcome(""), None);
+    }
+}

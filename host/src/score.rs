@@ -1,0 +1,638 @@
+//! Scoring on the host: calling the score component (failures contained
+//! to the lead that causes them), building each lead's subject from the
+//! store (its enrichment, recent events, the account's other leads and
+//! their activity), and surfacing leads to sales only when it matters — a
+//! threshold crossed (with hysteresis, so a lead hovering around it does
+//! not flap) or a jump within a window — into the `qualified_lead_pipeline`.
+
+use crate::config::{Config, ScoreConfig};
+use anyhow::{Context, Result, bail};
+use leadgate_lead::Lead;
+use leadgate_lead::score::{Event, EventKind, Peer, Scored, Subject};
+use leadgate_runtime::{CallError, ScorerComponent, ScorerInstance};
+use leadgate_store::Store;
+use leadgate_store::score::{ScoreState, ScoreWrite, ScoringLead, Surfaced};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Calls the score component, replacing instances that fail or wear out
+/// and isolating the lead that made a batch fail.
+pub struct Scoring<'a> {
+    component: &'a ScorerComponent,
+    settings: String,
+    instance: Option<ScorerInstance>,
+    batch: usize,
+}
+
+impl<'a> Scoring<'a> {
+    pub fn new(
+        component: &'a ScorerComponent,
+        settings: String,
+        batch: usize,
+    ) -> Result<Scoring<'a>> {
+        let mut s = Scoring {
+            component,
+            settings,
+            instance: None,
+            batch: batch.max(1),
+        };
+        // Fail fast on settings the component refuses.
+        match s.instance() {
+            Err(e @ CallError::Settings(_)) => {
+                bail!("score component {}: {e}", component.path().display())
+            }
+            _ => Ok(s),
+        }
+    }
+
+    fn instance(&mut self) -> Result<&mut ScorerInstance, CallError> {
+        if self.instance.as_ref().is_none_or(ScorerInstance::worn_out) {
+            self.instance = None;
+            self.instance = Some(self.component.instantiate(&self.settings)?);
+        }
+        self.instance
+            .as_mut()
+            .ok_or_else(|| CallError::Instantiate("no instance".into()))
+    }
+
+    /// Scores `subjects` as of `now`, a batch per call; if a call fails,
+    /// each subject of it again on its own.
+    pub fn score(&mut self, subjects: &[&Subject], now: i64) -> Vec<Result<Scored, CallError>> {
+        let mut out = Vec::with_capacity(subjects.len());
+        for chunk in subjects.chunks(self.batch) {
+            out.extend(crate::isolate::isolate(
+                self,
+                chunk,
+                |s, all| s.instance().and_then(|i| i.score(all, now)),
+                |s, one| {
+                    s.instance()
+                        .and_then(|i| i.score(&[*one], now))
+                        .and_then(|mut v| v.pop().ok_or(CallError::Protocol { sent: 1, got: 0 }))
+                },
+                |s| s.instance = None,
+            ));
+        }
+        out
+    }
+}
+
+/// The category of a page view's URL: the category whose fragment is the
+/// longest found in the URL's path.
+pub fn categorize(pages: &BTreeMap<String, Vec<String>>, url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = if url.contains("://") {
+        rest.find('/').map_or("/", |i| &rest[i..])
+    } else {
+        rest
+    };
+    let path = path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut best: Option<(&str, usize)> = None;
+    for (category, fragments) in pages {
+        for f in fragments {
+            let f = f.trim().to_ascii_lowercase();
+            if path.contains(&f) && best.is_none_or(|(_, n)| f.len() > n) {
+                best = Some((category, f.len()));
+            }
+        }
+    }
+    best.map(|(c, _)| c.to_string())
+}
+
+/// When a lead is surfaced.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    pub threshold: f64,
+    pub hysteresis: f64,
+    /// 0: off.
+    pub jump: f64,
+    pub window_ms: i64,
+}
+
+impl Policy {
+    pub fn of(c: &ScoreConfig) -> Policy {
+        Policy {
+            threshold: c.threshold,
+            hysteresis: c.hysteresis,
+            jump: c.jump,
+            window_ms: (c.jump_window_hours * 3_600_000.0) as i64,
+        }
+    }
+
+    /// The new surfacing state for a lead now scored `total`, given its
+    /// state before (`None`: first score) and the lowest total of its
+    /// history within the window; and why it is surfaced, if it is.
+    pub fn decide(
+        &self,
+        before: Option<(ScoreState, Option<i64>)>,
+        total: u8,
+        now: i64,
+    ) -> (bool, Option<&'static str>) {
+        let t = f64::from(total);
+        let (was_above, surfaced_at, base) = match before {
+            None => (false, None, None),
+            Some((s, min)) => (
+                s.above,
+                s.surfaced_at,
+                Some(min.map_or(s.total, |m| m.min(s.total))),
+            ),
+        };
+        if was_above {
+            // Re-armed only once it has fallen clearly below.
+            return (t >= self.threshold - self.hysteresis, None);
+        }
+        if t >= self.threshold {
+            return (true, Some("threshold"));
+        }
+        let recently = surfaced_at.is_some_and(|s| now - s < self.window_ms);
+        if self.jump > 0.0
+            && let Some(base) = base
+            && t - base as f64 >= self.jump
+            && !recently
+        {
+            return (false, Some("jump"));
+        }
+        (false, None)
+    }
+}
+
+/// What a re-score did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub scored: u64,
+    pub exceptions: u64,
+    pub changed: u64,
+    /// Surfaced, by trigger.
+    pub surfaced: BTreeMap<&'static str, u64>,
+    pub grades: BTreeMap<String, u64>,
+    pub elapsed: Duration,
+    /// Time in the component.
+    pub scoring: Duration,
+}
+
+/// A lead loaded for scoring.
+struct Loaded {
+    lead: Lead,
+    attributes: Vec<(String, String)>,
+    account: Option<String>,
+    qualification: Option<String>,
+}
+
+/// The account a lead belongs to: its registrable domain, unless that is
+/// a free-mail provider's.
+pub fn account_of(lead: &Lead) -> Option<String> {
+    let d = lead.domain.as_deref()?.trim().to_ascii_lowercase();
+    if d.is_empty() || leadgate_enrich::derive::email_type(&format!("x@{d}")) == Some("free") {
+        return None;
+    }
+    Some(d)
+}
+
+/// Enrichment attributes from the stored enrichment JSON.
+fn attributes(enrichment: Option<&str>) -> Vec<(String, String)> {
+    let Some(json) = enrichment else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    v.get("fields")
+        .and_then(|f| f.as_object())
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|(k, f)| Some((k.clone(), f.get("value")?.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn event_of(row: leadgate_store::score::EventRow) -> Option<Event> {
+    Some(Event {
+        kind: EventKind::parse(&row.kind)?,
+        at: row.at,
+        category: row.category,
+        value: row.value,
+    })
+}
+
+/// Where surfaced leads go besides the store's outbox.
+pub struct Pipeline {
+    file: Option<(std::io::BufWriter<std::fs::File>, std::path::PathBuf)>,
+}
+
+impl Pipeline {
+    /// Appends to `path` (created if needed), or only the outbox.
+    pub fn open(path: Option<&Path>) -> Result<Pipeline> {
+        let file = match path {
+            None => None,
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open the pipeline file {}", p.display()))?;
+                Some((std::io::BufWriter::new(f), p.to_path_buf()))
+            }
+        };
+        Ok(Pipeline { file })
+    }
+
+    fn write(&mut self, lines: &[Surfaced]) -> Result<()> {
+        if let Some((f, path)) = &mut self.file {
+            for s in lines {
+                writeln!(f, "{}", s.payload)
+                    .and_then(|()| f.flush())
+                    .with_context(|| {
+                        format!("cannot write the pipeline file {}", path.display())
+                    })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Leads scored and saved per transaction.
+const SAVE_BATCH: usize = 4096;
+/// Beyond this many leads to re-score, the whole tenant is loaded at once
+/// rather than lead by lead.
+const TARGETED_MAX: usize = 20_000;
+
+/// Re-scores leads: all of the tenant's scoreable leads (`only` `None`),
+/// or those in `only` and everyone of their accounts (a colleague's
+/// activity changes their intent). Records each score, its history and
+/// surfacing, and appends surfaced leads to `pipeline`.
+pub fn rescore(
+    config: &Config,
+    store: &mut Store,
+    scoring: &mut Scoring<'_>,
+    component_digest: &str,
+    only: Option<&BTreeSet<String>>,
+    cause: &str,
+    pipeline: &mut Pipeline,
+    now: i64,
+) -> Result<Report> {
+    let started = Instant::now();
+    let c = &config.score;
+    let tenant = config.tenant.as_str();
+    let mut report = Report::default();
+    // Which leads to load and which to score.
+    let (load, targets): (Option<Vec<String>>, Option<BTreeSet<String>>) = match only {
+        None => (None, None),
+        Some(ids) if ids.is_empty() => return Ok(report),
+        Some(ids) if ids.len() > TARGETED_MAX => (None, Some(ids.clone())),
+        Some(ids) => {
+            let list: Vec<String> = ids.iter().cloned().collect();
+            let first = store.scoring_leads(tenant, Some(&list))?;
+            let accounts: BTreeSet<String> = first
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Lead>(&l.normalized).ok())
+                .filter_map(|l| account_of(&l))
+                .collect();
+            let accounts: Vec<String> = accounts.into_iter().collect();
+            let mut all: BTreeSet<String> = ids.clone();
+            all.extend(store.account_members(tenant, &accounts)?);
+            let all: Vec<String> = all.into_iter().collect();
+            (Some(all.clone()), Some(all.into_iter().collect()))
+        }
+    };
+    let rows: Vec<ScoringLead> = store.scoring_leads(tenant, load.as_deref())?;
+    let since = now - (c.event_window_days * 86_400_000.0) as i64;
+    let mut events: HashMap<String, Vec<Event>> = HashMap::new();
+    for (lead, row) in store.recent_events(tenant, since, load.as_deref())? {
+        let list = events.entry(lead).or_default();
+        if list.len() < c.max_events
+            && let Some(e) = event_of(row)
+        {
+            list.push(e);
+        }
+    }
+    let loaded: Vec<(String, Loaded)> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let lead: Lead = serde_json::from_str(&r.normalized).ok()?;
+            let account = account_of(&lead);
+            Some((
+                r.id,
+                Loaded {
+                    attributes: attributes(r.enrichment.as_deref()),
+                    account,
+                    qualification: r.qualification,
+                    lead,
+                },
+            ))
+        })
+        .collect();
+    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, l)) in loaded.iter().enumerate() {
+        if let Some(a) = &l.account {
+            by_account.entry(a.as_str()).or_default().push(i);
+        }
+    }
+    // Most active first, so the peers passed are the ones that matter.
+    let last_active = |i: usize| {
+        events
+            .get(&loaded[i].0)
+            .and_then(|e| e.first())
+            .map_or(i64::MIN, |e| e.at)
+    };
+    for members in by_account.values_mut() {
+        members.sort_by_key(|&i| std::cmp::Reverse(last_active(i)));
+    }
+    let states = store.score_states(tenant, now - Policy::of(c).window_ms)?;
+    let policy = Policy::of(c);
+    let empty: Vec<Event> = Vec::new();
+    let order: Vec<usize> = (0..loaded.len())
+        .filter(|&i| targets.as_ref().is_none_or(|t| t.contains(&loaded[i].0)))
+        .collect();
+    for chunk in order.chunks(SAVE_BATCH) {
+        let subjects: Vec<Subject> = chunk
+            .iter()
+            .map(|&i| {
+                let (id, l) = &loaded[i];
+                let peers: Vec<Peer> = l
+                    .account
+                    .as_deref()
+                    .and_then(|a| by_account.get(a))
+                    .map(|members| {
+                        members
+                            .iter()
+                            .filter(|&&j| j != i)
+                            .take(c.max_peers)
+                            .map(|&j| {
+                                let (pid, p) = &loaded[j];
+                                let ev = events.get(pid).unwrap_or(&empty);
+                                Peer {
+                                    id: pid.clone(),
+                                    job_title: p.lead.job_title.clone(),
+                                    seniority: p
+                                        .attributes
+                                        .iter()
+                                        .find(|(n, _)| n == "seniority")
+                                        .map(|(_, v)| v.clone()),
+                                    events: ev[..ev.len().min(c.max_peer_events)].to_vec(),
+                                }
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Subject {
+                    lead: l.lead.clone(),
+                    attributes: l.attributes.clone(),
+                    events: events.get(id).cloned().unwrap_or_default(),
+                    peers,
+                }
+            })
+            .collect();
+        let refs: Vec<&Subject> = subjects.iter().collect();
+        let t = Instant::now();
+        let results = scoring.score(&refs, now);
+        report.scoring += t.elapsed();
+        let mut writes = Vec::with_capacity(chunk.len());
+        let mut surfaced = Vec::new();
+        for ((&i, result), subject) in chunk.iter().zip(results).zip(&subjects) {
+            let (id, l) = &loaded[i];
+            let scored = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    report.exceptions += 1;
+                    tracing::warn!(lead = %id, error = %e, "the score component failed on this lead");
+                    continue;
+                }
+            };
+            let before = states.get(id).copied();
+            let (above, trigger) = policy.decide(before, scored.total, now);
+            let changed = before.is_none_or(|(s, _)| s.total != i64::from(scored.total));
+            let detail = serde_json::to_string(&scored).context("cannot encode a score")?;
+            let surfaced_at = if trigger.is_some() {
+                Some(now)
+            } else {
+                before.and_then(|(s, _)| s.surfaced_at)
+            };
+            if let Some(trigger) = trigger {
+                *report.surfaced.entry(trigger).or_default() += 1;
+                let line = serde_json::json!({
+                    "pipeline": "qualified_lead_pipeline",
+                    "lead_id": id,
+                    "tenant": tenant,
+                    "trigger": trigger,
+                    "at": now,
+                    "previous_total": before.map(|(s, _)| s.total),
+                    "qualification": l.qualification,
+                    "lead": {
+                        "email": subject.lead.email,
+                        "full_name": subject.lead.full_name,
+                        "company": subject.lead.company,
+                        "job_title": subject.lead.job_title,
+                        "domain": subject.lead.domain,
+                    },
+                    "score": scored,
+                });
+                surfaced.push(Surfaced {
+                    lead_id: id.clone(),
+                    trigger: trigger.to_string(),
+                    payload: line.to_string(),
+                });
+            }
+            report.scored += 1;
+            report.changed += u64::from(changed);
+            *report.grades.entry(scored.grade.clone()).or_default() += 1;
+            writes.push(ScoreWrite {
+                lead_id: id.clone(),
+                total: scored.total,
+                grade: scored.grade,
+                probability: scored.probability,
+                fit: scored.fit,
+                engagement: scored.engagement,
+                intent: scored.intent,
+                detail,
+                above,
+                surfaced_at,
+                changed,
+                cause: cause.to_string(),
+            });
+        }
+        store.save_scores(tenant, component_digest, &writes, &surfaced, now)?;
+        pipeline.write(&surfaced)?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// The scoring stage a command needs: the component loaded and configured.
+pub struct Stage {
+    pub component: ScorerComponent,
+    pub settings: String,
+}
+
+impl Stage {
+    pub fn load(
+        config: &Config,
+        runtime: &leadgate_runtime::Runtime,
+        model: Option<&Path>,
+    ) -> Result<Stage> {
+        let path = config.score_component()?;
+        let component = ScorerComponent::load(runtime, &path)?;
+        Ok(Stage {
+            component,
+            settings: config.score_settings(model)?,
+        })
+    }
+
+    pub fn scoring(&self, config: &Config) -> Result<Scoring<'_>> {
+        Scoring::new(
+            &self.component,
+            self.settings.clone(),
+            config.limits.batch_size,
+        )
+    }
+}
+
+/// One line of the re-score summary.
+pub fn summary(r: &Report) -> String {
+    let grades: Vec<String> = r.grades.iter().map(|(g, n)| format!("{g} {n}")).collect();
+    let surfaced: u64 = r.surfaced.values().sum();
+    let mut s = format!(
+        "scored {} leads ({} changed) in {:.2}s · grades {} · surfaced {surfaced}",
+        r.scored,
+        r.changed,
+        r.elapsed.as_secs_f64(),
+        if grades.is_empty() {
+            "-".to_string()
+        } else {
+            grades.join(" · ")
+        },
+    );
+    if surfaced > 0 {
+        let by: Vec<String> = r.surfaced.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        s.push_str(&format!(" ({})", by.join(", ")));
+    }
+    if r.exceptions > 0 {
+        s.push_str(&format!(" · {} failed in the component", r.exceptions));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn policy() -> Policy {
+        Policy {
+            threshold: 70.0,
+            hysteresis: 10.0,
+            jump: 25.0,
+            window_ms: 72 * H,
+        }
+    }
+
+    /// Feeds totals one hour apart through the policy, as the store would
+    /// keep them, and returns what was surfaced when.
+    fn run(totals: &[u8]) -> Vec<(usize, &'static str)> {
+        let p = policy();
+        let mut state: Option<ScoreState> = None;
+        let mut history: Vec<(i64, i64)> = Vec::new();
+        let mut out = Vec::new();
+        for (i, &t) in totals.iter().enumerate() {
+            let now = i as i64 * H;
+            let min = history
+                .iter()
+                .filter(|(at, _)| *at >= now - p.window_ms)
+                .map(|(_, v)| *v)
+                .min();
+            let (above, trigger) = p.decide(state.map(|s| (s, min)), t, now);
+            if let Some(tr) = trigger {
+                out.push((i, tr));
+            }
+            let surfaced_at = if trigger.is_some() {
+                Some(now)
+            } else {
+                state.and_then(|s| s.surfaced_at)
+            };
+            state = Some(ScoreState {
+                total: i64::from(t),
+                above,
+                surfaced_at,
+            });
+            history.push((now, i64::from(t)));
+        }
+        out
+    }
+
+    #[test]
+    fn crossing_surfaces_once_while_above() {
+        assert_eq!(run(&[50, 72, 75, 80, 71, 90]), vec![(1, "threshold")]);
+    }
+
+    #[test]
+    fn hovering_around_the_threshold_does_not_flap() {
+        // Dips to 65 (within the hysteresis band) and back: no new alert.
+        assert_eq!(run(&[72, 65, 71, 66, 73]), vec![(0, "threshold")]);
+        // A real fall below 60 re-arms it.
+        assert_eq!(run(&[72, 55, 71]), vec![(0, "threshold"), (2, "threshold")]);
+    }
+
+    #[test]
+    fn a_jump_surfaces_once_per_window() {
+        // 20 → 50 within the window: a jump; 50 → 60 is not another.
+        assert_eq!(run(&[20, 50, 60]), vec![(1, "jump")]);
+        // The first score is never a jump.
+        assert_eq!(run(&[45]), vec![]);
+        // Two jumps more than a window apart both count.
+        let mut totals = vec![10, 40];
+        totals.extend(std::iter::repeat_n(10, 80));
+        totals.push(40);
+        let got = run(&totals);
+        assert_eq!(got.len(), 2, "{got:?}");
+    }
+
+    #[test]
+    fn page_categories_take_the_longest_fragment() {
+        let pages = ScoreConfig::default().pages;
+        assert_eq!(
+            categorize(&pages, "https://acme.com/pricing?plan=pro").as_deref(),
+            Some("pricing")
+        );
+        assert_eq!(
+            categorize(&pages, "https://acme.com/docs/api/auth").as_deref(),
+            Some("docs")
+        );
+        assert_eq!(
+            categorize(&pages, "https://acme.com/careers").as_deref(),
+            Some("careers")
+        );
+        assert_eq!(
+            categorize(&pages, "/compare/acme-vs-rival").as_deref(),
+            Some("comparison")
+        );
+        assert_eq!(categorize(&pages, "https://acme.com/").as_deref(), None);
+        // The host part never matches.
+        assert_eq!(
+            categorize(&pages, "https://docs.acme.com/").as_deref(),
+            None
+        );
+    }
+
+    #[test]
+    fn free_mail_domains_are_no_account() {
+        let mut l = Lead {
+            domain: Some("gmail.com".into()),
+            ..Lead::default()
+        };
+        assert_eq!(account_of(&l), None);
+        l.domain = Some("Acme.com".into());
+        assert_eq!(account_of(&l).as_deref(), Some("acme.com"));
+    }
+}

@@ -1,0 +1,619 @@
+//! Events and scores in the store: the key index that attaches events to
+//! leads (email, domain, external ids), behavioural events (idempotent by
+//! id, kept unattached until their person appears), rejected events with
+//! their reason, each lead's current score and surfacing state, its score
+//! history, and the outbox of leads surfaced to sales.
+
+use crate::{Store, StoreError, sql};
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::{BTreeSet, HashMap};
+
+/// Indexes a recorded lead's email, domain and external ids so events can
+/// find it (inside the batch's transaction).
+pub(crate) fn index_lead(
+    tx: &Transaction<'_>,
+    tenant: &str,
+    id: &str,
+    normalized: &str,
+) -> Result<(), StoreError> {
+    let mut keys = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
+             SELECT ?1, 'email', lower(json_extract(?3, '$.email')), ?2 WHERE json_extract(?3, '$.email') IS NOT NULL
+             UNION ALL
+             SELECT ?1, 'domain', lower(json_extract(?3, '$.domain')), ?2 WHERE json_extract(?3, '$.domain') IS NOT NULL
+             UNION ALL
+             SELECT ?1, 'external:' || lower(json_extract(e.value, '$.system')), json_extract(e.value, '$.id'), ?2
+               FROM json_each(?3, '$.external_ids') e WHERE json_extract(e.value, '$.id') IS NOT NULL",
+        )
+        .map_err(sql("prepare lead keys"))?;
+    keys.execute(params![tenant, id, normalized])
+        .map_err(sql("index lead keys"))?;
+    Ok(())
+}
+
+/// A well-formed event, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    /// [`EventKind::as_str`](leadgate_lead::score::EventKind::as_str).
+    pub kind: &'static str,
+    pub at: i64,
+    pub category: Option<String>,
+    pub value: f64,
+    pub url: Option<String>,
+    /// Lowercase.
+    pub email: Option<String>,
+    pub lead_ref: Option<String>,
+    /// `(system, id)`, the system lowercase.
+    pub external: Option<(String, String)>,
+    /// The event as received (JSON).
+    pub payload: String,
+}
+
+/// A malformed event: what was wrong and the line as received.
+#[derive(Debug, Clone)]
+pub struct EventReject {
+    pub line: u64,
+    pub field: String,
+    pub code: String,
+    pub message: String,
+    pub raw: String,
+}
+
+/// What storing a batch of events did.
+#[derive(Debug, Clone, Default)]
+pub struct Inserted {
+    pub stored: u64,
+    /// Ids seen before: ignored.
+    pub duplicates: u64,
+    /// Stored and attached to a lead.
+    pub attached: u64,
+    /// The leads that got events.
+    pub leads: BTreeSet<String>,
+}
+
+/// One event of a lead, as scoring reads it.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub kind: String,
+    pub at: i64,
+    pub category: Option<String>,
+    pub value: f64,
+}
+
+/// A lead to score: its normalized record and enrichment (JSON).
+#[derive(Debug, Clone)]
+pub struct ScoringLead {
+    pub id: String,
+    pub normalized: String,
+    pub enrichment: Option<String>,
+    pub qualification: Option<String>,
+}
+
+/// A lead's surfacing state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreState {
+    pub total: i64,
+    /// At or above the threshold since it was last surfaced.
+    pub above: bool,
+    pub surfaced_at: Option<i64>,
+}
+
+/// A new score to record.
+#[derive(Debug, Clone)]
+pub struct ScoreWrite {
+    pub lead_id: String,
+    pub total: u8,
+    pub grade: String,
+    pub probability: Option<f64>,
+    pub fit: f64,
+    pub engagement: f64,
+    pub intent: f64,
+    /// The full score (reasons included) as JSON.
+    pub detail: String,
+    pub above: bool,
+    pub surfaced_at: Option<i64>,
+    /// Whether the total changed (or is the first): a history row.
+    pub changed: bool,
+    /// What caused the re-score (`run`, `events`, `rescore`).
+    pub cause: String,
+}
+
+/// A lead surfaced to sales, for the `qualified_lead_pipeline`.
+#[derive(Debug, Clone)]
+pub struct Surfaced {
+    pub lead_id: String,
+    /// `threshold` or `jump`.
+    pub trigger: String,
+    /// The pipeline line (JSON).
+    pub payload: String,
+}
+
+/// A lead's stored score.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoredScore {
+    pub total: i64,
+    pub grade: String,
+    pub probability: Option<f64>,
+    pub scored_at: i64,
+    pub above: bool,
+    pub surfaced_at: Option<i64>,
+    /// The full score as JSON.
+    pub detail: String,
+    /// `(at, total, cause)`, oldest first.
+    pub history: Vec<(i64, i64, String)>,
+}
+
+/// `ids` as a JSON array parameter.
+fn id_list(ids: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(ids).map_err(|source| StoreError::Json {
+        what: "lead ids",
+        source,
+    })
+}
+
+impl Store {
+    /// Stores events, ignoring ids already stored, and attaches each to its
+    /// lead: by lead id, else email, else external id (a merged lead's
+    /// events count for its master when scoring). Events whose person is
+    /// not known yet are kept unattached.
+    pub fn insert_events(
+        &mut self,
+        tenant: &str,
+        events: &[NewEvent],
+        now: i64,
+    ) -> Result<Inserted, StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let mut out = Inserted::default();
+        {
+            let mut by_id = tx
+                .prepare_cached("SELECT id FROM leads WHERE id = ?1 AND tenant = ?2")
+                .map_err(sql("prepare lead lookup"))?;
+            let mut by_key = tx
+                .prepare_cached(
+                    "SELECT lead_id FROM lead_keys WHERE tenant = ?1 AND kind = ?2 AND value = ?3 LIMIT 1",
+                )
+                .map_err(sql("prepare key lookup"))?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (tenant, id, kind, at, category, value, url, email, ref_lead,
+                                                   ext_system, ext_id, lead_id, payload, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(sql("prepare event insert"))?;
+            for e in events {
+                let mut lead: Option<String> = None;
+                if let Some(r) = &e.lead_ref {
+                    lead = by_id
+                        .query_row(params![r, tenant], |row| row.get(0))
+                        .optional()
+                        .map_err(sql("look up lead"))?;
+                }
+                if lead.is_none()
+                    && let Some(email) = &e.email
+                {
+                    lead = by_key
+                        .query_row(params![tenant, "email", email], |row| row.get(0))
+                        .optional()
+                        .map_err(sql("look up email"))?;
+                }
+                if lead.is_none()
+                    && let Some((system, id)) = &e.external
+                {
+                    lead = by_key
+                        .query_row(params![tenant, format!("external:{system}"), id], |row| {
+                            row.get(0)
+                        })
+                        .optional()
+                        .map_err(sql("look up external id"))?;
+                }
+                let n = insert
+                    .execute(params![
+                        tenant,
+                        e.id,
+                        e.kind,
+                        e.at,
+                        e.category,
+                        e.value,
+                        e.url,
+                        e.email,
+                        e.lead_ref,
+                        e.external.as_ref().map(|x| x.0.as_str()),
+                        e.external.as_ref().map(|x| x.1.as_str()),
+                        lead,
+                        e.payload,
+                        now
+                    ])
+                    .map_err(sql("insert event"))?;
+                if n == 0 {
+                    out.duplicates += 1;
+                    continue;
+                }
+                out.stored += 1;
+                if let Some(l) = lead {
+                    out.attached += 1;
+                    out.leads.insert(l);
+                }
+            }
+        }
+        tx.commit().map_err(sql("commit events"))?;
+        Ok(out)
+    }
+
+    /// Keeps malformed events with their reason (nothing is lost).
+    pub fn reject_events(
+        &mut self,
+        tenant: &str,
+        input: &str,
+        rejects: &[EventReject],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO event_rejects (tenant, input, line, field, code, message, raw, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql("prepare reject insert"))?;
+            for r in rejects {
+                insert
+                    .execute(params![
+                        tenant,
+                        input,
+                        r.line as i64,
+                        r.field,
+                        r.code,
+                        r.message,
+                        r.raw,
+                        now
+                    ])
+                    .map_err(sql("insert rejected event"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit rejected events"))
+    }
+
+    /// Attaches events that were waiting for their person, now that the
+    /// person may have appeared. Returns the leads that got events.
+    pub fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "UPDATE events SET lead_id = COALESCE(
+                    (SELECT id FROM leads l WHERE l.id = events.ref_lead AND l.tenant = events.tenant),
+                    (SELECT lead_id FROM lead_keys k WHERE k.tenant = events.tenant AND k.kind = 'email'
+                        AND k.value = events.email LIMIT 1),
+                    (SELECT lead_id FROM lead_keys k WHERE k.tenant = events.tenant
+                        AND k.kind = 'external:' || events.ext_system AND k.value = events.ext_id LIMIT 1))
+                  WHERE tenant = ?1 AND lead_id IS NULL
+                 RETURNING lead_id",
+            )
+            .map_err(sql("prepare attach"))?;
+        let rows = stmt
+            .query_map([tenant], |r| r.get::<_, Option<String>>(0))
+            .map_err(sql("attach events"))?;
+        let mut out = BTreeSet::new();
+        for r in rows {
+            if let Some(id) = r.map_err(sql("attach events"))? {
+                out.insert(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Events still waiting for their person.
+    pub fn unattached_events(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE tenant = ?1 AND lead_id IS NULL",
+                [tenant],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql("count unattached events"))
+    }
+
+    /// Leads that get a score: accepted or in review, not merged into
+    /// another; all of the tenant's, or only `only`.
+    pub fn scoring_leads(
+        &self,
+        tenant: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<ScoringLead>, StoreError> {
+        let base = "SELECT id, normalized, enrichment, qualification FROM leads
+                     WHERE tenant = ?1 AND master_id IS NULL AND status IN ('accepted', 'review')
+                       AND normalized IS NOT NULL";
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok(ScoringLead {
+                id: r.get(0)?,
+                normalized: r.get(1)?,
+                enrichment: r.get(2)?,
+                qualification: r.get(3)?,
+            })
+        };
+        let rows: Result<Vec<ScoringLead>, rusqlite::Error> = match only {
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare(base)
+                    .map_err(sql("read leads to score"))?;
+                stmt.query_map([tenant], map)
+                    .map_err(sql("read leads to score"))?
+                    .collect()
+            }
+            Some(ids) => {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!(
+                        "{base} AND id IN (SELECT value FROM json_each(?2))"
+                    ))
+                    .map_err(sql("read leads to score"))?;
+                stmt.query_map(params![tenant, id_list(ids)?], map)
+                    .map_err(sql("read leads to score"))?
+                    .collect()
+            }
+        };
+        rows.map_err(sql("read leads to score"))
+    }
+
+    /// The leads of the accounts (registrable domains) given.
+    pub fn account_members(
+        &self,
+        tenant: &str,
+        domains: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT lead_id FROM lead_keys
+                  WHERE tenant = ?1 AND kind = 'domain' AND value IN (SELECT value FROM json_each(?2))",
+            )
+            .map_err(sql("read account members"))?;
+        let rows = stmt
+            .query_map(params![tenant, id_list(domains)?], |r| r.get(0))
+            .map_err(sql("read account members"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read account members"))
+    }
+
+    /// Events at or after `since`, most recent first, each under the lead
+    /// it counts for (a merged lead's under its master); all of the
+    /// tenant's, or only those of `only` (masters).
+    pub fn recent_events(
+        &self,
+        tenant: &str,
+        since: i64,
+        only: Option<&[String]>,
+    ) -> Result<Vec<(String, EventRow)>, StoreError> {
+        let base = "SELECT COALESCE(l.master_id, l.id), e.kind, e.at, e.category, e.value
+                      FROM events e JOIN leads l ON l.id = e.lead_id
+                     WHERE e.tenant = ?1 AND e.at >= ?2";
+        let map = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, String>(0)?,
+                EventRow {
+                    kind: r.get(1)?,
+                    at: r.get(2)?,
+                    category: r.get(3)?,
+                    value: r.get(4)?,
+                },
+            ))
+        };
+        let rows: Result<Vec<_>, rusqlite::Error> = match only {
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("{base} ORDER BY e.at DESC"))
+                    .map_err(sql("read events"))?;
+                stmt.query_map(params![tenant, since], map)
+                    .map_err(sql("read events"))?
+                    .collect()
+            }
+            Some(ids) => {
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!(
+                        "{base} AND e.lead_id IN (
+                            SELECT value FROM json_each(?3)
+                            UNION SELECT id FROM leads WHERE master_id IN (SELECT value FROM json_each(?3)))
+                         ORDER BY e.at DESC"
+                    ))
+                    .map_err(sql("read events"))?;
+                stmt.query_map(params![tenant, since, id_list(ids)?], map)
+                    .map_err(sql("read events"))?
+                    .collect()
+            }
+        };
+        rows.map_err(sql("read events"))
+    }
+
+    /// Each scored lead's surfacing state, and the lowest total of its
+    /// history at or after `since` (the base a jump is measured from).
+    pub fn score_states(
+        &self,
+        tenant: &str,
+        since: i64,
+    ) -> Result<HashMap<String, (ScoreState, Option<i64>)>, StoreError> {
+        let mut out: HashMap<String, (ScoreState, Option<i64>)> = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT lead_id, total, above, surfaced_at FROM scores WHERE tenant = ?1",
+            )
+            .map_err(sql("read scores"))?;
+        let rows = stmt
+            .query_map([tenant], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ScoreState {
+                        total: r.get(1)?,
+                        above: r.get::<_, i64>(2)? != 0,
+                        surfaced_at: r.get(3)?,
+                    },
+                ))
+            })
+            .map_err(sql("read scores"))?;
+        for r in rows {
+            let (id, state) = r.map_err(sql("read scores"))?;
+            out.insert(id, (state, None));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT lead_id, MIN(total) FROM score_history WHERE tenant = ?1 AND at >= ?2 GROUP BY lead_id",
+            )
+            .map_err(sql("read score history"))?;
+        let rows = stmt
+            .query_map(params![tenant, since], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(sql("read score history"))?;
+        for r in rows {
+            let (id, min) = r.map_err(sql("read score history"))?;
+            if let Some(slot) = out.get_mut(&id) {
+                slot.1 = Some(min);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records new scores (a history row where the total changed) and the
+    /// leads surfaced, in one transaction.
+    pub fn save_scores(
+        &mut self,
+        tenant: &str,
+        component: &str,
+        rows: &[ScoreWrite],
+        surfaced: &[Surfaced],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO scores (lead_id, tenant, total, grade, probability, detail, component, scored_at, above, surfaced_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT(lead_id) DO UPDATE SET total = excluded.total, grade = excluded.grade,
+                       probability = excluded.probability, detail = excluded.detail, component = excluded.component,
+                       scored_at = excluded.scored_at, above = excluded.above, surfaced_at = excluded.surfaced_at",
+                )
+                .map_err(sql("prepare score upsert"))?;
+            let mut history = tx
+                .prepare_cached(
+                    "INSERT INTO score_history (lead_id, tenant, at, total, fit, engagement, intent, probability, cause)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(sql("prepare history insert"))?;
+            for r in rows {
+                upsert
+                    .execute(params![
+                        r.lead_id,
+                        tenant,
+                        r.total,
+                        r.grade,
+                        r.probability,
+                        r.detail,
+                        component,
+                        now,
+                        r.above,
+                        r.surfaced_at
+                    ])
+                    .map_err(sql("save score"))?;
+                if r.changed {
+                    history
+                        .execute(params![
+                            r.lead_id,
+                            tenant,
+                            now,
+                            r.total,
+                            r.fit,
+                            r.engagement,
+                            r.intent,
+                            r.probability,
+                            r.cause
+                        ])
+                        .map_err(sql("save score history"))?;
+                }
+            }
+            let mut outbox = tx
+                .prepare_cached(
+                    "INSERT INTO pipeline_outbox (tenant, lead_id, trigger, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sql("prepare outbox insert"))?;
+            for s in surfaced {
+                outbox
+                    .execute(params![tenant, s.lead_id, s.trigger, s.payload, now])
+                    .map_err(sql("save surfaced lead"))?;
+                let d = crate::enrich::Decision {
+                    lead: &s.lead_id,
+                    run_id: None,
+                    now,
+                };
+                d.write(
+                    &tx,
+                    "score",
+                    component,
+                    &format!("surfaced:{}", s.trigger),
+                    &s.payload,
+                )?;
+            }
+        }
+        tx.commit().map_err(sql("commit scores"))
+    }
+
+    /// A lead's stored score and history; `None` when it has none.
+    pub fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT total, grade, probability, scored_at, above, surfaced_at, detail FROM scores WHERE lead_id = ?1",
+                [lead],
+                |r| {
+                    Ok(StoredScore {
+                        total: r.get(0)?,
+                        grade: r.get(1)?,
+                        probability: r.get(2)?,
+                        scored_at: r.get(3)?,
+                        above: r.get::<_, i64>(4)? != 0,
+                        surfaced_at: r.get(5)?,
+                        detail: r.get(6)?,
+                        history: Vec::new(),
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read score"))?;
+        let Some(mut s) = row else {
+            return Ok(None);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at, total, cause FROM score_history WHERE lead_id = ?1 ORDER BY at, rowid",
+            )
+            .map_err(sql("read score history"))?;
+        s.history = stmt
+            .query_map([lead], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql("read score history"))?
+            .collect::<Result<_, _>>()
+            .map_err(sql("read score history"))?;
+        Ok(Some(s))
+    }
+}
+
+impl Store {
+    /// The leads recorded by a run.
+    pub fn run_leads(&self, run_id: i64) -> Result<BTreeSet<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id FROM leads WHERE run_id = ?1")
+            .map_err(sql("read run leads"))?;
+        let rows = stmt
+            .query_map([run_id], |r| r.get(0))
+            .map_err(sql("read run leads"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read run leads"))
+    }
+}
