@@ -1171,3 +1171,298 @@ fn enrichment_configuration_mistakes_are_named() {
         assert!(stderr(&out).contains(expect), "{config}: {}", stderr(&out));
     }
 }
+
+/// Leads of one account and one free-mail lead, stored by `run`.
+fn scoring_store(dir: &Path, config: &str) {
+    std::fs::write(
+        dir.join("in.csv"),
+        "email,first_name,last_name,company,job_title,country\n\
+         ann@acme-robotics.com,Ann,Lee,Acme Robotics,VP Sales,US\n\
+         bob@acme-robotics.com,Bob,Kim,Acme Robotics,Engineer,US\n\
+         cyd@acme-robotics.com,Cyd,Ray,Acme Robotics,Analyst,US\n\
+         dee@gmail.com,Dee,Fox,,Student,US\n",
+    )
+    .unwrap();
+    let out = run_configured(dir, config, &["--db", "s.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("scored 4 leads"), "{}", stderr(&out));
+}
+
+fn lead_id(dir: &Path, email: &str) -> String {
+    lines(&dir.join("out.ndjson"))
+        .into_iter()
+        .find(|v| v["lead"]["email"] == email)
+        .unwrap()["lead_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn show(dir: &Path, id: &str) -> serde_json::Value {
+    let out = ok(dir, &["--db", "s.db", "show", id]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+const SCORE_CONFIG: &str = "[enrich]\nenabled = false\n[score]\nthreshold = 60\nhysteresis = 10\njump = 0\npipeline = \"pipeline.ndjson\"\n";
+
+#[test]
+fn events_attach_idempotently_and_surface_a_lead_once_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    scoring_store(d, SCORE_CONFIG);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut events = String::new();
+    for i in 0..6 {
+        events.push_str(&format!(
+            "{{\"id\": \"a{i}\", \"type\": \"page_view\", \"at\": {}, \"email\": \"ANN@acme-robotics.com\", \"url\": \"https://x.io/pricing\"}}\n",
+            now - i * 3_600_000
+        ));
+    }
+    events.push_str(&format!("{{\"id\": \"b1\", \"type\": \"email_click\", \"at\": {now}, \"email\": \"bob@acme-robotics.com\"}}\n"));
+    events.push_str(&format!("{{\"id\": \"c1\", \"type\": \"trial_signup\", \"at\": {now}, \"email\": \"cyd@acme-robotics.com\"}}\n"));
+    events.push_str(&format!(
+        "{{\"id\": \"z1\", \"type\": \"reply\", \"at\": {now}, \"email\": \"zed@newco.io\"}}\n"
+    ));
+    events.push_str("{\"id\": \"x1\", \"type\": \"webinar\", \"at\": 1, \"email\": \"a@b.io\"}\n");
+    std::fs::write(d.join("events.ndjson"), &events).unwrap();
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "events",
+            "--input",
+            "events.ndjson",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("10 read · 9 stored · 0 duplicates ignored · 1 rejected · 8 attached"),
+        "{err}"
+    );
+    assert!(
+        err.contains("event.type 1") && err.contains("line 10: type"),
+        "{err}"
+    );
+    assert!(err.contains("1 waiting for their person"), "{err}");
+    let surfaced = lines(&d.join("pipeline.ndjson"));
+    let ann = lead_id(d, "ann@acme-robotics.com");
+    assert_eq!(surfaced.len(), 1, "{surfaced:?}");
+    assert_eq!(surfaced[0]["lead_id"], ann.as_str());
+    assert_eq!(surfaced[0]["trigger"], "threshold");
+    let codes: Vec<&str> = surfaced[0]["score"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"engagement.page_view.pricing"), "{codes:?}");
+    assert!(codes.contains(&"intent.stakeholders"), "{codes:?}");
+    // The same file again: every event is a duplicate, nothing surfaces again.
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            "s.db",
+            "events",
+            "--input",
+            "events.ndjson",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("0 stored · 9 duplicates ignored"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(lines(&d.join("pipeline.ndjson")).len(), 1);
+    // Re-scoring while still above the threshold does not surface again.
+    ok(d, &["--config", "leadgate.toml", "--db", "s.db", "rescore"]);
+    assert_eq!(lines(&d.join("pipeline.ndjson")).len(), 1);
+    let shown = show(d, &ann);
+    assert!(
+        shown["score"]["current"]["total"].as_u64().unwrap() >= 40,
+        "{shown}"
+    );
+    assert_eq!(shown["score"]["above_threshold"], true);
+    // The colleague's intent includes the account's activity.
+    let bob = show(d, &lead_id(d, "bob@acme-robotics.com"));
+    assert!(
+        bob["score"]["current"]["intent"].as_f64().unwrap() > 30.0,
+        "{bob}"
+    );
+    // The unknown person's event waits, and is attached when they appear.
+    std::fs::write(
+        d.join("in.csv"),
+        "email,first_name,company\nzed@newco.io,Zed,Newco\n",
+    )
+    .unwrap();
+    let out = run_configured(d, SCORE_CONFIG, &["--db", "s.db"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let zed = show(d, &lead_id(d, "zed@newco.io"));
+    let reasons = zed["score"]["current"]["reasons"].to_string();
+    assert!(reasons.contains("engagement.reply"), "{zed}");
+}
+
+#[test]
+fn bad_score_configuration_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("events.ndjson"), "").unwrap();
+    for (config, expect) in [
+        ("[score.settings]\nhalf_life_days = -3\n", "half_life_days"),
+        ("[score.settings]\nhalflife = 3\n", "halflife"),
+        ("[score]\nthreshold = 150\n", "score.threshold"),
+        ("[score]\nhysteresis = 80\n", "score.hysteresis"),
+        ("[score]\nwindow = 3\n", "window"),
+    ] {
+        std::fs::write(d.join("leadgate.toml"), config).unwrap();
+        let out = leadgate(d)
+            .args(["--config", "leadgate.toml", "--db", "s.db", "rescore"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{config}");
+        assert!(stderr(&out).contains(expect), "{config}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn calibrate_then_score_a_history_without_contact_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "sample",
+            "--count",
+            "10",
+            "--output",
+            "l.csv",
+            "--history",
+            "h.csv",
+            "--history-rows",
+            "3000",
+        ],
+    );
+    let out = ok(
+        d,
+        &[
+            "calibrate",
+            "--input",
+            "h.csv",
+            "--outcome",
+            "Converted",
+            "--output",
+            "model.toml",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("Lead Number") && err.contains("identifier"),
+        "{err}"
+    );
+    let auc: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("ROC AUC"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(auc > 0.7, "{err}");
+    for needle in ["PR AUC", "Brier score", "reliability", "0.9–1.0"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let out = ok(
+        d,
+        &[
+            "score",
+            "--input",
+            "h.csv",
+            "--model",
+            "model.toml",
+            "--output",
+            "s.ndjson",
+        ],
+    );
+    assert!(
+        stderr(&out).contains("scored 3000 records"),
+        "{}",
+        stderr(&out)
+    );
+    let scores = lines(&d.join("s.ndjson"));
+    assert_eq!(scores.len(), 3000);
+    assert_eq!(scores[0]["line"], 1);
+    let p = scores[0]["score"]["probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    assert_eq!(
+        scores[0]["score"]["total"].as_f64().unwrap(),
+        (p * 100.0).round()
+    );
+    assert!(
+        scores[0]["score"]["reasons"][0]["code"]
+            .as_str()
+            .unwrap()
+            .starts_with("model.")
+    );
+    // The report finds the segment the generator made convert off-profile.
+    std::fs::write(
+        d.join("leadgate.toml"),
+        "[score.settings.icp]\nindustries = [\"Software\", \"Financial Services\"]\n",
+    )
+    .unwrap();
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "report",
+            "--input",
+            "h.csv",
+            "--outcome",
+            "Converted",
+            "--signals",
+            "sig.ndjson",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("industry = education") && text.contains("above the ICP"),
+        "{text}"
+    );
+    let signals = lines(&d.join("sig.ndjson"));
+    assert!(
+        signals
+            .iter()
+            .any(|s| s["signal"] == "scoring_calibration_signal")
+    );
+    assert!(
+        signals
+            .iter()
+            .any(|s| s["signal"] == "icp_drift_signal" && s["value"] == "education")
+    );
+    // A missing outcome column is named.
+    let out = leadgate(d)
+        .args([
+            "calibrate",
+            "--input",
+            "h.csv",
+            "--outcome",
+            "Won",
+            "--output",
+            "m2.toml",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--outcome Won") && stderr(&out).contains("Converted"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -23,7 +23,7 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
     let ev = |i: usize| Event {
         kind: kinds[i % kinds.len()],
         at: now - (i as i64) * 3_600_000,
-        category: (i % 9 == 0).then(|| cats[i % cats.len()].to_string()),
+        category: i.is_multiple_of(9).then(|| cats[i % cats.len()].to_string()),
         value: 1.0 + (i % 3) as f64,
     };
     Subject {
@@ -164,7 +164,6 @@ fn rescore_bench(
             &c,
             &mut store,
             &mut scoring,
-            stage.component.digest(),
             None,
             "bench",
             &mut pipeline,

@@ -384,7 +384,6 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
             config,
             &mut store,
             &mut scoring,
-            stage.component.digest(),
             Some(&report.touched),
             "events",
             &mut pipeline,

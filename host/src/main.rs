@@ -879,7 +879,6 @@ fn rescore_stored(
         config,
         &mut store,
         &mut scoring,
-        stage.component.digest(),
         only.as_ref(),
         cause,
         &mut pipeline,

@@ -275,7 +275,6 @@ pub fn rescore(
     config: &Config,
     store: &mut Store,
     scoring: &mut Scoring<'_>,
-    component_digest: &str,
     only: Option<&BTreeSet<String>>,
     cause: &str,
     pipeline: &mut Pipeline,
@@ -461,7 +460,7 @@ pub fn rescore(
                 cause: cause.to_string(),
             });
         }
-        store.save_scores(tenant, component_digest, &writes, &surfaced, now)?;
+        store.save_scores(tenant, scoring.component.digest(), &writes, &surfaced, now)?;
         pipeline.write(&surfaced)?;
     }
     report.elapsed = started.elapsed();

@@ -349,7 +349,8 @@ impl Scorer {
         let usage: f64 = all()
             .filter(|e| e.kind == EventKind::ProductUsage)
             .map(|e| e.value.clamp(0.0, 10.0) * self.decay(e.at, now))
-            .sum();
+            .sum::<f64>()
+            + 0.0;
         let trial_pts =
             pts.trial * (if trial { 0.6 } else { 0.0 } + 0.4 * (1.0 - (-usage / 5.0).exp()));
 
