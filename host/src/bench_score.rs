@@ -23,7 +23,9 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
     let ev = |i: usize| Event {
         kind: kinds[i % kinds.len()],
         at: now - (i as i64) * 3_600_000,
-        category: i.is_multiple_of(9).then(|| cats[i % cats.len()].to_string()),
+        category: i
+            .is_multiple_of(9)
+            .then(|| cats[i % cats.len()].to_string()),
         value: 1.0 + (i % 3) as f64,
     };
     Subject {
@@ -70,29 +72,37 @@ pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -
     eprintln!(
         "bench --score: one lead with 200 events and 10 peers (20 events each), {calls} calls per round, {rounds} rounds, median reported"
     );
-    let mut native_us = Vec::new();
-    let mut wasm_us = Vec::new();
     let mut instance = component.instantiate(&settings)?;
-    for _ in 0..rounds {
-        let t = Instant::now();
-        for _ in 0..calls {
-            std::hint::black_box(native.score(std::hint::black_box(&subject), now));
-        }
-        native_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
-        let t = Instant::now();
-        for _ in 0..calls {
-            if instance.worn_out() {
-                instance = component.instantiate(&settings)?;
+    for (label, subject) in [
+        ("score one lead (200 events, 10 peers)", &subject),
+        (
+            "score one lead (no events, no peers)  ",
+            &busy_subject(0, 0, now),
+        ),
+    ] {
+        let mut native_us = Vec::new();
+        let mut wasm_us = Vec::new();
+        for _ in 0..rounds {
+            let t = Instant::now();
+            for _ in 0..calls {
+                std::hint::black_box(native.score(std::hint::black_box(subject), now));
             }
-            std::hint::black_box(instance.score(&[&subject], now)?);
+            native_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+            let t = Instant::now();
+            for _ in 0..calls {
+                if instance.worn_out() {
+                    instance = component.instantiate(&settings)?;
+                }
+                std::hint::black_box(instance.score(&[subject], now)?);
+            }
+            wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
         }
-        wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+        let (n, w) = (median(native_us), median(wasm_us));
+        println!(
+            "{label}   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
+            w / n
+        );
     }
-    let (n, w) = (median(native_us), median(wasm_us));
-    println!(
-        "score one lead (200 events, 10 peers)   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
-        w / n
-    );
 
     // Re-scoring a store after a burst of events.
     let dir = std::env::temp_dir().join(format!("leadgate-bench-score-{}", std::process::id()));

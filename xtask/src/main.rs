@@ -6,7 +6,10 @@
 //!   `leadgate` binary.
 //! - `demo`: build, then run the sample data through `leadgate run`,
 //!   compare the results with the sample's ground truth (`leadgate eval`),
-//!   and measure dedupe on the labelled sample (`leadgate eval dedupe`).
+//!   measure dedupe on the labelled sample (`leadgate eval dedupe`), load
+//!   generated behavioural events (`leadgate events`), fit a conversion
+//!   model from a generated history (`leadgate calibrate`), score it in
+//!   batch (`leadgate score`) and report on it (`leadgate report`).
 //! - `test`: build, then `cargo test --workspace --release`.
 //! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
 //!   `--dedupe` or `--enrich`).
@@ -167,7 +170,69 @@ fn demo() -> Result<(), String> {
         "--truth-column",
         "person",
     ]))?;
-    eprintln!("xtask: results in {results}; store in target/demo/leadgate.db");
+    // Behavioural events for the sample's leads (some people not in it yet,
+    // a repeated id, malformed lines), attached and re-scored; leads that
+    // cross the threshold go to target/demo/qualified_lead_pipeline.ndjson.
+    run(leadgate().args([
+        "sample",
+        "--count",
+        "2000",
+        "--seed",
+        "7",
+        "--output",
+        "target/demo/leads.csv",
+        "--events",
+        "target/demo/events.ndjson",
+        "--history",
+        "target/demo/history.csv",
+    ]))?;
+    run(leadgate().args([
+        "--config",
+        "samples/leadgate.toml",
+        "events",
+        "--input",
+        "target/demo/events.ndjson",
+    ]))?;
+    // A conversion model from a history export, its held-out metrics, the
+    // history scored in batch, and the calibration and ICP-drift signals.
+    run(leadgate().args([
+        "--config",
+        "samples/leadgate.toml",
+        "calibrate",
+        "--input",
+        "target/demo/history.csv",
+        "--outcome",
+        "Converted",
+        "--output",
+        "target/demo/model.toml",
+    ]))?;
+    run(leadgate().args([
+        "--config",
+        "samples/leadgate.toml",
+        "score",
+        "--input",
+        "target/demo/history.csv",
+        "--model",
+        "target/demo/model.toml",
+        "--output",
+        "target/demo/scores.ndjson",
+    ]))?;
+    run(leadgate().args([
+        "--config",
+        "samples/leadgate.toml",
+        "report",
+        "--input",
+        "target/demo/history.csv",
+        "--outcome",
+        "Converted",
+        "--model",
+        "target/demo/model.toml",
+        "--signals",
+        "target/demo/signals.ndjson",
+    ]))?;
+    eprintln!(
+        "xtask: results in {results}; store in target/demo/leadgate.db; surfaced leads in target/demo/qualified_lead_pipeline.ndjson; model and scores in target/demo/"
+    );
     Ok(())
 }
 

@@ -25,7 +25,6 @@ mod tests;
 use leadgate_lead::score::{Event, EventKind, Reason, Scored, Subject};
 pub use settings::{Resolved, Settings, SettingsError};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// Reasons kept per score, largest contribution first.
 pub const MAX_REASONS: usize = 12;
@@ -244,7 +243,11 @@ impl Scorer {
         let mut w = self.r.event_weights[i];
         if e.kind == EventKind::PageView
             && let Some(c) = &e.category
-            && let Some(m) = self.r.category_weights.get(&c.to_ascii_lowercase())
+            && let Some((_, m)) = self
+                .r
+                .category_weights
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(c))
         {
             w *= m;
         }
@@ -258,28 +261,46 @@ impl Scorer {
     /// future (clock skew) count as now.
     fn decay(&self, at: i64, now: i64) -> f64 {
         let age = (now.saturating_sub(at)).max(0) as f64;
-        (-(age / self.r.half_life_ms) * std::f64::consts::LN_2).exp()
+        half_power(age / self.r.half_life_ms)
     }
 
     fn engagement(&self, s: &Subject, now: i64) -> Part {
-        let mut by: BTreeMap<(EventKind, Option<String>), (f64, u32)> = BTreeMap::new();
+        // Points and count per kind and page category, without allocating
+        // per event (a lead may pass hundreds).
+        let mut by: Vec<(EventKind, Option<&str>, f64, u32)> = Vec::new();
         let mut sum = 0.0;
         for e in &s.events {
             let p = self.event_points(e, now);
             sum += p;
             let cat = if e.kind == EventKind::PageView {
-                e.category.as_ref().map(|c| c.to_ascii_lowercase())
+                e.category.as_deref()
             } else {
                 None
             };
-            let slot = by.entry((e.kind, cat)).or_default();
-            slot.0 += p;
-            slot.1 += 1;
+            let same = |x: &(EventKind, Option<&str>, f64, u32)| {
+                x.0 == e.kind
+                    && match (x.1, cat) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                        _ => false,
+                    }
+            };
+            match by.iter_mut().find(|x| same(x)) {
+                Some(slot) => {
+                    slot.2 += p;
+                    slot.3 += 1;
+                }
+                None => by.push((e.kind, cat, p, 1)),
+            }
         }
+        by.sort_by(|a, b| {
+            (a.0, a.1.map(str::to_ascii_lowercase)).cmp(&(b.0, b.1.map(str::to_ascii_lowercase)))
+        });
         let value = 100.0 * (1.0 - (-sum.max(0.0) / self.r.settings.engagement_scale).exp());
         let reasons = by
             .into_iter()
-            .map(|((kind, cat), (p, n))| {
+            .map(|(kind, cat, p, n)| {
+                let cat = cat.map(str::to_ascii_lowercase);
                 let code = match &cat {
                     Some(c) => format!("engagement.{}.{}", kind.as_str(), code_name(c)),
                     None => format!("engagement.{}", kind.as_str()),
@@ -309,48 +330,45 @@ impl Scorer {
             .iter()
             .map(|c| c.to_ascii_lowercase())
             .collect();
-        let is_research = |e: &Event| {
-            e.kind == EventKind::PageView
-                && e.category
-                    .as_ref()
-                    .is_some_and(|c| research.iter().any(|r| r.eq_ignore_ascii_case(c)))
+        // One pass over each person's events: research visits, activity in
+        // the window, trial sign-ups and usage.
+        let window = self.r.stakeholder_window_ms;
+        let tally = |events: &[Event]| {
+            let mut t = Tally::default();
+            for e in events {
+                let recent = ((now - e.at) as f64) <= window;
+                t.active |= recent;
+                match e.kind {
+                    EventKind::PageView => {
+                        if let Some(c) = &e.category
+                            && research.iter().any(|r| r.eq_ignore_ascii_case(c))
+                        {
+                            t.research += self.decay(e.at, now);
+                        }
+                    }
+                    EventKind::TrialSignup => t.trial |= recent,
+                    EventKind::ProductUsage => {
+                        t.usage += e.value.clamp(0.0, 10.0) * self.decay(e.at, now);
+                    }
+                    _ => {}
+                }
+            }
+            t
         };
-        let decayed = |events: &[Event], f: &dyn Fn(&Event) -> bool| -> f64 {
-            events
-                .iter()
-                .filter(|e| f(e))
-                .map(|e| self.decay(e.at, now))
-                .sum()
-        };
-        let own = decayed(&s.events, &is_research) + 0.0;
-        // `+ 0.0`: an empty float sum is −0.0.
-        let peers: f64 = s
-            .peers
-            .iter()
-            .map(|p| decayed(&p.events, &is_research))
-            .sum::<f64>()
-            + 0.0;
+        let mine = tally(&s.events);
+        let (mut peers, mut people, mut trial, mut usage) =
+            (0.0, usize::from(mine.active), mine.trial, mine.usage);
+        for p in &s.peers {
+            let t = tally(&p.events);
+            peers += t.research;
+            people += usize::from(t.active);
+            trial |= t.trial;
+            usage += t.usage;
+        }
+        let own = mine.research;
         let r = own + 0.5 * peers;
         let research_pts = pts.research * (1.0 - (-r / 3.0).exp());
-
-        let window = self.r.stakeholder_window_ms;
-        let active = |events: &[Event]| events.iter().any(|e| ((now - e.at) as f64) <= window);
-        let people =
-            usize::from(active(&s.events)) + s.peers.iter().filter(|p| active(&p.events)).count();
         let stakeholder_pts = pts.stakeholders * ((people.saturating_sub(1)) as f64 / 2.0).min(1.0);
-
-        let all = || {
-            s.events
-                .iter()
-                .chain(s.peers.iter().flat_map(|p| p.events.iter()))
-        };
-        let trial =
-            all().any(|e| e.kind == EventKind::TrialSignup && ((now - e.at) as f64) <= window);
-        let usage: f64 = all()
-            .filter(|e| e.kind == EventKind::ProductUsage)
-            .map(|e| e.value.clamp(0.0, 10.0) * self.decay(e.at, now))
-            .sum::<f64>()
-            + 0.0;
         let trial_pts =
             pts.trial * (if trial { 0.6 } else { 0.0 } + 0.4 * (1.0 - (-usage / 5.0).exp()));
 
@@ -400,6 +418,40 @@ impl Scorer {
             reasons,
         }
     }
+}
+
+/// 2^−x for x ≥ 0, to about 1e-9 relative: the integer part by the
+/// exponent bits, the fraction by a Taylor polynomial of e^(−f·ln 2). The
+/// libm `exp` costs several times more inside WebAssembly, and a lead may
+/// pass hundreds of events.
+pub fn half_power(x: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        return 1.0;
+    }
+    if x >= 1000.0 {
+        return 0.0;
+    }
+    let n = x.floor();
+    let t = -(x - n) * std::f64::consts::LN_2;
+    // e^t for t in (−ln 2, 0]: terms to t^11 keep the error below 1e-10.
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..=11 {
+        term *= t / f64::from(k);
+        sum += term;
+    }
+    // 2^−n as a float built from its exponent (n < 1000 < 1022).
+    let scale = f64::from_bits(((1023 - n as u64) & 0x7ff) << 52);
+    sum * scale
+}
+
+/// What intent needs of one person's events.
+#[derive(Default)]
+struct Tally {
+    research: f64,
+    active: bool,
+    trial: bool,
+    usage: f64,
 }
 
 fn plural(n: u32) -> &'static str {

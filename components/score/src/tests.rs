@@ -263,3 +263,18 @@ fn a_broken_model_is_refused() {
             .contains("version 9")
     );
 }
+
+#[test]
+fn half_power_matches_the_library_exponential() {
+    for i in 0..20_000 {
+        let x = f64::from(i) * 0.0371;
+        let want = (-x * std::f64::consts::LN_2).exp();
+        let got = super::half_power(x);
+        assert!(
+            (got - want).abs() <= 1e-9 * want.max(1e-300),
+            "{x}: {got} vs {want}"
+        );
+    }
+    assert_eq!(super::half_power(-1.0), 1.0);
+    assert_eq!(super::half_power(5000.0), 0.0);
+}
