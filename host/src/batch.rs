@@ -41,11 +41,36 @@ pub fn read(config: &Config, input: &Input<'_>, runtime: Option<&Runtime>) -> Re
             )
         })?,
     };
-    let mapping = Mapping::parse(input.map)?;
-    let file = std::fs::File::open(input.path)
-        .with_context(|| format!("cannot open input {}", input.path))?;
-    let mut reader = Reader::new(Box::new(file), format, mapping, IngestLimits::default())
-        .with_context(|| format!("cannot read {}", input.path))?;
+    let open = |map: &[String]| -> Result<Reader> {
+        let mapping = Mapping::parse(map)?;
+        let file = std::fs::File::open(input.path)
+            .with_context(|| format!("cannot open input {}", input.path))?;
+        Reader::new(Box::new(file), format, mapping, IngestLimits::default())
+            .with_context(|| format!("cannot read {}", input.path))
+    };
+    let mut reader = open(input.map)?;
+    // A column that feeds a field scoring cannot read as text (`Lead
+    // Source` → source, a date → received_at, an opt-in → consent) is
+    // kept as a custom column under its header: it may be a good feature.
+    let kept: Vec<String> = reader
+        .columns()
+        .iter()
+        .filter(|(h, t)| {
+            t != "ignore"
+                && !t.starts_with("custom.")
+                && !leadgate_lead::TEXT_FIELDS.contains(&t.as_str())
+                && !input.map.iter().any(|m| {
+                    m.split_once('=')
+                        .is_some_and(|(c, _)| c.trim().eq_ignore_ascii_case(h))
+                })
+        })
+        .map(|(h, _)| format!("{h}=custom.{h}"))
+        .collect();
+    if !kept.is_empty() {
+        let mut map = input.map.to_vec();
+        map.extend(kept);
+        reader = open(&map)?;
+    }
     let columns = reader.columns();
     let validate = match runtime {
         Some(rt) => Some(ValidatorComponent::load(rt, &config.validate_component()?)?),

@@ -23,9 +23,11 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
     let ev = |i: usize| Event {
         kind: kinds[i % kinds.len()],
         at: now - (i as i64) * 3_600_000,
-        category: i
-            .is_multiple_of(9)
-            .then(|| cats[i % cats.len()].to_string()),
+        category: if i.is_multiple_of(9) {
+            (i % cats.len()) as u8 + 1
+        } else {
+            0
+        },
         value: 1.0 + (i % 3) as f64,
     };
     Subject {
@@ -49,6 +51,7 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
             ("seniority".into(), "vp".into()),
             ("technologies".into(), "Salesforce, HubSpot".into()),
         ],
+        categories: cats.map(String::from).to_vec(),
         events: (0..events).map(ev).collect(),
         peers: (0..peers)
             .map(|p| Peer {

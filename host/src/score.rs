@@ -212,11 +212,14 @@ fn attributes(enrichment: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-fn event_of(row: leadgate_store::score::EventRow) -> Option<Event> {
+fn event_of(
+    row: leadgate_store::score::EventRow,
+    categories: &mut leadgate_lead::score::Categories,
+) -> Option<Event> {
     Some(Event {
         kind: EventKind::parse(&row.kind)?,
         at: row.at,
-        category: row.category,
+        category: categories.index(row.category.as_deref()),
         value: row.value,
     })
 }
@@ -307,10 +310,18 @@ pub fn rescore(
     let rows: Vec<ScoringLead> = store.scoring_leads(tenant, load.as_deref())?;
     let since = now - (c.event_window_days * 86_400_000.0) as i64;
     let mut events: HashMap<String, Vec<Event>> = HashMap::new();
+    // One table of page categories for every subject of this re-score.
+    let mut categories = leadgate_lead::score::Categories::default();
+    let masters = store.masters(tenant)?;
     for (lead, row) in store.recent_events(tenant, since, load.as_deref())? {
+        // A merged lead's events count for its master.
+        let lead = match masters.get(&lead) {
+            Some(m) => m.clone(),
+            None => lead,
+        };
         let list = events.entry(lead).or_default();
         if list.len() < c.max_events
-            && let Some(e) = event_of(row)
+            && let Some(e) = event_of(row, &mut categories)
         {
             list.push(e);
         }
@@ -350,9 +361,24 @@ pub fn rescore(
     let states = store.score_states(tenant, now - Policy::of(c).window_ms)?;
     let policy = Policy::of(c);
     let empty: Vec<Event> = Vec::new();
-    let order: Vec<usize> = (0..loaded.len())
-        .filter(|&i| targets.as_ref().is_none_or(|t| t.contains(&loaded[i].0)))
+    // The targets and everyone of their accounts: a colleague's activity
+    // changes their intent too.
+    let mut chosen: Vec<bool> = loaded
+        .iter()
+        .map(|(id, _)| targets.as_ref().is_none_or(|t| t.contains(id)))
         .collect();
+    if targets.is_some() {
+        for (i, (_, l)) in loaded.iter().enumerate() {
+            if chosen[i]
+                && let Some(members) = l.account.as_deref().and_then(|a| by_account.get(a))
+            {
+                for &j in members {
+                    chosen[j] = true;
+                }
+            }
+        }
+    }
+    let order: Vec<usize> = (0..loaded.len()).filter(|&i| chosen[i]).collect();
     // Recording runs beside scoring: one thread builds subjects and calls
     // the component, the other writes the previous batch to the store.
     let digest = scoring.component.digest().to_string();
@@ -398,6 +424,7 @@ pub fn rescore(
                             })
                             .unwrap_or_default();
                         Subject {
+                            categories: categories.names.clone(),
                             lead: l.lead.clone(),
                             attributes: l.attributes.clone(),
                             events: events.get(id).cloned().unwrap_or_default(),

@@ -73,14 +73,15 @@ impl EventKind {
     }
 }
 
-/// One behavioural event of a lead (`record event`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One behavioural event of a lead (a row of `record events`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub kind: EventKind,
     /// Milliseconds since the Unix epoch.
     pub at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    /// 0 for none; `n` for the subject's `categories[n - 1]`.
+    #[serde(default)]
+    pub category: u8,
     /// A quantity; 1 when the event had none.
     #[serde(default = "one")]
     pub value: f64,
@@ -106,12 +107,46 @@ pub struct Subject {
     pub lead: Lead,
     /// Enrichment attributes, `(name, value)`.
     pub attributes: Vec<(String, String)>,
+    /// The page categories its and its peers' events refer to (at most 255).
+    pub categories: Vec<String>,
     /// Most recent first.
     pub events: Vec<Event>,
     pub peers: Vec<Peer>,
 }
 
+/// Up to 255 category names, each event referring to one by index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Categories {
+    pub names: Vec<String>,
+}
+
+impl Categories {
+    /// The index of `name` (added if new) for [`Event::category`]: 0 for
+    /// none, or when the table is full.
+    pub fn index(&mut self, name: Option<&str>) -> u8 {
+        let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+            return 0;
+        };
+        if let Some(i) = self.names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+            return (i + 1) as u8;
+        }
+        if self.names.len() >= 255 {
+            return 0;
+        }
+        self.names.push(name.to_ascii_lowercase());
+        self.names.len() as u8
+    }
+}
+
 impl Subject {
+    /// The category name of `e`, if it has one.
+    pub fn category(&self, e: &Event) -> Option<&str> {
+        usize::from(e.category)
+            .checked_sub(1)
+            .and_then(|i| self.categories.get(i))
+            .map(String::as_str)
+    }
+
     /// The value named `name`: an attribute, a lead text field, or a custom
     /// field (`custom.KEY` or just `KEY`, case-insensitive). Empty values
     /// count as absent.

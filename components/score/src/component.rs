@@ -29,33 +29,34 @@ struct Scorer {
     inner: crate::Scorer,
 }
 
-fn kind(k: wit::EventKind) -> s::EventKind {
-    match k {
-        wit::EventKind::PageView => s::EventKind::PageView,
-        wit::EventKind::ContentDownload => s::EventKind::ContentDownload,
-        wit::EventKind::EmailOpen => s::EventKind::EmailOpen,
-        wit::EventKind::EmailClick => s::EventKind::EmailClick,
-        wit::EventKind::FormSubmission => s::EventKind::FormSubmission,
-        wit::EventKind::TrialSignup => s::EventKind::TrialSignup,
-        wit::EventKind::ProductUsage => s::EventKind::ProductUsage,
-        wit::EventKind::SupportInquiry => s::EventKind::SupportInquiry,
-        wit::EventKind::Reply => s::EventKind::Reply,
+/// Events from their columns; an unknown kind code is skipped, a category
+/// index out of range is no category.
+fn events(x: wit::Events, categories: usize) -> Vec<s::Event> {
+    let n = x
+        .kinds
+        .len()
+        .min(x.at.len())
+        .min(x.categories.len())
+        .min(x.values.len());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let Some(kind) = s::EventKind::ALL.get(usize::from(x.kinds[i])).copied() else {
+            continue;
+        };
+        let c = x.categories[i];
+        out.push(s::Event {
+            kind,
+            at: x.at[i],
+            category: if usize::from(c) <= categories { c } else { 0 },
+            value: x.values[i],
+        });
     }
-}
-
-fn events(list: Vec<wit::Event>) -> Vec<s::Event> {
-    list.into_iter()
-        .map(|e| s::Event {
-            kind: kind(e.kind),
-            at: e.at,
-            category: e.category,
-            value: e.value,
-        })
-        .collect()
+    out
 }
 
 fn subject(x: wit::Subject) -> s::Subject {
     let l: t::Lead = x.lead;
+    let n = x.categories.len();
     s::Subject {
         lead: m::lead_from_wit!(l, crate::component::bindings::leadgate::plugin::types),
         attributes: x
@@ -63,7 +64,8 @@ fn subject(x: wit::Subject) -> s::Subject {
             .into_iter()
             .map(|a| (a.name, a.value))
             .collect(),
-        events: events(x.events),
+        categories: x.categories,
+        events: events(x.events, n),
         peers: x
             .peers
             .into_iter()
@@ -71,7 +73,7 @@ fn subject(x: wit::Subject) -> s::Subject {
                 id: p.id,
                 job_title: p.job_title,
                 seniority: p.seniority,
-                events: events(p.events),
+                events: events(p.events, n),
             })
             .collect(),
     }

@@ -67,9 +67,10 @@ impl Scorer {
 
     /// Scores `s` as of `now` (ms since the epoch).
     pub fn score(&self, s: &Subject, now: i64) -> Scored {
+        let tables = self.tables(s);
         let fit = self.fit(s);
-        let engagement = self.engagement(s, now);
-        let intent = self.intent(s, now);
+        let engagement = self.engagement(s, now, &tables);
+        let intent = self.intent(s, now, &tables);
         let w = self.r.weights;
         let blended = w.fit * fit.value + w.engagement * engagement.value + w.intent * intent.value;
         let mut reasons: Vec<Reason> = Vec::new();
@@ -235,21 +236,46 @@ impl Scorer {
         }
     }
 
-    fn event_points(&self, e: &Event, now: i64) -> f64 {
+    /// Per category of `s` (by index; 0 is none): the page-view
+    /// multiplier and whether it counts as research.
+    fn tables(&self, s: &Subject) -> Tables {
+        let mut t = Tables {
+            multiplier: Vec::with_capacity(s.categories.len() + 1),
+            research: Vec::with_capacity(s.categories.len() + 1),
+        };
+        t.multiplier.push(1.0);
+        t.research.push(false);
+        for c in &s.categories {
+            t.multiplier.push(
+                self.r
+                    .category_weights
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                    .map_or(1.0, |(_, m)| *m),
+            );
+            t.research.push(
+                self.r
+                    .settings
+                    .research_categories
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(c)),
+            );
+        }
+        t
+    }
+
+    fn event_points(&self, e: &Event, now: i64, t: &Tables) -> f64 {
         let i = EventKind::ALL
             .iter()
             .position(|k| *k == e.kind)
             .unwrap_or(0);
         let mut w = self.r.event_weights[i];
-        if e.kind == EventKind::PageView
-            && let Some(c) = &e.category
-            && let Some((_, m)) = self
-                .r
-                .category_weights
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(c))
-        {
-            w *= m;
+        if e.kind == EventKind::PageView {
+            w *= t
+                .multiplier
+                .get(usize::from(e.category))
+                .copied()
+                .unwrap_or(1.0);
         }
         if e.kind == EventKind::ProductUsage && e.value.is_finite() {
             w *= e.value.clamp(0.0, 10.0);
@@ -264,28 +290,20 @@ impl Scorer {
         half_power(age / self.r.half_life_ms)
     }
 
-    fn engagement(&self, s: &Subject, now: i64) -> Part {
-        // Points and count per kind and page category, without allocating
-        // per event (a lead may pass hundreds).
-        let mut by: Vec<(EventKind, Option<&str>, f64, u32)> = Vec::new();
+    fn engagement(&self, s: &Subject, now: i64, t: &Tables) -> Part {
+        // Points and count per kind and page category (a lead may pass
+        // hundreds of events: nothing is allocated per event).
+        let mut by: Vec<(EventKind, u8, f64, u32)> = Vec::new();
         let mut sum = 0.0;
         for e in &s.events {
-            let p = self.event_points(e, now);
+            let p = self.event_points(e, now, t);
             sum += p;
-            let cat = if e.kind == EventKind::PageView {
-                e.category.as_deref()
+            let cat = if e.kind == EventKind::PageView && s.category(e).is_some() {
+                e.category
             } else {
-                None
+                0
             };
-            let same = |x: &(EventKind, Option<&str>, f64, u32)| {
-                x.0 == e.kind
-                    && match (x.1, cat) {
-                        (None, None) => true,
-                        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-                        _ => false,
-                    }
-            };
-            match by.iter_mut().find(|x| same(x)) {
+            match by.iter_mut().find(|x| x.0 == e.kind && x.1 == cat) {
                 Some(slot) => {
                     slot.2 += p;
                     slot.3 += 1;
@@ -293,14 +311,21 @@ impl Scorer {
                 None => by.push((e.kind, cat, p, 1)),
             }
         }
+        let name = |c: u8| {
+            usize::from(c)
+                .checked_sub(1)
+                .and_then(|i| s.categories.get(i))
+                .map(String::as_str)
+        };
         by.sort_by(|a, b| {
-            (a.0, a.1.map(str::to_ascii_lowercase)).cmp(&(b.0, b.1.map(str::to_ascii_lowercase)))
+            a.0.cmp(&b.0)
+                .then_with(|| cmp_category(name(a.1), name(b.1)))
         });
         let value = 100.0 * (1.0 - (-sum.max(0.0) / self.r.settings.engagement_scale).exp());
         let reasons = by
             .into_iter()
             .map(|(kind, cat, p, n)| {
-                let cat = cat.map(str::to_ascii_lowercase);
+                let cat = name(cat).map(str::to_ascii_lowercase);
                 let code = match &cat {
                     Some(c) => format!("engagement.{}.{}", kind.as_str(), code_name(c)),
                     None => format!("engagement.{}", kind.as_str()),
@@ -321,15 +346,9 @@ impl Scorer {
         Part { value, reasons }
     }
 
-    fn intent(&self, s: &Subject, now: i64) -> Part {
+    fn intent(&self, s: &Subject, now: i64, tables: &Tables) -> Part {
         let pts = self.r.settings.intent;
-        let research: Vec<String> = self
-            .r
-            .settings
-            .research_categories
-            .iter()
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
+        let research = &self.r.settings.research_categories;
         // One pass over each person's events: research visits, activity in
         // the window, trial sign-ups and usage.
         let window = self.r.stakeholder_window_ms;
@@ -340,8 +359,11 @@ impl Scorer {
                 t.active |= recent;
                 match e.kind {
                     EventKind::PageView => {
-                        if let Some(c) = &e.category
-                            && research.iter().any(|r| r.eq_ignore_ascii_case(c))
+                        if tables
+                            .research
+                            .get(usize::from(e.category))
+                            .copied()
+                            .unwrap_or(false)
                         {
                             t.research += self.decay(e.at, now);
                         }
@@ -443,6 +465,25 @@ pub fn half_power(x: f64) -> f64 {
     // 2^−n as a float built from its exponent (n < 1000 < 1022).
     let scale = f64::from_bits(((1023 - n as u64) & 0x7ff) << 52);
     sum * scale
+}
+
+/// Categories in order, case-insensitively; none first.
+fn cmp_category(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => x
+            .bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(y.bytes().map(|c| c.to_ascii_lowercase())),
+    }
+}
+
+/// A subject's categories resolved against the settings.
+struct Tables {
+    multiplier: Vec<f64>,
+    research: Vec<bool>,
 }
 
 /// What intent needs of one person's events.

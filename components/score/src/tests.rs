@@ -7,11 +7,19 @@ use leadgate_lead::{CustomField, Lead};
 const DAY: i64 = 86_400_000;
 const NOW: i64 = 1_790_000_000_000;
 
+/// The categories every test subject's events refer to.
+const CATEGORIES: [&str; 3] = ["pricing", "careers", "docs"];
+
 fn ev(kind: EventKind, days_ago: f64, category: Option<&str>) -> Event {
     Event {
         kind,
         at: NOW - (days_ago * DAY as f64) as i64,
-        category: category.map(String::from),
+        category: category.map_or(0, |c| {
+            CATEGORIES
+                .iter()
+                .position(|x| *x == c)
+                .map_or(0, |i| i as u8 + 1)
+        }),
         value: 1.0,
     }
 }
@@ -29,6 +37,7 @@ fn subject(events: Vec<Event>) -> Subject {
             ("industry".into(), "Software".into()),
             ("employee_range".into(), "51-200".into()),
         ],
+        categories: CATEGORIES.map(String::from).to_vec(),
         events,
         peers: Vec::new(),
     }

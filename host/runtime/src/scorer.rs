@@ -76,37 +76,52 @@ pub struct ScorerInstance {
     handle: ResourceAny,
 }
 
-fn kind(k: s::EventKind) -> wit::EventKind {
-    match k {
-        s::EventKind::PageView => wit::EventKind::PageView,
-        s::EventKind::ContentDownload => wit::EventKind::ContentDownload,
-        s::EventKind::EmailOpen => wit::EventKind::EmailOpen,
-        s::EventKind::EmailClick => wit::EventKind::EmailClick,
-        s::EventKind::FormSubmission => wit::EventKind::FormSubmission,
-        s::EventKind::TrialSignup => wit::EventKind::TrialSignup,
-        s::EventKind::ProductUsage => wit::EventKind::ProductUsage,
-        s::EventKind::SupportInquiry => wit::EventKind::SupportInquiry,
-        s::EventKind::Reply => wit::EventKind::Reply,
-    }
+/// A person's events as columns.
+struct Columns {
+    kinds: Vec<u8>,
+    at: Vec<i64>,
+    categories: Vec<u8>,
+    values: Vec<f64>,
 }
 
-fn events(list: &[s::Event]) -> Vec<wit::Event<'_>> {
-    list.iter()
-        .map(|e| wit::Event {
-            kind: kind(e.kind),
-            at: e.at,
-            category: e.category.as_deref(),
-            value: e.value,
-        })
-        .collect()
+impl Columns {
+    fn of(list: &[s::Event]) -> Columns {
+        let mut c = Columns {
+            kinds: Vec::with_capacity(list.len()),
+            at: Vec::with_capacity(list.len()),
+            categories: Vec::with_capacity(list.len()),
+            values: Vec::with_capacity(list.len()),
+        };
+        for e in list {
+            let kind = s::EventKind::ALL
+                .iter()
+                .position(|k| *k == e.kind)
+                .unwrap_or_default();
+            c.kinds.push(kind as u8);
+            c.at.push(e.at);
+            c.categories.push(e.category);
+            c.values.push(e.value);
+        }
+        c
+    }
+
+    fn param(&self) -> wit::Events<'_> {
+        wit::Events {
+            kinds: &self.kinds,
+            at: &self.at,
+            categories: &self.categories,
+            values: &self.values,
+        }
+    }
 }
 
 /// A subject's borrowed lists, kept alive for the call.
 struct Parts<'a> {
     lists: Lists<'a>,
     attributes: Vec<wit::Attribute<'a>>,
-    events: Vec<wit::Event<'a>>,
-    peer_events: Vec<Vec<wit::Event<'a>>>,
+    categories: Vec<&'a str>,
+    events: Columns,
+    peer_events: Vec<Columns>,
 }
 
 impl ScorerInstance {
@@ -127,8 +142,9 @@ impl ScorerInstance {
                     .iter()
                     .map(|(n, v)| wit::Attribute { name: n, value: v })
                     .collect(),
-                events: events(&x.events),
-                peer_events: x.peers.iter().map(|p| events(&p.events)).collect(),
+                categories: x.categories.iter().take(255).map(String::as_str).collect(),
+                events: Columns::of(&x.events),
+                peer_events: x.peers.iter().map(|p| Columns::of(&p.events)).collect(),
             })
             .collect();
         let peers: Vec<Vec<wit::Peer<'_>>> = subjects
@@ -142,7 +158,7 @@ impl ScorerInstance {
                         id: &peer.id,
                         job_title: peer.job_title.as_deref(),
                         seniority: peer.seniority.as_deref(),
-                        events: ev,
+                        events: ev.param(),
                     })
                     .collect()
             })
@@ -154,7 +170,8 @@ impl ScorerInstance {
             .map(|((x, p), peers)| wit::Subject {
                 lead: lead_param(&x.lead, &p.lists),
                 attributes: &p.attributes,
-                events: &p.events,
+                categories: &p.categories,
+                events: p.events.param(),
                 peers,
             })
             .collect();

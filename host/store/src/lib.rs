@@ -232,17 +232,13 @@ CREATE TABLE lead_keys (
     lead_id TEXT NOT NULL REFERENCES leads(id),
     PRIMARY KEY (tenant, kind, value, lead_id)
 ) WITHOUT ROWID;
-CREATE INDEX lead_keys_lead ON lead_keys(lead_id);
-INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
-  SELECT tenant, 'email', lower(json_extract(normalized, '$.email')), id FROM leads
-   WHERE json_extract(normalized, '$.email') IS NOT NULL;
-INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
-  SELECT tenant, 'domain', lower(json_extract(normalized, '$.domain')), id FROM leads
-   WHERE json_extract(normalized, '$.domain') IS NOT NULL;
-INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
-  SELECT l.tenant, 'external:' || lower(json_extract(e.value, '$.system')), json_extract(e.value, '$.id'), l.id
-    FROM leads l, json_each(l.normalized, '$.external_ids') e
-   WHERE l.normalized IS NOT NULL AND json_extract(e.value, '$.id') IS NOT NULL;
+-- Keys are indexed in bulk before events are attached
+-- (`score::catch_up_keys`): leads up to this rowid are indexed.
+CREATE TABLE lead_keys_state (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    last_rowid INTEGER NOT NULL
+);
+INSERT INTO lead_keys_state (id, last_rowid) VALUES (1, 0);
 CREATE TABLE events (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,
@@ -261,7 +257,8 @@ CREATE TABLE events (
     PRIMARY KEY (tenant, id)
 );
 CREATE INDEX events_lead ON events(lead_id, at);
-CREATE INDEX events_at ON events(tenant, at);
+-- Covers what scoring reads of recent events, newest first.
+CREATE INDEX events_at ON events(tenant, at, lead_id, kind, category, value);
 CREATE INDEX events_unattached ON events(tenant) WHERE lead_id IS NULL;
 CREATE TABLE event_rejects (
     id          INTEGER PRIMARY KEY,
@@ -645,9 +642,6 @@ impl Store {
                     matching::insert_link(&tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
                 }
                 enrich::record(&tx, r, run_id, now)?;
-                if let Some(n) = normalized {
-                    score::index_lead(&tx, &r.raw.tenant, &r.raw.id, n)?;
-                }
                 if let Some(review) = &r.review {
                     matching::insert_review(
                         &tx,

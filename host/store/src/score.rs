@@ -5,30 +5,48 @@
 //! history, and the outbox of leads surfaced to sales.
 
 use crate::{Store, StoreError, sql};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeSet, HashMap};
 
-/// Indexes a recorded lead's email, domain and external ids so events can
-/// find it (inside the batch's transaction).
-pub(crate) fn index_lead(
-    tx: &Transaction<'_>,
-    tenant: &str,
-    id: &str,
-    normalized: &str,
-) -> Result<(), StoreError> {
-    let mut keys = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
-             SELECT ?1, 'email', lower(json_extract(?3, '$.email')), ?2 WHERE json_extract(?3, '$.email') IS NOT NULL
-             UNION ALL
-             SELECT ?1, 'domain', lower(json_extract(?3, '$.domain')), ?2 WHERE json_extract(?3, '$.domain') IS NOT NULL
-             UNION ALL
-             SELECT ?1, 'external:' || lower(json_extract(e.value, '$.system')), json_extract(e.value, '$.id'), ?2
-               FROM json_each(?3, '$.external_ids') e WHERE json_extract(e.value, '$.id') IS NOT NULL",
+/// Indexes the email, domain and external ids of leads recorded since the
+/// last call, so events can find them: one set-based statement when
+/// events arrive, rather than three index writes per lead in every run.
+/// (A lead is indexed as first recorded.)
+fn catch_up_keys(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let last: i64 = conn
+        .query_row(
+            "SELECT last_rowid FROM lead_keys_state WHERE id = 1",
+            [],
+            |r| r.get(0),
         )
-        .map_err(sql("prepare lead keys"))?;
-    keys.execute(params![tenant, id, normalized])
-        .map_err(sql("index lead keys"))?;
+        .map_err(sql("read key index state"))?;
+    let top: i64 = conn
+        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM leads", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql("read key index state"))?;
+    if top <= last {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT OR IGNORE INTO lead_keys (tenant, kind, value, lead_id)
+         SELECT tenant, 'email', lower(json_extract(normalized, '$.email')), id FROM leads
+          WHERE rowid > ?1 AND rowid <= ?2 AND json_extract(normalized, '$.email') IS NOT NULL
+         UNION ALL
+         SELECT tenant, 'domain', lower(json_extract(normalized, '$.domain')), id FROM leads
+          WHERE rowid > ?1 AND rowid <= ?2 AND json_extract(normalized, '$.domain') IS NOT NULL
+         UNION ALL
+         SELECT l.tenant, 'external:' || lower(json_extract(e.value, '$.system')), json_extract(e.value, '$.id'), l.id
+           FROM leads l, json_each(l.normalized, '$.external_ids') e
+          WHERE l.rowid > ?1 AND l.rowid <= ?2 AND json_extract(e.value, '$.id') IS NOT NULL",
+        params![last, top],
+    )
+    .map_err(sql("index lead keys"))?;
+    conn.execute(
+        "UPDATE lead_keys_state SET last_rowid = ?1 WHERE id = 1",
+        [top],
+    )
+    .map_err(sql("save key index state"))?;
     Ok(())
 }
 
@@ -165,6 +183,7 @@ impl Store {
         now: i64,
     ) -> Result<Inserted, StoreError> {
         let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        catch_up_keys(&tx)?;
         let mut out = Inserted::default();
         {
             let mut by_id = tx
@@ -278,6 +297,7 @@ impl Store {
     /// Attaches events that were waiting for their person, now that the
     /// person may have appeared. Returns the leads that got events.
     pub fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+        catch_up_keys(&self.conn)?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -364,6 +384,7 @@ impl Store {
         tenant: &str,
         domains: &[String],
     ) -> Result<Vec<String>, StoreError> {
+        catch_up_keys(&self.conn)?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -378,18 +399,19 @@ impl Store {
             .map_err(sql("read account members"))
     }
 
-    /// Events at or after `since`, most recent first, each under the lead
-    /// it counts for (a merged lead's under its master); all of the
-    /// tenant's, or only those of `only` (masters).
+    /// Attached events at or after `since`, most recent first, under the
+    /// lead they were attached to (see [`Store::masters`] for merged
+    /// leads); all of the tenant's, or only those of `only` and of the
+    /// leads merged into them.
     pub fn recent_events(
         &self,
         tenant: &str,
         since: i64,
         only: Option<&[String]>,
     ) -> Result<Vec<(String, EventRow)>, StoreError> {
-        let base = "SELECT COALESCE(l.master_id, l.id), e.kind, e.at, e.category, e.value
-                      FROM events e JOIN leads l ON l.id = e.lead_id
-                     WHERE e.tenant = ?1 AND e.at >= ?2";
+        let base = "SELECT e.lead_id, e.kind, e.at, e.category, e.value
+                      FROM events e
+                     WHERE e.tenant = ?1 AND e.at >= ?2 AND e.lead_id IS NOT NULL";
         let map = |r: &rusqlite::Row<'_>| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -427,6 +449,20 @@ impl Store {
             }
         };
         rows.map_err(sql("read events"))
+    }
+
+    /// Merged or linked leads and the master each counts for.
+    pub fn masters(&self, tenant: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, master_id FROM leads WHERE tenant = ?1 AND master_id IS NOT NULL",
+            )
+            .map_err(sql("read masters"))?;
+        let rows = stmt
+            .query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("read masters"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("read masters"))
     }
 
     /// Each scored lead's surfacing state, and the lowest total of its
@@ -615,5 +651,106 @@ impl Store {
             .map_err(sql("read run leads"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read run leads"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::{Record, Status};
+    use leadgate_lead::Lead;
+
+    fn store_leads(s: &mut Store, leads: &[(&str, &str)]) {
+        let run = s.begin_run("t", "x.csv", "{}", 1).unwrap();
+        let raws: Vec<Lead> = leads
+            .iter()
+            .map(|(id, _)| Lead {
+                id: (*id).into(),
+                tenant: "t".into(),
+                ..Lead::default()
+            })
+            .collect();
+        let normalized: Vec<String> = leads
+            .iter()
+            .map(|(_, email)| {
+                let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                format!(r#"{{"email": "{email}", "domain": "{domain}", "external_ids": [{{"system": "crm", "id": "x-{email}"}}]}}"#)
+            })
+            .collect();
+        let records: Vec<Record<'_>> = raws
+            .iter()
+            .zip(&normalized)
+            .map(|(raw, n)| Record {
+                line: 1,
+                raw,
+                status: Status::Accepted,
+                validation: Status::Accepted,
+                normalized: Some(n),
+                issues: &[],
+                exception: None,
+                keys: &[],
+                link: None,
+                review: None,
+                enrichment: None,
+                qualification: None,
+            })
+            .collect();
+        s.record(run, "validate", "c", &records, 1).unwrap();
+    }
+
+    fn event(id: &str, email: Option<&str>, external: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: id.into(),
+            kind: "page_view",
+            at: 10,
+            category: None,
+            value: 1.0,
+            url: None,
+            email: email.map(String::from),
+            lead_ref: None,
+            external: external.map(|x| ("crm".to_string(), x.to_string())),
+            payload: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn events_attach_by_key_wait_for_their_person_and_are_idempotent() {
+        let mut s = Store::open(":memory:").unwrap();
+        store_leads(&mut s, &[("A", "ann@acme.com")]);
+        let r = s
+            .insert_events(
+                "t",
+                &[
+                    event("e1", Some("ann@acme.com"), None),
+                    event("e2", None, Some("x-ann@acme.com")),
+                    event("e3", Some("bob@acme.com"), None),
+                    event("e1", Some("ann@acme.com"), None),
+                ],
+                5,
+            )
+            .unwrap();
+        assert_eq!((r.stored, r.duplicates, r.attached), (3, 1, 2));
+        assert_eq!(s.unattached_events("t").unwrap(), 1);
+        // Bob appears: his waiting event is attached, and counts for his
+        // master once he is merged into Ann.
+        store_leads(&mut s, &[("B", "bob@acme.com")]);
+        let late = s.attach_pending("t").unwrap();
+        assert_eq!(late.into_iter().collect::<Vec<_>>(), vec!["B".to_string()]);
+        assert_eq!(s.unattached_events("t").unwrap(), 0);
+        s.conn
+            .execute("UPDATE leads SET master_id = 'A' WHERE id = 'B'", [])
+            .unwrap();
+        assert_eq!(
+            s.masters("t").unwrap().get("B").map(String::as_str),
+            Some("A")
+        );
+        let only = vec!["A".to_string()];
+        let rows = s.recent_events("t", 0, Some(&only)).unwrap();
+        assert_eq!(rows.len(), 3, "Ann's two and Bob's, merged into her");
+        assert_eq!(
+            s.account_members("t", &["acme.com".into()]).unwrap().len(),
+            2
+        );
     }
 }
