@@ -358,15 +358,14 @@ impl Scorer {
                 let recent = ((now - e.at) as f64) <= window;
                 t.active |= recent;
                 match e.kind {
-                    EventKind::PageView => {
+                    EventKind::PageView
                         if tables
                             .research
                             .get(usize::from(e.category))
                             .copied()
-                            .unwrap_or(false)
-                        {
-                            t.research += self.decay(e.at, now);
-                        }
+                            .unwrap_or(false) =>
+                    {
+                        t.research += self.decay(e.at, now);
                     }
                     EventKind::TrialSignup => t.trial |= recent,
                     EventKind::ProductUsage => {
