@@ -396,6 +396,9 @@ pub fn rescore(
             }
             Ok(())
         });
+        // A closure called at once: `?` inside, and the writer is joined
+        // whatever happens.
+        #[allow(clippy::redundant_closure_call)]
         let scored = (|| -> Result<()> {
             // Each lead's events, by its place in `loaded`.
             let lead_events: Vec<&[Event]> = loaded
