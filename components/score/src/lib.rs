@@ -442,28 +442,30 @@ impl Scorer {
 }
 
 /// 2^−x for x ≥ 0, to about 1e-9 relative: the integer part by the
-/// exponent bits, the fraction by a Taylor polynomial of e^(−f·ln 2). The
-/// libm `exp` costs several times more inside WebAssembly, and a lead may
+/// exponent bits, the fraction from a table of 2^(−k/64) and a quartic for
+/// the rest. A short chain of multiplications: the libm `exp` (or a long
+/// polynomial) costs several times more inside WebAssembly, and a lead may
 /// pass hundreds of events.
 pub fn half_power(x: f64) -> f64 {
+    // NaN and x ≤ 0: no decay.
     if x.is_nan() || x <= 0.0 {
         return 1.0;
     }
     if x >= 1000.0 {
         return 0.0;
     }
+    static TABLE: std::sync::OnceLock<[f64; 64]> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        std::array::from_fn(|k| (-(k as f64) / 64.0 * std::f64::consts::LN_2).exp())
+    });
     let n = x.floor();
-    let t = -(x - n) * std::f64::consts::LN_2;
-    // e^t for t in (−ln 2, 0]: terms to t^11 keep the error below 1e-10.
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for k in 1..=11 {
-        term *= t / f64::from(k);
-        sum += term;
-    }
+    let f = x - n;
+    let k = ((f * 64.0) as usize).min(63);
+    let u = -(f - k as f64 / 64.0) * std::f64::consts::LN_2;
+    let p = 1.0 + u * (1.0 + u * (0.5 + u * (1.0 / 6.0 + u * (1.0 / 24.0))));
     // 2^−n as a float built from its exponent (n < 1000 < 1022).
     let scale = f64::from_bits(((1023 - n as u64) & 0x7ff) << 52);
-    sum * scale
+    scale * table[k] * p
 }
 
 /// Categories in order, case-insensitively; none first.
