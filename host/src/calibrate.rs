@@ -12,7 +12,7 @@
 //! part of the training rows; the model written is the one whose held-out
 //! metrics are printed.
 
-use crate::batch::{self, Records};
+use crate::batch;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use leadgate_lead::score::Subject;
@@ -86,6 +86,22 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// A 0/1 feature (a category's level, or a missing value), not yet fitted.
+fn indicator(name: &str, kind: Kind, level: Option<&str>) -> Feature {
+    Feature {
+        name: name.to_string(),
+        kind,
+        level: level.map(String::from),
+        transform: Transform::None,
+        lo: None,
+        hi: None,
+        center: 0.0,
+        scale: 1.0,
+        mean: 0.0,
+        weight: 0.0,
+    }
 }
 
 /// Finds the features in `subjects` (all of their fields and custom
@@ -233,33 +249,11 @@ pub fn plan_features(
                 }
             ));
             for (_, level) in &levels {
-                features.push(Feature {
-                    name: name.clone(),
-                    kind: Kind::Level,
-                    level: Some((*level).to_string()),
-                    transform: Transform::None,
-                    lo: None,
-                    hi: None,
-                    center: 0.0,
-                    scale: 1.0,
-                    mean: 0.0,
-                    weight: 0.0,
-                });
+                features.push(indicator(&name, Kind::Level, Some(level)));
             }
         }
         if missing {
-            features.push(Feature {
-                name: name.clone(),
-                kind: Kind::Missing,
-                level: None,
-                transform: Transform::None,
-                lo: None,
-                hi: None,
-                center: 0.0,
-                scale: 1.0,
-                mean: 0.0,
-                weight: 0.0,
-            });
+            features.push(indicator(&name, Kind::Missing, None));
         }
     }
     (features, plans)
@@ -688,17 +682,46 @@ pub struct Calibrated {
     pub l2: f64,
 }
 
-/// Takes the outcome column out of each record: the outcomes, and the
-/// records that have one.
-pub fn outcomes(records: &mut Records, column: &str) -> Result<(Vec<Subject>, Vec<bool>, usize)> {
+/// A history export read for learning: the records with a readable
+/// outcome (taken out of their custom columns), in order.
+pub struct History {
+    /// Each subject's record number in the file.
+    pub lines: Vec<u64>,
+    pub subjects: Vec<Subject>,
+    pub outcomes: Vec<bool>,
+    /// Records whose outcome was empty or unreadable.
+    pub skipped: usize,
+    /// Records that could not be read.
+    pub malformed: usize,
+}
+
+/// Reads `input` (values normalized as at intake) with `outcome` read as a
+/// custom column whatever its name; refuses a file without that column.
+pub fn read_history(
+    config: &Config,
+    runtime: &leadgate_runtime::Runtime,
+    input: &batch::Input<'_>,
+    outcome: &str,
+) -> Result<History> {
+    let mut map = vec![format!("{outcome}=custom.{outcome}")];
+    map.extend(input.map.iter().cloned());
+    let records = batch::read(
+        config,
+        &batch::Input {
+            path: input.path,
+            format: input.format,
+            map: &map,
+        },
+        Some(runtime),
+    )?;
     if !records.columns.is_empty()
         && !records
             .columns
             .iter()
-            .any(|(h, _)| h.eq_ignore_ascii_case(column))
+            .any(|(h, _)| h.eq_ignore_ascii_case(outcome))
     {
         bail!(
-            "--outcome {column}: the input has no such column (columns: {})",
+            "--outcome {outcome}: the input has no such column (columns: {})",
             records
                 .columns
                 .iter()
@@ -707,25 +730,30 @@ pub fn outcomes(records: &mut Records, column: &str) -> Result<(Vec<Subject>, Ve
                 .join(", ")
         );
     }
-    let mut subjects = Vec::new();
-    let mut y = Vec::new();
-    let mut skipped = 0;
-    for mut s in std::mem::take(&mut records.subjects) {
+    let mut h = History {
+        lines: Vec::new(),
+        subjects: Vec::new(),
+        outcomes: Vec::new(),
+        skipped: 0,
+        malformed: records.malformed.len(),
+    };
+    for (line, mut s) in records.lines.into_iter().zip(records.subjects) {
         let pos = s
             .lead
             .custom
             .iter()
-            .position(|c| c.key.eq_ignore_ascii_case(column));
+            .position(|c| c.key.eq_ignore_ascii_case(outcome));
         let value = pos.map(|p| s.lead.custom.remove(p).value);
-        match value.as_deref().and_then(outcome) {
+        match value.as_deref().and_then(self::outcome) {
             Some(v) => {
-                subjects.push(s);
-                y.push(v);
+                h.lines.push(line);
+                h.subjects.push(s);
+                h.outcomes.push(v);
             }
-            None => skipped += 1,
+            None => h.skipped += 1,
         }
     }
-    Ok((subjects, y, skipped))
+    Ok(h)
 }
 
 pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
@@ -735,21 +763,23 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
             opts.holdout
         );
     }
-    // The outcome is read as a custom column whatever its name.
-    let mut map = vec![format!("{}=custom.{}", opts.outcome, opts.outcome)];
-    map.extend(opts.map.iter().cloned());
     let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
-    let mut records = batch::read(
+    let History {
+        subjects,
+        outcomes: y,
+        skipped: skipped_outcome,
+        malformed,
+        ..
+    } = read_history(
         config,
+        &runtime,
         &batch::Input {
             path: &opts.input,
             format: opts.format,
-            map: &map,
+            map: &opts.map,
         },
-        Some(&runtime),
+        &opts.outcome,
     )?;
-    let malformed = records.malformed.len();
-    let (subjects, y, skipped_outcome) = outcomes(&mut records, &opts.outcome)?;
     let positives = y.iter().filter(|&&v| v).count();
     if subjects.len() < 50 || positives < 10 || subjects.len() - positives < 10 {
         bail!(

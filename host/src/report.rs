@@ -66,19 +66,23 @@ fn fit_curve(fits: &[f64], y: &[bool]) -> [f64; 11] {
 }
 
 pub fn run(config: &Config, opts: &Options) -> Result<Report> {
-    let mut map = vec![format!("{}=custom.{}", opts.outcome, opts.outcome)];
-    map.extend(opts.map.iter().cloned());
     let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
-    let mut records = batch::read(
+    let calibrate::History {
+        lines,
+        subjects,
+        outcomes: y,
+        skipped,
+        ..
+    } = calibrate::read_history(
         config,
+        &runtime,
         &batch::Input {
             path: &opts.input,
             format: opts.format,
-            map: &map,
+            map: &opts.map,
         },
-        Some(&runtime),
+        &opts.outcome,
     )?;
-    let (subjects, y, skipped) = calibrate::outcomes(&mut records, &opts.outcome)?;
     if subjects.is_empty() {
         bail!(
             "{} has no record with a readable `{}` outcome",
@@ -157,7 +161,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
     for ((i, s), &v) in kept.iter().zip(&ys) {
         signals.push(serde_json::json!({
             "signal": "scoring_calibration_signal",
-            "line": records.lines.get(*i).copied(),
+            "line": lines.get(*i).copied(),
             "total": s.total,
             "grade": s.grade,
             "probability": s.probability,
