@@ -358,7 +358,7 @@ pub fn rescore(
     for members in by_account.values_mut() {
         members.sort_by_key(|&i| std::cmp::Reverse(last_active(i)));
     }
-    let states = store.score_states(tenant, now - Policy::of(c).window_ms)?;
+    let states = store.score_states(tenant, now - Policy::of(c).window_ms, load.as_deref())?;
     let policy = Policy::of(c);
     let empty: Vec<Event> = Vec::new();
     // The targets and everyone of their accounts: a colleague's activity

@@ -466,21 +466,28 @@ impl Store {
     }
 
     /// Each scored lead's surfacing state, and the lowest total of its
-    /// history at or after `since` (the base a jump is measured from).
+    /// history at or after `since` (the base a jump is measured from); of
+    /// all the tenant's leads, or only of `only`.
     pub fn score_states(
         &self,
         tenant: &str,
         since: i64,
+        only: Option<&[String]>,
     ) -> Result<HashMap<String, (ScoreState, Option<i64>)>, StoreError> {
+        let ids = only.map(id_list).transpose()?;
+        // The ids' parameter NULL: every lead of the tenant.
+        let filter =
+            |p: &str| format!("({p} IS NULL OR lead_id IN (SELECT value FROM json_each({p})))");
         let mut out: HashMap<String, (ScoreState, Option<i64>)> = HashMap::new();
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT lead_id, total, above, surfaced_at FROM scores WHERE tenant = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT lead_id, total, above, surfaced_at FROM scores WHERE tenant = ?1 AND {}",
+                filter("?2")
+            ))
             .map_err(sql("read scores"))?;
         let rows = stmt
-            .query_map([tenant], |r| {
+            .query_map(params![tenant, ids], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     ScoreState {
@@ -497,12 +504,14 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT lead_id, MIN(total) FROM score_history WHERE tenant = ?1 AND at >= ?2 GROUP BY lead_id",
-            )
+            .prepare_cached(&format!(
+                "SELECT lead_id, MIN(total) FROM score_history
+                  WHERE tenant = ?1 AND at >= ?2 AND {} GROUP BY lead_id",
+                filter("?3")
+            ))
             .map_err(sql("read score history"))?;
         let rows = stmt
-            .query_map(params![tenant, since], |r| {
+            .query_map(params![tenant, since, ids], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
             })
             .map_err(sql("read score history"))?;
