@@ -227,7 +227,10 @@ fn a_misbehaving_component_is_contained_and_the_next_lead_processed() {
     )
     .unwrap();
     let config = format!(
-        "tenant = \"t\"\n[limits]\ndeadline_ms = 200\nmemory_mib = 32\nbatch_size = 8\n[validate]\ncomponent = {:?}\n",
+        // A deadline generous enough that the hog reaches its memory limit
+        // first even on a loaded machine; small batches keep the looping
+        // lead's batch deadline (deadline × batch size) short.
+        "tenant = \"t\"\n[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nbatch_size = 2\n[validate]\ncomponent = {:?}\n",
         chaos.display().to_string()
     );
     let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
