@@ -47,22 +47,9 @@ impl DeduperComponent {
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<DeduperInstance, CallError> {
-        let mut session = self.session();
-        let bindings = self
-            .pre
-            .instantiate(&mut session.store)
-            .map_err(|e| session.failed_to_start(e))?;
-        let opened = bindings
+        crate::load::instantiate!(self, settings, DeduperInstance, |bindings| bindings
             .leadgate_plugin_dedupe()
-            .deduper()
-            .call_open(&mut session.store, settings)
-            .map_err(|e| session.failed_to_start(e))?;
-        let handle = opened.map_err(CallError::Settings)?;
-        Ok(DeduperInstance {
-            session,
-            bindings,
-            handle,
-        })
+            .deduper())
     }
 }
 

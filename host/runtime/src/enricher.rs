@@ -128,22 +128,9 @@ impl EnricherComponent {
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<EnricherInstance, CallError> {
-        let mut session = self.session();
-        let bindings = self
-            .pre
-            .instantiate(&mut session.store)
-            .map_err(|e| session.failed_to_start(e))?;
-        let opened = bindings
+        crate::load::instantiate!(self, settings, EnricherInstance, |bindings| bindings
             .leadgate_plugin_enrich()
-            .enricher()
-            .call_open(&mut session.store, settings)
-            .map_err(|e| session.failed_to_start(e))?;
-        let handle = opened.map_err(CallError::Settings)?;
-        Ok(EnricherInstance {
-            session,
-            bindings,
-            handle,
-        })
+            .enricher())
     }
 }
 

@@ -81,6 +81,31 @@ impl<P> Loaded<P> {
     }
 }
 
+/// A world's `instantiate`: a fresh store, the component instantiated from
+/// its `InstancePre`, and the world's resource opened with the tenant's
+/// settings (`$open` reaches the resource from the bindings, e.g.
+/// `|b| b.leadgate_plugin_score().scorer()`). Evaluates to
+/// `Result<$instance, CallError>`.
+macro_rules! instantiate {
+    ($loaded:expr, $settings:expr, $instance:ident, |$b:ident| $open:expr) => {{
+        let mut session = $loaded.session();
+        let $b = $loaded
+            .pre
+            .instantiate(&mut session.store)
+            .map_err(|e| session.failed_to_start(e))?;
+        let opened = $open
+            .call_open(&mut session.store, $settings)
+            .map_err(|e| session.failed_to_start(e))?;
+        let handle = opened.map_err(crate::CallError::Settings)?;
+        Ok($instance {
+            session,
+            bindings: $b,
+            handle,
+        })
+    }};
+}
+pub(crate) use instantiate;
+
 /// Host interfaces a world imports beyond WASI, added to its linker.
 pub(crate) type HostImports = fn(&mut Linker<Sandbox>) -> wasmtime::Result<()>;
 

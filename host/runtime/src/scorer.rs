@@ -50,22 +50,9 @@ impl ScorerComponent {
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<ScorerInstance, CallError> {
-        let mut session = self.session();
-        let bindings = self
-            .pre
-            .instantiate(&mut session.store)
-            .map_err(|e| session.failed_to_start(e))?;
-        let opened = bindings
+        crate::load::instantiate!(self, settings, ScorerInstance, |bindings| bindings
             .leadgate_plugin_score()
-            .scorer()
-            .call_open(&mut session.store, settings)
-            .map_err(|e| session.failed_to_start(e))?;
-        let handle = opened.map_err(CallError::Settings)?;
-        Ok(ScorerInstance {
-            session,
-            bindings,
-            handle,
-        })
+            .scorer())
     }
 }
 

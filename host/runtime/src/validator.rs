@@ -54,22 +54,9 @@ impl ValidatorComponent {
 
     /// A fresh instance with the tenant's settings (JSON) applied.
     pub fn instantiate(&self, settings: &str) -> Result<ValidatorInstance, CallError> {
-        let mut session = self.session();
-        let bindings = self
-            .pre
-            .instantiate(&mut session.store)
-            .map_err(|e| session.failed_to_start(e))?;
-        let opened = bindings
+        crate::load::instantiate!(self, settings, ValidatorInstance, |bindings| bindings
             .leadgate_plugin_validate()
-            .validator()
-            .call_open(&mut session.store, settings)
-            .map_err(|e| session.failed_to_start(e))?;
-        let handle = opened.map_err(CallError::Settings)?;
-        Ok(ValidatorInstance {
-            session,
-            bindings,
-            handle,
-        })
+            .validator())
     }
 }
 
