@@ -21,6 +21,9 @@ pub struct Config {
     pub enrich: EnrichConfig,
     pub classify: crate::classify::ClassifyConfig,
     pub score: ScoreConfig,
+    pub serve: crate::serve::config::ServeConfig,
+    pub crm: crate::serve::config::CrmConfig,
+    pub review: crate::serve::config::ReviewConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -38,6 +41,9 @@ impl Default for Config {
             enrich: EnrichConfig::default(),
             classify: crate::classify::ClassifyConfig::default(),
             score: ScoreConfig::default(),
+            serve: Default::default(),
+            crm: Default::default(),
+            review: Default::default(),
             base: PathBuf::from("."),
         }
     }
@@ -384,6 +390,7 @@ impl Config {
         }
         self.classify.check()?;
         self.score.check()?;
+        crate::serve::config::check(&self.serve, &self.crm, &self.review)?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ mod dedupe;
 mod enrich;
 mod eval;
 mod events;
+mod handoff;
 mod isolate;
 mod matcher;
 mod matching;
@@ -31,6 +32,7 @@ mod review;
 mod run;
 mod sample;
 mod score;
+mod serve;
 mod train;
 
 use anyhow::{Context, Result};
@@ -87,6 +89,45 @@ impl InputArgs {
             quiet,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Make a key for a tenant and print it (once).
+    Create {
+        /// The tenant (default: the config's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// What the key is for, to recognise it later.
+        #[arg(long, default_value = "default")]
+        label: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a tenant's keys by label or prefix.
+    Revoke {
+        which: String,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// Handoffs, newest first.
+    List {
+        /// pending, delivered, failed or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put failed and dead handoffs back in the queue (all, or these ids).
+    Retry { ids: Vec<i64> },
+    /// Deliver the due handoffs now.
+    Deliver,
 }
 
 #[derive(Subcommand)]
@@ -279,10 +320,43 @@ enum Command {
     /// Show a stored lead as stored: status, raw and normalized record, its
     /// master, golden record and merges.
     Show { id: String },
-    /// The match review queue: uncertain pairs and consent conflicts.
+    /// The review queue: failed validation, uncertain matches and
+    /// ambiguous classifications, highest priority first.
     Review {
         #[command(subcommand)]
         action: review::Action,
+    },
+    /// Run the HTTP service: lead, event and form intake, signed CRM
+    /// webhooks, the review API, CRM handoff, /metrics.
+    Serve {
+        /// Address to listen on (default: serve.listen, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Leave handoffs in the outbox (no CRM calls).
+        #[arg(long)]
+        no_handoff: bool,
+        /// Human-readable logs instead of JSON lines.
+        #[arg(long)]
+        text_logs: bool,
+    },
+    /// API keys of the service's tenants (stored hashed; a key is shown
+    /// once, when created).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// The CRM outbox: list handoffs, deliver the due ones, replay failed
+    /// and dead-lettered ones.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+    /// For batch setups without `serve`: escalate stale review items (and
+    /// apply the SLA fallback), then deliver due CRM handoffs once.
+    Tick {
+        /// Only the review SLA; no CRM calls.
+        #[arg(long)]
+        no_handoff: bool,
     },
     /// List the leads waiting in the exception queue.
     Exceptions {
@@ -415,13 +489,16 @@ fn format_of(f: Option<FormatArg>) -> Option<leadgate_ingest::Format> {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `serve` sets up its own (JSON) logging.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match execute(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -635,6 +712,132 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Review { action } => {
             review::execute(&config, &db, action)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            listen,
+            no_handoff,
+            text_logs,
+        } => {
+            serve::serve(
+                &config,
+                &serve::Options {
+                    listen,
+                    db,
+                    no_handoff,
+                    json_logs: !text_logs,
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { action } => {
+            let store = leadgate_store::Store::open(&db)?;
+            match action {
+                KeysAction::Create { tenant, label } => {
+                    let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+                    let key = serve::auth::new_key(&tenant);
+                    store.add_api_key(
+                        &tenant,
+                        &label,
+                        &serve::auth::hash(&key),
+                        &serve::auth::prefix(&key),
+                        run::now_ms(),
+                    )?;
+                    eprintln!("API key for tenant {tenant} ({label}); it is not shown again:");
+                    println!("{key}");
+                }
+                KeysAction::List => {
+                    for k in store.api_keys(None)? {
+                        println!(
+                            "{:<16} {:<16} {:<28} {}",
+                            k.tenant,
+                            k.label,
+                            k.prefix,
+                            if k.revoked_at.is_some() { "revoked" } else { "active" }
+                        );
+                    }
+                }
+                KeysAction::Revoke { which, tenant } => {
+                    let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+                    let n = store.revoke_api_key(&tenant, &which, run::now_ms())?;
+                    if n == 0 {
+                        anyhow::bail!("no active key of tenant {tenant} has the label or prefix '{which}'");
+                    }
+                    println!("revoked {n} key(s); a running service refuses them within a minute");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Outbox { action } => {
+            let mut store = leadgate_store::Store::open(&db)?;
+            let tenant = config.tenant.as_str();
+            match action {
+                OutboxAction::List { state, limit, json } => {
+                    let items = store.handoffs(tenant, state.as_deref(), limit)?;
+                    if json {
+                        for h in &items {
+                            println!("{}", serde_json::to_string(h)?);
+                        }
+                    } else if items.is_empty() {
+                        println!("the outbox is empty");
+                    } else {
+                        for h in &items {
+                            println!(
+                                "#{:<6} {:<9} {:<8} {:<6} lead {}  attempts {}  {}",
+                                h.id,
+                                h.state,
+                                h.target,
+                                h.op,
+                                h.lead_id,
+                                h.attempts,
+                                h.last_error.as_deref().unwrap_or("")
+                            );
+                        }
+                    }
+                }
+                OutboxAction::Retry { ids } => {
+                    let n = store.retry_handoffs(tenant, &ids, run::now_ms())?;
+                    println!("{n} handoff(s) queued again");
+                }
+                OutboxAction::Deliver => {
+                    let token = std::env::var(&config.crm.token_env).ok();
+                    let r = handoff::deliver_due(
+                        &config,
+                        &mut store,
+                        &handoff::agent(),
+                        token.as_deref(),
+                        run::now_ms(),
+                    )?;
+                    println!(
+                        "delivered {} · retry later {} · failed {} · dead {}",
+                        r.delivered, r.retried, r.failed, r.dead
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tick { no_handoff } => {
+            let mut store = leadgate_store::Store::open(&db)?;
+            let now = run::now_ms();
+            let t = review::tick(&config, &mut store, now)?;
+            println!(
+                "review SLA: {} escalated · {} past the fallback threshold",
+                t.escalated, t.fallbacks
+            );
+            if !no_handoff {
+                let token = std::env::var(&config.crm.token_env).ok();
+                let r = handoff::deliver_due(
+                    &config,
+                    &mut store,
+                    &handoff::agent(),
+                    token.as_deref(),
+                    now,
+                )?;
+                println!(
+                    "CRM handoff: delivered {} · retry later {} · failed {} · dead {}",
+                    r.delivered, r.retried, r.failed, r.dead
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Exceptions { limit, json } => {

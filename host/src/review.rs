@@ -1,21 +1,45 @@
-//! The match review queue from the command line (`leadgate review list |
-//! show | decide`), and undoing merges (`leadgate unmerge`), and looking at
-//! a stored lead (`leadgate show`).
+//! The review queue (`leadgate review list | show | decide | stats`, and
+//! the same over HTTP), its SLA (`leadgate tick`, and the service's
+//! scheduler), undoing merges (`leadgate unmerge`), and looking at a
+//! stored lead (`leadgate show`).
 //!
-//! A reviewer's decision is stored with the pair's evidence: `merge` links
-//! the newer lead into the older one's golden record, `distinct` keeps them
-//! apart. Decided pairs are labelled data for `leadgate dedupe-train
-//! --reviews`, so the model learns the tenant's own ambiguities.
+//! Every lead that needs a person is one item: a lead validation sent to
+//! review (`validation`), an uncertain match or consent conflict (`match`),
+//! or a lead classification found ambiguous (`classification`). Items are
+//! ordered by priority:
+//!
+//! ```text
+//! priority = source weight            ([review] source_weights: form 3 … import 1)
+//!          + 2 × score / 100          (downstream urgency: a hot lead first)
+//!          + uncertainty              (match: 1 − |2p − 1|; others: issues / 3, at most 1)
+//!          + min(age / escalation, 2) (waiting long raises it)
+//! ```
+//!
+//! A match item is decided `merge` or `not_duplicate` (`distinct`); the
+//! others `accept` or `reject`. Decisions are stored with the reviewer and
+//! note. Match decisions are labelled pairs for `leadgate dedupe-train
+//! --reviews`; validation decisions are tallied per issue code by
+//! `leadgate review stats`, which says which rules reviewers keep
+//! overruling.
+//!
+//! SLA: an item undecided after `escalate_after_hours` (4) is escalated
+//! with an alert; after `fallback_after_hours` (24) the fallback applies —
+//! `manual` (an alert to a manager; the item stays open), or `accept` /
+//! `reject` decided as `sla:fallback` (never for a match: a timer does not
+//! merge people).
 
 use crate::config::Config;
 use crate::run::now_ms;
+use crate::serve::config::{Fallback, Target};
 use anyhow::{Context, Result, bail};
-use clap::{Subcommand, ValueEnum};
-use leadgate_store::{Link, LinkKind, Store};
+use clap::Subcommand;
+use leadgate_store::service::QueueItem;
+use leadgate_store::{Link, LinkKind, Status, Store};
+use serde::Serialize;
 
 #[derive(Subcommand)]
 pub enum Action {
-    /// Undecided items, oldest first.
+    /// Undecided items, highest priority first.
     List {
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -23,28 +47,350 @@ pub enum Action {
         #[arg(long)]
         json: bool,
     },
-    /// One item with both leads and the evidence.
+    /// One item with its lead(s) and the evidence.
     Show { id: i64 },
-    /// Decide an item.
+    /// Decide an item: merge | not-duplicate (distinct) for a match;
+    /// accept | reject for the others.
     Decide {
         id: i64,
-        #[arg(value_enum)]
-        decision: ReviewDecision,
+        decision: String,
         /// Who decided, for the audit trail.
         #[arg(long)]
         reviewer: String,
         #[arg(long)]
         note: Option<String>,
     },
+    /// How reviewers decided, per issue code: the rules they keep
+    /// overruling.
+    Stats,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ReviewDecision {
-    /// The same person: merge the newer lead into the older one.
-    Merge,
-    /// Different people.
-    #[value(alias = "not-duplicate")]
-    Distinct,
+/// Why a decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no review item #{0} for this tenant")]
+    NotFound(i64),
+    #[error("review item #{id} was already decided ({decision}, by {reviewer}); undo a merge with `leadgate unmerge`")]
+    AlreadyDecided {
+        id: i64,
+        decision: String,
+        reviewer: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DecideError {
+    pub fn status(&self) -> u16 {
+        match self {
+            DecideError::NotFound(_) => 404,
+            DecideError::AlreadyDecided { .. } => 409,
+            DecideError::Invalid(_) => 422,
+        }
+    }
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecideError::NotFound(_) => "review.not_found",
+            DecideError::AlreadyDecided { .. } => "review.already_decided",
+            DecideError::Invalid(_) => "review.invalid_decision",
+        }
+    }
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decided {
+    pub id: i64,
+    pub kind: String,
+    pub lead_id: String,
+    pub decision: String,
+    pub reviewer: String,
+    /// In words: what changed.
+    pub effect: String,
+    /// The merge made, for `leadgate unmerge`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merge_id: Option<i64>,
+}
+
+/// An item with its priority and SLA state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prioritized {
+    #[serde(flatten)]
+    pub item: QueueItem,
+    pub priority: f64,
+    pub age_hours: f64,
+    /// `ok`, `escalated` (past the first threshold) or `overdue` (past
+    /// the second).
+    pub sla: &'static str,
+}
+
+pub fn priority(config: &Config, item: &QueueItem, now: i64) -> Prioritized {
+    let r = &config.review;
+    let source = r.source_weights.get(&item.source).copied().unwrap_or(1.0);
+    let urgency = item.score.map_or(0.0, |s| 2.0 * s as f64 / 100.0);
+    let uncertainty = match (item.kind.as_str(), item.confidence) {
+        ("match", Some(p)) => 1.0 - (2.0 * p - 1.0).abs(),
+        _ => (item.issues as f64 / 3.0).min(1.0),
+    };
+    let age = (now - item.created_at).max(0) as f64;
+    let aging = (age / r.escalate_ms().max(1) as f64).min(2.0);
+    let sla = if age >= r.fallback_ms() as f64 {
+        "overdue"
+    } else if age >= r.escalate_ms() as f64 {
+        "escalated"
+    } else {
+        "ok"
+    };
+    Prioritized {
+        item: item.clone(),
+        priority: ((source + urgency + uncertainty + aging) * 1000.0).round() / 1000.0,
+        age_hours: (age / 3_600_000.0 * 100.0).round() / 100.0,
+        sla,
+    }
+}
+
+/// The undecided items of `tenant`, highest priority first.
+pub fn prioritized(
+    config: &Config,
+    store: &Store,
+    tenant: &str,
+    limit: usize,
+    now: i64,
+) -> Result<Vec<Prioritized>> {
+    let mut items: Vec<Prioritized> = store
+        .open_queue(Some(tenant))?
+        .iter()
+        .map(|i| priority(config, i, now))
+        .collect();
+    items.sort_by(|a, b| {
+        b.priority
+            .total_cmp(&a.priority)
+            .then(a.item.created_at.cmp(&b.item.created_at))
+    });
+    items.truncate(limit);
+    Ok(items)
+}
+
+/// One item with its lead(s) and evidence.
+pub fn detail(
+    config: &Config,
+    store: &Store,
+    tenant: &str,
+    id: i64,
+) -> Result<Option<serde_json::Value>> {
+    let Some(item) = store.queue_item(tenant, id)? else {
+        return Ok(None);
+    };
+    let lead = |id: &str| -> Result<serde_json::Value> {
+        Ok(match store.lead_row(id)? {
+            Some(row) => row
+                .normalized
+                .as_deref()
+                .and_then(|n| serde_json::from_str(n).ok())
+                .unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
+        })
+    };
+    let mut out = serde_json::to_value(priority(config, &item, now_ms()))?;
+    out["lead"] = lead(&item.lead_id)?;
+    if let Some(m) = item.match_review
+        && let Some(pair) = store.review_item(tenant, m)?
+    {
+        out["lead_a"] = serde_json::Value::String(pair.lead_a.clone());
+        out["lead_b"] = serde_json::Value::String(pair.lead_b.clone());
+        out["probability"] = pair.probability.into();
+        out["other"] = lead(&pair.lead_a)?;
+        out["evidence"] =
+            serde_json::from_str(&pair.evidence).unwrap_or(serde_json::Value::Null);
+    }
+    let issues: Vec<serde_json::Value> = store
+        .lead_issues(&item.lead_id)?
+        .into_iter()
+        .map(|(field, code, severity, message)| {
+            serde_json::json!({"field": field, "code": code, "severity": severity, "message": message})
+        })
+        .collect();
+    out["issues"] = issues.into();
+    Ok(Some(out))
+}
+
+/// Decides an item. Errors that are the caller's are [`DecideError`]s.
+#[allow(clippy::too_many_arguments)]
+pub fn decide(
+    config: &Config,
+    store: &mut Store,
+    tenant: &str,
+    id: i64,
+    decision: &str,
+    reviewer: &str,
+    note: Option<&str>,
+    now: i64,
+) -> Result<Decided> {
+    if reviewer.trim().is_empty() {
+        return Err(DecideError::Invalid("the reviewer must name who decided".into()).into());
+    }
+    let item = store
+        .queue_item(tenant, id)?
+        .ok_or(DecideError::NotFound(id))?;
+    if let Some(d) = &item.decision {
+        return Err(DecideError::AlreadyDecided {
+            id,
+            decision: d.clone(),
+            reviewer: item.reviewer.clone().unwrap_or_else(|| "?".into()),
+        }
+        .into());
+    }
+    let word = match decision.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+        "merge" => "merge",
+        "distinct" | "not_duplicate" => "distinct",
+        "accept" => "accept",
+        "reject" => "reject",
+        other => {
+            return Err(DecideError::Invalid(format!(
+                "'{other}' is not a decision: merge or not_duplicate for a match, accept or reject otherwise"
+            ))
+            .into());
+        }
+    };
+    let is_match = item.kind == "match";
+    if is_match != matches!(word, "merge" | "distinct") {
+        return Err(DecideError::Invalid(if is_match {
+            format!("item #{id} is a possible duplicate: decide merge or not_duplicate")
+        } else {
+            format!("item #{id} is a {} item: decide accept or reject", item.kind)
+        })
+        .into());
+    }
+    let by = format!("reviewer:{reviewer}");
+    if !store.decide_queue(id, word, reviewer, note, now)? {
+        return Err(DecideError::AlreadyDecided {
+            id,
+            decision: "another decision".into(),
+            reviewer: "someone else".into(),
+        }
+        .into());
+    }
+    let mut merge_id = None;
+    let effect = match word {
+        "merge" => {
+            let pair = store
+                .review_item(tenant, item.match_review.unwrap_or_default())?
+                .context("the match pair of this item is missing")?;
+            let master = store.master_of(&pair.lead_a)?;
+            let merge = store.link(
+                tenant,
+                &pair.lead_b,
+                &Link {
+                    master: &master,
+                    kind: LinkKind::Merge,
+                    probability: pair.probability,
+                    evidence: &pair.evidence,
+                    decided_by: &by,
+                },
+                now,
+            )?;
+            crate::matching::refresh_golden(
+                store,
+                tenant,
+                std::slice::from_ref(&master),
+                &config.dedupe.survivorship,
+                now,
+            )?;
+            merge_id = Some(merge);
+            format!(
+                "merged {} into {master} (merge #{merge}); `leadgate unmerge {merge}` undoes it",
+                pair.lead_b
+            )
+        }
+        "distinct" | "accept" => {
+            store.set_outcome(&item.lead_id, Status::Accepted, "qualified", &by, now)?;
+            let mut effect = if word == "distinct" {
+                format!("{} is a different person: accepted and qualified", item.lead_id)
+            } else {
+                format!("{} accepted and qualified", item.lead_id)
+            };
+            if config.crm.target != Target::None
+                && config.crm.handoff.iter().any(|s| s == "qualified")
+                && store
+                    .enqueue_handoff(tenant, &item.lead_id, config.crm.target.as_str(), "create", None, now)?
+                    .is_some()
+            {
+                effect.push_str("; queued for the CRM");
+            }
+            effect
+        }
+        _ => {
+            store.set_outcome(&item.lead_id, Status::Rejected, "rejected", &by, now)?;
+            format!("{} rejected", item.lead_id)
+        }
+    };
+    Ok(Decided {
+        id,
+        kind: item.kind,
+        lead_id: item.lead_id,
+        decision: word.to_string(),
+        reviewer: reviewer.to_string(),
+        effect,
+        merge_id,
+    })
+}
+
+/// What an SLA pass did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ticked {
+    pub escalated: u64,
+    pub fallbacks: u64,
+}
+
+/// Escalates items past the first SLA threshold and applies the fallback
+/// to those past the second, each once, with an alert.
+pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
+    let r = &config.review;
+    let tenant = config.tenant.as_str();
+    let mut t = Ticked::default();
+    for item in store.open_queue(Some(tenant))? {
+        let age = now - item.created_at;
+        let hours = age as f64 / 3_600_000.0;
+        if age >= r.fallback_ms() && item.fallback_at.is_none() {
+            let fallback = if item.kind == "match" {
+                Fallback::Manual
+            } else {
+                r.fallback
+            };
+            let what = match fallback {
+                Fallback::Manual => "manual",
+                Fallback::Accept => "accept",
+                Fallback::Reject => "reject",
+            };
+            store.fallback_item(item.id, what, now)?;
+            let message = match fallback {
+                Fallback::Manual => format!(
+                    "review item #{} ({}, lead {}) has waited {hours:.1} h, past the {} h SLA: escalated to a manager",
+                    item.id, item.kind, item.lead_id, r.fallback_after_hours
+                ),
+                _ => {
+                    decide(config, store, tenant, item.id, what, "sla:fallback", Some("SLA fallback"), now)?;
+                    format!(
+                        "review item #{} ({}, lead {}) waited {hours:.1} h, past the {} h SLA: the fallback decided '{what}'",
+                        item.id, item.kind, item.lead_id, r.fallback_after_hours
+                    )
+                }
+            };
+            store.add_alert(tenant, "review.fallback", &item.lead_id, &message, now)?;
+            tracing::warn!(tenant, item = item.id, "{message}");
+            t.fallbacks += 1;
+        } else if age >= r.escalate_ms() && item.escalated_at.is_none() {
+            store.escalate_item(item.id, now)?;
+            let message = format!(
+                "review item #{} ({}, lead {}) has waited {hours:.1} h, past the {} h escalation threshold",
+                item.id, item.kind, item.lead_id, r.escalate_after_hours
+            );
+            store.add_alert(tenant, "review.escalated", &item.lead_id, &message, now)?;
+            tracing::warn!(tenant, item = item.id, "{message}");
+            t.escalated += 1;
+        }
+    }
+    Ok(t)
 }
 
 pub fn execute(config: &Config, db: &str, action: Action) -> Result<()> {
@@ -52,50 +398,31 @@ pub fn execute(config: &Config, db: &str, action: Action) -> Result<()> {
     let tenant = config.tenant.as_str();
     match action {
         Action::List { limit, json } => {
-            let items = store.open_reviews(tenant, limit)?;
+            let items = prioritized(config, &store, tenant, limit, now_ms())?;
             if json {
                 for item in &items {
                     println!("{}", serde_json::to_string(item)?);
                 }
             } else if items.is_empty() {
-                println!("the match review queue is empty");
+                println!("the review queue is empty");
             } else {
-                for i in &items {
+                for p in &items {
+                    let i = &p.item;
+                    let what = match (&i.lead_a, i.confidence) {
+                        (Some(a), Some(c)) => format!("{} ~ {a} ({c:.3})", i.lead_id),
+                        _ => i.lead_id.clone(),
+                    };
                     println!(
-                        "#{:<5} {:.3}  {} ~ {}  ({})",
-                        i.id, i.probability, i.lead_a, i.lead_b, i.reason
+                        "#{:<5} {:>6.2}  {:<14} {:<8} {:<7} {:>6.1}h  {what}  ({})",
+                        i.id, p.priority, i.kind, i.source, p.sla, p.age_hours, i.reason
                     );
                 }
             }
         }
         Action::Show { id } => {
-            let item = store
-                .review_item(tenant, id)?
-                .with_context(|| format!("no match review item #{id} for tenant {tenant}"))?;
-            let evidence: serde_json::Value =
-                serde_json::from_str(&item.evidence).unwrap_or(serde_json::Value::Null);
-            let lead = |id: &str| -> Result<serde_json::Value> {
-                Ok(match store.lead_row(id)? {
-                    Some(row) => row
-                        .normalized
-                        .as_deref()
-                        .and_then(|n| serde_json::from_str(n).ok())
-                        .unwrap_or(serde_json::Value::Null),
-                    None => serde_json::Value::Null,
-                })
-            };
-            let out = serde_json::json!({
-                "id": item.id,
-                "probability": item.probability,
-                "reason": item.reason,
-                "lead_a": lead(&item.lead_a)?,
-                "lead_b": lead(&item.lead_b)?,
-                "evidence": evidence,
-                "decision": item.decision,
-                "reviewer": item.reviewer,
-                "note": item.note,
-            });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            let item = detail(config, &store, tenant, id)?
+                .with_context(|| format!("no review item #{id} for tenant {tenant}"))?;
+            println!("{}", serde_json::to_string_pretty(&item)?);
         }
         Action::Decide {
             id,
@@ -103,56 +430,38 @@ pub fn execute(config: &Config, db: &str, action: Action) -> Result<()> {
             reviewer,
             note,
         } => {
-            if reviewer.trim().is_empty() {
-                bail!("--reviewer must name who decided");
+            let d = decide(
+                config,
+                &mut store,
+                tenant,
+                id,
+                &decision,
+                &reviewer,
+                note.as_deref(),
+                now_ms(),
+            )?;
+            println!("{}", d.effect);
+        }
+        Action::Stats => {
+            let rows = store.review_outcomes_by_issue(tenant)?;
+            if rows.is_empty() {
+                println!("no validation or classification items decided by a reviewer yet");
             }
-            let item = store
-                .review_item(tenant, id)?
-                .with_context(|| format!("no match review item #{id} for tenant {tenant}"))?;
-            if let Some(d) = &item.decision {
-                bail!(
-                    "review item #{id} was already decided ({d}, by {}); undo a merge with `leadgate unmerge`",
-                    item.reviewer.as_deref().unwrap_or("?")
-                );
+            for (code, accepted, rejected) in rows {
+                let n = accepted + rejected;
+                let hint = if n >= 10 && accepted as f64 >= 0.9 * n as f64 {
+                    "  ← reviewers accept almost all: consider `ignore` (or a lower severity) for this finding"
+                } else if n >= 10 && rejected as f64 >= 0.9 * n as f64 {
+                    "  ← reviewers reject almost all: consider rejecting it automatically"
+                } else {
+                    ""
+                };
+                println!("{code:<32} accepted {accepted:>5}  rejected {rejected:>5}{hint}");
             }
-            let now = now_ms();
-            let word = match decision {
-                ReviewDecision::Merge => "merge",
-                ReviewDecision::Distinct => "distinct",
-            };
-            store.decide_review(id, word, &reviewer, note.as_deref(), now)?;
-            if decision == ReviewDecision::Merge {
-                let master = store.master_of(&item.lead_a)?;
-                let by = format!("reviewer:{reviewer}");
-                let merge = store.link(
-                    tenant,
-                    &item.lead_b,
-                    &Link {
-                        master: &master,
-                        kind: LinkKind::Merge,
-                        probability: item.probability,
-                        evidence: &item.evidence,
-                        decided_by: &by,
-                    },
-                    now,
-                )?;
-                crate::matching::refresh_golden(
-                    &store,
-                    tenant,
-                    std::slice::from_ref(&master),
-                    &config.dedupe.survivorship,
-                    now,
-                )?;
-                println!(
-                    "merged {} into {master} (merge #{merge}); `leadgate unmerge {merge}` undoes it",
-                    item.lead_b
-                );
-            } else {
-                println!(
-                    "recorded: {} and {} are different people",
-                    item.lead_a, item.lead_b
-                );
-            }
+            let pairs = store.decided_reviews(tenant)?.len();
+            println!(
+                "{pairs} decided match pair(s): `leadgate dedupe-train --reviews` re-estimates the matching model and thresholds from them"
+            );
         }
     }
     Ok(())

@@ -145,6 +145,241 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// The components a pipeline runs, loaded once: validate, and dedupe and
+/// enrich when the tenant has them on, with the classifier.
+pub struct Components {
+    pub runtime: Runtime,
+    pub validate: ValidatorComponent,
+    validate_path: std::path::PathBuf,
+    pub dedupe: Option<(DeduperComponent, std::path::PathBuf)>,
+    pub enrich: Option<(
+        EnricherComponent,
+        std::path::PathBuf,
+        std::sync::Arc<leadgate_providers::Chain>,
+    )>,
+    pub classifier: Classifier,
+}
+
+impl Components {
+    /// Loads the tenant's components; `enrich` false leaves enrichment out
+    /// (an import loads the CRM's own base as it is).
+    pub fn load(config: &Config, store: &Store, enrich: bool) -> Result<Components> {
+        let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
+        let validate_path = config.validate_component()?;
+        let validate = ValidatorComponent::load(&runtime, &validate_path)?;
+        let dedupe = if config.dedupe.enabled {
+            let path = config.dedupe_component()?;
+            Some((DeduperComponent::load(&runtime, &path)?, path))
+        } else {
+            None
+        };
+        let enrich = if config.enrich.enabled && enrich {
+            let path = config.enrich_component()?;
+            let component = EnricherComponent::load(&runtime, &path)?;
+            let chain = crate::enrich::chain(config, store)?;
+            Some((component, path, chain))
+        } else {
+            None
+        };
+        Ok(Components {
+            runtime,
+            validate,
+            validate_path,
+            dedupe,
+            enrich,
+            classifier: Classifier::new(config.classify.clone()),
+        })
+    }
+
+    /// The matching stage, when dedupe is on.
+    pub fn matching_stage<'a>(&'a self, config: &'a Config) -> Result<Option<Stage<'a>>> {
+        Ok(match &self.dedupe {
+            Some((component, _)) => Some(Stage::new(
+                Matcher::new(component, config.dedupe_settings()?)?,
+                Policy::of(&config.dedupe),
+                &config.tenant,
+                config.dedupe.candidates_per_key,
+                config.dedupe.max_candidates,
+            )),
+            None => None,
+        })
+    }
+
+    /// The enrichment stage, when enrichment is on.
+    pub fn enrich_stage<'a>(&'a self, config: &Config) -> Result<Option<EnrichStage<'a>>> {
+        Ok(match &self.enrich {
+            Some((component, _, chain)) => Some(EnrichStage::for_tenant(
+                component,
+                config,
+                chain.clone(),
+                Duration::from_millis(config.enrich.budget_ms),
+            )?),
+            None => None,
+        })
+    }
+
+    /// Which component (path and digest) serves each capability, for the
+    /// run's record.
+    pub fn describe(&self) -> serde_json::Value {
+        let mut components = serde_json::json!({
+            "validate": {"path": self.validate_path.display().to_string(), "sha256": self.validate.digest()}
+        });
+        if let Some((d, path)) = &self.dedupe {
+            components["dedupe"] =
+                serde_json::json!({"path": path.display().to_string(), "sha256": d.digest()});
+        }
+        if let Some((e, path, _)) = &self.enrich {
+            components["enrich"] =
+                serde_json::json!({"path": path.display().to_string(), "sha256": e.digest()});
+        }
+        components
+    }
+}
+
+/// One record processed by an [`Engine`].
+pub struct Processed {
+    pub lead_id: String,
+    pub status: Status,
+    /// The validate capability's own verdict.
+    pub validation: Status,
+    /// The dedupe decision, when the lead matched a stored one: `merge`,
+    /// `link` or `review`.
+    pub matched: Option<&'static str>,
+    /// The enrichment status (`complete`, `partial`, ... or `component
+    /// failed`), when enrichment ran.
+    pub enrichment: Option<&'static str>,
+    pub state: State,
+    /// The result line, as `run` writes it to its results file.
+    pub line: Box<serde_json::value::RawValue>,
+}
+
+/// The pipeline for records that arrive a few at a time (the service):
+/// each call validates, enriches, matches, classifies and records one
+/// batch in order, in the calling thread.
+pub struct Engine<'a> {
+    config: &'a Config,
+    loaded: &'a Components,
+    validator: Validator<'a>,
+    stage: Option<Stage<'a>>,
+    enricher: Option<EnrichStage<'a>>,
+    pub run_id: i64,
+    pub report: RunReport,
+}
+
+impl<'a> Engine<'a> {
+    /// Starts a run named `input` in the store.
+    pub fn new(
+        config: &'a Config,
+        loaded: &'a Components,
+        store: &Store,
+        input: &str,
+    ) -> Result<Engine<'a>> {
+        let validator = Validator::new(&loaded.validate, config.validate_settings()?)?;
+        let stage = loaded.matching_stage(config)?;
+        let enricher = loaded.enrich_stage(config)?;
+        let run_id = store.begin_run(
+            &config.tenant,
+            input,
+            &loaded.describe().to_string(),
+            now_ms(),
+        )?;
+        Ok(Engine {
+            config,
+            loaded,
+            validator,
+            stage,
+            enricher,
+            run_id,
+            report: RunReport {
+                run_id,
+                ..RunReport::default()
+            },
+        })
+    }
+
+    /// Processes `records` (lead ids from `ids`, new ones where it runs
+    /// short) arriving from `source`; returns one result per record, in
+    /// order, after they are recorded.
+    pub fn process(
+        &mut self,
+        store: &mut Store,
+        mut records: Vec<InputRecord>,
+        ids: &[String],
+        source: Source,
+    ) -> Result<Vec<Processed>> {
+        let now = now_ms();
+        let chain = self.loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
+        let ctx = ChunkContext {
+            tenant: &self.config.tenant,
+            source,
+            now,
+            component: self.loaded.validate.digest(),
+            run_id: self.run_id,
+            import: false,
+            rules: &self.config.dedupe.survivorship,
+            classifier: &self.loaded.classifier,
+            enrich_component: self.loaded.enrich.as_ref().map_or("", |(c, _, _)| c.digest()),
+            chain: chain.as_deref(),
+        };
+        let validated = validate_chunk(
+            &ctx,
+            &mut records,
+            ids,
+            &mut self.validator,
+            self.enricher.as_mut(),
+        )?;
+        let mut out: Vec<u8> = Vec::new();
+        let mut pending = Vec::with_capacity(records.len());
+        finish_chunk(
+            &ctx,
+            validated,
+            self.stage.as_mut(),
+            store,
+            &mut pending,
+            &mut out,
+            &mut self.report,
+        )?;
+        let meta: Vec<Processed> = pending
+            .iter()
+            .map(|o| Processed {
+                lead_id: o.raw.id.clone(),
+                status: o.status,
+                validation: o.validation,
+                matched: o.found.as_ref().and_then(|f| match f.decision {
+                    Decision::Merge => Some("merge"),
+                    Decision::Link => Some("link"),
+                    Decision::Review => Some("review"),
+                    Decision::Distinct => None,
+                }),
+                enrichment: if o.enrich_failed {
+                    Some("component failed")
+                } else {
+                    o.enriched.as_ref().map(|e| e.enrichment.status.as_str())
+                },
+                state: o.qualification.state,
+                line: serde_json::value::RawValue::NULL.to_owned(),
+            })
+            .collect();
+        flush(&ctx, store, &mut pending, self.stage.as_mut())?;
+        let text = String::from_utf8(out).context("a result line is not UTF-8")?;
+        let mut results = meta;
+        for (p, line) in results.iter_mut().zip(text.lines()) {
+            p.line = serde_json::value::RawValue::from_string(line.to_string())
+                .context("a result line is not JSON")?;
+        }
+        Ok(results)
+    }
+
+    /// Records the run's totals so far under `status`.
+    pub fn checkpoint(&self, store: &Store, status: &str) -> Result<()> {
+        if let Some(chain) = self.loaded.enrich.as_ref().map(|(_, _, c)| c) {
+            crate::enrich::save_stats(store, self.run_id, &chain.stats())?;
+        }
+        store.finish_run(self.run_id, &self.report.totals, status, now_ms())?;
+        Ok(())
+    }
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -199,60 +434,17 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         eprintln!("columns: {}", cols.join(", "));
     }
 
-    let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
-    let component_path = config.validate_component()?;
-    let component = ValidatorComponent::load(&runtime, &component_path)?;
-    let mut validator = Validator::new(&component, config.validate_settings()?)?;
-    let dedupe = if config.dedupe.enabled {
-        let path = config.dedupe_component()?;
-        Some((DeduperComponent::load(&runtime, &path)?, path))
-    } else {
-        None
-    };
-    let mut stage = match &dedupe {
-        Some((component, _)) => Some(Stage::new(
-            Matcher::new(component, config.dedupe_settings()?)?,
-            Policy::of(&config.dedupe),
-            &config.tenant,
-            config.dedupe.candidates_per_key,
-            config.dedupe.max_candidates,
-        )),
-        None => None,
-    };
-
     let mut store = Store::open(&opts.db)?;
     // New leads are enriched; an import loads the CRM's own base as it is.
-    let enrich = if config.enrich.enabled && !opts.import {
-        let path = config.enrich_component()?;
-        let component = EnricherComponent::load(&runtime, &path)?;
-        let chain = crate::enrich::chain(config, &store)?;
-        Some((component, path, chain))
-    } else {
-        None
-    };
-    let mut enricher = match &enrich {
-        Some((component, _, chain)) => Some(EnrichStage::for_tenant(
-            component,
-            config,
-            chain.clone(),
-            Duration::from_millis(config.enrich.budget_ms),
-        )?),
-        None => None,
-    };
-    let chain = enrich.as_ref().map(|(_, _, c)| c.clone());
-    let classifier = Classifier::new(config.classify.clone());
+    let loaded = Components::load(config, &store, !opts.import)?;
+    let component = &loaded.validate;
+    let mut validator = Validator::new(component, config.validate_settings()?)?;
+    let mut stage = loaded.matching_stage(config)?;
+    let mut enricher = loaded.enrich_stage(config)?;
+    let chain = loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
+    let classifier = &loaded.classifier;
     let now = now_ms();
-    let mut components = serde_json::json!({
-        "validate": {"path": component_path.display().to_string(), "sha256": component.digest()}
-    });
-    if let Some((d, path)) = &dedupe {
-        components["dedupe"] =
-            serde_json::json!({"path": path.display().to_string(), "sha256": d.digest()});
-    }
-    if let Some((e, path, _)) = &enrich {
-        components["enrich"] =
-            serde_json::json!({"path": path.display().to_string(), "sha256": e.digest()});
-    }
+    let components = loaded.describe();
     let run_id = store.begin_run(&config.tenant, &opts.input, &components.to_string(), now)?;
     let mut out = open_output(&opts.output)?;
 
@@ -271,8 +463,8 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
         run_id,
         import: opts.import,
         rules: &config.dedupe.survivorship,
-        classifier: &classifier,
-        enrich_component: enrich.as_ref().map_or("", |(c, _, _)| c.digest()),
+        classifier,
+        enrich_component: loaded.enrich.as_ref().map_or("", |(c, _, _)| c.digest()),
         chain: chain.as_deref(),
     };
     let bytes = reader.progress();
@@ -308,7 +500,8 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunReport> {
                     }
                     return io_error;
                 }
-                let validated = validate_chunk(ctx, &mut chunk, &mut validator, enricher.as_mut());
+                let validated =
+                    validate_chunk(ctx, &mut chunk, &[], &mut validator, enricher.as_mut());
                 let failed = validated.is_err();
                 // A closed channel: the other stage stopped on an error.
                 if tx.send(validated).is_err() || failed || io_error.is_some() {
@@ -425,14 +618,20 @@ struct Validated {
 fn validate_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
+    ids: &[String],
     validator: &mut Validator<'_>,
     enricher: Option<&mut EnrichStage<'_>>,
 ) -> Result<Validated> {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(chunk.len());
     let mut to_validate: Vec<Lead> = Vec::new();
     let mut slots: Vec<usize> = Vec::new();
-    for record in chunk.iter_mut() {
-        let id = uuid::Uuid::now_v7().to_string();
+    for (i, record) in chunk.iter_mut().enumerate() {
+        // Ids given in advance (the service's, logged with the request),
+        // or new ones.
+        let id = ids
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         match &mut record.outcome {
             Ok(parsed) => {
                 let mut lead = std::mem::take(&mut parsed.lead);

@@ -13,7 +13,7 @@ pub mod reader;
 mod values;
 
 pub use mapping::{Mapping, Target};
-pub use reader::{Format, Limits, Reader};
+pub use reader::{Format, Limits, Reader, parse_value};
 pub use values::timestamp_ms;
 
 use leadgate_lead::{Issue, Lead};

@@ -532,15 +532,46 @@ fn ndjson_record(
         message: format!("the line is not valid JSON: {e}"),
         raw: raw(),
     })?;
+    record_from_value(&value, &raw, mapping, limits)
+}
+
+/// Reads a lead from one JSON value, as an NDJSON line is read: the same
+/// field aliases, `custom` and `consent` forms, and limits. For records that
+/// arrive already parsed, such as the leads of an HTTP request.
+pub fn parse_value(
+    value: &serde_json::Value,
+    mapping: &Mapping,
+    limits: Limits,
+) -> Result<Parsed, Malformed> {
+    let raw = || {
+        let mut s = value.to_string();
+        if s.len() > 2048 {
+            let mut cut = 2048;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+        }
+        s
+    };
+    record_from_value(value, &raw, mapping, limits)
+}
+
+fn record_from_value(
+    value: &serde_json::Value,
+    raw: &dyn Fn() -> String,
+    mapping: &Mapping,
+    limits: Limits,
+) -> Result<Parsed, Malformed> {
     let serde_json::Value::Object(map) = value else {
         return Err(Malformed {
             code: "record.json",
-            message: format!("the line is a JSON {}, not an object", json_kind(&value)),
+            message: format!("the record is a JSON {}, not an object", json_kind(value)),
             raw: raw(),
         });
     };
     let mut builder = Builder::default();
-    for (key, value) in &map {
+    for (key, value) in map {
         if let Some(s) = value.as_str().filter(|s| s.len() > limits.max_field_bytes) {
             return Err(Malformed {
                 code: "record.field_too_large",

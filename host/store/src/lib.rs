@@ -26,11 +26,20 @@
 //! lead's current score and surfacing state), `score_history`, and
 //! `pipeline_outbox` (leads surfaced to sales, awaiting delivery).
 //!
+//! Service (migration 5, [`service`]): `api_keys` (per-tenant keys, stored
+//! hashed), `intake` (every accepted HTTP request by idempotency key: its
+//! body until processed, then its result), `review_queue` (every lead
+//! waiting for a person — failed validation, an uncertain match, an
+//! ambiguous classification — with its SLA state and the decision),
+//! `alerts`, `crm_outbox` (handoffs to the CRM with attempts and backoff)
+//! and `crm_records` (the CRM's record id for each handed-off lead).
+//!
 //! Writes go through [`Store::record`] in batches, one transaction each.
 
 pub mod enrich;
 pub mod matching;
 pub mod score;
+pub mod service;
 
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
@@ -308,6 +317,87 @@ CREATE TABLE pipeline_outbox (
 );
 CREATE INDEX pipeline_outbox_open ON pipeline_outbox(tenant, delivered_at);
 "#,
+    r#"
+CREATE TABLE api_keys (
+    hash       TEXT PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    label      TEXT NOT NULL,
+    prefix     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE intake (
+    id          INTEGER PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    lead_ids    TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    state       TEXT NOT NULL,
+    status_code INTEGER,
+    result      TEXT,
+    done_at     INTEGER,
+    UNIQUE (tenant, key)
+);
+CREATE INDEX intake_pending ON intake(state, id);
+CREATE TABLE review_queue (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    lead_id      TEXT NOT NULL REFERENCES leads(id),
+    kind         TEXT NOT NULL,
+    match_review INTEGER REFERENCES match_reviews(id),
+    reason       TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    confidence   REAL,
+    created_at   INTEGER NOT NULL,
+    escalated_at INTEGER,
+    fallback_at  INTEGER,
+    fallback     TEXT,
+    decided_at   INTEGER,
+    decision     TEXT,
+    reviewer     TEXT,
+    note         TEXT,
+    UNIQUE (tenant, lead_id, kind)
+);
+CREATE INDEX review_queue_open ON review_queue(tenant, decided_at, created_at);
+CREATE TABLE alerts (
+    id         INTEGER PRIMARY KEY,
+    tenant     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    subject    TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX alerts_tenant ON alerts(tenant, created_at);
+CREATE TABLE crm_outbox (
+    id           INTEGER PRIMARY KEY,
+    tenant       TEXT NOT NULL,
+    lead_id      TEXT NOT NULL REFERENCES leads(id),
+    target       TEXT NOT NULL,
+    op           TEXT NOT NULL,
+    crm_id       TEXT,
+    state        TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_at      INTEGER NOT NULL,
+    last_error   TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    delivered_at INTEGER
+);
+CREATE INDEX crm_outbox_due ON crm_outbox(state, next_at);
+CREATE INDEX crm_outbox_lead ON crm_outbox(tenant, lead_id);
+CREATE TABLE crm_records (
+    tenant   TEXT NOT NULL,
+    lead_id  TEXT NOT NULL,
+    target   TEXT NOT NULL,
+    crm_id   TEXT NOT NULL,
+    first_at INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, lead_id, target)
+);
+"#,
 ];
 
 /// Status of a lead after processing.
@@ -379,6 +469,31 @@ pub struct Record<'a> {
     pub enrichment: Option<enrich::Enriched<'a>>,
     /// The qualification state, when classified.
     pub qualification: Option<enrich::Qualified<'a>>,
+}
+
+/// Whether a recorded lead waits for a person, and why: validation sent it
+/// to review, or classification found it ambiguous. (An uncertain match
+/// is queued with its pair.)
+fn review_kind(r: &Record<'_>) -> Option<(&'static str, String)> {
+    let first_issue = || {
+        r.issues
+            .iter()
+            .find(|i| i.severity >= Severity::Warning)
+            .map(|i| i.code.clone())
+    };
+    if r.status == Status::Review {
+        return Some(("validation", first_issue().unwrap_or_else(|| "review".into())));
+    }
+    let q = r.qualification.as_ref()?;
+    if q.state != "needs_review" || !matches!(r.status, Status::Accepted) {
+        return None;
+    }
+    let reason = serde_json::from_str::<Vec<String>>(q.reasons)
+        .ok()
+        .and_then(|v| v.into_iter().next())
+        .or_else(first_issue)
+        .unwrap_or_else(|| "needs_review".into());
+    Some(("classification", reason))
 }
 
 /// Run totals written when a run finishes.
@@ -649,6 +764,18 @@ impl Store {
                         &r.raw.id,
                         review,
                         Some(run_id),
+                        now,
+                    )?;
+                } else if let Some((kind, reason)) = review_kind(r) {
+                    service::enqueue_review(
+                        &tx,
+                        &r.raw.tenant,
+                        &r.raw.id,
+                        kind,
+                        None,
+                        &reason,
+                        r.raw.source.as_str(),
+                        None,
                         now,
                     )?;
                 }

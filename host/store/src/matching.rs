@@ -182,6 +182,24 @@ pub(crate) fn insert_review(
         ])
     })
     .map_err(sql("insert match review"))?;
+    if tx.changes() == 1 {
+        let id = tx.last_insert_rowid();
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO review_queue (tenant, lead_id, kind, match_review, reason, source, confidence, created_at)
+             SELECT ?1, ?2, 'match', ?3, ?4, coalesce((SELECT source FROM leads WHERE id = ?2), 'other'), ?5, ?6",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                tenant,
+                lead_id,
+                id,
+                review.reason,
+                review.probability,
+                now
+            ])
+        })
+        .map_err(sql("queue match for review"))?;
+    }
     Ok(())
 }
 

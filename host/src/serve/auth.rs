@@ -1,0 +1,112 @@
+//! Per-tenant API keys and rate limits.
+//!
+//! A key is `lg_<tenant>_<32 random hex>`; the store keeps only its
+//! SHA-256 (keys are random, so a fast hash is enough) and its first
+//! characters for recognising it in a list. `leadgate keys create` prints a
+//! key once. The service resolves a key to its tenant through a cache, so a
+//! request costs no store read after the first (a key is checked again
+//! after a minute, so a revoked key stops working within one); unknown
+//! keys are cached as unknown for a few seconds, so guessing cannot load
+//! the store.
+
+use leadgate_store::Store;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// A new key for `tenant`.
+pub fn new_key(tenant: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let safe: String = tenant
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(24)
+        .collect();
+    format!("lg_{safe}_{hex}")
+}
+
+pub fn hash(key: &str) -> String {
+    let digest = Sha256::digest(key.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The part of a key shown in lists.
+pub fn prefix(key: &str) -> String {
+    key.chars().take(key.len().saturating_sub(24)).collect::<String>() + "…"
+}
+
+/// How long an unknown key stays known as unknown.
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How long a known key is trusted before the store is asked again.
+const POSITIVE_TTL: Duration = Duration::from_secs(60);
+
+/// Key hash → tenant, with the store behind it.
+#[derive(Default)]
+pub struct Keys {
+    known: RwLock<HashMap<String, (String, Instant)>>,
+    unknown: Mutex<HashMap<String, Instant>>,
+}
+
+impl Keys {
+    /// The tenant of `key`, if it is a live key.
+    pub fn tenant(&self, key: &str, store: &Mutex<Store>) -> Option<String> {
+        let h = hash(key);
+        if let Some((t, at)) = self.known.read().ok()?.get(&h)
+            && at.elapsed() < POSITIVE_TTL
+        {
+            return Some(t.clone());
+        }
+        {
+            let mut unknown = self.unknown.lock().ok()?;
+            if let Some(at) = unknown.get(&h) {
+                if at.elapsed() < NEGATIVE_TTL {
+                    return None;
+                }
+                unknown.remove(&h);
+            }
+        }
+        let found = store.lock().ok()?.api_key_tenant(&h).ok().flatten();
+        match &found {
+            Some(t) => {
+                self.known.write().ok()?.insert(h, (t.clone(), Instant::now()));
+            }
+            None => {
+                if let Ok(mut k) = self.known.write() {
+                    k.remove(&h);
+                }
+                let mut unknown = self.unknown.lock().ok()?;
+                if unknown.len() > 100_000 {
+                    unknown.clear();
+                }
+                unknown.insert(h, Instant::now());
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_resolve_to_their_tenant_and_only_by_hash() {
+        let store = Store::open(":memory:").unwrap();
+        let key = new_key("acme corp");
+        assert!(key.starts_with("lg_acme-corp_"));
+        store
+            .add_api_key("acme corp", "test", &hash(&key), &prefix(&key), 1)
+            .unwrap();
+        let store = Mutex::new(store);
+        let keys = Keys::default();
+        assert_eq!(keys.tenant(&key, &store).as_deref(), Some("acme corp"));
+        assert_eq!(keys.tenant(&new_key("acme corp"), &store), None);
+        assert_eq!(keys.tenant("", &store), None);
+        assert!(!prefix(&key).contains(&key[key.len() - 24..]));
+    }
+}

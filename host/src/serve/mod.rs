@@ -1,0 +1,431 @@
+//! `leadgate serve`: the HTTP service — lead and event intake, form
+//! intake, signed CRM webhooks, the review queue, the CRM outbox, metrics,
+//! health and the OpenAPI document.
+//!
+//! - [`worker`]: one pipeline thread per tenant; requests are logged
+//!   durably under their idempotency key before anything else happens.
+//! - [`auth`]: API keys (hashed) and per-tenant rate limits.
+//! - [`metrics`]: `/metrics`.
+//! - [`config`]: `[serve]`, `[crm]`, `[review]`.
+//! - `openapi.json`: the API's contract, served at `/openapi.json`.
+//!
+//! Besides the pipelines, two background threads: the CRM handoff worker
+//! ([`crate::handoff`]) and the review SLA scheduler ([`crate::review::tick`]).
+
+pub mod auth;
+pub mod config;
+pub mod metrics;
+mod routes;
+pub mod worker;
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use leadgate_store::Store;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+
+/// A tenant as the HTTP layer sees it.
+pub struct Tenant {
+    pub config: Arc<Config>,
+    pub jobs: SyncSender<worker::Job>,
+    /// Webhook secrets, read from the environment at start.
+    pub hubspot_secret: Option<Vec<u8>>,
+    pub webhook_secret: Option<Vec<u8>>,
+    pub crm_token: Option<String>,
+}
+
+type Limiter = governor::RateLimiter<
+    String,
+    governor::state::keyed::DashMapStateStore<String>,
+    governor::clock::DefaultClock,
+>;
+
+/// State every handler shares.
+pub struct Shared {
+    pub tenants: HashMap<String, Tenant>,
+    pub metrics: metrics::Metrics,
+    pub keys: auth::Keys,
+    /// A store connection for reads and small writes from handlers.
+    pub reader: Mutex<Store>,
+    pub db: String,
+    limiters: HashMap<String, Limiter>,
+    ready: Mutex<HashSet<String>>,
+    chains: Mutex<HashMap<String, Arc<leadgate_providers::Chain>>>,
+    pub stopping: AtomicBool,
+}
+
+impl Shared {
+    pub fn set_ready(&self, tenant: &str) {
+        if let Ok(mut r) = self.ready.lock() {
+            r.insert(tenant.to_string());
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready
+            .lock()
+            .map(|r| r.len() == self.tenants.len())
+            .unwrap_or(false)
+    }
+
+    pub fn set_chain(&self, tenant: &str, chain: Arc<leadgate_providers::Chain>) {
+        if let Ok(mut c) = self.chains.lock() {
+            c.insert(tenant.to_string(), chain);
+        }
+    }
+
+    /// Takes one token of `tenant`'s bucket; `Err` holds the seconds to wait.
+    pub fn rate_limit(&self, tenant: &str) -> Result<(), u64> {
+        let Some(l) = self.limiters.get(tenant) else {
+            return Ok(());
+        };
+        l.check_key(&tenant.to_string()).map_err(|not_until| {
+            use governor::clock::Clock;
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs().max(1)
+        })
+    }
+
+    /// Sets the gauges read from the store, then encodes every metric.
+    pub fn render_metrics(&self) -> String {
+        let now = crate::run::now_ms();
+        let m = &self.metrics;
+        if let Ok(store) = self.reader.lock() {
+            for (name, t) in &self.tenants {
+                let Ok(b) = store.backlog(name, t.config.review.escalate_ms(), now) else {
+                    continue;
+                };
+                let label = metrics::Tenant {
+                    tenant: name.clone(),
+                };
+                m.review_open.get_or_create(&label).set(b.review_open);
+                m.review_escalated
+                    .get_or_create(&label)
+                    .set(b.review_escalated);
+                m.review_overdue.get_or_create(&label).set(b.review_overdue);
+                let adherence = if b.review_decided > 0 {
+                    b.review_decided_within_sla as f64 / b.review_decided as f64
+                } else {
+                    1.0
+                };
+                m.review_sla_adherence.get_or_create(&label).set(adherence);
+                m.intake_pending.get_or_create(&label).set(b.intake_pending);
+                for (state, n) in [
+                    ("pending", b.outbox_pending),
+                    ("delivered", b.outbox_delivered),
+                    ("failed", b.outbox_failed),
+                    ("dead", b.outbox_dead),
+                ] {
+                    m.outbox
+                        .get_or_create(&metrics::Outcome {
+                            tenant: name.clone(),
+                            outcome: state.into(),
+                        })
+                        .set(n);
+                }
+                let finished = b.outbox_delivered + b.outbox_failed + b.outbox_dead;
+                let rate = if finished > 0 {
+                    (b.outbox_failed + b.outbox_dead) as f64 / finished as f64
+                } else {
+                    0.0
+                };
+                m.handoff_failure_rate.get_or_create(&label).set(rate);
+            }
+        }
+        if let Ok(chains) = self.chains.lock() {
+            for (tenant, chain) in chains.iter() {
+                for s in chain.stats() {
+                    for (q, v) in [
+                        ("0.5", s.latency_ms.p50),
+                        ("0.9", s.latency_ms.p90),
+                        ("0.99", s.latency_ms.p99),
+                    ] {
+                        m.enrichment_latency_ms
+                            .get_or_create(&metrics::Provider {
+                                tenant: tenant.clone(),
+                                provider: s.provider.clone(),
+                                quantile: q.into(),
+                            })
+                            .set(v);
+                    }
+                    if let Some(rate) = s.success_rate() {
+                        m.enrichment_success
+                            .get_or_create(&metrics::Outcome {
+                                tenant: tenant.clone(),
+                                outcome: s.provider.clone(),
+                            })
+                            .set(rate);
+                    }
+                }
+            }
+        }
+        m.encode()
+    }
+}
+
+/// `leadgate serve` options.
+pub struct Options {
+    pub listen: Option<String>,
+    pub db: String,
+    /// Run without the CRM handoff worker (handoffs wait in the outbox).
+    pub no_handoff: bool,
+    pub json_logs: bool,
+}
+
+/// Loads every tenant: the main configuration's and those it lists.
+pub fn tenants(config: &Config) -> Result<Vec<Config>> {
+    let mut all = vec![config.clone()];
+    for path in &config.serve.tenants {
+        let p = config.base.join(path);
+        let c = Config::load(Some(&p))
+            .with_context(|| format!("serve.tenants: cannot load {}", p.display()))?;
+        if all.iter().any(|o| o.tenant == c.tenant) {
+            bail!(
+                "serve.tenants: tenant '{}' is configured twice ({})",
+                c.tenant,
+                p.display()
+            );
+        }
+        all.push(c);
+    }
+    Ok(all)
+}
+
+fn secret(env: &str) -> Option<Vec<u8>> {
+    if env.is_empty() {
+        return None;
+    }
+    std::env::var(env)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::into_bytes)
+}
+
+/// Runs the service until interrupted.
+pub fn serve(config: &Config, opts: &Options) -> Result<()> {
+    init_logging(opts.json_logs);
+    let listen = opts
+        .listen
+        .clone()
+        .unwrap_or_else(|| config.serve.listen.clone());
+    let configs = tenants(config)?;
+    // The store is created and migrated before anything listens.
+    let reader = Store::open(&opts.db)?;
+    let mut tenants = HashMap::new();
+    let mut receivers = Vec::new();
+    let mut limiters = HashMap::new();
+    for c in configs {
+        let c = Arc::new(c);
+        let (tx, rx) = std::sync::mpsc::sync_channel(c.serve.queue_capacity);
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(c.serve.rate_limit_per_second)
+                .context("serve.rate_limit_per_second must be at least 1")?,
+        )
+        .allow_burst(
+            std::num::NonZeroU32::new(c.serve.rate_limit_burst)
+                .context("serve.rate_limit_burst must be at least 1")?,
+        );
+        limiters.insert(c.tenant.clone(), governor::RateLimiter::dashmap(quota));
+        tenants.insert(
+            c.tenant.clone(),
+            Tenant {
+                config: c.clone(),
+                jobs: tx,
+                hubspot_secret: secret(&c.serve.hubspot_secret_env),
+                webhook_secret: secret(&c.serve.webhook_secret_env),
+                crm_token: secret(&c.crm.token_env).and_then(|s| String::from_utf8(s).ok()),
+            },
+        );
+        receivers.push((c, rx));
+    }
+    let shared = Arc::new(Shared {
+        tenants,
+        metrics: metrics::Metrics::new(),
+        keys: auth::Keys::default(),
+        reader: Mutex::new(reader),
+        db: opts.db.clone(),
+        limiters,
+        ready: Mutex::new(HashSet::new()),
+        chains: Mutex::new(HashMap::new()),
+        stopping: AtomicBool::new(false),
+    });
+    let no_keys = shared
+        .reader
+        .lock()
+        .ok()
+        .and_then(|s| s.api_keys(None).ok())
+        .is_some_and(|k| k.is_empty());
+    if no_keys {
+        tracing::warn!(
+            "no API keys exist yet: `leadgate keys create --tenant NAME` makes one; every /v1 request is refused until then"
+        );
+    }
+    let mut workers = Vec::new();
+    for (c, rx) in receivers {
+        let shared = shared.clone();
+        let db = opts.db.clone();
+        let name = c.tenant.clone();
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("pipeline-{name}"))
+                .spawn(move || {
+                    if let Err(e) = worker::run(c, db, shared.clone(), rx) {
+                        tracing::error!(tenant = %name, error = %format!("{e:#}"), "the tenant's pipeline stopped");
+                        shared.stopping.store(true, Ordering::SeqCst);
+                    }
+                })
+                .context("cannot start a pipeline thread")?,
+        );
+    }
+    let background = {
+        let shared = shared.clone();
+        let handoff = !opts.no_handoff;
+        std::thread::Builder::new()
+            .name("background".into())
+            .spawn(move || background(&shared, handoff))
+            .context("cannot start the background thread")?
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let app = routes::router(shared.clone());
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr().context("no local address")?;
+        tracing::info!(address = %addr, "listening");
+        // Tests and scripts read the address from standard error.
+        eprintln!("leadgate serve: listening on http://{addr}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the HTTP server failed")
+    });
+    shared.stopping.store(true, Ordering::SeqCst);
+    // Closing the queues lets each pipeline finish what it has and stop.
+    drop(runtime);
+    let shared_tenants: Vec<String> = shared.tenants.keys().cloned().collect();
+    drop(shared);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = background.join();
+    tracing::info!(tenants = ?shared_tenants, "stopped");
+    served
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// The handoff worker and the SLA scheduler, until the service stops.
+fn background(shared: &Shared, handoff: bool) {
+    let mut store = match Store::open(&shared.db) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "the background thread cannot open the store");
+            return;
+        }
+    };
+    let agent = crate::handoff::agent();
+    let every = shared
+        .tenants
+        .values()
+        .map(|t| t.config.serve.tick_seconds.max(1))
+        .min()
+        .unwrap_or(60);
+    let mut next_tick = std::time::Instant::now();
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let tick = std::time::Instant::now() >= next_tick;
+        if tick {
+            next_tick = std::time::Instant::now() + std::time::Duration::from_secs(every);
+        }
+        let mut busy = false;
+        for t in shared.tenants.values() {
+            let c = &t.config;
+            if tick {
+                match crate::review::tick(c, &mut store, crate::run::now_ms()) {
+                    Ok(r) if r.escalated + r.fallbacks > 0 => {
+                        tracing::warn!(tenant = %c.tenant, escalated = r.escalated, fallbacks = r.fallbacks, "review SLA");
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "review SLA tick failed")
+                    }
+                }
+            }
+            if !handoff {
+                continue;
+            }
+            match crate::handoff::deliver_due(
+                c,
+                &mut store,
+                &agent,
+                t.crm_token.as_deref(),
+                crate::run::now_ms(),
+            ) {
+                Ok(r) => {
+                    let m = &shared.metrics;
+                    for (outcome, n) in [
+                        ("delivered", r.delivered),
+                        ("retry", r.retried),
+                        ("failed", r.failed),
+                        ("dead", r.dead),
+                    ] {
+                        if n > 0 {
+                            m.handoffs
+                                .get_or_create(&metrics::Outcome {
+                                    tenant: c.tenant.clone(),
+                                    outcome: outcome.into(),
+                                })
+                                .inc_by(n);
+                        }
+                    }
+                    busy |= r.attempted() > 0;
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "CRM handoff failed")
+                }
+            }
+        }
+        if !busy {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Another subscriber (tests in one process) is not an error.
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
