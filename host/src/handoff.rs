@@ -188,7 +188,10 @@ fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
         ("qualification", e.qualification.clone()),
         (
             "score",
-            score.as_ref().and_then(|s| s.get("total")).map(|t| t.to_string()),
+            score
+                .as_ref()
+                .and_then(|s| s.get("total"))
+                .map(|t| t.to_string()),
         ),
         (
             "grade",
@@ -250,7 +253,14 @@ pub fn deliver_due(
         let mut ids = Vec::new();
         for (id, lead) in &surfaced {
             if let Some(crm_id) = store.crm_record(tenant, lead, target.as_str())? {
-                store.enqueue_handoff(tenant, lead, target.as_str(), "update", Some(&crm_id), now)?;
+                store.enqueue_handoff(
+                    tenant,
+                    lead,
+                    target.as_str(),
+                    "update",
+                    Some(&crm_id),
+                    now,
+                )?;
             }
             ids.push(*id);
         }
@@ -294,7 +304,15 @@ pub fn deliver_due(
                 );
                 let body = serde_json::json!({"properties": p.properties}).to_string();
                 let answer = call(agent, "PATCH", &url, token, &[], &body, timeout);
-                settle(config, store, &h, answer, h.crm_id.clone(), now, &mut report)?;
+                settle(
+                    config,
+                    store,
+                    &h,
+                    answer,
+                    h.crm_id.clone(),
+                    now,
+                    &mut report,
+                )?;
             }
             for batch in creates.chunks(config.crm.batch_size) {
                 upsert(config, store, agent, token, batch, now, &mut report)?;
@@ -317,7 +335,10 @@ pub fn deliver_due(
                 let crm_id = match &answer {
                     Answer::Ok(text) => serde_json::from_str::<serde_json::Value>(text)
                         .ok()
-                        .and_then(|v| v.get("id").map(|i| i.to_string().trim_matches('"').to_string())),
+                        .and_then(|v| {
+                            v.get("id")
+                                .map(|i| i.to_string().trim_matches('"').to_string())
+                        }),
                     _ => None,
                 }
                 .or_else(|| Some(h.lead_id.clone()));
@@ -359,8 +380,13 @@ fn upsert(
             let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
             let mut ids: BTreeMap<String, String> = BTreeMap::new();
             for r in v["results"].as_array().into_iter().flatten() {
-                let email = r["properties"]["email"].as_str().map(str::to_ascii_lowercase);
-                let id = r["id"].as_str().map(str::to_string).or_else(|| r["id"].as_i64().map(|i| i.to_string()));
+                let email = r["properties"]["email"]
+                    .as_str()
+                    .map(str::to_ascii_lowercase);
+                let id = r["id"]
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| r["id"].as_i64().map(|i| i.to_string()));
                 if let (Some(e), Some(i)) = (email, id) {
                     ids.insert(e, i);
                 }
@@ -374,7 +400,8 @@ fn upsert(
                     None => missing.push(h),
                 }
             }
-            let pairs: Vec<(&Handoff, &str)> = done.iter().map(|(h, id)| (*h, id.as_str())).collect();
+            let pairs: Vec<(&Handoff, &str)> =
+                done.iter().map(|(h, id)| (*h, id.as_str())).collect();
             store.handoffs_delivered(&pairs, now)?;
             report.delivered += pairs.len() as u64;
             for h in missing {
@@ -390,7 +417,15 @@ fn upsert(
         }
         Answer::Refused { .. } if batch.len() > 1 => {
             for one in batch {
-                upsert(config, store, agent, token, std::slice::from_ref(one), now, report)?;
+                upsert(
+                    config,
+                    store,
+                    agent,
+                    token,
+                    std::slice::from_ref(one),
+                    now,
+                    report,
+                )?;
             }
         }
         answer => {
@@ -454,7 +489,10 @@ fn settle(
                 .or_else(|| {
                     serde_json::from_str::<serde_json::Value>(&text)
                         .ok()
-                        .and_then(|v| v.get("id").map(|i| i.to_string().trim_matches('"').to_string()))
+                        .and_then(|v| {
+                            v.get("id")
+                                .map(|i| i.to_string().trim_matches('"').to_string())
+                        })
                 })
                 .unwrap_or_else(|| h.lead_id.clone());
             store.handoffs_delivered(&[(h, &id)], now)?;
@@ -524,7 +562,10 @@ pub fn fetch_hubspot_contact(
             if let (Some(field), Some(s)) = (reverse.get(k.as_str()), val.as_str())
                 && !s.is_empty()
             {
-                lead.insert((*field).to_string(), serde_json::Value::String(s.to_string()));
+                lead.insert(
+                    (*field).to_string(),
+                    serde_json::Value::String(s.to_string()),
+                );
             }
         }
     }

@@ -351,6 +351,13 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Alerts raised for people (review items past their SLA), newest first.
+    Alerts {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// For batch setups without `serve`: escalate stale review items (and
     /// apply the SLA fallback), then deliver due CRM handoffs once.
     Tick {
@@ -753,7 +760,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                             k.tenant,
                             k.label,
                             k.prefix,
-                            if k.revoked_at.is_some() { "revoked" } else { "active" }
+                            if k.revoked_at.is_some() {
+                                "revoked"
+                            } else {
+                                "active"
+                            }
                         );
                     }
                 }
@@ -761,7 +772,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
                     let n = store.revoke_api_key(&tenant, &which, run::now_ms())?;
                     if n == 0 {
-                        anyhow::bail!("no active key of tenant {tenant} has the label or prefix '{which}'");
+                        anyhow::bail!(
+                            "no active key of tenant {tenant} has the label or prefix '{which}'"
+                        );
                     }
                     println!("revoked {n} key(s); a running service refuses them within a minute");
                 }
@@ -812,6 +825,21 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         "delivered {} · retry later {} · failed {} · dead {}",
                         r.delivered, r.retried, r.failed, r.dead
                     );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts { limit, json } => {
+            let store = leadgate_store::Store::open(&db)?;
+            let alerts = store.alerts(&config.tenant, limit)?;
+            if alerts.is_empty() && !json {
+                println!("no alerts");
+            }
+            for a in alerts {
+                if json {
+                    println!("{}", serde_json::to_string(&a)?);
+                } else {
+                    println!("#{:<5} {:<18} {}", a.id, a.kind, a.message);
                 }
             }
             Ok(ExitCode::SUCCESS)

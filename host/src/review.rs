@@ -70,7 +70,9 @@ pub enum Action {
 pub enum DecideError {
     #[error("no review item #{0} for this tenant")]
     NotFound(i64),
-    #[error("review item #{id} was already decided ({decision}, by {reviewer}); undo a merge with `leadgate unmerge`")]
+    #[error(
+        "review item #{id} was already decided ({decision}, by {reviewer}); undo a merge with `leadgate unmerge`"
+    )]
     AlreadyDecided {
         id: i64,
         decision: String,
@@ -200,8 +202,7 @@ pub fn detail(
         out["lead_b"] = serde_json::Value::String(pair.lead_b.clone());
         out["probability"] = pair.probability.into();
         out["other"] = lead(&pair.lead_a)?;
-        out["evidence"] =
-            serde_json::from_str(&pair.evidence).unwrap_or(serde_json::Value::Null);
+        out["evidence"] = serde_json::from_str(&pair.evidence).unwrap_or(serde_json::Value::Null);
     }
     let issues: Vec<serde_json::Value> = store
         .lead_issues(&item.lead_id)?
@@ -240,7 +241,12 @@ pub fn decide(
         }
         .into());
     }
-    let word = match decision.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+    let word = match decision
+        .trim()
+        .to_ascii_lowercase()
+        .replace('-', "_")
+        .as_str()
+    {
         "merge" => "merge",
         "distinct" | "not_duplicate" => "distinct",
         "accept" => "accept",
@@ -257,7 +263,10 @@ pub fn decide(
         return Err(DecideError::Invalid(if is_match {
             format!("item #{id} is a possible duplicate: decide merge or not_duplicate")
         } else {
-            format!("item #{id} is a {} item: decide accept or reject", item.kind)
+            format!(
+                "item #{id} is a {} item: decide accept or reject",
+                item.kind
+            )
         })
         .into());
     }
@@ -305,14 +314,24 @@ pub fn decide(
         "distinct" | "accept" => {
             store.set_outcome(&item.lead_id, Status::Accepted, "qualified", &by, now)?;
             let mut effect = if word == "distinct" {
-                format!("{} is a different person: accepted and qualified", item.lead_id)
+                format!(
+                    "{} is a different person: accepted and qualified",
+                    item.lead_id
+                )
             } else {
                 format!("{} accepted and qualified", item.lead_id)
             };
             if config.crm.target != Target::None
                 && config.crm.handoff.iter().any(|s| s == "qualified")
                 && store
-                    .enqueue_handoff(tenant, &item.lead_id, config.crm.target.as_str(), "create", None, now)?
+                    .enqueue_handoff(
+                        tenant,
+                        &item.lead_id,
+                        config.crm.target.as_str(),
+                        "create",
+                        None,
+                        now,
+                    )?
                     .is_some()
             {
                 effect.push_str("; queued for the CRM");
@@ -369,7 +388,16 @@ pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
                     item.id, item.kind, item.lead_id, r.fallback_after_hours
                 ),
                 _ => {
-                    decide(config, store, tenant, item.id, what, "sla:fallback", Some("SLA fallback"), now)?;
+                    decide(
+                        config,
+                        store,
+                        tenant,
+                        item.id,
+                        what,
+                        "sla:fallback",
+                        Some("SLA fallback"),
+                        now,
+                    )?;
                     format!(
                         "review item #{} ({}, lead {}) waited {hours:.1} h, past the {} h SLA: the fallback decided '{what}'",
                         item.id, item.kind, item.lead_id, r.fallback_after_hours

@@ -318,7 +318,11 @@ impl<'a> Engine<'a> {
             import: false,
             rules: &self.config.dedupe.survivorship,
             classifier: &self.loaded.classifier,
-            enrich_component: self.loaded.enrich.as_ref().map_or("", |(c, _, _)| c.digest()),
+            enrich_component: self
+                .loaded
+                .enrich
+                .as_ref()
+                .map_or("", |(c, _, _)| c.digest()),
             chain: chain.as_deref(),
         };
         let validated = validate_chunk(

@@ -43,7 +43,9 @@ pub enum SignatureError {
     },
     #[error("the signature timestamp is {age_ms} ms old; at most {window_ms} ms is accepted")]
     Stale { age_ms: i64, window_ms: i64 },
-    #[error("the signature timestamp is {ahead_ms} ms in the future; at most {window_ms} ms is accepted")]
+    #[error(
+        "the signature timestamp is {ahead_ms} ms in the future; at most {window_ms} ms is accepted"
+    )]
     Future { ahead_ms: i64, window_ms: i64 },
     #[error("the signature does not match the request (wrong secret, or the request was altered)")]
     Mismatch,
@@ -114,7 +116,9 @@ fn hubspot_uri(uri: &str) -> String {
     let mut out = uri.to_string();
     for (from, to) in HUBSPOT_DECODED {
         if out.contains(from) || out.contains(&from.to_ascii_lowercase()) {
-            out = out.replace(from, to).replace(&from.to_ascii_lowercase(), to);
+            out = out
+                .replace(from, to)
+                .replace(&from.to_ascii_lowercase(), to);
         }
     }
     out
@@ -129,7 +133,12 @@ pub mod hubspot_v3 {
         let uri = hubspot_uri(uri);
         let raw = mac(
             secret,
-            &[method.as_bytes(), uri.as_bytes(), body, timestamp.as_bytes()],
+            &[
+                method.as_bytes(),
+                uri.as_bytes(),
+                body,
+                timestamp.as_bytes(),
+            ],
         );
         base64::engine::general_purpose::STANDARD.encode(raw)
     }
@@ -276,16 +285,7 @@ mod tests {
         let ts = NOW.to_string();
         let sig = hubspot_v3::sign(b"s3cret", "POST", URI, body, &ts);
         let check = |secret: &[u8], body: &[u8], sig: Option<&str>, ts: Option<&str>| {
-            hubspot_v3::verify(
-                secret,
-                "POST",
-                URI,
-                body,
-                sig,
-                ts,
-                NOW,
-                DEFAULT_WINDOW_MS,
-            )
+            hubspot_v3::verify(secret, "POST", URI, body, sig, ts, NOW, DEFAULT_WINDOW_MS)
         };
         assert_eq!(check(b"s3cret", body, Some(&sig), Some(&ts)), Ok(()));
         assert_eq!(

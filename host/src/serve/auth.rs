@@ -36,7 +36,10 @@ pub fn hash(key: &str) -> String {
 
 /// The part of a key shown in lists.
 pub fn prefix(key: &str) -> String {
-    key.chars().take(key.len().saturating_sub(24)).collect::<String>() + "…"
+    key.chars()
+        .take(key.len().saturating_sub(24))
+        .collect::<String>()
+        + "…"
 }
 
 /// How long an unknown key stays known as unknown.
@@ -72,7 +75,10 @@ impl Keys {
         let found = store.lock().ok()?.api_key_tenant(&h).ok().flatten();
         match &found {
             Some(t) => {
-                self.known.write().ok()?.insert(h, (t.clone(), Instant::now()));
+                self.known
+                    .write()
+                    .ok()?
+                    .insert(h, (t.clone(), Instant::now()));
             }
             None => {
                 if let Ok(mut k) = self.known.write() {

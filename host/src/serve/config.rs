@@ -224,7 +224,9 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         );
     }
     if serve.max_body_bytes < 1024 || serve.max_leads_per_request == 0 {
-        bail!("serve.max_body_bytes must be at least 1024 and serve.max_leads_per_request at least 1");
+        bail!(
+            "serve.max_body_bytes must be at least 1024 and serve.max_leads_per_request at least 1"
+        );
     }
     if serve.rate_limit_per_second == 0 || serve.rate_limit_burst == 0 {
         bail!("serve.rate_limit_per_second and serve.rate_limit_burst must be at least 1");
@@ -236,13 +238,19 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         bail!("serve.signature_window_ms must be positive");
     }
     if crm.target != Target::None && crm.url.trim().is_empty() {
-        bail!("crm.url is required when crm.target is {}", crm.target.as_str());
+        bail!(
+            "crm.url is required when crm.target is {}",
+            crm.target.as_str()
+        );
     }
     if crm.max_attempts == 0 || crm.backoff_ms == 0 || crm.timeout_ms == 0 {
         bail!("crm.max_attempts, crm.backoff_ms and crm.timeout_ms must be at least 1");
     }
     if !(1..=100).contains(&crm.batch_size) {
-        bail!("crm.batch_size must be between 1 and 100, not {}", crm.batch_size);
+        bail!(
+            "crm.batch_size must be between 1 and 100, not {}",
+            crm.batch_size
+        );
     }
     for k in crm.results.keys() {
         if !["lead_id", "status", "qualification", "score", "grade"].contains(&k.as_str()) {
@@ -251,10 +259,14 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
     }
     for s in &crm.handoff {
         if !["qualified", "incomplete", "needs_review"].contains(&s.as_str()) {
-            bail!("crm.handoff: '{s}' is not a state that can be handed off (qualified, incomplete, needs_review)");
+            bail!(
+                "crm.handoff: '{s}' is not a state that can be handed off (qualified, incomplete, needs_review)"
+            );
         }
     }
-    if !(review.escalate_after_hours > 0.0 && review.fallback_after_hours > review.escalate_after_hours) {
+    if !(review.escalate_after_hours > 0.0
+        && review.fallback_after_hours > review.escalate_after_hours)
+    {
         bail!(
             "review.escalate_after_hours must be positive and below review.fallback_after_hours ({} / {})",
             review.escalate_after_hours,

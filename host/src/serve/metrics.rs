@@ -117,11 +117,7 @@ impl Metrics {
             "HTTP request latency by route",
             http_seconds,
         );
-        registry.register(
-            "leads",
-            "Leads processed by the pipeline",
-            m.leads.clone(),
-        );
+        registry.register("leads", "Leads processed by the pipeline", m.leads.clone());
         registry.register(
             "validation",
             "Leads by validation outcome (pass, review, reject, exception)",

@@ -5,7 +5,7 @@
 //! - [`worker`]: one pipeline thread per tenant; requests are logged
 //!   durably under their idempotency key before anything else happens.
 //! - [`auth`]: API keys (hashed) and per-tenant rate limits.
-//! - [`metrics`]: `/metrics`.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`config`]: `[serve]`, `[crm]`, `[review]`.
 //! - `openapi.json`: the API's contract, served at `/openapi.json`.
 //!

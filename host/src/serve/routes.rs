@@ -7,6 +7,10 @@
 //! Every error is JSON: `{"error": {"code": "...", "message": "..."}}`,
 //! and field-level problems carry `field` too.
 
+// Helpers return the refusing response as their error; it is built once
+// per refused request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use super::worker::{EventsJob, Job, LeadsJob, LeadsRequest, Reply};
 use super::{Shared, Tenant};
 use axum::Router;
@@ -39,10 +43,14 @@ pub fn router(shared: S) -> Router {
         .route("/v1/review", get(list_review))
         .route("/v1/review/{id}", get(get_review))
         .route("/v1/review/{id}/decision", post(decide_review))
+        .route("/v1/alerts", get(list_alerts))
         .route("/v1/outbox", get(list_outbox))
         .route("/v1/outbox/retry", post(retry_outbox))
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(shared.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            observe,
+        ))
         .with_state(shared)
 }
 
@@ -150,12 +158,14 @@ async fn openapi() -> Response {
 }
 
 /// The authenticated tenant of a request, or the response refusing it.
-#[allow(clippy::result_large_err)]
 fn authenticate<'a>(s: &'a Shared, headers: &HeaderMap) -> Result<(&'a str, &'a Tenant), Response> {
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
     let Some(key) = key.filter(|k| !k.is_empty()) else {
@@ -167,7 +177,11 @@ fn authenticate<'a>(s: &'a Shared, headers: &HeaderMap) -> Result<(&'a str, &'a 
     };
     let Some(tenant) = s.keys.tenant(key, &s.reader) else {
         tracing::warn!(prefix = %super::auth::prefix(key), "refused an unknown or revoked API key");
-        return Err(error(401, "auth.invalid", "the API key is not valid (unknown or revoked)"));
+        return Err(error(
+            401,
+            "auth.invalid",
+            "the API key is not valid (unknown or revoked)",
+        ));
     };
     let Some((name, t)) = s.tenants.get_key_value(&tenant) else {
         return Err(error(
@@ -215,7 +229,13 @@ fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -228,7 +248,6 @@ fn fingerprint(body: &[u8]) -> String {
 
 /// The request's idempotency key: the header, else `fallback` (a
 /// provider's event id), else a fresh one (no idempotency).
-#[allow(clippy::result_large_err)]
 fn idempotency_key(headers: &HeaderMap, fallback: Option<String>) -> Result<String, Response> {
     match headers.get("idempotency-key").map(|v| v.to_str()) {
         Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 255 => Ok(format!("key:{}", k.trim())),
@@ -243,13 +262,16 @@ fn idempotency_key(headers: &HeaderMap, fallback: Option<String>) -> Result<Stri
 
 /// Leads from a JSON body: one object, an array, or `{"leads": [...]}`;
 /// or NDJSON.
-#[allow(clippy::result_large_err)]
 fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Value>, Response> {
     let leads: Vec<serde_json::Value> = if ctype == "application/x-ndjson" {
         let text = std::str::from_utf8(body)
             .map_err(|e| error(400, "body.encoding", format!("the body is not UTF-8: {e}")))?;
         let mut v = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
             v.push(serde_json::from_str(line).map_err(|e| {
                 error(
                     400,
@@ -267,7 +289,11 @@ fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Valu
             serde_json::Value::Object(mut o) => match o.remove("leads") {
                 Some(serde_json::Value::Array(a)) => a,
                 Some(_) => {
-                    return Err(error(400, "body.leads", "\"leads\" must be an array of lead objects"));
+                    return Err(error(
+                        400,
+                        "body.leads",
+                        "\"leads\" must be an array of lead objects",
+                    ));
                 }
                 None => vec![serde_json::Value::Object(o)],
             },
@@ -275,7 +301,10 @@ fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Valu
                 return Err(error(
                     400,
                     "body.shape",
-                    format!("the body must be a lead object, an array of them or {{\"leads\": [...]}}, not {}", kind(&other)),
+                    format!(
+                        "the body must be a lead object, an array of them or {{\"leads\": [...]}}, not {}",
+                        kind(&other)
+                    ),
                 ));
             }
         }
@@ -287,7 +316,10 @@ fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Valu
         return Err(error(
             413,
             "body.too_many_leads",
-            format!("{} leads in one request; at most {max} are accepted", leads.len()),
+            format!(
+                "{} leads in one request; at most {max} are accepted",
+                leads.len()
+            ),
         ));
     }
     Ok(leads)
@@ -331,7 +363,11 @@ async fn submit(
         }
         Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
             return with_retry_after(
-                error(503, "service.stopping", "the tenant's pipeline is not running; nothing was accepted"),
+                error(
+                    503,
+                    "service.stopping",
+                    "the tenant's pipeline is not running; nothing was accepted",
+                ),
                 5,
             );
         }
@@ -411,10 +447,12 @@ struct SourceQuery {
 }
 
 fn source_of(q: &SourceQuery, headers: &HeaderMap, default: &str) -> Result<String, Response> {
-    let given = q
-        .source
-        .clone()
-        .or_else(|| headers.get("x-lead-source").and_then(|v| v.to_str().ok()).map(str::to_string));
+    let given = q.source.clone().or_else(|| {
+        headers
+            .get("x-lead-source")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
     match given {
         None => Ok(default.to_string()),
         Some(s) => leadgate_lead::Source::parse(&s)
@@ -512,7 +550,11 @@ async fn post_form(
                     o
                 }
                 Err(e) => {
-                    return error(400, "body.form", format!("the form body cannot be read: {e}"));
+                    return error(
+                        400,
+                        "body.form",
+                        format!("the form body cannot be read: {e}"),
+                    );
                 }
             }
         }
@@ -531,7 +573,9 @@ async fn post_form(
             return error(
                 415,
                 "body.content_type",
-                format!("content type '{other}' is not accepted: send application/x-www-form-urlencoded or application/json"),
+                format!(
+                    "content type '{other}' is not accepted: send application/x-www-form-urlencoded or application/json"
+                ),
             );
         }
     };
@@ -693,19 +737,29 @@ async fn hubspot_webhook(
         Ok(serde_json::Value::Array(a)) => a,
         Ok(v @ serde_json::Value::Object(_)) => vec![v],
         Ok(_) | Err(_) => {
-            return error(400, "body.json", "a HubSpot webhook body is a JSON array of events");
+            return error(
+                400,
+                "body.json",
+                "a HubSpot webhook body is a JSON array of events",
+            );
         }
     };
     let mut outcomes = Vec::new();
     for event in events {
-        let event_id = event.get("eventId").map(|v| v.to_string().trim_matches('"').to_string());
+        let event_id = event
+            .get("eventId")
+            .map(|v| v.to_string().trim_matches('"').to_string());
         let kind = event
             .get("subscriptionType")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        let object = event.get("objectId").map(|v| v.to_string().trim_matches('"').to_string());
+        let object = event
+            .get("objectId")
+            .map(|v| v.to_string().trim_matches('"').to_string());
         let (Some(event_id), Some(object)) = (event_id, object) else {
-            outcomes.push(serde_json::json!({"error": "an event without eventId or objectId was skipped"}));
+            outcomes.push(
+                serde_json::json!({"error": "an event without eventId or objectId was skipped"}),
+            );
             continue;
         };
         if kind != "contact.creation" {
@@ -735,7 +789,9 @@ async fn hubspot_webhook(
                     error(
                         503,
                         "crm.fetch_failed",
-                        format!("contact {object} could not be fetched from the CRM ({e:#}); redeliver later"),
+                        format!(
+                            "contact {object} could not be fetched from the CRM ({e:#}); redeliver later"
+                        ),
                     ),
                     60,
                 );
@@ -808,7 +864,11 @@ async fn lead_webhook(
     ) {
         return refuse_signature(&s, &tenant, &e);
     }
-    let leads = match leads_of(&body, &content_type(&headers), t.config.serve.max_leads_per_request) {
+    let leads = match leads_of(
+        &body,
+        &content_type(&headers),
+        t.config.serve.max_leads_per_request,
+    ) {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -952,7 +1012,11 @@ struct ListQuery {
     state: Option<String>,
 }
 
-async fn list_review(State(s): State<S>, Query(q): Query<ListQuery>, headers: HeaderMap) -> Response {
+async fn list_review(
+    State(s): State<S>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
     let (tenant, t) = match authenticate(&s, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -977,7 +1041,11 @@ async fn get_review(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap)
     };
     let tenant = tenant.to_string();
     let config = t.config.clone();
-    match with_store(&s, move |st| crate::review::detail(&config, st, &tenant, id)).await {
+    match with_store(&s, move |st| {
+        crate::review::detail(&config, st, &tenant, id)
+    })
+    .await
+    {
         Ok(Some(v)) => json(200, v.to_string()),
         Ok(None) => error(404, "review.not_found", format!("no review item {id}")),
         Err(r) => r,
@@ -1011,7 +1079,9 @@ async fn decide_review(
             return error(
                 400,
                 "body.json",
-                format!("a decision is {{\"decision\": \"merge|not_duplicate|accept|reject\", \"reviewer\": \"...\", \"note\": \"...\"}}: {e}"),
+                format!(
+                    "a decision is {{\"decision\": \"merge|not_duplicate|accept|reject\", \"reviewer\": \"...\", \"note\": \"...\"}}: {e}"
+                ),
             );
         }
     };
@@ -1034,8 +1104,11 @@ async fn decide_review(
     .await;
     match decided {
         Ok(Ok(outcome)) => {
-            s.metrics
-                .count(&s.metrics.review_decisions, &t.config.tenant, &outcome.decision);
+            s.metrics.count(
+                &s.metrics.review_decisions,
+                &t.config.tenant,
+                &outcome.decision,
+            );
             json(200, serde_json::to_string(&outcome).unwrap_or_default())
         }
         Ok(Err(e)) => match e.downcast_ref::<crate::review::DecideError>() {
@@ -1046,7 +1119,11 @@ async fn decide_review(
     }
 }
 
-async fn list_outbox(State(s): State<S>, Query(q): Query<ListQuery>, headers: HeaderMap) -> Response {
+async fn list_outbox(
+    State(s): State<S>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
     let (tenant, _) = match authenticate(&s, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1054,7 +1131,28 @@ async fn list_outbox(State(s): State<S>, Query(q): Query<ListQuery>, headers: He
     let tenant = tenant.to_string();
     let limit = q.limit.unwrap_or(100).min(1000);
     let state = q.state.clone();
-    match with_store(&s, move |st| Ok(st.handoffs(&tenant, state.as_deref(), limit)?)).await {
+    match with_store(&s, move |st| {
+        Ok(st.handoffs(&tenant, state.as_deref(), limit)?)
+    })
+    .await
+    {
+        Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
+        Err(r) => r,
+    }
+}
+
+async fn list_alerts(
+    State(s): State<S>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let (tenant, _) = match authenticate(&s, &headers) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let tenant = tenant.to_string();
+    let limit = q.limit.unwrap_or(100).min(1000);
+    match with_store(&s, move |st| Ok(st.alerts(&tenant, limit)?)).await {
         Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
         Err(r) => r,
     }

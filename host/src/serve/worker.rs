@@ -96,7 +96,11 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         shared.set_chain(&tenant, chain.clone());
     }
     let score_stage = if config.score.enabled {
-        Some(crate::score::Stage::load(&config, &components.runtime, None)?)
+        Some(crate::score::Stage::load(
+            &config,
+            &components.runtime,
+            None,
+        )?)
     } else {
         None
     };
@@ -373,7 +377,11 @@ impl Worker<'_> {
                     }
                     records.push(InputRecord {
                         line: li as u64 + 1,
-                        outcome: leadgate_ingest::parse_value(value, &self.mapping, Limits::default()),
+                        outcome: leadgate_ingest::parse_value(
+                            value,
+                            &self.mapping,
+                            Limits::default(),
+                        ),
                     });
                     ids.push(id.clone());
                     places.push((pi, li));
@@ -417,7 +425,10 @@ impl Worker<'_> {
         for (p, rs) in pending.iter().zip(&results) {
             for (i, id) in p.ids.iter().enumerate() {
                 let (status, state) = match &rs[i] {
-                    Some(r) => (r.status.as_str().to_string(), Some(r.state.as_str().to_string())),
+                    Some(r) => (
+                        r.status.as_str().to_string(),
+                        Some(r.state.as_str().to_string()),
+                    ),
                     None => match store.lead_state(self.tenant, id)? {
                         Some((s, q)) => (s, q),
                         None => continue,
@@ -427,9 +438,18 @@ impl Worker<'_> {
                     continue;
                 }
                 if let Some(crm_id) = &p.request.crm_id {
-                    store.enqueue_handoff(self.tenant, id, target.as_str(), "update", Some(crm_id), now)?;
+                    store.enqueue_handoff(
+                        self.tenant,
+                        id,
+                        target.as_str(),
+                        "update",
+                        Some(crm_id),
+                        now,
+                    )?;
                 } else if status == "accepted"
-                    && state.as_ref().is_some_and(|s| self.config.crm.handoff.contains(s))
+                    && state
+                        .as_ref()
+                        .is_some_and(|s| self.config.crm.handoff.contains(s))
                 {
                     store.enqueue_handoff(self.tenant, id, target.as_str(), "create", None, now)?;
                 }
@@ -501,12 +521,13 @@ impl Worker<'_> {
             lines.push(line);
         }
         let request_id = p.intake;
-        if p.kind == "form" {
-            if let Some((status, text)) = first {
-                let result: serde_json::Value = serde_json::from_str(&text)?;
-                if status == Status::Rejected {
-                    let of = |severity: &str| -> Vec<serde_json::Value> {
-                        result["issues"]
+        if p.kind == "form"
+            && let Some((status, text)) = first
+        {
+            let result: serde_json::Value = serde_json::from_str(&text)?;
+            if status == Status::Rejected {
+                let of = |severity: &str| -> Vec<serde_json::Value> {
+                    result["issues"]
                             .as_array()
                             .map(|a| {
                                 a.iter()
@@ -515,27 +536,26 @@ impl Worker<'_> {
                                     .collect()
                             })
                             .unwrap_or_default()
-                    };
-                    return Ok(Reply {
-                        status: 422,
-                        body: serde_json::json!({
-                            "request_id": request_id,
-                            "lead_id": result["lead_id"],
-                            "status": "rejected",
-                            "errors": of("error"),
-                            "warnings": of("warning"),
-                        })
-                        .to_string(),
-                    });
-                }
+                };
                 return Ok(Reply {
-                    status: 201,
-                    body: format!(
-                        "{{\"request_id\":{request_id},\"lead_id\":{},\"status\":{},\"result\":{}}}",
-                        result["lead_id"], result["status"], lines[0]
-                    ),
+                    status: 422,
+                    body: serde_json::json!({
+                        "request_id": request_id,
+                        "lead_id": result["lead_id"],
+                        "status": "rejected",
+                        "errors": of("error"),
+                        "warnings": of("warning"),
+                    })
+                    .to_string(),
                 });
             }
+            return Ok(Reply {
+                status: 201,
+                body: format!(
+                    "{{\"request_id\":{request_id},\"lead_id\":{},\"status\":{},\"result\":{}}}",
+                    result["lead_id"], result["status"], lines[0]
+                ),
+            });
         }
         Ok(Reply {
             status: 200,
@@ -578,7 +598,11 @@ impl Worker<'_> {
             .iter()
             .map(|b| serde_json::json!({"line": b.line, "field": b.field, "code": b.code, "message": b.message}))
             .collect();
-        let status = if good.is_empty() && !bad.is_empty() { 422 } else { 200 };
+        let status = if good.is_empty() && !bad.is_empty() {
+            422
+        } else {
+            200
+        };
         let reply = Reply {
             status,
             body: serde_json::json!({
@@ -617,7 +641,10 @@ impl Worker<'_> {
                         // Nothing can be made of it: finished with the
                         // reason, so it is not tried forever.
                         let reply = error_reply(500, "intake.unreadable", &format!("{e:#}"));
-                        store.finish_intake(&[(row.id, reply.status, &reply.body)], crate::run::now_ms())?;
+                        store.finish_intake(
+                            &[(row.id, reply.status, &reply.body)],
+                            crate::run::now_ms(),
+                        )?;
                     }
                 }
             }

@@ -482,7 +482,10 @@ fn review_kind(r: &Record<'_>) -> Option<(&'static str, String)> {
             .map(|i| i.code.clone())
     };
     if r.status == Status::Review {
-        return Some(("validation", first_issue().unwrap_or_else(|| "review".into())));
+        return Some((
+            "validation",
+            first_issue().unwrap_or_else(|| "review".into()),
+        ));
     }
     let q = r.qualification.as_ref()?;
     if q.state != "needs_review" || !matches!(r.status, Status::Accepted) {

@@ -46,7 +46,7 @@ pub enum Logged {
     /// A new request, with its intake id.
     New(i64),
     /// The key was seen before.
-    Seen(IntakeRow),
+    Seen(Box<IntakeRow>),
 }
 
 const INTAKE_COLUMNS: &str = "id, tenant, key, kind, fingerprint, body, lead_ids, received_at, state, status_code, result, done_at";
@@ -205,6 +205,18 @@ fn handoff(r: &rusqlite::Row<'_>) -> rusqlite::Result<Handoff> {
     })
 }
 
+/// An alert raised for people: a review item past its SLA.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub id: i64,
+    /// `review.escalated` or `review.fallback`.
+    pub kind: String,
+    /// The lead concerned.
+    pub subject: String,
+    pub message: String,
+    pub created_at: i64,
+}
+
 /// An API key as listed (never the key itself).
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiKey {
@@ -280,8 +292,7 @@ impl Store {
                 })
             })
             .map_err(sql("list API keys"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("list API keys"))
+        rows.collect::<Result<_, _>>().map_err(sql("list API keys"))
     }
 
     /// Revokes the keys of `tenant` whose prefix or label is `which`;
@@ -336,7 +347,7 @@ impl Store {
                     let row = seen
                         .query_row(params![r.tenant, r.key], intake_row)
                         .map_err(sql("read logged request"))?;
-                    out.push(Logged::Seen(row));
+                    out.push(Logged::Seen(Box::new(row)));
                 }
             }
         }
@@ -346,11 +357,7 @@ impl Store {
 
     /// Records requests' results; the bodies are dropped (each lead's raw
     /// form is in `leads`).
-    pub fn finish_intake(
-        &mut self,
-        done: &[(i64, u16, &str)],
-        now: i64,
-    ) -> Result<(), StoreError> {
+    pub fn finish_intake(&mut self, done: &[(i64, u16, &str)], now: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
         {
             let mut stmt = tx
@@ -446,7 +453,9 @@ impl Store {
             )
             .map_err(sql("list issues"))?;
         let rows = stmt
-            .query_map([lead_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .query_map([lead_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .map_err(sql("list issues"))?;
         rows.collect::<Result<_, _>>().map_err(sql("list issues"))
     }
@@ -609,11 +618,7 @@ impl Store {
     }
 
     /// Alerts of `tenant`, newest first.
-    pub fn alerts(
-        &self,
-        tenant: &str,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, String, String, i64)>, StoreError> {
+    pub fn alerts(&self, tenant: &str, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -622,7 +627,13 @@ impl Store {
             .map_err(sql("list alerts"))?;
         let rows = stmt
             .query_map(params![tenant, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok(Alert {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    subject: r.get(2)?,
+                    message: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
             })
             .map_err(sql("list alerts"))?;
         rows.collect::<Result<_, _>>().map_err(sql("list alerts"))
@@ -778,7 +789,13 @@ impl Store {
     }
 
     /// Schedules another attempt.
-    pub fn handoff_retry(&self, id: i64, next_at: i64, error: &str, now: i64) -> Result<(), StoreError> {
+    pub fn handoff_retry(
+        &self,
+        id: i64,
+        next_at: i64,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE crm_outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
@@ -817,7 +834,12 @@ impl Store {
     /// Puts failed and dead handoffs of `tenant` back in the queue (those
     /// in `ids`, or all when empty), resolving their exception items.
     /// Returns how many.
-    pub fn retry_handoffs(&mut self, tenant: &str, ids: &[i64], now: i64) -> Result<usize, StoreError> {
+    pub fn retry_handoffs(
+        &mut self,
+        tenant: &str,
+        ids: &[i64],
+        now: i64,
+    ) -> Result<usize, StoreError> {
         let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
         let mut n = 0;
         {
@@ -882,7 +904,9 @@ impl Store {
             )
             .map_err(sql("list surfaced leads"))?;
         let rows = stmt
-            .query_map(params![tenant, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![tenant, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(sql("list surfaced leads"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("list surfaced leads"))
@@ -928,10 +952,14 @@ impl Store {
             .map_err(sql("count review queue"))?;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT state, count(*) FROM crm_outbox WHERE tenant = ?1 GROUP BY state")
+            .prepare_cached(
+                "SELECT state, count(*) FROM crm_outbox WHERE tenant = ?1 GROUP BY state",
+            )
             .map_err(sql("count outbox"))?;
         let rows = stmt
-            .query_map([tenant], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([tenant], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(sql("count outbox"))?;
         for row in rows {
             let (state, n) = row.map_err(sql("count outbox"))?;
@@ -993,7 +1021,8 @@ mod tests {
         assert_eq!(row.state, "pending");
         assert_eq!(s.pending_intake("a", 10).unwrap().len(), 1);
         assert_eq!(s.pending_intake("b", 10).unwrap().len(), 1);
-        s.finish_intake(&[(row.id, 201, "{\"ok\":true}")], 3).unwrap();
+        s.finish_intake(&[(row.id, 201, "{\"ok\":true}")], 3)
+            .unwrap();
         let done = s.intake("a", row.id).unwrap().unwrap();
         assert_eq!(done.state, "done");
         assert_eq!(done.result.as_deref(), Some("{\"ok\":true}"));

@@ -1,0 +1,1004 @@
+//! Integration tests of `leadgate serve`: the real binary over real HTTP on
+//! loopback, with a fake CRM (HubSpot-shaped) that answers 429, 500,
+//! timeouts and schema errors when told to.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn components() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components");
+    assert!(
+        dir.join("validate.wasm").exists(),
+        "components are not built: run `cargo xtask build` (or `cargo xtask test`)"
+    );
+    dir
+}
+
+fn leadgate(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leadgate"));
+    c.current_dir(dir)
+        .env("LEADGATE_COMPONENTS", components())
+        .env_remove("LEADGATE_CONFIG")
+        .env_remove("LEADGATE_DB")
+        .env("TEST_HUBSPOT_SECRET", HUBSPOT_SECRET)
+        .env("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("TEST_CRM_TOKEN", "crm-token");
+    c
+}
+
+const HUBSPOT_SECRET: &str = "hubspot-client-secret";
+const WEBHOOK_SECRET: &str = "webhook-secret";
+
+/// The running service; killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = leadgate(dir)
+            .args([
+                "--config",
+                "leadgate.toml",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--text-logs",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on ").nth(1) {
+                        let _ = tx.send(addr.trim().to_string());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(u) => u,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not start: {}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let s = Server { child, url, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if s.get("/readyz", None).0 == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not ready: {}", s.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn logs(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    fn get(&self, path: &str, key: Option<&str>) -> (u16, serde_json::Value) {
+        let mut r = Self::agent().get(format!("{}{path}", self.url));
+        if let Some(k) = key {
+            r = r.header("Authorization", format!("Bearer {k}"));
+        }
+        let mut resp = r.call().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// POST with headers; returns status, headers we care about, body.
+    fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, HashMap<String, String>, serde_json::Value) {
+        let mut r = Self::agent().post(format!("{}{path}", self.url));
+        let mut typed = false;
+        for (k, v) in headers {
+            typed |= k.eq_ignore_ascii_case("content-type");
+            r = r.header(*k, *v);
+        }
+        if !typed {
+            r = r.header("Content-Type", "application/json");
+        }
+        let mut resp = r.send(body).unwrap();
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            hs,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    fn post_leads(&self, key: &str, idem: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        let auth = format!("Bearer {key}");
+        let mut h = vec![("Authorization", auth.as_str())];
+        if let Some(i) = idem {
+            h.push(("Idempotency-Key", i));
+        }
+        let (s, _, b) = self.post("/v1/leads", &h, body);
+        (s, b)
+    }
+
+    /// Kills the process at once (no graceful shutdown): a crash.
+    fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn key(dir: &Path, tenant: &str) -> String {
+    let out = leadgate(dir)
+        .args([
+            "--config",
+            "leadgate.toml",
+            "keys",
+            "create",
+            "--tenant",
+            tenant,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// What the fake CRM should do with an upsert of an email.
+#[derive(Default)]
+struct CrmState {
+    /// email → contact id.
+    records: HashMap<String, String>,
+    /// Contacts created, per email (exactly one is the point).
+    creates: HashMap<String, usize>,
+    /// Upsert attempts per email.
+    attempts: HashMap<String, usize>,
+    /// PATCHes by contact id: the properties written back.
+    patches: HashMap<String, serde_json::Value>,
+    /// Contacts served to `GET /crm/v3/objects/contacts/{id}`.
+    contacts: HashMap<String, serde_json::Value>,
+    /// While set, every upsert of an email containing "down" fails with 500.
+    down: bool,
+    next_id: u64,
+}
+
+/// A HubSpot-shaped CRM on loopback. Emails steer it: `flaky…` gets 429,
+/// then 500, then a timeout, then success; `schema…` gets a 400 schema
+/// error (for the whole batch, as HubSpot does); `down…` gets 500 while
+/// `down` is set.
+struct FakeCrm {
+    url: String,
+    state: Arc<Mutex<CrmState>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeCrm {
+    fn start() -> FakeCrm {
+        use axum::extract::{Path as AxPath, State};
+        use axum::http::StatusCode;
+        use axum::response::IntoResponse;
+        use axum::routing::{get, post};
+        let state = Arc::new(Mutex::new(CrmState::default()));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        type St = Arc<Mutex<CrmState>>;
+        async fn upsert(State(st): State<St>, body: String) -> axum::response::Response {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let inputs = v["inputs"].as_array().unwrap().clone();
+            let emails: Vec<String> = inputs
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_ascii_lowercase())
+                .collect();
+            let mut worst: Option<(u16, bool)> = None; // (status, sleep)
+            {
+                let mut s = st.lock().unwrap();
+                for e in &emails {
+                    let n = {
+                        let a = s.attempts.entry(e.clone()).or_default();
+                        *a += 1;
+                        *a
+                    };
+                    if e.contains("schema") {
+                        worst = Some((400, false));
+                    } else if e.contains("down") && s.down {
+                        worst = worst.or(Some((500, false)));
+                    } else if e.contains("flaky") {
+                        match n {
+                            1 => worst = worst.or(Some((429, false))),
+                            2 => worst = worst.or(Some((500, false))),
+                            3 => worst = worst.or(Some((200, true))),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            match worst {
+                Some((400, _)) => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        r#"{"status":"error","category":"VALIDATION_ERROR","message":"Property values were not valid: [{\"name\":\"leadgate_score\",\"error\":\"PROPERTY_DOESNT_EXIST\"}]"}"#,
+                    )
+                        .into_response();
+                }
+                Some((429, _)) => {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("Retry-After", "0")],
+                        r#"{"status":"error","category":"RATE_LIMITS"}"#,
+                    )
+                        .into_response();
+                }
+                Some((500, _)) => {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "upstream exploded")
+                        .into_response();
+                }
+                Some((_, true)) => {
+                    // Longer than the client's timeout: the answer never
+                    // arrives, though the write may or may not happen.
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
+                _ => {}
+            }
+            let mut s = st.lock().unwrap();
+            let mut results = Vec::new();
+            for (e, input) in emails.iter().zip(&inputs) {
+                let id = match s.records.get(e) {
+                    Some(id) => id.clone(),
+                    None => {
+                        s.next_id += 1;
+                        let id = (1000 + s.next_id).to_string();
+                        s.records.insert(e.clone(), id.clone());
+                        *s.creates.entry(e.clone()).or_default() += 1;
+                        id
+                    }
+                };
+                let mut props = input["properties"].clone();
+                props["email"] = serde_json::Value::String(e.clone());
+                results.push(serde_json::json!({"id": id, "properties": props}));
+            }
+            (
+                StatusCode::OK,
+                serde_json::json!({"status": "COMPLETE", "results": results}).to_string(),
+            )
+                .into_response()
+        }
+        async fn contact(
+            State(st): State<St>,
+            AxPath(id): AxPath<String>,
+        ) -> axum::response::Response {
+            match st.lock().unwrap().contacts.get(&id) {
+                Some(c) => (StatusCode::OK, c.to_string()).into_response(),
+                None => (StatusCode::NOT_FOUND, "{}").into_response(),
+            }
+        }
+        async fn patch(
+            State(st): State<St>,
+            AxPath(id): AxPath<String>,
+            body: String,
+        ) -> axum::response::Response {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            st.lock()
+                .unwrap()
+                .patches
+                .insert(id.clone(), v["properties"].clone());
+            (StatusCode::OK, serde_json::json!({"id": id}).to_string()).into_response()
+        }
+        let app = axum::Router::new()
+            .route("/crm/v3/objects/contacts/batch/upsert", post(upsert))
+            .route("/crm/v3/objects/contacts/{id}", get(contact).patch(patch))
+            .with_state(state.clone());
+        runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeCrm {
+            url,
+            state,
+            _runtime: runtime,
+        }
+    }
+}
+
+fn config(crm: &str, extra: &str) -> String {
+    format!(
+        r#"tenant = "acme"
+[store]
+path = "s.db"
+[serve]
+tenants = ["other.toml"]
+max_body_bytes = 8192
+max_leads_per_request = 20
+sync_budget_ms = 20000
+tick_seconds = 1
+hubspot_secret_env = "TEST_HUBSPOT_SECRET"
+webhook_secret_env = "TEST_WEBHOOK_SECRET"
+[crm]
+target = "hubspot"
+url = "{crm}"
+token_env = "TEST_CRM_TOKEN"
+backoff_ms = 20
+max_backoff_ms = 200
+timeout_ms = 400
+{extra}
+"#
+    )
+}
+
+fn setup(crm: &str, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("leadgate.toml"), config(crm, extra)).unwrap();
+    std::fs::write(
+        dir.path().join("other.toml"),
+        "tenant = \"globex\"\n[serve]\nrate_limit_per_second = 1\nrate_limit_burst = 3\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// A lead whose name and phone follow from its email, so different emails
+/// are different people to dedupe.
+fn lead(email: &str) -> String {
+    const FIRST: [&str; 8] = [
+        "Ann", "Bob", "Carla", "Dev", "Elif", "Farid", "Greta", "Hiro",
+    ];
+    const LAST: [&str; 8] = [
+        "Lee", "Okafor", "Novak", "Silva", "Brandt", "Ito", "Moreau", "Quinn",
+    ];
+    let h = email.bytes().fold(1469598103934665603u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(1099511628211)
+    });
+    serde_json::json!({
+        "email": email,
+        "first_name": FIRST[(h % 8) as usize],
+        "last_name": format!("{}{}", LAST[((h >> 8) % 8) as usize], ["", "-Berg", "son", "ley"][((h >> 16) % 4) as usize]),
+        "company": "Initech",
+        "phone": format!("+1 415 555 {:04}", (h >> 24) % 10_000),
+        "country": "US"
+    })
+    .to_string()
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sqlite(dir: &Path, query: &str) -> i64 {
+    let c = rusqlite::Connection::open(dir.join("s.db")).unwrap();
+    c.query_row(query, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn intake_is_idempotent_and_tenants_are_isolated() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let globex = key(dir.path(), "globex");
+    let s = Server::start(dir.path());
+
+    let (status, first) = s.post_leads(&acme, Some("order-1"), &lead("ann@initech.com"));
+    assert_eq!(status, 200, "{first}");
+    let lead_id = first["results"][0]["lead_id"].as_str().unwrap().to_string();
+    assert_eq!(first["results"][0]["status"], "accepted");
+    assert!(first["results"][0]["score"]["total"].is_number(), "{first}");
+
+    // Redelivered: the first result, nothing created twice.
+    let auth = format!("Bearer {acme}");
+    let (status, headers, again) = s.post(
+        "/v1/leads",
+        &[("Authorization", &auth), ("Idempotency-Key", "order-1")],
+        &lead("ann@initech.com"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(again, first);
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 1);
+    // The same key with another body is refused.
+    let (status, body) = s.post_leads(&acme, Some("order-1"), &lead("bob@initech.com"));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key.reused");
+
+    // Another tenant sees none of it.
+    let (status, _) = s.get(&format!("/v1/leads/{lead_id}"), Some(&globex));
+    assert_eq!(status, 404);
+    let (status, _) = s.get(
+        &format!("/v1/requests/{}", first["request_id"]),
+        Some(&globex),
+    );
+    assert_eq!(status, 404);
+    let (status, mine) = s.get(&format!("/v1/leads/{lead_id}"), Some(&acme));
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["lead"]["email"], "ann@initech.com");
+    // The same idempotency key in another tenant is another request.
+    let (status, other) = s.post_leads(&globex, Some("order-1"), &lead("ann@initech.com"));
+    assert_eq!(status, 200, "{other}");
+    assert_ne!(
+        other["results"][0]["lead_id"],
+        first["results"][0]["lead_id"]
+    );
+
+    // No key, a wrong key: 401.
+    let (status, _, body) = s.post("/v1/leads", &[], &lead("x@initech.com"));
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "auth.missing");
+    let (status, body) = s.post_leads("lg_acme_0000", None, &lead("x@initech.com"));
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "auth.invalid");
+
+    // globex's rate limit: a burst of 3, then 429 with Retry-After.
+    let mut limited = None;
+    for _ in 0..6 {
+        let auth = format!("Bearer {globex}");
+        let (status, headers, _) = s.post("/v1/leads", &[("Authorization", &auth)], "[]");
+        if status == 429 {
+            limited = Some(headers);
+            break;
+        }
+    }
+    let limited = limited.expect("globex is rate limited");
+    assert!(limited.contains_key("retry-after"));
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(dir.path());
+    let auth = format!("Bearer {acme}");
+
+    let big = format!("[{}]", vec![lead("a@b.com"); 200].join(","));
+    let (status, _, body) = s.post("/v1/leads", &[("Authorization", &auth)], &big);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "body.too_large");
+
+    let many = format!(
+        "[{}]",
+        (0..21)
+            .map(|_| "{}".to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let (status, _, body) = s.post("/v1/leads", &[("Authorization", &auth)], &many);
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "body.too_many_leads");
+
+    let (status, _, body) = s.post("/v1/leads", &[("Authorization", &auth)], "{\"email\": ");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "body.json");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+
+    let (status, _, body) = s.post("/v1/leads", &[("Authorization", &auth)], "42");
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "body.shape");
+
+    // A lead that is not an object is recorded as rejected, not lost.
+    let (status, _, body) = s.post(
+        "/v1/leads",
+        &[("Authorization", &auth)],
+        &format!("[{}, \"just a string\"]", lead("c@initech.com")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][1]["status"], "rejected");
+    assert_eq!(body["results"][1]["issues"][0]["code"], "record.json");
+
+    // A form: field-level errors a form can display.
+    let (status, _, body) = s.post(
+        "/v1/forms/contact",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "email=not-an-email&first_name=Bob",
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["status"], "rejected");
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(body["warnings"].as_array().unwrap())
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"email"), "{body}");
+    // ... kept in the store all the same.
+    let id = body["lead_id"].as_str().unwrap();
+    let (status, stored) = s.get(&format!("/v1/leads/{id}"), Some(&acme));
+    assert_eq!(status, 200);
+    assert_eq!(stored["status"], "rejected");
+
+    let (status, _, body) = s.post(
+        "/v1/forms/contact",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "email=dana%40initech.com&first_name=Dana&last_name=Scully&company=Initech",
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["result"]["lead"]["custom"][0]["key"], "form_id");
+
+    let (status, _, body) = s.post(
+        "/v1/forms/contact",
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        "hello",
+    );
+    assert_eq!(status, 415);
+    assert_eq!(body["error"]["code"], "body.content_type");
+
+    let (status, body) = s.get("/v2/nothing", None);
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "route.not_found");
+}
+
+fn hubspot_headers(uri: &str, body: &str, ts: i64, secret: &str) -> (String, String) {
+    let t = ts.to_string();
+    (
+        leadgate_signature::hubspot_v3::sign(secret.as_bytes(), "POST", uri, body.as_bytes(), &t),
+        t,
+    )
+}
+
+#[test]
+fn webhooks_are_verified_and_write_back_to_the_crm() {
+    let crm = FakeCrm::start();
+    crm.state.lock().unwrap().contacts.insert(
+        "501".into(),
+        serde_json::json!({"id": "501", "properties": {
+            "email": "hub@initech.com", "firstname": "Hub", "lastname": "Spot",
+            "company": "Initech", "phone": "+1 415 555 2671", "country": "US"}}),
+    );
+    let dir = setup(&crm.url, "");
+    let s = Server::start(dir.path());
+    let path = "/v1/webhooks/acme/hubspot";
+    let uri = format!("{}{path}", s.url);
+    let body = r#"[{"eventId":9001,"subscriptionType":"contact.creation","objectId":501,"portalId":7,"occurredAt":1}]"#;
+    let send = |sig: &str, ts: &str, body: &str| {
+        s.post(
+            path,
+            &[
+                ("X-HubSpot-Signature-v3", sig),
+                ("X-HubSpot-Request-Timestamp", ts),
+            ],
+            body,
+        )
+    };
+    // Valid.
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms(), HUBSPOT_SECRET);
+    let (status, _, out) = send(&sig, &ts, body);
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(out["events"][0]["status"], 200, "{out}");
+    let lead_id = out["events"][0]["result"]["results"][0]["lead_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The result is written back to contact 501.
+    wait_for("the write-back", || {
+        crm.state.lock().unwrap().patches.contains_key("501")
+    });
+    let patch = crm.state.lock().unwrap().patches["501"].clone();
+    assert_eq!(patch["leadgate_lead_id"], lead_id.as_str());
+    assert_eq!(patch["leadgate_qualification"], "qualified");
+    // Redelivered (a new signature, the same event): nothing twice.
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms(), HUBSPOT_SECRET);
+    let (status, _, again) = send(&sig, &ts, body);
+    assert_eq!(status, 200);
+    assert_eq!(
+        again["events"][0]["result"]["results"][0]["lead_id"],
+        lead_id.as_str()
+    );
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 1);
+
+    // Wrong secret, old, future, tampered, unsigned: 401, logged.
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms(), "not-the-secret");
+    let (status, _, out) = send(&sig, &ts, body);
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("signature.mismatch"))
+    );
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms() - 6 * 60_000, HUBSPOT_SECRET);
+    let (status, _, out) = send(&sig, &ts, body);
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("signature.stale"))
+    );
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms() + 6 * 60_000, HUBSPOT_SECRET);
+    let (status, _, out) = send(&sig, &ts, body);
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("signature.future"))
+    );
+    let (sig, ts) = hubspot_headers(&uri, body, now_ms(), HUBSPOT_SECRET);
+    let tampered = body.replace("501", "502");
+    let (status, _, out) = send(&sig, &ts, &tampered);
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("signature.mismatch"))
+    );
+    let (status, _, out) = s.post(path, &[], body);
+    assert_eq!(
+        (status, out["error"]["code"].as_str()),
+        (401, Some("signature.missing"))
+    );
+    assert!(
+        s.logs().contains("refused a webhook signature"),
+        "{}",
+        s.logs()
+    );
+    let (_, metrics) = s.get("/metrics", None);
+    assert!(
+        metrics.as_str().unwrap().contains(
+            "leadgate_signatures_refused_total{tenant=\"acme\",outcome=\"signature.stale\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // The generic signed webhook carrying the lead.
+    let lead_path = "/v1/webhooks/acme/lead";
+    let body = serde_json::json!({"event_id": "evt-1", "leads": [serde_json::from_str::<serde_json::Value>(&lead("web@initech.com")).unwrap()]}).to_string();
+    let sig =
+        leadgate_signature::leadgate_v1::sign(WEBHOOK_SECRET.as_bytes(), body.as_bytes(), now_ms());
+    let (status, _, out) = s.post(lead_path, &[("X-Leadgate-Signature", &sig)], &body);
+    assert_eq!(status, 200, "{out}");
+    let (status, headers, again) = s.post(lead_path, &[("X-Leadgate-Signature", &sig)], &body);
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(again, out);
+    let bad = leadgate_signature::leadgate_v1::sign(b"wrong", body.as_bytes(), now_ms());
+    let (status, _, _) = s.post(lead_path, &[("X-Leadgate-Signature", &bad)], &body);
+    assert_eq!(status, 401);
+    let (status, _, _) = s.post(
+        "/v1/webhooks/nobody/lead",
+        &[("X-Leadgate-Signature", &sig)],
+        &body,
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn handoff_retries_dead_letters_and_never_duplicates() {
+    let crm = FakeCrm::start();
+    crm.state.lock().unwrap().down = true;
+    let dir = setup(&crm.url, "batch_size = 10\nmax_attempts = 5\n");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(dir.path());
+    let post = |leads: &[&str]| -> Vec<String> {
+        let body = format!(
+            "[{}]",
+            leads.iter().map(|e| lead(e)).collect::<Vec<_>>().join(",")
+        );
+        let (status, out) = s.post_leads(&acme, None, &body);
+        assert_eq!(status, 200, "{out}");
+        (0..leads.len())
+            .map(|i| out["results"][i]["lead_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let state_of = |id: &str| -> String {
+        let (_, v) = s.get(&format!("/v1/leads/{id}"), Some(&acme));
+        v["crm"][0]["state"].as_str().unwrap_or("").to_string()
+    };
+    // A schema error refuses the whole batch; split, only its lead fails,
+    // with an exception item holding the CRM's error.
+    let ids = post(&["schema@initech.com", "good@initech.com"]);
+    wait_for("good delivered", || state_of(&ids[1]) == "delivered");
+    wait_for("schema failed", || state_of(&ids[0]) == "failed");
+    let out = leadgate(dir.path())
+        .args(["--config", "leadgate.toml", "exceptions", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("PROPERTY_DOESNT_EXIST") && text.contains(&ids[0]),
+        "{text}"
+    );
+    // 429, then 500, then a timeout, then delivered — one contact.
+    let flaky = post(&["flaky@initech.com"]);
+    wait_for("flaky delivered", || state_of(&flaky[0]) == "delivered");
+    // Down: dead-lettered after max_attempts.
+    let down = post(&["down@initech.com"]);
+    wait_for("down dead-lettered", || state_of(&down[0]) == "dead");
+    {
+        let st = crm.state.lock().unwrap();
+        assert_eq!(st.attempts["down@initech.com"], 5);
+        assert_eq!(st.attempts["flaky@initech.com"], 4);
+        assert!(!st.records.contains_key("schema@initech.com"));
+    }
+    // Replayed once the CRM is back.
+    crm.state.lock().unwrap().down = false;
+    let out = leadgate(dir.path())
+        .args(["--config", "leadgate.toml", "outbox", "retry"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 handoff(s)"),
+        "{out:?}"
+    );
+    wait_for("down delivered", || state_of(&down[0]) == "delivered");
+    let st = crm.state.lock().unwrap();
+    for e in ["flaky@initech.com", "good@initech.com", "down@initech.com"] {
+        assert_eq!(st.creates.get(e), Some(&1), "{e}: exactly one CRM record");
+    }
+    drop(st);
+    let (_, metrics) = s.get("/metrics", None);
+    let m = metrics.as_str().unwrap();
+    assert!(
+        m.contains("leadgate_handoffs_total{tenant=\"acme\",outcome=\"dead\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("leadgate_outbox{tenant=\"acme\",outcome=\"delivered\"} 3"),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(dir.path());
+    let url = s.url.clone();
+    let requests: Vec<(String, String)> = (0..40)
+        .map(|r| {
+            let leads: Vec<String> = (0..5)
+                .map(|i| lead(&format!("p{r}-{i}@crash{r}.com")))
+                .collect();
+            (format!("req-{r}"), format!("[{}]", leads.join(",")))
+        })
+        .collect();
+    // Send from two clients while the server is killed part-way.
+    let sent = Arc::new(Mutex::new(0usize));
+    let senders: Vec<_> = (0..2)
+        .map(|c| {
+            let reqs: Vec<(String, String)> = requests.iter().skip(c).step_by(2).cloned().collect();
+            let (url, key, sent) = (url.clone(), acme.clone(), sent.clone());
+            std::thread::spawn(move || {
+                for (idem, body) in reqs {
+                    let r = Server::agent()
+                        .post(format!("{url}/v1/leads"))
+                        .header("Authorization", format!("Bearer {key}"))
+                        .header("Idempotency-Key", &idem)
+                        .header("Content-Type", "application/json")
+                        .send(&body);
+                    if r.is_err() {
+                        return; // the server is gone
+                    }
+                    *sent.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    wait_for("some requests", || *sent.lock().unwrap() >= 8);
+    s.crash();
+    for t in senders {
+        t.join().unwrap();
+    }
+    // Restarted, the clients send everything again with the same keys.
+    let s = Server::start(dir.path());
+    for (idem, body) in &requests {
+        let (status, out) = s.post_leads(&acme, Some(idem), body);
+        assert!(status == 200 || status == 202, "{status} {out}");
+    }
+    wait_for("every request done", || {
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM intake WHERE state = 'pending'",
+        ) == 0
+    });
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 40);
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 200);
+    assert_eq!(
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM (SELECT json_extract(normalized, '$.email') e FROM leads GROUP BY e HAVING count(*) > 1)"
+        ),
+        0
+    );
+    // Every lead reaches the CRM once.
+    wait_for("all handed off", || {
+        crm.state.lock().unwrap().records.len() == 200
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(crm.state.lock().unwrap().creates.values().all(|n| *n == 1));
+}
+
+#[test]
+fn review_queue_decisions_and_sla() {
+    let crm = FakeCrm::start();
+    let dir = setup(
+        &crm.url,
+        "[review]\nescalate_after_hours = 0.001\nfallback_after_hours = 0.002\nfallback = \"reject\"\n",
+    );
+    let acme = key(dir.path(), "acme");
+    let globex = key(dir.path(), "globex");
+    let s = Server::start(dir.path());
+    // A disposable address: a warning, so review.
+    let (status, body) = s.post_leads(
+        &acme,
+        None,
+        &format!(
+            "[{},{}]",
+            lead("temp@mailinator.com"),
+            lead("other@mailinator.com")
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], "review", "{body}");
+    let (status, list) = s.get("/v1/review", Some(&acme));
+    assert_eq!(status, 200);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list}");
+    assert_eq!(items[0]["kind"], "validation");
+    assert!(items[0]["priority"].as_f64().unwrap() > 0.0);
+    let id = items[0]["id"].as_i64().unwrap();
+    let (_, other_list) = s.get("/v1/review", Some(&globex));
+    assert_eq!(other_list["items"].as_array().unwrap().len(), 0);
+
+    let auth = format!("Bearer {acme}");
+    let decide = |auth: &str, body: &str| {
+        s.post(
+            &format!("/v1/review/{id}/decision"),
+            &[("Authorization", auth)],
+            body,
+        )
+    };
+    let (status, _, out) = decide(&auth, r#"{"decision": "merge", "reviewer": "ann"}"#);
+    assert_eq!(status, 422, "{out}");
+    let globex_auth = format!("Bearer {globex}");
+    let (status, _, _) = decide(&globex_auth, r#"{"decision": "accept", "reviewer": "eve"}"#);
+    assert_eq!(status, 404);
+    let (status, _, out) = decide(
+        &auth,
+        r#"{"decision": "accept", "reviewer": "ann", "note": "known customer"}"#,
+    );
+    assert_eq!(status, 200, "{out}");
+    assert!(
+        out["effect"]
+            .as_str()
+            .unwrap()
+            .contains("queued for the CRM"),
+        "{out}"
+    );
+    let (status, _, out) = decide(&auth, r#"{"decision": "reject", "reviewer": "bob"}"#);
+    assert_eq!(status, 409, "{out}");
+    assert_eq!(out["error"]["code"], "review.already_decided");
+
+    // The other item waits past both thresholds: escalated, then the
+    // fallback rejects it (the server's scheduler ticks every second).
+    let other = items[1]["lead_id"].as_str().unwrap().to_string();
+    wait_for("the fallback", || {
+        let (_, v) = s.get(&format!("/v1/leads/{other}"), Some(&acme));
+        v["status"] == "rejected"
+    });
+    assert!(
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM alerts WHERE kind = 'review.escalated'"
+        ) >= 1
+    );
+    assert!(
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM alerts WHERE kind = 'review.fallback'"
+        ) >= 1
+    );
+    let (_, metrics) = s.get("/metrics", None);
+    let m = metrics.as_str().unwrap();
+    assert!(m.contains("leadgate_review_open{tenant=\"acme\"} 0"), "{m}");
+    assert!(
+        m.contains("leadgate_validation_total{tenant=\"acme\",outcome=\"review\"} 2"),
+        "{m}"
+    );
+}
+
+#[test]
+fn health_metrics_and_the_openapi_document() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let s = Server::start(dir.path());
+    assert_eq!(s.get("/healthz", None).0, 200);
+    assert_eq!(s.get("/readyz", None).0, 200);
+    let (status, doc) = s.get("/openapi.json", None);
+    assert_eq!(status, 200);
+    // Every route the server has is documented.
+    let routes =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/routes.rs"))
+            .unwrap();
+    for line in routes
+        .lines()
+        .filter(|l| l.trim_start().starts_with(".route(\""))
+    {
+        let path = line.split('"').nth(1).unwrap();
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in openapi.json"
+        );
+    }
+    let (_, metrics) = s.get("/metrics", None);
+    let m = metrics.as_str().unwrap();
+    for name in [
+        "leadgate_http_requests_total",
+        "leadgate_review_sla_adherence",
+        "leadgate_handoff_failure_rate",
+        "leadgate_intake_pending",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
+    }
+}
