@@ -28,7 +28,7 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 }
 
 /// Fills `store` with `leads`, normalized and keyed natively.
-fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Result<()> {
+pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Result<()> {
     let settings = leadgate_validate::Settings::from_json(&config.validate_settings()?)?;
     let deduper = leadgate_dedupe::Deduper::from_json(&config.dedupe_settings()?)?;
     let run = store.begin_run(&config.tenant, "bench", "{}", now)?;

@@ -177,7 +177,7 @@ fn rescore_bench(
             &c,
             &mut store,
             &mut scoring,
-            None,
+            crate::score::Scope::All,
             "bench",
             &mut pipeline,
             now + round as i64 * 3_600_000,

@@ -384,7 +384,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
             config,
             &mut store,
             &mut scoring,
-            Some(&report.touched),
+            crate::score::Scope::WithAccounts(&report.touched),
             "events",
             &mut pipeline,
             now,

@@ -15,6 +15,7 @@ mod bench;
 mod bench_dedupe;
 mod bench_enrich;
 mod bench_score;
+mod bench_serve;
 mod calibrate;
 mod classify;
 mod config;
@@ -473,6 +474,25 @@ enum Command {
         /// With --score: leads in the store re-scored.
         #[arg(long, default_value_t = 100_000)]
         rescore_leads: usize,
+        /// Benchmark the HTTP service instead: intake under an open-loop
+        /// load on loopback, against a filled store (uses --stored).
+        #[arg(long, conflicts_with_all = ["dedupe", "enrich", "score"])]
+        serve: bool,
+        /// With --serve: leads per second offered.
+        #[arg(long, default_value_t = 5_000.0)]
+        rate: f64,
+        /// With --serve: leads per request.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// With --serve: client connections.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// With --serve: seconds measured (after the warm-up).
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// With --serve: seconds of warm-up, not measured.
+        #[arg(long, default_value_t = 5)]
+        warmup: u64,
     },
 }
 
@@ -1008,7 +1028,28 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             http_concurrency,
             score,
             rescore_leads,
+            serve,
+            rate,
+            batch,
+            concurrency,
+            duration,
+            warmup,
         } => {
+            if serve {
+                bench_serve::run(
+                    &config,
+                    cli.config.as_deref(),
+                    &bench_serve::Options {
+                        stored: if stored == 1_000_000 { 100_000 } else { stored },
+                        rate,
+                        batch,
+                        concurrency,
+                        duration: std::time::Duration::from_secs(duration),
+                        warmup: std::time::Duration::from_secs(warmup),
+                    },
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if score {
                 bench_score::run(
                     &config,
@@ -1086,8 +1127,9 @@ fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
     })
 }
 
-/// Re-scores stored leads (all, or `only` plus any whose waiting events
-/// just found them), surfacing into the pipeline.
+/// Re-scores stored leads: all, or `only` (new leads: just themselves) and
+/// any whose waiting events just found them (with their accounts),
+/// surfacing into the pipeline.
 fn rescore_stored(
     config: &Config,
     db: &str,
@@ -1097,24 +1139,45 @@ fn rescore_stored(
 ) -> Result<score::Report> {
     let mut store = leadgate_store::Store::open(db)?;
     let late = store.attach_pending(&config.tenant)?;
-    let only = only.map(|mut o| {
-        o.extend(late);
-        o
-    });
     let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let stage = score::Stage::load(config, &runtime, None)?;
     let mut scoring = stage.scoring(config)?;
     let path = pipeline.or_else(|| config.score.pipeline.as_ref().map(|p| config.base.join(p)));
     let mut pipeline = score::Pipeline::open(path.as_deref())?;
-    score::rescore(
+    let now = run::now_ms();
+    let Some(mut only) = only else {
+        return score::rescore(
+            config,
+            &mut store,
+            &mut scoring,
+            score::Scope::All,
+            cause,
+            &mut pipeline,
+            now,
+        );
+    };
+    only.retain(|id| !late.contains(id));
+    let mut report = score::rescore(
         config,
         &mut store,
         &mut scoring,
-        only.as_ref(),
+        score::Scope::Only(&only),
         cause,
         &mut pipeline,
-        run::now_ms(),
-    )
+        now,
+    )?;
+    if !late.is_empty() {
+        report.absorb(score::rescore(
+            config,
+            &mut store,
+            &mut scoring,
+            score::Scope::WithAccounts(&late),
+            "events",
+            &mut pipeline,
+            now,
+        )?);
+    }
+    Ok(report)
 }
 
 fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -> Result<()> {

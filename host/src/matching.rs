@@ -53,8 +53,12 @@ pub struct Stage<'a> {
     tenant: String,
     per_key: usize,
     max_candidates: usize,
-    recent: Vec<Recent>,
-    index: HashMap<i64, Vec<u32>>,
+    /// Leads matched but not yet in the store, oldest first; positions in
+    /// `index` count from the first lead ever held (`base` of them have
+    /// been forgotten since).
+    recent: std::collections::VecDeque<Recent>,
+    base: usize,
+    index: HashMap<i64, Vec<usize>>,
 }
 
 /// A candidate for one lead: where it lives in the compare pool and what
@@ -88,15 +92,34 @@ impl<'a> Stage<'a> {
             tenant: tenant.to_string(),
             per_key,
             max_candidates,
-            recent: Vec::new(),
+            recent: std::collections::VecDeque::new(),
+            base: 0,
             index: HashMap::new(),
         }
     }
 
     /// The leads in the store now include everything matched so far.
     pub fn flushed(&mut self) {
+        self.base += self.recent.len();
         self.recent.clear();
         self.index.clear();
+    }
+
+    /// The oldest `n` leads matched are in the store now (another thread
+    /// recorded them); the later ones are still only here.
+    pub fn forget_oldest(&mut self, n: usize) {
+        let n = n.min(self.recent.len());
+        if n == self.recent.len() {
+            self.flushed();
+            return;
+        }
+        self.recent.drain(..n);
+        self.base += n;
+        let base = self.base;
+        self.index.retain(|_, positions| {
+            positions.retain(|p| *p >= base);
+            !positions.is_empty()
+        });
     }
 
     /// Matches `leads` (normalized, ids set), in order.
@@ -151,7 +174,7 @@ impl<'a> Stage<'a> {
                 pairs.push((me, pool.len() as u32));
                 pool.push(c.lead);
             }
-            let mut recent: Vec<u32> = Vec::new();
+            let mut recent: Vec<usize> = Vec::new();
             for h in &hashes {
                 if let Some(rs) = self.index.get(h) {
                     for r in rs.iter().rev().take(self.per_key) {
@@ -165,7 +188,7 @@ impl<'a> Stage<'a> {
                 if seen.len() >= self.max_candidates {
                     break;
                 }
-                let rec = &self.recent[r as usize];
+                let rec = &self.recent[r - self.base];
                 if seen.contains(&rec.id) {
                     continue;
                 }
@@ -175,17 +198,17 @@ impl<'a> Stage<'a> {
                     Cand {
                         pool: pool.len() as u32,
                         id: rec.id.clone(),
-                        master: MasterOf::Recent(r as usize),
+                        master: MasterOf::Recent(r),
                     },
                 ));
                 pairs.push((me, pool.len() as u32));
                 pool.push(rec.lead.clone());
             }
-            let r = self.recent.len() as u32;
+            let r = self.base + self.recent.len();
             for h in &hashes {
                 self.index.entry(*h).or_default().push(r);
             }
-            self.recent.push(Recent {
+            self.recent.push_back(Recent {
                 id: lead.id.clone(),
                 lead: Lead::clone(lead),
                 master: None,
@@ -247,7 +270,7 @@ impl<'a> Stage<'a> {
                 MasterOf::Stored(m) => m.clone(),
                 MasterOf::Recent(r) => self
                     .recent
-                    .get(*r)
+                    .get(*r - self.base)
                     .map(|rec| rec.master.clone().unwrap_or_else(|| rec.id.clone()))
                     .unwrap_or_else(|| cand.id.clone()),
             };
@@ -256,7 +279,7 @@ impl<'a> Stage<'a> {
             let with = match decision {
                 Decision::Merge | Decision::Link => {
                     if let Some(r) = first_recent[i] {
-                        self.recent[r as usize].master = Some(master.clone());
+                        self.recent[r - self.base].master = Some(master.clone());
                     }
                     master
                 }

@@ -253,6 +253,85 @@ pub struct Processed {
     pub line: Box<serde_json::value::RawValue>,
 }
 
+/// Leads validated, enriched, matched and classified, not yet recorded.
+pub struct Prepared {
+    outcomes: Vec<Outcome>,
+    out: Vec<u8>,
+    now: i64,
+    source: Source,
+}
+
+impl Prepared {
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+}
+
+/// The second half of the pipeline: records prepared leads.
+#[derive(Clone, Copy)]
+pub struct Committer<'a> {
+    config: &'a Config,
+    loaded: &'a Components,
+    run_id: i64,
+}
+
+impl Committer<'_> {
+    /// Records `p` in one transaction; one result per lead, in order.
+    pub fn commit(&self, store: &mut Store, p: Prepared) -> Result<Vec<Processed>> {
+        let Prepared {
+            mut outcomes,
+            out,
+            now,
+            source,
+        } = p;
+        let chain = self.loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
+        let ctx = ChunkContext {
+            tenant: &self.config.tenant,
+            source,
+            now,
+            component: self.loaded.validate.digest(),
+            run_id: self.run_id,
+            import: false,
+            rules: &self.config.dedupe.survivorship,
+            classifier: &self.loaded.classifier,
+            enrich_component: self
+                .loaded
+                .enrich
+                .as_ref()
+                .map_or("", |(c, _, _)| c.digest()),
+            chain: chain.as_deref(),
+        };
+        let mut results: Vec<Processed> = outcomes
+            .iter()
+            .map(|o| Processed {
+                lead_id: o.raw.id.clone(),
+                status: o.status,
+                validation: o.validation,
+                matched: o.found.as_ref().and_then(|f| match f.decision {
+                    Decision::Merge => Some("merge"),
+                    Decision::Link => Some("link"),
+                    Decision::Review => Some("review"),
+                    Decision::Distinct => None,
+                }),
+                enrichment: if o.enrich_failed {
+                    Some("component failed")
+                } else {
+                    o.enriched.as_ref().map(|e| e.enrichment.status.as_str())
+                },
+                state: o.qualification.state,
+                line: serde_json::value::RawValue::NULL.to_owned(),
+            })
+            .collect();
+        flush(&ctx, store, &mut outcomes, None)?;
+        let text = String::from_utf8(out).context("a result line is not UTF-8")?;
+        for (p, line) in results.iter_mut().zip(text.lines()) {
+            p.line = serde_json::value::RawValue::from_string(line.to_string())
+                .context("a result line is not JSON")?;
+        }
+        Ok(results)
+    }
+}
+
 /// The pipeline for records that arrive a few at a time (the service):
 /// each call validates, enriches, matches, classifies and records one
 /// batch in order, in the calling thread.
@@ -297,16 +376,16 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Processes `records` (lead ids from `ids`, new ones where it runs
-    /// short) arriving from `source`; returns one result per record, in
-    /// order, after they are recorded.
-    pub fn process(
+    /// The first half: validates, enriches, matches and classifies
+    /// `records`; nothing is recorded yet. Matching sees the leads of
+    /// earlier batches that are not recorded yet, until [`Engine::forget`].
+    pub fn prepare(
         &mut self,
-        store: &mut Store,
+        store: &Store,
         mut records: Vec<InputRecord>,
         ids: &[String],
         source: Source,
-    ) -> Result<Vec<Processed>> {
+    ) -> Result<Prepared> {
         let now = now_ms();
         let chain = self.loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
         let ctx = ChunkContext {
@@ -333,45 +412,38 @@ impl<'a> Engine<'a> {
             self.enricher.as_mut(),
         )?;
         let mut out: Vec<u8> = Vec::new();
-        let mut pending = Vec::with_capacity(records.len());
+        let mut outcomes = Vec::with_capacity(records.len());
         finish_chunk(
             &ctx,
             validated,
             self.stage.as_mut(),
             store,
-            &mut pending,
+            &mut outcomes,
             &mut out,
             &mut self.report,
         )?;
-        let meta: Vec<Processed> = pending
-            .iter()
-            .map(|o| Processed {
-                lead_id: o.raw.id.clone(),
-                status: o.status,
-                validation: o.validation,
-                matched: o.found.as_ref().and_then(|f| match f.decision {
-                    Decision::Merge => Some("merge"),
-                    Decision::Link => Some("link"),
-                    Decision::Review => Some("review"),
-                    Decision::Distinct => None,
-                }),
-                enrichment: if o.enrich_failed {
-                    Some("component failed")
-                } else {
-                    o.enriched.as_ref().map(|e| e.enrichment.status.as_str())
-                },
-                state: o.qualification.state,
-                line: serde_json::value::RawValue::NULL.to_owned(),
-            })
-            .collect();
-        flush(&ctx, store, &mut pending, self.stage.as_mut())?;
-        let text = String::from_utf8(out).context("a result line is not UTF-8")?;
-        let mut results = meta;
-        for (p, line) in results.iter_mut().zip(text.lines()) {
-            p.line = serde_json::value::RawValue::from_string(line.to_string())
-                .context("a result line is not JSON")?;
+        Ok(Prepared {
+            outcomes,
+            out,
+            now,
+            source,
+        })
+    }
+
+    /// The oldest `n` leads prepared are recorded now.
+    pub fn forget(&mut self, n: usize) {
+        if let Some(stage) = self.stage.as_mut() {
+            stage.forget_oldest(n);
         }
-        Ok(results)
+    }
+
+    /// What records prepared leads: it can work in another thread.
+    pub fn committer(&self) -> Committer<'a> {
+        Committer {
+            config: self.config,
+            loaded: self.loaded,
+            run_id: self.run_id,
+        }
     }
 
     /// Records the run's totals so far under `status`.

@@ -175,6 +175,23 @@ pub struct Report {
     pub scoring: Duration,
 }
 
+impl Report {
+    /// Adds another re-score's counts to this one's.
+    pub fn absorb(&mut self, other: Report) {
+        self.scored += other.scored;
+        self.exceptions += other.exceptions;
+        self.changed += other.changed;
+        for (k, v) in other.surfaced {
+            *self.surfaced.entry(k).or_default() += v;
+        }
+        for (k, v) in other.grades {
+            *self.grades.entry(k).or_default() += v;
+        }
+        self.elapsed += other.elapsed;
+        self.scoring += other.scoring;
+    }
+}
+
 /// A lead loaded for scoring.
 struct Loaded {
     lead: Lead,
@@ -274,11 +291,25 @@ const TARGETED_MAX: usize = 20_000;
 /// or those in `only` and everyone of their accounts (a colleague's
 /// activity changes their intent). Records each score, its history and
 /// surfacing, and appends surfaced leads to `pipeline`.
+/// Which leads a re-score scores.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every scoreable lead of the tenant.
+    All,
+    /// These leads and everyone of their accounts: they have new events,
+    /// and a colleague's activity changes their intent too.
+    WithAccounts(&'a BTreeSet<String>),
+    /// Only these leads (new leads without events of their own change
+    /// nobody else's score); their accounts' active members are read as
+    /// peers.
+    Only(&'a BTreeSet<String>),
+}
+
 pub fn rescore(
     config: &Config,
     store: &mut Store,
     scoring: &mut Scoring<'_>,
-    only: Option<&BTreeSet<String>>,
+    scope: Scope<'_>,
     cause: &str,
     pipeline: &mut Pipeline,
     now: i64,
@@ -287,6 +318,12 @@ pub fn rescore(
     let c = &config.score;
     let tenant = config.tenant.as_str();
     let mut report = Report::default();
+    let since = now - (c.event_window_days * 86_400_000.0) as i64;
+    let (only, expand) = match scope {
+        Scope::All => (None, false),
+        Scope::WithAccounts(ids) => (Some(ids), true),
+        Scope::Only(ids) => (Some(ids), false),
+    };
     // Which leads to load and which to score.
     let (load, targets): (Option<Vec<String>>, Option<BTreeSet<String>>) = match only {
         None => (None, None),
@@ -302,17 +339,22 @@ pub fn rescore(
                 .collect();
             let accounts: Vec<String> = accounts.into_iter().collect();
             let mut all: BTreeSet<String> = ids.clone();
-            all.extend(store.account_members(tenant, &accounts)?);
-            let all: Vec<String> = all.into_iter().collect();
-            (Some(all.clone()), Some(all.into_iter().collect()))
+            if expand {
+                all.extend(store.account_members(tenant, &accounts)?);
+                let all: Vec<String> = all.into_iter().collect();
+                (Some(all.clone()), Some(all.into_iter().collect()))
+            } else {
+                // Colleagues without recent events add nothing as peers.
+                all.extend(store.active_account_members(tenant, &accounts, since)?);
+                (Some(all.into_iter().collect()), Some(ids.clone()))
+            }
         }
     };
     let rows: Vec<ScoringLead> = store.scoring_leads(tenant, load.as_deref())?;
-    let since = now - (c.event_window_days * 86_400_000.0) as i64;
     let mut events: HashMap<String, Vec<Event>> = HashMap::new();
     // One table of page categories for every subject of this re-score.
     let mut categories = leadgate_lead::score::Categories::default();
-    let masters = store.masters(tenant)?;
+    let masters = store.masters(tenant, load.as_deref())?;
     for (lead, row) in store.recent_events(tenant, since, load.as_deref())? {
         // A merged lead's events count for its master.
         let lead = match masters.get(&lead) {
@@ -367,7 +409,7 @@ pub fn rescore(
         .iter()
         .map(|(id, _)| targets.as_ref().is_none_or(|t| t.contains(id)))
         .collect();
-    if targets.is_some() {
+    if targets.is_some() && expand {
         for (i, (_, l)) in loaded.iter().enumerate() {
             if chosen[i]
                 && let Some(members) = l.account.as_deref().and_then(|a| by_account.get(a))

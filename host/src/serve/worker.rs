@@ -5,8 +5,13 @@
 //! record — scores them, queues qualified leads for the CRM, records each
 //! request's result, and answers the waiting handler.
 //!
-//! Requests that arrive together are processed together (one store
-//! transaction), which is what keeps intake fast under load. A request
+//! Two threads per tenant, like `leadgate run`'s two stages: the front
+//! logs requests and validates, enriches, matches and classifies their
+//! leads; the back records them, scores them, queues handoffs and answers,
+//! while the front works on the next batch (matching sees the leads the
+//! back has not recorded yet). Requests that arrive together are processed
+//! together (one store transaction each way), which is what keeps intake
+//! fast under load. A request
 //! logged but not finished — the process stopped, or the store failed —
 //! is picked up again at start and whenever the queue is idle: its leads
 //! keep the ids they were given when logged, and leads already recorded
@@ -14,7 +19,7 @@
 
 use super::Shared;
 use crate::config::Config;
-use crate::run::{Components, Engine, Processed};
+use crate::run::{Committer, Components, Engine, Prepared, Processed};
 use crate::serve::config::Target;
 use anyhow::{Context, Result};
 use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
@@ -24,7 +29,7 @@ use leadgate_store::{Status, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -111,62 +116,116 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     let pipeline_path = config.score.pipeline.as_ref().map(|p| config.base.join(p));
     let pipeline = crate::score::Pipeline::open(pipeline_path.as_deref())?;
     let engine = Engine::new(&config, &components, &store, "serve")?;
-    let mut w = Worker {
+    let run_id = engine.run_id;
+    let mut front = Front {
         config: &config,
         tenant: &tenant,
         engine,
+        mapping: Mapping::parse::<&str>(&[])?,
+        in_flight: 0,
+    };
+    let mut back = Back {
+        config: &config,
+        tenant: &tenant,
+        committer: front.engine.committer(),
         scoring,
         pipeline,
         shared: &shared,
-        mapping: Mapping::parse::<&str>(&[])?,
+        store: Store::open(&db)?,
     };
-    w.recover(&mut store)?;
-    shared.set_ready(&tenant);
-    tracing::info!(tenant = %tenant, run_id = w.engine.run_id, "pipeline ready");
-    let mut last_checkpoint = Instant::now();
-    loop {
-        let first = match rx.recv_timeout(IDLE_RECOVERY) {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = w.recover(&mut store) {
-                    tracing::error!(tenant = %tenant, error = %format!("{e:#}"), "recovering unfinished requests failed");
-                }
-                w.engine.checkpoint(&store, "serving")?;
-                last_checkpoint = Instant::now();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
+    // Requests left unfinished by the last process, before any new one
+    // (those that fail again are left for the idle retries).
+    let mut last_first = None;
+    while let Some(work) = front.recover(&mut store)? {
+        let first = match &work {
+            Work::Leads { pending, .. } => pending.first().map(|p| p.intake),
+            Work::Events { intake, .. } => Some(*intake),
         };
-        let mut size = first.size();
-        let mut jobs = vec![first];
-        while size < config.serve.max_batch {
-            match rx.try_recv() {
-                Ok(job) => {
-                    size += job.size();
-                    jobs.push(job);
-                }
-                Err(_) => break,
-            }
+        if first.is_some() && first == last_first {
+            front.engine.forget(work.leads());
+            break;
         }
-        w.batch(&mut store, jobs);
-        if last_checkpoint.elapsed() >= CHECKPOINT {
-            w.engine.checkpoint(&store, "serving")?;
-            last_checkpoint = Instant::now();
-        }
+        last_first = first;
+        let n = work.leads();
+        let (atx, _arx) = std::sync::mpsc::channel();
+        back.work(work, &atx);
+        front.engine.forget(n);
     }
-    w.engine.checkpoint(&store, "done")?;
+    shared.set_ready(&tenant);
+    tracing::info!(tenant = %tenant, run_id, "pipeline ready");
+    std::thread::scope(|scope| -> Result<()> {
+        // Two batches in flight at most: one being recorded, one ready.
+        let (wtx, wrx) = std::sync::mpsc::sync_channel::<Work>(1);
+        let (atx, arx) = std::sync::mpsc::channel::<Ack>();
+        let back_thread = std::thread::Builder::new()
+            .name(format!("record-{tenant}"))
+            .spawn_scoped(scope, move || {
+                for work in wrx {
+                    back.work(work, &atx);
+                }
+            })
+            .context("cannot start the recording thread")?;
+        let result = front.run(&mut store, &rx, &wtx, &arx);
+        drop(wtx);
+        if back_thread.join().is_err() {
+            anyhow::bail!("the recording thread panicked");
+        }
+        result
+    })?;
+    front.engine.checkpoint(&store, "done")?;
     tracing::info!(tenant = %tenant, "pipeline stopped");
     Ok(())
 }
 
-struct Worker<'a> {
+/// What the front hands the back.
+enum Work {
+    Leads {
+        pending: Vec<Pending>,
+        /// Each source's prepared leads, with each lead's place: (request,
+        /// lead) in `pending`.
+        prepared: Vec<(Prepared, Vec<(usize, usize)>)>,
+    },
+    Events {
+        intake: i64,
+        events: Vec<String>,
+        done: Option<oneshot::Sender<Reply>>,
+    },
+}
+
+impl Work {
+    fn leads(&self) -> usize {
+        match self {
+            Work::Leads { prepared, .. } => prepared.iter().map(|(p, _)| p.len()).sum(),
+            Work::Events { .. } => 0,
+        }
+    }
+}
+
+/// What the back tells the front when a batch is done: how many prepared
+/// leads are recorded (or will never be).
+struct Ack {
+    leads: usize,
+}
+
+/// The front half: logging, validation, enrichment, matching.
+struct Front<'a> {
     config: &'a Config,
     tenant: &'a str,
     engine: Engine<'a>,
+    mapping: Mapping,
+    /// Batches handed to the back and not acknowledged.
+    in_flight: usize,
+}
+
+/// The back half: recording, scoring, handoffs, answers.
+struct Back<'a> {
+    config: &'a Config,
+    tenant: &'a str,
+    committer: Committer<'a>,
     scoring: Option<crate::score::Scoring<'a>>,
     pipeline: crate::score::Pipeline,
     shared: &'a Shared,
-    mapping: Mapping,
+    store: Store,
 }
 
 /// A leads request being processed: its intake id, lead ids and request.
@@ -177,6 +236,8 @@ struct Pending {
     kind: String,
     received: Option<Instant>,
     done: Option<oneshot::Sender<Reply>>,
+    /// Leads recorded before (a request picked up again).
+    recorded: BTreeSet<String>,
 }
 
 fn error_reply(status: u16, code: &str, message: &str) -> Reply {
@@ -186,9 +247,95 @@ fn error_reply(status: u16, code: &str, message: &str) -> Reply {
     }
 }
 
-impl Worker<'_> {
-    /// Logs, processes and answers one batch of requests.
-    fn batch(&mut self, store: &mut Store, jobs: Vec<Job>) {
+const UNAVAILABLE: &str = "the leads were accepted and logged but could not be processed now; they will be processed when the pipeline recovers (see the status URL)";
+
+impl Front<'_> {
+    /// Takes requests until the queue closes.
+    fn run(
+        &mut self,
+        store: &mut Store,
+        rx: &Receiver<Job>,
+        back: &SyncSender<Work>,
+        acks: &Receiver<Ack>,
+    ) -> Result<()> {
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(IDLE_RECOVERY) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.settle(acks, true);
+                    // Unfinished requests are taken up only when nothing
+                    // is in flight: they are not in flight then.
+                    if self.in_flight == 0 {
+                        match self.recover(store) {
+                            Ok(Some(work)) => self.send(back, work)?,
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "recovering unfinished requests failed")
+                            }
+                        }
+                    }
+                    self.engine.checkpoint(store, "serving")?;
+                    last_checkpoint = Instant::now();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut size = first.size();
+            let mut jobs = vec![first];
+            while size < self.config.serve.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        size += job.size();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.settle(acks, false);
+            self.batch(store, jobs, back);
+            if last_checkpoint.elapsed() >= CHECKPOINT {
+                self.engine.checkpoint(store, "serving")?;
+                last_checkpoint = Instant::now();
+            }
+        }
+        // Everything handed over is recorded before the run is closed.
+        while self.in_flight > 0 {
+            match acks.recv() {
+                Ok(a) => {
+                    self.engine.forget(a.leads);
+                    self.in_flight -= 1;
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the back's acknowledgements: recorded leads leave the
+    /// matcher's memory.
+    fn settle(&mut self, acks: &Receiver<Ack>, wait: bool) {
+        loop {
+            let a = if wait && self.in_flight > 0 {
+                acks.recv_timeout(Duration::from_millis(10)).ok()
+            } else {
+                acks.try_recv().ok()
+            };
+            let Some(a) = a else { return };
+            self.engine.forget(a.leads);
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+    }
+
+    fn send(&mut self, back: &SyncSender<Work>, work: Work) -> Result<()> {
+        self.in_flight += 1;
+        back.send(work)
+            .map_err(|_| anyhow::anyhow!("the recording thread stopped"))
+    }
+
+    /// Logs one batch of requests, prepares their leads and hands them
+    /// to the back.
+    fn batch(&mut self, store: &mut Store, jobs: Vec<Job>, back: &SyncSender<Work>) {
         let mut leads: Vec<(LeadsJob, Vec<String>, String)> = Vec::new();
         let mut events: Vec<EventsJob> = Vec::new();
         for job in jobs {
@@ -264,6 +411,7 @@ impl Worker<'_> {
                     kind: j.kind.to_string(),
                     received: Some(j.received),
                     done: Some(j.done),
+                    recorded: BTreeSet::new(),
                 });
             }
         }
@@ -279,30 +427,174 @@ impl Worker<'_> {
                 new_events.push((intake, j.events, Some(j.done)));
             }
         }
+        let mut works = Vec::new();
         if !pending.is_empty() {
-            self.leads(store, pending);
-        }
-        for (intake, evs, done) in new_events {
-            let reply = match self.events(store, intake, &evs) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "storing events failed");
-                    error_reply(
-                        503,
-                        "service.unavailable",
-                        "the events could not be stored now; they are logged and will be stored when the store recovers",
-                    )
+            match self.prepare(store, pending) {
+                Ok(w) => works.push(w),
+                Err((e, pending)) => {
+                    tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
+                    for mut p in pending {
+                        if let Some(done) = p.done.take() {
+                            let _ = done.send(error_reply(503, "service.unavailable", UNAVAILABLE));
+                        }
+                    }
                 }
-            };
-            if let Some(done) = done {
-                let _ = done.send(reply);
+            }
+        }
+        for (intake, events, done) in new_events {
+            works.push(Work::Events {
+                intake,
+                events,
+                done,
+            });
+        }
+        for w in works {
+            if self.send(back, w).is_err() {
+                tracing::error!(tenant = %self.tenant, "the recording thread stopped");
             }
         }
     }
 
-    /// Processes logged leads requests and answers them.
-    fn leads(&mut self, store: &mut Store, mut pending: Vec<Pending>) {
-        let result = self.process(store, &mut pending);
+    /// Validates, enriches, matches and classifies the leads of `pending`.
+    #[allow(clippy::result_large_err)]
+    fn prepare(
+        &mut self,
+        store: &Store,
+        pending: Vec<Pending>,
+    ) -> std::result::Result<Work, (anyhow::Error, Vec<Pending>)> {
+        let mut sources: Vec<String> = pending.iter().map(|p| p.request.source.clone()).collect();
+        sources.sort();
+        sources.dedup();
+        let mut prepared = Vec::new();
+        for source_name in sources {
+            let source = Source::parse(&source_name).unwrap_or(Source::Api);
+            let mut records: Vec<InputRecord> = Vec::new();
+            let mut ids: Vec<String> = Vec::new();
+            let mut places: Vec<(usize, usize)> = Vec::new();
+            for (pi, p) in pending.iter().enumerate() {
+                if p.request.source != source_name {
+                    continue;
+                }
+                for (li, (value, id)) in p.request.leads.iter().zip(&p.ids).enumerate() {
+                    if p.recorded.contains(id) {
+                        continue;
+                    }
+                    records.push(InputRecord {
+                        line: li as u64 + 1,
+                        outcome: leadgate_ingest::parse_value(
+                            value,
+                            &self.mapping,
+                            Limits::default(),
+                        ),
+                    });
+                    ids.push(id.clone());
+                    places.push((pi, li));
+                }
+            }
+            if records.is_empty() {
+                continue;
+            }
+            match self.engine.prepare(store, records, &ids, source) {
+                Ok(p) => prepared.push((p, places)),
+                Err(e) => {
+                    // What was prepared will never be recorded.
+                    let n: usize = prepared.iter().map(|(p, _): &(Prepared, _)| p.len()).sum();
+                    self.engine.forget(n);
+                    return Err((e, pending));
+                }
+            }
+        }
+        Ok(Work::Leads { pending, prepared })
+    }
+
+    /// The oldest requests logged but not finished, as work for the back.
+    fn recover(&mut self, store: &mut Store) -> Result<Option<Work>> {
+        let rows = store.pending_intake(self.tenant, 64)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        tracing::info!(tenant = %self.tenant, requests = rows.len(), "processing requests left unfinished");
+        // Events first, one at a time.
+        if let Some(row) = rows.iter().find(|r| r.kind == "events") {
+            let events: Vec<String> = serde_json::from_str(&row.body).unwrap_or_default();
+            return Ok(Some(Work::Events {
+                intake: row.id,
+                events,
+                done: None,
+            }));
+        }
+        let mut pending = Vec::new();
+        for row in rows {
+            match unpack(&row) {
+                Ok(mut p) => {
+                    p.recorded = store.recorded(&p.ids)?.into_iter().collect();
+                    pending.push(p);
+                }
+                Err(e) => {
+                    // Nothing can be made of it: finished with the
+                    // reason, so it is not tried forever.
+                    let reply = error_reply(500, "intake.unreadable", &format!("{e:#}"));
+                    store.finish_intake(
+                        &[(row.id, reply.status, &reply.body)],
+                        crate::run::now_ms(),
+                    )?;
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        self.prepare(store, pending).map(Some).map_err(|(e, _)| e)
+    }
+}
+
+impl Back<'_> {
+    /// Records, scores and answers one batch, then acknowledges it.
+    fn work(&mut self, work: Work, acks: &std::sync::mpsc::Sender<Ack>) {
+        let leads = work.leads();
+        match work {
+            Work::Leads { pending, prepared } => self.leads(pending, prepared, acks),
+            Work::Events {
+                intake,
+                events,
+                done,
+            } => {
+                let store = &mut self.store;
+                let reply = match events_into(
+                    self.config,
+                    self.tenant,
+                    &mut self.scoring,
+                    &mut self.pipeline,
+                    store,
+                    intake,
+                    &events,
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "storing events failed");
+                        error_reply(
+                            503,
+                            "service.unavailable",
+                            "the events could not be stored now; they are logged and will be stored when the store recovers",
+                        )
+                    }
+                };
+                if let Some(done) = done {
+                    let _ = done.send(reply);
+                }
+                let _ = acks.send(Ack { leads });
+            }
+        }
+    }
+
+    fn leads(
+        &mut self,
+        mut pending: Vec<Pending>,
+        prepared: Vec<(Prepared, Vec<(usize, usize)>)>,
+        acks: &std::sync::mpsc::Sender<Ack>,
+    ) {
+        let leads: usize = prepared.iter().map(|(p, _)| p.len()).sum();
+        let result = self.process(&pending, prepared, acks, leads);
         match result {
             Ok(replies) => {
                 let done: Vec<(i64, u16, &str)> = pending
@@ -310,7 +602,7 @@ impl Worker<'_> {
                     .zip(&replies)
                     .map(|(p, r)| (p.intake, r.status, r.body.as_str()))
                     .collect();
-                if let Err(e) = store.finish_intake(&done, crate::run::now_ms()) {
+                if let Err(e) = self.store.finish_intake(&done, crate::run::now_ms()) {
                     tracing::error!(tenant = %self.tenant, error = %e, "recording request results failed");
                 }
                 for (p, reply) in pending.iter_mut().zip(replies) {
@@ -332,69 +624,48 @@ impl Worker<'_> {
                 tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
                 for p in &mut pending {
                     if let Some(done) = p.done.take() {
-                        let _ = done.send(error_reply(
-                            503,
-                            "service.unavailable",
-                            "the leads were accepted and logged but could not be processed now; they will be processed when the pipeline recovers (see the status URL)",
-                        ));
+                        let _ = done.send(error_reply(503, "service.unavailable", UNAVAILABLE));
                     }
                 }
             }
         }
     }
 
-    /// Runs leads through the pipeline, scores them and queues handoffs;
-    /// one reply per request.
-    fn process(&mut self, store: &mut Store, pending: &mut [Pending]) -> Result<Vec<Reply>> {
-        // Leads already recorded (a request picked up again) are not
-        // processed twice.
-        let mut recorded: BTreeSet<String> = BTreeSet::new();
-        for p in pending.iter() {
-            if p.received.is_none() {
-                recorded.extend(store.recorded(&p.ids)?);
-            }
-        }
-        // Group by source: the pipeline takes one default source per call.
+    /// Records prepared leads, scores them and queues handoffs; one reply
+    /// per request. The front is acknowledged as soon as the leads are
+    /// recorded (or failed).
+    fn process(
+        &mut self,
+        pending: &[Pending],
+        prepared: Vec<(Prepared, Vec<(usize, usize)>)>,
+        acks: &std::sync::mpsc::Sender<Ack>,
+        leads: usize,
+    ) -> Result<Vec<Reply>> {
+        let started = Instant::now();
+        let store = &mut self.store;
         let mut results: Vec<Vec<Option<Processed>>> = pending
             .iter()
             .map(|p| (0..p.ids.len()).map(|_| None).collect())
             .collect();
-        let mut sources: Vec<String> = pending.iter().map(|p| p.request.source.clone()).collect();
-        sources.sort();
-        sources.dedup();
-        for source_name in sources {
-            let source = Source::parse(&source_name).unwrap_or(Source::Api);
-            let mut records: Vec<InputRecord> = Vec::new();
-            let mut ids: Vec<String> = Vec::new();
-            let mut places: Vec<(usize, usize)> = Vec::new();
-            for (pi, p) in pending.iter().enumerate() {
-                if p.request.source != source_name {
-                    continue;
-                }
-                for (li, (value, id)) in p.request.leads.iter().zip(&p.ids).enumerate() {
-                    if recorded.contains(id) {
-                        continue;
-                    }
-                    records.push(InputRecord {
-                        line: li as u64 + 1,
-                        outcome: leadgate_ingest::parse_value(
-                            value,
-                            &self.mapping,
-                            Limits::default(),
-                        ),
-                    });
-                    ids.push(id.clone());
-                    places.push((pi, li));
-                }
-            }
-            if records.is_empty() {
+        let mut failed = None;
+        for (p, places) in prepared {
+            if failed.is_some() {
                 continue;
             }
-            let processed = self.engine.process(store, records, &ids, source)?;
-            for ((pi, li), p) in places.into_iter().zip(processed) {
-                results[pi][li] = Some(p);
+            match self.committer.commit(store, p) {
+                Ok(processed) => {
+                    for ((pi, li), p) in places.into_iter().zip(processed) {
+                        results[pi][li] = Some(p);
+                    }
+                }
+                Err(e) => failed = Some(e),
             }
         }
+        let _ = acks.send(Ack { leads });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let recorded = started.elapsed();
         // Scores for the new leads (and their accounts).
         let new_ids: BTreeSet<String> = results
             .iter()
@@ -407,16 +678,32 @@ impl Worker<'_> {
         if let Some(scoring) = self.scoring.as_mut()
             && !new_ids.is_empty()
         {
+            // Events that waited for these people attach now; those leads
+            // change their accounts' intent, the others only themselves.
+            let late = store.attach_pending(self.tenant)?;
+            let alone: BTreeSet<String> = new_ids.difference(&late).cloned().collect();
             crate::score::rescore(
                 self.config,
                 store,
                 scoring,
-                Some(&new_ids),
+                crate::score::Scope::Only(&alone),
                 "intake",
                 &mut self.pipeline,
                 now,
             )?;
+            if !late.is_empty() {
+                crate::score::rescore(
+                    self.config,
+                    store,
+                    scoring,
+                    crate::score::Scope::WithAccounts(&late),
+                    "events",
+                    &mut self.pipeline,
+                    now,
+                )?;
+            }
         }
+        let scored = started.elapsed();
         let all_ids: Vec<String> = pending.iter().flat_map(|p| p.ids.clone()).collect();
         let scores = store.score_details(&all_ids)?;
         // Handoffs: qualified leads to the CRM; a lead that came from the
@@ -455,213 +742,189 @@ impl Worker<'_> {
                 }
             }
         }
-        self.count(&results);
+        count(self.shared, self.tenant, &results);
+        let handed = started.elapsed();
         let mut replies = Vec::with_capacity(pending.len());
         for (p, rs) in pending.iter().zip(results) {
-            replies.push(self.reply(store, p, rs, &scores)?);
+            replies.push(reply(self.tenant, store, p, rs, &scores)?);
         }
+        tracing::debug!(
+            tenant = %self.tenant,
+            requests = pending.len(),
+            leads = all_ids.len(),
+            record_ms = recorded.as_secs_f64() * 1e3,
+            score_ms = (scored - recorded).as_secs_f64() * 1e3,
+            handoff_ms = (handed - scored).as_secs_f64() * 1e3,
+            reply_ms = (started.elapsed() - handed).as_secs_f64() * 1e3,
+            "batch processed"
+        );
         Ok(replies)
     }
+}
 
-    fn count(&self, results: &[Vec<Option<Processed>>]) {
-        let m = &self.shared.metrics;
-        for r in results.iter().flatten().flatten() {
-            m.leads
-                .get_or_create(&super::metrics::Tenant {
-                    tenant: self.tenant.to_string(),
-                })
-                .inc();
-            let outcome = match r.validation {
-                Status::Accepted | Status::Duplicate => "pass",
-                Status::Review => "review",
-                Status::Rejected => "reject",
-                Status::Exception => "exception",
-            };
-            m.count(&m.validation, self.tenant, outcome);
-            if let Some(d) = &r.matched {
-                m.count(&m.duplicates, self.tenant, d);
-            }
-            if let Some(e) = &r.enrichment {
-                m.count(&m.enrichment, self.tenant, e);
-            }
+fn count(shared: &Shared, tenant: &str, results: &[Vec<Option<Processed>>]) {
+    let m = &shared.metrics;
+    for r in results.iter().flatten().flatten() {
+        m.leads
+            .get_or_create(&super::metrics::Tenant {
+                tenant: tenant.to_string(),
+            })
+            .inc();
+        let outcome = match r.validation {
+            Status::Accepted | Status::Duplicate => "pass",
+            Status::Review => "review",
+            Status::Rejected => "reject",
+            Status::Exception => "exception",
+        };
+        m.count(&m.validation, tenant, outcome);
+        if let Some(d) = &r.matched {
+            m.count(&m.duplicates, tenant, d);
+        }
+        if let Some(e) = &r.enrichment {
+            m.count(&m.enrichment, tenant, e);
         }
     }
+}
 
-    /// The answer to one request.
-    fn reply(
-        &self,
-        store: &Store,
-        p: &Pending,
-        results: Vec<Option<Processed>>,
-        scores: &std::collections::HashMap<String, String>,
-    ) -> Result<Reply> {
-        let mut lines: Vec<String> = Vec::with_capacity(results.len());
-        let mut first: Option<(Status, String)> = None;
-        for (id, r) in p.ids.iter().zip(results) {
-            let line = match r {
-                Some(r) => {
-                    let text = r.line.get();
-                    if first.is_none() {
-                        first = Some((r.status, text.to_string()));
-                    }
-                    match (scores.get(id), text.strip_suffix('}')) {
-                        (Some(score), Some(head)) => format!("{head},\"score\":{score}}}"),
-                        _ => text.to_string(),
-                    }
+/// The answer to one request.
+fn reply(
+    tenant: &str,
+    store: &Store,
+    p: &Pending,
+    results: Vec<Option<Processed>>,
+    scores: &std::collections::HashMap<String, String>,
+) -> Result<Reply> {
+    let mut lines: Vec<String> = Vec::with_capacity(results.len());
+    let mut first: Option<(Status, String)> = None;
+    for (id, r) in p.ids.iter().zip(results) {
+        let line = match r {
+            Some(r) => {
+                let text = r.line.get();
+                if first.is_none() {
+                    first = Some((r.status, text.to_string()));
                 }
-                None => {
-                    // Recorded before a restart: its stored state.
-                    let (status, q) = store
-                        .lead_state(self.tenant, id)?
-                        .unwrap_or_else(|| ("exception".into(), None));
-                    serde_json::json!({"lead_id": id, "status": status, "qualification": {"state": q}, "recovered": true})
-                        .to_string()
+                match (scores.get(id), text.strip_suffix('}')) {
+                    (Some(score), Some(head)) => format!("{head},\"score\":{score}}}"),
+                    _ => text.to_string(),
                 }
-            };
-            lines.push(line);
-        }
-        let request_id = p.intake;
-        if p.kind == "form"
-            && let Some((status, text)) = first
-        {
-            let result: serde_json::Value = serde_json::from_str(&text)?;
-            if status == Status::Rejected {
-                let of = |severity: &str| -> Vec<serde_json::Value> {
-                    result["issues"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .filter(|i| i["severity"] == severity)
-                                    .map(|i| serde_json::json!({"field": i["field"], "code": i["code"], "message": i["message"]}))
-                                    .collect()
-                            })
-                            .unwrap_or_default()
-                };
-                return Ok(Reply {
-                    status: 422,
-                    body: serde_json::json!({
-                        "request_id": request_id,
-                        "lead_id": result["lead_id"],
-                        "status": "rejected",
-                        "errors": of("error"),
-                        "warnings": of("warning"),
-                    })
-                    .to_string(),
-                });
             }
+            None => {
+                // Recorded before a restart: its stored state.
+                let (status, q) = store
+                    .lead_state(tenant, id)?
+                    .unwrap_or_else(|| ("exception".into(), None));
+                serde_json::json!({"lead_id": id, "status": status, "qualification": {"state": q}, "recovered": true})
+                    .to_string()
+            }
+        };
+        lines.push(line);
+    }
+    let request_id = p.intake;
+    if p.kind == "form"
+        && let Some((status, text)) = first
+    {
+        let result: serde_json::Value = serde_json::from_str(&text)?;
+        if status == Status::Rejected {
+            let of = |severity: &str| -> Vec<serde_json::Value> {
+                result["issues"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter(|i| i["severity"] == severity)
+                                .map(|i| serde_json::json!({"field": i["field"], "code": i["code"], "message": i["message"]}))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+            };
             return Ok(Reply {
-                status: 201,
-                body: format!(
-                    "{{\"request_id\":{request_id},\"lead_id\":{},\"status\":{},\"result\":{}}}",
-                    result["lead_id"], result["status"], lines[0]
-                ),
+                status: 422,
+                body: serde_json::json!({
+                    "request_id": request_id,
+                    "lead_id": result["lead_id"],
+                    "status": "rejected",
+                    "errors": of("error"),
+                    "warnings": of("warning"),
+                })
+                .to_string(),
             });
         }
-        Ok(Reply {
-            status: 200,
+        return Ok(Reply {
+            status: 201,
             body: format!(
-                "{{\"request_id\":{request_id},\"state\":\"done\",\"results\":[{}]}}",
-                lines.join(",")
+                "{{\"request_id\":{request_id},\"lead_id\":{},\"status\":{},\"result\":{}}}",
+                result["lead_id"], result["status"], lines[0]
             ),
+        });
+    }
+    Ok(Reply {
+        status: 200,
+        body: format!(
+            "{{\"request_id\":{request_id},\"state\":\"done\",\"results\":[{}]}}",
+            lines.join(",")
+        ),
+    })
+}
+
+/// Stores events, attaches them and re-scores the leads they touch.
+#[allow(clippy::too_many_arguments)]
+fn events_into(
+    config: &Config,
+    tenant: &str,
+    scoring: &mut Option<crate::score::Scoring<'_>>,
+    pipeline: &mut crate::score::Pipeline,
+    store: &mut Store,
+    intake: i64,
+    events: &[String],
+) -> Result<Reply> {
+    let now = crate::run::now_ms();
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in events.iter().enumerate() {
+        match crate::events::parse(i as u64 + 1, raw, &config.score.pages, now) {
+            Ok(e) => good.push(e),
+            Err(r) => bad.push(r),
+        }
+    }
+    let inserted = store.insert_events(tenant, &good, now)?;
+    store.reject_events(tenant, &format!("request {intake}"), &bad, now)?;
+    let mut touched = inserted.leads.clone();
+    touched.extend(store.attach_pending(tenant)?);
+    if let Some(scoring) = scoring.as_mut()
+        && !touched.is_empty()
+    {
+        crate::score::rescore(
+            config,
+            store,
+            scoring,
+            crate::score::Scope::WithAccounts(&touched),
+            "events",
+            pipeline,
+            now,
+        )?;
+    }
+    let rejected: Vec<serde_json::Value> = bad
+        .iter()
+        .map(|b| serde_json::json!({"line": b.line, "field": b.field, "code": b.code, "message": b.message}))
+        .collect();
+    let status = if good.is_empty() && !bad.is_empty() {
+        422
+    } else {
+        200
+    };
+    let reply = Reply {
+        status,
+        body: serde_json::json!({
+            "request_id": intake,
+            "state": "done",
+            "stored": inserted.stored,
+            "duplicates": inserted.duplicates,
+            "attached": inserted.attached,
+            "rejected": rejected,
         })
-    }
-
-    /// Stores events, attaches them and re-scores the leads they touch.
-    fn events(&mut self, store: &mut Store, intake: i64, events: &[String]) -> Result<Reply> {
-        let now = crate::run::now_ms();
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        for (i, raw) in events.iter().enumerate() {
-            match crate::events::parse(i as u64 + 1, raw, &self.config.score.pages, now) {
-                Ok(e) => good.push(e),
-                Err(r) => bad.push(r),
-            }
-        }
-        let inserted = store.insert_events(self.tenant, &good, now)?;
-        store.reject_events(self.tenant, &format!("request {intake}"), &bad, now)?;
-        let mut touched = inserted.leads.clone();
-        touched.extend(store.attach_pending(self.tenant)?);
-        if let Some(scoring) = self.scoring.as_mut()
-            && !touched.is_empty()
-        {
-            crate::score::rescore(
-                self.config,
-                store,
-                scoring,
-                Some(&touched),
-                "events",
-                &mut self.pipeline,
-                now,
-            )?;
-        }
-        let rejected: Vec<serde_json::Value> = bad
-            .iter()
-            .map(|b| serde_json::json!({"line": b.line, "field": b.field, "code": b.code, "message": b.message}))
-            .collect();
-        let status = if good.is_empty() && !bad.is_empty() {
-            422
-        } else {
-            200
-        };
-        let reply = Reply {
-            status,
-            body: serde_json::json!({
-                "request_id": intake,
-                "state": "done",
-                "stored": inserted.stored,
-                "duplicates": inserted.duplicates,
-                "attached": inserted.attached,
-                "rejected": rejected,
-            })
-            .to_string(),
-        };
-        store.finish_intake(&[(intake, reply.status, &reply.body)], now)?;
-        Ok(reply)
-    }
-
-    /// Processes requests logged but not finished.
-    fn recover(&mut self, store: &mut Store) -> Result<()> {
-        loop {
-            let rows = store.pending_intake(self.tenant, 64)?;
-            if rows.is_empty() {
-                return Ok(());
-            }
-            let n = rows.len();
-            tracing::info!(tenant = %self.tenant, requests = n, "processing requests left unfinished");
-            let mut pending = Vec::new();
-            for row in rows {
-                if row.kind == "events" {
-                    let events: Vec<String> = serde_json::from_str(&row.body).unwrap_or_default();
-                    self.events(store, row.id, &events)?;
-                    continue;
-                }
-                match unpack(&row) {
-                    Ok(p) => pending.push(p),
-                    Err(e) => {
-                        // Nothing can be made of it: finished with the
-                        // reason, so it is not tried forever.
-                        let reply = error_reply(500, "intake.unreadable", &format!("{e:#}"));
-                        store.finish_intake(
-                            &[(row.id, reply.status, &reply.body)],
-                            crate::run::now_ms(),
-                        )?;
-                    }
-                }
-            }
-            if !pending.is_empty() {
-                let replies = self.process(store, &mut pending)?;
-                let done: Vec<(i64, u16, &str)> = pending
-                    .iter()
-                    .zip(&replies)
-                    .map(|(p, r)| (p.intake, r.status, r.body.as_str()))
-                    .collect();
-                store.finish_intake(&done, crate::run::now_ms())?;
-            }
-            if n < 64 {
-                return Ok(());
-            }
-        }
-    }
+        .to_string(),
+    };
+    store.finish_intake(&[(intake, reply.status, &reply.body)], now)?;
+    Ok(reply)
 }
 
 fn unpack(row: &IntakeRow) -> Result<Pending> {
@@ -676,5 +939,6 @@ fn unpack(row: &IntakeRow) -> Result<Pending> {
         kind: row.kind.clone(),
         received: None,
         done: None,
+        recorded: BTreeSet::new(),
     })
 }

@@ -400,6 +400,18 @@ CREATE TABLE crm_records (
 "#,
 ];
 
+/// Waits while the store is locked by another connection: 50 µs steps for
+/// the first 10 ms, then 1 ms steps, giving up after about ten seconds.
+fn busy(attempt: i32) -> bool {
+    let wait = match attempt {
+        0..200 => std::time::Duration::from_micros(50),
+        200..10_200 => std::time::Duration::from_millis(1),
+        _ => return false,
+    };
+    std::thread::sleep(wait);
+    true
+}
+
 /// Status of a lead after processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -535,7 +547,7 @@ impl Store {
             path: path.to_string(),
             source,
         };
-        let conn = if path == ":memory:" {
+        let mut conn = if path == ":memory:" {
             Connection::open_in_memory().map_err(open_err)?
         } else {
             if let Some(parent) = Path::new(path)
@@ -568,8 +580,11 @@ impl Store {
         };
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
+        // Another connection holds the write lock (the service records in
+        // one thread while it logs requests in another): wait in short
+        // steps — SQLite's own waits grow to 100 ms, which is what a
+        // request would then take — for up to about ten seconds.
+        conn.busy_handler(Some(busy)).map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Store {
             conn,

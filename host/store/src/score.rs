@@ -364,11 +364,16 @@ impl Store {
                     .collect()
             }
             Some(ids) => {
+                // By id first (CROSS JOIN fixes the order): the planner
+                // would otherwise walk an index over every lead.
                 let mut stmt = self
                     .conn
-                    .prepare(&format!(
-                        "{base} AND id IN (SELECT value FROM json_each(?2))"
-                    ))
+                    .prepare_cached(
+                        "SELECT l.id, l.normalized, l.enrichment, l.qualification
+                           FROM json_each(?2) j CROSS JOIN leads l ON l.id = j.value
+                          WHERE l.tenant = ?1 AND l.master_id IS NULL AND l.status IN ('accepted', 'review')
+                            AND l.normalized IS NOT NULL",
+                    )
                     .map_err(sql("read leads to score"))?;
                 stmt.query_map(params![tenant, id_list(ids)?], map)
                     .map_err(sql("read leads to score"))?
@@ -394,6 +399,32 @@ impl Store {
             .map_err(sql("read account members"))?;
         let rows = stmt
             .query_map(params![tenant, id_list(domains)?], |r| r.get(0))
+            .map_err(sql("read account members"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read account members"))
+    }
+
+    /// The leads of the accounts given that have events at or after
+    /// `since` (their own, or of leads merged into them).
+    pub fn active_account_members(
+        &self,
+        tenant: &str,
+        domains: &[String],
+        since: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        catch_up_keys(&self.conn)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT k.lead_id FROM lead_keys k
+                  WHERE k.tenant = ?1 AND k.kind = 'domain' AND k.value IN (SELECT value FROM json_each(?2))
+                    AND (EXISTS (SELECT 1 FROM events e WHERE e.lead_id = k.lead_id AND e.at >= ?3)
+                         OR EXISTS (SELECT 1 FROM leads m JOIN events e ON e.lead_id = m.id
+                                     WHERE m.master_id = k.lead_id AND e.at >= ?3))",
+            )
+            .map_err(sql("read account members"))?;
+        let rows = stmt
+            .query_map(params![tenant, id_list(domains)?, since], |r| r.get(0))
             .map_err(sql("read account members"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read account members"))
@@ -451,18 +482,40 @@ impl Store {
         rows.map_err(sql("read events"))
     }
 
-    /// Merged or linked leads and the master each counts for.
-    pub fn masters(&self, tenant: &str) -> Result<HashMap<String, String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, master_id FROM leads WHERE tenant = ?1 AND master_id IS NOT NULL",
-            )
-            .map_err(sql("read masters"))?;
-        let rows = stmt
-            .query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sql("read masters"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("read masters"))
+    /// Merged or linked leads and the master each counts for: all of the
+    /// tenant's, or those whose master is in `only`.
+    pub fn masters(
+        &self,
+        tenant: &str,
+        only: Option<&[String]>,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let map = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let rows: Result<HashMap<String, String>, rusqlite::Error> = match only {
+            None => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT id, master_id FROM leads WHERE tenant = ?1 AND master_id IS NOT NULL",
+                    )
+                    .map_err(sql("read masters"))?;
+                stmt.query_map([tenant], map)
+                    .map_err(sql("read masters"))?
+                    .collect()
+            }
+            Some(ids) => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(
+                        "SELECT l.id, l.master_id FROM json_each(?2) j CROSS JOIN leads l ON l.master_id = j.value
+                          WHERE l.tenant = ?1",
+                    )
+                    .map_err(sql("read masters"))?;
+                stmt.query_map(params![tenant, id_list(ids)?], map)
+                    .map_err(sql("read masters"))?
+                    .collect()
+            }
+        };
+        rows.map_err(sql("read masters"))
     }
 
     /// Each scored lead's surfacing state, and the lowest total of its
@@ -475,16 +528,27 @@ impl Store {
         only: Option<&[String]>,
     ) -> Result<HashMap<String, (ScoreState, Option<i64>)>, StoreError> {
         let ids = only.map(id_list).transpose()?;
-        // The ids' parameter NULL: every lead of the tenant.
-        let filter =
-            |p: &str| format!("({p} IS NULL OR lead_id IN (SELECT value FROM json_each({p})))");
+        // Two forms of each query: all of the tenant's, or these leads
+        // looked up by id (CROSS JOIN fixes the order; an index over the
+        // whole tenant would be walked otherwise).
+        let (scores_sql, history_sql) = if ids.is_some() {
+            (
+                "SELECT s.lead_id, s.total, s.above, s.surfaced_at
+                   FROM json_each(?2) j CROSS JOIN scores s ON s.lead_id = j.value WHERE s.tenant = ?1",
+                "SELECT h.lead_id, MIN(h.total) FROM json_each(?3) j CROSS JOIN score_history h INDEXED BY score_history_lead ON h.lead_id = j.value
+                  WHERE h.tenant = ?1 AND h.at >= ?2 GROUP BY h.lead_id",
+            )
+        } else {
+            (
+                "SELECT lead_id, total, above, surfaced_at FROM scores WHERE tenant = ?1 AND ?2 IS NULL",
+                "SELECT lead_id, MIN(total) FROM score_history
+                  WHERE tenant = ?1 AND at >= ?2 AND ?3 IS NULL GROUP BY lead_id",
+            )
+        };
         let mut out: HashMap<String, (ScoreState, Option<i64>)> = HashMap::new();
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT lead_id, total, above, surfaced_at FROM scores WHERE tenant = ?1 AND {}",
-                filter("?2")
-            ))
+            .prepare_cached(scores_sql)
             .map_err(sql("read scores"))?;
         let rows = stmt
             .query_map(params![tenant, ids], |r| {
@@ -504,11 +568,7 @@ impl Store {
         }
         let mut stmt = self
             .conn
-            .prepare_cached(&format!(
-                "SELECT lead_id, MIN(total) FROM score_history
-                  WHERE tenant = ?1 AND at >= ?2 AND {} GROUP BY lead_id",
-                filter("?3")
-            ))
+            .prepare_cached(history_sql)
             .map_err(sql("read score history"))?;
         let rows = stmt
             .query_map(params![tenant, since, ids], |r| {
@@ -751,7 +811,7 @@ mod tests {
             .execute("UPDATE leads SET master_id = 'A' WHERE id = 'B'", [])
             .unwrap();
         assert_eq!(
-            s.masters("t").unwrap().get("B").map(String::as_str),
+            s.masters("t", None).unwrap().get("B").map(String::as_str),
             Some("A")
         );
         let only = vec!["A".to_string()];

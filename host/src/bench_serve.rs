@@ -1,0 +1,417 @@
+//! `leadgate bench --serve`: the service's intake under load, over real
+//! HTTP on loopback.
+//!
+//! The store is filled with `stored` leads first (natively, as `bench
+//! --dedupe` does), so every new lead is matched against them. The real
+//! binary is started as a child process (`leadgate serve`, handoff off)
+//! with the tenant's configuration — its enrichment providers, dedupe and
+//! scoring — and an open-loop load generator sends `POST /v1/leads` with
+//! `batch` leads each at a fixed rate of leads per second from
+//! `concurrency` connections. Latency is measured from when each request
+//! was *due*, not when it was sent, so a server that falls behind shows
+//! it (no coordinated omission). The server's resident memory is sampled
+//! every second.
+//!
+//! The baseline is the batch pipeline: `leadgate run` over the same leads
+//! against a copy of the same store, in the same process run.
+
+use crate::config::Config;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Options {
+    pub stored: usize,
+    /// Leads per second offered.
+    pub rate: f64,
+    /// Leads per request.
+    pub batch: usize,
+    pub concurrency: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+}
+
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Kills the child when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Removes the files when dropped.
+struct Cleanup(Vec<std::path::PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// CSV rows as JSON objects keyed by header, as a form or an API client
+/// would send them.
+fn objects(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = r.headers()?.clone();
+    let mut out = Vec::new();
+    for row in r.records() {
+        let row = row?;
+        let mut o = serde_json::Map::new();
+        for (h, v) in headers.iter().zip(row.iter()) {
+            if !v.is_empty() {
+                o.insert(h.to_string(), serde_json::Value::String(v.to_string()));
+            }
+        }
+        out.push(serde_json::Value::Object(o));
+    }
+    Ok(out)
+}
+
+pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) -> Result<()> {
+    if o.batch == 0 || o.concurrency == 0 || o.rate <= 0.0 {
+        bail!("--batch, --concurrency and --rate must be positive");
+    }
+    let config_path = config_path
+        .context("bench --serve needs the tenant's configuration: pass --config (e.g. samples/leadgate.toml)")?;
+    let pid = std::process::id();
+    let dir = std::env::temp_dir().join(format!("leadgate-bench-serve-{pid}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The tenant's configuration beside the original (its relative paths
+    // still resolve), with the bench's store and no pipeline file.
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text)?;
+    let db = dir.join("bench.db");
+    let mut store_t = toml::Table::new();
+    store_t.insert("path".into(), db.display().to_string().into());
+    doc.insert("store".into(), store_t.into());
+    if let Some(toml::Value::Table(score)) = doc.get_mut("score") {
+        score.remove("pipeline");
+    }
+    let mut serve_t = toml::Table::new();
+    serve_t.insert("rate_limit_per_second".into(), 1_000_000i64.into());
+    serve_t.insert("rate_limit_burst".into(), 1_000_000i64.into());
+    serve_t.insert(
+        "max_leads_per_request".into(),
+        (o.batch.max(1) as i64).into(),
+    );
+    serve_t.insert("max_body_bytes".into(), (16i64 << 20).into());
+    doc.insert("serve".into(), serve_t.into());
+    let bench_config = config_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(format!(".leadgate-bench-serve-{pid}.toml"));
+    std::fs::write(&bench_config, toml::to_string(&doc)?)
+        .with_context(|| format!("cannot write {}", bench_config.display()))?;
+    let _cleanup = Cleanup(vec![bench_config.clone(), dir.clone()]);
+
+    // The stored base.
+    eprintln!("bench serve: filling the store with {} leads…", o.stored);
+    let base_csv = dir.join("base.csv");
+    crate::sample::write(o.stored, 41, &base_csv, None, None)?;
+    {
+        let mut store = leadgate_store::Store::open(&db.display().to_string())?;
+        let leads = crate::sample::read_leads(&base_csv)?;
+        crate::bench_dedupe::fill(config, &mut store, leads, crate::run::now_ms())?;
+        // Closing the store folds its write-ahead log into the file, so
+        // the file can be copied.
+    }
+    // The load: new leads, some of them duplicates of stored ones.
+    let expected = (o.rate * (o.duration + o.warmup).as_secs_f64() * 1.2) as usize + 10_000;
+    let load_csv = dir.join("load.csv");
+    crate::sample::write(expected, 43, &load_csv, None, None)?;
+    let leads = objects(&load_csv)?;
+    let bodies: Arc<Vec<String>> = Arc::new(
+        leads
+            .chunks(o.batch)
+            .map(|c| serde_json::Value::Array(c.to_vec()).to_string())
+            .collect(),
+    );
+    // The baseline store: a copy, for `run` afterwards.
+    let baseline_db = dir.join("baseline.db");
+    std::fs::copy(&db, &baseline_db).context("cannot copy the store")?;
+
+    let key = crate::serve::auth::new_key(&config.tenant);
+    leadgate_store::Store::open(&db.display().to_string())?.add_api_key(
+        &config.tenant,
+        "bench",
+        &crate::serve::auth::hash(&key),
+        &crate::serve::auth::prefix(&key),
+        crate::run::now_ms(),
+    )?;
+
+    let exe = std::env::current_exe().context("cannot find the leadgate executable")?;
+    let mut child = std::process::Command::new(exe)
+        .args(["--config"])
+        .arg(&bench_config)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-handoff",
+            "--text-logs",
+        ])
+        .env(
+            "LEADGATE_LOG",
+            std::env::var("LEADGATE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start leadgate serve")?;
+    let stderr = child
+        .stderr
+        .take()
+        .context("no standard error from the server")?;
+    let child = Child(child);
+    let server_pid = child.0.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("listening on ").nth(1) {
+                let _ = tx.send(addr.trim().to_string());
+            } else if line.contains("ERROR") || line.contains("DEBUG") || line.starts_with("error")
+            {
+                eprintln!("server: {line}");
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(120))
+        .context("the server did not start")?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = agent.get(format!("{url}/readyz")).call()
+            && r.status().as_u16() == 200
+        {
+            break;
+        }
+        if Instant::now() > ready_by {
+            bail!("the server did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "bench serve: {url} · {} leads/s offered in requests of {} · {} connections · {} s (+{} s warm-up)",
+        o.rate,
+        o.batch,
+        o.concurrency,
+        o.duration.as_secs(),
+        o.warmup.as_secs()
+    );
+
+    // Open-loop load.
+    let per_request = Duration::from_secs_f64(o.batch as f64 / o.rate);
+    let total_requests = ((o.duration + o.warmup).as_secs_f64() / per_request.as_secs_f64()) as u64;
+    let total_requests = total_requests.min(bodies.len() as u64);
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let warmup = o.warmup;
+    let mut threads = Vec::new();
+    for _ in 0..o.concurrency {
+        let (next, stop, bodies, url, key) = (
+            next.clone(),
+            stop.clone(),
+            bodies.clone(),
+            url.clone(),
+            key.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into();
+            let mut lat: Vec<Duration> = Vec::new();
+            let (mut ok, mut accepted, mut failed) = (0u64, 0u64, 0u64);
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total_requests {
+                    break;
+                }
+                let due = t0 + per_request.mul_f64(i as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let r = agent
+                    .post(format!("{url}/v1/leads"))
+                    .header("Authorization", format!("Bearer {key}"))
+                    .header("Content-Type", "application/json")
+                    .header("Idempotency-Key", format!("bench-{i}"))
+                    .send(&bodies[i as usize]);
+                let done = Instant::now();
+                let status = match r {
+                    Ok(mut resp) => {
+                        let s = resp.status().as_u16();
+                        let _ = resp.body_mut().read_to_string();
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                if due >= t0 + warmup {
+                    lat.push(done.saturating_duration_since(due));
+                    match status {
+                        200 => ok += 1,
+                        202 => accepted += 1,
+                        _ => failed += 1,
+                    }
+                }
+            }
+            (lat, ok, accepted, failed)
+        }));
+    }
+    // Memory, every second.
+    let mut rss: Vec<(f64, u64)> = Vec::new();
+    let started = Instant::now();
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(1000));
+        if let Some(kib) = rss_kib(server_pid) {
+            rss.push((started.elapsed().as_secs_f64(), kib));
+        }
+        if started.elapsed() > o.duration + o.warmup + Duration::from_secs(120) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let measured_end = Instant::now();
+    let mut lat = Vec::new();
+    let (mut ok, mut accepted, mut failed) = (0u64, 0u64, 0u64);
+    for t in threads {
+        let (l, a, b, c) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
+        lat.extend(l);
+        ok += a;
+        accepted += b;
+        failed += c;
+    }
+    lat.sort();
+    let measured = measured_end
+        .saturating_duration_since(t0 + warmup)
+        .as_secs_f64()
+        .max(1e-9);
+    let leads_per_s = ((ok + accepted) as f64 * o.batch as f64) / measured;
+    drop(child);
+
+    // The batch pipeline over the same leads, for the ratio.
+    let done_leads = ((ok + accepted + failed) as usize * o.batch).min(leads.len());
+    let base_run = {
+        let n = done_leads.clamp(1_000, 50_000);
+        let ndjson = dir.join("baseline.ndjson");
+        let mut text = String::new();
+        for l in leads.iter().take(n) {
+            text.push_str(&l.to_string());
+            text.push('\n');
+        }
+        std::fs::write(&ndjson, text)?;
+        let mut c = config.clone();
+        c.score.pipeline = None;
+        let opts = crate::run::RunOptions {
+            input: ndjson.display().to_string(),
+            format: Some(leadgate_ingest::Format::Ndjson),
+            map: Vec::new(),
+            output: String::new(),
+            source: leadgate_lead::Source::Api,
+            db: baseline_db.display().to_string(),
+            progress: false,
+            quiet: true,
+            import: false,
+        };
+        let started = Instant::now();
+        let report = crate::run::run(&c, &opts)?;
+        if c.score.enabled {
+            let leads = leadgate_store::Store::open(&opts.db)?.run_leads(report.run_id)?;
+            crate::rescore_stored(&c, &opts.db, Some(leads), "run", None)?;
+        }
+        n as f64 / started.elapsed().as_secs_f64()
+    };
+
+    let first = rss
+        .iter()
+        .find(|(t, _)| *t >= warmup.as_secs_f64())
+        .map_or(0, |r| r.1);
+    let last = rss.last().map_or(0, |r| r.1);
+    let max = rss.iter().map(|r| r.1).max().unwrap_or(0);
+    println!(
+        "bench serve ({} stored leads, {} leads per request, {} connections)",
+        o.stored, o.batch, o.concurrency
+    );
+    println!(
+        "  offered {:.0} leads/s · done {:.0} leads/s over {:.0} s ({} requests: {} 200, {} 202, {} failed)",
+        o.rate,
+        leads_per_s,
+        measured,
+        ok + accepted + failed,
+        ok,
+        accepted,
+        failed
+    );
+    println!(
+        "  latency (from when each request was due): p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
+        percentile(&lat, 0.5).as_secs_f64() * 1e3,
+        percentile(&lat, 0.9).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+    println!(
+        "  server memory (RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
+        first as f64 / 1024.0,
+        last as f64 / 1024.0,
+        max as f64 / 1024.0
+    );
+    if rss.len() >= 20 {
+        // Growth per minute over the second half of the run.
+        let half: Vec<&(f64, u64)> = rss.iter().skip(rss.len() / 2).collect();
+        let (t1, m1) = (half[0].0, half[0].1 as f64);
+        let (t2, m2) = (half[half.len() - 1].0, half[half.len() - 1].1 as f64);
+        println!(
+            "  memory growth over the second half: {:+.2} MiB/min",
+            (m2 - m1) / 1024.0 / ((t2 - t1).max(1e-9) / 60.0)
+        );
+    }
+    println!(
+        "  batch baseline (`leadgate run` + scoring, same leads, same store): {:.0} leads/s · service/batch {:.2}",
+        base_run,
+        leads_per_s / base_run
+    );
+    Ok(())
+}
