@@ -440,9 +440,11 @@ enum Command {
         /// and batch clean-up at growing sizes.
         #[arg(long)]
         dedupe: bool,
-        /// With --dedupe: records in the store new leads are matched against.
-        #[arg(long, default_value_t = 1_000_000)]
-        stored: usize,
+        /// With --dedupe or --serve: records in the store new leads are
+        /// matched against (default 1,000,000 for --dedupe, 100,000 for
+        /// --serve).
+        #[arg(long)]
+        stored: Option<usize>,
         /// With --dedupe: new leads timed one by one against the store.
         #[arg(long, default_value_t = 2_000)]
         probes: usize,
@@ -1040,7 +1042,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     &config,
                     cli.config.as_deref(),
                     &bench_serve::Options {
-                        stored: if stored == 1_000_000 { 100_000 } else { stored },
+                        stored: stored.unwrap_or(100_000),
                         rate,
                         batch,
                         concurrency,
@@ -1070,7 +1072,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     },
                 )?;
             } else if dedupe {
-                bench_dedupe::run(&config, stored, probes.max(1), &sizes)?;
+                bench_dedupe::run(&config, stored.unwrap_or(1_000_000), probes.max(1), &sizes)?;
             } else {
                 bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;
             }

@@ -357,7 +357,16 @@ fn background(shared: &Shared, handoff: bool) {
         .min()
         .unwrap_or(60);
     let mut next_tick = std::time::Instant::now();
+    let mut last_checkpoint = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
+        // The pipelines leave checkpoints to this thread.
+        if last_checkpoint.elapsed() >= std::time::Duration::from_millis(250) {
+            // 4,096 pages: a 16 MiB log at most, before it starts over.
+            if let Err(e) = store.checkpoint(4_096) {
+                tracing::warn!(error = %e, "checkpoint failed");
+            }
+            last_checkpoint = std::time::Instant::now();
+        }
         let tick = std::time::Instant::now() >= next_tick;
         if tick {
             next_tick = std::time::Instant::now() + std::time::Duration::from_secs(every);

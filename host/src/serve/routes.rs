@@ -79,7 +79,8 @@ async fn observe(State(s): State<S>, req: Request, next: Next) -> Response {
             route: route.clone(),
         })
         .observe(elapsed.as_secs_f64());
-    if code >= 500 {
+    // A 503 is a deliberate refusal (starting, busy), not a failure.
+    if code >= 500 && code != 503 {
         tracing::error!(%method, %route, code, ms = elapsed.as_secs_f64() * 1e3, "request");
     } else if code >= 400 {
         tracing::warn!(%method, %route, code, ms = elapsed.as_secs_f64() * 1e3, "request");

@@ -95,6 +95,7 @@ const CHECKPOINT: Duration = Duration::from_secs(5);
 pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Job>) -> Result<()> {
     let tenant = config.tenant.clone();
     let mut store = Store::open(&db)?;
+    store.manual_checkpoints()?;
     let components = Components::load(&config, &store, true)
         .with_context(|| format!("tenant {tenant}: cannot load the pipeline's components"))?;
     if let Some((_, _, chain)) = &components.enrich {
@@ -131,7 +132,11 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         scoring,
         pipeline,
         shared: &shared,
-        store: Store::open(&db)?,
+        store: {
+            let s = Store::open(&db)?;
+            s.manual_checkpoints()?;
+            s
+        },
     };
     // Requests left unfinished by the last process, before any new one
     // (those that fail again are left for the idle retries).

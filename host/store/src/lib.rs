@@ -617,6 +617,37 @@ impl Store {
         Ok(())
     }
 
+    /// Leaves write-ahead-log checkpoints to [`Store::checkpoint`] (the
+    /// service runs them in a background thread, so no request waits for
+    /// one) instead of the connection that happens to commit.
+    pub fn manual_checkpoints(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(sql("turn off automatic checkpoints"))
+    }
+
+    /// Copies the write-ahead log back into the database as far as no
+    /// reader needs it, without blocking writers; once the log is past
+    /// `restart_frames` pages, waits for readers to step off it and starts
+    /// it over. (With readers always busy, as in the service, the log is
+    /// otherwise never restarted and grows without end.) Returns the
+    /// log's length in pages before.
+    pub fn checkpoint(&self, restart_frames: i64) -> Result<i64, StoreError> {
+        if self.path == ":memory:" {
+            return Ok(0);
+        }
+        let log: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+            .map_err(sql("checkpoint"))?;
+        if log > restart_frames {
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                .map_err(sql("checkpoint"))?;
+        }
+        Ok(log)
+    }
+
     /// The schema version after migrations.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         self.conn
