@@ -3,26 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn components() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components");
-    assert!(
-        dir.join("validate.wasm").exists() && dir.join("fixtures/chaos.wasm").exists(),
-        "components are not built: run `cargo xtask build` (or `cargo xtask test`)"
-    );
-    dir
-}
+use common::{components, leadgate};
 
-fn leadgate(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leadgate"));
-    c.current_dir(dir)
-        .env("LEADGATE_COMPONENTS", components())
-        .env_remove("LEADGATE_CONFIG")
-        .env_remove("LEADGATE_DB");
-    c
-}
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 /// Writes `config` as `leadgate.toml` in `dir` and runs
 /// `leadgate --config leadgate.toml run --input in.csv --output out.ndjson`

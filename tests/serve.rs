@@ -4,29 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn components() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components");
-    assert!(
-        dir.join("validate.wasm").exists(),
-        "components are not built: run `cargo xtask build` (or `cargo xtask test`)"
-    );
-    dir
-}
-
 fn leadgate(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leadgate"));
-    c.current_dir(dir)
-        .env("LEADGATE_COMPONENTS", components())
-        .env_remove("LEADGATE_CONFIG")
-        .env_remove("LEADGATE_DB")
-        .env("TEST_HUBSPOT_SECRET", HUBSPOT_SECRET)
+    let mut c = common::leadgate(dir);
+    c.env("TEST_HUBSPOT_SECRET", HUBSPOT_SECRET)
         .env("TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("TEST_CRM_TOKEN", "crm-token");
     c

@@ -834,20 +834,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     let n = store.retry_handoffs(tenant, &ids, run::now_ms())?;
                     println!("{n} handoff(s) queued again");
                 }
-                OutboxAction::Deliver => {
-                    let token = std::env::var(&config.crm.token_env).ok();
-                    let r = handoff::deliver_due(
-                        &config,
-                        &mut store,
-                        &handoff::agent(),
-                        token.as_deref(),
-                        run::now_ms(),
-                    )?;
-                    println!(
-                        "delivered {} · retry later {} · failed {} · dead {}",
-                        r.delivered, r.retried, r.failed, r.dead
-                    );
-                }
+                OutboxAction::Deliver => deliver_once(&config, &mut store, run::now_ms())?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -875,18 +862,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 t.escalated, t.fallbacks
             );
             if !no_handoff {
-                let token = std::env::var(&config.crm.token_env).ok();
-                let r = handoff::deliver_due(
-                    &config,
-                    &mut store,
-                    &handoff::agent(),
-                    token.as_deref(),
-                    now,
-                )?;
-                println!(
-                    "CRM handoff: delivered {} · retry later {} · failed {} · dead {}",
-                    r.delivered, r.retried, r.failed, r.dead
-                );
+                deliver_once(&config, &mut store, now)?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1180,6 +1156,18 @@ fn rescore_stored(
         )?);
     }
     Ok(report)
+}
+
+/// Delivers the due CRM handoffs once (the token from the environment)
+/// and says how it went.
+fn deliver_once(config: &Config, store: &mut leadgate_store::Store, now: i64) -> Result<()> {
+    let token = std::env::var(&config.crm.token_env).ok();
+    let r = handoff::deliver_due(config, store, &handoff::agent(), token.as_deref(), now)?;
+    println!(
+        "CRM handoff: delivered {} · retry later {} · failed {} · dead {}",
+        r.delivered, r.retried, r.failed, r.dead
+    );
+    Ok(())
 }
 
 fn preinit(config: &Config, input: &std::path::Path, output: &std::path::Path) -> Result<()> {

@@ -275,17 +275,10 @@ pub struct Committer<'a> {
     run_id: i64,
 }
 
-impl Committer<'_> {
-    /// Records `p` in one transaction; one result per lead, in order.
-    pub fn commit(&self, store: &mut Store, p: Prepared) -> Result<Vec<Processed>> {
-        let Prepared {
-            mut outcomes,
-            out,
-            now,
-            source,
-        } = p;
-        let chain = self.loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
-        let ctx = ChunkContext {
+impl<'a> Committer<'a> {
+    /// What the pipeline's stages need to know about this tenant's run.
+    fn context(&self, source: Source, now: i64) -> ChunkContext<'a> {
+        ChunkContext {
             tenant: &self.config.tenant,
             source,
             now,
@@ -299,8 +292,19 @@ impl Committer<'_> {
                 .enrich
                 .as_ref()
                 .map_or("", |(c, _, _)| c.digest()),
-            chain: chain.as_deref(),
-        };
+            chain: self.loaded.enrich.as_ref().map(|(_, _, c)| c.as_ref()),
+        }
+    }
+
+    /// Records `p` in one transaction; one result per lead, in order.
+    pub fn commit(&self, store: &mut Store, p: Prepared) -> Result<Vec<Processed>> {
+        let Prepared {
+            mut outcomes,
+            out,
+            now,
+            source,
+        } = p;
+        let ctx = self.context(source, now);
         let mut results: Vec<Processed> = outcomes
             .iter()
             .map(|o| Processed {
@@ -387,23 +391,7 @@ impl<'a> Engine<'a> {
         source: Source,
     ) -> Result<Prepared> {
         let now = now_ms();
-        let chain = self.loaded.enrich.as_ref().map(|(_, _, c)| c.clone());
-        let ctx = ChunkContext {
-            tenant: &self.config.tenant,
-            source,
-            now,
-            component: self.loaded.validate.digest(),
-            run_id: self.run_id,
-            import: false,
-            rules: &self.config.dedupe.survivorship,
-            classifier: &self.loaded.classifier,
-            enrich_component: self
-                .loaded
-                .enrich
-                .as_ref()
-                .map_or("", |(c, _, _)| c.digest()),
-            chain: chain.as_deref(),
-        };
+        let ctx = self.committer().context(source, now);
         let validated = validate_chunk(
             &ctx,
             &mut records,

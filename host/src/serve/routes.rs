@@ -429,6 +429,35 @@ async fn submit(
     }
 }
 
+/// Hands a leads request to the tenant's pipeline (see [`submit`]).
+async fn submit_leads(
+    t: &Tenant,
+    key: String,
+    kind: &'static str,
+    fingerprint: String,
+    request: LeadsRequest,
+    started: Instant,
+) -> Response {
+    let fp = fingerprint.clone();
+    submit(
+        t,
+        move |logged, done| {
+            Job::Leads(LeadsJob {
+                key,
+                kind,
+                fingerprint,
+                request,
+                received: started,
+                logged,
+                done,
+            })
+        },
+        &fp,
+        started,
+    )
+    .await
+}
+
 /// 202: accepted and durable, still being processed.
 fn pending(id: i64) -> Response {
     let url = format!("/v1/requests/{id}");
@@ -502,24 +531,7 @@ async fn post_leads(
         crm_id: None,
         leads,
     };
-    let fpc = fp.clone();
-    submit(
-        t,
-        move |logged, done| {
-            Job::Leads(LeadsJob {
-                key,
-                kind: "leads",
-                fingerprint: fpc,
-                request,
-                received: started,
-                logged,
-                done,
-            })
-        },
-        &fp,
-        started,
-    )
-    .await
+    submit_leads(t, key, "leads", fp, request, started).await
 }
 
 /// A form submission: `application/x-www-form-urlencoded` or a JSON object.
@@ -595,24 +607,7 @@ async fn post_form(
         crm_id: None,
         leads: vec![serde_json::Value::Object(lead)],
     };
-    let fpc = fp.clone();
-    submit(
-        t,
-        move |logged, done| {
-            Job::Leads(LeadsJob {
-                key,
-                kind: "form",
-                fingerprint: fpc,
-                request,
-                received: started,
-                logged,
-                done,
-            })
-        },
-        &fp,
-        started,
-    )
-    .await
+    submit_leads(t, key, "form", fp, request, started).await
 }
 
 async fn post_events(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
@@ -806,24 +801,7 @@ async fn hubspot_webhook(
         };
         let fp = fingerprint(event.to_string().as_bytes());
         let key = format!("hubspot:{event_id}");
-        let fpc = fp.clone();
-        let r = submit(
-            t,
-            move |logged, done| {
-                Job::Leads(LeadsJob {
-                    key,
-                    kind: "hubspot",
-                    fingerprint: fpc,
-                    request,
-                    received: started,
-                    logged,
-                    done,
-                })
-            },
-            &fp,
-            started,
-        )
-        .await;
+        let r = submit_leads(t, key, "hubspot", fp, request, started).await;
         let status = r.status().as_u16();
         if status >= 500 {
             return r;
@@ -895,24 +873,7 @@ async fn lead_webhook(
         crm_id: None,
         leads,
     };
-    let fpc = fp.clone();
-    submit(
-        t,
-        move |logged, done| {
-            Job::Leads(LeadsJob {
-                key,
-                kind: "webhook",
-                fingerprint: fpc,
-                request,
-                received: started,
-                logged,
-                done,
-            })
-        },
-        &fp,
-        started,
-    )
-    .await
+    submit_leads(t, key, "webhook", fp, request, started).await
 }
 
 /// Runs a store read for a handler off the async threads.

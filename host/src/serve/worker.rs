@@ -403,12 +403,7 @@ impl Front<'_> {
         let mut pending: Vec<Pending> = Vec::new();
         for (j, ids, _) in leads {
             let Some(l) = logged.next() else { break };
-            let new = match &l {
-                Logged::New(id) => Some(*id),
-                Logged::Seen(_) => None,
-            };
-            let _ = j.logged.send(Ok(l));
-            if let Some(intake) = new {
+            if let Some(intake) = answer_logged(l, j.logged) {
                 pending.push(Pending {
                     intake,
                     ids,
@@ -423,12 +418,7 @@ impl Front<'_> {
         let mut new_events = Vec::new();
         for j in events {
             let Some(l) = logged.next() else { break };
-            let new = match &l {
-                Logged::New(id) => Some(*id),
-                Logged::Seen(_) => None,
-            };
-            let _ = j.logged.send(Ok(l));
-            if let Some(intake) = new {
+            if let Some(intake) = answer_logged(l, j.logged) {
                 new_events.push((intake, j.events, Some(j.done)));
             }
         }
@@ -930,6 +920,17 @@ fn events_into(
     };
     store.finish_intake(&[(intake, reply.status, &reply.body)], now)?;
     Ok(reply)
+}
+
+/// Tells the waiting handler how its request was logged; the intake id
+/// when the request is new (and so to be processed).
+fn answer_logged(l: Logged, to: oneshot::Sender<Result<Logged, String>>) -> Option<i64> {
+    let new = match &l {
+        Logged::New(id) => Some(*id),
+        Logged::Seen(_) => None,
+    };
+    let _ = to.send(Ok(l));
+    new
 }
 
 fn unpack(row: &IntakeRow) -> Result<Pending> {

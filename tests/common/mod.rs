@@ -1,0 +1,26 @@
+//! What the integration test binaries share: the built components and the
+//! real `leadgate` binary run in a test's own directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The components `cargo xtask build` made.
+pub fn components() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components");
+    assert!(
+        dir.join("validate.wasm").exists() && dir.join("fixtures/chaos.wasm").exists(),
+        "components are not built: run `cargo xtask build` (or `cargo xtask test`)"
+    );
+    dir
+}
+
+/// `leadgate` in `dir`, with the built components and no configuration or
+/// store from the environment.
+pub fn leadgate(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leadgate"));
+    c.current_dir(dir)
+        .env("LEADGATE_COMPONENTS", components())
+        .env_remove("LEADGATE_CONFIG")
+        .env_remove("LEADGATE_DB");
+    c
+}
