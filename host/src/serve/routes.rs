@@ -226,6 +226,17 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
         .map_err(|_| too_large())
 }
 
+/// The tenant of a request and its body, read up to the tenant's limit.
+async fn authenticated_body<'a>(
+    s: &'a Shared,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'a Tenant, Bytes), Response> {
+    let (_, t) = authenticate(s, headers)?;
+    let body = read_body(body, headers, t.config.serve.max_body_bytes).await?;
+    Ok((t, body))
+}
+
 fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
@@ -504,15 +515,11 @@ async fn post_leads(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let (_, t) = match authenticate(&s, &headers) {
+    let (t, body) = match authenticated_body(&s, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let c = &t.config.serve;
-    let body = match read_body(body, &headers, c.max_body_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
     let leads = match leads_of(&body, &content_type(&headers), c.max_leads_per_request) {
         Ok(l) => l,
         Err(r) => return r,
@@ -542,13 +549,8 @@ async fn post_form(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let (_, t) = match authenticate(&s, &headers) {
+    let (t, body) = match authenticated_body(&s, &headers, body).await {
         Ok(x) => x,
-        Err(r) => return r,
-    };
-    let c = &t.config.serve;
-    let body = match read_body(body, &headers, c.max_body_bytes).await {
-        Ok(b) => b,
         Err(r) => return r,
     };
     let ctype = content_type(&headers);
@@ -612,15 +614,11 @@ async fn post_form(
 
 async fn post_events(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
-    let (_, t) = match authenticate(&s, &headers) {
+    let (t, body) = match authenticated_body(&s, &headers, body).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let c = &t.config.serve;
-    let body = match read_body(body, &headers, c.max_body_bytes).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(400, "body.encoding", "the body is not UTF-8");
     };
