@@ -990,4 +990,27 @@ fn health_metrics_and_the_openapi_document() {
     ] {
         assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
     }
+    // SIGTERM: a graceful stop, exit 0 within seconds.
+    let mut s = s;
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop: {}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}: {}", s.logs());
 }

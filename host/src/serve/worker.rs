@@ -88,6 +88,9 @@ impl Job {
 
 /// How often an idle worker looks for requests left unfinished.
 const IDLE_RECOVERY: Duration = Duration::from_secs(5);
+/// How long the front waits for a request before looking at the time and
+/// whether the service is stopping.
+const POLL: Duration = Duration::from_millis(200);
 /// How often run totals are written.
 const CHECKPOINT: Duration = Duration::from_secs(5);
 
@@ -124,6 +127,7 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         engine,
         mapping: Mapping::parse::<&str>(&[])?,
         in_flight: 0,
+        stopping: &shared.stopping,
     };
     let mut back = Back {
         config: &config,
@@ -220,6 +224,9 @@ struct Front<'a> {
     mapping: Mapping,
     /// Batches handed to the back and not acknowledged.
     in_flight: usize,
+    /// Set when the service stops: the queue is drained, then the front
+    /// stops.
+    stopping: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The back half: recording, scoring, handoffs, answers.
@@ -264,10 +271,19 @@ impl Front<'_> {
         acks: &Receiver<Ack>,
     ) -> Result<()> {
         let mut last_checkpoint = Instant::now();
+        let mut last_idle = Instant::now();
         loop {
-            let first = match rx.recv_timeout(IDLE_RECOVERY) {
+            let first = match rx.recv_timeout(POLL) {
                 Ok(job) => job,
                 Err(RecvTimeoutError::Timeout) => {
+                    // Stopping, and nothing left in the queue.
+                    if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    if last_idle.elapsed() < IDLE_RECOVERY {
+                        continue;
+                    }
+                    last_idle = Instant::now();
                     self.settle(acks, true);
                     // Unfinished requests are taken up only when nothing
                     // is in flight: they are not in flight then.
