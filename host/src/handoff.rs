@@ -332,17 +332,8 @@ pub fn deliver_due(
                     ));
                 }
                 let answer = call(agent, "POST", &config.crm.url, None, &extra, &body, timeout);
-                let crm_id = match &answer {
-                    Answer::Ok(text) => serde_json::from_str::<serde_json::Value>(text)
-                        .ok()
-                        .and_then(|v| {
-                            v.get("id")
-                                .map(|i| i.to_string().trim_matches('"').to_string())
-                        }),
-                    _ => None,
-                }
-                .or_else(|| Some(h.lead_id.clone()));
-                settle(config, store, &h, answer, crm_id, now, &mut report)?;
+                // The receiver's record id from its answer, else the lead's.
+                settle(config, store, &h, answer, None, now, &mut report)?;
             }
         }
         Target::None => {}

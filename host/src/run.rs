@@ -311,12 +311,12 @@ impl<'a> Committer<'a> {
                 lead_id: o.raw.id.clone(),
                 status: o.status,
                 validation: o.validation,
-                matched: o.found.as_ref().and_then(|f| match f.decision {
-                    Decision::Merge => Some("merge"),
-                    Decision::Link => Some("link"),
-                    Decision::Review => Some("review"),
-                    Decision::Distinct => None,
-                }),
+                matched: o
+                    .found
+                    .as_ref()
+                    .map(|f| f.decision)
+                    .filter(|d| *d != Decision::Distinct)
+                    .map(Decision::as_str),
                 enrichment: if o.enrich_failed {
                     Some("component failed")
                 } else {
@@ -336,9 +336,9 @@ impl<'a> Committer<'a> {
     }
 }
 
-/// The pipeline for records that arrive a few at a time (the service):
-/// each call validates, enriches, matches, classifies and records one
-/// batch in order, in the calling thread.
+/// The pipeline for records that arrive a few at a time (the service), in
+/// two halves that can run in two threads: [`Engine::prepare`] validates,
+/// enriches, matches and classifies a batch; its [`Committer`] records it.
 pub struct Engine<'a> {
     config: &'a Config,
     loaded: &'a Components,

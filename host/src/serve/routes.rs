@@ -972,26 +972,44 @@ struct ListQuery {
     state: Option<String>,
 }
 
-async fn list_review(
-    State(s): State<S>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
+/// A `GET` list route: the tenant's items from `read(store, tenant,
+/// config, limit)`, as `{"items": [...]}`.
+async fn list<T: serde::Serialize + Send + 'static>(
+    s: &S,
+    headers: &HeaderMap,
+    limit: Option<usize>,
+    default_limit: usize,
+    read: impl FnOnce(
+        &leadgate_store::Store,
+        &str,
+        &crate::config::Config,
+        usize,
+    ) -> anyhow::Result<Vec<T>>
+    + Send
+    + 'static,
 ) -> Response {
-    let (tenant, t) = match authenticate(&s, &headers) {
+    let (tenant, t) = match authenticate(s, headers) {
         Ok(x) => x,
         Err(r) => return r,
     };
     let tenant = tenant.to_string();
     let config = t.config.clone();
-    let limit = q.limit.unwrap_or(50).min(1000);
-    match with_store(&s, move |st| {
-        crate::review::prioritized(&config, st, &tenant, limit, crate::run::now_ms())
-    })
-    .await
-    {
+    let limit = limit.unwrap_or(default_limit).min(1000);
+    match with_store(s, move |st| read(st, &tenant, &config, limit)).await {
         Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
         Err(r) => r,
     }
+}
+
+async fn list_review(
+    State(s): State<S>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Response {
+    list(&s, &headers, q.limit, 50, |st, tenant, config, limit| {
+        crate::review::prioritized(config, st, tenant, limit, crate::run::now_ms())
+    })
+    .await
 }
 
 async fn get_review(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
@@ -1084,21 +1102,11 @@ async fn list_outbox(
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (tenant, _) = match authenticate(&s, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenant = tenant.to_string();
-    let limit = q.limit.unwrap_or(100).min(1000);
     let state = q.state.clone();
-    match with_store(&s, move |st| {
-        Ok(st.handoffs(&tenant, state.as_deref(), limit)?)
+    list(&s, &headers, q.limit, 100, move |st, tenant, _, limit| {
+        Ok(st.handoffs(tenant, state.as_deref(), limit)?)
     })
     .await
-    {
-        Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
-        Err(r) => r,
-    }
 }
 
 async fn list_alerts(
@@ -1106,16 +1114,10 @@ async fn list_alerts(
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let (tenant, _) = match authenticate(&s, &headers) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let tenant = tenant.to_string();
-    let limit = q.limit.unwrap_or(100).min(1000);
-    match with_store(&s, move |st| Ok(st.alerts(&tenant, limit)?)).await {
-        Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
-        Err(r) => r,
-    }
+    list(&s, &headers, q.limit, 100, |st, tenant, _, limit| {
+        Ok(st.alerts(tenant, limit)?)
+    })
+    .await
 }
 
 #[derive(serde::Deserialize, Default)]
