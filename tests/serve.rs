@@ -6,10 +6,11 @@
 
 mod common;
 
+use common::core::{Server, key, now_ms};
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,172 +24,6 @@ fn leadgate(dir: &Path) -> Command {
 
 const HUBSPOT_SECRET: &str = "hubspot-client-secret";
 const WEBHOOK_SECRET: &str = "webhook-secret";
-
-/// The running service; killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = leadgate(dir)
-            .args([
-                "--config",
-                "leadgate.toml",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--text-logs",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(addr) = line.split("listening on ").nth(1) {
-                        let _ = tx.send(addr.trim().to_string());
-                    }
-                    log.lock().unwrap().push(line);
-                }
-            });
-        }
-        let url = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the server did not start: {}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-        };
-        let s = Server { child, url, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if s.get("/readyz", None).0 == 200 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "not ready: {}", s.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn logs(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into()
-    }
-
-    fn get(&self, path: &str, key: Option<&str>) -> (u16, serde_json::Value) {
-        let mut r = Self::agent().get(format!("{}{path}", self.url));
-        if let Some(k) = key {
-            r = r.header("Authorization", format!("Bearer {k}"));
-        }
-        let mut resp = r.call().unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
-    }
-
-    /// POST with headers; returns status, headers we care about, body.
-    fn post(
-        &self,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (u16, HashMap<String, String>, serde_json::Value) {
-        let mut r = Self::agent().post(format!("{}{path}", self.url));
-        let mut typed = false;
-        for (k, v) in headers {
-            typed |= k.eq_ignore_ascii_case("content-type");
-            r = r.header(*k, *v);
-        }
-        if !typed {
-            r = r.header("Content-Type", "application/json");
-        }
-        let mut resp = r.send(body).unwrap();
-        let status = resp.status().as_u16();
-        let hs = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            hs,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
-    }
-
-    fn post_leads(&self, key: &str, idem: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-        let auth = format!("Bearer {key}");
-        let mut h = vec![("Authorization", auth.as_str())];
-        if let Some(i) = idem {
-            h.push(("Idempotency-Key", i));
-        }
-        let (s, _, b) = self.post("/v1/leads", &h, body);
-        (s, b)
-    }
-
-    /// Kills the process at once (no graceful shutdown): a crash.
-    fn crash(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn key(dir: &Path, tenant: &str) -> String {
-    let out = leadgate(dir)
-        .args([
-            "--config",
-            "leadgate.toml",
-            "keys",
-            "create",
-            "--tenant",
-            tenant,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// What the fake CRM should do with an upsert of an email.
 #[derive(Default)]
@@ -429,7 +264,7 @@ fn intake_is_idempotent_and_tenants_are_isolated() {
     let dir = setup(&crm.url, "");
     let acme = key(dir.path(), "acme");
     let globex = key(dir.path(), "globex");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
 
     let (status, first) = s.post_leads(&acme, Some("order-1"), &lead("ann@initech.com"));
     assert_eq!(status, 200, "{first}");
@@ -502,7 +337,7 @@ fn bad_requests_are_refused_with_a_reason() {
     let crm = FakeCrm::start();
     let dir = setup(&crm.url, "");
     let acme = key(dir.path(), "acme");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     let auth = format!("Bearer {acme}");
 
     let big = format!("[{}]", vec![lead("a@b.com"); 200].join(","));
@@ -612,7 +447,7 @@ fn webhooks_are_verified_and_write_back_to_the_crm() {
             "company": "Initech", "phone": "+1 415 555 2671", "country": "US"}}),
     );
     let dir = setup(&crm.url, "");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     let path = "/v1/webhooks/acme/hubspot";
     let uri = format!("{}{path}", s.url);
     let body = r#"[{"eventId":9001,"subscriptionType":"contact.creation","objectId":501,"portalId":7,"occurredAt":1}]"#;
@@ -727,7 +562,7 @@ fn handoff_retries_dead_letters_and_never_duplicates() {
     crm.state.lock().unwrap().down = true;
     let dir = setup(&crm.url, "batch_size = 10\nmax_attempts = 5\n");
     let acme = key(dir.path(), "acme");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     let post = |leads: &[&str]| -> Vec<String> {
         let body = format!(
             "[{}]",
@@ -802,7 +637,7 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
     let crm = FakeCrm::start();
     let dir = setup(&crm.url, "");
     let acme = key(dir.path(), "acme");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     let url = s.url.clone();
     let requests: Vec<(String, String)> = (0..40)
         .map(|r| {
@@ -840,7 +675,7 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
         t.join().unwrap();
     }
     // Restarted, the clients send everything again with the same keys.
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     for (idem, body) in &requests {
         let (status, out) = s.post_leads(&acme, Some(idem), body);
         assert!(status == 200 || status == 202, "{status} {out}");
@@ -877,7 +712,7 @@ fn review_queue_decisions_and_sla() {
     );
     let acme = key(dir.path(), "acme");
     let globex = key(dir.path(), "globex");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     // A disposable address: a warning, so review.
     let (status, body) = s.post_leads(
         &acme,
@@ -961,7 +796,7 @@ fn review_queue_decisions_and_sla() {
 fn health_metrics_and_the_openapi_document() {
     let crm = FakeCrm::start();
     let dir = setup(&crm.url, "");
-    let s = Server::start(dir.path());
+    let s = Server::start(leadgate(dir.path()));
     assert_eq!(s.get("/healthz", None).0, 200);
     assert_eq!(s.get("/readyz", None).0, 200);
     let (status, doc) = s.get("/openapi.json", None);

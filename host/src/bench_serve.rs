@@ -16,10 +16,10 @@
 //! against a copy of the same store, in the same process run.
 
 use crate::config::Config;
+use crate::load::percentile;
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct Options {
@@ -31,14 +31,6 @@ pub struct Options {
     pub concurrency: usize,
     pub duration: Duration,
     pub warmup: Duration,
-}
-
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 /// The server's anonymous resident memory (heap, stacks: what a leak
@@ -54,7 +46,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Kills the child when dropped.
-struct Child(std::process::Child);
+pub(crate) struct Child(pub(crate) std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -64,7 +56,7 @@ impl Drop for Child {
 }
 
 /// Removes the files when dropped.
-struct Cleanup(Vec<std::path::PathBuf>);
+pub(crate) struct Cleanup(pub(crate) Vec<std::path::PathBuf>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -80,7 +72,7 @@ impl Drop for Cleanup {
 
 /// CSV rows as JSON objects keyed by header, as a form or an API client
 /// would send them.
-fn objects(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
+pub(crate) fn objects(path: &std::path::Path) -> Result<Vec<serde_json::Value>> {
     let mut r = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
@@ -239,99 +231,43 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     );
 
     // Open-loop load.
-    let per_request = Duration::from_secs_f64(o.batch as f64 / o.rate);
-    let total_requests = ((o.duration + o.warmup).as_secs_f64() / per_request.as_secs_f64()) as u64;
-    let total_requests = total_requests.min(bodies.len() as u64);
-    let next = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now() + Duration::from_millis(200);
-    let warmup = o.warmup;
-    let mut threads = Vec::new();
-    for _ in 0..o.concurrency {
-        let (next, stop, bodies, url, key) = (
-            next.clone(),
-            stop.clone(),
-            bodies.clone(),
-            url.clone(),
-            key.clone(),
-        );
-        threads.push(std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into();
-            let mut lat: Vec<Duration> = Vec::new();
-            let (mut ok, mut accepted, mut failed) = (0u64, 0u64, 0u64);
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total_requests {
-                    break;
-                }
-                let due = t0 + per_request.mul_f64(i as f64);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                let r = agent
-                    .post(format!("{url}/v1/leads"))
-                    .header("Authorization", format!("Bearer {key}"))
-                    .header("Content-Type", "application/json")
-                    .header("Idempotency-Key", format!("bench-{i}"))
-                    .send(&bodies[i as usize]);
-                let done = Instant::now();
-                let status = match r {
-                    Ok(mut resp) => {
-                        let s = resp.status().as_u16();
-                        let _ = resp.body_mut().read_to_string();
-                        s
-                    }
-                    Err(_) => 0,
-                };
-                if due >= t0 + warmup {
-                    lat.push(done.saturating_duration_since(due));
-                    match status {
-                        200 => ok += 1,
-                        202 => accepted += 1,
-                        _ => failed += 1,
-                    }
-                }
+    let body_of = bodies.clone();
+    let send = Arc::new(move |agent: &ureq::Agent, i: u64| -> u16 {
+        let r = agent
+            .post(format!("{url}/v1/leads"))
+            .header("Authorization", format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .header("Idempotency-Key", format!("bench-{i}"))
+            .send(&body_of[i as usize]);
+        match r {
+            Ok(mut resp) => {
+                let _ = resp.body_mut().read_to_string();
+                resp.status().as_u16()
             }
-            (lat, ok, accepted, failed)
-        }));
-    }
-    // Memory, every second.
+            Err(_) => 0,
+        }
+    });
     let mut rss: Vec<(f64, u64)> = Vec::new();
-    let started = Instant::now();
-    while threads.iter().any(|t| !t.is_finished()) {
-        std::thread::sleep(Duration::from_millis(1000));
-        if let Some(kib) = rss_kib(server_pid) {
-            rss.push((started.elapsed().as_secs_f64(), kib));
-        }
-        if started.elapsed() > o.duration + o.warmup + Duration::from_secs(120) {
-            stop.store(true, Ordering::Relaxed);
-        }
-    }
-    let measured_end = Instant::now();
-    let mut lat = Vec::new();
-    let (mut ok, mut accepted, mut failed) = (0u64, 0u64, 0u64);
-    for t in threads {
-        let (l, a, b, c) = t
-            .join()
-            .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
-        lat.extend(l);
-        ok += a;
-        accepted += b;
-        failed += c;
-    }
-    lat.sort();
-    let measured = measured_end
-        .saturating_duration_since(t0 + warmup)
-        .as_secs_f64()
-        .max(1e-9);
+    let m = crate::load::open_loop(
+        &crate::load::Load {
+            rate: o.rate / o.batch as f64,
+            concurrency: o.concurrency,
+            duration: o.duration,
+            warmup: o.warmup,
+            max_requests: bodies.len() as u64,
+        },
+        send,
+        |elapsed| {
+            if let Some(kib) = rss_kib(server_pid) {
+                rss.push((elapsed.as_secs_f64(), kib));
+            }
+        },
+    )?;
+    let (ok, accepted) = (m.count(200), m.count(202));
+    let failed = m.latencies.len() as u64 - ok - accepted;
+    let lat = m.latencies;
+    let measured = m.seconds;
+    let warmup = o.warmup;
     let leads_per_s = ((ok + accepted) as f64 * o.batch as f64) / measured;
     drop(child);
 

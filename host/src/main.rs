@@ -13,11 +13,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod batch;
 mod bench;
 mod bench_dedupe;
+mod bench_edge;
 mod bench_enrich;
 mod bench_score;
 mod bench_serve;
 mod calibrate;
 mod classify;
+mod compose;
 mod config;
 mod dedupe;
 mod enrich;
@@ -25,6 +27,7 @@ mod eval;
 mod events;
 mod handoff;
 mod isolate;
+mod load;
 mod matcher;
 mod matching;
 mod reenrich;
@@ -381,6 +384,20 @@ enum Command {
         /// Where the pre-initialized component goes.
         output: PathBuf,
     },
+    /// Plug capability components into a component that imports them
+    /// (static composition): e.g. the validate component into the edge
+    /// component, for `wasmtime serve` or SpinKube.
+    Compose {
+        /// The component whose imports are satisfied (e.g. the edge).
+        component: PathBuf,
+        /// A component exporting what it imports (e.g. validate.wasm);
+        /// repeat for several.
+        #[arg(long = "plug", required = true)]
+        plugs: Vec<PathBuf>,
+        /// Where the composed component goes.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Generate messy sample leads with known ground truth.
     Sample {
         #[arg(long, default_value_t = 1000)]
@@ -495,6 +512,22 @@ enum Command {
         /// With --serve: seconds of warm-up, not measured.
         #[arg(long, default_value_t = 5)]
         warmup: u64,
+        /// Benchmark the edge component instead: form submissions to it
+        /// under `wasmtime serve`, a fresh instance per request (uses
+        /// --rate as forms per second, --concurrency, --duration, --warmup).
+        #[arg(long, conflicts_with_all = ["dedupe", "enrich", "score", "serve"])]
+        edge: bool,
+        /// With --edge: the wasmtime CLI.
+        #[arg(long, env = "LEADGATE_WASMTIME", default_value = "wasmtime")]
+        wasmtime: PathBuf,
+        /// With --edge: the composed edge component (default:
+        /// edge-composed.wasm among the bundled components).
+        #[arg(long)]
+        edge_component: Option<PathBuf>,
+        /// With --edge: an option for `wasmtime serve`, e.g.
+        /// `-O pooling-allocator=y` (repeat for several).
+        #[arg(long = "runtime-arg", allow_hyphen_values = true)]
+        runtime_args: Vec<String>,
     },
 }
 
@@ -893,6 +926,23 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             preinit(&config, &input, &output)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compose {
+            component,
+            plugs,
+            output,
+        } => {
+            let report = compose::compose(&component, &plugs, &output)?;
+            for (path, names) in &report.plugged {
+                eprintln!("plugged {} → {}", path.display(), names.join(", "));
+            }
+            eprintln!(
+                "wrote {} ({} bytes); it imports: {}",
+                output.display(),
+                report.bytes,
+                report.imports.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Enrich {
             queued: _,
             limit,
@@ -1012,7 +1062,29 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             concurrency,
             duration,
             warmup,
+            edge,
+            wasmtime,
+            edge_component,
+            runtime_args,
         } => {
+            if edge {
+                bench_edge::run(
+                    &config,
+                    &bench_edge::Options {
+                        wasmtime,
+                        component: match edge_component {
+                            Some(c) => c,
+                            None => config::components_dir()?.join("edge-composed.wasm"),
+                        },
+                        rate,
+                        concurrency,
+                        duration: std::time::Duration::from_secs(duration),
+                        warmup: std::time::Duration::from_secs(warmup),
+                        runtime_args,
+                    },
+                )?;
+                return Ok(ExitCode::SUCCESS);
+            }
             if serve {
                 bench_serve::run(
                     &config,

@@ -1,5 +1,10 @@
 //! What the integration test binaries share: the built components and the
-//! real `leadgate` binary run in a test's own directory.
+//! real `leadgate` binary run in a test's own directory. Not every test
+//! binary uses every helper.
+
+#![allow(dead_code)]
+
+pub mod core;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

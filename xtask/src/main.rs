@@ -10,7 +10,13 @@
 //!   generated behavioural events (`leadgate events`), fit a conversion
 //!   model from a generated history (`leadgate calibrate`), score it in
 //!   batch (`leadgate score`) and report on it (`leadgate report`).
-//! - `test`: build, then `cargo test --workspace --release`.
+//!   The edge component (`components/edge`) is also written statically
+//!   composed with the validate component, as `edge-composed.wasm` (what
+//!   `wasmtime serve` runs; Spin composes `edge.wasm` itself from
+//!   `spin.toml`).
+//! - `test`: build, make sure the pinned `wasmtime` CLI is installed (the
+//!   edge tests run the edge under `wasmtime serve`), then `cargo test
+//!   --workspace --release`.
 //! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
 //!   `--dedupe` or `--enrich`).
 
@@ -22,7 +28,10 @@ const COMPONENTS: &[(&str, &str)] = &[
     ("leadgate-dedupe", "dedupe"),
     ("leadgate-enrich", "enrich"),
     ("leadgate-score", "score"),
+    ("leadgate-edge", "edge"),
 ];
+/// The `wasmtime` CLI the edge runs under in tests and benchmarks.
+const WASMTIME_CLI: &str = "48.0.8";
 const FIXTURES: &[(&str, &str)] = &[
     ("fixture-chaos", "chaos"),
     ("fixture-chaos-enrich", "chaos-enrich"),
@@ -125,6 +134,13 @@ fn build() -> Result<(), String> {
             .arg(&wasm)
             .arg(out.join(format!("{name}.wasm"))))?;
     }
+    run(Command::new(&leadgate)
+        .arg("compose")
+        .arg(out.join("edge.wasm"))
+        .arg("--plug")
+        .arg(out.join("validate.wasm"))
+        .arg("--output")
+        .arg(out.join("edge-composed.wasm")))?;
     for (krate, name) in FIXTURES {
         let wasm = built.join(format!("{}.wasm", krate.replace('-', "_")));
         let dest = out.join("fixtures").join(format!("{name}.wasm"));
@@ -236,9 +252,41 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+/// The pinned `wasmtime` CLI: `$LEADGATE_WASMTIME`, else `wasmtime` on the
+/// PATH or in cargo's bin directory when it is the pinned version, else
+/// installed with `cargo install` (a few minutes, once).
+fn ensure_wasmtime() -> Result<PathBuf, String> {
+    if let Ok(p) = std::env::var("LEADGATE_WASMTIME") {
+        return Ok(PathBuf::from(p));
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|h| h.join("bin").join("wasmtime"));
+    let candidates = [Some(PathBuf::from("wasmtime")), cargo_bin.clone()];
+    for c in candidates.iter().flatten() {
+        let version = Command::new(c).arg("--version").output();
+        if let Ok(o) = version
+            && String::from_utf8_lossy(&o.stdout).trim() == format!("wasmtime {WASMTIME_CLI}")
+        {
+            return Ok(c.clone());
+        }
+    }
+    run(cargo().args([
+        "install",
+        "wasmtime-cli",
+        "--version",
+        WASMTIME_CLI,
+        "--locked",
+    ]))?;
+    cargo_bin.ok_or_else(|| "cannot tell where cargo installed wasmtime".to_string())
+}
+
 fn test(extra: &[String]) -> Result<(), String> {
+    let wasmtime = ensure_wasmtime()?;
     let mut c = cargo();
     c.args(["test", "--workspace", "--release"]).args(extra);
+    c.env("LEADGATE_WASMTIME", wasmtime);
     // One compilation cache for the whole run: each component is compiled once.
     c.env(
         "LEADGATE_CACHE_DIR",

@@ -1,0 +1,137 @@
+//! The open-loop load generator the HTTP benchmarks share (`bench --serve`,
+//! `bench --edge`): requests are *due* at a fixed rate, sent from a pool of
+//! keep-alive connections, and each one's latency is measured from when it
+//! was due — not when it was sent — so a server that falls behind shows it
+//! (no coordinated omission).
+
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The shape of the load.
+pub struct Load {
+    /// Requests per second.
+    pub rate: f64,
+    pub concurrency: usize,
+    pub duration: Duration,
+    /// Sent first and not measured.
+    pub warmup: Duration,
+    /// Most requests to send (the bodies prepared).
+    pub max_requests: u64,
+}
+
+/// What a run measured (warm-up left out).
+pub struct Measured {
+    /// Latencies, sorted.
+    pub latencies: Vec<Duration>,
+    /// Latencies by answer status, sorted (0: no answer).
+    pub by_status: BTreeMap<u16, Vec<Duration>>,
+    /// Seconds from the end of the warm-up to the last answer.
+    pub seconds: f64,
+}
+
+impl Measured {
+    pub fn count(&self, status: u16) -> u64 {
+        self.by_status.get(&status).map_or(0, |v| v.len() as u64)
+    }
+}
+
+/// The `p` quantile (0–1) of sorted `v`.
+pub fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Milliseconds, for reports.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Sends request `i` with the given connection and returns the answer's
+/// status (0 when no answer came).
+pub type Sender = Arc<dyn Fn(&ureq::Agent, u64) -> u16 + Send + Sync>;
+
+/// Sends request `i` with `send(agent, i)` (returning the status, 0 when no
+/// answer came) when it is due; `tick` runs about once a second while the
+/// load runs (sampling memory, say).
+pub fn open_loop(
+    load: &Load,
+    send: Sender,
+    mut tick: impl FnMut(Duration),
+) -> Result<Measured> {
+    let per_request = Duration::from_secs_f64(1.0 / load.rate.max(1e-9));
+    let total = (((load.duration + load.warmup).as_secs_f64() / per_request.as_secs_f64()) as u64)
+        .min(load.max_requests);
+    let next = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now() + Duration::from_millis(200);
+    let measured_from = t0 + load.warmup;
+    let mut threads = Vec::new();
+    for _ in 0..load.concurrency.max(1) {
+        let (next, stop, send) = (next.clone(), stop.clone(), send.clone());
+        threads.push(std::thread::spawn(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into();
+            let mut seen: Vec<(u16, Duration)> = Vec::new();
+            let mut last = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let due = t0 + per_request.mul_f64(i as f64);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let status = send(&agent, i);
+                last = Instant::now();
+                if due >= measured_from {
+                    seen.push((status, last.saturating_duration_since(due)));
+                }
+            }
+            (seen, last)
+        }));
+    }
+    let started = Instant::now();
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(1000));
+        tick(started.elapsed());
+        if started.elapsed() > load.duration + load.warmup + Duration::from_secs(120) {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
+    let mut end = measured_from;
+    let mut by_status: BTreeMap<u16, Vec<Duration>> = BTreeMap::new();
+    let mut latencies = Vec::new();
+    for t in threads {
+        let (seen, last) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
+        end = end.max(last);
+        for (status, d) in seen {
+            by_status.entry(status).or_default().push(d);
+            latencies.push(d);
+        }
+    }
+    latencies.sort();
+    for v in by_status.values_mut() {
+        v.sort();
+    }
+    Ok(Measured {
+        latencies,
+        by_status,
+        seconds: end
+            .saturating_duration_since(measured_from)
+            .as_secs_f64()
+            .max(1e-9),
+    })
+}
