@@ -59,11 +59,7 @@ pub type Sender = Arc<dyn Fn(&ureq::Agent, u64) -> u16 + Send + Sync>;
 /// Sends request `i` with `send(agent, i)` (returning the status, 0 when no
 /// answer came) when it is due; `tick` runs about once a second while the
 /// load runs (sampling memory, say).
-pub fn open_loop(
-    load: &Load,
-    send: Sender,
-    mut tick: impl FnMut(Duration),
-) -> Result<Measured> {
+pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> Result<Measured> {
     let per_request = Duration::from_secs_f64(1.0 / load.rate.max(1e-9));
     let total = (((load.duration + load.warmup).as_secs_f64() / per_request.as_secs_f64()) as u64)
         .min(load.max_requests);
