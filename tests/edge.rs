@@ -87,19 +87,7 @@ impl Edge {
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
-        let mut resp = r.send(body).unwrap();
-        let status = resp.status().as_u16();
-        let hs = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            hs,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
+        common::core::answer(r.send(body).unwrap())
     }
 
     fn form(&self, form: &str, body: &str) -> (u16, HashMap<String, String>, serde_json::Value) {
@@ -329,14 +317,10 @@ fn forms_are_validated_at_the_edge_and_forwarded_once() {
     let (status, _, body) = edge.form("contact", "email=ann%40%40initech&first_name=Ann");
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["status"], "rejected");
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(body["warnings"].as_array().unwrap())
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert!(fields.contains(&"email"), "{body}");
+    assert!(
+        common::core::finding_fields(&body).contains(&"email".to_string()),
+        "{body}"
+    );
     assert!(
         body["errors"][0]["message"].as_str().unwrap().len() > 10,
         "{body}"
@@ -437,38 +421,27 @@ fn bad_requests_and_configuration_are_refused_with_a_reason() {
     let core = Core::start();
     let edge = edge_for(&core, &[("LEADGATE_MAX_BODY_BYTES", "1024")]);
     let big = format!("email=ann%40initech.com&note={}", "x".repeat(2000));
-    let (status, _, body) = edge.form("contact", &big);
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("body.too_large")),
-        "{body}"
-    );
-    let (status, _, body) = edge.post(
-        "/forms/contact",
-        &[("Content-Type", "application/json")],
-        b"{\"email\":",
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("body.json")),
-        "{body}"
-    );
-    let (status, _, body) = edge.post("/forms/contact", &[("Content-Type", "text/csv")], b"a,b");
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (415, Some("body.content_type")),
-        "{body}"
-    );
-    let (status, _, body) = edge.post(
-        "/forms/contact",
-        &[("Content-Type", "application/json")],
-        b"[]",
-    );
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (400, Some("body.shape")),
-        "{body}"
-    );
+    let form = "application/x-www-form-urlencoded";
+    for (ctype, body, status, code) in [
+        (form, big.as_bytes(), 413, "body.too_large"),
+        (
+            "application/json",
+            b"{\"email\":".as_slice(),
+            400,
+            "body.json",
+        ),
+        ("text/csv", b"a,b".as_slice(), 415, "body.content_type"),
+        ("application/json", b"[]".as_slice(), 400, "body.shape"),
+        (form, b"".as_slice(), 400, "body.empty"),
+    ] {
+        let (s, _, b) = edge.post("/forms/contact", &[("Content-Type", ctype)], body);
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{b}"
+        );
+        assert!(b["error"]["message"].as_str().unwrap().len() > 10, "{b}");
+    }
     let (status, _, body) = edge.post("/nowhere", &[], b"");
     assert_eq!(
         (status, body["error"]["code"].as_str()),

@@ -14,11 +14,10 @@
 //! in this process: the edge crate's form reading and mapping and the
 //! validate crate — no HTTP, no instance.
 
-use crate::bench_serve::{Child, Cleanup, objects};
+use crate::bench_serve::{Child, Cleanup, announced, objects};
 use crate::config::Config;
 use crate::load::{Load, ms, percentile};
 use anyhow::{Context, Result, bail};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,14 +149,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
     // wasmtime says where it listens on standard error.
     let stderr = child.stderr.take().context("no output from wasmtime")?;
     let child = Child(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(url) = line.split("Serving HTTP on ").nth(1) {
-                let _ = tx.send(url.trim().trim_end_matches('/').to_string());
-            }
-        }
-    });
+    let rx = announced(stderr, "Serving HTTP on ", |_| {});
     let url = rx
         .recv_timeout(Duration::from_secs(120))
         .context("wasmtime serve did not start")?;

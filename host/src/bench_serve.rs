@@ -55,6 +55,28 @@ impl Drop for Child {
     }
 }
 
+/// Reads a child's output line by line in a thread of its own: the text
+/// after `marker` on the line that has it (where the child listens) comes
+/// out of the receiver; every other line goes to `other`.
+pub(crate) fn announced(
+    stream: impl std::io::Read + Send + 'static,
+    marker: &'static str,
+    other: impl Fn(&str) + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            match line.split(marker).nth(1) {
+                Some(rest) => {
+                    let _ = tx.send(rest.trim().trim_end_matches('/').to_string());
+                }
+                None => other(&line),
+            }
+        }
+    });
+    rx
+}
+
 /// Removes the files when dropped.
 pub(crate) struct Cleanup(pub(crate) Vec<std::path::PathBuf>);
 
@@ -190,15 +212,9 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         .context("no standard error from the server")?;
     let child = Child(child);
     let server_pid = child.0.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("listening on ").nth(1) {
-                let _ = tx.send(addr.trim().to_string());
-            } else if line.contains("ERROR") || line.contains("DEBUG") || line.starts_with("error")
-            {
-                eprintln!("server: {line}");
-            }
+    let rx = announced(stderr, "listening on ", |line| {
+        if line.contains("ERROR") || line.contains("DEBUG") || line.starts_with("error") {
+            eprintln!("server: {line}");
         }
     });
     let url = rx

@@ -111,19 +111,7 @@ impl Server {
         if !typed {
             r = r.header("Content-Type", "application/json");
         }
-        let mut resp = r.send(body).unwrap();
-        let status = resp.status().as_u16();
-        let hs = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
-        let text = resp.body_mut().read_to_string().unwrap_or_default();
-        (
-            status,
-            hs,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-        )
+        answer(r.send(body).unwrap())
     }
 
     pub fn post_leads(
@@ -153,6 +141,35 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An answer's status, headers and JSON body (the text when it is not
+/// JSON).
+pub fn answer(
+    mut resp: ureq::http::Response<ureq::Body>,
+) -> (u16, HashMap<String, String>, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let hs = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        hs,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// The fields a 422 answer names, errors and warnings both.
+pub fn finding_fields(body: &serde_json::Value) -> Vec<String> {
+    ["errors", "warnings"]
+        .iter()
+        .filter_map(|k| body[*k].as_array())
+        .flatten()
+        .filter_map(|e| e["field"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// A new API key of `tenant` (`leadgate keys create`).

@@ -125,13 +125,11 @@ async fn route(req: IncomingRequest, started: Instant) -> Result<Reply, Refusal>
             let signature = header(&req, leadgate_signature::HUBSPOT_SIGNATURE);
             let timestamp = header(&req, leadgate_signature::HUBSPOT_TIMESTAMP);
             let body = read_body(req, c.max_body_bytes).await?;
-            let Some(secret) = c.hubspot_secret.as_deref() else {
-                return Err(Refusal::unavailable(
-                    "edge.config",
-                    "LEADGATE_HUBSPOT_SECRET is not set: HubSpot webhooks cannot be verified; nothing was taken",
-                    60,
-                ));
-            };
+            let secret = secret(
+                c.hubspot_secret.as_deref(),
+                "LEADGATE_HUBSPOT_SECRET",
+                "HubSpot webhooks",
+            )?;
             leadgate_signature::hubspot_v3::verify(
                 secret.as_bytes(),
                 "POST",
@@ -164,13 +162,11 @@ async fn route(req: IncomingRequest, started: Instant) -> Result<Reply, Refusal>
             let signature = header(&req, leadgate_signature::LEADGATE_SIGNATURE);
             let key = header(&req, "idempotency-key");
             let body = read_body(req, c.max_body_bytes).await?;
-            let Some(secret) = c.webhook_secret.as_deref() else {
-                return Err(Refusal::unavailable(
-                    "edge.config",
-                    "LEADGATE_WEBHOOK_SECRET is not set: signed lead webhooks cannot be verified; nothing was taken",
-                    60,
-                ));
-            };
+            let secret = secret(
+                c.webhook_secret.as_deref(),
+                "LEADGATE_WEBHOOK_SECRET",
+                "signed lead webhooks",
+            )?;
             leadgate_signature::leadgate_v1::verify(
                 secret.as_bytes(),
                 &body,
@@ -224,6 +220,17 @@ async fn route(req: IncomingRequest, started: Instant) -> Result<Reply, Refusal>
             format!("no route for {method} {path}"),
         )),
     }
+}
+
+/// A webhook's signing secret, or 503 naming the variable that is not set.
+fn secret<'a>(value: Option<&'a str>, var: &str, what: &str) -> Result<&'a str, Refusal> {
+    value.ok_or_else(|| {
+        Refusal::unavailable(
+            "edge.config",
+            format!("{var} is not set: {what} cannot be verified; nothing was taken"),
+            60,
+        )
+    })
 }
 
 /// The URL the sender signed: `LEADGATE_PUBLIC_URL` plus the path, else

@@ -48,7 +48,10 @@ pub fn form_fields(
                 return Err(Refusal::new(
                     400,
                     "body.shape",
-                    format!("a form submission is one JSON object, not {}", kind(&other)),
+                    format!(
+                        "a form submission is one JSON object, not {}",
+                        leadgate_ingest::body::kind(&other)
+                    ),
                 ));
             }
             Err(e) => {
@@ -82,47 +85,12 @@ pub fn form_fields(
     Ok(fields)
 }
 
-/// Leads carried by a webhook: one JSON object or an array of them.
+/// Leads carried by a webhook: one JSON object, an array of them, or
+/// `{"leads": [...]}` — as the core reads them.
 pub fn webhook_leads(body: &[u8], max: usize) -> Result<Vec<Value>, Refusal> {
-    let leads = match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(a)) => a,
-        Ok(v @ Value::Object(_)) => vec![v],
-        Ok(other) => {
-            return Err(Refusal::new(
-                400,
-                "body.shape",
-                format!(
-                    "the body must be a lead object or an array of them, not {}",
-                    kind(&other)
-                ),
-            ));
-        }
-        Err(e) => {
-            return Err(Refusal::new(
-                400,
-                "body.json",
-                format!("the body is not valid JSON: {e}"),
-            ));
-        }
-    };
-    if leads.is_empty() {
-        return Err(Refusal::new(
-            400,
-            "body.empty",
-            "the request carries no leads",
-        ));
-    }
-    if leads.len() > max {
-        return Err(Refusal::new(
-            413,
-            "body.too_many_leads",
-            format!(
-                "{} leads in one request; at most {max} are accepted",
-                leads.len()
-            ),
-        ));
-    }
-    Ok(leads)
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(400, "body.json", format!("the body is not valid JSON: {e}")))?;
+    leadgate_ingest::body::leads(value, max).map_err(|e| Refusal::new(e.status, e.code, e.message))
 }
 
 /// The lead a submission describes, read with the host's mapping (the same
@@ -200,17 +168,6 @@ pub fn idempotency_key(given: Option<&str>, route: &str, body: &[u8]) -> Result<
             let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
             Ok(format!("edge-{hex}"))
         }
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

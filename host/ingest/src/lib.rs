@@ -8,6 +8,7 @@
 //!   [`Malformed`] with a reason, never skipped; only I/O failures stop a
 //!   reader.
 
+pub mod body;
 pub mod mapping;
 pub mod reader;
 mod values;

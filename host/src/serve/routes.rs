@@ -275,7 +275,9 @@ fn idempotency_key(headers: &HeaderMap, fallback: Option<String>) -> Result<Stri
 /// Leads from a JSON body: one object, an array, or `{"leads": [...]}`;
 /// or NDJSON.
 fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Value>, Response> {
-    let leads: Vec<serde_json::Value> = if ctype == "application/x-ndjson" {
+    use leadgate_ingest::body;
+    let refused = |e: body::BodyError| error(e.status, e.code, e.message);
+    if ctype == "application/x-ndjson" {
         let text = std::str::from_utf8(body)
             .map_err(|e| error(400, "body.encoding", format!("the body is not UTF-8: {e}")))?;
         let mut v = Vec::new();
@@ -292,60 +294,11 @@ fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Valu
                 )
             })?);
         }
-        v
-    } else {
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| error(400, "body.json", format!("the body is not valid JSON: {e}")))?;
-        match value {
-            serde_json::Value::Array(a) => a,
-            serde_json::Value::Object(mut o) => match o.remove("leads") {
-                Some(serde_json::Value::Array(a)) => a,
-                Some(_) => {
-                    return Err(error(
-                        400,
-                        "body.leads",
-                        "\"leads\" must be an array of lead objects",
-                    ));
-                }
-                None => vec![serde_json::Value::Object(o)],
-            },
-            other => {
-                return Err(error(
-                    400,
-                    "body.shape",
-                    format!(
-                        "the body must be a lead object, an array of them or {{\"leads\": [...]}}, not {}",
-                        kind(&other)
-                    ),
-                ));
-            }
-        }
-    };
-    if leads.is_empty() {
-        return Err(error(400, "body.empty", "the request carries no leads"));
+        return body::checked(v, max).map_err(refused);
     }
-    if leads.len() > max {
-        return Err(error(
-            413,
-            "body.too_many_leads",
-            format!(
-                "{} leads in one request; at most {max} are accepted",
-                leads.len()
-            ),
-        ));
-    }
-    Ok(leads)
-}
-
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| error(400, "body.json", format!("the body is not valid JSON: {e}")))?;
+    body::leads(value, max).map_err(refused)
 }
 
 /// Hands a job to the tenant's pipeline and answers: the result if it is
@@ -579,7 +532,10 @@ async fn post_form(
                 return error(
                     400,
                     "body.shape",
-                    format!("a form submission is one JSON object, not {}", kind(&other)),
+                    format!(
+                        "a form submission is one JSON object, not {}",
+                        leadgate_ingest::body::kind(&other)
+                    ),
                 );
             }
             Err(e) => return error(400, "body.json", format!("the body is not valid JSON: {e}")),
