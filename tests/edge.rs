@@ -132,15 +132,8 @@ impl Core {
         use axum::http::StatusCode;
         use axum::response::IntoResponse;
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = common::Loopback::bind();
+        let url = server.url.clone();
         type St = (Arc<Mutex<Vec<Seen>>>, String);
         async fn any(State((seen, url)): State<St>, req: Request) -> axum::response::Response {
             let path = req.uri().path().to_string();
@@ -228,9 +221,7 @@ impl Core {
         let app = axum::Router::new()
             .fallback(any)
             .with_state((seen.clone(), url.clone()));
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let runtime = server.serve(app);
         Core {
             url,
             seen,

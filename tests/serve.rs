@@ -60,15 +60,8 @@ impl FakeCrm {
         use axum::response::IntoResponse;
         use axum::routing::{get, post};
         let state = Arc::new(Mutex::new(CrmState::default()));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = common::Loopback::bind();
+        let url = server.url.clone();
         type St = Arc<Mutex<CrmState>>;
         async fn upsert(State(st): State<St>, body: String) -> axum::response::Response {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -175,9 +168,7 @@ impl FakeCrm {
             .route("/crm/v3/objects/contacts/batch/upsert", post(upsert))
             .route("/crm/v3/objects/contacts/{id}", get(contact).patch(patch))
             .with_state(state.clone());
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let runtime = server.serve(app);
         FakeCrm {
             url,
             state,

@@ -29,3 +29,39 @@ pub fn leadgate(dir: &Path) -> Command {
         .env_remove("LEADGATE_DB");
     c
 }
+
+/// A fake HTTP server's socket on loopback, and the runtime that will
+/// serve it.
+pub struct Loopback {
+    pub url: String,
+    listener: tokio::net::TcpListener,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Loopback {
+    pub fn bind() -> Loopback {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Loopback {
+            url,
+            listener,
+            runtime,
+        }
+    }
+
+    /// Serves `app` until the returned runtime is dropped.
+    pub fn serve(self, app: axum::Router) -> tokio::runtime::Runtime {
+        let listener = self.listener;
+        self.runtime.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        self.runtime
+    }
+}
