@@ -586,3 +586,65 @@ fn a_form_reaches_the_real_core_once() {
         .unwrap();
     assert_eq!(leads, 1);
 }
+
+/// `spin.toml` deploys what these tests run: the edge component with the
+/// validate component for the import it has, routes the edge serves, an
+/// environment the edge accepts, and the core it forwards to allowed out.
+#[test]
+fn spin_toml_deploys_the_tested_component() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("spin.toml")).unwrap();
+    let m: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));
+    let edge = m["component"]["edge"].as_table().unwrap();
+    let components = common::components();
+    let source = edge["source"].as_str().unwrap();
+    assert_eq!(source, "target/components/edge.wasm");
+    assert!(components.join("edge.wasm").exists());
+    let deps = edge["dependencies"].as_table().unwrap();
+    let validate = deps["leadgate:plugin/validate@0.1.0"]["path"]
+        .as_str()
+        .unwrap();
+    assert_eq!(validate, "target/components/validate.wasm");
+    assert_eq!(deps.len(), 1, "the edge imports one capability");
+
+    let routes: Vec<&str> = m["trigger"]["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["component"].as_str(), Some("edge"));
+            t["route"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(routes, ["/forms/...", "/webhooks/...", "/healthz"]);
+
+    let env: HashMap<String, String> = edge["environment"]
+        .as_table()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert!(
+        !env.keys()
+            .any(|k| k.ends_with("_KEY") || k.ends_with("_SECRET")),
+        "secrets are passed at deploy time, not kept in spin.toml"
+    );
+    let config = leadgate_edge::config::Config::read(|k| {
+        env.get(k)
+            .cloned()
+            .or_else(|| (k == "LEADGATE_API_KEY").then(|| KEY.to_string()))
+    })
+    .unwrap();
+    let allowed: Vec<&str> = edge["allowed_outbound_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        allowed.contains(&config.upstream.as_str()),
+        "{allowed:?} must allow {}",
+        config.upstream
+    );
+}
