@@ -1455,3 +1455,51 @@ fn calibrate_then_score_a_history_without_contact_fields() {
         stderr(&out)
     );
 }
+
+/// `leadgate compose` plugs a capability into the component that imports
+/// it, and refuses a plug that fills none of its imports, naming both.
+#[test]
+fn compose_plugs_by_interface_and_names_a_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = components();
+    let out = dir.path().join("edge.wasm");
+    let o = leadgate(dir.path())
+        .arg("compose")
+        .arg(c.join("edge.wasm"))
+        .arg("--plug")
+        .arg(c.join("validate.wasm"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("leadgate:plugin/validate@0.1.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("it imports: leadgate:plugin/validate"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() > 1_000_000);
+
+    let o = leadgate(dir.path())
+        .arg("compose")
+        .arg(c.join("edge.wasm"))
+        .arg("--plug")
+        .arg(c.join("score.wasm"))
+        .arg("--output")
+        .arg(dir.path().join("wrong.wasm"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("score.wasm exports nothing")
+            && stderr(&o).contains("leadgate:plugin/validate@0.1.0"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("wrong.wasm").exists());
+}

@@ -78,22 +78,24 @@ pub fn compose(socket: &Path, plugs: &[PathBuf], output: &Path) -> Result<Report
     let bytes = graph
         .encode(EncodeOptions::default())
         .context("cannot encode the composed component")?;
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    std::fs::write(output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+    // What is left for the runtime to provide, read back from the result.
+    let len = bytes.len();
     let mut check = CompositionGraph::new();
-    let composed = Package::from_bytes("leadgate:composed", None, bytes.clone(), check.types_mut())
+    let composed = Package::from_bytes("leadgate:composed", None, bytes, check.types_mut())
         .context("the composed component does not read back")?;
     let imports: Vec<String> = check.types()[composed.ty()]
         .imports
         .keys()
         .cloned()
         .collect();
-    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    std::fs::write(output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
     Ok(Report {
         plugged,
         imports,
-        bytes: bytes.len(),
+        bytes: len,
     })
 }

@@ -3,17 +3,16 @@
 //! - `build`: add the `wasm32-wasip2` target, build the components (profile
 //!   `component`), pre-initialize the validate component with
 //!   `leadgate preinit`, and put them in `target/components/`; build the
-//!   `leadgate` binary.
+//!   `leadgate` binary. The edge component (`components/edge`) is also
+//!   written statically composed with the validate component, as
+//!   `edge-composed.wasm` (what `wasmtime serve` runs; Spin composes
+//!   `edge.wasm` itself from `spin.toml`).
 //! - `demo`: build, then run the sample data through `leadgate run`,
 //!   compare the results with the sample's ground truth (`leadgate eval`),
 //!   measure dedupe on the labelled sample (`leadgate eval dedupe`), load
 //!   generated behavioural events (`leadgate events`), fit a conversion
 //!   model from a generated history (`leadgate calibrate`), score it in
 //!   batch (`leadgate score`) and report on it (`leadgate report`).
-//!   The edge component (`components/edge`) is also written statically
-//!   composed with the validate component, as `edge-composed.wasm` (what
-//!   `wasmtime serve` runs; Spin composes `edge.wasm` itself from
-//!   `spin.toml`).
 //! - `test`: build, make sure the pinned `wasmtime` CLI is installed (the
 //!   edge tests run the edge under `wasmtime serve`), then `cargo test
 //!   --workspace --release`.
