@@ -3,7 +3,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /forms/{form}` | form intake: 422 with field errors, else forwarded to `POST /v1/leads?source=form` |
+//! | `POST /forms/{form}` | form intake: 422 with field errors, else forwarded to `POST /v1/leads?source=form`; the form is told accepted (or queued), its lead id and warnings |
 //! | `POST /webhooks/hubspot` | HubSpot v3 signature checked, then relayed (signed again) to `/v1/webhooks/hubspot/{tenant}` |
 //! | `POST /webhooks/leads` | leadgate's own signed webhook: checked, validated, relayed to `/v1/webhooks/leads/{tenant}` |
 //! | `GET /healthz` | 200 when the configuration is complete |
@@ -348,19 +348,24 @@ async fn form_intake(
     let target = format!("{}/v1/leads?source=form", c.upstream);
     let forwarded =
         serde_json::to_vec(&fields).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
-    forward(
+    let reply = forward(
         c,
         &target,
         vec![("idempotency-key".into(), key)],
         forwarded,
         started,
     )
-    .await
+    .await?;
+    Ok(Reply {
+        body: intake::accepted(reply.status, &reply.body, &issues),
+        ..reply
+    })
 }
 
 /// Posts to the core with the tenant's key until it accepts, refuses, or
-/// the budget runs out. The core's answer is passed on when it accepted;
-/// anything else is a 503 with `Retry-After`.
+/// the budget runs out. The core's answer is returned when it accepted
+/// (webhooks pass it on; forms tell less); anything else is a 503 with
+/// `Retry-After`.
 async fn forward(
     c: &Config,
     url: &str,

@@ -144,6 +144,22 @@ pub fn rejection(issues: &[Issue]) -> String {
     .to_string()
 }
 
+/// What a form is told when the core took its submission: accepted (or
+/// queued, when the core answered 202), the lead's id when the core gave
+/// it, and the edge's warnings. Not the core's whole result: scores,
+/// enrichment and qualification are not for the submitter's browser.
+pub fn accepted(core_status: u16, core_body: &str, issues: &[Issue]) -> String {
+    let core: Value = serde_json::from_str(core_body).unwrap_or(Value::Null);
+    let mut answer = serde_json::json!({
+        "status": if core_status == 202 { "queued" } else { "accepted" },
+        "warnings": of(issues, Severity::Warning),
+    });
+    if let Some(id) = core.pointer("/results/0/lead_id").filter(|v| v.is_string()) {
+        answer["lead_id"] = id.clone();
+    }
+    answer.to_string()
+}
+
 /// The key the core deduplicates the forwarded request by: the sender's
 /// `Idempotency-Key` when it gave one, else a digest of what was
 /// submitted, so a redelivery (or the edge's own retry) creates nothing
@@ -253,6 +269,24 @@ mod tests {
         assert_eq!(body["errors"][0]["field"], "email");
         assert_eq!(body["warnings"][0]["field"], "phone");
         assert_eq!(body["warnings"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_form_is_told_little() {
+        let core = r#"{"results":[{"lead_id":"L-9","score":{"total":88},"enrichment":{}}]}"#;
+        let warn = Issue::new("phone", "phone.x", Severity::Warning, "odd phone");
+        let a: Value =
+            serde_json::from_str(&accepted(200, core, std::slice::from_ref(&warn))).unwrap();
+        assert_eq!(a["status"], "accepted");
+        assert_eq!(a["lead_id"], "L-9");
+        assert_eq!(a["warnings"][0]["field"], "phone");
+        assert!(
+            a.get("score").is_none() && !a.to_string().contains("88"),
+            "{a}"
+        );
+        let q: Value = serde_json::from_str(&accepted(202, r#"{"request_id":4}"#, &[])).unwrap();
+        assert_eq!(q["status"], "queued");
+        assert!(q.get("lead_id").is_none());
     }
 
     #[test]
