@@ -167,13 +167,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
             .post(format!("{url}/forms/bench"))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .send(&body_of[i as usize % body_of.len()]);
-        match r {
-            Ok(mut resp) => {
-                let _ = resp.body_mut().read_to_string();
-                resp.status().as_u16()
-            }
-            Err(_) => 0,
-        }
+        crate::load::status_of(r)
     });
     let m = crate::load::open_loop(
         &Load {

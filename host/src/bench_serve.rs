@@ -255,13 +255,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             .header("Content-Type", "application/json")
             .header("Idempotency-Key", format!("bench-{i}"))
             .send(&body_of[i as usize]);
-        match r {
-            Ok(mut resp) => {
-                let _ = resp.body_mut().read_to_string();
-                resp.status().as_u16()
-            }
-            Err(_) => 0,
-        }
+        crate::load::status_of(r)
     });
     let mut rss: Vec<(f64, u64)> = Vec::new();
     let m = crate::load::open_loop(

@@ -52,6 +52,18 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// An answer's status, its body read to the end so the connection can be
+/// reused; 0 when no answer came.
+pub fn status_of(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> u16 {
+    match r {
+        Ok(mut resp) => {
+            let _ = resp.body_mut().read_to_string();
+            resp.status().as_u16()
+        }
+        Err(_) => 0,
+    }
+}
+
 /// Sends request `i` with the given connection and returns the answer's
 /// status (0 when no answer came).
 pub type Sender = Arc<dyn Fn(&ureq::Agent, u64) -> u16 + Send + Sync>;

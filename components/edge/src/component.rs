@@ -176,15 +176,14 @@ async fn route(req: IncomingRequest, started: Instant) -> Result<Reply, Refusal>
             )
             .map_err(|e| Refusal::new(401, e.code(), e.to_string()))?;
             let leads = intake::webhook_leads(&body, MAX_WEBHOOK_LEADS)?;
+            let validator = validator(&c)?;
             let mut rejected = Vec::new();
             for (i, lead) in leads.iter().enumerate() {
-                let issues = validate(&c, lead, Source::Crm)?;
-                if issues.iter().any(|i| i.severity == Severity::Error) {
-                    rejected.push(serde_json::json!({
-                        "index": i,
-                        "errors": intake::of(&issues, Severity::Error),
-                        "warnings": intake::of(&issues, Severity::Warning),
-                    }));
+                let issues = validate(&c, &validator, lead, Source::Crm)?;
+                if intake::has_errors(&issues) {
+                    let mut found = intake::findings(&issues);
+                    found.insert("index".into(), i.into());
+                    rejected.push(serde_json::Value::Object(found));
                 }
             }
             if !rejected.is_empty() {
@@ -283,18 +282,28 @@ async fn read_body(req: IncomingRequest, max: usize) -> Result<Vec<u8>, Refusal>
     Ok(body)
 }
 
-/// Validates one submission with the composed validate component; the
-/// lead's problems and the validator's issues together.
-fn validate(c: &Config, fields: &serde_json::Value, source: Source) -> Result<Vec<Issue>, Refusal> {
-    let now = now_ms();
-    let (lead, mut issues) = intake::lead_of(fields, &c.tenant, source, now)?;
-    let validator = v::Validator::open(&c.validate_settings).map_err(|e| {
+/// The composed validate component, opened with the tenant's settings
+/// (once per request).
+fn validator(c: &Config) -> Result<v::Validator, Refusal> {
+    v::Validator::open(&c.validate_settings).map_err(|e| {
         Refusal::unavailable(
             "edge.validate_settings",
             format!("LEADGATE_VALIDATE_SETTINGS is refused by the validate component: {e}; nothing was taken"),
             60,
         )
-    })?;
+    })
+}
+
+/// Validates one submission with the composed validate component; the
+/// lead's problems and the validator's issues together.
+fn validate(
+    c: &Config,
+    validator: &v::Validator,
+    fields: &serde_json::Value,
+    source: Source,
+) -> Result<Vec<Issue>, Refusal> {
+    let now = now_ms();
+    let (lead, mut issues) = intake::lead_of(fields, &c.tenant, source, now)?;
     let lead: t::Lead =
         m::lead_into_wit!(lead, crate::component::bindings::leadgate::plugin::types);
     let result = validator.validate(
@@ -314,9 +323,7 @@ fn validate(c: &Config, fields: &serde_json::Value, source: Source) -> Result<Ve
         },
         message: i.message,
     }));
-    if matches!(result.verdict, v::Verdict::Reject)
-        && !issues.iter().any(|i| i.severity == Severity::Error)
-    {
+    if matches!(result.verdict, v::Verdict::Reject) && !intake::has_errors(&issues) {
         issues.push(Issue::new(
             "lead",
             "lead.rejected",
@@ -336,8 +343,8 @@ async fn form_intake(
     started: Instant,
 ) -> Result<Reply, Refusal> {
     let fields = serde_json::Value::Object(intake::form_fields(body, ctype, form)?);
-    let issues = validate(c, &fields, Source::Form)?;
-    if issues.iter().any(|i| i.severity == Severity::Error) {
+    let issues = validate(c, &validator(c)?, &fields, Source::Form)?;
+    if intake::has_errors(&issues) {
         return Ok(Reply {
             status: 422,
             body: intake::rejection(&issues),

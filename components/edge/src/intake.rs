@@ -133,15 +133,28 @@ pub fn of(issues: &[Issue], severity: Severity) -> Vec<Value> {
         .collect()
 }
 
+/// Whether the findings reject the submission.
+pub fn has_errors(issues: &[Issue]) -> bool {
+    issues.iter().any(|i| i.severity == Severity::Error)
+}
+
+/// The errors and the warnings, each naming its field.
+pub fn findings(issues: &[Issue]) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("errors".into(), Value::Array(of(issues, Severity::Error)));
+    m.insert(
+        "warnings".into(),
+        Value::Array(of(issues, Severity::Warning)),
+    );
+    m
+}
+
 /// The 422 answer for a rejected form: the errors that rejected it and the
-/// warnings, each naming its field — the shape `leadgate serve` answers.
+/// warnings — the shape `leadgate serve` answers.
 pub fn rejection(issues: &[Issue]) -> String {
-    serde_json::json!({
-        "status": "rejected",
-        "errors": of(issues, Severity::Error),
-        "warnings": of(issues, Severity::Warning),
-    })
-    .to_string()
+    let mut m = findings(issues);
+    m.insert("status".into(), Value::String("rejected".into()));
+    Value::Object(m).to_string()
 }
 
 /// What a form is told when the core took its submission: accepted (or
