@@ -282,6 +282,32 @@ fn intake_is_idempotent_and_tenants_are_isolated() {
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"]["code"], "idempotency_key.reused");
 
+    // The same request sent several times at once: one request is
+    // processed, the others answer with it (done, or still pending).
+    let body = lead("cleo@initech.com");
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|scope| {
+        let sends: Vec<_> = (0..6)
+            .map(|_| scope.spawn(|| s.post_leads(&acme, Some("order-2"), &body)))
+            .collect();
+        sends.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(status, b)| {
+            assert!(*status == 200 || *status == 202, "{status} {b}");
+            b["request_id"].to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one request for one key: {answers:?}");
+    assert!(answers.iter().any(|(status, _)| *status == 200));
+    assert_eq!(
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM leads WHERE json_extract(raw, '$.email') = 'cleo@initech.com'"
+        ),
+        1
+    );
+
     // Another tenant sees none of it.
     let (status, _) = s.get(&format!("/v1/leads/{lead_id}"), Some(&globex));
     assert_eq!(status, 404);

@@ -265,6 +265,28 @@ impl Prepared {
     pub fn len(&self) -> usize {
         self.outcomes.len()
     }
+
+    /// Keeps only the leads (by place, in order) for which `keep` holds:
+    /// the others will not be recorded.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let text = std::mem::take(&mut self.out);
+        let mut out = Vec::with_capacity(text.len());
+        let mut outcomes = Vec::with_capacity(self.outcomes.len());
+        let lines = text.split(|b| *b == b'\n');
+        for (i, (o, line)) in std::mem::take(&mut self.outcomes)
+            .into_iter()
+            .zip(lines)
+            .enumerate()
+        {
+            if keep(i) {
+                outcomes.push(o);
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+        }
+        self.outcomes = outcomes;
+        self.out = out;
+    }
 }
 
 /// The second half of the pipeline: records prepared leads.

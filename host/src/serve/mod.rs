@@ -22,7 +22,7 @@ use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use leadgate_store::Store;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +54,8 @@ pub struct Shared {
     ready: Mutex<HashSet<String>>,
     chains: Mutex<HashMap<String, Arc<leadgate_providers::Chain>>>,
     pub stopping: AtomicBool,
+    /// The write-ahead log's length in pages at the last checkpoint.
+    pub wal_frames: AtomicI64,
 }
 
 impl Shared {
@@ -250,6 +252,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         ready: Mutex::new(HashSet::new()),
         chains: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
+        wal_frames: AtomicI64::new(0),
     });
     let no_keys = shared
         .reader
@@ -340,7 +343,13 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// The handoff worker and the SLA scheduler, until the service stops.
+/// How often the background thread copies the write-ahead log back:
+/// often, so that what is left when a recording thread starts the log over
+/// is little.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The handoff worker, the SLA scheduler and checkpoints, until the
+/// service stops.
 fn background(shared: &Shared, handoff: bool) {
     let mut store = match Store::open(&shared.db) {
         Ok(s) => s,
@@ -359,11 +368,12 @@ fn background(shared: &Shared, handoff: bool) {
     let mut next_tick = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
-        // The pipelines leave checkpoints to this thread.
-        if last_checkpoint.elapsed() >= std::time::Duration::from_millis(250) {
-            // 4,096 pages: a 16 MiB log at most, before it starts over.
-            if let Err(e) = store.checkpoint(4_096) {
-                tracing::warn!(error = %e, "checkpoint failed");
+        // The pipelines leave copying the log back to this thread; their
+        // recording threads start it over (see worker.rs).
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            match store.checkpoint() {
+                Ok(log) => shared.wal_frames.store(log, Ordering::Relaxed),
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
             last_checkpoint = std::time::Instant::now();
         }
@@ -420,7 +430,7 @@ fn background(shared: &Shared, handoff: bool) {
             }
         }
         if !busy {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(CHECKPOINT_EVERY);
         }
     }
 }

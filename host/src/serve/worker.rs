@@ -6,16 +6,25 @@
 //! request's result, and answers the waiting handler.
 //!
 //! Two threads per tenant, like `leadgate run`'s two stages: the front
-//! logs requests and validates, enriches, matches and classifies their
-//! leads; the back records them, scores them, queues handoffs and answers,
-//! while the front works on the next batch (matching sees the leads the
-//! back has not recorded yet). Requests that arrive together are processed
-//! together (one store transaction each way), which is what keeps intake
-//! fast under load. A request
-//! logged but not finished — the process stopped, or the store failed —
-//! is picked up again at start and whenever the queue is idle: its leads
-//! keep the ids they were given when logged, and leads already recorded
-//! are not recorded twice.
+//! validates, enriches, matches and classifies the leads of a batch of
+//! requests; the back logs requests, records leads, scores them, queues
+//! handoffs and answers, while the front works on the next batch (matching
+//! sees the leads the back has not recorded yet). The back is the tenant's
+//! only writer: each batch is one store transaction — recorded, scored,
+//! answered, and the next batch's requests logged — so no thread waits
+//! for another's write lock and the pages the steps share reach the
+//! write-ahead log once. Requests that arrive together are processed
+//! together, which is what keeps intake fast under load.
+//!
+//! A request is handed to the back to log before its leads are prepared,
+//! so it is durable (and can be answered 202) while enrichment is slow.
+//! The front prepares only requests whose key is new — not logged before
+//! and not on its way to be — so a redelivery, even one that arrives while
+//! the first is in flight, is answered with the first request and creates
+//! nothing. A request logged but not finished — the process stopped, or
+//! the store failed — is picked up again at start and whenever the queue
+//! is idle: its leads keep the ids they were given when logged, and leads
+//! already recorded are not recorded twice.
 
 use super::Shared;
 use crate::config::Config;
@@ -27,9 +36,10 @@ use leadgate_lead::Source;
 use leadgate_store::service::{IntakeRow, Logged, NewIntake};
 use leadgate_store::{Status, Store};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -78,6 +88,13 @@ pub enum Job {
 }
 
 impl Job {
+    fn key(&self) -> &str {
+        match self {
+            Job::Leads(j) => &j.key,
+            Job::Events(j) => &j.key,
+        }
+    }
+
     fn size(&self) -> usize {
         match self {
             Job::Leads(j) => j.request.leads.len().max(1),
@@ -127,20 +144,24 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         engine,
         mapping: Mapping::parse::<&str>(&[])?,
         in_flight: 0,
+        keys: HashSet::new(),
         stopping: &shared.stopping,
     };
     let mut back = Back {
-        config: &config,
-        tenant: &tenant,
-        committer: front.engine.committer(),
-        scoring,
-        pipeline,
-        shared: &shared,
         store: {
             let s = Store::open(&db)?;
             s.manual_checkpoints()?;
             s
         },
+        steps: Steps {
+            config: &config,
+            tenant: &tenant,
+            committer: front.engine.committer(),
+            scoring,
+            pipeline,
+            shared: &shared,
+        },
+        logged: HashMap::new(),
     };
     // Requests left unfinished by the last process, before any new one
     // (those that fail again are left for the idle retries).
@@ -157,22 +178,20 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         last_first = first;
         let n = work.leads();
         let (atx, _arx) = std::sync::mpsc::channel();
-        back.work(work, &atx);
+        back.work(work, None, &atx);
         front.engine.forget(n);
     }
+    back.store
+        .index_lead_keys()
+        .context("cannot index the stored leads' keys")?;
     shared.set_ready(&tenant);
     tracing::info!(tenant = %tenant, run_id, "pipeline ready");
     std::thread::scope(|scope| -> Result<()> {
-        // Two batches in flight at most: one being recorded, one ready.
-        let (wtx, wrx) = std::sync::mpsc::sync_channel::<Work>(1);
+        let (wtx, wrx) = std::sync::mpsc::channel::<ToBack>();
         let (atx, arx) = std::sync::mpsc::channel::<Ack>();
         let back_thread = std::thread::Builder::new()
             .name(format!("record-{tenant}"))
-            .spawn_scoped(scope, move || {
-                for work in wrx {
-                    back.work(work, &atx);
-                }
-            })
+            .spawn_scoped(scope, move || back.serve(&wrx, &atx))
             .context("cannot start the recording thread")?;
         let result = front.run(&mut store, &rx, &wtx, &arx);
         drop(wtx);
@@ -186,7 +205,31 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     Ok(())
 }
 
-/// What the front hands the back.
+/// What the front hands the back, in order.
+enum ToBack {
+    /// Requests to log: the back writes them in its next transaction.
+    Log(Vec<ToLog>),
+    /// Leads or events to record.
+    Work(Work),
+    /// Requests logged for the front whose leads it could not prepare:
+    /// they stay logged, for the idle retries.
+    Unprepared(Vec<String>),
+}
+
+/// A request to log, and who waits to hear that it is.
+struct ToLog {
+    key: String,
+    kind: &'static str,
+    fingerprint: String,
+    body: String,
+    lead_ids: String,
+    logged: oneshot::Sender<Result<Logged, String>>,
+    /// The front prepares its leads (its key was new): the back keeps
+    /// the intake id for them.
+    prepared: bool,
+}
+
+/// What the front hands the back to record.
 enum Work {
     Leads {
         pending: Vec<Pending>,
@@ -196,6 +239,9 @@ enum Work {
     },
     Events {
         intake: i64,
+        /// Logged by the back under this key (the intake id is the
+        /// back's to fill in); `None` when picked up from the store.
+        key: Option<String>,
         events: Vec<String>,
         done: Option<oneshot::Sender<Reply>>,
     },
@@ -210,13 +256,31 @@ impl Work {
     }
 }
 
-/// What the back tells the front when a batch is done: how many prepared
-/// leads are recorded (or will never be).
-struct Ack {
-    leads: usize,
+/// What the back tells the front.
+enum Ack {
+    /// These keys are logged (or failed to be): the store answers for
+    /// them now.
+    Logged(Vec<String>),
+    /// A batch is done: this many prepared leads are recorded (or will
+    /// never be).
+    Recorded(usize),
 }
 
-/// The front half: logging, validation, enrichment, matching.
+/// The write-ahead log's length (pages of 4 KiB) past which the recording
+/// thread starts it over: 256 MiB. The log also starts over on its own
+/// when a checkpoint has copied all of it, but under steady intake that
+/// rarely happens. Starting it over holds the batch behind for 30–70 ms
+/// (the rest of the log is copied and the database file synced), so it is
+/// done seldom: at 1,000 leads/s about every four seconds (BENCHMARKS.md).
+const RESTART_FRAMES: i64 = 65_536;
+
+/// Batches handed to the back and not acknowledged, at most: one being
+/// recorded, one ready.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// The front half: validation, enrichment, matching. It only reads the
+/// store (its run totals aside): every write is the back's, so the two
+/// never wait for each other's locks.
 struct Front<'a> {
     config: &'a Config,
     tenant: &'a str,
@@ -224,25 +288,39 @@ struct Front<'a> {
     mapping: Mapping,
     /// Batches handed to the back and not acknowledged.
     in_flight: usize,
+    /// Idempotency keys handed to the back to log and not acknowledged.
+    keys: HashSet<String>,
     /// Set when the service stops: the queue is drained, then the front
     /// stops.
     stopping: &'a std::sync::atomic::AtomicBool,
 }
 
-/// The back half: recording, scoring, handoffs, answers.
+/// The back half: logging, recording, scoring, handoffs, answers — one
+/// store transaction per batch.
 struct Back<'a> {
+    store: Store,
+    steps: Steps<'a>,
+    /// Intake ids of requests logged for the front to prepare, by key,
+    /// until their work arrives.
+    logged: HashMap<String, i64>,
+}
+
+/// What the back does to a batch inside its transaction.
+struct Steps<'a> {
     config: &'a Config,
     tenant: &'a str,
     committer: Committer<'a>,
     scoring: Option<crate::score::Scoring<'a>>,
     pipeline: crate::score::Pipeline,
     shared: &'a Shared,
-    store: Store,
 }
 
 /// A leads request being processed: its intake id, lead ids and request.
 struct Pending {
     intake: i64,
+    /// Logged by the back under this key (the intake id is the back's to
+    /// fill in); `None` when picked up from the store.
+    key: Option<String>,
     ids: Vec<String>,
     request: LeadsRequest,
     kind: String,
@@ -260,6 +338,7 @@ fn error_reply(status: u16, code: &str, message: &str) -> Reply {
 }
 
 const UNAVAILABLE: &str = "the leads were accepted and logged but could not be processed now; they will be processed when the pipeline recovers (see the status URL)";
+const EVENTS_UNAVAILABLE: &str = "the events could not be stored now; they are logged and will be stored when the store recovers";
 
 impl Front<'_> {
     /// Takes requests until the queue closes.
@@ -267,7 +346,7 @@ impl Front<'_> {
         &mut self,
         store: &mut Store,
         rx: &Receiver<Job>,
-        back: &SyncSender<Work>,
+        back: &Sender<ToBack>,
         acks: &Receiver<Ack>,
     ) -> Result<()> {
         let mut last_checkpoint = Instant::now();
@@ -287,9 +366,9 @@ impl Front<'_> {
                     self.settle(acks, true);
                     // Unfinished requests are taken up only when nothing
                     // is in flight: they are not in flight then.
-                    if self.in_flight == 0 {
+                    if self.in_flight == 0 && self.keys.is_empty() {
                         match self.recover(store) {
-                            Ok(Some(work)) => self.send(back, work)?,
+                            Ok(Some(work)) => self.send(back, acks, work)?,
                             Ok(None) => {}
                             Err(e) => {
                                 tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "recovering unfinished requests failed")
@@ -314,7 +393,7 @@ impl Front<'_> {
                 }
             }
             self.settle(acks, false);
-            self.batch(store, jobs, back);
+            self.batch(store, jobs, back, acks)?;
             if last_checkpoint.elapsed() >= CHECKPOINT {
                 self.engine.checkpoint(store, "serving")?;
                 last_checkpoint = Instant::now();
@@ -323,147 +402,153 @@ impl Front<'_> {
         // Everything handed over is recorded before the run is closed.
         while self.in_flight > 0 {
             match acks.recv() {
-                Ok(a) => {
-                    self.engine.forget(a.leads);
-                    self.in_flight -= 1;
-                }
+                Ok(a) => self.ack(a),
                 Err(_) => break,
             }
         }
         Ok(())
     }
 
+    fn ack(&mut self, a: Ack) {
+        match a {
+            Ack::Logged(keys) => {
+                for k in keys {
+                    self.keys.remove(&k);
+                }
+            }
+            Ack::Recorded(leads) => {
+                self.engine.forget(leads);
+                self.in_flight = self.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
     /// Takes the back's acknowledgements: recorded leads leave the
     /// matcher's memory.
     fn settle(&mut self, acks: &Receiver<Ack>, wait: bool) {
         loop {
-            let a = if wait && self.in_flight > 0 {
+            let a = if wait && (self.in_flight > 0 || !self.keys.is_empty()) {
                 acks.recv_timeout(Duration::from_millis(10)).ok()
             } else {
                 acks.try_recv().ok()
             };
             let Some(a) = a else { return };
-            self.engine.forget(a.leads);
-            self.in_flight = self.in_flight.saturating_sub(1);
+            self.ack(a);
         }
     }
 
-    fn send(&mut self, back: &SyncSender<Work>, work: Work) -> Result<()> {
+    /// Hands `work` to the back once fewer than [`MAX_IN_FLIGHT`] batches
+    /// are.
+    fn send(&mut self, back: &Sender<ToBack>, acks: &Receiver<Ack>, work: Work) -> Result<()> {
+        while self.in_flight >= MAX_IN_FLIGHT {
+            match acks.recv() {
+                Ok(a) => self.ack(a),
+                Err(_) => anyhow::bail!("the recording thread stopped"),
+            }
+        }
         self.in_flight += 1;
-        back.send(work)
+        back.send(ToBack::Work(work))
             .map_err(|_| anyhow::anyhow!("the recording thread stopped"))
     }
 
-    /// Logs one batch of requests, prepares their leads and hands them
-    /// to the back.
-    fn batch(&mut self, store: &mut Store, jobs: Vec<Job>, back: &SyncSender<Work>) {
-        let mut leads: Vec<(LeadsJob, Vec<String>, String)> = Vec::new();
-        let mut events: Vec<EventsJob> = Vec::new();
+    /// Hands one batch of requests to the back to log, prepares the
+    /// leads of those that are new and hands them over to record.
+    fn batch(
+        &mut self,
+        store: &Store,
+        jobs: Vec<Job>,
+        back: &Sender<ToBack>,
+        acks: &Receiver<Ack>,
+    ) -> Result<()> {
+        // A key logged before, or on its way to be, is a redelivery: the
+        // back's log answers it with the first request.
+        let known: Option<HashSet<String>> = match store
+            .logged_keys(self.tenant, jobs.iter().map(Job::key))
+        {
+            Ok(k) => Some(k.into_iter().map(str::to_string).collect()),
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant, error = %e, "looking up idempotency keys failed; the requests are logged and processed later");
+                None
+            }
+        };
+        let mut logs = Vec::with_capacity(jobs.len());
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut works = Vec::new();
         for job in jobs {
+            let new = known.as_ref().is_some_and(|k| !k.contains(job.key()))
+                && self.keys.insert(job.key().to_string());
             match job {
                 Job::Leads(j) => {
                     let ids: Vec<String> = (0..j.request.leads.len())
                         .map(|_| uuid::Uuid::now_v7().to_string())
                         .collect();
-                    let body = serde_json::to_string(&j.request).unwrap_or_default();
-                    leads.push((j, ids, body));
+                    logs.push(ToLog {
+                        key: j.key.clone(),
+                        kind: j.kind,
+                        fingerprint: j.fingerprint,
+                        body: serde_json::to_string(&j.request).unwrap_or_default(),
+                        lead_ids: serde_json::to_string(&ids).unwrap_or_default(),
+                        logged: j.logged,
+                        prepared: new,
+                    });
+                    if new {
+                        pending.push(Pending {
+                            intake: 0,
+                            key: Some(j.key),
+                            ids,
+                            request: j.request,
+                            kind: j.kind.to_string(),
+                            received: Some(j.received),
+                            done: Some(j.done),
+                            recorded: BTreeSet::new(),
+                        });
+                    }
                 }
-                Job::Events(j) => events.push(j),
-            }
-        }
-        // Log every request in one transaction.
-        let lead_ids: Vec<String> = leads
-            .iter()
-            .map(|(_, ids, _)| serde_json::to_string(ids).unwrap_or_default())
-            .collect();
-        let event_bodies: Vec<String> = events
-            .iter()
-            .map(|j| serde_json::to_string(&j.events).unwrap_or_default())
-            .collect();
-        let mut requests: Vec<NewIntake<'_>> = Vec::new();
-        for ((j, _, body), ids) in leads.iter().zip(&lead_ids) {
-            requests.push(NewIntake {
-                tenant: self.tenant,
-                key: &j.key,
-                kind: j.kind,
-                fingerprint: &j.fingerprint,
-                body,
-                lead_ids: ids,
-            });
-        }
-        for (j, body) in events.iter().zip(&event_bodies) {
-            requests.push(NewIntake {
-                tenant: self.tenant,
-                key: &j.key,
-                kind: "events",
-                fingerprint: &j.fingerprint,
-                body,
-                lead_ids: "[]",
-            });
-        }
-        let logged = match store.log_intake(&requests, crate::run::now_ms()) {
-            Ok(l) => l,
-            Err(e) => {
-                let msg = format!("the store cannot take the request: {e}");
-                tracing::error!(tenant = %self.tenant, error = %msg, "logging requests failed");
-                for (j, _, _) in leads {
-                    let _ = j.logged.send(Err(msg.clone()));
-                }
-                for j in events {
-                    let _ = j.logged.send(Err(msg.clone()));
-                }
-                return;
-            }
-        };
-        let mut logged = logged.into_iter();
-        let mut pending: Vec<Pending> = Vec::new();
-        for (j, ids, _) in leads {
-            let Some(l) = logged.next() else { break };
-            if let Some(intake) = answer_logged(l, j.logged) {
-                pending.push(Pending {
-                    intake,
-                    ids,
-                    request: j.request,
-                    kind: j.kind.to_string(),
-                    received: Some(j.received),
-                    done: Some(j.done),
-                    recorded: BTreeSet::new(),
-                });
-            }
-        }
-        let mut new_events = Vec::new();
-        for j in events {
-            let Some(l) = logged.next() else { break };
-            if let Some(intake) = answer_logged(l, j.logged) {
-                new_events.push((intake, j.events, Some(j.done)));
-            }
-        }
-        let mut works = Vec::new();
-        if !pending.is_empty() {
-            match self.prepare(store, pending) {
-                Ok(w) => works.push(w),
-                Err((e, pending)) => {
-                    tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
-                    for mut p in pending {
-                        if let Some(done) = p.done.take() {
-                            let _ = done.send(error_reply(503, "service.unavailable", UNAVAILABLE));
-                        }
+                Job::Events(j) => {
+                    logs.push(ToLog {
+                        key: j.key.clone(),
+                        kind: "events",
+                        fingerprint: j.fingerprint,
+                        body: serde_json::to_string(&j.events).unwrap_or_default(),
+                        lead_ids: "[]".into(),
+                        logged: j.logged,
+                        prepared: new,
+                    });
+                    if new {
+                        works.push(Work::Events {
+                            intake: 0,
+                            key: Some(j.key),
+                            events: j.events,
+                            done: Some(j.done),
+                        });
                     }
                 }
             }
         }
-        for (intake, events, done) in new_events {
-            works.push(Work::Events {
-                intake,
-                events,
-                done,
-            });
-        }
-        for w in works {
-            if self.send(back, w).is_err() {
-                tracing::error!(tenant = %self.tenant, "the recording thread stopped");
+        // Logged by the back while this thread prepares the leads.
+        back.send(ToBack::Log(logs))
+            .map_err(|_| anyhow::anyhow!("the recording thread stopped"))?;
+        if !pending.is_empty() {
+            match self.prepare(store, pending) {
+                Ok(w) => works.insert(0, w),
+                Err((e, pending)) => {
+                    tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
+                    let mut keys = Vec::new();
+                    for mut p in pending {
+                        if let Some(done) = p.done.take() {
+                            let _ = done.send(error_reply(503, "service.unavailable", UNAVAILABLE));
+                        }
+                        keys.extend(p.key);
+                    }
+                    back.send(ToBack::Unprepared(keys))
+                        .map_err(|_| anyhow::anyhow!("the recording thread stopped"))?;
+                }
             }
         }
+        for w in works {
+            self.send(back, acks, w)?;
+        }
+        Ok(())
     }
 
     /// Validates, enriches, matches and classifies the leads of `pending`.
@@ -530,6 +615,7 @@ impl Front<'_> {
             let events: Vec<String> = serde_json::from_str(&row.body).unwrap_or_default();
             return Ok(Some(Work::Events {
                 intake: row.id,
+                key: None,
                 events,
                 done: None,
             }));
@@ -560,100 +646,271 @@ impl Front<'_> {
 }
 
 impl Back<'_> {
-    /// Records, scores and answers one batch, then acknowledges it.
-    fn work(&mut self, work: Work, acks: &std::sync::mpsc::Sender<Ack>) {
-        let leads = work.leads();
-        match work {
-            Work::Leads { pending, prepared } => self.leads(pending, prepared, acks),
-            Work::Events {
-                intake,
-                events,
-                done,
-            } => {
-                let store = &mut self.store;
-                let reply = match events_into(
-                    self.config,
-                    self.tenant,
-                    &mut self.scoring,
-                    &mut self.pipeline,
-                    store,
-                    intake,
-                    &events,
-                ) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "storing events failed");
-                        error_reply(
-                            503,
-                            "service.unavailable",
-                            "the events could not be stored now; they are logged and will be stored when the store recovers",
-                        )
+    /// Logs, records and answers what the front hands over, until it
+    /// stops.
+    fn serve(&mut self, rx: &Receiver<ToBack>, acks: &Sender<Ack>) {
+        let mut next: Option<ToBack> = None;
+        loop {
+            let msg = match next.take() {
+                Some(m) => m,
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            match msg {
+                ToBack::Log(mut logs) => {
+                    more_logs(rx, &mut next, &mut logs);
+                    let keys: Vec<String> = logs.iter().map(|l| l.key.clone()).collect();
+                    match log(&mut self.store, self.steps.tenant, &logs) {
+                        Ok(done) => self.answer_logs(logs, done),
+                        Err(e) => fail_logs(self.steps.tenant, logs, &e),
                     }
-                };
-                if let Some(done) = done {
-                    let _ = done.send(reply);
+                    let _ = acks.send(Ack::Logged(keys));
                 }
-                let _ = acks.send(Ack { leads });
+                ToBack::Work(work) => self.work(work, Some((rx, &mut next)), acks),
+                ToBack::Unprepared(keys) => {
+                    for k in keys {
+                        self.logged.remove(&k);
+                    }
+                }
             }
         }
     }
 
-    fn leads(
+    /// Starts the write-ahead log over once it is long. The background
+    /// thread copies it back into the database as it goes, but only the
+    /// writer can start it over without making writers wait — this is
+    /// the tenant's only writer.
+    fn restart_log(&mut self) {
+        let shared = self.steps.shared;
+        if shared.wal_frames.load(Relaxed) < RESTART_FRAMES {
+            return;
+        }
+        match self.store.restart_log() {
+            Ok(true) => shared.wal_frames.store(0, Relaxed),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(tenant = %self.steps.tenant, error = %e, "starting the write-ahead log over failed")
+            }
+        }
+    }
+
+    /// Tells each request's handler how it was logged, and keeps the
+    /// intake ids of those the front prepares.
+    fn answer_logs(&mut self, logs: Vec<ToLog>, done: Vec<Logged>) {
+        for (l, d) in logs.into_iter().zip(done) {
+            if l.prepared
+                && let Logged::New(id) = &d
+            {
+                self.logged.insert(l.key, *id);
+            }
+            let _ = l.logged.send(Ok(d));
+        }
+    }
+
+    /// The intake ids of `work`'s requests, from their logging; requests
+    /// that were not logged (the store failed, or the key was seen after
+    /// all) are left out, and their leads are not recorded.
+    fn resolve(&mut self, work: Work) -> Option<Work> {
+        match work {
+            Work::Events {
+                intake,
+                key,
+                events,
+                done,
+            } => {
+                let intake = match key {
+                    Some(k) => self.logged.remove(&k)?,
+                    None => intake,
+                };
+                Some(Work::Events {
+                    intake,
+                    key: None,
+                    events,
+                    done,
+                })
+            }
+            Work::Leads {
+                mut pending,
+                mut prepared,
+            } => {
+                let mut keep = Vec::with_capacity(pending.len());
+                for p in &mut pending {
+                    let found = match p.key.take() {
+                        Some(k) => self.logged.remove(&k).map(|id| p.intake = id).is_some(),
+                        None => true,
+                    };
+                    keep.push(found);
+                }
+                if keep.iter().all(|k| *k) {
+                    return Some(Work::Leads { pending, prepared });
+                }
+                // New places of the requests kept.
+                let mut place = Vec::with_capacity(keep.len());
+                let mut n = 0;
+                for k in &keep {
+                    place.push(n);
+                    n += usize::from(*k);
+                }
+                for (p, places) in &mut prepared {
+                    p.retain(|i| places.get(i).is_some_and(|(pi, _)| keep[*pi]));
+                    places.retain(|(pi, _)| keep[*pi]);
+                    for (pi, _) in places.iter_mut() {
+                        *pi = place[*pi];
+                    }
+                }
+                let pending = pending
+                    .into_iter()
+                    .zip(&keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(p, _)| p)
+                    .collect();
+                Some(Work::Leads { pending, prepared })
+            }
+        }
+    }
+
+    /// Records, scores and answers one batch in one transaction — with the
+    /// requests waiting to be logged by then — and acknowledges it.
+    fn work(
         &mut self,
-        mut pending: Vec<Pending>,
-        prepared: Vec<(Prepared, Vec<(usize, usize)>)>,
-        acks: &std::sync::mpsc::Sender<Ack>,
+        work: Work,
+        queue: Option<(&Receiver<ToBack>, &mut Option<ToBack>)>,
+        acks: &Sender<Ack>,
     ) {
-        let leads: usize = prepared.iter().map(|(p, _)| p.len()).sum();
-        let result = self.process(&pending, prepared, acks, leads);
-        match result {
-            Ok(replies) => {
+        let leads = work.leads();
+        let Some(mut work) = self.resolve(work) else {
+            let _ = acks.send(Ack::Recorded(leads));
+            return;
+        };
+        let tenant = self.steps.tenant;
+        // Who waits for the batch's answers (sent once it is committed).
+        let waiting: Vec<(Option<oneshot::Sender<Reply>>, Option<Instant>)> = match &mut work {
+            Work::Leads { pending, .. } => pending
+                .iter_mut()
+                .map(|p| (p.done.take(), p.received))
+                .collect(),
+            Work::Events { done, .. } => vec![(done.take(), None)],
+        };
+        let events = matches!(work, Work::Events { .. });
+        let mut logs = Vec::new();
+        let result = transact(&mut self.store, &mut self.steps, work, queue, &mut logs);
+        let logged = match result {
+            Ok((replies, logged)) => {
+                for ((done, received), reply) in waiting.into_iter().zip(replies) {
+                    if let Some(at) = received {
+                        self.steps
+                            .shared
+                            .metrics
+                            .processing_seconds
+                            .get_or_create(&super::metrics::Tenant {
+                                tenant: tenant.to_string(),
+                            })
+                            .observe(at.elapsed().as_secs_f64());
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(reply);
+                    }
+                }
+                Ok(logged)
+            }
+            Err(e) => {
+                let reply = if events {
+                    tracing::error!(tenant = %tenant, error = %format!("{e:#}"), "storing events failed; they stay logged and will be stored again");
+                    error_reply(503, "service.unavailable", EVENTS_UNAVAILABLE)
+                } else {
+                    tracing::error!(tenant = %tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
+                    error_reply(503, "service.unavailable", UNAVAILABLE)
+                };
+                for (done, _) in waiting {
+                    if let Some(done) = done {
+                        let _ = done.send(reply.clone());
+                    }
+                }
+                // The requests that were to be logged with the batch are
+                // logged on their own.
+                if logs.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    log(&mut self.store, tenant, &logs)
+                }
+            }
+        };
+        let _ = acks.send(Ack::Recorded(leads));
+        if !logs.is_empty() {
+            let keys: Vec<String> = logs.iter().map(|l| l.key.clone()).collect();
+            match logged {
+                Ok(done) => self.answer_logs(logs, done),
+                Err(e) => fail_logs(tenant, logs, &e),
+            }
+            let _ = acks.send(Ack::Logged(keys));
+        }
+        // Everyone is answered first.
+        self.restart_log();
+    }
+}
+
+/// One transaction: `work` recorded, scored and answered, then the
+/// requests that queued meanwhile logged (taken into `logs`). The replies
+/// and how the requests were logged, once committed.
+fn transact(
+    store: &mut Store,
+    steps: &mut Steps<'_>,
+    work: Work,
+    queue: Option<(&Receiver<ToBack>, &mut Option<ToBack>)>,
+    logs: &mut Vec<ToLog>,
+) -> Result<(Vec<Reply>, Vec<Logged>)> {
+    let mut batch = store.batch()?;
+    let replies = steps.apply(&mut batch, work)?;
+    if let Some((rx, next)) = queue {
+        more_logs(rx, next, logs);
+    }
+    let logged = if logs.is_empty() {
+        Vec::new()
+    } else {
+        log(&mut batch, steps.tenant, logs)?
+    };
+    batch.commit()?;
+    Ok((replies, logged))
+}
+
+impl Steps<'_> {
+    /// Records, scores and answers `work` in `store`'s open batch: one
+    /// reply per request.
+    fn apply(&mut self, store: &mut Store, work: Work) -> Result<Vec<Reply>> {
+        match work {
+            Work::Leads { pending, prepared } => {
+                let replies = self.process(store, &pending, prepared)?;
                 let done: Vec<(i64, u16, &str)> = pending
                     .iter()
                     .zip(&replies)
                     .map(|(p, r)| (p.intake, r.status, r.body.as_str()))
                     .collect();
-                if let Err(e) = self.store.finish_intake(&done, crate::run::now_ms()) {
-                    tracing::error!(tenant = %self.tenant, error = %e, "recording request results failed");
-                }
-                for (p, reply) in pending.iter_mut().zip(replies) {
-                    if let Some(at) = p.received {
-                        self.shared
-                            .metrics
-                            .processing_seconds
-                            .get_or_create(&super::metrics::Tenant {
-                                tenant: self.tenant.to_string(),
-                            })
-                            .observe(at.elapsed().as_secs_f64());
-                    }
-                    if let Some(done) = p.done.take() {
-                        let _ = done.send(reply);
-                    }
-                }
+                store.finish_intake(&done, crate::run::now_ms())?;
+                Ok(replies)
             }
-            Err(e) => {
-                tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
-                for p in &mut pending {
-                    if let Some(done) = p.done.take() {
-                        let _ = done.send(error_reply(503, "service.unavailable", UNAVAILABLE));
-                    }
-                }
-            }
+            Work::Events { intake, events, .. } => Ok(vec![events_into(
+                self.config,
+                self.tenant,
+                &mut self.scoring,
+                &mut self.pipeline,
+                store,
+                intake,
+                &events,
+            )?]),
         }
     }
 
     /// Records prepared leads, scores them and queues handoffs; one reply
-    /// per request. The front is acknowledged as soon as the leads are
-    /// recorded (or failed).
+    /// per request.
     fn process(
         &mut self,
+        store: &mut Store,
         pending: &[Pending],
         prepared: Vec<(Prepared, Vec<(usize, usize)>)>,
-        acks: &std::sync::mpsc::Sender<Ack>,
-        leads: usize,
     ) -> Result<Vec<Reply>> {
         let started = Instant::now();
-        let store = &mut self.store;
         let mut results: Vec<Vec<Option<Processed>>> = pending
             .iter()
             .map(|p| (0..p.ids.len()).map(|_| None).collect())
@@ -672,7 +929,6 @@ impl Back<'_> {
                 Err(e) => failed = Some(e),
             }
         }
-        let _ = acks.send(Ack { leads });
         if let Some(e) = failed {
             return Err(e);
         }
@@ -770,6 +1026,51 @@ impl Back<'_> {
             "batch processed"
         );
         Ok(replies)
+    }
+}
+
+/// Logs that wait behind the message in hand join it.
+fn more_logs(rx: &Receiver<ToBack>, next: &mut Option<ToBack>, logs: &mut Vec<ToLog>) {
+    if next.is_some() {
+        return;
+    }
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            ToBack::Log(l) => logs.extend(l),
+            other => {
+                *next = Some(other);
+                return;
+            }
+        }
+    }
+}
+
+/// Logs requests (in the store's open batch, if any).
+fn log(
+    store: &mut Store,
+    tenant: &str,
+    logs: &[ToLog],
+) -> std::result::Result<Vec<Logged>, leadgate_store::StoreError> {
+    let requests: Vec<NewIntake<'_>> = logs
+        .iter()
+        .map(|l| NewIntake {
+            tenant,
+            key: &l.key,
+            kind: l.kind,
+            fingerprint: &l.fingerprint,
+            body: &l.body,
+            lead_ids: &l.lead_ids,
+        })
+        .collect();
+    store.log_intake(&requests, crate::run::now_ms())
+}
+
+/// Tells the handlers their requests could not be logged.
+fn fail_logs(tenant: &str, logs: Vec<ToLog>, e: &dyn std::fmt::Display) {
+    let msg = format!("the store cannot take the request: {e}");
+    tracing::error!(tenant = %tenant, error = %msg, "logging requests failed");
+    for l in logs {
+        let _ = l.logged.send(Err(msg.clone()));
     }
 }
 
@@ -938,17 +1239,6 @@ fn events_into(
     Ok(reply)
 }
 
-/// Tells the waiting handler how its request was logged; the intake id
-/// when the request is new (and so to be processed).
-fn answer_logged(l: Logged, to: oneshot::Sender<Result<Logged, String>>) -> Option<i64> {
-    let new = match &l {
-        Logged::New(id) => Some(*id),
-        Logged::Seen(_) => None,
-    };
-    let _ = to.send(Ok(l));
-    new
-}
-
 fn unpack(row: &IntakeRow) -> Result<Pending> {
     let request: LeadsRequest =
         serde_json::from_str(&row.body).context("the logged request is not readable")?;
@@ -956,6 +1246,7 @@ fn unpack(row: &IntakeRow) -> Result<Pending> {
         serde_json::from_str(&row.lead_ids).context("the logged lead ids are not readable")?;
     Ok(Pending {
         intake: row.id,
+        key: None,
         ids,
         request,
         kind: row.kind.clone(),

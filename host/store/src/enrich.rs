@@ -4,7 +4,7 @@
 //! telemetry.
 
 use crate::{Record, StoreError, sql};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// A lead's enrichment, as recorded.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct Qualified<'a> {
 /// for re-enrichment if it must be (inside the batch's transaction; the
 /// lead row itself already carries both).
 pub(crate) fn record(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     r: &Record<'_>,
     run_id: i64,
     now: i64,
@@ -189,7 +189,7 @@ impl crate::Store {
         qualification: &Qualified<'_>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         if let Some(n) = normalized {
             tx.execute(
                 "UPDATE leads SET normalized = ?2 WHERE id = ?1",
@@ -322,7 +322,7 @@ impl crate::Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut put = tx
                 .prepare_cached(

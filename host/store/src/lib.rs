@@ -34,7 +34,10 @@
 //! `alerts`, `crm_outbox` (handoffs to the CRM with attempts and backoff)
 //! and `crm_records` (the CRM's record id for each handed-off lead).
 //!
-//! Writes go through [`Store::record`] in batches, one transaction each.
+//! Writes go through [`Store::record`] in batches, one transaction each; a
+//! [`Batch`] (`Store::batch`) makes every write through it one transaction,
+//! store functions included (the service records, scores and answers a
+//! batch of requests this way).
 
 pub mod enrich;
 pub mod matching;
@@ -80,6 +83,76 @@ pub enum StoreError {
         what: &'static str,
         source: serde_json::Error,
     },
+}
+
+/// A store function's own transaction, or — inside a [`Batch`] — the
+/// batch's: then committing it commits nothing yet, and the batch's
+/// commit (or rollback) decides for every write in it.
+pub(crate) enum Tx<'c> {
+    Own(rusqlite::Transaction<'c>),
+    Outer(&'c Connection),
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Tx::Own(t) => t,
+            Tx::Outer(c) => c,
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub(crate) fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Tx::Own(t) => t.commit(),
+            Tx::Outer(_) => Ok(()),
+        }
+    }
+}
+
+/// Every write made through it (it dereferences to the [`Store`]) is one
+/// transaction, taken with the write lock at the start: committed by
+/// [`Batch::commit`], rolled back if dropped before. The service records,
+/// scores and answers a batch of requests this way, so the pages those
+/// steps share go to the write-ahead log once.
+pub struct Batch<'s> {
+    store: &'s mut Store,
+    open: bool,
+}
+
+impl std::ops::Deref for Batch<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        self.store
+    }
+}
+
+impl std::ops::DerefMut for Batch<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.store
+    }
+}
+
+impl Batch<'_> {
+    /// Makes every write of the batch durable (as far as the store's
+    /// `synchronous` setting goes) and visible to other connections.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        self.open = false;
+        self.store
+            .conn
+            .execute_batch("COMMIT")
+            .map_err(sql("commit batch"))
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.store.conn.is_autocommit() {
+            let _ = self.store.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
 fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -412,6 +485,15 @@ fn busy(attempt: i32) -> bool {
     true
 }
 
+/// Waits up to about 5 ms (for [`Store::restart_log`]).
+fn busy_briefly(attempt: i32) -> bool {
+    if attempt >= 50 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    true
+}
+
 /// Status of a lead after processing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -617,6 +699,31 @@ impl Store {
         Ok(())
     }
 
+    /// Starts a [`Batch`]: one write transaction for everything done
+    /// through it. Fails when one is open already.
+    pub fn batch(&mut self) -> Result<Batch<'_>, StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql("begin batch"))?;
+        Ok(Batch {
+            store: self,
+            open: true,
+        })
+    }
+
+    /// A transaction for one store function: its own, or the open
+    /// [`Batch`]'s.
+    pub(crate) fn tx(&mut self) -> Result<Tx<'_>, StoreError> {
+        if self.conn.is_autocommit() {
+            self.conn
+                .transaction()
+                .map(Tx::Own)
+                .map_err(sql("begin transaction"))
+        } else {
+            Ok(Tx::Outer(&self.conn))
+        }
+    }
+
     /// Leaves write-ahead-log checkpoints to [`Store::checkpoint`] (the
     /// service runs them in a background thread, so no request waits for
     /// one) instead of the connection that happens to commit.
@@ -627,25 +734,38 @@ impl Store {
     }
 
     /// Copies the write-ahead log back into the database as far as no
-    /// reader needs it, without blocking writers; once the log is past
-    /// `restart_frames` pages, waits for readers to step off it and starts
-    /// it over. (With readers always busy, as in the service, the log is
-    /// otherwise never restarted and grows without end.) Returns the
-    /// log's length in pages before.
-    pub fn checkpoint(&self, restart_frames: i64) -> Result<i64, StoreError> {
+    /// reader needs it, without blocking anyone. Returns the log's length
+    /// in pages. (With readers always busy, as in the service, the log is
+    /// rarely started over this way: see [`Store::restart_log`].)
+    pub fn checkpoint(&self) -> Result<i64, StoreError> {
         if self.path == ":memory:" {
             return Ok(0);
         }
-        let log: i64 = self
-            .conn
+        self.conn
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
-            .map_err(sql("checkpoint"))?;
-        if log > restart_frames {
-            self.conn
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-                .map_err(sql("checkpoint"))?;
+            .map_err(sql("checkpoint"))
+    }
+
+    /// Copies what is left of the write-ahead log into the database and
+    /// starts the log over, waiting a few milliseconds at most for readers
+    /// to step off it. Returns whether it did. It holds the write lock while
+    /// it works, so the service's one writer calls it between its own
+    /// transactions (when [`Store::checkpoint`] has copied most of the log
+    /// already): no other writer waits.
+    pub fn restart_log(&mut self) -> Result<bool, StoreError> {
+        if self.path == ":memory:" {
+            return Ok(false);
         }
-        Ok(log)
+        self.conn
+            .busy_handler(Some(busy_briefly))
+            .map_err(sql("checkpoint"))?;
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        self.conn
+            .busy_handler(Some(busy))
+            .map_err(sql("checkpoint"))?;
+        Ok(done.map_err(sql("checkpoint"))? == 0)
     }
 
     /// The schema version after migrations.
@@ -683,7 +803,7 @@ impl Store {
         records: &[Record<'_>],
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut upsert_lead = tx
                 .prepare_cached(
@@ -978,6 +1098,36 @@ fn severity(s: Severity) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_write_ahead_log_is_copied_back_and_started_over() {
+        let dir = std::env::temp_dir().join(format!("leadgate-store-wal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wal.db").display().to_string();
+        let mut s = Store::open(&path).unwrap();
+        s.manual_checkpoints().unwrap();
+        s.add_api_key("acme", "ci", "h1", "lg_acme_ab", 1).unwrap();
+        // A reader on another connection, holding a snapshot.
+        let reader = Store::open(&path).unwrap();
+        let snapshot = reader.conn.unchecked_transaction().unwrap();
+        reader.api_keys(None).unwrap();
+        s.add_api_key("acme", "ci2", "h2", "lg_acme_cd", 2).unwrap();
+        let frames = s.checkpoint().unwrap();
+        assert!(frames > 0, "the log has the writes: {frames}");
+        // The reader still needs the log: it is not started over, and
+        // that is not an error.
+        assert!(!s.restart_log().unwrap());
+        drop(snapshot);
+        assert!(s.restart_log().unwrap());
+        // The next write starts at the top of the log.
+        s.add_api_key("acme", "ci3", "h3", "lg_acme_ef", 3).unwrap();
+        let after = s.checkpoint().unwrap();
+        assert!(after < frames, "{after} pages after, {frames} before");
+        // Nothing was lost on the way.
+        assert_eq!(reader.api_keys(Some("acme")).unwrap().len(), 3);
+        drop((s, reader));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn lead(id: &str) -> Lead {
         Lead {

@@ -8,7 +8,7 @@
 
 use crate::{Store, StoreError, sql};
 use leadgate_lead::Lead;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 /// The index key of a blocking key for a tenant: 64-bit FNV-1a over the
 /// tenant and the key, so the index stays small and tenants never share a
@@ -123,7 +123,7 @@ pub struct LeadRow {
 }
 
 pub(crate) fn insert_link(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tenant: &str,
     lead_id: &str,
     link: &Link<'_>,
@@ -158,7 +158,7 @@ pub(crate) fn insert_link(
 }
 
 pub(crate) fn insert_review(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tenant: &str,
     lead_id: &str,
     review: &Review<'_>,
@@ -296,15 +296,23 @@ impl Store {
         per_key: usize,
         limit: usize,
     ) -> Result<Vec<Vec<Candidate>>, StoreError> {
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .map_err(sql("begin read transaction"))?;
+        // Inside a batch the batch's transaction is the snapshot.
+        let tx = if self.conn.is_autocommit() {
+            Some(
+                self.conn
+                    .unchecked_transaction()
+                    .map_err(sql("begin read transaction"))?,
+            )
+        } else {
+            None
+        };
         let found = keys
             .iter()
             .map(|k| self.candidates(tenant, k, per_key, limit))
             .collect::<Result<Vec<_>, _>>()?;
-        tx.finish().map_err(sql("end read transaction"))?;
+        if let Some(tx) = tx {
+            tx.finish().map_err(sql("end read transaction"))?;
+        }
         Ok(found)
     }
 
@@ -329,7 +337,7 @@ impl Store {
         link: &Link<'_>,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         let id = insert_link(&tx, tenant, lead, link, None, now)?;
         tx.execute(
             "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
@@ -350,7 +358,7 @@ impl Store {
         run_id: Option<i64>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         insert_review(&tx, tenant, lead, review, run_id, now)?;
         tx.commit().map_err(sql("commit review"))
     }
@@ -444,7 +452,7 @@ impl Store {
         who: &str,
         now: i64,
     ) -> Result<Vec<MergeRow>, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         let undone: Vec<MergeRow> = {
             let mut stmt = tx
                 .prepare(&format!(

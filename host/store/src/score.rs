@@ -182,7 +182,7 @@ impl Store {
         events: &[NewEvent],
         now: i64,
     ) -> Result<Inserted, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         catch_up_keys(&tx)?;
         let mut out = Inserted::default();
         {
@@ -268,7 +268,7 @@ impl Store {
         rejects: &[EventReject],
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut insert = tx
                 .prepare_cached(
@@ -294,9 +294,32 @@ impl Store {
         tx.commit().map_err(sql("commit rejected events"))
     }
 
+    /// Brings the key index that events are attached by up to date with
+    /// the stored leads (done anyway when events attach; a service does it
+    /// before it takes requests, so the first one does not wait for the
+    /// leads imported since).
+    pub fn index_lead_keys(&mut self) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        catch_up_keys(&tx)?;
+        tx.commit().map_err(sql("commit key index"))
+    }
+
     /// Attaches events that were waiting for their person, now that the
     /// person may have appeared. Returns the leads that got events.
     pub fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+        // Nothing waits: the key index is left for when something does
+        // (indexing many leads at once touches fewer of its pages).
+        let waiting: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE tenant = ?1 AND lead_id IS NULL)",
+                [tenant],
+                |r| r.get(0),
+            )
+            .map_err(sql("look for unattached events"))?;
+        if !waiting {
+            return Ok(BTreeSet::new());
+        }
         catch_up_keys(&self.conn)?;
         let mut stmt = self
             .conn
@@ -412,7 +435,9 @@ impl Store {
         domains: &[String],
         since: i64,
     ) -> Result<Vec<String>, StoreError> {
-        catch_up_keys(&self.conn)?;
+        // No catching up of the key index first: a lead has events only
+        // once they were attached to it, and attaching brings the index up
+        // to date first, so every lead this can find is in it.
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -594,7 +619,7 @@ impl Store {
         surfaced: &[Surfaced],
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut upsert = tx
                 .prepare_cached(

@@ -3,7 +3,7 @@
 //! state, alerts, and the CRM handoff outbox.
 
 use crate::{Store, StoreError, sql};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 /// A request as the intake log holds it.
@@ -134,7 +134,7 @@ fn queue_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueItem> {
 /// Puts a lead on the review queue (once per lead and kind).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn enqueue_review(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tenant: &str,
     lead_id: &str,
     kind: &str,
@@ -315,7 +315,7 @@ impl Store {
         requests: &[NewIntake<'_>],
         now: i64,
     ) -> Result<Vec<Logged>, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         let mut out = Vec::with_capacity(requests.len());
         {
             let mut insert = tx
@@ -355,10 +355,32 @@ impl Store {
         Ok(out)
     }
 
+    /// Which of `keys` the tenant has logged requests under already.
+    pub fn logged_keys<'k>(
+        &self,
+        tenant: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<std::collections::HashSet<&'k str>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM intake WHERE tenant = ?1 AND key = ?2")
+            .map_err(sql("look up idempotency key"))?;
+        let mut found = std::collections::HashSet::new();
+        for key in keys {
+            if stmt
+                .exists(params![tenant, key])
+                .map_err(sql("look up idempotency key"))?
+            {
+                found.insert(key);
+            }
+        }
+        Ok(found)
+    }
+
     /// Records requests' results; the bodies are dropped (each lead's raw
     /// form is in `leads`).
     pub fn finish_intake(&mut self, done: &[(i64, u16, &str)], now: i64) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut stmt = tx
                 .prepare_cached(
@@ -519,7 +541,7 @@ impl Store {
         note: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         let n = tx
             .execute(
                 "UPDATE review_queue SET decision = ?2, reviewer = ?3, note = ?4, decided_at = ?5
@@ -561,7 +583,7 @@ impl Store {
         decided_by: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         tx.execute(
             "UPDATE leads SET status = ?2, qualification = ?3, updated_at = ?4 WHERE id = ?1",
             params![lead_id, status.as_str(), qualification, now],
@@ -753,7 +775,7 @@ impl Store {
         done: &[(&Handoff, &str)],
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         {
             let mut outbox = tx
                 .prepare_cached(
@@ -816,7 +838,7 @@ impl Store {
         error: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         tx.execute(
             "UPDATE crm_outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, updated_at = ?4 WHERE id = ?1",
             params![h.id, state, error, now],
@@ -840,7 +862,7 @@ impl Store {
         ids: &[i64],
         now: i64,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction().map_err(sql("begin transaction"))?;
+        let tx = self.tx()?;
         let mut n = 0;
         {
             let mut list = tx
@@ -1030,6 +1052,48 @@ mod tests {
         // Another tenant cannot read it.
         assert!(s.intake("b", row.id).unwrap().is_none());
         assert_eq!(s.pending_intake("a", 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_batch_commits_its_writes_together_or_not_at_all() {
+        let mut s = Store::open(":memory:").unwrap();
+        let req = |key| NewIntake {
+            tenant: "a",
+            key,
+            kind: "leads",
+            fingerprint: "f",
+            body: "[]",
+            lead_ids: "[]",
+        };
+        // Rolled back when dropped: neither write is kept.
+        {
+            let mut b = s.batch().unwrap();
+            let logged = b.log_intake(&[req("k1")], 1).unwrap();
+            let Logged::New(id) = logged[0] else {
+                panic!("a new key is new")
+            };
+            b.finish_intake(&[(id, 200, "{}")], 2).unwrap();
+            assert!(b.logged_keys("a", ["k1"]).unwrap().contains("k1"));
+        }
+        assert!(s.logged_keys("a", ["k1"]).unwrap().is_empty());
+        // A batch cannot be opened inside another.
+        {
+            let mut b = s.batch().unwrap();
+            assert!(b.batch().is_err());
+        }
+        // Committed: both are.
+        let mut b = s.batch().unwrap();
+        let logged = b.log_intake(&[req("k1"), req("k2")], 1).unwrap();
+        let Logged::New(id) = logged[0] else {
+            panic!("a new key is new")
+        };
+        b.finish_intake(&[(id, 200, "{}")], 2).unwrap();
+        b.commit().unwrap();
+        assert_eq!(s.logged_keys("a", ["k1", "k2", "k3"]).unwrap().len(), 2);
+        assert_eq!(s.intake("a", id).unwrap().unwrap().state, "done");
+        assert_eq!(s.pending_intake("a", 10).unwrap().len(), 1);
+        // Other tenants' keys are theirs.
+        assert!(s.logged_keys("b", ["k1"]).unwrap().is_empty());
     }
 
     #[test]
