@@ -324,33 +324,83 @@ pub fn rescore(
         Scope::WithAccounts(ids) => (Some(ids), true),
         Scope::Only(ids) => (Some(ids), false),
     };
-    // Which leads to load and which to score.
-    let (load, targets): (Option<Vec<String>>, Option<BTreeSet<String>>) = match only {
-        None => (None, None),
+    // Which leads to score, and the leads loaded for it: the targets read
+    // and parsed once, then only the colleagues not among them.
+    let parse = |r: ScoringLead| -> Option<(String, Loaded)> {
+        let lead: Lead = serde_json::from_str(&r.normalized).ok()?;
+        let account = account_of(&lead);
+        Some((
+            r.id,
+            Loaded {
+                attributes: attributes(r.enrichment.as_deref()),
+                account,
+                qualification: r.qualification,
+                lead,
+            },
+        ))
+    };
+    let (loaded, load, targets) = match only {
+        None => (
+            store
+                .scoring_leads(tenant, None)?
+                .into_iter()
+                .filter_map(parse)
+                .collect::<Vec<_>>(),
+            None,
+            None,
+        ),
         Some(ids) if ids.is_empty() => return Ok(report),
-        Some(ids) if ids.len() > TARGETED_MAX => (None, Some(ids.clone())),
+        Some(ids) if ids.len() > TARGETED_MAX => (
+            store
+                .scoring_leads(tenant, None)?
+                .into_iter()
+                .filter_map(parse)
+                .collect(),
+            None,
+            Some(ids.clone()),
+        ),
         Some(ids) => {
             let list: Vec<String> = ids.iter().cloned().collect();
-            let first = store.scoring_leads(tenant, Some(&list))?;
-            let accounts: BTreeSet<String> = first
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Lead>(&l.normalized).ok())
-                .filter_map(|l| account_of(&l))
+            let mut loaded: Vec<(String, Loaded)> = store
+                .scoring_leads(tenant, Some(&list))?
+                .into_iter()
+                .filter_map(parse)
                 .collect();
-            let accounts: Vec<String> = accounts.into_iter().collect();
-            let mut all: BTreeSet<String> = ids.clone();
-            if expand {
-                all.extend(store.account_members(tenant, &accounts)?);
-                let all: Vec<String> = all.into_iter().collect();
-                (Some(all.clone()), Some(all.into_iter().collect()))
+            let accounts: BTreeSet<&str> = loaded
+                .iter()
+                .filter_map(|(_, l)| l.account.as_deref())
+                .collect();
+            let accounts: Vec<String> = accounts.into_iter().map(str::to_string).collect();
+            let colleagues = if expand {
+                store.account_members(tenant, &accounts)?
             } else {
                 // Colleagues without recent events add nothing as peers.
-                all.extend(store.active_account_members(tenant, &accounts, since)?);
-                (Some(all.into_iter().collect()), Some(ids.clone()))
+                store.active_account_members(tenant, &accounts, since)?
+            };
+            let mut all: BTreeSet<String> = ids.clone();
+            let extra: Vec<String> = colleagues
+                .into_iter()
+                .filter(|id| all.insert(id.clone()))
+                .collect();
+            if !extra.is_empty() {
+                loaded.extend(
+                    store
+                        .scoring_leads(tenant, Some(&extra))?
+                        .into_iter()
+                        .filter_map(parse),
+                );
             }
+            // In id order, as one read of them all would give.
+            loaded.sort_by(|a, b| a.0.cmp(&b.0));
+            let all: Vec<String> = all.into_iter().collect();
+            let targets = if expand {
+                all.iter().cloned().collect()
+            } else {
+                ids.clone()
+            };
+            (loaded, Some(all), Some(targets))
         }
     };
-    let rows: Vec<ScoringLead> = store.scoring_leads(tenant, load.as_deref())?;
     let mut events: HashMap<String, Vec<Event>> = HashMap::new();
     // One table of page categories for every subject of this re-score.
     let mut categories = leadgate_lead::score::Categories::default();
@@ -368,22 +418,6 @@ pub fn rescore(
             list.push(e);
         }
     }
-    let loaded: Vec<(String, Loaded)> = rows
-        .into_iter()
-        .filter_map(|r| {
-            let lead: Lead = serde_json::from_str(&r.normalized).ok()?;
-            let account = account_of(&lead);
-            Some((
-                r.id,
-                Loaded {
-                    attributes: attributes(r.enrichment.as_deref()),
-                    account,
-                    qualification: r.qualification,
-                    lead,
-                },
-            ))
-        })
-        .collect();
     let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, (_, l)) in loaded.iter().enumerate() {
         if let Some(a) = &l.account {

@@ -215,6 +215,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
     let configs = tenants(config)?;
     // The store is created and migrated before anything listens.
     let reader = Store::open(&opts.db)?;
+    reader.set_cache_kib(CACHE_KIB)?;
     let mut tenants = HashMap::new();
     let mut receivers = Vec::new();
     let mut limiters = HashMap::new();
@@ -348,10 +349,22 @@ async fn shutdown_signal() {
 /// is little.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The page cache of each of the service's long-lived connections, in
+/// KiB. The recording thread commits many small transactions: each one
+/// empties the others' caches, and each that split a page walks its own
+/// whole cache ([`Store::set_cache_kib`]). With the cache at the store's
+/// 128 MiB default, that walk took 11 % of the recording thread at 2,500
+/// leads/s, and grew as the cache filled. Reads that miss come from the
+/// memory-mapped file or the log, a copy each.
+pub(crate) const CACHE_KIB: i64 = 8 * 1024;
+
 /// The handoff worker, the SLA scheduler and checkpoints, until the
 /// service stops.
 fn background(shared: &Shared, handoff: bool) {
-    let mut store = match Store::open(&shared.db) {
+    let mut store = match Store::open(&shared.db).and_then(|s| {
+        s.set_cache_kib(CACHE_KIB)?;
+        Ok(s)
+    }) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "the background thread cannot open the store");

@@ -116,6 +116,7 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     let tenant = config.tenant.clone();
     let mut store = Store::open(&db)?;
     store.manual_checkpoints()?;
+    store.set_cache_kib(super::CACHE_KIB)?;
     let components = Components::load(&config, &store, true)
         .with_context(|| format!("tenant {tenant}: cannot load the pipeline's components"))?;
     if let Some((_, _, chain)) = &components.enrich {
@@ -151,6 +152,7 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         store: {
             let s = Store::open(&db)?;
             s.manual_checkpoints()?;
+            s.set_cache_kib(super::CACHE_KIB)?;
             s
         },
         steps: Steps {
@@ -687,7 +689,15 @@ impl Back<'_> {
         if shared.wal_frames.load(Relaxed) < RESTART_FRAMES {
             return;
         }
-        match self.store.restart_log() {
+        let started = Instant::now();
+        let restarted = self.store.restart_log();
+        tracing::debug!(
+            tenant = %self.steps.tenant,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            restarted = matches!(restarted, Ok(true)),
+            "write-ahead log restart"
+        );
+        match restarted {
             Ok(true) => shared.wal_frames.store(0, Relaxed),
             Ok(false) => {}
             Err(e) => {
