@@ -214,8 +214,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         .unwrap_or_else(|| config.serve.listen.clone());
     let configs = tenants(config)?;
     // The store is created and migrated before anything listens.
-    let reader = Store::open(&opts.db)?;
-    reader.set_cache_kib(CACHE_KIB)?;
+    let reader = open_store(&opts.db)?;
     let mut tenants = HashMap::new();
     let mut receivers = Vec::new();
     let mut limiters = HashMap::new();
@@ -358,13 +357,18 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(1
 /// memory-mapped file or the log, a copy each.
 pub(crate) const CACHE_KIB: i64 = 8 * 1024;
 
+/// Opens the store for one of the service's long-lived connections, with
+/// its page cache at [`CACHE_KIB`].
+pub(crate) fn open_store(db: &str) -> Result<Store, leadgate_store::StoreError> {
+    let store = Store::open(db)?;
+    store.set_cache_kib(CACHE_KIB)?;
+    Ok(store)
+}
+
 /// The handoff worker, the SLA scheduler and checkpoints, until the
 /// service stops.
 fn background(shared: &Shared, handoff: bool) {
-    let mut store = match Store::open(&shared.db).and_then(|s| {
-        s.set_cache_kib(CACHE_KIB)?;
-        Ok(s)
-    }) {
+    let mut store = match open_store(&shared.db) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "the background thread cannot open the store");

@@ -114,9 +114,8 @@ const CHECKPOINT: Duration = Duration::from_secs(5);
 /// Runs the tenant's pipeline until the queue closes.
 pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Job>) -> Result<()> {
     let tenant = config.tenant.clone();
-    let mut store = Store::open(&db)?;
+    let mut store = super::open_store(&db)?;
     store.manual_checkpoints()?;
-    store.set_cache_kib(super::CACHE_KIB)?;
     let components = Components::load(&config, &store, true)
         .with_context(|| format!("tenant {tenant}: cannot load the pipeline's components"))?;
     if let Some((_, _, chain)) = &components.enrich {
@@ -150,9 +149,8 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     };
     let mut back = Back {
         store: {
-            let s = Store::open(&db)?;
+            let s = super::open_store(&db)?;
             s.manual_checkpoints()?;
-            s.set_cache_kib(super::CACHE_KIB)?;
             s
         },
         steps: Steps {
