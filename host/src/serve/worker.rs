@@ -149,8 +149,10 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     };
     let mut back = Back {
         store: {
-            let s = super::open_store(&db)?;
+            let mut s = super::open_store(&db)?;
             s.manual_checkpoints()?;
+            // Small batches: a lead's keys would each cost a page.
+            s.defer_match_keys(leadgate_store::DEFAULT_CYCLE_LEADS);
             s
         },
         steps: Steps {

@@ -11,6 +11,9 @@
 //! nothing is deleted, an unmerge stamps `undone_at`), `golden` (the golden
 //! record of each merged group, keyed by its master lead), `match_reviews`
 //! (uncertain pairs with their evidence, and reviewers' decisions).
+//! Migration 6 adds `match_keys_new`: the newest keys of a writer that
+//! defers them, folded into `match_keys` a key slice at a time
+//! ([`Store::defer_match_keys`]; lookups read both).
 //! `leads.master_id` points a merged or linked lead at its master.
 //!
 //! Enrichment (migration 3, [`enrich`]): `leads.enrichment` (fields with
@@ -41,12 +44,14 @@
 
 pub mod enrich;
 pub mod matching;
+mod pending_keys;
 pub mod score;
 pub mod service;
 
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
 };
+pub use pending_keys::DEFAULT_CYCLE_LEADS;
 
 use leadgate_lead::{Issue, Lead, Severity, Verdict};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -156,6 +161,10 @@ impl Drop for Batch<'_> {
     fn drop(&mut self) {
         if self.open && !self.store.conn.is_autocommit() {
             let _ = self.store.conn.execute_batch("ROLLBACK");
+        }
+        if self.open {
+            // What it read of the pending match keys may have been undone.
+            *self.store.pending.get_mut() = Default::default();
         }
     }
 }
@@ -481,6 +490,20 @@ CREATE TABLE crm_records (
     PRIMARY KEY (tenant, lead_id, target)
 );
 "#,
+    r#"
+-- The match-key index's newest entries, deferred by the service's
+-- recording thread (`pending_keys`): one row per recorded lead, its hashed
+-- keys packed 8 bytes each, folded into match_keys a key slice at a time.
+CREATE TABLE match_keys_new (
+    id    INTEGER PRIMARY KEY AUTOINCREMENT,
+    lead  INTEGER NOT NULL,
+    keys  BLOB NOT NULL
+);
+-- Indexes no query reads. Each cost a page per transaction per value
+-- written (a tenth of the service's write-ahead log).
+DROP INDEX IF EXISTS issues_code;
+DROP INDEX IF EXISTS leads_qualification;
+"#,
 ];
 
 /// Waits while the store is locked by another connection: 50 µs steps for
@@ -629,6 +652,10 @@ pub struct ExceptionItem {
 pub struct Store {
     conn: Connection,
     path: String,
+    /// `match_keys_new` as this connection last read it.
+    pending: std::cell::RefCell<pending_keys::PendingKeys>,
+    /// Set by [`Store::defer_match_keys`]: the cycle, in leads.
+    defer_keys: Option<usize>,
 }
 
 impl Store {
@@ -692,6 +719,8 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_string(),
+            pending: Default::default(),
+            defer_keys: None,
         };
         store.migrate()?;
         Ok(store)
@@ -743,6 +772,20 @@ impl Store {
         } else {
             Ok(Tx::Outer(&self.conn))
         }
+    }
+
+    /// Defers this connection's match-key writes (see [`pending_keys`]):
+    /// [`Store::record`] appends one `match_keys_new` row per lead and
+    /// folds the pending keys into `match_keys` a slice of the key range
+    /// at a time, all of them once per `cycle_leads` leads recorded
+    /// ([`DEFAULT_CYCLE_LEADS`] is the service's). Lookups on every
+    /// connection see pending keys either way.
+    ///
+    /// For one long-lived writer recording small batches (the service's
+    /// recording thread): each key of a lead would otherwise cost a page
+    /// of the write-ahead log. A batch run writes `match_keys` directly.
+    pub fn defer_match_keys(&mut self, cycle_leads: usize) {
+        self.defer_keys = Some(cycle_leads.max(1));
     }
 
     /// Leaves write-ahead-log checkpoints to [`Store::checkpoint`] (the
@@ -845,7 +888,14 @@ impl Store {
         records: &[Record<'_>],
         now: i64,
     ) -> Result<(), StoreError> {
+        let defer = self.defer_keys;
+        // Restored only on success: after a failure it is read again.
+        let mut pending = self.pending.take();
         let tx = self.tx()?;
+        if let Some(cycle) = defer {
+            pending.refresh(&tx)?;
+            pending.fold(&tx, records.len(), cycle)?;
+        }
         {
             let mut upsert_lead = tx
                 .prepare_cached(
@@ -883,6 +933,9 @@ impl Store {
             let mut key = tx
                 .prepare_cached("INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)")
                 .map_err(sql("prepare key insert"))?;
+            let mut key_row = tx
+                .prepare_cached("INSERT INTO match_keys_new (lead, keys) VALUES (?1, ?2)")
+                .map_err(sql("prepare pending key insert"))?;
             for r in records {
                 let raw = serde_json::to_string(r.raw).map_err(|source| StoreError::Json {
                     what: "lead",
@@ -959,9 +1012,15 @@ impl Store {
                     let lead_row: i64 = rowid
                         .query_row([&r.raw.id], |row| row.get(0))
                         .map_err(sql("look up lead"))?;
-                    for k in r.keys {
-                        key.execute(params![k, lead_row])
-                            .map_err(sql("insert key"))?;
+                    if defer.is_some() {
+                        key_row
+                            .execute(params![lead_row, pending_keys::pack(r.keys)])
+                            .map_err(sql("insert pending keys"))?;
+                    } else {
+                        for k in r.keys {
+                            key.execute(params![k, lead_row])
+                                .map_err(sql("insert key"))?;
+                        }
                     }
                 }
                 if let Some(link) = &r.link {
@@ -992,7 +1051,9 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(sql("commit batch"))
+        tx.commit().map_err(sql("commit batch"))?;
+        *self.pending.get_mut() = pending;
+        Ok(())
     }
 
     /// Closes a run with its totals.
@@ -1104,6 +1165,7 @@ impl Store {
             "issues",
             "exceptions",
             "match_keys",
+            "match_keys_new",
             "merges",
             "golden",
             "match_reviews",

@@ -6,6 +6,7 @@
 //! plus `leads.master_id`; an unmerge stamps the row `undone_at` and clears
 //! the pointer, so the source records come back exactly as they were.
 
+use crate::pending_keys::PendingKeys;
 use crate::{Store, StoreError, sql};
 use leadgate_lead::Lead;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -255,36 +256,8 @@ impl Store {
         per_key: usize,
         limit: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        let mut by_key = self
-            .conn
-            .prepare_cached(
-                "SELECT l.id, l.normalized, l.master_id FROM match_keys k JOIN leads l ON l.rowid = k.lead
-                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
-                 ORDER BY k.lead DESC LIMIT ?3",
-            )
-            .map_err(sql("prepare candidate lookup"))?;
-        let mut out: Vec<Candidate> = Vec::new();
-        for k in keys {
-            let mut rows = by_key
-                .query(params![k, tenant, per_key as i64])
-                .map_err(sql("look up candidates"))?;
-            while let Some(row) = rows.next().map_err(sql("look up candidates"))? {
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-                let id: String = row.get(0).map_err(sql("read candidate"))?;
-                if out.iter().any(|c| c.id == id) {
-                    continue;
-                }
-                let normalized: String = row.get(1).map_err(sql("read candidate"))?;
-                out.push(Candidate {
-                    id,
-                    lead: parse_lead(&normalized)?,
-                    master: row.get(2).map_err(sql("read candidate"))?,
-                });
-            }
-        }
-        Ok(out)
+        self.candidates_for_each(tenant, &[keys.to_vec()], per_key, limit)
+            .map(|mut all| all.pop().unwrap_or_default())
     }
 
     /// [`Store::candidates`] for several leads at once, in one read
@@ -306,14 +279,89 @@ impl Store {
         } else {
             None
         };
+        let mut pending = self.pending.borrow_mut();
+        if let Err(e) = pending.refresh(&self.conn) {
+            // Read again from the start next time.
+            *pending = Default::default();
+            return Err(e);
+        }
         let found = keys
             .iter()
-            .map(|k| self.candidates(tenant, k, per_key, limit))
+            .map(|k| self.candidates_in(&pending, tenant, k, per_key, limit))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(tx) = tx {
             tx.finish().map_err(sql("end read transaction"))?;
         }
         Ok(found)
+    }
+
+    /// [`Store::candidates`] in the open read transaction, with the keys
+    /// not yet folded into `match_keys` from `pending`.
+    fn candidates_in(
+        &self,
+        pending: &PendingKeys,
+        tenant: &str,
+        keys: &[i64],
+        per_key: usize,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let mut by_key = self
+            .conn
+            .prepare_cached(
+                "SELECT k.lead, l.id, l.normalized, l.master_id FROM match_keys k JOIN leads l ON l.rowid = k.lead
+                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
+                 ORDER BY k.lead DESC LIMIT ?3",
+            )
+            .map_err(sql("prepare candidate lookup"))?;
+        let mut by_row = self
+            .conn
+            .prepare_cached(
+                "SELECT rowid, id, normalized, master_id FROM leads
+                 WHERE rowid = ?1 AND tenant = ?2 AND normalized IS NOT NULL",
+            )
+            .map_err(sql("prepare candidate lookup"))?;
+        let row =
+            |r: &rusqlite::Row<'_>| -> rusqlite::Result<(i64, String, String, Option<String>)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            };
+        let mut out: Vec<Candidate> = Vec::new();
+        for k in keys {
+            // The newest leads with the key: pending ones (the newest of
+            // all) and folded ones, by rowid, each once.
+            let mut found = Vec::new();
+            for lead in pending.newest(*k, per_key) {
+                if let Some(r) = by_row
+                    .query_row(params![lead, tenant], row)
+                    .optional()
+                    .map_err(sql("look up candidates"))?
+                {
+                    found.push(r);
+                }
+            }
+            let mut rows = by_key
+                .query(params![k, tenant, per_key as i64])
+                .map_err(sql("look up candidates"))?;
+            while let Some(r) = rows.next().map_err(sql("look up candidates"))? {
+                found.push(row(r).map_err(sql("read candidate"))?);
+            }
+            found.sort_by_key(|r| std::cmp::Reverse(r.0));
+            found.dedup_by_key(|r| r.0);
+            found.truncate(per_key);
+            for (_, id, normalized, master) in found {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if out.iter().any(|c| c.id == id) {
+                    continue;
+                }
+                out.push(Candidate {
+                    id,
+                    lead: parse_lead(&normalized)?,
+                    master,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// The lead `id` resolves to: its master if it has one, else itself.
@@ -633,6 +681,177 @@ mod tests {
             enrichment: None,
             qualification: None,
         }
+    }
+
+    /// A store file of its own, removed at the end of the test.
+    struct TempStore(std::path::PathBuf);
+
+    impl TempStore {
+        fn new(name: &str) -> TempStore {
+            let dir =
+                std::env::temp_dir().join(format!("leadgate-store-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempStore(dir)
+        }
+
+        fn open(&self) -> Store {
+            Store::open(&self.0.join("s.db").display().to_string()).unwrap()
+        }
+    }
+
+    impl Drop for TempStore {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Lead `i`'s keys: spread over the whole key range, the extremes
+    /// included.
+    fn keys_of(i: usize) -> Vec<i64> {
+        let mut k = vec![
+            key_hash("t", &format!("e:{i}")),
+            key_hash("t", &format!("p:{i}")),
+        ];
+        match i {
+            0 => k.push(i64::MIN),
+            1 => k.push(i64::MAX),
+            _ => {}
+        }
+        k
+    }
+
+    fn indexed(s: &Store, key: i64) -> Vec<i64> {
+        let mut stmt = s
+            .conn
+            .prepare("SELECT lead FROM match_keys WHERE key = ?1 ORDER BY lead")
+            .unwrap();
+        stmt.query_map([key], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn deferred_keys_are_found_at_once_and_folded_within_a_cycle() {
+        let dir = TempStore::new("deferred-keys");
+        let mut w = dir.open();
+        w.defer_match_keys(4);
+        let r = dir.open();
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let leads: Vec<Lead> = (0..40)
+            .map(|i| lead(&format!("l{i}"), &format!("{i}@x.com")))
+            .collect();
+        let keys: Vec<Vec<i64>> = (0..40).map(keys_of).collect();
+        for i in 0..40 {
+            let n = serde_json::to_string(&leads[i]).unwrap();
+            w.record(
+                run,
+                "validate",
+                "sha",
+                &[record(&leads[i], &keys[i], &n)],
+                1,
+            )
+            .unwrap();
+            if i == 0 {
+                assert_eq!(w.count("match_keys").unwrap(), 0, "nothing folded yet");
+                assert_eq!(w.count("match_keys_new").unwrap(), 1);
+            }
+            // Every lead recorded so far is found by each of its keys, at
+            // once, from another connection and from the writer's own.
+            for j in 0..=i {
+                for k in &keys[j] {
+                    for s in [&r, &w] {
+                        let found = s.candidates("t", &[*k], 10, 10).unwrap();
+                        assert_eq!(found.len(), 1, "lead {j} after {i}");
+                        assert_eq!(found[0].id, leads[j].id);
+                    }
+                }
+            }
+            // Pending rows are at most two cycles' worth.
+            assert!(w.count("match_keys_new").unwrap() <= 8, "after {i}");
+        }
+        // Leads older than two cycles are in match_keys, every key once.
+        for (j, lead_keys) in keys.iter().enumerate().take(32) {
+            for k in lead_keys {
+                assert_eq!(indexed(&w, *k).len(), 1, "lead {j}");
+            }
+        }
+        assert!(w.pending.borrow().len() <= 8);
+    }
+
+    #[test]
+    fn a_rolled_back_batch_loses_no_deferred_key() {
+        let dir = TempStore::new("deferred-rollback");
+        let mut w = dir.open();
+        w.defer_match_keys(2);
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let leads: Vec<Lead> = (0..12)
+            .map(|i| lead(&format!("l{i}"), &format!("{i}@x.com")))
+            .collect();
+        let keys: Vec<Vec<i64>> = (0..12).map(keys_of).collect();
+        for i in 0..12 {
+            let n = serde_json::to_string(&leads[i]).unwrap();
+            let rec = record(&leads[i], &keys[i], &n);
+            if i % 3 == 1 {
+                // Recorded (and a cycle finished: its deletes too), then
+                // undone.
+                let mut b = w.batch().unwrap();
+                b.record(run, "validate", "sha", &[rec], 1).unwrap();
+                drop(b);
+            } else {
+                w.record(run, "validate", "sha", &[rec], 1).unwrap();
+            }
+        }
+        for _ in 0..4 {
+            w.record(run, "validate", "sha", &[], 1).unwrap();
+        }
+        let r = dir.open();
+        for (i, lead_keys) in keys.iter().enumerate() {
+            for k in lead_keys {
+                let found = r.candidates("t", &[*k], 10, 10).unwrap();
+                if i % 3 == 1 {
+                    assert!(found.is_empty(), "lead {i} was rolled back");
+                } else {
+                    assert_eq!(found.len(), 1, "lead {i}");
+                    assert_eq!(indexed(&r, *k).len(), 1, "lead {i} is folded");
+                }
+            }
+        }
+        assert_eq!(r.count("match_keys_new").unwrap(), 0);
+    }
+
+    #[test]
+    fn the_newest_leads_of_a_key_win_across_pending_and_folded() {
+        let dir = TempStore::new("deferred-newest");
+        let mut w = dir.open();
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let k = [key_hash("t", "e:same@x.com")];
+        let leads: Vec<Lead> = (0..4)
+            .map(|i| lead(&format!("l{i}"), "same@x.com"))
+            .collect();
+        for (i, l) in leads.iter().enumerate() {
+            if i == 2 {
+                // The later two are deferred, and stay pending.
+                w.defer_match_keys(1 << 20);
+            }
+            let n = serde_json::to_string(l).unwrap();
+            w.record(run, "validate", "sha", &[record(l, &k, &n)], 1)
+                .unwrap();
+        }
+        assert_eq!(w.count("match_keys").unwrap(), 2);
+        assert_eq!(w.count("match_keys_new").unwrap(), 2);
+        let r = dir.open();
+        let ids = |per_key| -> Vec<String> {
+            r.candidates("t", &k, per_key, 10)
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        };
+        assert_eq!(ids(1), ["l3"]);
+        assert_eq!(ids(3), ["l3", "l2", "l1"]);
+        assert_eq!(ids(10), ["l3", "l2", "l1", "l0"]);
     }
 
     #[test]

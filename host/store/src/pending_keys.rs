@@ -1,0 +1,247 @@
+//! The match-key index's newest entries, for a writer that defers them
+//! ([`crate::Store::defer_match_keys`]: the service's recording thread).
+//!
+//! `match_keys` is keyed by hashed blocking keys, so every key a new lead
+//! brings lands on a random leaf page: a small transaction wrote about one
+//! page per key (half of the service's write-ahead log). A deferring
+//! writer instead appends one `match_keys_new` row per lead — its keys
+//! packed in a blob, a few dozen leads per page — and folds those rows
+//! into `match_keys` one slice of the key range at a time, a few slices
+//! per transaction: each slice's leaf pages are then written once for the
+//! keys of thousands of leads. Once every slice has been folded since a
+//! row was read, the row is deleted.
+//!
+//! Every connection keeps the rows in memory ([`PendingKeys`]), read
+//! incrementally — new rows by id, deleted ones by the lowest id left
+//! (ids only grow: `AUTOINCREMENT`, and rows are deleted oldest first) —
+//! and candidate lookups read them beside `match_keys`, so a lead is found
+//! by its keys from the moment it is recorded.
+
+use crate::{StoreError, sql};
+use rusqlite::{Connection, params};
+use std::collections::{BTreeSet, VecDeque};
+
+/// Slices of the key range: a transaction folds at least one.
+const SLICES: u64 = 1024;
+/// Bits of a key (as an unsigned, order-preserving number) below its slice.
+const SLICE_SHIFT: u32 = 54;
+
+/// A deferring writer folds every slice once per this many leads recorded
+/// (by default): the rows it keeps pending — and every connection holds in
+/// memory, ≈ 5 MiB at 8 keys a lead — are about this many. The larger,
+/// the fewer times each leaf page of `match_keys` is written: at 16,384
+/// leads a round writes each page of a 100,000-lead index once for its
+/// share of ≈ 130,000 new keys.
+pub const DEFAULT_CYCLE_LEADS: usize = 16_384;
+
+/// One `match_keys_new` row.
+struct Row {
+    id: i64,
+    lead: i64,
+    keys: Vec<i64>,
+}
+
+/// The `match_keys_new` rows as this connection last read them, and —
+/// for a deferring writer — how far each slice has been folded.
+#[derive(Default)]
+pub(crate) struct PendingKeys {
+    /// The highest row id read.
+    seen: i64,
+    rows: VecDeque<Row>,
+    /// (key, row id, lead rowid) of every pending row.
+    by_key: BTreeSet<(i64, i64, i64)>,
+    /// Per slice, the rows folded into `match_keys`: those up to this id
+    /// (empty until the writer folds).
+    folded: Vec<i64>,
+    /// The slice to fold next.
+    next: u64,
+}
+
+/// The key as an unsigned number in the same order as SQLite sorts it.
+#[cfg(test)]
+fn unsigned(key: i64) -> u64 {
+    (key as u64) ^ (1 << 63)
+}
+
+fn signed(u: u64) -> i64 {
+    (u ^ (1 << 63)) as i64
+}
+
+/// Slice `s`'s keys: the first and the last.
+fn slice(s: u64) -> (i64, i64) {
+    let lo = s << SLICE_SHIFT;
+    (signed(lo), signed(lo | ((1 << SLICE_SHIFT) - 1)))
+}
+
+/// The keys packed for `match_keys_new.keys`: 8 bytes each, little-endian.
+pub(crate) fn pack(keys: &[i64]) -> Vec<u8> {
+    keys.iter().flat_map(|k| k.to_le_bytes()).collect()
+}
+
+fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
+    if !blob.len().is_multiple_of(8) {
+        return Err(StoreError::Sql {
+            op: "read pending match keys",
+            source: rusqlite::Error::InvalidColumnType(
+                2,
+                format!(
+                    "match_keys_new row {id}: keys of {} bytes, not a multiple of 8",
+                    blob.len()
+                ),
+                rusqlite::types::Type::Blob,
+            ),
+        });
+    }
+    Ok(blob
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            i64::from_le_bytes(b)
+        })
+        .collect())
+}
+
+impl PendingKeys {
+    /// Catches up with the table: drops the rows deleted since the last
+    /// read and reads the new ones. Inside a write transaction, call it
+    /// before writing: only committed rows may be kept.
+    pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<(), StoreError> {
+        let first: Option<i64> = conn
+            .prepare_cached("SELECT MIN(id) FROM match_keys_new")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql("read pending match keys"))?;
+        // Every row up to `seen` is gone when the table is empty.
+        self.drop_below(first.unwrap_or(self.seen + 1));
+        let mut stmt = conn
+            .prepare_cached("SELECT id, lead, keys FROM match_keys_new WHERE id > ?1 ORDER BY id")
+            .map_err(sql("read pending match keys"))?;
+        let mut rows = stmt
+            .query([self.seen])
+            .map_err(sql("read pending match keys"))?;
+        while let Some(r) = rows.next().map_err(sql("read pending match keys"))? {
+            let id: i64 = r.get(0).map_err(sql("read pending match keys"))?;
+            let lead: i64 = r.get(1).map_err(sql("read pending match keys"))?;
+            let blob: Vec<u8> = r.get(2).map_err(sql("read pending match keys"))?;
+            let keys = unpack(id, &blob)?;
+            for k in &keys {
+                self.by_key.insert((*k, id, lead));
+            }
+            self.rows.push_back(Row { id, lead, keys });
+            self.seen = id;
+        }
+        Ok(())
+    }
+
+    /// Forgets the rows with ids below `first`.
+    fn drop_below(&mut self, first: i64) {
+        while self.rows.front().is_some_and(|r| r.id < first) {
+            let Some(row) = self.rows.pop_front() else {
+                break;
+            };
+            for k in row.keys {
+                self.by_key.remove(&(k, row.id, row.lead));
+            }
+        }
+    }
+
+    /// The newest `n` pending leads (rowids, newest first) with `key`.
+    pub(crate) fn newest(&self, key: i64, n: usize) -> Vec<i64> {
+        let mut leads: Vec<i64> = self
+            .by_key
+            .range((key, i64::MIN, i64::MIN)..=(key, i64::MAX, i64::MAX))
+            .map(|(_, _, lead)| *lead)
+            .collect();
+        leads.sort_unstable_by(|a, b| b.cmp(a));
+        leads.dedup();
+        leads.truncate(n);
+        leads
+    }
+
+    /// Pending rows held (for tests and logs).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Folds the next slices into `match_keys` — as many as `leads` new
+    /// leads are of a round of `cycle_leads` — each with the rows read
+    /// since it was last folded, and deletes the rows every slice has
+    /// folded. Call it in the write transaction, after
+    /// [`PendingKeys::refresh`] and before this transaction's own rows are
+    /// added. If the transaction is rolled back, the connection must
+    /// forget this state (`PendingKeys::default()`): every pending row is
+    /// then folded again, and nothing is lost.
+    pub(crate) fn fold(
+        &mut self,
+        conn: &Connection,
+        leads: usize,
+        cycle_leads: usize,
+    ) -> Result<(), StoreError> {
+        if self.folded.is_empty() {
+            self.folded = vec![0; SLICES as usize];
+        }
+        let n = (SLICES * leads.max(1) as u64)
+            .div_ceil(cycle_leads.max(1) as u64)
+            .min(SLICES);
+        let mut insert = conn
+            .prepare_cached("INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)")
+            .map_err(sql("prepare key insert"))?;
+        for _ in 0..n {
+            let s = self.next;
+            self.next = (s + 1) % SLICES;
+            let (lo, hi) = slice(s);
+            let after = self.folded[s as usize];
+            for (key, id, lead) in self
+                .by_key
+                .range((lo, i64::MIN, i64::MIN)..=(hi, i64::MAX, i64::MAX))
+            {
+                if *id > after {
+                    insert
+                        .execute(params![key, lead])
+                        .map_err(sql("fold pending match keys"))?;
+                }
+            }
+            self.folded[s as usize] = self.seen;
+        }
+        // Rows every slice has folded are in match_keys now.
+        let done = self.folded.iter().copied().min().unwrap_or(0);
+        if self.rows.front().is_some_and(|r| r.id <= done) {
+            conn.prepare_cached("DELETE FROM match_keys_new WHERE id <= ?1")
+                .and_then(|mut s| s.execute([done]))
+                .map_err(sql("delete folded match keys"))?;
+            self.drop_below(done + 1);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_cover_the_key_range_in_sqlite_order() {
+        assert_eq!(signed(0), i64::MIN);
+        assert_eq!(signed(u64::MAX), i64::MAX);
+        assert!(unsigned(-1) < unsigned(0));
+        assert!(unsigned(i64::MIN) < unsigned(-1));
+        // Consecutive slices meet without a gap, from the least key to
+        // the greatest.
+        assert_eq!(slice(0).0, i64::MIN);
+        assert_eq!(slice(SLICES - 1).1, i64::MAX);
+        for s in 0..SLICES - 1 {
+            assert!(slice(s).0 < slice(s).1);
+            assert_eq!(unsigned(slice(s).1) + 1, unsigned(slice(s + 1).0));
+        }
+        assert_eq!(unsigned(-1) >> SLICE_SHIFT, SLICES / 2 - 1);
+    }
+
+    #[test]
+    fn keys_pack_and_unpack() {
+        let keys = [i64::MIN, -1, 0, 42, i64::MAX];
+        assert_eq!(unpack(1, &pack(&keys)).unwrap(), keys);
+        let err = unpack(7, &[1, 2, 3]).unwrap_err().to_string();
+        assert!(err.contains("row 7") && err.contains("3 bytes"), "{err}");
+    }
+}
