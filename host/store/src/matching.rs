@@ -721,6 +721,14 @@ mod tests {
         k
     }
 
+    /// Leads `l0`…, each with its own email, and their keys.
+    fn numbered(n: usize) -> (Vec<Lead>, Vec<Vec<i64>>) {
+        let leads = (0..n)
+            .map(|i| lead(&format!("l{i}"), &format!("{i}@x.com")))
+            .collect();
+        (leads, (0..n).map(keys_of).collect())
+    }
+
     fn indexed(s: &Store, key: i64) -> Vec<i64> {
         let mut stmt = s
             .conn
@@ -739,10 +747,7 @@ mod tests {
         w.defer_match_keys(4);
         let r = dir.open();
         let run = w.begin_run("t", "x", "{}", 1).unwrap();
-        let leads: Vec<Lead> = (0..40)
-            .map(|i| lead(&format!("l{i}"), &format!("{i}@x.com")))
-            .collect();
-        let keys: Vec<Vec<i64>> = (0..40).map(keys_of).collect();
+        let (leads, keys) = numbered(40);
         for i in 0..40 {
             let n = serde_json::to_string(&leads[i]).unwrap();
             w.record(
@@ -786,10 +791,7 @@ mod tests {
         let mut w = dir.open();
         w.defer_match_keys(2);
         let run = w.begin_run("t", "x", "{}", 1).unwrap();
-        let leads: Vec<Lead> = (0..12)
-            .map(|i| lead(&format!("l{i}"), &format!("{i}@x.com")))
-            .collect();
-        let keys: Vec<Vec<i64>> = (0..12).map(keys_of).collect();
+        let (leads, keys) = numbered(12);
         for i in 0..12 {
             let n = serde_json::to_string(&leads[i]).unwrap();
             let rec = record(&leads[i], &keys[i], &n);
