@@ -503,6 +503,11 @@ CREATE TABLE match_keys_new (
 -- written (a tenth of the service's write-ahead log).
 DROP INDEX IF EXISTS issues_code;
 DROP INDEX IF EXISTS leads_qualification;
+-- Scores are read by lead, or all of a tenant's; never in order of
+-- total. Keyed by total, every new or changed score wrote a page of its
+-- own; keyed by tenant alone, new scores append and changes touch nothing.
+DROP INDEX IF EXISTS scores_tenant;
+CREATE INDEX scores_tenant ON scores(tenant);
 "#,
 ];
 
