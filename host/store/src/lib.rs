@@ -936,7 +936,7 @@ impl Store {
                 .prepare_cached("SELECT rowid FROM leads WHERE id = ?1")
                 .map_err(sql("prepare lead lookup"))?;
             let mut key = tx
-                .prepare_cached("INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)")
+                .prepare_cached(pending_keys::INSERT_KEY)
                 .map_err(sql("prepare key insert"))?;
             let mut key_row = tx
                 .prepare_cached("INSERT INTO match_keys_new (lead, keys) VALUES (?1, ?2)")

@@ -34,6 +34,10 @@ const SLICE_SHIFT: u32 = 54;
 /// share of ≈ 130,000 new keys.
 pub const DEFAULT_CYCLE_LEADS: usize = 16_384;
 
+/// Adds one (key, lead rowid) entry to `match_keys`: how a batch run
+/// writes its keys, and how a deferring writer folds them.
+pub(crate) const INSERT_KEY: &str = "INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)";
+
 /// One `match_keys_new` row.
 struct Row {
     id: i64,
@@ -185,7 +189,7 @@ impl PendingKeys {
             .div_ceil(cycle_leads.max(1) as u64)
             .min(SLICES);
         let mut insert = conn
-            .prepare_cached("INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)")
+            .prepare_cached(INSERT_KEY)
             .map_err(sql("prepare key insert"))?;
         for _ in 0..n {
             let s = self.next;
