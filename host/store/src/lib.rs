@@ -44,6 +44,7 @@
 
 pub mod enrich;
 pub mod matching;
+mod packed;
 mod pending_keys;
 pub mod score;
 pub mod service;

@@ -2,6 +2,7 @@
 //! requests idempotent and survives restarts, the review queue with its SLA
 //! state, alerts, and the CRM handoff outbox.
 
+use crate::packed::{Pack, Unpacked};
 use crate::{Store, StoreError, sql};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -58,12 +59,12 @@ fn intake_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IntakeRow> {
         key: r.get(2)?,
         kind: r.get(3)?,
         fingerprint: r.get(4)?,
-        body: r.get(5)?,
+        body: r.get::<_, Unpacked>(5)?.0,
         lead_ids: r.get(6)?,
         received_at: r.get(7)?,
         state: r.get(8)?,
         status_code: r.get(9)?,
-        result: r.get(10)?,
+        result: r.get::<_, Option<Unpacked>>(10)?.map(|u| u.0),
         done_at: r.get(11)?,
     })
 }
@@ -336,7 +337,7 @@ impl Store {
                         r.key,
                         r.kind,
                         r.fingerprint,
-                        r.body,
+                        Pack(r.body),
                         r.lead_ids,
                         now
                     ])
@@ -388,7 +389,7 @@ impl Store {
                 )
                 .map_err(sql("prepare intake update"))?;
             for (id, code, result) in done {
-                stmt.execute(params![id, *code as i64, result, now])
+                stmt.execute(params![id, *code as i64, Pack(result), now])
                     .map_err(sql("finish request"))?;
             }
         }
