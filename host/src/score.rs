@@ -339,7 +339,10 @@ pub fn rescore(
             },
         ))
     };
-    let (loaded, load, targets) = match only {
+    // All of the tenant's leads are read at once for all of them, and for
+    // so many targets that looking each up would cost more.
+    let (loaded, load, targets) = match only.filter(|ids| ids.len() <= TARGETED_MAX) {
+        Some(ids) if ids.is_empty() => return Ok(report),
         None => (
             store
                 .scoring_leads(tenant, None)?
@@ -347,17 +350,7 @@ pub fn rescore(
                 .filter_map(parse)
                 .collect::<Vec<_>>(),
             None,
-            None,
-        ),
-        Some(ids) if ids.is_empty() => return Ok(report),
-        Some(ids) if ids.len() > TARGETED_MAX => (
-            store
-                .scoring_leads(tenant, None)?
-                .into_iter()
-                .filter_map(parse)
-                .collect(),
-            None,
-            Some(ids.clone()),
+            only.cloned(),
         ),
         Some(ids) => {
             let list: Vec<String> = ids.iter().cloned().collect();
