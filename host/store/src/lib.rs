@@ -48,6 +48,8 @@ mod packed;
 mod pending_keys;
 pub mod score;
 pub mod service;
+#[cfg(test)]
+mod test_support;
 
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
@@ -1253,12 +1255,12 @@ fn severity(s: Severity) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempStore;
 
     #[test]
     fn the_write_ahead_log_is_copied_back_and_started_over() {
-        let dir = std::env::temp_dir().join(format!("leadgate-store-wal-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("wal.db").display().to_string();
+        let dir = TempStore::new("wal");
+        let path = dir.path();
         let mut s = Store::open(&path).unwrap();
         s.manual_checkpoints().unwrap();
         s.add_api_key("acme", "ci", "h1", "lg_acme_ab", 1).unwrap();
@@ -1284,8 +1286,6 @@ mod tests {
         assert!(after < frames, "{after} pages after, {frames} before");
         // Nothing was lost on the way.
         assert_eq!(reader.api_keys(Some("acme")).unwrap().len(), 3);
-        drop((s, reader));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn lead(id: &str) -> Lead {
@@ -1299,32 +1299,22 @@ mod tests {
 
     #[test]
     fn migrations_run_once_and_are_idempotent() {
-        let dir = std::env::temp_dir().join(format!("leadgate-store-{}", std::process::id()));
-        let path = dir.join("s.db");
-        let path = path.to_str().unwrap();
-        let s = Store::open(path).unwrap();
+        let dir = TempStore::new("migrations");
+        let s = dir.open();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
         drop(s);
-        let s = Store::open(path).unwrap();
+        let s = dir.open();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len());
-        drop(s);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn a_newer_schema_is_refused() {
-        let dir = std::env::temp_dir().join(format!("leadgate-store-new-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.db");
-        let conn = Connection::open(&path).unwrap();
+        let dir = TempStore::new("newer");
+        let conn = Connection::open(dir.path()).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        let err = Store::open(path.to_str().unwrap())
-            .err()
-            .unwrap()
-            .to_string();
+        let err = Store::open(&dir.path()).err().unwrap().to_string();
         assert!(err.contains("99") && err.contains("upgrade"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -655,6 +655,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::TempStore;
     use crate::{Record, Status};
 
     fn lead(id: &str, email: &str) -> Lead {
@@ -680,29 +681,6 @@ mod tests {
             review: None,
             enrichment: None,
             qualification: None,
-        }
-    }
-
-    /// A store file of its own, removed at the end of the test.
-    struct TempStore(std::path::PathBuf);
-
-    impl TempStore {
-        fn new(name: &str) -> TempStore {
-            let dir =
-                std::env::temp_dir().join(format!("leadgate-store-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempStore(dir)
-        }
-
-        fn open(&self) -> Store {
-            Store::open(&self.0.join("s.db").display().to_string()).unwrap()
-        }
-    }
-
-    impl Drop for TempStore {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
