@@ -43,6 +43,7 @@
 //! batch of requests this way).
 
 pub mod enrich;
+mod mapped;
 pub mod matching;
 mod packed;
 mod pending_keys;
@@ -699,7 +700,13 @@ impl Store {
                     ),
                 })?;
             }
-            let conn = Connection::open(path).map_err(open_err)?;
+            // Through the shim that keeps the memory map across other
+            // connections' commits, where there is one (see `mapped`).
+            let conn = match mapped::vfs() {
+                Some(vfs) => Connection::open_with_flags_and_vfs(path, Default::default(), vfs),
+                None => Connection::open(path),
+            }
+            .map_err(open_err)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(open_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
