@@ -41,6 +41,10 @@
 //! [`Batch`] (`Store::batch`) makes every write through it one transaction,
 //! store functions included (the service records, scores and answers a
 //! batch of requests this way).
+//!
+//! On Linux file stores are opened through the VFS shim in `mapped.rs`,
+//! which keeps a connection's memory map across other connections'
+//! commits instead of letting SQLite drop it at each.
 
 pub mod enrich;
 mod mapped;
