@@ -27,6 +27,9 @@
 //! whenever SQLite may have mapped it (a first read after an unmap, a size
 //! hint, a new mmap limit). Overestimating it only unmaps more often.
 
+// Elsewhere `vfs` returns `None` and the rest is unused.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use rusqlite::ffi;
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::{Mutex, OnceLock};
