@@ -389,6 +389,7 @@ fn background(shared: &Shared, handoff: bool) {
         // recording threads start it over (see worker.rs).
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             match store.checkpoint() {
+                Ok(log) if log >= worker::RESTART_FRAMES => catch_up(shared, &store, log),
                 Ok(log) => shared.wal_frames.store(log, Ordering::Relaxed),
                 Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
@@ -450,6 +451,43 @@ fn background(shared: &Shared, handoff: bool) {
             std::thread::sleep(CHECKPOINT_EVERY);
         }
     }
+}
+
+/// How long the background thread checkpoints back to back to have a
+/// long write-ahead log start over, at most, before its other work.
+const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Checkpoints every millisecond, for up to [`CATCH_UP_FOR`], until the
+/// log (`log` pages long) starts over. A checkpoint that copies all of the
+/// log while no reader is on an older snapshot lets the recording thread's
+/// next write start it over, without waiting for anyone; with the
+/// recording thread committing every few milliseconds and the front
+/// reading, the usual checkpoint every [`CHECKPOINT_EVERY`] almost never
+/// lands in such a moment, and back-to-back ones soon do.
+fn catch_up(shared: &Shared, store: &Store, mut log: i64) {
+    let started = std::time::Instant::now();
+    let mut checkpoints = 1;
+    while started.elapsed() < CATCH_UP_FOR {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        let before = log;
+        log = match store.checkpoint() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed");
+                break;
+            }
+        };
+        checkpoints += 1;
+        if log < before {
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                checkpoints,
+                "write-ahead log started over"
+            );
+            break;
+        }
+    }
+    shared.wal_frames.store(log, Ordering::Relaxed);
 }
 
 fn init_logging(json: bool) {

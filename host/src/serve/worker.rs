@@ -268,13 +268,21 @@ enum Ack {
     Recorded(usize),
 }
 
-/// The write-ahead log's length (pages of 4 KiB) past which the recording
-/// thread starts it over: 256 MiB. The log also starts over on its own
-/// when a checkpoint has copied all of it, but under steady intake that
-/// rarely happens. Starting it over holds the batch behind for 30–70 ms
-/// (the rest of the log is copied and the database file synced), so it is
-/// done seldom: at 1,000 leads/s about every four seconds (BENCHMARKS.md).
-const RESTART_FRAMES: i64 = 65_536;
+/// The write-ahead log's length (pages of 4 KiB) past which the background
+/// thread tries to have it start over: 256 MiB. The log starts over on
+/// its own at the next write after a checkpoint copied all of it while no
+/// reader was on an older snapshot; under steady intake that only happens
+/// when the checkpoints are frequent, so past this length the background
+/// thread checkpoints every millisecond or so until it does (see
+/// `serve::background`). At 1,000 leads/s that is about every four
+/// seconds (BENCHMARKS.md).
+pub(crate) const RESTART_FRAMES: i64 = 65_536;
+
+/// The length past which the recording thread starts the log over itself
+/// (a RESTART checkpoint, holding the batch behind it 15–80 ms while it
+/// copies the rest, syncs, and waits for readers): twice
+/// [`RESTART_FRAMES`], when the background thread has not managed.
+const FORCE_RESTART_FRAMES: i64 = 2 * RESTART_FRAMES;
 
 /// Batches handed to the back and not acknowledged, at most: one being
 /// recorded, one ready.
@@ -680,13 +688,13 @@ impl Back<'_> {
         }
     }
 
-    /// Starts the write-ahead log over once it is long. The background
-    /// thread copies it back into the database as it goes, but only the
-    /// writer can start it over without making writers wait — this is
-    /// the tenant's only writer.
+    /// Starts the write-ahead log over when it has grown long and the
+    /// background thread's checkpoints have not had it start over on its
+    /// own. Only the writer can start it over without making writers wait
+    /// — this is the tenant's only writer.
     fn restart_log(&mut self) {
         let shared = self.steps.shared;
-        if shared.wal_frames.load(Relaxed) < RESTART_FRAMES {
+        if shared.wal_frames.load(Relaxed) < FORCE_RESTART_FRAMES {
             return;
         }
         let started = Instant::now();

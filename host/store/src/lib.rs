@@ -1299,6 +1299,52 @@ mod tests {
         assert_eq!(reader.api_keys(Some("acme")).unwrap().len(), 3);
     }
 
+    #[test]
+    fn a_checkpoint_that_copies_all_of_the_log_lets_the_next_write_start_it_over() {
+        // The service's background thread relies on this: its connection
+        // checkpoints, the recording thread's next write starts over.
+        let dir = TempStore::new("wal-catch-up");
+        let path = dir.path();
+        let writer = Store::open(&path).unwrap();
+        writer.manual_checkpoints().unwrap();
+        let background = Store::open(&path).unwrap();
+        for i in 0..20 {
+            writer
+                .add_api_key(
+                    "acme",
+                    &format!("k{i}"),
+                    &format!("h{i}"),
+                    &format!("lg_{i}"),
+                    i,
+                )
+                .unwrap();
+        }
+        let reader = Store::open(&path).unwrap();
+        let snapshot = reader.conn.unchecked_transaction().unwrap();
+        reader.api_keys(None).unwrap();
+        writer
+            .add_api_key("acme", "late", "hl", "lg_late", 20)
+            .unwrap();
+        let long = background.checkpoint().unwrap();
+        // A reader on an older snapshot: not all of it copied, so the
+        // next write goes on at the end of the log.
+        writer
+            .add_api_key("acme", "more", "hm", "lg_more", 21)
+            .unwrap();
+        let still = background.checkpoint().unwrap();
+        assert!(still > long, "{still} pages after, {long} before");
+        drop(snapshot);
+        // Nobody on an older snapshot: all of it copied, and the next
+        // write starts at the top.
+        assert_eq!(background.checkpoint().unwrap(), still);
+        writer
+            .add_api_key("acme", "last", "hz", "lg_last", 22)
+            .unwrap();
+        let after = background.checkpoint().unwrap();
+        assert!(after < long, "{after} pages after, {long} before");
+        assert_eq!(reader.api_keys(Some("acme")).unwrap().len(), 23);
+    }
+
     fn lead(id: &str) -> Lead {
         Lead {
             id: id.into(),
