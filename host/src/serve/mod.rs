@@ -385,8 +385,9 @@ fn background(shared: &Shared, handoff: bool) {
     let mut next_tick = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
-        // The pipelines leave copying the log back to this thread; their
-        // recording threads start it over (see worker.rs).
+        // The pipelines leave copying the log back to this thread, and
+        // having a long one start over (`catch_up`); their recording
+        // threads force that only past twice the length (see worker.rs).
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
             match store.checkpoint() {
                 Ok(log) if log >= worker::RESTART_FRAMES => catch_up(shared, &store, log),

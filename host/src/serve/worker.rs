@@ -274,8 +274,8 @@ enum Ack {
 /// reader was on an older snapshot; under steady intake that only happens
 /// when the checkpoints are frequent, so past this length the background
 /// thread checkpoints every millisecond or so until it does (see
-/// `serve::background`). At 1,000 leads/s that is about every four
-/// seconds (BENCHMARKS.md).
+/// `serve::catch_up`). At 1,000 leads/s that is about every four seconds
+/// (BENCHMARKS.md).
 pub(crate) const RESTART_FRAMES: i64 = 65_536;
 
 /// The length past which the recording thread starts the log over itself
