@@ -115,11 +115,11 @@ unsafe fn register() -> Option<Shim> {
     Some(Shim { inner, offset })
 }
 
-/// The shim's method table for files whose default methods are `inner`
-/// (one table per distinct default table; on Linux there is one).
 /// The shim's method tables: (default table, the shim's), as addresses.
 static TABLES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
 
+/// The shim's method table for files whose default methods are `inner`
+/// (one table per distinct default table; on Linux there is one).
 fn methods_for(inner: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_methods {
     let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, ours)) = tables.iter().find(|(i, _)| *i == inner as usize) {
