@@ -275,7 +275,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     )?;
     let (ok, accepted) = (m.count(200), m.count(202));
     let failed = m.latencies.len() as u64 - ok - accepted;
-    let lat = m.latencies;
+    let lat = &m.latencies;
     let measured = m.seconds;
     let warmup = o.warmup;
     let leads_per_s = ((ok + accepted) as f64 * o.batch as f64) / measured;
@@ -336,11 +336,34 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     );
     println!(
         "  latency (from when each request was due): p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.9).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        percentile(lat, 0.5).as_secs_f64() * 1e3,
+        percentile(lat, 0.9).as_secs_f64() * 1e3,
+        percentile(lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    if o.duration >= Duration::from_secs(60) {
+        // A long run, window by window: where a backlog builds, and
+        // whether it drains.
+        let width = (o.duration.as_secs_f64() / 10.0).round().max(10.0);
+        println!("  by when requests were due ({width:.0} s windows):");
+        for w in crate::load::windows(&m.timeline, width) {
+            let mem = rss
+                .iter()
+                .find(|(t, _)| *t >= warmup.as_secs_f64() + w.from + width)
+                .or(rss.last())
+                .map_or(0.0, |r| r.1 as f64 / 1024.0);
+            println!(
+                "    {:>4.0}–{:<4.0} s: {:>5} requests · p50 {:>8.2} ms · p99 {:>8.2} ms · max {:>8.2} ms · memory {:>6.1} MiB",
+                w.from,
+                w.from + width,
+                w.requests,
+                crate::load::ms(w.p50),
+                crate::load::ms(w.p99),
+                crate::load::ms(w.max),
+                mem
+            );
+        }
+    }
     println!(
         "  server memory (anonymous RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
         first as f64 / 1024.0,

@@ -30,6 +30,9 @@ pub struct Measured {
     pub by_status: BTreeMap<u16, Vec<Duration>>,
     /// Seconds from the end of the warm-up to the last answer.
     pub seconds: f64,
+    /// Each measured request: seconds from the end of the warm-up to when
+    /// it was due, and its latency; in order of when they were due.
+    pub timeline: Vec<(f64, Duration)>,
 }
 
 impl Measured {
@@ -88,7 +91,7 @@ pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> R
                 .timeout_global(Some(Duration::from_secs(60)))
                 .build()
                 .into();
-            let mut seen: Vec<(u16, Duration)> = Vec::new();
+            let mut seen: Vec<(u16, f64, Duration)> = Vec::new();
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -103,7 +106,11 @@ pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> R
                 let status = send(&agent, i);
                 last = Instant::now();
                 if due >= measured_from {
-                    seen.push((status, last.saturating_duration_since(due)));
+                    seen.push((
+                        status,
+                        (due - measured_from).as_secs_f64(),
+                        last.saturating_duration_since(due),
+                    ));
                 }
             }
             (seen, last)
@@ -120,17 +127,20 @@ pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> R
     let mut end = measured_from;
     let mut by_status: BTreeMap<u16, Vec<Duration>> = BTreeMap::new();
     let mut latencies = Vec::new();
+    let mut timeline = Vec::new();
     for t in threads {
         let (seen, last) = t
             .join()
             .map_err(|_| anyhow::anyhow!("a load thread panicked"))?;
         end = end.max(last);
-        for (status, d) in seen {
+        for (status, at, d) in seen {
             by_status.entry(status).or_default().push(d);
             latencies.push(d);
+            timeline.push((at, d));
         }
     }
     latencies.sort();
+    timeline.sort_by(|a, b| a.0.total_cmp(&b.0));
     for v in by_status.values_mut() {
         v.sort();
     }
@@ -141,5 +151,71 @@ pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> R
             .saturating_duration_since(measured_from)
             .as_secs_f64()
             .max(1e-9),
+        timeline,
     })
+}
+
+/// One window of a run's timeline: the requests due in it and their
+/// latencies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Seconds from the end of the warm-up to the window's start.
+    pub from: f64,
+    pub requests: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+/// `timeline` (in order of when requests were due) cut into windows of
+/// `width` seconds; a window where nothing was due is left out.
+pub fn windows(timeline: &[(f64, Duration)], width: f64) -> Vec<Window> {
+    let mut out = Vec::new();
+    let mut rest = timeline;
+    while let Some(&(first, _)) = rest.first() {
+        let k = (first / width).floor();
+        let end = rest
+            .iter()
+            .position(|(at, _)| (at / width).floor() != k)
+            .unwrap_or(rest.len());
+        let mut lat: Vec<Duration> = rest[..end].iter().map(|(_, d)| *d).collect();
+        lat.sort();
+        out.push(Window {
+            from: k * width,
+            requests: lat.len(),
+            p50: percentile(&lat, 0.5),
+            p99: percentile(&lat, 0.99),
+            max: lat.last().copied().unwrap_or_default(),
+        });
+        rest = &rest[end..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_timeline_is_cut_into_windows_by_when_requests_were_due() {
+        let timeline = vec![
+            (0.1, ms(5)),
+            (0.5, ms(1)),
+            (9.9, ms(3)),
+            (10.0, ms(40)),
+            (25.0, ms(7)),
+            (29.99, ms(9)),
+        ];
+        let w = windows(&timeline, 10.0);
+        assert_eq!(w.len(), 3, "nothing was due from 10 s to 20 s: {w:?}");
+        assert_eq!((w[0].from, w[0].requests), (0.0, 3));
+        assert_eq!((w[0].p50, w[0].max), (ms(3), ms(5)));
+        assert_eq!((w[1].from, w[1].requests, w[1].p99), (10.0, 1, ms(40)));
+        assert_eq!((w[2].from, w[2].requests, w[2].max), (20.0, 2, ms(9)));
+        assert!(windows(&[], 10.0).is_empty());
+    }
 }
