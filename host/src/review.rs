@@ -362,12 +362,13 @@ pub struct Ticked {
 }
 
 /// Escalates items past the first SLA threshold and applies the fallback
-/// to those past the second, each once, with an alert.
+/// to those past the second, each once, with an alert. Only the items due
+/// are read (`Store::due_queue`), however long the open queue is.
 pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
     let r = &config.review;
     let tenant = config.tenant.as_str();
     let mut t = Ticked::default();
-    for item in store.open_queue(Some(tenant))? {
+    for item in store.due_queue(tenant, now - r.escalate_ms(), now - r.fallback_ms())? {
         let age = now - item.created_at;
         let hours = age as f64 / 3_600_000.0;
         if age >= r.fallback_ms() && item.fallback_at.is_none() {

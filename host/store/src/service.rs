@@ -520,6 +520,44 @@ impl Store {
             .map_err(sql("list review queue"))
     }
 
+    /// The open items of `tenant` an SLA threshold acts on now, oldest
+    /// first: created at or before `fallback_before` and not fallen back,
+    /// or created at or before `escalate_before` and not escalated. Reads
+    /// only items still waiting for a threshold (`review_queue_due`), so
+    /// the scheduler's cost does not grow with the queue.
+    pub fn due_queue(
+        &self,
+        tenant: &str,
+        escalate_before: i64,
+        fallback_before: i64,
+    ) -> Result<Vec<QueueItem>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{}
+                  WHERE q.tenant = ?1 AND q.decided_at IS NULL
+                    AND (q.escalated_at IS NULL OR q.fallback_at IS NULL)
+                    AND q.created_at <= max(?2, ?3)
+                    AND ((q.created_at <= ?3 AND q.fallback_at IS NULL)
+                      OR (q.created_at <= ?2 AND q.escalated_at IS NULL))
+                  ORDER BY q.created_at, q.id",
+                QUEUE_SELECT.replacen(
+                    "FROM review_queue q",
+                    "FROM review_queue q INDEXED BY review_queue_due",
+                    1
+                )
+            ))
+            .map_err(sql("list due review items"))?;
+        let rows = stmt
+            .query_map(
+                params![tenant, escalate_before, fallback_before],
+                queue_item,
+            )
+            .map_err(sql("list due review items"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("list due review items"))
+    }
+
     /// One item of `tenant`.
     pub fn queue_item(&self, tenant: &str, id: i64) -> Result<Option<QueueItem>, StoreError> {
         self.conn
@@ -1095,6 +1133,93 @@ mod tests {
         assert_eq!(s.pending_intake("a", 10).unwrap().len(), 1);
         // Other tenants' keys are theirs.
         assert!(s.logged_keys("b", ["k1"]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_review_items_a_threshold_acts_on_are_due() {
+        let s = Store::open(":memory:").unwrap();
+        // Items without leads behind them: only the queue matters here.
+        s.conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        let h = 3_600_000;
+        let now = 100 * h;
+        // (lead, tenant, age in hours); what happened to each is set below.
+        let items = [
+            ("young", "a", 1),
+            ("to-escalate", "a", 5),
+            ("escalated", "a", 5),
+            ("to-fall-back", "a", 25),
+            ("done-with", "a", 25),
+            ("decided", "a", 25),
+            ("other-tenant", "b", 25),
+            ("fell-back-unescalated", "a", 25),
+        ];
+        for (lead, tenant, age) in items {
+            enqueue_review(
+                &s.conn,
+                tenant,
+                lead,
+                "validation",
+                None,
+                "r",
+                "api",
+                None,
+                now - age * h,
+            )
+            .unwrap();
+        }
+        let id = |lead: &str| -> i64 {
+            s.conn
+                .query_row(
+                    "SELECT id FROM review_queue WHERE lead_id = ?1",
+                    [lead],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        s.escalate_item(id("escalated"), now).unwrap();
+        s.escalate_item(id("to-fall-back"), now).unwrap();
+        s.escalate_item(id("done-with"), now).unwrap();
+        s.fallback_item(id("done-with"), "manual", now).unwrap();
+        s.fallback_item(id("fell-back-unescalated"), "manual", now)
+            .unwrap();
+        s.conn
+            .execute(
+                "UPDATE review_queue SET decided_at = ?2 WHERE id = ?1",
+                params![id("decided"), now],
+            )
+            .unwrap();
+        let due = |s: &Store| -> Vec<String> {
+            s.due_queue("a", now - 4 * h, now - 24 * h)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.lead_id)
+                .collect()
+        };
+        assert_eq!(
+            due(&s),
+            ["to-fall-back", "fell-back-unescalated", "to-escalate"],
+            "oldest first"
+        );
+        s.escalate_item(id("to-escalate"), now).unwrap();
+        s.fallback_item(id("to-fall-back"), "manual", now).unwrap();
+        s.escalate_item(id("fell-back-unescalated"), now).unwrap();
+        assert!(due(&s).is_empty(), "{:?}", due(&s));
+        // Items that are done with their thresholds are out of the index
+        // the scheduler reads.
+        let indexed: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM review_queue INDEXED BY review_queue_due
+                  WHERE tenant = 'a' AND decided_at IS NULL
+                    AND (escalated_at IS NULL OR fallback_at IS NULL) AND created_at > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            indexed, 3,
+            "young, escalated and to-escalate still wait for a threshold"
+        );
     }
 
     #[test]
