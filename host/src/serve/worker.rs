@@ -539,8 +539,22 @@ impl Front<'_> {
         back.send(ToBack::Log(logs))
             .map_err(|_| anyhow::anyhow!("the recording thread stopped"))?;
         if !pending.is_empty() {
+            let started = Instant::now();
+            let (requests, leads) = (
+                pending.len(),
+                pending.iter().map(|p| p.ids.len()).sum::<usize>(),
+            );
             match self.prepare(store, pending) {
-                Ok(w) => works.insert(0, w),
+                Ok(w) => {
+                    tracing::debug!(
+                        tenant = %self.tenant,
+                        requests,
+                        leads,
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "batch prepared"
+                    );
+                    works.insert(0, w)
+                }
                 Err((e, pending)) => {
                     tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "processing leads failed; the requests stay logged and will be processed again");
                     let mut keys = Vec::new();

@@ -1,31 +1,38 @@
 //! A VFS shim that keeps a connection's memory map of the database file
-//! across transactions (Linux only).
+//! for as long as the connection is open, growing it in place (Linux only).
 //!
 //! SQLite unmaps a connection's whole memory-mapped view of the database at
 //! the start of every read transaction that finds the database changed by
 //! another connection (`pagerBeginReadTransaction` calls
 //! `xUnfetch(0, NULL)`), because POSIX does not promise that a mapping
-//! stays valid when the file changes. The service's pipeline thread reads
-//! while the recording thread commits many times a second, so it tore
-//! down and faulted back in the same pages every batch: `munmap` took
-//! 2.3 ms a call, and unmapping and page faults were a fifth of the
-//! thread's time.
+//! stays valid when the file changes; and it maps a grown file again only
+//! after such an unmap. The service's pipeline thread reads while the
+//! recording thread commits many times a second, so it tore down and
+//! faulted back in the same pages every batch (`munmap` took 2.3 ms a call;
+//! unmapping and page faults were a fifth of the thread's time), and on a
+//! growing file every remap cost more.
 //!
 //! On Linux a shared mapping of a file stays coherent with every write to
 //! the file (checkpoints write the database with `pwrite`; both go through
 //! the same page cache), and survives the file growing. The one hazard is
 //! a page past the end of a file that shrank, which would raise `SIGBUS`.
 //! So this shim, registered as the VFS [`NAME`], wraps the default VFS and
-//! lets that "unmap everything" through only when the file is now shorter
-//! than the mapping may be, or has grown by more than [`remap_growth`]
-//! since it was mapped (so the new part gets mapped too; until then its
-//! pages are read as usual). Everything else is the default VFS's own
-//! code: the shim's file is the default VFS's file with a few fields after
-//! it, and its method table is the default's with three entries replaced.
+//! maps the file itself:
 //!
-//! The bound kept is an upper bound on the mapping's size: the file's size
-//! whenever SQLite may have mapped it (a first read after an unmap, a size
-//! hint, a new mmap limit). Overestimating it only unmaps more often.
+//! - it reserves address space well beyond the file (inaccessible, no
+//!   memory behind it) and maps the file at its start, so a grown file is
+//!   mapped further in place — pages already mapped stay mapped, and
+//!   pointers SQLite holds stay valid — once it has grown by
+//!   [`EXTEND_STEP`] (pages appended meanwhile are read as usual);
+//! - on SQLite's "unmap everything" it keeps the map, and only stops
+//!   handing out pages past the file's end if the file shrank;
+//! - reads (`xRead`) of mapped pages are copied from the map, as SQLite's
+//!   own code does with its map, instead of a `pread`.
+//!
+//! Everything else is the default VFS's own code, which never maps the
+//! file itself here (the shim answers `SQLITE_FCNTL_MMAP_SIZE`): the
+//! shim's file is the default VFS's file with a few fields after it, and
+//! its method table is the default's with six entries replaced.
 
 // Elsewhere `vfs` returns `None` and the rest is unused.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -37,34 +44,39 @@ use std::sync::{Mutex, OnceLock};
 /// The shim's VFS name, for `sqlite3_open_v2`.
 pub(crate) const NAME: &CStr = c"leadgate-mapped";
 
-/// The least growth of the file past the mapping that makes the shim let
-/// an unmap through, so the next read maps the whole file again.
-const REMAP_GROWTH: i64 = 32 << 20;
+/// Growth of the file past the map that is mapped (one `mmap` call);
+/// until then the pages appended are read with `pread`.
+const EXTEND_STEP: usize = 1 << 20;
 
-/// The growth past a mapping of `bound` bytes that makes the shim let an
-/// unmap through: a quarter of the mapping, at least [`REMAP_GROWTH`].
-/// Each remap costs an `munmap` of every page the connection touched and
-/// the page faults to map them again, which grow with the file, while
-/// the pages appended meanwhile are only read with `pread` until then: at
-/// a million leads (a 4 GiB file, growing 20 MB/s under load) remapping
-/// every 32 MiB cost the service's preparing thread 5 % more than never
-/// remapping at all.
-fn remap_growth(bound: i64) -> i64 {
-    REMAP_GROWTH.max(bound / 4)
-}
+/// The least address space reserved for a file's map; more when the file
+/// is large (twice its size). Reserved space is not memory: it is
+/// inaccessible, and only the file's pages mapped into it are read.
+const RESERVE_MIN: usize = if cfg!(test) { 4 << 20 } else { 16 << 30 };
+
+/// SQLite's own margin: a page is handed out only when 256 more bytes
+/// after it are mapped too (a corrupt record may read a little past it).
+const EOF_MARGIN: usize = 256;
 
 /// What the shim keeps after the default VFS's file.
 struct State {
     /// The default VFS's methods for this file.
     inner: *const ffi::sqlite3_io_methods,
-    /// Whether SQLite may hold a mapping of at most `bound` bytes.
-    mapped: bool,
-    bound: i64,
-    /// The mmap limit last set (`PRAGMA mmap_size`).
+    /// The shim's own read-only descriptor of the file, for mapping and
+    /// its size; -1 when it could not be opened (then nothing is mapped).
+    fd: c_int,
+    /// The reserved address space, `reserved` bytes; null when none.
+    base: *mut u8,
+    reserved: usize,
+    /// Bytes of the file mapped from `base` and handed out.
+    len: usize,
+    /// The map's limit (`PRAGMA mmap_size`); 0 maps nothing.
     limit: i64,
-    /// Unmaps skipped and let through.
-    kept: u64,
-    unmapped: u64,
+    /// Pages handed out and not returned yet.
+    out: usize,
+    /// Maps grown in place, reservations made, and shrinks seen.
+    extended: u64,
+    reservations: u64,
+    shrunk: u64,
 }
 
 struct Shim {
@@ -140,6 +152,9 @@ fn methods_for(inner: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_
     // SAFETY: `inner` is the method table the default VFS just installed
     // on a file; such tables are static.
     let mut ours = unsafe { *inner };
+    ours.xClose = Some(close);
+    ours.xRead = Some(read);
+    ours.xTruncate = Some(truncate);
     ours.xFetch = Some(fetch);
     ours.xUnfetch = Some(unfetch);
     ours.xFileControl = Some(file_control);
@@ -160,18 +175,125 @@ unsafe fn state<'a>(file: *mut ffi::sqlite3_file) -> &'a mut State {
     unsafe { &mut *file.cast::<u8>().add(offset).cast::<State>() }
 }
 
-/// The file's size, from the default VFS.
-///
-/// # Safety
-/// `file` must be open and `inner` its default methods.
-unsafe fn size_of(
-    file: *mut ffi::sqlite3_file,
-    inner: *const ffi::sqlite3_io_methods,
-) -> Option<i64> {
-    let mut size = 0;
-    // SAFETY: forwarded to the default VFS's own method for this file.
-    let rc = unsafe { (*inner).xFileSize.map(|f| f(file, &mut size)) };
-    (rc == Some(ffi::SQLITE_OK)).then_some(size)
+/// The system's page size (mappings start and end on its multiples).
+fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: a plain query.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(n).ok().filter(|n| *n > 0).unwrap_or(4096)
+    })
+}
+
+impl State {
+    /// The file's size now, from the shim's descriptor.
+    fn file_size(&self) -> Option<usize> {
+        // SAFETY: `stat` is written by `fstat` before it is read.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is the shim's open descriptor.
+        if self.fd < 0 || unsafe { libc::fstat(self.fd, &mut stat) } != 0 {
+            return None;
+        }
+        usize::try_from(stat.st_size).ok()
+    }
+
+    /// How much of a file of `size` bytes may be mapped: whole pages, up
+    /// to the limit.
+    fn mappable(&self, size: usize) -> usize {
+        let limit = usize::try_from(self.limit.max(0)).unwrap_or(usize::MAX);
+        (size.min(limit) / page_size()) * page_size()
+    }
+
+    /// Maps more of the file, if it has grown enough (or nothing is mapped
+    /// yet), so that `need` bytes may be mapped. Returns whether the map
+    /// covers `need` bytes now.
+    fn grow(&mut self, need: usize) -> bool {
+        let Some(size) = self.file_size() else {
+            return need <= self.len;
+        };
+        let target = self.mappable(size);
+        // Nothing new to map, or too little yet (a first map takes any).
+        if target <= self.len || (self.len > 0 && target - self.len < EXTEND_STEP) {
+            return need <= self.len;
+        }
+        if self.base.is_null() || target > self.reserved {
+            // A new reservation moves the map: only with no page out.
+            if self.out > 0 || !self.reserve(target) {
+                return need <= self.len;
+            }
+        }
+        // SAFETY: `[base + len, base + target)` lies in the reservation,
+        // and nothing in it is handed out (only `[base, base + len)` is);
+        // `len` is a multiple of the page size, as `mmap` needs.
+        let mapped = unsafe {
+            libc::mmap(
+                self.base.add(self.len).cast(),
+                target - self.len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                self.fd,
+                self.len as libc::off_t,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return need <= self.len;
+        }
+        self.len = target;
+        self.extended += 1;
+        need <= self.len
+    }
+
+    /// Replaces the reservation with one for a file of `size` bytes.
+    fn reserve(&mut self, size: usize) -> bool {
+        self.release();
+        let want = size
+            .saturating_mul(2)
+            .max(RESERVE_MIN)
+            .next_multiple_of(page_size());
+        for bytes in [want, size.next_multiple_of(page_size())] {
+            // SAFETY: a fresh, inaccessible anonymous mapping.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                self.base = p.cast();
+                self.reserved = bytes;
+                self.reservations += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Gives the reservation back (nothing may be handed out).
+    fn release(&mut self) {
+        if !self.base.is_null() {
+            // SAFETY: `base` is the reservation of `reserved` bytes, and no
+            // page of it is handed out.
+            unsafe { libc::munmap(self.base.cast(), self.reserved) };
+        }
+        self.base = std::ptr::null_mut();
+        self.reserved = 0;
+        self.len = 0;
+    }
+
+    /// The file is `size` bytes now: pages past it are no longer handed
+    /// out or read from the map (they stay mapped, untouched, until the
+    /// file grows over them and they are mapped again).
+    fn shrink_to(&mut self, size: usize) {
+        let keep = (size / page_size()) * page_size();
+        if keep < self.len {
+            self.len = keep;
+            self.shrunk += 1;
+        }
+    }
 }
 
 unsafe extern "C" fn open(
@@ -192,7 +314,7 @@ unsafe extern "C" fn open(
             None => return ffi::SQLITE_CANTOPEN,
         }
     };
-    if rc != ffi::SQLITE_OK || flags & ffi::SQLITE_OPEN_MAIN_DB == 0 {
+    if rc != ffi::SQLITE_OK || flags & ffi::SQLITE_OPEN_MAIN_DB == 0 || name.is_null() {
         return rc;
     }
     // SAFETY: the default VFS set the methods of the file it opened.
@@ -201,6 +323,8 @@ unsafe extern "C" fn open(
     if inner.is_null() || unsafe { (*inner).iVersion } < 3 {
         return rc;
     }
+    // SAFETY: `name` is the path SQLite just opened, NUL-terminated.
+    let fd = unsafe { libc::open(name, libc::O_RDONLY | libc::O_CLOEXEC) };
     // SAFETY: the state's space follows the default VFS's file.
     unsafe {
         file.cast::<u8>()
@@ -208,14 +332,70 @@ unsafe extern "C" fn open(
             .cast::<State>()
             .write(State {
                 inner,
-                mapped: false,
-                bound: 0,
+                fd,
+                base: std::ptr::null_mut(),
+                reserved: 0,
+                len: 0,
                 limit: 0,
-                kept: 0,
-                unmapped: 0,
+                out: 0,
+                extended: 0,
+                reservations: 0,
+                shrunk: 0,
             });
         (*file).pMethods = methods_for(inner);
     }
+    rc
+}
+
+unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: `file` was opened by `open` (only its files get this table).
+    let st = unsafe { state(file) };
+    let inner = st.inner;
+    st.release();
+    if st.fd >= 0 {
+        // SAFETY: the shim's own descriptor, closed once.
+        unsafe { libc::close(st.fd) };
+        st.fd = -1;
+    }
+    // SAFETY: the default VFS's own method on its own file.
+    match unsafe { (*inner).xClose } {
+        Some(f) => unsafe { f(file) },
+        None => ffi::SQLITE_OK,
+    }
+}
+
+unsafe extern "C" fn read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amount: c_int,
+    offset: ffi::sqlite3_int64,
+) -> c_int {
+    // SAFETY: `file` was opened by `open`.
+    let st = unsafe { state(file) };
+    if let (Ok(at), Ok(n)) = (usize::try_from(offset), usize::try_from(amount))
+        && at.checked_add(n).is_some_and(|end| end <= st.len)
+    {
+        // SAFETY: `[at, at + n)` is mapped file content; `buf` holds `n`
+        // bytes (SQLite's contract for xRead).
+        unsafe { std::ptr::copy_nonoverlapping(st.base.add(at), buf.cast::<u8>(), n) };
+        return ffi::SQLITE_OK;
+    }
+    // SAFETY: the default VFS's own method on its own file.
+    match unsafe { (*st.inner).xRead } {
+        Some(f) => unsafe { f(file, buf, amount, offset) },
+        None => ffi::SQLITE_IOERR_READ,
+    }
+}
+
+unsafe extern "C" fn truncate(file: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
+    // SAFETY: `file` was opened by `open`.
+    let st = unsafe { state(file) };
+    // SAFETY: the default VFS's own method on its own file.
+    let rc = match unsafe { (*st.inner).xTruncate } {
+        Some(f) => unsafe { f(file, size) },
+        None => ffi::SQLITE_IOERR_TRUNCATE,
+    };
+    st.shrink_to(usize::try_from(size).unwrap_or(0));
     rc
 }
 
@@ -225,79 +405,50 @@ unsafe extern "C" fn fetch(
     amount: c_int,
     out: *mut *mut c_void,
 ) -> c_int {
-    // SAFETY: `file` was opened by `open` (only its files get this table).
+    // SAFETY: `file` was opened by `open`; SQLite passes a valid out
+    // pointer.
     let st = unsafe { state(file) };
-    if st.mapped {
-        // SAFETY: forwarded unchanged.
-        return unsafe { forward_fetch(st.inner, file, offset, amount, out) };
+    unsafe { *out = std::ptr::null_mut() };
+    if st.limit <= 0 {
+        return ffi::SQLITE_OK;
     }
-    // This read may map the file at its current size: bound it by the
-    // size before and after (it only grows while a transaction is open).
-    // SAFETY: forwarded to the default VFS.
-    let before = unsafe { size_of(file, st.inner) };
-    let rc = unsafe { forward_fetch(st.inner, file, offset, amount, out) };
-    let after = unsafe { size_of(file, st.inner) };
-    match (before, after) {
-        (Some(b), Some(a)) => {
-            st.bound = st.bound.max(b).max(a);
-            st.mapped = true;
-        }
-        // Without a size the bound is unknown: let the next unmap through.
-        _ => st.mapped = false,
+    let (Ok(at), Ok(n)) = (usize::try_from(offset), usize::try_from(amount)) else {
+        return ffi::SQLITE_OK;
+    };
+    let need = at.saturating_add(n).saturating_add(EOF_MARGIN);
+    if need <= st.len || st.grow(need) {
+        // SAFETY: `at` lies in the mapped part of the reservation.
+        unsafe { *out = st.base.add(at).cast() };
+        st.out += 1;
     }
-    rc
-}
-
-/// # Safety
-/// `inner` must be `file`'s default methods.
-unsafe fn forward_fetch(
-    inner: *const ffi::sqlite3_io_methods,
-    file: *mut ffi::sqlite3_file,
-    offset: ffi::sqlite3_int64,
-    amount: c_int,
-    out: *mut *mut c_void,
-) -> c_int {
-    // SAFETY: the default VFS's own method on its own file.
-    match unsafe { (*inner).xFetch } {
-        Some(f) => unsafe { f(file, offset, amount, out) },
-        None => {
-            // SAFETY: SQLite passes a valid out pointer.
-            unsafe { *out = std::ptr::null_mut() };
-            ffi::SQLITE_OK
-        }
-    }
+    ffi::SQLITE_OK
 }
 
 unsafe extern "C" fn unfetch(
     file: *mut ffi::sqlite3_file,
-    offset: ffi::sqlite3_int64,
+    _offset: ffi::sqlite3_int64,
     page: *mut c_void,
 ) -> c_int {
     // SAFETY: `file` was opened by `open`.
     let st = unsafe { state(file) };
-    if page.is_null() && st.mapped {
-        // SAFETY: forwarded to the default VFS.
-        let size = unsafe { size_of(file, st.inner) };
-        let keep = size.is_some_and(|size| {
-            size >= st.bound
-                && !(size >= st.bound.saturating_add(remap_growth(st.bound)) && st.bound < st.limit)
-        });
-        if keep {
-            st.kept += 1;
-            return ffi::SQLITE_OK;
+    if !page.is_null() {
+        st.out = st.out.saturating_sub(1);
+        return ffi::SQLITE_OK;
+    }
+    // SQLite would drop the whole map: another connection changed the
+    // file. Keep it, unless the file is shorter than what is mapped; and
+    // with no page out, this is when a file grown past the reservation
+    // can move to a larger one.
+    match st.file_size() {
+        Some(size) => {
+            st.shrink_to(size);
+            if st.len > 0 && st.out == 0 {
+                st.grow(0);
+            }
         }
+        None => st.shrink_to(0),
     }
-    // SAFETY: the default VFS's own method on its own file.
-    let rc = match unsafe { (*st.inner).xUnfetch } {
-        Some(f) => unsafe { f(file, offset, page) },
-        None => ffi::SQLITE_OK,
-    };
-    if page.is_null() {
-        st.mapped = false;
-        st.bound = 0;
-        st.unmapped += 1;
-    }
-    rc
+    ffi::SQLITE_OK
 }
 
 unsafe extern "C" fn file_control(
@@ -307,44 +458,41 @@ unsafe extern "C" fn file_control(
 ) -> c_int {
     // SAFETY: `file` was opened by `open`.
     let st = unsafe { state(file) };
-    // Both may map the file, or map more of it.
-    let maps = op == ffi::SQLITE_FCNTL_SIZE_HINT || op == ffi::SQLITE_FCNTL_MMAP_SIZE;
-    let value = if maps && !arg.is_null() {
-        // SAFETY: both take a pointer to an `sqlite3_int64`.
-        Some(unsafe { *arg.cast::<i64>() })
-    } else {
-        None
-    };
-    if op == ffi::SQLITE_FCNTL_MMAP_SIZE
-        && let Some(limit) = value.filter(|l| *l >= 0)
-    {
-        st.limit = limit;
+    if op == ffi::SQLITE_FCNTL_MMAP_SIZE && !arg.is_null() {
+        // The map is the shim's: the default VFS never maps this file.
+        // SAFETY: the argument is a pointer to an `sqlite3_int64`: the new
+        // limit (negative: unchanged) in, the old one out.
+        let arg = arg.cast::<i64>();
+        let new = unsafe { *arg };
+        unsafe { *arg = st.limit };
+        if new >= 0 {
+            st.limit = new;
+            let allowed = st.mappable(st.len);
+            st.shrink_to(allowed);
+        }
+        return ffi::SQLITE_OK;
     }
     // SAFETY: the default VFS's own method on its own file.
-    let rc = match unsafe { (*st.inner).xFileControl } {
+    match unsafe { (*st.inner).xFileControl } {
         Some(f) => unsafe { f(file, op, arg) },
         None => ffi::SQLITE_NOTFOUND,
-    };
-    if maps {
-        // SAFETY: forwarded to the default VFS.
-        match unsafe { size_of(file, st.inner) } {
-            Some(size) => {
-                let hint = if op == ffi::SQLITE_FCNTL_SIZE_HINT {
-                    value.unwrap_or(0)
-                } else {
-                    0
-                };
-                st.bound = st.bound.max(size).max(hint);
-            }
-            None => st.mapped = false,
-        }
     }
-    rc
 }
 
-/// How often a connection's unmaps were skipped and let through.
+/// What a connection's map did: grown in place, reservations made, and
+/// shrinks seen.
 #[cfg(test)]
-pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<(u64, u64)> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub extended: u64,
+    pub reservations: u64,
+    pub shrunk: u64,
+    /// Bytes mapped now.
+    pub len: usize,
+}
+
+#[cfg(test)]
+pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<Counts> {
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
     // SAFETY: `handle` is the open connection; the file control writes the
     // main database's file pointer, which lives as long as the connection.
@@ -364,7 +512,12 @@ pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<(u64, u64)> {
             return None;
         }
         let st = state(file);
-        Some((st.kept, st.unmapped))
+        Some(Counts {
+            extended: st.extended,
+            reservations: st.reservations,
+            shrunk: st.shrunk,
+            len: st.len,
+        })
     }
 }
 
@@ -420,6 +573,8 @@ mod tests {
     fn a_reader_keeps_its_map_while_another_connection_commits() {
         let (_dir, writer, reader) = setup("mapped-kept");
         assert_eq!(sum(&reader), (2_000, 2_000_000));
+        let first = counts(&reader).unwrap();
+        assert!(first.len > 0 && first.reservations == 1, "{first:?}");
         for round in 1..=5 {
             fill(&writer, 100, 1_000);
             // Copied into the database file, which the reader has mapped.
@@ -432,13 +587,12 @@ mod tests {
             let rows = 2_000 + 100 * round;
             assert_eq!(sum(&reader), (rows, (rows - round) * 1_000 + round * 10));
         }
-        let (kept, unmapped) = counts(&reader).unwrap();
-        assert!(kept >= 5, "kept {kept}, unmapped {unmapped}");
-        assert_eq!(unmapped, 0, "the file only grew, by less than the slack");
+        // Grown by less than a step: the same map, the new pages read.
+        assert_eq!(counts(&reader).unwrap(), first);
     }
 
     #[test]
-    fn a_file_that_shrank_is_unmapped() {
+    fn a_file_that_shrank_is_read_correctly() {
         let (dir, writer, reader) = setup("mapped-shrank");
         assert_eq!(sum(&reader), (2_000, 2_000_000));
         writer.execute("DELETE FROM t WHERE id > 10", []).unwrap();
@@ -448,34 +602,62 @@ mod tests {
             .unwrap();
         let size = std::fs::metadata(dir.path()).unwrap().len();
         assert!(size < 100_000, "the file shrank to {size} bytes");
-        // Reading the pages past the new end through the old map would
-        // kill the process with SIGBUS.
+        // Reading the pages past the new end through the map would kill
+        // the process with SIGBUS.
         assert_eq!(sum(&reader), (10, 10_000));
-        let (_, unmapped) = counts(&reader).unwrap();
-        assert_eq!(unmapped, 1);
-    }
-
-    #[test]
-    fn a_large_mapping_waits_for_a_quarter_of_its_size_to_be_remapped() {
-        assert_eq!(remap_growth(0), REMAP_GROWTH);
-        assert_eq!(remap_growth(REMAP_GROWTH * 4), REMAP_GROWTH);
-        assert_eq!(remap_growth(4 << 30), 1 << 30);
-    }
-
-    #[test]
-    fn a_file_that_grew_past_the_slack_is_mapped_again() {
-        let (_dir, writer, reader) = setup("mapped-grew");
-        assert_eq!(sum(&reader), (2_000, 2_000_000));
-        fill(&writer, (REMAP_GROWTH / 1_000) + 1_000, 1_000);
+        let c = counts(&reader).unwrap();
+        assert_eq!(c.shrunk, 1, "{c:?}");
+        assert!(c.len as u64 <= size, "{c:?}");
+        // And it grows again from there.
+        fill(&writer, 2_000, 1_000);
         writer
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
-        let rows = 2_000 + REMAP_GROWTH / 1_000 + 1_000;
-        assert_eq!(sum(&reader), (rows, rows * 1_000));
-        assert_eq!(counts(&reader).unwrap().1, 1);
-        // Mapped again at the new size: a small commit keeps the map.
+        assert_eq!(sum(&reader), (2_010, 2_010_000));
+        assert!(counts(&reader).unwrap().len > c.len);
+    }
+
+    #[test]
+    fn a_grown_file_is_mapped_further_in_place() {
+        let (dir, writer, reader) = setup("mapped-grew");
+        assert_eq!(sum(&reader), (2_000, 2_000_000));
+        let first = counts(&reader).unwrap();
+        let reserved = (first.len * 2).max(RESERVE_MIN);
+        // More than a step, less than the reservation.
+        fill(&writer, 1_500, 1_000);
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let size = std::fs::metadata(dir.path()).unwrap().len() as usize;
+        assert!(
+            size >= first.len + EXTEND_STEP && size <= reserved,
+            "{size} bytes"
+        );
+        assert_eq!(sum(&reader), (3_500, 3_500_000));
+        let c = counts(&reader).unwrap();
+        assert_eq!((c.extended, c.reservations), (2, 1), "{c:?}");
+        assert_eq!(c.len, size / page_size() * page_size());
+        // Past the reservation the map moves to a larger one.
+        fill(&writer, 8_000, 1_000);
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        assert_eq!(sum(&reader), (11_500, 11_500_000));
+        let c = counts(&reader).unwrap();
+        assert_eq!((c.extended, c.reservations), (3, 2), "{c:?}");
+    }
+
+    #[test]
+    fn without_a_limit_nothing_is_mapped() {
+        let (_dir, writer, reader) = setup("mapped-off");
+        reader.pragma_update(None, "mmap_size", 0).unwrap();
+        assert_eq!(sum(&reader), (2_000, 2_000_000));
         fill(&writer, 10, 1_000);
-        assert_eq!(sum(&reader), (rows + 10, (rows + 10) * 1_000));
-        assert_eq!(counts(&reader).unwrap().1, 1);
+        assert_eq!(sum(&reader), (2_010, 2_010_000));
+        assert_eq!(counts(&reader).unwrap().len, 0);
+        let limit: i64 = reader
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limit, 0);
     }
 }
