@@ -49,6 +49,11 @@ pub struct Shared {
     pub keys: auth::Keys,
     /// A store connection for reads and small writes from handlers.
     pub reader: Mutex<Store>,
+    /// The connection `/metrics` counts backlogs with. Those counts read
+    /// whole tables (the review queue, the outbox), so a scrape has a
+    /// connection of its own and never holds up the handlers' reads —
+    /// an API key's lookup in the store among them.
+    gauges: Mutex<Store>,
     pub db: String,
     limiters: HashMap<String, Limiter>,
     ready: Mutex<HashSet<String>>,
@@ -94,7 +99,7 @@ impl Shared {
     pub fn render_metrics(&self) -> String {
         let now = crate::run::now_ms();
         let m = &self.metrics;
-        if let Ok(store) = self.reader.lock() {
+        if let Ok(store) = self.gauges.lock() {
             for (name, t) in &self.tenants {
                 let Ok(b) = store.backlog(name, t.config.review.escalate_ms(), now) else {
                     continue;
@@ -247,6 +252,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         metrics: metrics::Metrics::new(),
         keys: auth::Keys::default(),
         reader: Mutex::new(reader),
+        gauges: Mutex::new(open_store(&opts.db)?),
         db: opts.db.clone(),
         limiters,
         ready: Mutex::new(HashSet::new()),
