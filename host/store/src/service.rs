@@ -523,8 +523,9 @@ impl Store {
     /// The open items of `tenant` an SLA threshold acts on now, oldest
     /// first: created at or before `fallback_before` and not fallen back,
     /// or created at or before `escalate_before` and not escalated. Reads
-    /// only items still waiting for a threshold (`review_queue_due`), so
-    /// the scheduler's cost does not grow with the queue.
+    /// only items still waiting for a threshold (`review_queue_due`): the
+    /// ones due, and those escalated that wait for the fallback — not the
+    /// whole open queue, which items left open past both keep growing.
     pub fn due_queue(
         &self,
         tenant: &str,
