@@ -208,9 +208,14 @@ impl State {
     /// yet), so that `need` bytes may be mapped. Returns whether the map
     /// covers `need` bytes now.
     fn grow(&mut self, need: usize) -> bool {
-        let Some(size) = self.file_size() else {
-            return need <= self.len;
-        };
+        match self.file_size() {
+            Some(size) => self.grow_with(size, need),
+            None => need <= self.len,
+        }
+    }
+
+    /// [`State::grow`] for a file known to be `size` bytes now.
+    fn grow_with(&mut self, size: usize, need: usize) -> bool {
         let target = self.mappable(size);
         // Nothing new to map, or too little yet (a first map takes any).
         if target <= self.len || (self.len > 0 && target - self.len < EXTEND_STEP) {
@@ -443,7 +448,7 @@ unsafe extern "C" fn unfetch(
         Some(size) => {
             st.shrink_to(size);
             if st.len > 0 && st.out == 0 {
-                st.grow(0);
+                st.grow_with(size, 0);
             }
         }
         None => st.shrink_to(0),
