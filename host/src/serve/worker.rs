@@ -544,12 +544,16 @@ impl Front<'_> {
                 pending.len(),
                 pending.iter().map(|p| p.ids.len()).sum::<usize>(),
             );
+            // How long the oldest request took from its handler to here:
+            // the time it waited for the front (read only when logged).
+            let oldest = pending.iter().filter_map(|p| p.received).min();
             match self.prepare(store, pending) {
                 Ok(w) => {
                     tracing::debug!(
                         tenant = %self.tenant,
                         requests,
                         leads,
+                        waited_ms = oldest.map_or(0.0, |o| started.duration_since(o).as_secs_f64() * 1e3),
                         ms = started.elapsed().as_secs_f64() * 1e3,
                         "batch prepared"
                     );
