@@ -540,23 +540,28 @@ impl Front<'_> {
             .map_err(|_| anyhow::anyhow!("the recording thread stopped"))?;
         if !pending.is_empty() {
             let started = Instant::now();
-            let (requests, leads) = (
-                pending.len(),
-                pending.iter().map(|p| p.ids.len()).sum::<usize>(),
-            );
-            // How long the oldest request took from its handler to here:
-            // the time it waited for the front (read only when logged).
-            let oldest = pending.iter().filter_map(|p| p.received).min();
+            // What the debug line tells, counted only when it is logged:
+            // requests, leads, and how long the oldest request took from
+            // its handler to here (the time it waited for the front).
+            let counts = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                (
+                    pending.len(),
+                    pending.iter().map(|p| p.ids.len()).sum::<usize>(),
+                    pending.iter().filter_map(|p| p.received).min(),
+                )
+            });
             match self.prepare(store, pending) {
                 Ok(w) => {
-                    tracing::debug!(
-                        tenant = %self.tenant,
-                        requests,
-                        leads,
-                        waited_ms = oldest.map_or(0.0, |o| started.duration_since(o).as_secs_f64() * 1e3),
-                        ms = started.elapsed().as_secs_f64() * 1e3,
-                        "batch prepared"
-                    );
+                    if let Some((requests, leads, oldest)) = counts {
+                        tracing::debug!(
+                            tenant = %self.tenant,
+                            requests,
+                            leads,
+                            waited_ms = oldest.map_or(0.0, |o| started.duration_since(o).as_secs_f64() * 1e3),
+                            ms = started.elapsed().as_secs_f64() * 1e3,
+                            "batch prepared"
+                        );
+                    }
                     works.insert(0, w)
                 }
                 Err((e, pending)) => {
