@@ -283,9 +283,40 @@ impl Pipeline {
 
 /// Leads scored and saved per transaction.
 const SAVE_BATCH: usize = 4096;
-/// Beyond this many leads to re-score, the whole tenant is loaded at once
-/// rather than lead by lead.
+/// Up to this many leads to re-score are looked up by id, with their
+/// accounts' active members; more are re-scored in slices of this size,
+/// or all at once from one read of the whole tenant (see [`Load::of`]).
 const TARGETED_MAX: usize = 20_000;
+
+/// How the leads of a re-score are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// The whole tenant in one read: every lead is scored, or so many
+    /// that looking each up would cost more.
+    Whole,
+    /// Each target by id (and its accounts' active members), in one pass.
+    Targeted,
+    /// Each target by id, in this many passes of [`TARGETED_MAX`]: many
+    /// new leads in a much larger store. Reading the whole tenant would
+    /// read and parse every stored lead — and hold them all in memory —
+    /// to score a few of them.
+    Slices(usize),
+}
+
+impl Load {
+    /// For `targets` leads to score (`None`: all) of a tenant with
+    /// `stored` leads. A lead read by id costs about what one read in a
+    /// scan does (both are mostly parsing it), so the whole tenant is read
+    /// only when the targets are half of it or more.
+    fn of(targets: Option<usize>, stored: u64) -> Load {
+        match targets {
+            None => Load::Whole,
+            Some(n) if n <= TARGETED_MAX => Load::Targeted,
+            Some(n) if (n as u64).saturating_mul(2) >= stored => Load::Whole,
+            Some(n) => Load::Slices(n.div_ceil(TARGETED_MAX)),
+        }
+    }
+}
 
 /// Re-scores leads: all of the tenant's scoreable leads (`only` `None`),
 /// or those in `only` and everyone of their accounts (a colleague's
@@ -324,6 +355,28 @@ pub fn rescore(
         Scope::WithAccounts(ids) => (Some(ids), true),
         Scope::Only(ids) => (Some(ids), false),
     };
+    // Many new leads in a larger store: slice by slice. (A slice of leads
+    // with events takes in their accounts, which another slice could
+    // share, and so score a colleague twice: those are read whole.)
+    if let Some(ids) = only.filter(|ids| !expand && ids.len() > TARGETED_MAX)
+        && let Load::Slices(n) = Load::of(Some(ids.len()), store.lead_count(tenant)?)
+    {
+        tracing::debug!(leads = ids.len(), slices = n, "re-scoring in slices");
+        let ids: Vec<&String> = ids.iter().collect();
+        for slice in ids.chunks(TARGETED_MAX) {
+            let slice: BTreeSet<String> = slice.iter().map(|id| (*id).clone()).collect();
+            report.absorb(rescore(
+                config,
+                store,
+                scoring,
+                Scope::Only(&slice),
+                cause,
+                pipeline,
+                now,
+            )?);
+        }
+        return Ok(report);
+    }
     // Which leads to score, and the leads loaded for it: the targets read
     // and parsed once, then only the colleagues not among them.
     let parse = |r: ScoringLead| -> Option<(String, Loaded)> {
@@ -720,6 +773,22 @@ mod tests {
             history.push((now, i64::from(t)));
         }
         out
+    }
+
+    #[test]
+    fn many_new_leads_in_a_larger_store_are_re_scored_in_slices() {
+        // Everything, or a few: as before.
+        assert_eq!(Load::of(None, 1_000_000), Load::Whole);
+        assert_eq!(Load::of(Some(TARGETED_MAX), 1_000_000), Load::Targeted);
+        assert_eq!(Load::of(Some(5), 0), Load::Targeted);
+        // An import of 60,000 into a million: three slices by id, not a
+        // read of the million.
+        assert_eq!(Load::of(Some(60_000), 1_060_000), Load::Slices(3));
+        assert_eq!(Load::of(Some(TARGETED_MAX + 1), 1_000_000), Load::Slices(2));
+        // Half of the tenant or more (a first import): one read of it all.
+        assert_eq!(Load::of(Some(60_000), 120_000), Load::Whole);
+        assert_eq!(Load::of(Some(1_000_000), 1_000_000), Load::Whole);
+        assert_eq!(Load::of(Some(60_000), 120_001), Load::Slices(3));
     }
 
     #[test]

@@ -358,6 +358,15 @@ impl Store {
             .map_err(sql("count unattached events"))
     }
 
+    /// How many leads the tenant has, whatever their state.
+    pub fn lead_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM leads WHERE tenant = ?1")
+            .and_then(|mut s| s.query_row([tenant], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(sql("count leads"))
+    }
+
     /// Leads that get a score: accepted or in review, not merged into
     /// another; all of the tenant's, or only `only`.
     pub fn scoring_leads(
@@ -872,6 +881,8 @@ mod tests {
             s.account_members("t", &["acme.com".into()]).unwrap().len(),
             2
         );
+        assert_eq!(s.lead_count("t").unwrap(), 2, "merged leads count too");
+        assert_eq!(s.lead_count("other").unwrap(), 0);
     }
 
     #[test]
