@@ -279,9 +279,44 @@ pub fn parse_target(field: &str) -> Option<Target> {
 }
 
 /// Explicit `column=field` mappings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Mapping {
     explicit: Vec<(String, Target)>,
+    /// The keys of JSON records seen so far and what they map to: the
+    /// records of a request or a file share their keys, and working one
+    /// out (normalized, then the explicit mappings and the aliases) costs
+    /// more than reading its value.
+    keys: std::sync::Mutex<std::collections::HashMap<String, KeyOf>>,
+}
+
+impl Clone for Mapping {
+    fn clone(&self) -> Mapping {
+        Mapping {
+            explicit: self.explicit.clone(),
+            keys: Default::default(),
+        }
+    }
+}
+
+/// At most this many JSON keys are remembered (a client can send any):
+/// past it, the memory starts over.
+const KEYS_KEPT: usize = 1024;
+
+/// What a JSON record's key maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeyOf {
+    /// `custom`, `consent` or `external_ids` (however spelled), whose
+    /// object or list values hold several fields.
+    pub(crate) group: Option<Group>,
+    /// Where a plain value goes.
+    pub(crate) target: Target,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    Custom,
+    Consent,
+    ExternalIds,
 }
 
 impl Mapping {
@@ -308,7 +343,37 @@ impl Mapping {
             })?;
             explicit.push((column.trim().to_string(), target));
         }
-        Ok(Mapping { explicit })
+        Ok(Mapping {
+            explicit,
+            keys: Default::default(),
+        })
+    }
+
+    /// What a JSON record's `key` maps to: a group, and the target of a
+    /// plain value (a canonical snake_case name as it is, else as a
+    /// column header would map).
+    pub(crate) fn json_key(&self, key: &str) -> KeyOf {
+        // A poisoned lock only means another thread panicked while it
+        // held it; the map is still whole.
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(key) {
+            return k.clone();
+        }
+        let group = match normalize_header(key).as_str() {
+            "custom" => Some(Group::Custom),
+            "consent" => Some(Group::Consent),
+            "externalids" => Some(Group::ExternalIds),
+            _ => None,
+        };
+        let target = parse_target(key)
+            .filter(|t| !matches!(t, Target::Custom(_) | Target::Ignore))
+            .unwrap_or_else(|| self.target(key));
+        let k = KeyOf { group, target };
+        if keys.len() >= KEYS_KEPT {
+            keys.clear();
+        }
+        keys.insert(key.to_string(), k.clone());
+        k
     }
 
     /// The target of a column: explicit mapping (exact header, then
@@ -357,6 +422,34 @@ impl Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_keys_are_remembered_within_a_bound() {
+        let m = Mapping::parse(&["Work Email=email"]).unwrap();
+        let email = Target::Field("email");
+        for _ in 0..2 {
+            assert_eq!(m.json_key("Work Email").target, email);
+            assert_eq!(m.json_key("email").target, email);
+            assert_eq!(m.json_key("E-mail").target, email);
+            assert_eq!(m.json_key("External IDs").group, Some(Group::ExternalIds));
+            assert_eq!(m.json_key("custom").group, Some(Group::Custom));
+            assert_eq!(m.json_key("email").group, None);
+            assert_eq!(
+                m.json_key("utm_campaign").target,
+                Target::Custom("utm_campaign".into())
+            );
+        }
+        // Any number of keys: the memory stays bounded, answers unchanged.
+        for i in 0..3 * KEYS_KEPT {
+            m.json_key(&format!("k{i}"));
+        }
+        assert!(m.keys.lock().unwrap().len() <= KEYS_KEPT);
+        assert_eq!(m.json_key("Work Email").target, email);
+        // A copy has the same mappings and remembers nothing yet.
+        let c = m.clone();
+        assert!(c.keys.lock().unwrap().is_empty());
+        assert_eq!(c.json_key("Work Email").target, email);
+    }
 
     #[test]
     fn aliases_cover_common_headers() {

@@ -1,6 +1,6 @@
 //! CSV and NDJSON readers yielding one [`Record`] per input record.
 
-use crate::mapping::{Mapping, Target, normalize_header};
+use crate::mapping::{Group, Mapping, Target};
 use crate::{IngestError, Malformed, Parsed, Record, values};
 use leadgate_lead::{Consent, CustomField, ExternalId, Issue, Lead, Severity, Source};
 use std::io::{BufRead, BufReader, Read};
@@ -583,13 +583,14 @@ fn record_from_value(
                 raw: raw(),
             });
         }
-        match (normalize_header(key).as_str(), value) {
-            ("custom", serde_json::Value::Object(o)) => {
+        let of = mapping.json_key(key);
+        match (of.group, value) {
+            (Some(Group::Custom), serde_json::Value::Object(o)) => {
                 for (k, v) in o {
                     builder.set(&Target::Custom(k.clone()), Value::Json(v));
                 }
             }
-            ("custom", serde_json::Value::Array(items)) => {
+            (Some(Group::Custom), serde_json::Value::Array(items)) => {
                 for item in items {
                     let k = item.get("key").and_then(|k| k.as_str());
                     match (k, item.get("value")) {
@@ -604,7 +605,7 @@ fn record_from_value(
                     }
                 }
             }
-            ("consent", serde_json::Value::Array(items)) => {
+            (Some(Group::Consent), serde_json::Value::Array(items)) => {
                 for item in items {
                     let purpose = item.get("purpose").and_then(|p| p.as_str());
                     let granted = item.get("granted").and_then(|g| g.as_bool());
@@ -625,12 +626,12 @@ fn record_from_value(
                     }
                 }
             }
-            ("consent", serde_json::Value::Object(o)) => {
+            (Some(Group::Consent), serde_json::Value::Object(o)) => {
                 for (p, v) in o {
                     builder.set(&Target::Consent(p.clone()), Value::Json(v));
                 }
             }
-            ("externalids", serde_json::Value::Array(items)) => {
+            (Some(Group::ExternalIds), serde_json::Value::Array(items)) => {
                 for item in items {
                     let system = item.get("system").and_then(|s| s.as_str());
                     match (system, item.get("id")) {
@@ -645,23 +646,15 @@ fn record_from_value(
                     }
                 }
             }
-            ("externalids", serde_json::Value::Object(o)) => {
+            (Some(Group::ExternalIds), serde_json::Value::Object(o)) => {
                 for (s, id) in o {
                     builder.set(&Target::ExternalId(s.clone()), Value::Json(id));
                 }
             }
-            _ => {
-                let target = canonical_key(key).unwrap_or_else(|| mapping.target(key));
-                builder.set(&target, Value::Json(value));
-            }
+            _ => builder.set(&of.target, Value::Json(value)),
         }
     }
     Ok(builder.finish())
-}
-
-/// Canonical snake_case names are accepted as they are in NDJSON.
-fn canonical_key(key: &str) -> Option<Target> {
-    crate::mapping::parse_target(key).filter(|t| !matches!(t, Target::Custom(_) | Target::Ignore))
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
