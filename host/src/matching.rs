@@ -154,8 +154,10 @@ impl<'a> Stage<'a> {
                     continue;
                 }
             };
-            let me = pool.len() as u32;
-            pool.push(Lead::clone(lead));
+            // The lead joins the compare pool with its first candidate:
+            // most new leads have none, and each lead sent costs a copy
+            // into the component and its features there.
+            let mut me: Option<u32> = None;
             let mut seen: Vec<String> = Vec::new();
             for c in stored {
                 if seen.len() >= self.max_candidates || c.id == lead.id {
@@ -163,6 +165,7 @@ impl<'a> Stage<'a> {
                 }
                 let master = MasterOf::Stored(c.master.clone().unwrap_or_else(|| c.id.clone()));
                 seen.push(c.id.clone());
+                let a = place(&mut pool, &mut me, lead);
                 owners.push((
                     i,
                     Cand {
@@ -171,7 +174,7 @@ impl<'a> Stage<'a> {
                         master,
                     },
                 ));
-                pairs.push((me, pool.len() as u32));
+                pairs.push((a, pool.len() as u32));
                 pool.push(c.lead);
             }
             let mut recent: Vec<usize> = Vec::new();
@@ -193,6 +196,7 @@ impl<'a> Stage<'a> {
                     continue;
                 }
                 seen.push(rec.id.clone());
+                let a = place(&mut pool, &mut me, lead);
                 owners.push((
                     i,
                     Cand {
@@ -201,7 +205,7 @@ impl<'a> Stage<'a> {
                         master: MasterOf::Recent(r),
                     },
                 ));
-                pairs.push((me, pool.len() as u32));
+                pairs.push((a, pool.len() as u32));
                 pool.push(rec.lead.clone());
             }
             let r = self.base + self.recent.len();
@@ -295,6 +299,14 @@ impl<'a> Stage<'a> {
         }
         Ok(out)
     }
+}
+
+/// `lead`'s place in the compare pool, adding it on first use.
+fn place(pool: &mut Vec<Lead>, me: &mut Option<u32>, lead: &Lead) -> u32 {
+    *me.get_or_insert_with(|| {
+        pool.push(lead.clone());
+        (pool.len() - 1) as u32
+    })
 }
 
 /// Recomputes and stores the golden record of each master in `masters`.
