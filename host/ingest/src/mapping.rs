@@ -301,6 +301,9 @@ impl Clone for Mapping {
 /// At most this many JSON keys are remembered (a client can send any):
 /// past it, the memory starts over.
 const KEYS_KEPT: usize = 1024;
+/// Longer keys are worked out each time, not remembered: a thousand keys
+/// of a megabyte each would otherwise stay in memory.
+const KEY_KEPT_BYTES: usize = 128;
 
 /// What a JSON record's key maps to.
 #[derive(Debug, Clone, PartialEq)]
@@ -369,10 +372,12 @@ impl Mapping {
             .filter(|t| !matches!(t, Target::Custom(_) | Target::Ignore))
             .unwrap_or_else(|| self.target(key));
         let k = KeyOf { group, target };
-        if keys.len() >= KEYS_KEPT {
-            keys.clear();
+        if key.len() <= KEY_KEPT_BYTES {
+            if keys.len() >= KEYS_KEPT {
+                keys.clear();
+            }
+            keys.insert(key.to_string(), k.clone());
         }
-        keys.insert(key.to_string(), k.clone());
         k
     }
 
@@ -445,6 +450,10 @@ mod tests {
         }
         assert!(m.keys.lock().unwrap().len() <= KEYS_KEPT);
         assert_eq!(m.json_key("Work Email").target, email);
+        // A long key is mapped, not kept.
+        let long = "x".repeat(KEY_KEPT_BYTES + 1);
+        assert_eq!(m.json_key(&long).target, Target::Custom(long.clone()));
+        assert!(!m.keys.lock().unwrap().contains_key(&long));
         // A copy has the same mappings and remembers nothing yet.
         let c = m.clone();
         assert!(c.keys.lock().unwrap().is_empty());
