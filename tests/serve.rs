@@ -717,6 +717,76 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
 }
 
 #[test]
+fn leads_a_batch_run_imports_meanwhile_are_matched_by_the_service() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(leadgate(dir.path()));
+    let post = |email: &str, idem: &str| -> String {
+        let (status, body) = s.post_leads(&acme, Some(idem), &lead(email));
+        assert_eq!(status, 200, "{body}");
+        body["results"][0]["lead_id"].as_str().unwrap().to_string()
+    };
+    let master_of = |id: &str| -> serde_json::Value {
+        let (status, v) = s.get(&format!("/v1/leads/{id}"), Some(&acme));
+        assert_eq!(status, 200, "{v}");
+        v["master_id"].clone()
+    };
+    let ann = post("ann@initech.com", "1");
+
+    // A batch import into the service's store, by another process: it
+    // writes the key index directly.
+    std::fs::write(
+        dir.path().join("in.ndjson"),
+        format!(
+            "{}\n{}\n",
+            lead("bob@initech.com"),
+            lead("cleo@initech.com")
+        ),
+    )
+    .unwrap();
+    let out = leadgate(dir.path())
+        .args([
+            "--config",
+            "leadgate.toml",
+            "run",
+            "--input",
+            "in.ndjson",
+            "--output",
+            "o.ndjson",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: Vec<String> = std::fs::read_to_string(dir.path().join("o.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["lead_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(imported.len(), 2);
+
+    // The same people sent to the service again: each found by its keys,
+    // whichever way they were written.
+    for (email, master) in [
+        ("bob@initech.com", &imported[0]),
+        ("cleo@initech.com", &imported[1]),
+        ("ann@initech.com", &ann),
+    ] {
+        let again = post(email, &format!("again-{email}"));
+        assert_ne!(&again, master);
+        assert_eq!(master_of(&again), serde_json::json!(master), "{email}");
+    }
+}
+
+#[test]
 fn review_queue_decisions_and_sla() {
     let crm = FakeCrm::start();
     let dir = setup(

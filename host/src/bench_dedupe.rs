@@ -174,14 +174,20 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
             config.dedupe.candidates_per_key,
             config.dedupe.max_candidates,
         );
-        let mut times = Vec::with_capacity(new.len());
+        let probes: Vec<Lead> = new
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut raw)| {
+                raw.id = format!("n{i:08}");
+                raw.tenant.clone_from(&config.tenant);
+                leadgate_validate::validate(&raw, &settings, now).lead
+            })
+            .collect();
+        let mut times = Vec::with_capacity(probes.len());
         let mut matched = 0;
-        for (i, mut raw) in new.into_iter().enumerate() {
-            raw.id = format!("n{i:08}");
-            raw.tenant.clone_from(&config.tenant);
-            let lead = leadgate_validate::validate(&raw, &settings, now).lead;
+        for lead in &probes {
             let t = Instant::now();
-            let out = stage.match_leads(&store, &[&lead], now)?;
+            let out = stage.match_leads(&store, &[lead], now)?;
             times.push(t.elapsed());
             // Each probe is matched against the store only.
             stage.flushed();
@@ -197,6 +203,7 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
             p99.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3
         ));
+        rows.push(lookups(config, &store, &probes, stored)?);
     }
 
     println!("| measure | result | note |");
@@ -206,4 +213,60 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The candidate fetch alone for `probes` (in requests of 10, as the
+/// service's front looks them up), without and then with the key filter
+/// (`Store::filter_match_keys`), alternating three times: the medians,
+/// the filter's build time and the share of keys it let through to the
+/// index.
+fn lookups(config: &Config, store: &Store, probes: &[Lead], stored: usize) -> Result<String> {
+    let deduper = leadgate_dedupe::Deduper::from_json(&config.dedupe_settings()?)?;
+    let keys: Vec<Vec<i64>> = probes
+        .iter()
+        .map(|l| {
+            deduper
+                .keys(l)
+                .iter()
+                .map(|k| key_hash(&config.tenant, k))
+                .collect()
+        })
+        .collect();
+    let per_key = config.dedupe.candidates_per_key;
+    let max = config.dedupe.max_candidates;
+    let pass = |store: &Store| -> Result<Duration> {
+        let t = Instant::now();
+        for chunk in keys.chunks(10) {
+            store.candidates_for_each(&config.tenant, chunk, per_key, max)?;
+        }
+        Ok(t.elapsed())
+    };
+    // The first pass reads the pages both will find cached.
+    pass(store)?;
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    let mut build = Vec::new();
+    let mut reopened = Store::open(store.path())?;
+    for _ in 0..3 {
+        without.push(pass(store)?);
+        let t = Instant::now();
+        reopened.filter_match_keys()?;
+        build.push(t.elapsed());
+        with.push(pass(&reopened)?);
+    }
+    let through = keys
+        .iter()
+        .flatten()
+        .filter(|k| reopened.key_filter_may_hold(**k))
+        .count();
+    let n = keys.len().max(1) as f64;
+    let us = |v: &mut Vec<Duration>| percentile(v, 0.5).as_secs_f64() * 1e6 / n;
+    let (a, b) = (us(&mut without), us(&mut with));
+    Ok(format!(
+        "| candidate fetch alone, {} new leads against {stored} stored, in requests of 10 | {a:.1} µs/lead without the key filter, {b:.1} µs/lead with it ({:.2}×) | median of 3 alternating passes; the filter let {through} of {} keys through to the index and was built in {:.0} ms |",
+        keys.len(),
+        b / a,
+        keys.iter().map(Vec::len).sum::<usize>(),
+        percentile(&mut build, 0.5).as_secs_f64() * 1e3
+    ))
 }

@@ -6,6 +6,7 @@
 //! plus `leads.master_id`; an unmerge stamps the row `undone_at` and clears
 //! the pointer, so the source records come back exactly as they were.
 
+use crate::key_filter::KeyFilter;
 use crate::pending_keys::PendingKeys;
 use crate::{Store, StoreError, sql};
 use leadgate_lead::Lead;
@@ -280,14 +281,21 @@ impl Store {
             None
         };
         let mut pending = self.pending.borrow_mut();
-        if let Err(e) = pending.refresh(&self.conn) {
-            // Read again from the start next time.
-            *pending = Default::default();
-            return Err(e);
+        let first = match pending.refresh(&self.conn) {
+            Ok(first) => first,
+            Err(e) => {
+                // Read again from the start next time.
+                *pending = Default::default();
+                return Err(e);
+            }
+        };
+        let mut filter = self.filter.borrow_mut();
+        if let Some(f) = filter.as_mut() {
+            f.catch_up(&self.conn, &pending, first)?;
         }
         let found = keys
             .iter()
-            .map(|k| self.candidates_in(&pending, tenant, k, per_key, limit))
+            .map(|k| self.candidates_in(&pending, filter.as_ref(), tenant, k, per_key, limit))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(tx) = tx {
             tx.finish().map_err(sql("end read transaction"))?;
@@ -296,10 +304,13 @@ impl Store {
     }
 
     /// [`Store::candidates`] in the open read transaction, with the keys
-    /// not yet folded into `match_keys` from `pending`.
+    /// not yet folded into `match_keys` from `pending`; `filter` (caught
+    /// up in the same transaction) skips the index for keys it does not
+    /// hold.
     fn candidates_in(
         &self,
         pending: &PendingKeys,
+        filter: Option<&KeyFilter>,
         tenant: &str,
         keys: &[i64],
         per_key: usize,
@@ -338,11 +349,13 @@ impl Store {
                     found.push(r);
                 }
             }
-            let mut rows = by_key
-                .query(params![k, tenant, per_key as i64])
-                .map_err(sql("look up candidates"))?;
-            while let Some(r) = rows.next().map_err(sql("look up candidates"))? {
-                found.push(row(r).map_err(sql("read candidate"))?);
+            if filter.is_none_or(|f| f.may_hold(*k)) {
+                let mut rows = by_key
+                    .query(params![k, tenant, per_key as i64])
+                    .map_err(sql("look up candidates"))?;
+                while let Some(r) = rows.next().map_err(sql("look up candidates"))? {
+                    found.push(row(r).map_err(sql("read candidate"))?);
+                }
             }
             found.sort_by_key(|r| std::cmp::Reverse(r.0));
             found.dedup_by_key(|r| r.0);
@@ -832,6 +845,151 @@ mod tests {
         assert_eq!(ids(1), ["l3"]);
         assert_eq!(ids(3), ["l3", "l2", "l1"]);
         assert_eq!(ids(10), ["l3", "l2", "l1", "l0"]);
+    }
+
+    /// A key filter built as often as it needs to be, sized for `min`.
+    fn filtering(s: &mut Store, min: u64) {
+        s.filter_match_keys_with(KeyFilter::with(std::time::Duration::ZERO, min))
+            .unwrap();
+    }
+
+    /// Whether `s` finds lead `j` by each of its keys.
+    fn finds(s: &Store, leads: &[Lead], keys: &[Vec<i64>], j: usize) -> bool {
+        keys[j].iter().all(|k| {
+            let found = s.candidates("t", &[*k], 10, 10).unwrap();
+            found.len() == 1 && found[0].id == leads[j].id
+        })
+    }
+
+    #[test]
+    fn a_key_filter_misses_no_key_however_it_was_written() {
+        let dir = TempStore::new("key-filter");
+        let (leads, keys) = numbered(120);
+        let json: Vec<String> = leads
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        let rec = |i: usize| record(&leads[i], &keys[i], &json[i]);
+        let mut direct = dir.open();
+        let run = direct.begin_run("t", "x", "{}", 1).unwrap();
+        for i in 0..10 {
+            direct.record(run, "validate", "sha", &[rec(i)], 1).unwrap();
+        }
+        let mut r = dir.open();
+        filtering(&mut r, 16);
+        // A filter that has fallen behind; and one built on the spot.
+        let mut late = dir.open();
+        filtering(&mut late, 16);
+        assert_eq!(r.key_filter_state(), Some((true, 1)));
+        for j in 0..10 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}");
+        }
+        // Most keys no lead has are answered from memory.
+        let filter = r.filter.borrow();
+        let f = filter.as_ref().unwrap();
+        let maybe = (0..10_000)
+            .filter(|i| f.may_hold(key_hash("t", &format!("absent:{i}"))))
+            .count();
+        assert!(maybe < 500, "{maybe} of 10,000 absent keys");
+        assert!(keys[..10].iter().flatten().all(|k| f.may_hold(*k)));
+        drop(filter);
+
+        // Deferred keys: read as pending rows, found at once and after
+        // they are folded (cycles of 4 leads), without building again.
+        let mut w = dir.open();
+        w.defer_match_keys(4);
+        for i in 10..60 {
+            w.record(run, "validate", "sha", &[rec(i)], 1).unwrap();
+            for j in 0..=i {
+                assert!(finds(&r, &leads, &keys, j), "lead {j} after {i}");
+            }
+        }
+        assert!(r.count("match_keys_new").unwrap() < 50, "rows were folded");
+        // Past its capacity (16 keys, as built) it was built again, larger.
+        let (usable, builds) = r.key_filter_state().unwrap();
+        assert!(usable);
+        assert!(builds > 1);
+        for i in 60..70 {
+            w.record(run, "validate", "sha", &[rec(i)], 1).unwrap();
+        }
+        for j in 0..70 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}");
+        }
+        let grown = r.key_filter_state().unwrap().1;
+
+        // The late one saw none of that: the folded rows are gone, and the
+        // gap in their ids says so.
+        for j in 0..70 {
+            assert!(finds(&late, &leads, &keys, j), "late, lead {j}");
+        }
+        assert_eq!(late.key_filter_state(), Some((true, 2)));
+
+        // Keys written directly (a batch run) are counted, and the filter
+        // is built again.
+        for i in 70..80 {
+            direct.record(run, "validate", "sha", &[rec(i)], 1).unwrap();
+        }
+        for j in 0..80 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}");
+        }
+        assert_eq!(r.key_filter_state().map(|s| s.1), Some(grown + 1));
+
+        // Between rebuilds a stale filter is not used: every key is
+        // looked up in the index.
+        r.filter_match_keys().unwrap();
+        for i in 80..90 {
+            direct.record(run, "validate", "sha", &[rec(i)], 1).unwrap();
+        }
+        for j in 0..90 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}");
+        }
+        assert_eq!(r.key_filter_state(), Some((false, 1)));
+    }
+
+    #[test]
+    fn a_key_filter_forgets_what_a_rolled_back_batch_showed_it() {
+        let dir = TempStore::new("key-filter-rollback");
+        let (leads, keys) = numbered(3);
+        let json: Vec<String> = leads
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        let mut a = dir.open();
+        a.defer_match_keys(1 << 20);
+        filtering(&mut a, 16);
+        let run = a.begin_run("t", "x", "{}", 1).unwrap();
+        {
+            // Lead 0's pending row, read by the filter inside the batch,
+            // then undone.
+            let mut b = a.batch().unwrap();
+            b.record(
+                run,
+                "validate",
+                "sha",
+                &[record(&leads[0], &keys[0], &json[0])],
+                1,
+            )
+            .unwrap();
+            assert!(finds(&b, &leads, &keys, 0));
+        }
+        // Another writer's row takes the same id, and is folded into
+        // match_keys (and deleted) when the next is recorded.
+        let mut w = dir.open();
+        w.defer_match_keys(1);
+        for i in [1, 2] {
+            w.record(
+                run,
+                "validate",
+                "sha",
+                &[record(&leads[i], &keys[i], &json[i])],
+                1,
+            )
+            .unwrap();
+        }
+        assert_eq!(w.count("match_keys_new").unwrap(), 1);
+        assert!(finds(&a, &leads, &keys, 1));
+        assert!(finds(&a, &leads, &keys, 2));
+        assert!(a.candidates("t", &keys[0], 10, 10).unwrap().is_empty());
     }
 
     #[test]

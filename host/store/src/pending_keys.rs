@@ -124,8 +124,9 @@ fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
 impl PendingKeys {
     /// Catches up with the table: drops the rows deleted since the last
     /// read and reads the new ones. Inside a write transaction, call it
-    /// before writing: only committed rows may be kept.
-    pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<(), StoreError> {
+    /// before writing: only committed rows may be kept. Returns the lowest
+    /// row id left in the table (`None`: it is empty).
+    pub(crate) fn refresh(&mut self, conn: &Connection) -> Result<Option<i64>, StoreError> {
         let first: Option<i64> = conn
             .prepare_cached("SELECT MIN(id) FROM match_keys_new")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
@@ -152,7 +153,25 @@ impl PendingKeys {
             self.rows.push_back(Row { id, lead, keys });
             self.seen = id;
         }
-        Ok(())
+        Ok(first.or(self.rows.front().map(|r| r.id)))
+    }
+
+    /// The highest row id read.
+    pub(crate) fn seen(&self) -> i64 {
+        self.seen
+    }
+
+    /// The keys of the rows held with ids above `id`.
+    pub(crate) fn keys_after(&self, id: i64) -> impl Iterator<Item = i64> + '_ {
+        let start = self.rows.partition_point(|r| r.id <= id);
+        self.rows
+            .range(start..)
+            .flat_map(|r| r.keys.iter().copied())
+    }
+
+    /// Keys of the rows held, counted once per row.
+    pub(crate) fn key_count(&self) -> usize {
+        self.rows.iter().map(|r| r.keys.len()).sum()
     }
 
     /// Forgets the rows with ids below `first`.

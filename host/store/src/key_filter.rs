@@ -1,0 +1,224 @@
+//! An in-memory Bloom filter of the keys in `match_keys`, so that a
+//! candidate lookup skips the index seek for a key no stored lead has
+//! ([`crate::Store::filter_match_keys`]: the service's front).
+//!
+//! Most blocking keys belong to one lead: in a store of a million leads,
+//! 4.3 of the 5.1 million distinct keys. So most of a new lead's keys are
+//! new, and each cost a seek four pages deep that found nothing — most of
+//! the front's candidate lookups. The filter answers "not stored" for
+//! those from memory (a false "maybe", about 1 key in 100 when full, only
+//! costs the seek it would have cost anyway).
+//!
+//! A filter must never miss a stored key, so it must learn of every key
+//! written, by any connection of any process:
+//! - keys deferred by a writer ([`crate::pending_keys`]) are rows of
+//!   `match_keys_new` first, which the filter reads as they come, before
+//!   they are folded into `match_keys`. If rows were folded and deleted
+//!   before it read them (it fell behind a whole cycle, or the connection
+//!   forgot what it had read), the row ids show the gap: they are
+//!   `AUTOINCREMENT`, so committed rows have consecutive ids;
+//! - a writer that writes `match_keys` directly (a batch `leadgate run`)
+//!   adds one to `match_keys_writes.direct` in the same transaction, and
+//!   the filter compares that count with the one it was built at.
+//!
+//! Either way the filter is built again from the table, in the snapshot
+//! the lookup reads (about a second at six million entries). When that
+//! happens more often than once per [`REBUILD_EVERY`] — a batch run
+//! writing into the service's store — the lookups seek every key in
+//! between, as without a filter. Deleted keys (an erasure) stay in the
+//! filter: a false "maybe", never a miss.
+
+use crate::pending_keys::PendingKeys;
+use crate::{StoreError, sql};
+use fastbloom::BloomFilter;
+use rusqlite::{Connection, OptionalExtension};
+use std::time::{Duration, Instant};
+
+/// The filter is built again at most this often; in between a stale one
+/// is not used.
+pub const REBUILD_EVERY: Duration = Duration::from_secs(30);
+
+/// Bits per key the filter is sized for: about 1 % false "maybe" when it
+/// holds that many keys, 0.1 % at half.
+const BITS_PER_KEY: u64 = 10;
+
+/// The fewest keys a filter is sized for.
+const MIN_CAPACITY: u64 = 1 << 16;
+
+/// Counts the transactions that wrote `match_keys` directly.
+pub(crate) const COUNT_DIRECT_WRITE: &str =
+    "UPDATE match_keys_writes SET direct = direct + 1 WHERE id = 1";
+
+/// A filter built from the table.
+struct Built {
+    bloom: BloomFilter,
+    /// `match_keys_writes.direct` it was built at.
+    direct: i64,
+    /// The highest `match_keys_new` row id whose keys it holds.
+    seen: i64,
+    /// Keys added (entries of `match_keys` at build, pending keys since).
+    keys: u64,
+    /// Keys it was sized for: past them it is built again, larger.
+    capacity: u64,
+}
+
+/// The filter of one connection: built, or not usable until it is built
+/// again.
+pub(crate) struct KeyFilter {
+    built: Option<Built>,
+    /// When it was last built.
+    at: Option<Instant>,
+    /// Times it was built (for tests and logs).
+    builds: u64,
+    /// [`REBUILD_EVERY`], and [`MIN_CAPACITY`] (tests make them small).
+    every: Duration,
+    min_capacity: u64,
+}
+
+impl Default for KeyFilter {
+    fn default() -> Self {
+        KeyFilter {
+            built: None,
+            at: None,
+            builds: 0,
+            every: REBUILD_EVERY,
+            min_capacity: MIN_CAPACITY,
+        }
+    }
+}
+
+impl KeyFilter {
+    /// A filter built again as often as `every` allows, sized for at least
+    /// `min_capacity` keys.
+    #[cfg(test)]
+    pub(crate) fn with(every: Duration, min_capacity: u64) -> KeyFilter {
+        KeyFilter {
+            every,
+            min_capacity,
+            ..KeyFilter::default()
+        }
+    }
+
+    /// Brings the filter up to the open read transaction's snapshot:
+    /// adds the pending rows `pending` read since the filter last did
+    /// (call [`PendingKeys::refresh`] first, in the same transaction), or
+    /// builds it again when it cannot know every key. `first` is the
+    /// lowest `match_keys_new` id the refresh found (`None`: none left).
+    pub(crate) fn catch_up(
+        &mut self,
+        conn: &Connection,
+        pending: &PendingKeys,
+        first: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let direct = direct_writes(conn)?;
+        let current = match &mut self.built {
+            Some(b) if b.direct == direct && !gap(conn, b.seen, first)? => {
+                for k in pending.keys_after(b.seen) {
+                    b.bloom.insert(&k);
+                    b.keys += 1;
+                }
+                b.seen = b.seen.max(pending.seen());
+                b.keys <= b.capacity
+            }
+            _ => false,
+        };
+        if current {
+            return Ok(());
+        }
+        self.built = None;
+        if self.at.is_some_and(|at| at.elapsed() < self.every) {
+            return Ok(());
+        }
+        self.build(conn, pending, direct)
+    }
+
+    /// Builds the filter from `match_keys` and the pending rows, in the
+    /// open read transaction.
+    fn build(
+        &mut self,
+        conn: &Connection,
+        pending: &PendingKeys,
+        direct: i64,
+    ) -> Result<(), StoreError> {
+        self.at = Some(Instant::now());
+        let entries: i64 = conn
+            .query_row("SELECT COUNT(*) FROM match_keys", [], |r| r.get(0))
+            .map_err(sql("count match keys"))?;
+        let held = entries.max(0) as u64 + pending.key_count() as u64;
+        let capacity = (held * 2).max(self.min_capacity);
+        let mut bloom = BloomFilter::with_num_bits((capacity * BITS_PER_KEY) as usize)
+            .expected_items(capacity as usize);
+        let mut stmt = conn
+            .prepare("SELECT key FROM match_keys")
+            .map_err(sql("read match keys"))?;
+        let mut rows = stmt.query([]).map_err(sql("read match keys"))?;
+        let mut last = None;
+        while let Some(r) = rows.next().map_err(sql("read match keys"))? {
+            let key: i64 = r.get(0).map_err(sql("read match keys"))?;
+            // In key order: a key's entries are together.
+            if last != Some(key) {
+                bloom.insert(&key);
+                last = Some(key);
+            }
+        }
+        for k in pending.keys_after(0) {
+            bloom.insert(&k);
+        }
+        self.built = Some(Built {
+            bloom,
+            direct,
+            seen: pending.seen(),
+            keys: held,
+            capacity,
+        });
+        self.builds += 1;
+        Ok(())
+    }
+
+    /// Whether `key` may be in `match_keys`: false only for a key that
+    /// certainly is not. True whenever the filter is not usable.
+    pub(crate) fn may_hold(&self, key: i64) -> bool {
+        self.built.as_ref().is_none_or(|b| b.bloom.contains(&key))
+    }
+
+    /// Whether the filter is usable now (for tests and logs).
+    pub(crate) fn usable(&self) -> bool {
+        self.built.is_some()
+    }
+
+    /// Times it was built (for tests and logs).
+    pub(crate) fn builds(&self) -> u64 {
+        self.builds
+    }
+
+    /// Forgets what it holds: it is built again at the next lookup, or
+    /// once [`REBUILD_EVERY`] has passed since the last build.
+    pub(crate) fn forget(&mut self) {
+        self.built = None;
+    }
+}
+
+/// `match_keys_writes.direct`: transactions that wrote `match_keys`
+/// directly.
+fn direct_writes(conn: &Connection) -> Result<i64, StoreError> {
+    conn.prepare_cached("SELECT direct FROM match_keys_writes WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql("read match key writes"))
+}
+
+/// Whether pending rows after `seen` were deleted — folded into
+/// `match_keys` — before the filter read them. `first` is the lowest id
+/// left.
+fn gap(conn: &Connection, seen: i64, first: Option<i64>) -> Result<bool, StoreError> {
+    Ok(match first {
+        Some(first) => first > seen + 1,
+        // None left: was any row written after `seen`?
+        None => {
+            let last: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'match_keys_new'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(sql("read pending match keys"))?;
+            last.unwrap_or(0) > seen
+        }
+    })
+}
