@@ -947,6 +947,39 @@ mod tests {
     }
 
     #[test]
+    fn a_full_key_filter_is_built_again_at_once_and_larger() {
+        let dir = TempStore::new("key-filter-full");
+        let (leads, keys) = numbered(20);
+        let json: Vec<String> = leads
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        let mut w = dir.open();
+        w.defer_match_keys(4);
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let mut r = dir.open();
+        // Rebuilt for staleness at most every 30 s, sized for 16 keys.
+        r.filter_match_keys_with(KeyFilter::with(crate::key_filter::REBUILD_EVERY, 16))
+            .unwrap();
+        for i in 0..20 {
+            w.record(
+                run,
+                "validate",
+                "sha",
+                &[record(&leads[i], &keys[i], &json[i])],
+                1,
+            )
+            .unwrap();
+            for j in 0..=i {
+                assert!(finds(&r, &leads, &keys, j), "lead {j} after {i}");
+            }
+        }
+        let (usable, builds) = r.key_filter_state().unwrap();
+        assert!(usable);
+        assert!(builds > 1, "{builds}");
+    }
+
+    #[test]
     fn a_key_filter_forgets_what_a_rolled_back_batch_showed_it() {
         let dir = TempStore::new("key-filter-rollback");
         let (leads, keys) = numbered(3);
