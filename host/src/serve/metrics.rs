@@ -170,7 +170,7 @@ impl Metrics {
         );
         registry.register(
             "review_sla_adherence",
-            "Share of decided review items decided by a person within the escalation threshold",
+            "Share of decided review items decided by a person before they were escalated",
             m.review_sla_adherence.clone(),
         );
         registry.register(
