@@ -928,17 +928,8 @@ impl Store {
         &mut self,
         mut filter: key_filter::KeyFilter,
     ) -> Result<(), StoreError> {
-        // Inside a batch the batch's transaction is the snapshot.
-        let tx = if self.conn.is_autocommit() {
-            Some(
-                self.conn
-                    .unchecked_transaction()
-                    .map_err(sql("begin read transaction"))?,
-            )
-        } else {
-            None
-        };
-        let pending = self.pending.get_mut();
+        let tx = self.read_snapshot()?;
+        let mut pending = self.pending.borrow_mut();
         let first = match pending.refresh(&self.conn) {
             Ok(first) => first,
             Err(e) => {
@@ -946,12 +937,27 @@ impl Store {
                 return Err(e);
             }
         };
-        filter.catch_up(&self.conn, pending, first)?;
+        filter.catch_up(&self.conn, &pending, first)?;
+        drop(pending);
         if let Some(tx) = tx {
             tx.finish().map_err(sql("end read transaction"))?;
         }
-        *self.filter.get_mut() = Some(filter);
+        *self.filter.borrow_mut() = Some(filter);
         Ok(())
+    }
+
+    /// A read transaction, so that several reads see one snapshot (and
+    /// take the lock once); `None` inside a [`Batch`], whose transaction
+    /// is the snapshot then.
+    pub(crate) fn read_snapshot(&self) -> Result<Option<rusqlite::Transaction<'_>>, StoreError> {
+        if self.conn.is_autocommit() {
+            self.conn
+                .unchecked_transaction()
+                .map(Some)
+                .map_err(sql("begin read transaction"))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Whether `key` may be in `match_keys` by the key filter: false only

@@ -270,16 +270,7 @@ impl Store {
         per_key: usize,
         limit: usize,
     ) -> Result<Vec<Vec<Candidate>>, StoreError> {
-        // Inside a batch the batch's transaction is the snapshot.
-        let tx = if self.conn.is_autocommit() {
-            Some(
-                self.conn
-                    .unchecked_transaction()
-                    .map_err(sql("begin read transaction"))?,
-            )
-        } else {
-            None
-        };
+        let tx = self.read_snapshot()?;
         let mut pending = self.pending.borrow_mut();
         let first = match pending.refresh(&self.conn) {
             Ok(first) => first,
@@ -712,6 +703,14 @@ mod tests {
         k
     }
 
+    /// [`numbered`] leads as JSON, for [`record`].
+    fn as_json(leads: &[Lead]) -> Vec<String> {
+        leads
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect()
+    }
+
     /// Leads `l0`…, each with its own email, and their keys.
     fn numbered(n: usize) -> (Vec<Lead>, Vec<Vec<i64>>) {
         let leads = (0..n)
@@ -865,10 +864,7 @@ mod tests {
     fn a_key_filter_misses_no_key_however_it_was_written() {
         let dir = TempStore::new("key-filter");
         let (leads, keys) = numbered(120);
-        let json: Vec<String> = leads
-            .iter()
-            .map(|l| serde_json::to_string(l).unwrap())
-            .collect();
+        let json = as_json(&leads);
         let rec = |i: usize| record(&leads[i], &keys[i], &json[i]);
         let mut direct = dir.open();
         let run = direct.begin_run("t", "x", "{}", 1).unwrap();
@@ -950,10 +946,7 @@ mod tests {
     fn a_full_key_filter_is_built_again_at_once_and_larger() {
         let dir = TempStore::new("key-filter-full");
         let (leads, keys) = numbered(20);
-        let json: Vec<String> = leads
-            .iter()
-            .map(|l| serde_json::to_string(l).unwrap())
-            .collect();
+        let json = as_json(&leads);
         let mut w = dir.open();
         w.defer_match_keys(4);
         let run = w.begin_run("t", "x", "{}", 1).unwrap();
@@ -983,10 +976,7 @@ mod tests {
     fn a_key_filter_forgets_what_a_rolled_back_batch_showed_it() {
         let dir = TempStore::new("key-filter-rollback");
         let (leads, keys) = numbered(3);
-        let json: Vec<String> = leads
-            .iter()
-            .map(|l| serde_json::to_string(l).unwrap())
-            .collect();
+        let json = as_json(&leads);
         let mut a = dir.open();
         a.defer_match_keys(1 << 20);
         filtering(&mut a, 16);
