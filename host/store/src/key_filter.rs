@@ -112,7 +112,12 @@ impl KeyFilter {
         pending: &PendingKeys,
         first: Option<i64>,
     ) -> Result<(), StoreError> {
-        let direct = direct_writes(conn)?;
+        let Some(direct) = direct_writes(conn)? else {
+            // The count is gone (removed by hand): direct writes cannot be
+            // known, so the filter is not used.
+            self.built = None;
+            return Ok(());
+        };
         let full = match &mut self.built {
             Some(b) if b.direct == direct && !gap(conn, b.seen, first)? => {
                 for k in pending.keys_after(b.seen) {
@@ -202,10 +207,10 @@ impl KeyFilter {
 }
 
 /// `match_keys_writes.direct`: transactions that wrote `match_keys`
-/// directly.
-fn direct_writes(conn: &Connection) -> Result<i64, StoreError> {
+/// directly (`None` if its row is missing).
+fn direct_writes(conn: &Connection) -> Result<Option<i64>, StoreError> {
     conn.prepare_cached("SELECT direct FROM match_keys_writes WHERE id = 1")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
         .map_err(sql("read match key writes"))
 }
 

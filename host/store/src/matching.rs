@@ -930,6 +930,20 @@ mod tests {
         }
         assert_eq!(r.key_filter_state().map(|s| s.1), Some(grown + 1));
 
+        // Without the count of direct writes (removed by hand) the filter
+        // is not used, and nothing fails.
+        r.conn.execute("DELETE FROM match_keys_writes", []).unwrap();
+        for j in 0..80 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}");
+        }
+        assert_eq!(r.key_filter_state().map(|s| s.0), Some(false));
+        r.conn
+            .execute(
+                "INSERT INTO match_keys_writes (id, direct) VALUES (1, 0)",
+                [],
+            )
+            .unwrap();
+
         // Between rebuilds a stale filter is not used: every key is
         // looked up in the index.
         r.filter_match_keys().unwrap();
