@@ -404,6 +404,83 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
     }
 }
 
+#[test]
+fn scores_are_the_same_saved_in_one_batch_or_beside_the_scoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "sample", "--count", "6000", "--seed", "7", "--output", "all.csv",
+        ],
+    );
+    // The same leads again, in two files: each run then scores fewer than
+    // 4,096 leads, saved in one batch; the whole file's are saved by a
+    // writer thread beside the scoring.
+    // Flexible and bytes: some generated rows are broken on purpose.
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(d.join("all.csv"))
+        .unwrap();
+    let header = reader.byte_headers().unwrap().clone();
+    let records: Vec<csv::ByteRecord> = reader.byte_records().map(|r| r.unwrap()).collect();
+    for (name, part) in [("a.csv", &records[..3000]), ("b.csv", &records[3000..])] {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .from_path(d.join(name))
+            .unwrap();
+        w.write_byte_record(&header).unwrap();
+        for r in part {
+            w.write_byte_record(r).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let run = |input: &str, db: &str| {
+        ok(
+            d,
+            &[
+                "run",
+                "--input",
+                input,
+                "--output",
+                "/dev/null",
+                "--db",
+                db,
+                "-q",
+            ],
+        );
+    };
+    run("all.csv", "one.db");
+    run("a.csv", "two.db");
+    run("b.csv", "two.db");
+    let totals = |db: &str| -> Vec<(String, i64)> {
+        let c = rusqlite::Connection::open(d.join(db)).unwrap();
+        let mut stmt = c
+            .prepare(
+                "SELECT json_extract(l.normalized, '$.email'), s.total
+                   FROM scores s JOIN leads l ON l.id = s.lead_id
+                  ORDER BY 1, 2",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                r.get(1)?,
+            ))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+    };
+    let (one, two) = (totals("one.db"), totals("two.db"));
+    assert!(
+        one.len() > 4096,
+        "{} scored: the writer thread ran",
+        one.len()
+    );
+    assert_eq!(one, two);
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {

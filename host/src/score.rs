@@ -501,173 +501,183 @@ pub fn rescore(
         }
     }
     let order: Vec<usize> = (0..loaded.len()).filter(|&i| chosen[i]).collect();
-    // Recording runs beside scoring: one thread builds subjects and calls
-    // the component, the other writes the previous batch to the store.
     let digest = scoring.component.digest().to_string();
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<(ScoreWrite, Scored)>, Vec<Surfaced>)>(2);
-    let written = std::thread::scope(|scope| -> Result<()> {
-        let writer = scope.spawn(move || -> Result<()> {
-            for (scored, surfaced) in rx {
-                let mut writes = Vec::with_capacity(scored.len());
-                for (mut w, s) in scored {
-                    w.detail = serde_json::to_string(&s).context("cannot encode a score")?;
-                    writes.push(w);
-                }
-                store.save_scores(tenant, &digest, &writes, &surfaced, now)?;
-                pipeline.write(&surfaced)?;
+    // Writes a batch of scores, and what surfaced, to the store.
+    let mut save =
+        move |scored: Vec<(ScoreWrite, Scored)>, surfaced: Vec<Surfaced>| -> Result<()> {
+            let mut writes = Vec::with_capacity(scored.len());
+            for (mut w, s) in scored {
+                w.detail = serde_json::to_string(&s).context("cannot encode a score")?;
+                writes.push(w);
             }
+            store.save_scores(tenant, &digest, &writes, &surfaced, now)?;
+            pipeline.write(&surfaced)?;
             Ok(())
-        });
-        // A closure called at once: `?` inside, and the writer is joined
-        // whatever happens.
-        #[allow(clippy::redundant_closure_call)]
-        let scored = (|| -> Result<()> {
-            // Each lead's events, by its place in `loaded`.
-            let lead_events: Vec<&[Event]> = loaded
-                .iter()
-                .map(|(id, _)| events.get(id).map_or(&empty[..], |v| &v[..]))
-                .collect();
-            let build = |i: usize| {
-                let (_, l) = &loaded[i];
-                let peers: Vec<Peer> = l
-                    .account
-                    .as_deref()
-                    .and_then(|a| by_account.get(a))
-                    .map(|members| {
-                        // Members are sorted most active first: colleagues
-                        // without events add nothing.
-                        members
-                            .iter()
-                            .filter(|&&j| j != i)
-                            .take_while(|&&j| !lead_events[j].is_empty())
-                            .take(c.max_peers)
-                            .map(|&j| {
-                                let (pid, p) = &loaded[j];
-                                let ev = lead_events[j];
-                                Peer {
-                                    id: pid.clone(),
-                                    job_title: p.lead.job_title.clone(),
-                                    seniority: p
-                                        .attributes
-                                        .iter()
-                                        .find(|(n, _)| n == "seniority")
-                                        .map(|(_, v)| v.clone()),
-                                    events: ev[..ev.len().min(c.max_peer_events)].to_vec(),
-                                }
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let own = lead_events[i].to_vec();
-                let categorized = own
+        };
+    // Each lead's events, by its place in `loaded`.
+    let lead_events: Vec<&[Event]> = loaded
+        .iter()
+        .map(|(id, _)| events.get(id).map_or(&empty[..], |v| &v[..]))
+        .collect();
+    let build = |i: usize| {
+        let (_, l) = &loaded[i];
+        let peers: Vec<Peer> = l
+            .account
+            .as_deref()
+            .and_then(|a| by_account.get(a))
+            .map(|members| {
+                // Members are sorted most active first: colleagues
+                // without events add nothing.
+                members
                     .iter()
-                    .chain(peers.iter().flat_map(|p| &p.events))
-                    .any(|e| e.category != 0);
-                Subject {
-                    // The table only when an event refers to it.
-                    categories: if categorized {
-                        categories.names.clone()
-                    } else {
-                        Vec::new()
-                    },
-                    lead: l.lead.clone(),
-                    attributes: l.attributes.clone(),
-                    events: own,
-                    peers,
-                }
-            };
-            let batch = scoring.batch;
-            for chunk in order.chunks(SAVE_BATCH) {
-                let mut writes = Vec::with_capacity(chunk.len());
-                let mut surfaced = Vec::new();
-                // Subjects are built a call's worth at a time: they stay
-                // in cache, and memory is reused.
-                for part in chunk.chunks(batch) {
-                    let subjects: Vec<Subject> = part.iter().map(|&i| build(i)).collect();
-                    let refs: Vec<&Subject> = subjects.iter().collect();
-                    let t = Instant::now();
-                    let results = scoring.score(&refs, now);
-                    report.scoring += t.elapsed();
-                    for ((&i, result), subject) in part.iter().zip(results).zip(&subjects) {
-                        let (id, l) = &loaded[i];
-                        let scored = match result {
-                            Ok(s) => s,
-                            Err(e) => {
-                                report.exceptions += 1;
-                                tracing::warn!(lead = %id, error = %e, "the score component failed on this lead");
-                                continue;
-                            }
-                        };
-                        let before = states.get(id).copied();
-                        let (above, trigger) = policy.decide(before, scored.total, now);
-                        let changed =
-                            before.is_none_or(|(s, _)| s.total != i64::from(scored.total));
-                        let surfaced_at = if trigger.is_some() {
-                            Some(now)
-                        } else {
-                            before.and_then(|(s, _)| s.surfaced_at)
-                        };
-                        if let Some(trigger) = trigger {
-                            *report.surfaced.entry(trigger).or_default() += 1;
-                            let line = serde_json::json!({
-                                "pipeline": "qualified_lead_pipeline",
-                                "lead_id": id,
-                                "tenant": tenant,
-                                "trigger": trigger,
-                                "at": now,
-                                "previous_total": before.map(|(s, _)| s.total),
-                                "qualification": l.qualification,
-                                "lead": {
-                                    "email": subject.lead.email,
-                                    "full_name": subject.lead.full_name,
-                                    "company": subject.lead.company,
-                                    "job_title": subject.lead.job_title,
-                                    "domain": subject.lead.domain,
-                                },
-                                "score": scored,
-                            });
-                            surfaced.push(Surfaced {
-                                lead_id: id.clone(),
-                                trigger: trigger.to_string(),
-                                payload: line.to_string(),
-                            });
+                    .filter(|&&j| j != i)
+                    .take_while(|&&j| !lead_events[j].is_empty())
+                    .take(c.max_peers)
+                    .map(|&j| {
+                        let (pid, p) = &loaded[j];
+                        let ev = lead_events[j];
+                        Peer {
+                            id: pid.clone(),
+                            job_title: p.lead.job_title.clone(),
+                            seniority: p
+                                .attributes
+                                .iter()
+                                .find(|(n, _)| n == "seniority")
+                                .map(|(_, v)| v.clone()),
+                            events: ev[..ev.len().min(c.max_peer_events)].to_vec(),
                         }
-                        report.scored += 1;
-                        report.changed += u64::from(changed);
-                        *report.grades.entry(scored.grade.clone()).or_default() += 1;
-                        writes.push((
-                            ScoreWrite {
-                                lead_id: id.clone(),
-                                total: scored.total,
-                                grade: scored.grade.clone(),
-                                probability: scored.probability,
-                                fit: scored.fit,
-                                engagement: scored.engagement,
-                                intent: scored.intent,
-                                // Encoded by the writer, off the scoring thread.
-                                detail: String::new(),
-                                above,
-                                surfaced_at,
-                                changed,
-                                cause: cause.to_string(),
-                            },
-                            scored,
-                        ));
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let own = lead_events[i].to_vec();
+        let categorized = own
+            .iter()
+            .chain(peers.iter().flat_map(|p| &p.events))
+            .any(|e| e.category != 0);
+        Subject {
+            // The table only when an event refers to it.
+            categories: if categorized {
+                categories.names.clone()
+            } else {
+                Vec::new()
+            },
+            lead: l.lead.clone(),
+            attributes: l.attributes.clone(),
+            events: own,
+            peers,
+        }
+    };
+    let batch = scoring.batch;
+    // Scores a batch of `order`: the writes and what surfaced.
+    let mut produce = |chunk: &[usize]| -> (Vec<(ScoreWrite, Scored)>, Vec<Surfaced>) {
+        let mut writes = Vec::with_capacity(chunk.len());
+        let mut surfaced = Vec::new();
+        // Subjects are built a call's worth at a time: they stay
+        // in cache, and memory is reused.
+        for part in chunk.chunks(batch) {
+            let subjects: Vec<Subject> = part.iter().map(|&i| build(i)).collect();
+            let refs: Vec<&Subject> = subjects.iter().collect();
+            let t = Instant::now();
+            let results = scoring.score(&refs, now);
+            report.scoring += t.elapsed();
+            for ((&i, result), subject) in part.iter().zip(results).zip(&subjects) {
+                let (id, l) = &loaded[i];
+                let scored = match result {
+                    Ok(s) => s,
+                    Err(e) => {
+                        report.exceptions += 1;
+                        tracing::warn!(lead = %id, error = %e, "the score component failed on this lead");
+                        continue;
                     }
+                };
+                let before = states.get(id).copied();
+                let (above, trigger) = policy.decide(before, scored.total, now);
+                let changed = before.is_none_or(|(s, _)| s.total != i64::from(scored.total));
+                let surfaced_at = if trigger.is_some() {
+                    Some(now)
+                } else {
+                    before.and_then(|(s, _)| s.surfaced_at)
+                };
+                if let Some(trigger) = trigger {
+                    *report.surfaced.entry(trigger).or_default() += 1;
+                    let line = serde_json::json!({
+                        "pipeline": "qualified_lead_pipeline",
+                        "lead_id": id,
+                        "tenant": tenant,
+                        "trigger": trigger,
+                        "at": now,
+                        "previous_total": before.map(|(s, _)| s.total),
+                        "qualification": l.qualification,
+                        "lead": {
+                            "email": subject.lead.email,
+                            "full_name": subject.lead.full_name,
+                            "company": subject.lead.company,
+                            "job_title": subject.lead.job_title,
+                            "domain": subject.lead.domain,
+                        },
+                        "score": scored,
+                    });
+                    surfaced.push(Surfaced {
+                        lead_id: id.clone(),
+                        trigger: trigger.to_string(),
+                        payload: line.to_string(),
+                    });
                 }
-                if tx.send((writes, surfaced)).is_err() {
+                report.scored += 1;
+                report.changed += u64::from(changed);
+                *report.grades.entry(scored.grade.clone()).or_default() += 1;
+                writes.push((
+                    ScoreWrite {
+                        lead_id: id.clone(),
+                        total: scored.total,
+                        grade: scored.grade.clone(),
+                        probability: scored.probability,
+                        fit: scored.fit,
+                        engagement: scored.engagement,
+                        intent: scored.intent,
+                        // Encoded by the writer, off the scoring thread.
+                        detail: String::new(),
+                        above,
+                        surfaced_at,
+                        changed,
+                        cause: cause.to_string(),
+                    },
+                    scored,
+                ));
+            }
+        }
+        (writes, surfaced)
+    };
+    if order.len() <= SAVE_BATCH {
+        // One batch: nothing for a writer thread to overlap (the service
+        // scores each of its small batches so; a thread per batch was
+        // spawned, and torn down, for nothing).
+        let (scored, surfaced) = produce(&order);
+        save(scored, surfaced)?;
+    } else {
+        // Recording runs beside scoring: this thread builds subjects and
+        // calls the component, the writer saves the previous batch.
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(Vec<(ScoreWrite, Scored)>, Vec<Surfaced>)>(2);
+        std::thread::scope(|scope| -> Result<()> {
+            let writer = scope.spawn(move || -> Result<()> {
+                for (scored, surfaced) in rx {
+                    save(scored, surfaced)?;
+                }
+                Ok(())
+            });
+            for chunk in order.chunks(SAVE_BATCH) {
+                if tx.send(produce(chunk)).is_err() {
                     break;
                 }
             }
-            Ok(())
-        })();
-        drop(tx);
-        let saved = writer
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the score writer panicked")));
-        scored.and(saved)
-    });
-    written?;
+            drop(tx);
+            writer
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the score writer panicked")))
+        })?;
+    }
     report.elapsed = started.elapsed();
     Ok(report)
 }
