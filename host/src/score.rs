@@ -649,7 +649,9 @@ pub fn rescore(
         }
         (writes, surfaced)
     };
-    if order.len() <= SAVE_BATCH {
+    if order.is_empty() {
+        // Nothing to score, nothing to save.
+    } else if order.len() <= SAVE_BATCH {
         // One batch: nothing for a writer thread to overlap (the service
         // scores each of its small batches so; a thread per batch was
         // spawned, and torn down, for nothing).
