@@ -926,23 +926,32 @@ impl Store {
     /// [`Store::filter_match_keys`] with `filter`'s settings.
     pub(crate) fn filter_match_keys_with(
         &mut self,
-        mut filter: key_filter::KeyFilter,
+        filter: key_filter::KeyFilter,
     ) -> Result<(), StoreError> {
+        *self.filter.get_mut() = Some(filter);
         let tx = self.read_snapshot()?;
+        self.catch_up_keys()?;
+        if let Some(tx) = tx {
+            tx.finish().map_err(sql("end read transaction"))?;
+        }
+        Ok(())
+    }
+
+    /// Brings this connection's pending match keys, and its key filter if
+    /// it keeps one, up to the open read snapshot.
+    pub(crate) fn catch_up_keys(&self) -> Result<(), StoreError> {
         let mut pending = self.pending.borrow_mut();
         let first = match pending.refresh(&self.conn) {
             Ok(first) => first,
             Err(e) => {
+                // Read again from the start next time.
                 *pending = Default::default();
                 return Err(e);
             }
         };
-        filter.catch_up(&self.conn, &pending, first)?;
-        drop(pending);
-        if let Some(tx) = tx {
-            tx.finish().map_err(sql("end read transaction"))?;
+        if let Some(f) = self.filter.borrow_mut().as_mut() {
+            f.catch_up(&self.conn, &pending, first)?;
         }
-        *self.filter.borrow_mut() = Some(filter);
         Ok(())
     }
 

@@ -271,19 +271,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Vec<Candidate>>, StoreError> {
         let tx = self.read_snapshot()?;
-        let mut pending = self.pending.borrow_mut();
-        let first = match pending.refresh(&self.conn) {
-            Ok(first) => first,
-            Err(e) => {
-                // Read again from the start next time.
-                *pending = Default::default();
-                return Err(e);
-            }
-        };
-        let mut filter = self.filter.borrow_mut();
-        if let Some(f) = filter.as_mut() {
-            f.catch_up(&self.conn, &pending, first)?;
-        }
+        self.catch_up_keys()?;
+        let pending = self.pending.borrow();
+        let filter = self.filter.borrow();
         let found = keys
             .iter()
             .map(|k| self.candidates_in(&pending, filter.as_ref(), tenant, k, per_key, limit))
