@@ -882,11 +882,16 @@ impl Store {
     }
 
     /// A transaction for one store function: its own, or the open
-    /// [`Batch`]'s.
+    /// [`Batch`]'s. Its own takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting on the busy handler): every store function
+    /// that opens one writes, most after reading, and a transaction that
+    /// read first cannot wait for the lock when it comes to write — if
+    /// another connection wrote meanwhile it fails at once with "database
+    /// is locked" (seen when two tenants' pipelines started together).
     pub(crate) fn tx(&mut self) -> Result<Tx<'_>, StoreError> {
         if self.conn.is_autocommit() {
             self.conn
-                .transaction()
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map(Tx::Own)
                 .map_err(sql("begin transaction"))
         } else {
@@ -1446,6 +1451,35 @@ fn severity(s: Severity) -> &'static str {
 mod tests {
     use super::*;
     use crate::test_support::TempStore;
+
+    #[test]
+    fn a_store_function_s_transaction_holds_the_write_lock_from_its_start() {
+        let dir = TempStore::new("immediate");
+        let mut a = dir.open();
+        // Another writer that does not wait.
+        let b = Connection::open(dir.path()).unwrap();
+        b.busy_timeout(std::time::Duration::ZERO).unwrap();
+        {
+            let tx = a.tx().unwrap();
+            // Only a read so far; a deferred transaction would hold no
+            // write lock yet, and its first write could then fail at once
+            // if `b` committed in between.
+            let _: i64 = tx
+                .query_row("SELECT count(*) FROM leads", [], |r| r.get(0))
+                .unwrap();
+            let refused = b.execute_batch("BEGIN IMMEDIATE");
+            assert!(
+                matches!(
+                    refused,
+                    Err(rusqlite::Error::SqliteFailure(ref e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy
+                ),
+                "{refused:?}"
+            );
+            tx.commit().unwrap();
+        }
+        b.execute_batch("BEGIN IMMEDIATE; COMMIT").unwrap();
+    }
 
     #[test]
     fn a_database_of_any_size_is_memory_mapped_whole() {
