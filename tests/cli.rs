@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{components, leadgate};
+use common::{components, leadgate, ok};
 
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -525,12 +525,6 @@ fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {
 
 /// Runs `leadgate` with `args` in `dir`; returns the output, asserting
 /// the exit code.
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let out = leadgate(dir).args(args).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-    out
-}
-
 const PEOPLE: &str = "email,first_name,last_name,phone,company,city,postcode,country,marketing opt-in\n\
     william.smith@acme.com,William,Smith,+44 20 7946 0123,Acme Ltd,London,SW1A 1AA,GB,yes\n\
     anna.kowalski@globex.de,Anna,Kowalski,+49 30 12345678,Globex GmbH,Berlin,10115,DE,yes\n";

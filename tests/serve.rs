@@ -745,8 +745,9 @@ fn leads_a_batch_run_imports_meanwhile_are_matched_by_the_service() {
         ),
     )
     .unwrap();
-    let out = leadgate(dir.path())
-        .args([
+    common::ok(
+        dir.path(),
+        &[
             "--config",
             "leadgate.toml",
             "run",
@@ -755,13 +756,7 @@ fn leads_a_batch_run_imports_meanwhile_are_matched_by_the_service() {
             "--output",
             "o.ndjson",
             "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let imported: Vec<String> = std::fs::read_to_string(dir.path().join("o.ndjson"))
         .unwrap()

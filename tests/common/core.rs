@@ -174,21 +174,16 @@ pub fn finding_fields(body: &serde_json::Value) -> Vec<String> {
 
 /// A new API key of `tenant` (`leadgate keys create`).
 pub fn key(dir: &Path, tenant: &str) -> String {
-    let out = super::leadgate(dir)
-        .args([
+    let out = super::ok(
+        dir,
+        &[
             "--config",
             "leadgate.toml",
             "keys",
             "create",
             "--tenant",
             tenant,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -30,6 +30,18 @@ pub fn leadgate(dir: &Path) -> Command {
     c
 }
 
+/// Runs `leadgate` in `dir` with `args`; it must succeed.
+pub fn ok(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = leadgate(dir).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A fake HTTP server's socket on loopback, and the runtime that will
 /// serve it.
 pub struct Loopback {

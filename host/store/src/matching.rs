@@ -693,6 +693,12 @@ mod tests {
         k
     }
 
+    /// Records one lead with its keys, in its own transaction.
+    fn put(s: &mut Store, run: i64, l: &Lead, keys: &[i64], json: &str) {
+        s.record(run, "validate", "sha", &[record(l, keys, json)], 1)
+            .unwrap();
+    }
+
     /// [`numbered`] leads as JSON, for [`record`].
     fn as_json(leads: &[Lead]) -> Vec<String> {
         leads
@@ -959,14 +965,7 @@ mod tests {
         r.filter_match_keys_with(KeyFilter::with(crate::key_filter::REBUILD_EVERY, 16))
             .unwrap();
         for i in 0..20 {
-            w.record(
-                run,
-                "validate",
-                "sha",
-                &[record(&leads[i], &keys[i], &json[i])],
-                1,
-            )
-            .unwrap();
+            put(&mut w, run, &leads[i], &keys[i], &json[i]);
             for j in 0..=i {
                 assert!(finds(&r, &leads, &keys, j), "lead {j} after {i}");
             }
@@ -989,14 +988,7 @@ mod tests {
             // Lead 0's pending row, read by the filter inside the batch,
             // then undone.
             let mut b = a.batch().unwrap();
-            b.record(
-                run,
-                "validate",
-                "sha",
-                &[record(&leads[0], &keys[0], &json[0])],
-                1,
-            )
-            .unwrap();
+            put(&mut b, run, &leads[0], &keys[0], &json[0]);
             assert!(finds(&b, &leads, &keys, 0));
         }
         // Another writer's row takes the same id, and is folded into
@@ -1004,14 +996,7 @@ mod tests {
         let mut w = dir.open();
         w.defer_match_keys(1);
         for i in [1, 2] {
-            w.record(
-                run,
-                "validate",
-                "sha",
-                &[record(&leads[i], &keys[i], &json[i])],
-                1,
-            )
-            .unwrap();
+            put(&mut w, run, &leads[i], &keys[i], &json[i]);
         }
         assert_eq!(w.count("match_keys_new").unwrap(), 1);
         assert!(finds(&a, &leads, &keys, 1));
