@@ -220,11 +220,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let url = rx
         .recv_timeout(Duration::from_secs(120))
         .context("the server did not start")?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
+    let agent = crate::load::agent();
     let ready_by = Instant::now() + Duration::from_secs(120);
     loop {
         if let Ok(r) = agent.get(format!("{url}/readyz")).call()

@@ -67,6 +67,27 @@ pub fn status_of(r: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> u1
     }
 }
 
+/// A client for a load: every answer returned whatever its status, and
+/// each step of a request (connect, send, wait, read) under a timeout of
+/// its own — not one over the whole request. ureq resolves the address
+/// on every request, pooled connection or not, and under an overall
+/// timeout it resolves in a new thread so it can give up: a thread
+/// started and ended per request, which the server under test then
+/// competes with for the same cores. Without one, an address such as
+/// `127.0.0.1:port` is resolved in place, by parsing it.
+pub fn agent() -> ureq::Agent {
+    let step = Some(Duration::from_secs(60));
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_send_request(step)
+        .timeout_send_body(step)
+        .timeout_recv_response(step)
+        .timeout_recv_body(step)
+        .build()
+        .into()
+}
+
 /// Sends request `i` with the given connection and returns the answer's
 /// status (0 when no answer came).
 pub type Sender = Arc<dyn Fn(&ureq::Agent, u64) -> u16 + Send + Sync>;
@@ -86,11 +107,7 @@ pub fn open_loop(load: &Load, send: Sender, mut tick: impl FnMut(Duration)) -> R
     for _ in 0..load.concurrency.max(1) {
         let (next, stop, send) = (next.clone(), stop.clone(), send.clone());
         threads.push(std::thread::spawn(move || {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(60)))
-                .build()
-                .into();
+            let agent = agent();
             let mut seen: Vec<(u16, f64, Duration)> = Vec::new();
             let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
@@ -198,6 +215,17 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_load_client_resolves_in_place_and_still_times_out() {
+        let t = agent().config().timeouts();
+        // Any of these makes ureq resolve every request in a new thread.
+        assert_eq!((t.global, t.per_call, t.resolve), (None, None, None));
+        // And a server that stops answering still ends the request.
+        for step in [t.connect, t.send_request, t.recv_response, t.recv_body] {
+            assert!(step.is_some_and(|d| d <= Duration::from_secs(60)), "{t:?}");
+        }
     }
 
     #[test]

@@ -10,8 +10,12 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// How often the epoch advances: the granularity of deadlines.
-pub const TICK: Duration = Duration::from_millis(1);
+/// How often the epoch advances: the granularity of deadlines (a call
+/// is stopped within one tick after its deadline). Spin's default too.
+/// Every tick wakes the ticker thread, which takes a core from whatever
+/// runs there — at 1 ms that was a thousand interruptions a second of
+/// the threads doing the work, for deadlines of a second.
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// Per-call limits applied to every component instance.
 #[derive(Debug, Clone)]

@@ -73,10 +73,17 @@ struct State {
     limit: i64,
     /// Pages handed out and not returned yet.
     out: usize,
-    /// Maps grown in place, reservations made, and shrinks seen.
+    /// The file's size when it was last asked (`fstat`). A page past the
+    /// map but within this size is in the file — it has grown by less
+    /// than [`EXTEND_STEP`] — and is read as usual without asking again:
+    /// the newest pages are the hottest, and every fetch of one asked.
+    seen: usize,
+    /// Maps grown in place, reservations made, shrinks seen, and sizes
+    /// asked.
     extended: u64,
     reservations: u64,
     shrunk: u64,
+    sizes: u64,
 }
 
 struct Shim {
@@ -187,14 +194,17 @@ fn page_size() -> usize {
 
 impl State {
     /// The file's size now, from the shim's descriptor.
-    fn file_size(&self) -> Option<usize> {
+    fn file_size(&mut self) -> Option<usize> {
         // SAFETY: `stat` is written by `fstat` before it is read.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        self.sizes += 1;
         // SAFETY: `fd` is the shim's open descriptor.
         if self.fd < 0 || unsafe { libc::fstat(self.fd, &mut stat) } != 0 {
+            self.seen = 0;
             return None;
         }
-        usize::try_from(stat.st_size).ok()
+        self.seen = usize::try_from(stat.st_size).unwrap_or(0);
+        Some(self.seen)
     }
 
     /// How much of a file of `size` bytes may be mapped: whole pages, up
@@ -298,6 +308,7 @@ impl State {
             self.len = keep;
             self.shrunk += 1;
         }
+        self.seen = self.seen.min(size);
     }
 }
 
@@ -343,9 +354,11 @@ unsafe extern "C" fn open(
                 len: 0,
                 limit: 0,
                 out: 0,
+                seen: 0,
                 extended: 0,
                 reservations: 0,
                 shrunk: 0,
+                sizes: 0,
             });
         (*file).pMethods = methods_for(inner);
     }
@@ -421,6 +434,11 @@ unsafe extern "C" fn fetch(
         return ffi::SQLITE_OK;
     };
     let need = at.saturating_add(n).saturating_add(EOF_MARGIN);
+    // Past the map but known to be in the file: too little growth to map
+    // yet, so the page is read as usual (SQLite's page cache, else `xRead`).
+    if need > st.len && at.saturating_add(n) <= st.seen {
+        return ffi::SQLITE_OK;
+    }
     if need <= st.len || st.grow(need) {
         // SAFETY: `at` lies in the mapped part of the reservation.
         unsafe { *out = st.base.add(at).cast() };
@@ -492,6 +510,8 @@ pub(crate) struct Counts {
     pub extended: u64,
     pub reservations: u64,
     pub shrunk: u64,
+    /// Times the file's size was asked.
+    pub sizes: u64,
     /// Bytes mapped now.
     pub len: usize,
 }
@@ -521,6 +541,7 @@ pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<Counts> {
             extended: st.extended,
             reservations: st.reservations,
             shrunk: st.shrunk,
+            sizes: st.sizes,
             len: st.len,
         })
     }
@@ -593,7 +614,40 @@ mod tests {
             assert_eq!(sum(&reader), (rows, (rows - round) * 1_000 + round * 10));
         }
         // Grown by less than a step: the same map, the new pages read.
-        assert_eq!(counts(&reader).unwrap(), first);
+        let c = counts(&reader).unwrap();
+        assert_eq!(
+            (c.extended, c.reservations, c.shrunk, c.len),
+            (first.extended, first.reservations, first.shrunk, first.len)
+        );
+    }
+
+    #[test]
+    fn pages_past_the_map_are_read_without_asking_the_size_each_time() {
+        let (_dir, writer, reader) = setup("mapped-seen");
+        assert_eq!(sum(&reader), (2_000, 2_000_000));
+        // Grown by less than a step, and out of the log: the new pages
+        // come from the file, past the reader's map.
+        fill(&writer, 300, 1_000);
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        assert_eq!(sum(&reader), (2_300, 2_300_000));
+        let before = counts(&reader).unwrap();
+        for _ in 0..20 {
+            assert_eq!(sum(&reader), (2_300, 2_300_000));
+        }
+        let after = counts(&reader).unwrap();
+        // Nothing changed meanwhile: no need to ask again (it was asked
+        // once per page past the map, on every read, before).
+        assert_eq!(after.sizes, before.sizes, "{before:?} → {after:?}");
+        assert_eq!(after.len, before.len);
+        // Grown again, past what was seen: asked, and read correctly.
+        fill(&writer, 300, 1_000);
+        writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        assert_eq!(sum(&reader), (2_600, 2_600_000));
+        assert!(counts(&reader).unwrap().sizes > after.sizes);
     }
 
     #[test]
