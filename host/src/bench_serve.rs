@@ -45,6 +45,20 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// CPU time the process has used so far (all its threads, user and
+/// system), from `/proc`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): the state is
+    // the first, user and system time the 12th and 13th, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace().skip(11);
+    let ticks: u64 = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    // SAFETY: a plain query.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
 /// Kills the child when dropped.
 pub(crate) struct Child(pub(crate) std::process::Child);
 
@@ -254,6 +268,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         crate::load::status_of(r)
     });
     let mut rss: Vec<(f64, u64)> = Vec::new();
+    // The server's CPU time at each tick (seconds since the load began).
+    let mut cpu: Vec<(f64, f64)> = Vec::new();
     let m = crate::load::open_loop(
         &crate::load::Load {
             rate: o.rate / o.batch as f64,
@@ -267,6 +283,9 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             if let Some(kib) = rss_kib(server_pid) {
                 rss.push((elapsed.as_secs_f64(), kib));
             }
+            if let Some(s) = cpu_seconds(server_pid) {
+                cpu.push((elapsed.as_secs_f64(), s));
+            }
         },
     )?;
     let (ok, accepted) = (m.count(200), m.count(202));
@@ -275,6 +294,14 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let measured = m.seconds;
     let warmup = o.warmup;
     let leads_per_s = ((ok + accepted) as f64 * o.batch as f64) / measured;
+    // What the server used while measured: from the end of the warm-up
+    // to the last sample (the load generator's own CPU is not in it).
+    let server_cpu = cpu
+        .iter()
+        .find(|(t, _)| *t >= o.warmup.as_secs_f64())
+        .zip(cpu.last())
+        .filter(|(a, b)| b.0 > a.0)
+        .map(|(a, b)| (b.1 - a.1, b.0 - a.0));
     drop(child);
 
     // The batch pipeline over the same leads, for the ratio.
@@ -360,6 +387,15 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             );
         }
     }
+    if let Some((used, over)) = server_cpu {
+        println!(
+            "  server CPU: {:.2} cores ({:.1} s over {:.1} s) · {:.0} µs per lead done",
+            used / over,
+            used,
+            over,
+            used / over / leads_per_s.max(1e-9) * 1e6
+        );
+    }
     println!(
         "  server memory (anonymous RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
         first as f64 / 1024.0,
@@ -382,4 +418,24 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         leads_per_s / base_run
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_s_cpu_time_is_read_and_grows_with_work() {
+        let me = std::process::id();
+        let before = cpu_seconds(me).expect("this process's CPU time");
+        // Busy for a while: at least one clock tick (10 ms at 100 Hz).
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(120) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let after = cpu_seconds(me).expect("this process's CPU time");
+        assert!(after - before >= 0.05, "{before} → {after}");
+        assert!(cpu_seconds(u32::MAX).is_none());
+    }
 }

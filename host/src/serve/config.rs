@@ -30,6 +30,11 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     /// Most leads processed together (one store transaction).
     pub max_batch: usize,
+    /// Threads that take HTTP requests (parse, check, queue, answer);
+    /// the work itself is done by each tenant's two pipeline threads.
+    /// Default: a quarter of the cores, at least one (see
+    /// [`ServeConfig::http_threads`]).
+    pub http_threads: Option<usize>,
     /// Environment variable holding the HubSpot app's client secret
     /// (`/v1/webhooks/{tenant}/hubspot`); unset or empty turns it off.
     pub hubspot_secret_env: String,
@@ -57,12 +62,24 @@ impl Default for ServeConfig {
             rate_limit_burst: 4_000,
             queue_capacity: 20_000,
             max_batch: 512,
+            http_threads: None,
             hubspot_secret_env: "LEADGATE_HUBSPOT_SECRET".into(),
             webhook_secret_env: "LEADGATE_WEBHOOK_SECRET".into(),
             public_url: String::new(),
             signature_window_ms: leadgate_signature::DEFAULT_WINDOW_MS,
             tick_seconds: 60,
         }
+    }
+}
+
+impl ServeConfig {
+    /// HTTP threads: as configured, else a quarter of `cores`, at least
+    /// one. Taking a request is a small part of its cost — at 500
+    /// requests/s one thread is busy a tenth of the time — and on a small
+    /// machine a second one mostly wakes the first to share its work,
+    /// taking a core from a pipeline thread each time.
+    pub fn http_threads(&self, cores: usize) -> usize {
+        self.http_threads.unwrap_or(cores / 4).max(1)
     }
 }
 
@@ -234,6 +251,11 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
     if serve.queue_capacity == 0 || serve.max_batch == 0 {
         bail!("serve.queue_capacity and serve.max_batch must be at least 1");
     }
+    if let Some(n) = serve.http_threads
+        && !(1..=256).contains(&n)
+    {
+        bail!("serve.http_threads must be from 1 to 256, not {n}");
+    }
     if serve.signature_window_ms <= 0 {
         bail!("serve.signature_window_ms must be positive");
     }
@@ -279,4 +301,26 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_threads_are_a_quarter_of_the_cores_unless_set() {
+        let mut serve = ServeConfig::default();
+        assert_eq!(serve.http_threads(2), 1);
+        assert_eq!(serve.http_threads(1), 1);
+        assert_eq!(serve.http_threads(16), 4);
+        serve.http_threads = Some(3);
+        assert_eq!(serve.http_threads(2), 3);
+        let (crm, review) = (CrmConfig::default(), ReviewConfig::default());
+        assert!(check(&serve, &crm, &review).is_ok());
+        for bad in [0, 257] {
+            serve.http_threads = Some(bad);
+            let e = check(&serve, &crm, &review).unwrap_err().to_string();
+            assert!(e.contains("serve.http_threads") && e.contains(&bad.to_string()), "{e}");
+        }
+    }
 }

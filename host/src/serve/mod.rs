@@ -296,7 +296,11 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
             .spawn(move || background(&shared, handoff))
             .context("cannot start the background thread")?
     };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // The process's own `[serve]`, as `listen` is.
+    let http_threads = config.serve.http_threads(cores);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(http_threads)
         .enable_all()
         .build()
         .context("cannot start the HTTP runtime")?;
