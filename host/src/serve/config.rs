@@ -30,6 +30,10 @@ pub struct ServeConfig {
     pub queue_capacity: usize,
     /// Most leads processed together (one store transaction).
     pub max_batch: usize,
+    /// When requests come closer together than this, a batch waits up to
+    /// this long (from its first request's arrival) for more before it is
+    /// processed; 0 never waits. Requests far apart are never held back.
+    pub batch_wait_ms: u64,
     /// Threads that take HTTP requests (parse, check, queue, answer);
     /// the work itself is done by each tenant's two pipeline threads.
     /// Default: a quarter of the cores, at least one (see
@@ -62,6 +66,7 @@ impl Default for ServeConfig {
             rate_limit_burst: 4_000,
             queue_capacity: 20_000,
             max_batch: 512,
+            batch_wait_ms: 4,
             http_threads: None,
             hubspot_secret_env: "LEADGATE_HUBSPOT_SECRET".into(),
             webhook_secret_env: "LEADGATE_WEBHOOK_SECRET".into(),
@@ -251,6 +256,12 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
     if serve.queue_capacity == 0 || serve.max_batch == 0 {
         bail!("serve.queue_capacity and serve.max_batch must be at least 1");
     }
+    if serve.batch_wait_ms > 1_000 {
+        bail!(
+            "serve.batch_wait_ms must be at most 1000, not {}",
+            serve.batch_wait_ms
+        );
+    }
     if let Some(n) = serve.http_threads
         && !(1..=256).contains(&n)
     {
@@ -320,7 +331,10 @@ mod tests {
         for bad in [0, 257] {
             serve.http_threads = Some(bad);
             let e = check(&serve, &crm, &review).unwrap_err().to_string();
-            assert!(e.contains("serve.http_threads") && e.contains(&bad.to_string()), "{e}");
+            assert!(
+                e.contains("serve.http_threads") && e.contains(&bad.to_string()),
+                "{e}"
+            );
         }
     }
 }
