@@ -25,10 +25,14 @@
 //! the lookup reads (1.7 s at six million entries, measured). When that
 //! would happen more often than once per [`REBUILD_EVERY`] — a batch run
 //! writing into the service's store — the lookups seek every key in
-//! between, as without a filter. A filter that has taken in twice the keys
-//! it was built with is built again at once, larger: that happens only
-//! each time the index doubles. Deleted keys (an erasure) stay in the
-//! filter: a false "maybe", never a miss.
+//! between, as without a filter. A filter that has taken in all the keys
+//! it was sized for grows a layer instead (a scalable Bloom filter): new
+//! keys go into a new filter sized for twice the keys held so far, and a
+//! key may be held if any layer may hold it. Nothing is read again, so
+//! the service does not stop for a second each time the index doubles, as
+//! it did when the whole filter was built again (2026-12-01:
+//! BENCHMARKS.md). Deleted keys (an erasure) stay in the filter: a false
+//! "maybe", never a miss.
 
 use crate::pending_keys::PendingKeys;
 use crate::{StoreError, sql};
@@ -51,17 +55,54 @@ const MIN_CAPACITY: u64 = 1 << 16;
 pub(crate) const COUNT_DIRECT_WRITE: &str =
     "UPDATE match_keys_writes SET direct = direct + 1 WHERE id = 1";
 
+/// One layer of a filter: a Bloom filter sized for `capacity` keys.
+struct Layer {
+    bloom: BloomFilter,
+    /// Keys added to it.
+    keys: u64,
+    capacity: u64,
+}
+
+impl Layer {
+    fn new(capacity: u64) -> Layer {
+        Layer {
+            bloom: BloomFilter::with_num_bits((capacity * BITS_PER_KEY) as usize)
+                .expected_items(capacity as usize),
+            keys: 0,
+            capacity,
+        }
+    }
+}
+
 /// A filter built from the table.
 struct Built {
-    bloom: BloomFilter,
+    /// The first built from the table; each later one sized for twice
+    /// the keys of all before it. New keys go into the last.
+    layers: Vec<Layer>,
     /// `match_keys_writes.direct` it was built at.
     direct: i64,
     /// The highest `match_keys_new` row id whose keys it holds.
     seen: i64,
-    /// Keys added (entries of `match_keys` at build, pending keys since).
-    keys: u64,
-    /// Keys it was sized for: past them it is built again, larger.
-    capacity: u64,
+    /// The fewest keys a layer is sized for.
+    min_capacity: u64,
+}
+
+impl Built {
+    fn insert(&mut self, key: i64) {
+        let held: u64 = self.layers.iter().map(|l| l.keys).sum();
+        if self.layers.last().is_none_or(|l| l.keys >= l.capacity) {
+            self.layers
+                .push(Layer::new((held * 2).max(self.min_capacity)));
+        }
+        if let Some(l) = self.layers.last_mut() {
+            l.bloom.insert(&key);
+            l.keys += 1;
+        }
+    }
+
+    fn contains(&self, key: i64) -> bool {
+        self.layers.iter().any(|l| l.bloom.contains(&key))
+    }
 }
 
 /// The filter of one connection: built, or not usable until it is built
@@ -118,23 +159,19 @@ impl KeyFilter {
             self.built = None;
             return Ok(());
         };
-        let full = match &mut self.built {
-            Some(b) if b.direct == direct && !gap(conn, b.seen, first)? => {
-                for k in pending.keys_after(b.seen) {
-                    b.bloom.insert(&k);
-                    b.keys += 1;
-                }
-                b.seen = b.seen.max(pending.seen());
-                if b.keys <= b.capacity {
-                    return Ok(());
-                }
-                true
+        if let Some(b) = &mut self.built
+            && b.direct == direct
+            && !gap(conn, b.seen, first)?
+        {
+            for k in pending.keys_after(b.seen) {
+                b.insert(k);
             }
-            _ => false,
-        };
+            b.seen = b.seen.max(pending.seen());
+            return Ok(());
+        }
         self.built = None;
-        // Stale (not full) again soon after a build: not used for a while.
-        if !full && self.at.is_some_and(|at| at.elapsed() < self.every) {
+        // Stale again soon after a build: not used for a while.
+        if self.at.is_some_and(|at| at.elapsed() < self.every) {
             return Ok(());
         }
         self.build(conn, pending, direct)
@@ -153,9 +190,7 @@ impl KeyFilter {
             .query_row("SELECT COUNT(*) FROM match_keys", [], |r| r.get(0))
             .map_err(sql("count match keys"))?;
         let held = entries.max(0) as u64 + pending.key_count() as u64;
-        let capacity = (held * 2).max(self.min_capacity);
-        let mut bloom = BloomFilter::with_num_bits((capacity * BITS_PER_KEY) as usize)
-            .expected_items(capacity as usize);
+        let mut first = Layer::new((held * 2).max(self.min_capacity));
         let mut stmt = conn
             .prepare("SELECT key FROM match_keys")
             .map_err(sql("read match keys"))?;
@@ -165,20 +200,21 @@ impl KeyFilter {
             let key: i64 = r.get(0).map_err(sql("read match keys"))?;
             // In key order: a key's entries are together.
             if last != Some(key) {
-                bloom.insert(&key);
+                first.bloom.insert(&key);
+                first.keys += 1;
                 last = Some(key);
             }
         }
-        for k in pending.keys_after(0) {
-            bloom.insert(&k);
-        }
-        self.built = Some(Built {
-            bloom,
+        let mut built = Built {
+            layers: vec![first],
             direct,
             seen: pending.seen(),
-            keys: held,
-            capacity,
-        });
+            min_capacity: self.min_capacity,
+        };
+        for k in pending.keys_after(0) {
+            built.insert(k);
+        }
+        self.built = Some(built);
         self.builds += 1;
         Ok(())
     }
@@ -186,7 +222,7 @@ impl KeyFilter {
     /// Whether `key` may be in `match_keys`: false only for a key that
     /// certainly is not. True whenever the filter is not usable.
     pub(crate) fn may_hold(&self, key: i64) -> bool {
-        self.built.as_ref().is_none_or(|b| b.bloom.contains(&key))
+        self.built.as_ref().is_none_or(|b| b.contains(key))
     }
 
     /// Whether the filter is usable now (for tests and logs).
@@ -197,6 +233,11 @@ impl KeyFilter {
     /// Times it was built (for tests and logs).
     pub(crate) fn builds(&self) -> u64 {
         self.builds
+    }
+
+    /// Layers it has grown to (0 when not usable).
+    pub(crate) fn layers(&self) -> usize {
+        self.built.as_ref().map_or(0, |b| b.layers.len())
     }
 
     /// Forgets what it holds: it is built again at the next lookup, or

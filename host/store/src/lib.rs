@@ -988,13 +988,14 @@ impl Store {
         &self.path
     }
 
-    /// Whether the key filter is on and usable now, and how many times it
-    /// was built (`None`: [`Store::filter_match_keys`] was not called).
-    pub fn key_filter_state(&self) -> Option<(bool, u64)> {
+    /// Whether the key filter is on and usable now, how many times it was
+    /// built, and how many layers it has grown to (`None`:
+    /// [`Store::filter_match_keys`] was not called).
+    pub fn key_filter_state(&self) -> Option<(bool, u64, usize)> {
         self.filter
             .borrow()
             .as_ref()
-            .map(|f| (f.usable(), f.builds()))
+            .map(|f| (f.usable(), f.builds(), f.layers()))
     }
 
     /// Leaves write-ahead-log checkpoints to [`Store::checkpoint`] (the
