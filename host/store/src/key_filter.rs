@@ -89,8 +89,8 @@ struct Built {
 
 impl Built {
     fn insert(&mut self, key: i64) {
-        let held: u64 = self.layers.iter().map(|l| l.keys).sum();
         if self.layers.last().is_none_or(|l| l.keys >= l.capacity) {
+            let held: u64 = self.layers.iter().map(|l| l.keys).sum();
             self.layers
                 .push(Layer::new((held * 2).max(self.min_capacity)));
         }
