@@ -135,9 +135,11 @@ impl Runtime {
         &self.engine
     }
 
-    /// Epoch ticks for a deadline (at least one).
+    /// Epoch ticks for a deadline: whole ticks, rounded up, plus one —
+    /// the epoch may advance just after the deadline is set, so a call
+    /// gets between `n - 1` and `n` ticks, never less than its deadline.
     pub(crate) fn ticks(&self, deadline: Duration) -> u64 {
-        (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1
+        (deadline.as_micros().div_ceil(TICK.as_micros())).max(1) as u64 + 1
     }
 }
 
@@ -196,7 +198,10 @@ mod tests {
     #[test]
     fn deadlines_round_up_to_whole_ticks_plus_one() {
         let rt = Runtime::new(Limits::default(), None).unwrap();
-        assert_eq!(rt.ticks(Duration::from_millis(200)), 201);
+        let tick = TICK.as_millis() as u64;
+        assert_eq!(rt.ticks(Duration::from_millis(20 * tick)), 21);
+        // Not a whole number of ticks: rounded up, never stopped early.
+        assert_eq!(rt.ticks(Duration::from_millis(20 * tick + 1)), 22);
         assert_eq!(rt.ticks(Duration::from_micros(10)), 2, "never zero");
     }
 
