@@ -11,7 +11,8 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances: the granularity of deadlines (a call
-/// is stopped within one tick after its deadline). Spin's default too.
+/// is stopped no sooner than its deadline and at most two ticks after
+/// it, see `Runtime::ticks`). Spin's default too.
 /// Every tick wakes the ticker thread, which takes a core from whatever
 /// runs there — at 1 ms that was a thousand interruptions a second of
 /// the threads doing the work, for deadlines of a second.
