@@ -143,8 +143,10 @@ impl<'a> Stage<'a> {
             .iter()
             .map(|h| h.as_ref().ok().cloned().unwrap_or_default())
             .collect();
+        let started = std::time::Instant::now();
         let stored =
             store.candidates_for_each(&self.tenant, &lookups, self.per_key, self.max_candidates)?;
+        let fetched = started.elapsed();
         for (i, ((lead, hashes), stored)) in leads.iter().zip(hashed).zip(stored).enumerate() {
             let hashes = match hashes {
                 Ok(h) => h,
@@ -225,7 +227,17 @@ impl<'a> Stage<'a> {
         // Few pairs (one lead from a form or a webhook): the evidence comes
         // with the first call, saving a second one.
         let explain_all = pairs.len() <= EXPLAIN_ALL;
+        let compared_at = std::time::Instant::now();
         let mut results = self.matcher.compare(&pool_refs, &pairs, explain_all, now);
+        tracing::debug!(
+            leads = leads.len(),
+            keys = lookups.iter().map(Vec::len).sum::<usize>(),
+            pool = pool.len(),
+            pairs = pairs.len(),
+            fetch_ms = fetched.as_secs_f64() * 1e3,
+            compare_ms = compared_at.elapsed().as_secs_f64() * 1e3,
+            "candidates compared"
+        );
         // The best candidate of each lead.
         let mut best: Vec<Option<(f64, usize)>> = vec![None; leads.len()];
         for (k, ((i, _), result)) in owners.iter().zip(&results).enumerate() {

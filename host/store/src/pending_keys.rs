@@ -58,7 +58,9 @@ pub(crate) struct PendingKeys {
     /// are most of its use — on the front, every lead's every key — and
     /// an ordered set's were 4–5 % of the front's time. Folding, which
     /// wants a slice's keys, keeps lists of its own (`unfolded`).
-    by_key: HashMap<i64, Vec<(i64, i64)>>,
+    /// Oldest first, so the rows leaving (always the oldest) leave from the
+    /// front: a common key's list is not shifted for every row dropped.
+    by_key: HashMap<i64, VecDeque<(i64, i64)>>,
     /// Per slice, the rows folded into `match_keys`: those up to this id
     /// (empty until the writer folds).
     folded: Vec<i64>,
@@ -145,7 +147,7 @@ impl PendingKeys {
             let blob: Vec<u8> = r.get(2).map_err(sql("read pending match keys"))?;
             let keys = unpack(id, &blob)?;
             for k in &keys {
-                self.by_key.entry(*k).or_default().push((id, lead));
+                self.by_key.entry(*k).or_default().push_back((id, lead));
                 if let Some(list) = self.unfolded.get_mut(slice_of(*k) as usize) {
                     list.push((*k, lead));
                 }
@@ -183,7 +185,9 @@ impl PendingKeys {
             for k in row.keys {
                 if let Some(entries) = self.by_key.get_mut(&k) {
                     // The oldest of the key's entries: at the front.
-                    if let Some(i) = entries.iter().position(|(id, _)| *id == row.id) {
+                    if entries.front().is_some_and(|(id, _)| *id == row.id) {
+                        entries.pop_front();
+                    } else if let Some(i) = entries.iter().position(|(id, _)| *id == row.id) {
                         entries.remove(i);
                     }
                     if entries.is_empty() {
@@ -288,6 +292,47 @@ mod tests {
             assert_eq!((slice_of(slice(s).0), slice_of(slice(s).1)), (s, s));
         }
         assert_eq!(unsigned(-1) >> SLICE_SHIFT, SLICES / 2 - 1);
+    }
+
+    /// Rows as `refresh` would read them, without a database.
+    fn hold(p: &mut PendingKeys, id: i64, lead: i64, keys: &[i64]) {
+        for k in keys {
+            p.by_key.entry(*k).or_default().push_back((id, lead));
+        }
+        p.rows.push_back(Row {
+            id,
+            lead,
+            keys: keys.to_vec(),
+        });
+        p.seen = id;
+    }
+
+    #[test]
+    fn dropped_rows_leave_every_key_they_held_and_nothing_else() {
+        let mut p = PendingKeys::default();
+        // A common key on every row; row 3 carries key 7 twice (two of
+        // its blocking keys hashed alike).
+        for id in 1..=1000 {
+            let keys: Vec<i64> = if id == 3 {
+                vec![42, 7, 7]
+            } else {
+                vec![42, id * 100]
+            };
+            hold(&mut p, id, id + 10, &keys);
+        }
+        assert_eq!(p.newest(42, 3), vec![1010, 1009, 1008]);
+        assert_eq!(p.newest(7, 5), vec![13]);
+        p.drop_below(501);
+        assert_eq!(p.len(), 500);
+        assert_eq!(p.by_key[&42].len(), 500);
+        assert_eq!(p.by_key[&42].front(), Some(&(501, 511)));
+        assert!(!p.by_key.contains_key(&7), "both entries of row 3 dropped");
+        assert!(!p.by_key.contains_key(&100));
+        assert_eq!(p.newest(500 * 100, 1), Vec::<i64>::new());
+        assert_eq!(p.newest(501 * 100, 1), vec![511]);
+        assert_eq!(p.newest(42, 2), vec![1010, 1009]);
+        p.drop_below(1001);
+        assert!(p.by_key.is_empty() && p.len() == 0);
     }
 
     #[test]
