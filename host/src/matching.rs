@@ -58,7 +58,9 @@ pub struct Stage<'a> {
     /// been forgotten since).
     recent: std::collections::VecDeque<Recent>,
     base: usize,
-    index: HashMap<i64, Vec<usize>>,
+    /// By key hash, with a per-process random seed (`foldhash`; see
+    /// `leadgate_store`'s pending keys).
+    index: HashMap<i64, Vec<usize>, foldhash::fast::RandomState>,
 }
 
 /// A candidate for one lead: where it lives in the compare pool and what
@@ -94,7 +96,7 @@ impl<'a> Stage<'a> {
             max_candidates,
             recent: std::collections::VecDeque::new(),
             base: 0,
-            index: HashMap::new(),
+            index: HashMap::default(),
         }
     }
 

@@ -60,7 +60,12 @@ pub(crate) struct PendingKeys {
     /// wants a slice's keys, keeps lists of its own (`unfolded`).
     /// Oldest first, so the rows leaving (always the oldest) leave from the
     /// front: a common key's list is not shifted for every row dropped.
-    by_key: HashMap<i64, VecDeque<(i64, i64)>>,
+    /// Hashed with a per-process random seed (the keys are FNV hashes of
+    /// what clients send, so a fixed hash would let a client make them
+    /// collide) by `foldhash`: a key comes and goes once per lead and is
+    /// looked up for every lead, and the standard library's SipHash was
+    /// most of the rows' upkeep.
+    by_key: HashMap<i64, VecDeque<(i64, i64)>, foldhash::fast::RandomState>,
     /// Per slice, the rows folded into `match_keys`: those up to this id
     /// (empty until the writer folds).
     folded: Vec<i64>,
