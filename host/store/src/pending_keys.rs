@@ -150,17 +150,21 @@ impl PendingKeys {
             let id: i64 = r.get(0).map_err(sql("read pending match keys"))?;
             let lead: i64 = r.get(1).map_err(sql("read pending match keys"))?;
             let blob: Vec<u8> = r.get(2).map_err(sql("read pending match keys"))?;
-            let keys = unpack(id, &blob)?;
-            for k in &keys {
-                self.by_key.entry(*k).or_default().push_back((id, lead));
-                if let Some(list) = self.unfolded.get_mut(slice_of(*k) as usize) {
-                    list.push((*k, lead));
-                }
-            }
-            self.rows.push_back(Row { id, lead, keys });
-            self.seen = id;
+            self.hold(id, lead, unpack(id, &blob)?);
         }
         Ok(first.or(self.rows.front().map(|r| r.id)))
+    }
+
+    /// Holds row `id` (the newest yet) of lead `lead` with `keys`.
+    fn hold(&mut self, id: i64, lead: i64, keys: Vec<i64>) {
+        for k in &keys {
+            self.by_key.entry(*k).or_default().push_back((id, lead));
+            if let Some(list) = self.unfolded.get_mut(slice_of(*k) as usize) {
+                list.push((*k, lead));
+            }
+        }
+        self.rows.push_back(Row { id, lead, keys });
+        self.seen = id;
     }
 
     /// The highest row id read.
@@ -299,19 +303,6 @@ mod tests {
         assert_eq!(unsigned(-1) >> SLICE_SHIFT, SLICES / 2 - 1);
     }
 
-    /// Rows as `refresh` would read them, without a database.
-    fn hold(p: &mut PendingKeys, id: i64, lead: i64, keys: &[i64]) {
-        for k in keys {
-            p.by_key.entry(*k).or_default().push_back((id, lead));
-        }
-        p.rows.push_back(Row {
-            id,
-            lead,
-            keys: keys.to_vec(),
-        });
-        p.seen = id;
-    }
-
     #[test]
     fn dropped_rows_leave_every_key_they_held_and_nothing_else() {
         let mut p = PendingKeys::default();
@@ -323,7 +314,7 @@ mod tests {
             } else {
                 vec![42, id * 100]
             };
-            hold(&mut p, id, id + 10, &keys);
+            p.hold(id, id + 10, keys);
         }
         assert_eq!(p.newest(42, 3), vec![1010, 1009, 1008]);
         assert_eq!(p.newest(7, 5), vec![13]);
