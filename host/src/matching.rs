@@ -58,9 +58,7 @@ pub struct Stage<'a> {
     /// been forgotten since).
     recent: std::collections::VecDeque<Recent>,
     base: usize,
-    /// By key hash, with a per-process random seed (`foldhash`; see
-    /// `leadgate_store`'s pending keys).
-    index: HashMap<i64, Vec<usize>, foldhash::fast::RandomState>,
+    index: leadgate_store::KeyMap<Vec<usize>>,
 }
 
 /// A candidate for one lead: where it lives in the compare pool and what

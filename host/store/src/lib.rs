@@ -66,7 +66,7 @@ pub use key_filter::REBUILD_EVERY as KEY_FILTER_REBUILD_EVERY;
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
 };
-pub use pending_keys::DEFAULT_CYCLE_LEADS;
+pub use pending_keys::{DEFAULT_CYCLE_LEADS, KeyMap};
 
 use leadgate_lead::{Issue, Lead, Severity, Verdict};
 use rusqlite::{Connection, OptionalExtension, params};

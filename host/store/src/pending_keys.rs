@@ -38,6 +38,13 @@ pub const DEFAULT_CYCLE_LEADS: usize = 16_384;
 /// writes its keys, and how a deferring writer folds them.
 pub(crate) const INSERT_KEY: &str = "INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)";
 
+/// A map keyed by match-key hashes. They are FNV hashes of what clients
+/// send, so a fixed hash of them would let a client make them collide:
+/// `foldhash`, seeded at random per process. A key comes and goes once per
+/// lead and is looked up for every lead; with the standard library's
+/// SipHash its upkeep here took twice the time.
+pub type KeyMap<V> = HashMap<i64, V, foldhash::fast::RandomState>;
+
 /// One `match_keys_new` row.
 struct Row {
     id: i64,
@@ -60,12 +67,7 @@ pub(crate) struct PendingKeys {
     /// wants a slice's keys, keeps lists of its own (`unfolded`).
     /// Oldest first, so the rows leaving (always the oldest) leave from the
     /// front: a common key's list is not shifted for every row dropped.
-    /// Hashed with a per-process random seed (the keys are FNV hashes of
-    /// what clients send, so a fixed hash would let a client make them
-    /// collide) by `foldhash`: a key comes and goes once per lead and is
-    /// looked up for every lead, and the standard library's SipHash was
-    /// most of the rows' upkeep.
-    by_key: HashMap<i64, VecDeque<(i64, i64)>, foldhash::fast::RandomState>,
+    by_key: KeyMap<VecDeque<(i64, i64)>>,
     /// Per slice, the rows folded into `match_keys`: those up to this id
     /// (empty until the writer folds).
     folded: Vec<i64>,
