@@ -443,19 +443,21 @@ impl Store {
         record: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
+        // Once per merged lead of a batch: the statements are kept.
         match record {
             Some(json) => self
                 .conn
-                .execute(
+                .prepare_cached(
                     "INSERT INTO golden (id, tenant, record, updated_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                    params![master, tenant, json, now],
                 )
+                .and_then(|mut s| s.execute(params![master, tenant, json, now]))
                 .map(|_| ())
                 .map_err(sql("write golden record")),
             None => self
                 .conn
-                .execute("DELETE FROM golden WHERE id = ?1", [master])
+                .prepare_cached("DELETE FROM golden WHERE id = ?1")
+                .and_then(|mut s| s.execute([master]))
                 .map(|_| ())
                 .map_err(sql("remove golden record")),
         }

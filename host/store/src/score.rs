@@ -309,13 +309,13 @@ impl Store {
     pub fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
         // Nothing waits: the key index is left for when something does
         // (indexing many leads at once touches fewer of its pages).
+        // Asked once per recorded batch: the statement is kept.
         let waiting: bool = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE tenant = ?1 AND lead_id IS NULL)",
-                [tenant],
-                |r| r.get(0),
             )
+            .and_then(|mut s| s.query_row([tenant], |r| r.get(0)))
             .map_err(sql("look for unattached events"))?;
         if !waiting {
             return Ok(BTreeSet::new());
