@@ -49,14 +49,94 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// system), from `/proc`.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): the state is
-    // the first, user and system time the 12th and 13th, in clock ticks.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut f = rest.split_whitespace().skip(11);
-    let ticks: u64 = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    let (_, ticks) = name_and_ticks(&stat)?;
+    Some(ticks as f64 / ticks_per_second()?)
+}
+
+/// The name and the CPU time (user and system, in clock ticks) in a
+/// process's or a thread's `stat` line.
+fn name_and_ticks(stat: &str) -> Option<(&str, u64)> {
+    // The name is in parentheses and may hold spaces or parentheses; after
+    // it the state is the first field, user and system time the 12th and
+    // 13th.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    let mut f = stat.get(close + 2..)?.split_whitespace().skip(11);
+    let ticks = f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?;
+    Some((name, ticks))
+}
+
+fn ticks_per_second() -> Option<f64> {
     // SAFETY: a plain query.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks as f64 / hz as f64)
+    (hz > 0).then_some(hz as f64)
+}
+
+/// What the server's threads do, by the names `leadgate serve` gives them.
+const ROLES: [&str; 5] = ["front", "record", "background", "HTTP", "other"];
+
+fn role_of(thread: &str) -> usize {
+    if thread.starts_with("pipeline-") {
+        0
+    } else if thread.starts_with("record-") {
+        1
+    } else if thread == "background" {
+        2
+    } else if thread.starts_with("tokio-rt") {
+        3
+    } else {
+        4
+    }
+}
+
+/// CPU seconds each role's threads have used so far ([`ROLES`]; threads
+/// that have ended are not counted).
+fn cpu_by_role(pid: u32) -> Option<[f64; ROLES.len()]> {
+    let hz = ticks_per_second()?;
+    let mut out = [0.0; ROLES.len()];
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        // A thread may end between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        if let Some((name, ticks)) = name_and_ticks(&stat) {
+            out[role_of(name)] += ticks as f64 / hz;
+        }
+    }
+    Some(out)
+}
+
+/// Each role's CPU between the samples at `from` and `to` seconds (the
+/// first sample at or after each).
+fn roles_between(
+    samples: &[(f64, [f64; ROLES.len()])],
+    from: f64,
+    to: f64,
+) -> Option<[f64; ROLES.len()]> {
+    let a = samples.iter().find(|(t, _)| *t >= from)?;
+    let b = samples.iter().find(|(t, _)| *t >= to).or(samples.last())?;
+    (b.0 > a.0).then(|| std::array::from_fn(|i| b.1[i] - a.1[i]))
+}
+
+/// `front 0.65 · record 0.69 · ...`: each role's share, by `per`.
+fn roles_text(used: &[f64; ROLES.len()], per: f64, unit: &str) -> String {
+    ROLES
+        .iter()
+        .zip(used)
+        .filter(|(_, u)| **u > 0.0)
+        .map(|(r, u)| {
+            format!(
+                "{r} {:.*}{unit}",
+                if unit.is_empty() { 2 } else { 0 },
+                u / per
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// Kills the child when dropped.
@@ -276,6 +356,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let mut rss: Vec<(f64, u64)> = Vec::new();
     // The server's CPU time at each tick (seconds since the load began).
     let mut cpu: Vec<(f64, f64)> = Vec::new();
+    // And each kind of thread's, to see which one the time goes to.
+    let mut threads: Vec<(f64, [f64; ROLES.len()])> = Vec::new();
     let m = crate::load::open_loop(
         &crate::load::Load {
             rate: o.rate / o.batch as f64,
@@ -291,6 +373,9 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             }
             if let Some(s) = cpu_seconds(server_pid) {
                 cpu.push((elapsed.as_secs_f64(), s));
+            }
+            if let Some(t) = cpu_by_role(server_pid) {
+                threads.push((elapsed.as_secs_f64(), t));
             }
         },
     )?;
@@ -374,15 +459,24 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         // A long run, window by window: where a backlog builds, and
         // whether it drains.
         let width = (o.duration.as_secs_f64() / 10.0).round().max(10.0);
-        println!("  by when requests were due ({width:.0} s windows):");
+        println!(
+            "  by when requests were due ({width:.0} s windows; server CPU per lead due by thread):"
+        );
         for w in crate::load::windows(&m.timeline, width) {
             let mem = rss
                 .iter()
                 .find(|(t, _)| *t >= warmup.as_secs_f64() + w.from + width)
                 .or(rss.last())
                 .map_or(0.0, |r| r.1 as f64 / 1024.0);
+            let from = warmup.as_secs_f64() + w.from;
+            let by_thread = roles_between(&threads, from, from + width)
+                .map(|used| {
+                    let leads = (w.requests * o.batch).max(1) as f64;
+                    format!(" · {}", roles_text(&used, leads / 1e6, " µs"))
+                })
+                .unwrap_or_default();
             println!(
-                "    {:>4.0}–{:<4.0} s: {:>5} requests · p50 {:>8.2} ms · p99 {:>8.2} ms · max {:>8.2} ms · memory {:>6.1} MiB",
+                "    {:>4.0}–{:<4.0} s: {:>5} requests · p50 {:>8.2} ms · p99 {:>8.2} ms · max {:>8.2} ms · memory {:>6.1} MiB{by_thread}",
                 w.from,
                 w.from + width,
                 w.requests,
@@ -401,6 +495,9 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             over,
             used / over / leads_per_s.max(1e-9) * 1e6
         );
+        if let Some(split) = roles_between(&threads, warmup.as_secs_f64(), f64::INFINITY) {
+            println!("    by thread (cores): {}", roles_text(&split, over, ""));
+        }
     }
     println!(
         "  server memory (anonymous RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
@@ -447,5 +544,56 @@ mod tests {
         }
         assert!(after - before >= 0.05, "{before} → {after}");
         assert!(cpu_seconds(u32::MAX).is_none());
+        // This thread is in the process's split ("other": it is not one of
+        // the server's), and the split adds up to the process's time.
+        let split = cpu_by_role(me).expect("this process's threads");
+        assert!(split[ROLES.len() - 1] > 0.0, "{split:?}");
+        let total = cpu_seconds(me).expect("this process's CPU time");
+        let sum: f64 = split.iter().sum();
+        assert!(sum <= total + 0.05, "threads {sum} > process {total}");
+        assert!(cpu_by_role(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_stat_line_gives_the_name_and_the_cpu_ticks() {
+        // A thread named with a space and a parenthesis: 7 + 3 ticks.
+        let line = "42 (record-a) b) S 1 42 42 0 -1 4194368 100 0 0 0 7 3 0 0 20 0 9 0 5";
+        assert_eq!(name_and_ticks(line), Some(("record-a) b", 10)));
+        assert_eq!(name_and_ticks("42 (x) S 1"), None);
+        assert_eq!(name_and_ticks("no name at all"), None);
+    }
+
+    #[test]
+    fn threads_are_told_apart_by_the_names_serve_gives_them() {
+        let role = |n: &str| ROLES[role_of(n)];
+        assert_eq!(role("pipeline-demo"), "front");
+        assert_eq!(role("record-demo"), "record");
+        assert_eq!(role("background"), "background");
+        assert_eq!(role("tokio-rt-worker"), "HTTP");
+        assert_eq!(role("leadgate-epoch"), "other");
+        assert_eq!(role("leadgate"), "other");
+    }
+
+    #[test]
+    fn each_role_s_time_between_two_moments_is_split_per_lead() {
+        let samples = vec![
+            (0.0, [0.0, 0.0, 0.0, 0.0, 0.0]),
+            (5.0, [1.0, 2.0, 0.0, 0.5, 0.0]),
+            (15.0, [3.0, 3.0, 0.2, 1.0, 0.0]),
+        ];
+        let used = roles_between(&samples, 5.0, 15.0).expect("two samples");
+        assert_eq!(used, [2.0, 1.0, 0.2, 0.5, 0.0]);
+        // 10,000 leads: 200 µs a lead at the front.
+        assert_eq!(
+            roles_text(&used, 10_000.0 / 1e6, " µs"),
+            "front 200 µs · record 100 µs · background 20 µs · HTTP 50 µs"
+        );
+        assert_eq!(
+            roles_text(&used, 10.0, ""),
+            "front 0.20 · record 0.10 · background 0.02 · HTTP 0.05"
+        );
+        // Past the last sample: up to it. Nothing after `from`: nothing.
+        assert!(roles_between(&samples, 5.0, 99.0).is_some());
+        assert!(roles_between(&samples, 16.0, 20.0).is_none());
     }
 }
