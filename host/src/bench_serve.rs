@@ -110,16 +110,36 @@ fn cpu_by_role(pid: u32) -> Option<[f64; ROLES.len()]> {
     Some(out)
 }
 
-/// Each role's CPU between the samples at `from` and `to` seconds (the
-/// first sample at or after each).
-fn roles_between(
-    samples: &[(f64, [f64; ROLES.len()])],
-    from: f64,
-    to: f64,
-) -> Option<[f64; ROLES.len()]> {
-    let a = samples.iter().find(|(t, _)| *t >= from)?;
-    let b = samples.iter().find(|(t, _)| *t >= to).or(samples.last())?;
-    (b.0 > a.0).then(|| std::array::from_fn(|i| b.1[i] - a.1[i]))
+/// The server's CPU time so far, `at` seconds since the load began: the
+/// process's (every thread's, those ended too) and each role's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cpu {
+    at: f64,
+    total: f64,
+    roles: [f64; ROLES.len()],
+}
+
+impl Cpu {
+    fn read(pid: u32, at: f64) -> Option<Cpu> {
+        Some(Cpu {
+            at,
+            total: cpu_seconds(pid)?,
+            roles: cpu_by_role(pid)?,
+        })
+    }
+}
+
+/// What was used between the samples at `from` and `to` seconds (the
+/// first sample at or after each; the last one past the end), with `at`
+/// the time between them.
+fn used_between(samples: &[Cpu], from: f64, to: f64) -> Option<Cpu> {
+    let a = samples.iter().find(|c| c.at >= from)?;
+    let b = samples.iter().find(|c| c.at >= to).or(samples.last())?;
+    (b.at > a.at).then(|| Cpu {
+        at: b.at - a.at,
+        total: b.total - a.total,
+        roles: std::array::from_fn(|i| b.roles[i] - a.roles[i]),
+    })
 }
 
 /// `front 0.65 · record 0.69 · ...`: each role's share, by `per`.
@@ -354,10 +374,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         crate::load::status_of(r)
     });
     let mut rss: Vec<(f64, u64)> = Vec::new();
-    // The server's CPU time at each tick (seconds since the load began).
-    let mut cpu: Vec<(f64, f64)> = Vec::new();
-    // And each kind of thread's, to see which one the time goes to.
-    let mut threads: Vec<(f64, [f64; ROLES.len()])> = Vec::new();
+    // The server's CPU time at each tick, in all and by kind of thread.
+    let mut cpu: Vec<Cpu> = Vec::new();
     let m = crate::load::open_loop(
         &crate::load::Load {
             rate: o.rate / o.batch as f64,
@@ -371,11 +389,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             if let Some(kib) = rss_kib(server_pid) {
                 rss.push((elapsed.as_secs_f64(), kib));
             }
-            if let Some(s) = cpu_seconds(server_pid) {
-                cpu.push((elapsed.as_secs_f64(), s));
-            }
-            if let Some(t) = cpu_by_role(server_pid) {
-                threads.push((elapsed.as_secs_f64(), t));
+            if let Some(c) = Cpu::read(server_pid, elapsed.as_secs_f64()) {
+                cpu.push(c);
             }
         },
     )?;
@@ -387,12 +402,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let leads_per_s = ((ok + accepted) as f64 * o.batch as f64) / measured;
     // What the server used while measured: from the end of the warm-up
     // to the last sample (the load generator's own CPU is not in it).
-    let server_cpu = cpu
-        .iter()
-        .find(|(t, _)| *t >= o.warmup.as_secs_f64())
-        .zip(cpu.last())
-        .filter(|(a, b)| b.0 > a.0)
-        .map(|(a, b)| (b.1 - a.1, b.0 - a.0));
+    let server_cpu = used_between(&cpu, o.warmup.as_secs_f64(), f64::INFINITY);
     drop(child);
 
     // The batch pipeline over the same leads, for the ratio.
@@ -469,10 +479,10 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
                 .or(rss.last())
                 .map_or(0.0, |r| r.1 as f64 / 1024.0);
             let from = warmup.as_secs_f64() + w.from;
-            let by_thread = roles_between(&threads, from, from + width)
+            let by_thread = used_between(&cpu, from, from + width)
                 .map(|used| {
                     let leads = (w.requests * o.batch).max(1) as f64;
-                    format!(" · {}", roles_text(&used, leads / 1e6, " µs"))
+                    format!(" · {}", roles_text(&used.roles, leads / 1e6, " µs"))
                 })
                 .unwrap_or_default();
             println!(
@@ -487,7 +497,12 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             );
         }
     }
-    if let Some((used, over)) = server_cpu {
+    if let Some(Cpu {
+        at: over,
+        total: used,
+        roles,
+    }) = server_cpu
+    {
         println!(
             "  server CPU: {:.2} cores ({:.1} s over {:.1} s) · {:.0} µs per lead done",
             used / over,
@@ -495,9 +510,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             over,
             used / over / leads_per_s.max(1e-9) * 1e6
         );
-        if let Some(split) = roles_between(&threads, warmup.as_secs_f64(), f64::INFINITY) {
-            println!("    by thread (cores): {}", roles_text(&split, over, ""));
-        }
+        println!("    by thread (cores): {}", roles_text(&roles, over, ""));
     }
     println!(
         "  server memory (anonymous RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
@@ -576,13 +589,21 @@ mod tests {
 
     #[test]
     fn each_role_s_time_between_two_moments_is_split_per_lead() {
+        let sample = |at, roles: [f64; ROLES.len()]| Cpu {
+            at,
+            total: roles.iter().sum(),
+            roles,
+        };
         let samples = vec![
-            (0.0, [0.0, 0.0, 0.0, 0.0, 0.0]),
-            (5.0, [1.0, 2.0, 0.0, 0.5, 0.0]),
-            (15.0, [3.0, 3.0, 0.2, 1.0, 0.0]),
+            sample(0.0, [0.0, 0.0, 0.0, 0.0, 0.0]),
+            sample(5.0, [1.0, 2.0, 0.0, 0.5, 0.0]),
+            sample(15.0, [3.0, 3.0, 0.2, 1.0, 0.0]),
         ];
-        let used = roles_between(&samples, 5.0, 15.0).expect("two samples");
+        let Cpu {
+            at, roles: used, ..
+        } = used_between(&samples, 5.0, 15.0).expect("two samples");
         assert_eq!(used, [2.0, 1.0, 0.2, 0.5, 0.0]);
+        assert_eq!(at, 10.0);
         // 10,000 leads: 200 µs a lead at the front.
         assert_eq!(
             roles_text(&used, 10_000.0 / 1e6, " µs"),
@@ -593,7 +614,7 @@ mod tests {
             "front 0.20 · record 0.10 · background 0.02 · HTTP 0.05"
         );
         // Past the last sample: up to it. Nothing after `from`: nothing.
-        assert!(roles_between(&samples, 5.0, 99.0).is_some());
-        assert!(roles_between(&samples, 16.0, 20.0).is_none());
+        assert!(used_between(&samples, 5.0, 99.0).is_some());
+        assert!(used_between(&samples, 16.0, 20.0).is_none());
     }
 }
