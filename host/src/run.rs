@@ -251,6 +251,9 @@ pub struct Processed {
     pub state: State,
     /// The result line, as `run` writes it to its results file.
     pub line: Box<serde_json::value::RawValue>,
+    /// The lead as recorded, for scoring it without reading it back: set
+    /// when it gets a score (accepted or in review, not a duplicate).
+    pub recorded: Option<crate::score::Recorded>,
 }
 
 /// Leads validated, enriched, matched and classified, not yet recorded.
@@ -346,6 +349,7 @@ impl<'a> Committer<'a> {
                 },
                 state: o.qualification.state,
                 line: serde_json::value::RawValue::NULL.to_owned(),
+                recorded: recorded(o),
             })
             .collect();
         flush(&ctx, store, &mut outcomes, None)?;
@@ -356,6 +360,31 @@ impl<'a> Committer<'a> {
         }
         Ok(results)
     }
+}
+
+/// What scoring reads of `o` once it is stored ([`Store::scoring_leads`]:
+/// accepted or in review, no master, a normalized lead), or `None` if it
+/// gets no score.
+///
+/// [`Store::scoring_leads`]: leadgate_store::Store::scoring_leads
+fn recorded(o: &Outcome) -> Option<crate::score::Recorded> {
+    if !matches!(o.status, Status::Accepted | Status::Review)
+        || o.found
+            .as_ref()
+            .is_some_and(|f| matches!(f.decision, Decision::Merge | Decision::Link))
+    {
+        return None;
+    }
+    Some(crate::score::Recorded {
+        id: o.raw.id.clone(),
+        normalized: o.normalized.clone()?,
+        // A failed enrichment is stored as `null`: no attributes.
+        attributes: match (&o.enriched, o.enrich_failed) {
+            (Some(e), false) => crate::score::attributes_of(&e.enrichment.fields),
+            _ => Vec::new(),
+        },
+        qualification: Some(o.qualification.state.as_str().to_string()),
+    })
 }
 
 /// The pipeline for records that arrive a few at a time (the service), in

@@ -210,6 +210,35 @@ pub fn account_of(lead: &Lead) -> Option<String> {
     Some(d)
 }
 
+/// A lead as the pipeline has just recorded it: what scoring reads of a
+/// stored lead, handed over by the recording step so the lead need not be
+/// read back and its enrichment parsed again ([`Scope::Recorded`]).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub id: String,
+    /// The normalized lead, the JSON text stored.
+    pub normalized: Box<serde_json::value::RawValue>,
+    /// Its enrichment fields, as [`attributes`] reads them from the stored
+    /// JSON ([`attributes_of`]).
+    pub attributes: Vec<(String, String)>,
+    /// The qualification state stored.
+    pub qualification: Option<String>,
+}
+
+/// Enrichment attributes from enriched fields, as [`attributes`] reads
+/// them back from the JSON they are stored as — an object keyed by field
+/// name: in name order, and a field named twice keeps its last value.
+pub fn attributes_of(fields: &[leadgate_lead::enrich::EnrichedField]) -> Vec<(String, String)> {
+    let by_name: BTreeMap<&str, &str> = fields
+        .iter()
+        .map(|f| (f.field.as_str(), f.value.as_str()))
+        .collect();
+    by_name
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// Enrichment attributes from the stored enrichment JSON.
 fn attributes(enrichment: Option<&str>) -> Vec<(String, String)> {
     let Some(json) = enrichment else {
@@ -318,10 +347,6 @@ impl Load {
     }
 }
 
-/// Re-scores leads: all of the tenant's scoreable leads (`only` `None`),
-/// or those in `only` and everyone of their accounts (a colleague's
-/// activity changes their intent). Records each score, its history and
-/// surfacing, and appends surfaced leads to `pipeline`.
 /// Which leads a re-score scores.
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
@@ -334,8 +359,16 @@ pub enum Scope<'a> {
     /// nobody else's score); their accounts' active members are read as
     /// peers.
     Only(&'a BTreeSet<String>),
+    /// As [`Scope::Only`] for these leads, which the caller has just
+    /// recorded (accepted or in review, not merged or linked) and hands
+    /// over as the store now holds them: they are not read back.
+    Recorded(&'a [Recorded]),
 }
 
+/// Re-scores leads: all of the tenant's scoreable leads, or those of
+/// `scope` (and, for leads with new events, everyone of their accounts: a
+/// colleague's activity changes their intent). Records each score, its
+/// history and surfacing, and appends surfaced leads to `pipeline`.
 pub fn rescore(
     config: &Config,
     store: &mut Store,
@@ -350,10 +383,15 @@ pub fn rescore(
     let tenant = config.tenant.as_str();
     let mut report = Report::default();
     let since = now - (c.event_window_days * 86_400_000.0) as i64;
-    let (only, expand) = match scope {
-        Scope::All => (None, false),
-        Scope::WithAccounts(ids) => (Some(ids), true),
-        Scope::Only(ids) => (Some(ids), false),
+    let recorded_ids: BTreeSet<String>;
+    let (only, expand, given): (_, _, &[Recorded]) = match scope {
+        Scope::All => (None, false, &[]),
+        Scope::WithAccounts(ids) => (Some(ids), true, &[]),
+        Scope::Only(ids) => (Some(ids), false, &[]),
+        Scope::Recorded(leads) => {
+            recorded_ids = leads.iter().map(|l| l.id.clone()).collect();
+            (Some(&recorded_ids), false, leads)
+        }
     };
     // Many new leads in a larger store: slice by slice. (A slice of leads
     // with events takes in their accounts, which another slice could
@@ -362,6 +400,20 @@ pub fn rescore(
         && let Load::Slices(n) = Load::of(Some(ids.len()), store.lead_count(tenant)?)
     {
         tracing::debug!(leads = ids.len(), slices = n, "re-scoring in slices");
+        if !given.is_empty() {
+            for slice in given.chunks(TARGETED_MAX) {
+                report.absorb(rescore(
+                    config,
+                    store,
+                    scoring,
+                    Scope::Recorded(slice),
+                    cause,
+                    pipeline,
+                    now,
+                )?);
+            }
+            return Ok(report);
+        }
         let ids: Vec<&String> = ids.iter().collect();
         for slice in ids.chunks(TARGETED_MAX) {
             let slice: BTreeSet<String> = slice.iter().map(|id| (*id).clone()).collect();
@@ -392,6 +444,20 @@ pub fn rescore(
             },
         ))
     };
+    // A lead handed over as recorded: as `parse` would read it back.
+    let recorded = |r: &Recorded| -> Option<(String, Loaded)> {
+        let lead: Lead = serde_json::from_str(r.normalized.get()).ok()?;
+        let account = account_of(&lead);
+        Some((
+            r.id.clone(),
+            Loaded {
+                attributes: r.attributes.clone(),
+                account,
+                qualification: r.qualification.clone(),
+                lead,
+            },
+        ))
+    };
     // All of the tenant's leads are read at once for all of them, and for
     // so many targets that looking each up would cost more.
     let (loaded, load, targets) = match only.filter(|ids| ids.len() <= TARGETED_MAX) {
@@ -406,12 +472,16 @@ pub fn rescore(
             only.cloned(),
         ),
         Some(ids) => {
-            let list: Vec<String> = ids.iter().cloned().collect();
-            let mut loaded: Vec<(String, Loaded)> = store
-                .scoring_leads(tenant, Some(&list))?
-                .into_iter()
-                .filter_map(parse)
-                .collect();
+            let mut loaded: Vec<(String, Loaded)> = if given.is_empty() {
+                let list: Vec<String> = ids.iter().cloned().collect();
+                store
+                    .scoring_leads(tenant, Some(&list))?
+                    .into_iter()
+                    .filter_map(parse)
+                    .collect()
+            } else {
+                given.iter().filter_map(recorded).collect()
+            };
             let accounts: BTreeSet<&str> = loaded
                 .iter()
                 .filter_map(|(_, l)| l.account.as_deref())
@@ -867,4 +937,190 @@ mod tests {
         l.domain = Some("Acme.com".into());
         assert_eq!(account_of(&l).as_deref(), Some("acme.com"));
     }
+
+    #[test]
+    fn enriched_fields_give_the_attributes_their_stored_json_gives() {
+        let field = |name: &str, value: &str| leadgate_lead::enrich::EnrichedField {
+            field: name.into(),
+            value: value.into(),
+            source: "local".into(),
+            confidence: 0.9,
+        };
+        // Out of name order, and one field twice.
+        let fields = vec![
+            field("seniority", "director"),
+            field("industry", "Healthcare"),
+            field("employee_range", "11-50"),
+            field("industry", "Software"),
+        ];
+        let e = leadgate_lead::enrich::Enrichment {
+            status: leadgate_lead::enrich::EnrichStatus::Complete,
+            fields,
+            issues: Vec::new(),
+        };
+        let json = crate::enrich::enrichment_json(&e, None).unwrap();
+        let read_back = attributes(Some(json.get()));
+        assert_eq!(attributes_of(&e.fields), read_back);
+        assert_eq!(read_back.len(), 3);
+    }
+
+    /// The service scores the leads it has just recorded as the recording
+    /// step hands them over; a re-score reads them back from the store.
+    /// Both must give every lead the same score.
+    #[test]
+    fn leads_handed_over_as_recorded_score_as_read_back() {
+        use crate::run::{Components, Engine, now_ms};
+        use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let built = root.join("target/components");
+        let toml = format!(
+            "tenant = \"t\"\n\
+             [validate]\ncomponent = {:?}\n[validate.settings]\ndefault_region = \"US\"\n\
+             [dedupe]\ncomponent = {:?}\nauto_merge_enabled = true\n\
+             [enrich]\ncomponent = {:?}\n\
+             [[enrich.providers]]\nname = \"local\"\nkind = \"local\"\ncompanies = {:?}\n\
+             [score]\ncomponent = {:?}\n\
+             [score.settings.icp]\nindustries = [\"Healthcare\", \"Financial Services\"]\n\
+             employee_ranges = [\"51-200\", \"201-500\"]\nseniorities = [\"c-level\", \"vp\"]\n\
+             technologies = [\"Salesforce\"]\n",
+            built.join("validate.wasm"),
+            built.join("dedupe.wasm"),
+            built.join("enrich.wasm"),
+            root.join("samples/companies.csv"),
+            built.join("score.wasm"),
+        );
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(&path, toml).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let mut store = Store::open(&dir.path().join("s.db").display().to_string()).unwrap();
+        let components = Components::load(&config, &store, true).unwrap();
+        let mut engine = Engine::new(&config, &components, &store, "test").unwrap();
+        let committer = engine.committer();
+        let mapping = Mapping::parse::<&str>(&[]).unwrap();
+        let lead = |first: &str, last: &str, email: &str, title: &str| {
+            serde_json::json!({
+                "email": email, "first_name": first, "last_name": last,
+                "job_title": title, "company": "Acme", "country": "US",
+                "phone": "+1 415 555 0100",
+            })
+        };
+        let mut batch = |store: &mut Store, leads: Vec<serde_json::Value>, tag: &str| {
+            let ids: Vec<String> = (0..leads.len()).map(|i| format!("{tag}{i}")).collect();
+            let records = leads
+                .iter()
+                .enumerate()
+                .map(|(i, v)| InputRecord {
+                    line: i as u64 + 1,
+                    outcome: leadgate_ingest::parse_value(v, &mapping, Limits::default()),
+                })
+                .collect();
+            let p = engine
+                .prepare(store, records, &ids, leadgate_lead::Source::Api)
+                .unwrap();
+            let n = p.len();
+            let done = committer.commit(store, p).unwrap();
+            engine.forget(n);
+            done
+        };
+        // Leads of three accounts the firmographics list knows, and their
+        // activity.
+        let first = vec![
+            lead("Ann", "Lee", "ann.lee@acmetrix.com", "VP Marketing"),
+            lead("Bob", "Okafor", "bob.okafor@acmetrix.com", "Engineer"),
+            lead("Carla", "Novak", "carla.novak@acmexa.com", "Head of Sales"),
+            lead("Dev", "Silva", "dev.silva@acmerode.com", "CTO"),
+        ];
+        batch(&mut store, first, "a");
+        let now = now_ms();
+        let h = 3_600_000;
+        let events: Vec<NewEventRow> = [
+            ("e1", "page_view", "ann.lee@acmetrix.com", 2 * h, "/pricing"),
+            ("e2", "form_submit", "ann.lee@acmetrix.com", 5 * h, "/demo"),
+            ("e3", "page_view", "bob.okafor@acmetrix.com", 30 * h, "/blog"),
+            ("e4", "page_view", "carla.novak@acmexa.com", 50 * h, "/pricing"),
+            ("e5", "email_click", "dev.silva@acmerode.com", 3 * h, "/x"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (id, kind, email, ago, url))| {
+            let raw = format!(
+                "{{\"id\": \"{id}\", \"type\": \"{kind}\", \"at\": {}, \"email\": \"{email}\", \"url\": \"https://acme.io{url}\"}}",
+                now - ago
+            );
+            crate::events::parse(i as u64 + 1, &raw, &config.score.pages, now).unwrap()
+        })
+        .collect();
+        store.insert_events("t", &events, now).unwrap();
+        // New colleagues, a duplicate of a stored lead, a lead validation
+        // rejects, and one with free mail (no account).
+        let second = vec![
+            lead(
+                "Elif",
+                "Brandt",
+                "elif.brandt@acmetrix.com",
+                "Director of IT",
+            ),
+            lead("Farid", "Ito", "farid.ito@acmexa.com", "Analyst"),
+            lead(
+                "Greta",
+                "Moreau",
+                "greta.moreau@acmerode.com",
+                "VP Engineering",
+            ),
+            lead("Ann", "Lee", "ann.lee@acmetrix.com", "VP Marketing"),
+            serde_json::json!({"email": "not an email", "first_name": "X"}),
+            lead("Hiro", "Quinn", "hiro.quinn@gmail.com", "Founder"),
+        ];
+        let done = batch(&mut store, second, "b");
+        let recorded: Vec<Recorded> = done.iter().filter_map(|p| p.recorded.clone()).collect();
+        let ids: BTreeSet<String> = done
+            .iter()
+            .filter(|p| {
+                matches!(
+                    p.status,
+                    leadgate_store::Status::Accepted | leadgate_store::Status::Review
+                )
+            })
+            .map(|p| p.lead_id.clone())
+            .collect();
+        let handed: BTreeSet<String> = recorded.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(handed, ids, "every lead that gets a score is handed over");
+        let statuses: Vec<&str> = done.iter().map(|p| p.status.as_str()).collect();
+        assert!(ids.len() >= 3 && ids.len() < done.len(), "{statuses:?}");
+        assert!(recorded.iter().any(|r| !r.attributes.is_empty()));
+
+        let stage = Stage::load(&config, &components.runtime, None).unwrap();
+        let mut scoring = stage.scoring(&config).unwrap();
+        let mut pipeline = Pipeline::open(None).unwrap();
+        let all: Vec<String> = done.iter().map(|p| p.lead_id.clone()).collect();
+        let mut score = |store: &mut Store, scope: Scope<'_>| {
+            let r = rescore(
+                &config,
+                store,
+                &mut scoring,
+                scope,
+                "intake",
+                &mut pipeline,
+                now,
+            )
+            .unwrap();
+            (r.scored, store.score_details(&all).unwrap())
+        };
+        let as_recorded = score(&mut store, Scope::Recorded(&recorded));
+        let read_back = score(&mut store, Scope::Only(&ids));
+        assert_eq!(as_recorded.0 as usize, ids.len());
+        assert_eq!(as_recorded, read_back);
+        // What the scores rest on: the leads' enrichment, and their
+        // colleagues' activity.
+        let factor = |name: &str| {
+            read_back.1.values().any(|d| {
+                let v: serde_json::Value = serde_json::from_str(d).unwrap();
+                v[name].as_f64().is_some_and(|x| x > 0.0)
+            })
+        };
+        assert!(factor("fit") && factor("intent"), "{:?}", read_back.1);
+    }
+
+    type NewEventRow = leadgate_store::score::NewEvent;
 }

@@ -1064,12 +1064,19 @@ impl Steps<'_> {
             // Events that waited for these people attach now; those leads
             // change their accounts' intent, the others only themselves.
             let late = store.attach_pending(self.tenant)?;
-            let alone: BTreeSet<String> = new_ids.difference(&late).cloned().collect();
+            // The others as the pipeline recorded them: not read back.
+            let alone: Vec<crate::score::Recorded> = results
+                .iter_mut()
+                .flatten()
+                .flatten()
+                .filter(|p| !late.contains(&p.lead_id))
+                .filter_map(|p| p.recorded.take())
+                .collect();
             crate::score::rescore(
                 self.config,
                 store,
                 scoring,
-                crate::score::Scope::Only(&alone),
+                crate::score::Scope::Recorded(&alone),
                 "intake",
                 &mut self.pipeline,
                 now,
