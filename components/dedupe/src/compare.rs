@@ -4,6 +4,7 @@
 use crate::fold;
 use crate::names::{self, Name, Nicknames};
 use leadgate_lead::Lead;
+use std::borrow::Cow;
 
 /// Custom columns that identify a person, by their name's letters and
 /// digits (lowercase): used unless the tenant lists its own.
@@ -97,7 +98,9 @@ impl Features {
 /// One field's comparison, before the model weighs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compared {
-    pub field: String,
+    /// The field's name: most are fixed, a tenant's identity column is
+    /// `custom:KEY`.
+    pub field: Cow<'static, str>,
     pub level: &'static str,
     pub similarity: f64,
     pub detail: String,
@@ -105,13 +108,13 @@ pub struct Compared {
 
 fn push(
     out: &mut Vec<Compared>,
-    field: &str,
+    field: impl Into<Cow<'static, str>>,
     level: &'static str,
     similarity: f64,
     detail: String,
 ) {
     out.push(Compared {
-        field: field.to_string(),
+        field: field.into(),
         level,
         similarity,
         detail,
@@ -131,32 +134,26 @@ fn jw(a: &str, b: &str) -> f64 {
 /// text (skipped in bulk work).
 pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> Vec<Compared> {
     let mut out = Vec::with_capacity(11);
-    let say = |s: String| if explain { s } else { String::new() };
+    // The detail text, formatted only when it is asked for: a bulk
+    // comparison would otherwise format (and drop) a dozen strings a pair.
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if explain { format!($($arg)*) } else { String::new() }
+        };
+    }
 
     // Email: the folded matching key; the same local part at another domain
     // (private vs work address) is weaker evidence.
     match both(a.email.as_deref(), b.email.as_deref()) {
         None => push(&mut out, "email", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "email", "exact", 1.0, say(x.to_string())),
+        Some((x, y)) if x == y => push(&mut out, "email", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
             let (lx, ly) = (fold::local_part(x), fold::local_part(y));
             let strip = |s: &str| s.replace(['.', '_', '-'], "");
             if lx.len() >= 4 && strip(lx) == strip(ly) {
-                push(
-                    &mut out,
-                    "email",
-                    "same_local",
-                    0.8,
-                    say(format!("{x} ~ {y}")),
-                );
+                push(&mut out, "email", "same_local", 0.8, say!("{x} ~ {y}"));
             } else {
-                push(
-                    &mut out,
-                    "email",
-                    "different",
-                    jw(x, y),
-                    say(format!("{x} ≠ {y}")),
-                );
+                push(&mut out, "email", "different", jw(x, y), say!("{x} ≠ {y}"));
             }
         }
     }
@@ -165,23 +162,17 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
     // read in the wrong country.
     match both(a.phone.as_deref(), b.phone.as_deref()) {
         None => push(&mut out, "phone", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "phone", "exact", 1.0, say(format!("+{x}"))),
+        Some((x, y)) if x == y => push(&mut out, "phone", "exact", 1.0, say!("+{x}")),
         Some((x, y)) if x.len() >= 7 && y.len() >= 7 && x[x.len() - 7..] == y[y.len() - 7..] => {
             push(
                 &mut out,
                 "phone",
                 "suffix",
                 0.7,
-                say(format!("+{x} ~ +{y} (same last 7 digits)")),
+                say!("+{x} ~ +{y} (same last 7 digits)"),
             )
         }
-        Some((x, y)) => push(
-            &mut out,
-            "phone",
-            "different",
-            0.0,
-            say(format!("+{x} ≠ +{y}")),
-        ),
+        Some((x, y)) => push(&mut out, "phone", "different", 0.0, say!("+{x} ≠ +{y}")),
     }
 
     // External CRM ids: the same id in the same system is the same record;
@@ -193,19 +184,13 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
             .iter()
             .find(|(s, _)| b.external_ids.iter().any(|(t, _)| t == s));
         match (same, clash) {
-            (Some((s, id)), _) => push(
-                &mut out,
-                "external_id",
-                "exact",
-                1.0,
-                say(format!("{s}:{id}")),
-            ),
+            (Some((s, id)), _) => push(&mut out, "external_id", "exact", 1.0, say!("{s}:{id}")),
             (None, Some((s, _))) => push(
                 &mut out,
                 "external_id",
                 "conflict",
                 0.0,
-                say(format!("two different {s} ids")),
+                say!("two different {s} ids"),
             ),
             (None, None) => push(&mut out, "external_id", "missing", 0.0, String::new()),
         }
@@ -213,12 +198,12 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         push(&mut out, "external_id", "missing", 0.0, String::new());
     }
 
-    let (level, sim, detail) = names::compare(&a.name, &b.name, nick);
-    push(&mut out, "name", level.as_str(), sim, say(detail));
+    let (level, sim, detail) = names::compare(&a.name, &b.name, nick, explain);
+    push(&mut out, "name", level.as_str(), sim, detail);
 
     match both(a.company.as_deref(), b.company.as_deref()) {
         None => push(&mut out, "company", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "company", "exact", 1.0, say(x.to_string())),
+        Some((x, y)) if x == y => push(&mut out, "company", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
             let s = jw(x, y);
             let level = if s >= 0.92 || (x.len() >= 4 && (x.starts_with(y) || y.starts_with(x))) {
@@ -226,20 +211,14 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
             } else {
                 "different"
             };
-            push(&mut out, "company", level, s, say(format!("{x} ~ {y}")));
+            push(&mut out, "company", level, s, say!("{x} ~ {y}"));
         }
     }
 
     match both(a.domain.as_deref(), b.domain.as_deref()) {
         None => push(&mut out, "domain", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "domain", "exact", 1.0, say(x.to_string())),
-        Some((x, y)) => push(
-            &mut out,
-            "domain",
-            "different",
-            0.0,
-            say(format!("{x} ≠ {y}")),
-        ),
+        Some((x, y)) if x == y => push(&mut out, "domain", "exact", 1.0, say!("{x}")),
+        Some((x, y)) => push(&mut out, "domain", "different", 0.0, say!("{x} ≠ {y}")),
     }
 
     match both(a.street.as_ref(), b.street.as_ref()) {
@@ -263,61 +242,49 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
                 "street",
                 level,
                 s,
-                say(format!("{} ~ {}", show(nx, sx), show(ny, sy))),
+                say!("{} ~ {}", show(nx, sx), show(ny, sy)),
             );
         }
     }
 
     match both(a.postcode.as_deref(), b.postcode.as_deref()) {
         None => push(&mut out, "postcode", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "postcode", "exact", 1.0, say(x.to_string())),
+        Some((x, y)) if x == y => push(&mut out, "postcode", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
             let level = if x.len() >= 4 && y.len() >= 4 && strsim::levenshtein(x, y) == 1 {
                 "similar"
             } else {
                 "different"
             };
-            push(
-                &mut out,
-                "postcode",
-                level,
-                jw(x, y),
-                say(format!("{x} ~ {y}")),
-            );
+            push(&mut out, "postcode", level, jw(x, y), say!("{x} ~ {y}"));
         }
     }
 
     match both(a.city.as_deref(), b.city.as_deref()) {
         None => push(&mut out, "city", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "city", "exact", 1.0, say(x.to_string())),
+        Some((x, y)) if x == y => push(&mut out, "city", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
             let s = jw(x, y);
             let level = if s >= 0.92 { "similar" } else { "different" };
-            push(&mut out, "city", level, s, say(format!("{x} ~ {y}")));
+            push(&mut out, "city", level, s, say!("{x} ~ {y}"));
         }
     }
 
     match both(a.country.as_deref(), b.country.as_deref()) {
         None => push(&mut out, "country", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "country", "exact", 1.0, say(x.to_string())),
-        Some((x, y)) => push(
-            &mut out,
-            "country",
-            "different",
-            0.0,
-            say(format!("{x} ≠ {y}")),
-        ),
+        Some((x, y)) if x == y => push(&mut out, "country", "exact", 1.0, say!("{x}")),
+        Some((x, y)) => push(&mut out, "country", "different", 0.0, say!("{x} ≠ {y}")),
     }
 
     for (key, x) in &a.identity {
-        let field = format!("custom:{key}");
+        let field: Cow<'static, str> = format!("custom:{key}").into();
         match b.identity.iter().find(|(k, _)| k == key) {
-            None => push(&mut out, &field, "missing", 0.0, String::new()),
-            Some((_, y)) if x == y => push(&mut out, &field, "exact", 1.0, say(x.clone())),
+            None => push(&mut out, field.clone(), "missing", 0.0, String::new()),
+            Some((_, y)) if x == y => push(&mut out, field.clone(), "exact", 1.0, say!("{x}")),
             Some((_, y)) => {
                 let s = jw(x, y);
                 let level = if s >= 0.92 { "similar" } else { "different" };
-                push(&mut out, &field, level, s, say(format!("{x} ~ {y}")));
+                push(&mut out, field.clone(), level, s, say!("{x} ~ {y}"));
             }
         }
     }

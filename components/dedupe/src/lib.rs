@@ -137,7 +137,7 @@ impl Deduper {
             sum += weight;
             if explain {
                 evidence.push(Evidence {
-                    field: c.field,
+                    field: c.field.into_owned(),
                     level: c.level.to_string(),
                     similarity: c.similarity,
                     weight,
@@ -182,7 +182,7 @@ impl Deduper {
     pub fn levels(&self, a: &Features, b: &Features) -> Vec<(String, &'static str)> {
         compare::compare(a, b, &self.nicknames, false)
             .into_iter()
-            .map(|c| (c.field, c.level))
+            .map(|c| (c.field.into_owned(), c.level))
             .collect()
     }
 }

@@ -164,8 +164,9 @@ fn same_sound(a: &str, b: &str) -> bool {
     !pa.is_empty() && pa == pb
 }
 
-/// Compares two names. Returns the level, a similarity and a detail line.
-pub fn compare(a: &Name, b: &Name, nick: &Nicknames) -> (Level, f64, String) {
+/// Compares two names. Returns the level, a similarity and a detail line
+/// (empty unless `explain`).
+pub fn compare(a: &Name, b: &Name, nick: &Nicknames, explain: bool) -> (Level, f64, String) {
     let (Some(la), Some(lb)) = (a.last.as_deref(), b.last.as_deref()) else {
         return (Level::Missing, 0.0, String::new());
     };
@@ -186,11 +187,22 @@ pub fn compare(a: &Name, b: &Name, nick: &Nicknames) -> (Level, f64, String) {
             } else {
                 Level::Different
             };
-            return (level, sim, format!("{la} ~ {lb} (family name only)"));
+            let detail = if explain {
+                format!("{la} ~ {lb} (family name only)")
+            } else {
+                String::new()
+            };
+            return (level, sim, detail);
         }
     };
     let sim = (strsim::jaro_winkler(fa, fb) + strsim::jaro_winkler(la, lb)) / 2.0;
-    let detail = |what: &str| format!("{fa} {la} ~ {fb} {lb} ({what}){translit}");
+    let detail = |what: &str| {
+        if explain {
+            format!("{fa} {la} ~ {fb} {lb} ({what}){translit}")
+        } else {
+            String::new()
+        }
+    };
     if fa == fb && la == lb {
         return (Level::Exact, 1.0, detail("exact"));
     }
@@ -232,7 +244,7 @@ mod tests {
     }
 
     fn level(a: &Name, b: &Name) -> Level {
-        compare(a, b, &Nicknames::new(&[])).0
+        compare(a, b, &Nicknames::new(&[]), false).0
     }
 
     #[test]
@@ -300,6 +312,7 @@ mod tests {
             &name("Иван", "Петров"),
             &name("Ivan", "Petrov"),
             &Nicknames::new(&[]),
+            true,
         );
         assert_eq!(l, Level::Exact);
         assert!(detail.contains("transliterated"), "{detail}");

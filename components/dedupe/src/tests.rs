@@ -242,3 +242,52 @@ fn identity_columns_with_common_names_are_used_unless_turned_off() {
             .any(|k| k.starts_with("i:"))
     );
 }
+
+#[test]
+fn details_are_written_only_when_asked_for_and_nothing_else_changes() {
+    // Pairs that reach every kind of field comparison: differing values,
+    // near ones, and a tenant's identity column.
+    let d = Deduper::from_json(r#"{"identity_fields": ["customer_no"]}"#).unwrap();
+    let mut a = person();
+    a.street = Some("12 High Street".into());
+    a.custom = vec![leadgate_lead::CustomField {
+        key: "customer_no".into(),
+        value: "C-1".into(),
+    }];
+    let mut b = a.clone();
+    b.first_name = Some("Bill".into());
+    b.email = Some("w.smith@other.org".into());
+    b.phone = Some("+442079469999".into());
+    b.street = Some("12 High St".into());
+    b.postcode = Some("SW1A 1AB".into());
+    b.city = Some("Londn".into());
+    b.custom = vec![leadgate_lead::CustomField {
+        key: "customer_no".into(),
+        value: "C-2".into(),
+    }];
+    let mut c = person();
+    c.first_name = None;
+    let leads = [a, b, c];
+    let pairs = [(0, 1), (0, 2), (1, 2), (0, 0)];
+    let bulk = d.compare(&leads, &pairs, false);
+    let explained = d.compare(&leads, &pairs, true);
+    for (x, y) in bulk.iter().zip(&explained) {
+        assert_eq!(x.probability, y.probability);
+        assert!(x.evidence.is_empty());
+        assert!(y.evidence.iter().any(|e| !e.detail.is_empty()), "{y:?}");
+    }
+    // The levels the model weighs do not depend on the details either.
+    let (fa, fb) = (d.prepare(&leads[0]), d.prepare(&leads[1]));
+    let with: Vec<(String, String)> = explained[0]
+        .evidence
+        .iter()
+        .map(|e| (e.field.clone(), e.level.clone()))
+        .collect();
+    let without: Vec<(String, String)> = d
+        .levels(&fa, &fb)
+        .into_iter()
+        .map(|(f, l)| (f, l.to_string()))
+        .collect();
+    assert_eq!(with, without);
+    assert!(with.iter().any(|(f, _)| f == "custom:customer_no"));
+}
