@@ -1,7 +1,9 @@
 //! Scoring on the host: calling the score component (failures contained
 //! to the lead that causes them), building each lead's subject from the
 //! store (its enrichment, recent events, the account's other leads and
-//! their activity), and surfacing leads to sales only when it matters — a
+//! their activity; leads just recorded come from the recording step as
+//! [`Recorded`], not read back), and surfacing leads to sales only when it
+//! matters — a
 //! threshold crossed (with hysteresis, so a lead hovering around it does
 //! not flap) or a jump within a window — into the `qualified_lead_pipeline`.
 
