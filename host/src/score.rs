@@ -3,9 +3,9 @@
 //! store (its enrichment, recent events, the account's other leads and
 //! their activity; leads just recorded come from the recording step as
 //! [`Recorded`], not read back), and surfacing leads to sales only when it
-//! matters — a
-//! threshold crossed (with hysteresis, so a lead hovering around it does
-//! not flap) or a jump within a window — into the `qualified_lead_pipeline`.
+//! matters — a threshold crossed (with hysteresis, so a lead hovering around
+//! it does not flap) or a jump within a window — into the
+//! `qualified_lead_pipeline`.
 
 use crate::config::{Config, ScoreConfig};
 use anyhow::{Context, Result, bail};
