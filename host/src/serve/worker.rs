@@ -1050,16 +1050,14 @@ impl Steps<'_> {
         }
         let recorded = started.elapsed();
         // Scores for the new leads (and their accounts).
-        let new_ids: BTreeSet<String> = results
+        let any_new = results
             .iter()
             .flatten()
             .flatten()
-            .filter(|p| matches!(p.status, Status::Accepted | Status::Review))
-            .map(|p| p.lead_id.clone())
-            .collect();
+            .any(|p| matches!(p.status, Status::Accepted | Status::Review));
         let now = crate::run::now_ms();
         if let Some(scoring) = self.scoring.as_mut()
-            && !new_ids.is_empty()
+            && any_new
         {
             // Events that waited for these people attach now; those leads
             // change their accounts' intent, the others only themselves.
