@@ -202,6 +202,23 @@ struct Loaded {
     qualification: Option<String>,
 }
 
+impl Loaded {
+    /// From the normalized lead's JSON; `None` if it does not parse.
+    fn of(
+        normalized: &str,
+        attributes: Vec<(String, String)>,
+        qualification: Option<String>,
+    ) -> Option<Loaded> {
+        let lead: Lead = serde_json::from_str(normalized).ok()?;
+        Some(Loaded {
+            account: account_of(&lead),
+            attributes,
+            qualification,
+            lead,
+        })
+    }
+}
+
 /// The account a lead belongs to: its registrable domain, unless that is
 /// a free-mail provider's.
 pub fn account_of(lead: &Lead) -> Option<String> {
@@ -434,31 +451,21 @@ pub fn rescore(
     // Which leads to score, and the leads loaded for it: the targets read
     // and parsed once, then only the colleagues not among them.
     let parse = |r: ScoringLead| -> Option<(String, Loaded)> {
-        let lead: Lead = serde_json::from_str(&r.normalized).ok()?;
-        let account = account_of(&lead);
-        Some((
-            r.id,
-            Loaded {
-                attributes: attributes(r.enrichment.as_deref()),
-                account,
-                qualification: r.qualification,
-                lead,
-            },
-        ))
+        let loaded = Loaded::of(
+            &r.normalized,
+            attributes(r.enrichment.as_deref()),
+            r.qualification,
+        )?;
+        Some((r.id, loaded))
     };
     // A lead handed over as recorded: as `parse` would read it back.
     let recorded = |r: &Recorded| -> Option<(String, Loaded)> {
-        let lead: Lead = serde_json::from_str(r.normalized.get()).ok()?;
-        let account = account_of(&lead);
-        Some((
-            r.id.clone(),
-            Loaded {
-                attributes: r.attributes.clone(),
-                account,
-                qualification: r.qualification.clone(),
-                lead,
-            },
-        ))
+        let loaded = Loaded::of(
+            r.normalized.get(),
+            r.attributes.clone(),
+            r.qualification.clone(),
+        )?;
+        Some((r.id.clone(), loaded))
     };
     // All of the tenant's leads are read at once for all of them, and for
     // so many targets that looking each up would cost more.
