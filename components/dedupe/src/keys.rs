@@ -11,19 +11,26 @@
 //! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
 //! | `nd:` | phonetic family name + corporate domain |
 //! | `ns:` | phonetic names (order-free) + house number and street |
-//! | `nt:` | spelled names (order-free, nickname-folded) + city |
+//! | `nt:` | spelled names (order-free, nickname-folded) + city — only with the `name_city_key` setting |
 //! | `i:` | each of the tenant's identity columns |
 //!
 //! Name parts are phonetic (Double Metaphone over transliterated text), so
 //! typos that keep the sound, other scripts and "Smyth"/"Smith" still block
 //! together; given names are folded through the nickname table first.
+//!
+//! The names + city key is off by default. A city holds many namesakes, so
+//! its blocks grow with the store: in a million generated leads it was
+//! half of the pairs compared, and on the labelled sample it found one
+//! duplicate more, only when email, phone and company were all left out
+//! (`BENCHMARKS.md`, "Blocking on names and city").
 
 use crate::compare::Features;
 use crate::fold;
 use crate::names::Nicknames;
 
-/// Blocking keys of a prepared lead, without duplicates.
-pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
+/// Blocking keys of a prepared lead, without duplicates; `name_city` adds
+/// the spelled names + city key.
+pub fn keys(f: &Features, nick: &Nicknames, name_city: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(8);
     if let Some(e) = &f.email {
         out.push(format!("e:{e}"));
@@ -66,7 +73,9 @@ pub fn keys(f: &Features, nick: &Nicknames) -> Vec<String> {
     }
     // Spelled names (nickname-folded, order-free): city alone is too coarse
     // a place to pair with sounds.
-    if let (Some(first), Some(last), Some(city)) = (first, f.name.last.as_deref(), &f.city) {
+    if let (true, Some(first), Some(last), Some(city)) =
+        (name_city, first, f.name.last.as_deref(), &f.city)
+    {
         let first = nick.canonical(first);
         let (a, b) = if first <= last {
             (first, last)
@@ -89,7 +98,7 @@ mod tests {
     use leadgate_lead::Lead;
 
     fn keys_of(lead: &Lead) -> Vec<String> {
-        keys(&Features::new(lead, None), &Nicknames::new(&[]))
+        keys(&Features::new(lead, None), &Nicknames::new(&[]), false)
     }
 
     fn shares_a_key(a: &Lead, b: &Lead) -> bool {
@@ -135,5 +144,30 @@ mod tests {
             ..Lead::default()
         };
         assert!(keys_of(&only_first).is_empty());
+    }
+
+    #[test]
+    fn names_and_city_block_together_only_when_asked() {
+        let mut a = lead("William", "Smith");
+        a.company_key = None;
+        a.postcode = None;
+        a.city = Some("London".into());
+        // Moved within the city: another street, and the nickname.
+        let mut b = lead("Bill", "Smith");
+        b.company_key = None;
+        b.postcode = None;
+        b.city = Some("london".into());
+        b.street = Some("12 Baker Street".into());
+        let nick = Nicknames::new(&[]);
+        let with = |l: &Lead, on: bool| keys(&Features::new(l, None), &nick, on);
+        assert!(!shares_a_key(&a, &b));
+        let (ka, kb) = (with(&a, true), with(&b, true));
+        assert!(
+            ka.iter().any(|k| k.starts_with("nt:") && kb.contains(k)),
+            "{ka:?} {kb:?}"
+        );
+        // Without a city there is no such key.
+        b.city = None;
+        assert!(!with(&b, true).iter().any(|k| k.starts_with("nt:")));
     }
 }

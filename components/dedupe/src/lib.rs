@@ -56,6 +56,11 @@ pub struct Settings {
     pub identity_fields: Option<Vec<String>>,
     /// Extra nickname groups, formal name first: `[["wilhelmina", "mina"]]`.
     pub nicknames: Vec<Vec<String>>,
+    /// Also block on the spelled names and the city (`nt:` keys): for data
+    /// without email, phone or company, it finds a person who moved within
+    /// a city. Off by default: a city's namesakes all share the key, so its
+    /// blocks grow with the store (see [`keys`]).
+    pub name_city_key: bool,
 }
 
 /// A deduper configured for one tenant.
@@ -64,6 +69,7 @@ pub struct Deduper {
     model: Model,
     nicknames: Nicknames,
     identity_fields: Option<Vec<String>>,
+    name_city_key: bool,
 }
 
 impl Deduper {
@@ -98,13 +104,21 @@ impl Deduper {
             model,
             nicknames: Nicknames::new(&settings.nicknames),
             identity_fields: settings.identity_fields,
+            name_city_key: settings.name_city_key,
         })
     }
 
     /// From the settings JSON the host passes.
     pub fn from_json(json: &str) -> Result<Deduper, SettingsError> {
-        let settings: Settings =
-            serde_json::from_str(json).map_err(|e| SettingsError::Json(e.to_string()))?;
+        // The path names the setting a wrong value is under.
+        let mut de = serde_json::Deserializer::from_str(json);
+        let settings: Settings = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            SettingsError::Json(match e.path().to_string().as_str() {
+                "." => e.inner().to_string(),
+                path => format!("`{path}`: {}", e.inner()),
+            })
+        })?;
+        de.end().map_err(|e| SettingsError::Json(e.to_string()))?;
         Deduper::new(settings)
     }
 
@@ -119,12 +133,12 @@ impl Deduper {
 
     /// Blocking keys of a lead.
     pub fn keys(&self, lead: &Lead) -> Vec<String> {
-        keys::keys(&self.prepare(lead), &self.nicknames)
+        keys::keys(&self.prepare(lead), &self.nicknames, self.name_city_key)
     }
 
     /// Blocking keys of a prepared lead.
     pub fn keys_of(&self, f: &Features) -> Vec<String> {
-        keys::keys(f, &self.nicknames)
+        keys::keys(f, &self.nicknames, self.name_city_key)
     }
 
     /// Compares two prepared leads.

@@ -291,3 +291,24 @@ fn details_are_written_only_when_asked_for_and_nothing_else_changes() {
     assert_eq!(with, without);
     assert!(with.iter().any(|(f, _)| f == "custom:customer_no"));
 }
+
+#[test]
+fn the_names_and_city_key_is_a_setting_off_by_default() {
+    let mut lead = person();
+    lead.email = None;
+    lead.phone = None;
+    let city_keys = |d: &Deduper| {
+        d.keys(&lead)
+            .into_iter()
+            .filter(|k| k.starts_with("nt:"))
+            .count()
+    };
+    assert_eq!(city_keys(&deduper()), 0);
+    let on = Deduper::from_json(r#"{"name_city_key": true}"#).unwrap();
+    assert_eq!(city_keys(&on), 1);
+    let off = Deduper::from_json(r#"{"name_city_key": false}"#).unwrap();
+    assert_eq!(city_keys(&off), 0);
+    let bad = Deduper::from_json(r#"{"name_city_key": "yes"}"#).unwrap_err();
+    assert!(bad.to_string().contains("`name_city_key`"), "{bad}");
+    assert!(Deduper::from_json(r#"{"name_city_key": true} x"#).is_err());
+}
