@@ -133,7 +133,7 @@ impl Deduper {
 
     /// Blocking keys of a lead.
     pub fn keys(&self, lead: &Lead) -> Vec<String> {
-        keys::keys(&self.prepare(lead), &self.nicknames, self.name_city_key)
+        self.keys_of(&self.prepare(lead))
     }
 
     /// Blocking keys of a prepared lead.
