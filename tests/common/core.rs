@@ -73,6 +73,22 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Whether the server's log shows `needle` within `wait`: a line is
+    /// written before the answer goes out, but the thread reading the
+    /// server's output may take it in after the answer has arrived.
+    pub fn logged(&self, needle: &str, wait: Duration) -> bool {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn agent() -> ureq::Agent {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
