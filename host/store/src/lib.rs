@@ -61,6 +61,7 @@ pub mod score;
 pub mod service;
 #[cfg(test)]
 mod test_support;
+mod wal_writes;
 
 pub use key_filter::REBUILD_EVERY as KEY_FILTER_REBUILD_EVERY;
 pub use matching::{

@@ -33,6 +33,10 @@
 //! file itself here (the shim answers `SQLITE_FCNTL_MMAP_SIZE`): the
 //! shim's file is the default VFS's file with a few fields after it, and
 //! its method table is the default's with six entries replaced.
+//!
+//! The shim also takes over each connection's write-ahead log file, to
+//! write a transaction's frames with one system call instead of two per
+//! frame ([`crate::wal_writes`]).
 
 // Elsewhere `vfs` returns `None` and the rest is unused.
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -40,6 +44,8 @@
 use rusqlite::ffi;
 use std::ffi::{CStr, c_int, c_void};
 use std::sync::{Mutex, OnceLock};
+
+use crate::wal_writes::WalWrites;
 
 /// The shim's VFS name, for `sqlite3_open_v2`.
 pub(crate) const NAME: &CStr = c"leadgate-mapped";
@@ -127,10 +133,12 @@ unsafe fn register() -> Option<Shim> {
     }
     // SAFETY: `inner` points at a registered VFS, valid for the process.
     let mut vfs = unsafe { *inner };
+    // A database file's state or a log's, after the default VFS's file.
     let offset = usize::try_from(vfs.szOsFile)
         .ok()?
-        .next_multiple_of(std::mem::align_of::<State>());
-    vfs.szOsFile = c_int::try_from(offset + std::mem::size_of::<State>()).ok()?;
+        .next_multiple_of(std::mem::align_of::<State>().max(std::mem::align_of::<WalWrites>()));
+    let extra = std::mem::size_of::<State>().max(std::mem::size_of::<WalWrites>());
+    vfs.szOsFile = c_int::try_from(offset + extra).ok()?;
     vfs.zName = NAME.as_ptr();
     vfs.pNext = std::ptr::null_mut();
     vfs.xOpen = Some(open);
@@ -171,15 +179,19 @@ fn methods_for(inner: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_
     ours
 }
 
+/// Where the shim's state starts in a file of its VFS.
+pub(crate) fn offset() -> usize {
+    SHIM.get().and_then(Option::as_ref).map_or(0, |s| s.offset)
+}
+
 /// The shim's state of `file`.
 ///
 /// # Safety
 /// `file` must be a main database file opened by [`open`].
 unsafe fn state<'a>(file: *mut ffi::sqlite3_file) -> &'a mut State {
-    let offset = SHIM.get().and_then(Option::as_ref).map_or(0, |s| s.offset);
     // SAFETY: files of this VFS are `szOsFile` bytes, with the state at
     // `offset`, written by `open` before the file's methods were set.
-    unsafe { &mut *file.cast::<u8>().add(offset).cast::<State>() }
+    unsafe { &mut *file.cast::<u8>().add(offset()).cast::<State>() }
 }
 
 /// The system's page size (mappings start and end on its multiples).
@@ -330,6 +342,12 @@ unsafe extern "C" fn open(
             None => return ffi::SQLITE_CANTOPEN,
         }
     };
+    if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_WAL != 0 {
+        // SAFETY: a file of this VFS, just opened, with room for the
+        // log's state at `offset` (see `register`).
+        unsafe { crate::wal_writes::install(file, shim.offset) };
+        return rc;
+    }
     if rc != ffi::SQLITE_OK || flags & ffi::SQLITE_OPEN_MAIN_DB == 0 || name.is_null() {
         return rc;
     }
