@@ -331,7 +331,7 @@ impl<'a> Committer<'a> {
         } = p;
         let ctx = self.context(source, now);
         let mut results: Vec<Processed> = outcomes
-            .iter()
+            .iter_mut()
             .map(|o| Processed {
                 lead_id: o.raw.id.clone(),
                 status: o.status,
@@ -367,7 +367,7 @@ impl<'a> Committer<'a> {
 /// gets no score.
 ///
 /// [`Store::scoring_leads`]: leadgate_store::Store::scoring_leads
-fn recorded(o: &Outcome) -> Option<crate::score::Recorded> {
+fn recorded(o: &mut Outcome) -> Option<crate::score::Recorded> {
     if !matches!(o.status, Status::Accepted | Status::Review)
         || o.found
             .as_ref()
@@ -375,9 +375,10 @@ fn recorded(o: &Outcome) -> Option<crate::score::Recorded> {
     {
         return None;
     }
+    o.normalized.as_ref()?;
     Some(crate::score::Recorded {
         id: o.raw.id.clone(),
-        normalized: o.normalized.clone()?,
+        lead: o.lead.take()?,
         // A failed enrichment is stored as `null`: no attributes.
         attributes: match (&o.enriched, o.enrich_failed) {
             (Some(e), false) => crate::score::attributes_of(&e.enrichment.fields),
@@ -706,6 +707,9 @@ struct Outcome {
     validation: Status,
     /// The normalized lead as JSON.
     normalized: Option<Box<serde_json::value::RawValue>>,
+    /// The normalized lead itself (what `normalized` encodes), kept from
+    /// matching on for scoring, which would otherwise parse the JSON.
+    lead: Option<Lead>,
     issues: Vec<Issue>,
     exception: Option<(String, String)>,
     keys: Vec<i64>,
@@ -767,6 +771,7 @@ fn validate_chunk(
                     status: Status::Exception,
                     validation: Status::Exception,
                     normalized: None,
+                    lead: None,
                     issues: std::mem::take(&mut parsed.problems),
                     exception: None,
                     keys: Vec::new(),
@@ -797,6 +802,7 @@ fn validate_chunk(
                     status: Status::Rejected,
                     validation: Status::Rejected,
                     normalized: None,
+                    lead: None,
                     issues: vec![Issue::new(
                         "record",
                         malformed.code,
@@ -976,6 +982,9 @@ fn finish_chunk(
 
     let by_slot: BTreeMap<usize, &Lead> = all_slots.iter().copied().zip(&all_leads).collect();
     classify(ctx, &mut outcomes, &by_slot)?;
+    for (slot, lead) in all_slots.into_iter().zip(all_leads) {
+        outcomes[slot].lead = Some(lead);
+    }
 
     // Counted and queued for the store first: if writing the results fails,
     // what was processed is still recorded.

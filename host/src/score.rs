@@ -210,12 +210,21 @@ impl Loaded {
         qualification: Option<String>,
     ) -> Option<Loaded> {
         let lead: Lead = serde_json::from_str(normalized).ok()?;
-        Some(Loaded {
+        Some(Loaded::from_lead(lead, attributes, qualification))
+    }
+
+    /// From the normalized lead.
+    fn from_lead(
+        lead: Lead,
+        attributes: Vec<(String, String)>,
+        qualification: Option<String>,
+    ) -> Loaded {
+        Loaded {
             account: account_of(&lead),
             attributes,
             qualification,
             lead,
-        })
+        }
     }
 }
 
@@ -235,8 +244,8 @@ pub fn account_of(lead: &Lead) -> Option<String> {
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub id: String,
-    /// The normalized lead, the JSON text stored.
-    pub normalized: Box<serde_json::value::RawValue>,
+    /// The normalized lead, as its stored JSON text encodes it.
+    pub lead: Lead,
     /// Its enrichment fields, as [`attributes`] reads them from the stored
     /// JSON ([`attributes_of`]).
     pub attributes: Vec<(String, String)>,
@@ -367,7 +376,7 @@ impl Load {
 }
 
 /// Which leads a re-score scores.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Scope<'a> {
     /// Every scoreable lead of the tenant.
     All,
@@ -381,7 +390,7 @@ pub enum Scope<'a> {
     /// As [`Scope::Only`] for these leads, which the caller has just
     /// recorded (accepted or in review, not merged or linked) and hands
     /// over as the store now holds them: they are not read back.
-    Recorded(&'a [Recorded]),
+    Recorded(Vec<Recorded>),
 }
 
 /// Re-scores leads: all of the tenant's scoreable leads, or those of
@@ -403,10 +412,10 @@ pub fn rescore(
     let mut report = Report::default();
     let since = now - (c.event_window_days * 86_400_000.0) as i64;
     let recorded_ids: BTreeSet<String>;
-    let (only, expand, given): (_, _, &[Recorded]) = match scope {
-        Scope::All => (None, false, &[]),
-        Scope::WithAccounts(ids) => (Some(ids), true, &[]),
-        Scope::Only(ids) => (Some(ids), false, &[]),
+    let (only, expand, given): (_, _, Vec<Recorded>) = match scope {
+        Scope::All => (None, false, Vec::new()),
+        Scope::WithAccounts(ids) => (Some(ids), true, Vec::new()),
+        Scope::Only(ids) => (Some(ids), false, Vec::new()),
         Scope::Recorded(leads) => {
             recorded_ids = leads.iter().map(|l| l.id.clone()).collect();
             (Some(&recorded_ids), false, leads)
@@ -420,7 +429,9 @@ pub fn rescore(
     {
         tracing::debug!(leads = ids.len(), slices = n, "re-scoring in slices");
         if !given.is_empty() {
-            for slice in given.chunks(TARGETED_MAX) {
+            let mut slice = given;
+            while !slice.is_empty() {
+                let rest = slice.split_off(slice.len().min(TARGETED_MAX));
                 report.absorb(rescore(
                     config,
                     store,
@@ -430,6 +441,7 @@ pub fn rescore(
                     pipeline,
                     now,
                 )?);
+                slice = rest;
             }
             return Ok(report);
         }
@@ -459,13 +471,11 @@ pub fn rescore(
         Some((r.id, loaded))
     };
     // A lead handed over as recorded: as `parse` would read it back.
-    let recorded = |r: &Recorded| -> Option<(String, Loaded)> {
-        let loaded = Loaded::of(
-            r.normalized.get(),
-            r.attributes.clone(),
-            r.qualification.clone(),
-        )?;
-        Some((r.id.clone(), loaded))
+    let recorded = |r: Recorded| -> (String, Loaded) {
+        (
+            r.id,
+            Loaded::from_lead(r.lead, r.attributes, r.qualification),
+        )
     };
     // All of the tenant's leads are read at once for all of them, and for
     // so many targets that looking each up would cost more.
@@ -489,7 +499,7 @@ pub fn rescore(
                     .filter_map(parse)
                     .collect()
             } else {
-                given.iter().filter_map(recorded).collect()
+                given.into_iter().map(recorded).collect()
             };
             let accounts: BTreeSet<&str> = loaded
                 .iter()
@@ -1098,6 +1108,15 @@ mod tests {
         let statuses: Vec<&str> = done.iter().map(|p| p.status.as_str()).collect();
         assert!(ids.len() >= 3 && ids.len() < done.len(), "{statuses:?}");
         assert!(recorded.iter().any(|r| !r.attributes.is_empty()));
+        // Each lead handed over is the lead its stored JSON reads back as.
+        let list: Vec<String> = ids.iter().cloned().collect();
+        let stored = store.scoring_leads(&config.tenant, Some(&list)).unwrap();
+        assert_eq!(stored.len(), recorded.len());
+        for s in &stored {
+            let r = recorded.iter().find(|r| r.id == s.id).unwrap();
+            let read_back: Lead = serde_json::from_str(&s.normalized).unwrap();
+            assert_eq!(r.lead, read_back, "{}", s.id);
+        }
 
         let stage = Stage::load(&config, &components.runtime, None).unwrap();
         let mut scoring = stage.scoring(&config).unwrap();
@@ -1116,7 +1135,7 @@ mod tests {
             .unwrap();
             (r.scored, store.score_details(&all).unwrap())
         };
-        let as_recorded = score(&mut store, Scope::Recorded(&recorded));
+        let as_recorded = score(&mut store, Scope::Recorded(recorded.clone()));
         let read_back = score(&mut store, Scope::Only(&ids));
         assert_eq!(as_recorded.0 as usize, ids.len());
         assert_eq!(as_recorded, read_back);

@@ -1074,7 +1074,7 @@ impl Steps<'_> {
                 self.config,
                 store,
                 scoring,
-                crate::score::Scope::Recorded(&alone),
+                crate::score::Scope::Recorded(alone),
                 "intake",
                 &mut self.pipeline,
                 now,
