@@ -955,6 +955,8 @@ impl Store {
                 return Err(e);
             }
         };
+        // Looked up from here on (a writer that only folds never gets here).
+        pending.index();
         if let Some(f) = self.filter.borrow_mut().as_mut() {
             f.catch_up(&self.conn, &pending, first)?;
         }

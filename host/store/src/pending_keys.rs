@@ -68,6 +68,10 @@ pub(crate) struct PendingKeys {
     /// Oldest first, so the rows leaving (always the oldest) leave from the
     /// front: a common key's list is not shifted for every row dropped.
     by_key: KeyMap<VecDeque<(i64, i64)>>,
+    /// Whether `by_key` is kept. Only a connection that looks candidates
+    /// up needs it ([`PendingKeys::index`]): the service's writer, which
+    /// only folds, kept it for nothing — 2–3 % of its thread.
+    indexed: bool,
     /// Per slice, the rows folded into `match_keys`: those up to this id
     /// (empty until the writer folds).
     folded: Vec<i64>,
@@ -160,7 +164,9 @@ impl PendingKeys {
     /// Holds row `id` (the newest yet) of lead `lead` with `keys`.
     fn hold(&mut self, id: i64, lead: i64, keys: Vec<i64>) {
         for k in &keys {
-            self.by_key.entry(*k).or_default().push_back((id, lead));
+            if self.indexed {
+                self.by_key.entry(*k).or_default().push_back((id, lead));
+            }
             if let Some(list) = self.unfolded.get_mut(slice_of(*k) as usize) {
                 list.push((*k, lead));
             }
@@ -193,6 +199,9 @@ impl PendingKeys {
             let Some(row) = self.rows.pop_front() else {
                 break;
             };
+            if !self.indexed {
+                continue;
+            }
             for k in row.keys {
                 if let Some(entries) = self.by_key.get_mut(&k) {
                     // The oldest of the key's entries: at the front.
@@ -209,13 +218,39 @@ impl PendingKeys {
         }
     }
 
-    /// The newest `n` pending leads (rowids, newest first) with `key`.
+    /// Keeps the rows held indexed by key from now on, for
+    /// [`PendingKeys::newest`]: a connection that looks candidates up
+    /// calls it once it has caught up.
+    pub(crate) fn index(&mut self) {
+        if self.indexed {
+            return;
+        }
+        for row in &self.rows {
+            for k in &row.keys {
+                self.by_key
+                    .entry(*k)
+                    .or_default()
+                    .push_back((row.id, row.lead));
+            }
+        }
+        self.indexed = true;
+    }
+
+    /// The newest `n` pending leads (rowids, newest first) with `key`
+    /// (looked for row by row when the rows are not indexed).
     pub(crate) fn newest(&self, key: i64, n: usize) -> Vec<i64> {
-        let mut leads: Vec<i64> = self
-            .by_key
-            .get(&key)
-            .map(|entries| entries.iter().map(|(_, lead)| *lead).collect())
-            .unwrap_or_default();
+        let mut leads: Vec<i64> = if self.indexed {
+            self.by_key
+                .get(&key)
+                .map(|entries| entries.iter().map(|(_, lead)| *lead).collect())
+                .unwrap_or_default()
+        } else {
+            self.rows
+                .iter()
+                .filter(|r| r.keys.contains(&key))
+                .map(|r| r.lead)
+                .collect()
+        };
         leads.sort_unstable_by(|a, b| b.cmp(a));
         leads.dedup();
         leads.truncate(n);
@@ -308,6 +343,7 @@ mod tests {
     #[test]
     fn dropped_rows_leave_every_key_they_held_and_nothing_else() {
         let mut p = PendingKeys::default();
+        p.index();
         // A common key on every row; row 3 carries key 7 twice (two of
         // its blocking keys hashed alike).
         for id in 1..=1000 {
@@ -331,6 +367,44 @@ mod tests {
         assert_eq!(p.newest(42, 2), vec![1010, 1009]);
         p.drop_below(1001);
         assert!(p.by_key.is_empty() && p.len() == 0);
+    }
+
+    #[test]
+    fn rows_not_indexed_answer_alike_and_are_indexed_when_asked() {
+        let rows = |p: &mut PendingKeys| {
+            for id in 1..=300 {
+                p.hold(id, id + 10, vec![42, id % 7, id * 100]);
+            }
+        };
+        let mut plain = PendingKeys::default();
+        rows(&mut plain);
+        let mut indexed = PendingKeys::default();
+        indexed.index();
+        rows(&mut indexed);
+        assert!(
+            plain.by_key.is_empty(),
+            "a writer that only folds keeps no index"
+        );
+        let ask = |p: &PendingKeys| {
+            [42, 0, 3, 6, 100, 29_900, 30_000, 12_345]
+                .map(|k| p.newest(k, 5))
+                .to_vec()
+        };
+        assert_eq!(ask(&plain), ask(&indexed));
+        plain.drop_below(101);
+        indexed.drop_below(101);
+        assert!(plain.by_key.is_empty());
+        assert_eq!(ask(&plain), ask(&indexed));
+        // Indexed once asked, then kept up as rows come and go.
+        plain.index();
+        assert_eq!(plain.by_key.len(), indexed.by_key.len());
+        plain.hold(301, 311, vec![42, 77]);
+        indexed.hold(301, 311, vec![42, 77]);
+        plain.drop_below(201);
+        indexed.drop_below(201);
+        assert_eq!(plain.by_key, indexed.by_key);
+        assert_eq!(ask(&plain), ask(&indexed));
+        assert_eq!(plain.newest(77, 3), vec![311]);
     }
 
     #[test]
