@@ -375,9 +375,9 @@ fn recorded(o: &mut Outcome) -> Option<crate::score::Recorded> {
     {
         return None;
     }
-    o.normalized.as_ref()?;
     Some(crate::score::Recorded {
         id: o.raw.id.clone(),
+        // Kept exactly when `normalized` is set (a lead that validated).
         lead: o.lead.take()?,
         // A failed enrichment is stored as `null`: no attributes.
         attributes: match (&o.enriched, o.enrich_failed) {

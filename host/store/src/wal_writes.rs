@@ -190,6 +190,8 @@ unsafe extern "C" fn write(
     // SAFETY: `file` was taken over by `install`.
     let st = unsafe { state(file) };
     st.writes += 1;
+    // The commit frame's page, whatever is written out before it.
+    let commit_page = st.commit;
     let Ok(n) = usize::try_from(amount) else {
         return after_flush!(file, xWrite, ffi::SQLITE_IOERR_WRITE, data, amount, offset);
     };
@@ -213,7 +215,7 @@ unsafe extern "C" fn write(
         st.commit = true;
         return ffi::SQLITE_OK;
     }
-    if st.commit || st.buf.len() >= MAX {
+    if commit_page || st.buf.len() >= MAX {
         // SAFETY: its own file.
         return unsafe { st.flush(file) };
     }
