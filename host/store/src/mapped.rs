@@ -154,29 +154,87 @@ unsafe fn register() -> Option<Shim> {
     Some(Shim { inner, offset })
 }
 
-/// The shim's method tables: (default table, the shim's), as addresses.
-static TABLES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
+/// A kind of file's method tables, made from the default VFS's table by
+/// replacing some of its entries: one per distinct default table (on
+/// Linux there is one), kept for the life of the process.
+pub(crate) struct Tables {
+    made: Mutex<Vec<(usize, usize)>>,
+    replace: fn(&mut ffi::sqlite3_io_methods),
+}
 
-/// The shim's method table for files whose default methods are `inner`
-/// (one table per distinct default table; on Linux there is one).
-fn methods_for(inner: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_methods {
-    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, ours)) = tables.iter().find(|(i, _)| *i == inner as usize) {
-        return *ours as *const ffi::sqlite3_io_methods;
+impl Tables {
+    pub(crate) const fn new(replace: fn(&mut ffi::sqlite3_io_methods)) -> Tables {
+        Tables {
+            made: Mutex::new(Vec::new()),
+            replace,
+        }
     }
-    // SAFETY: `inner` is the method table the default VFS just installed
-    // on a file; such tables are static.
-    let mut ours = unsafe { *inner };
-    ours.xClose = Some(close);
-    ours.xRead = Some(read);
-    ours.xTruncate = Some(truncate);
-    ours.xFetch = Some(fetch);
-    ours.xUnfetch = Some(unfetch);
-    ours.xFileControl = Some(file_control);
-    let ours: &'static ffi::sqlite3_io_methods = Box::leak(Box::new(ours));
-    let ours = ours as *const ffi::sqlite3_io_methods;
-    tables.push((inner as usize, ours as usize));
-    ours
+
+    /// The table for files whose default methods are `inner`.
+    pub(crate) fn made_from(
+        &self,
+        inner: *const ffi::sqlite3_io_methods,
+    ) -> *const ffi::sqlite3_io_methods {
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ours)) = made.iter().find(|(i, _)| *i == inner as usize) {
+            return *ours as *const ffi::sqlite3_io_methods;
+        }
+        // SAFETY: `inner` is the method table the default VFS just
+        // installed on a file; such tables are static.
+        let mut ours = unsafe { *inner };
+        (self.replace)(&mut ours);
+        let ours: &'static ffi::sqlite3_io_methods = Box::leak(Box::new(ours));
+        let ours = ours as *const ffi::sqlite3_io_methods;
+        made.push((inner as usize, ours as usize));
+        ours
+    }
+
+    /// Whether `file` has one of these tables.
+    ///
+    /// # Safety
+    /// `file` must point at an open SQLite file.
+    #[cfg(test)]
+    pub(crate) unsafe fn have(&self, file: *mut ffi::sqlite3_file) -> bool {
+        // SAFETY: an open file has its methods set.
+        let methods = unsafe { (*file).pMethods } as usize;
+        let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        made.iter().any(|(_, ours)| *ours == methods)
+    }
+}
+
+/// A database file's tables: six entries replaced.
+static TABLES: Tables = Tables::new(|t| {
+    t.xClose = Some(close);
+    t.xRead = Some(read);
+    t.xTruncate = Some(truncate);
+    t.xFetch = Some(fetch);
+    t.xUnfetch = Some(unfetch);
+    t.xFileControl = Some(file_control);
+});
+
+/// The file a connection's file control `op` points at (its main database
+/// file, or its log), if it is open and one of `tables`'.
+#[cfg(test)]
+pub(crate) fn file_of(
+    conn: &rusqlite::Connection,
+    op: c_int,
+    tables: &Tables,
+) -> Option<*mut ffi::sqlite3_file> {
+    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
+    // SAFETY: `handle` is the open connection; the file control writes a
+    // file pointer that lives as long as the file is open.
+    unsafe {
+        let rc = ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            op,
+            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
+        );
+        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
+            return None;
+        }
+        tables.have(file).then_some(file)
+    }
 }
 
 /// Where the shim's state starts in a file of its VFS.
@@ -378,7 +436,7 @@ unsafe extern "C" fn open(
                 shrunk: 0,
                 sizes: 0,
             });
-        (*file).pMethods = methods_for(inner);
+        (*file).pMethods = TABLES.made_from(inner);
     }
     rc
 }
@@ -536,40 +594,23 @@ pub(crate) struct Counts {
 
 #[cfg(test)]
 pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<Counts> {
-    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-    // SAFETY: `handle` is the open connection; the file control writes the
-    // main database's file pointer, which lives as long as the connection.
-    unsafe {
-        let rc = ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_FILE_POINTER,
-            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
-        );
-        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
-            return None;
-        }
-        let methods = (*file).pMethods as usize;
-        let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-        if !tables.iter().any(|(_, ours)| *ours == methods) {
-            return None;
-        }
-        let st = state(file);
-        Some(Counts {
-            extended: st.extended,
-            reservations: st.reservations,
-            shrunk: st.shrunk,
-            sizes: st.sizes,
-            len: st.len,
-        })
-    }
+    let file = file_of(conn, ffi::SQLITE_FCNTL_FILE_POINTER, &TABLES)?;
+    // SAFETY: the connection's main database file, opened by `open`.
+    let st = unsafe { state(file) };
+    Some(Counts {
+        extended: st.extended,
+        reservations: st.reservations,
+        shrunk: st.shrunk,
+        sizes: st.sizes,
+        len: st.len,
+    })
 }
 
 #[cfg(test)]
 #[cfg(target_os = "linux")]
 mod tests {
     use super::*;
-    use crate::test_support::TempStore;
+    use crate::test_support::{TempStore, fill};
     use rusqlite::Connection;
 
     fn open(path: &str) -> Connection {
@@ -587,15 +628,6 @@ mod tests {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap()
-    }
-
-    fn fill(c: &Connection, rows: i64, bytes: i64) {
-        c.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-             INSERT INTO t(v) SELECT randomblob(?2) FROM n",
-            rusqlite::params![rows, bytes],
-        )
-        .unwrap();
     }
 
     fn setup(name: &str) -> (TempStore, Connection, Connection) {

@@ -29,3 +29,14 @@ impl Drop for TempStore {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Adds `rows` rows of `bytes` random bytes to table `t(id INTEGER
+/// PRIMARY KEY, v BLOB)`, in one statement (one transaction).
+pub(crate) fn fill(c: &rusqlite::Connection, rows: i64, bytes: i64) {
+    c.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+         INSERT INTO t(v) SELECT randomblob(?2) FROM n",
+        rusqlite::params![rows, bytes],
+    )
+    .unwrap();
+}

@@ -33,7 +33,8 @@
 
 use rusqlite::ffi;
 use std::ffi::{c_int, c_void};
-use std::sync::Mutex;
+
+use crate::mapped::Tables;
 
 /// Buffered bytes past which they are written (a large transaction goes to
 /// the log in steps of this size).
@@ -63,29 +64,17 @@ pub(crate) struct WalWrites {
     passed: u64,
 }
 
-/// The method tables: (default table, the shim's), as addresses.
-static TABLES: Mutex<Vec<(usize, usize)>> = Mutex::new(Vec::new());
-
-fn methods_for(inner: *const ffi::sqlite3_io_methods) -> *const ffi::sqlite3_io_methods {
-    let mut tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, ours)) = tables.iter().find(|(i, _)| *i == inner as usize) {
-        return *ours as *const ffi::sqlite3_io_methods;
-    }
-    // SAFETY: `inner` is the method table the default VFS just installed
-    // on a file; such tables are static.
-    let mut ours = unsafe { *inner };
-    ours.xClose = Some(close);
-    ours.xRead = Some(read);
-    ours.xWrite = Some(write);
-    ours.xTruncate = Some(truncate);
-    ours.xSync = Some(sync);
-    ours.xFileSize = Some(file_size);
-    ours.xFileControl = Some(file_control);
-    let ours: &'static ffi::sqlite3_io_methods = Box::leak(Box::new(ours));
-    let ours = ours as *const ffi::sqlite3_io_methods;
-    tables.push((inner as usize, ours as usize));
-    ours
-}
+/// A log file's tables: the entries that write, or that must see what
+/// was written.
+static TABLES: Tables = Tables::new(|t| {
+    t.xClose = Some(close);
+    t.xRead = Some(read);
+    t.xWrite = Some(write);
+    t.xTruncate = Some(truncate);
+    t.xSync = Some(sync);
+    t.xFileSize = Some(file_size);
+    t.xFileControl = Some(file_control);
+});
 
 /// Takes over `file`, a log file the default VFS just opened, with the
 /// shim's space for it at `offset`.
@@ -112,7 +101,7 @@ pub(crate) unsafe fn install(file: *mut ffi::sqlite3_file, offset: usize) {
                 writes: 0,
                 passed: 0,
             });
-        (*file).pMethods = methods_for(inner);
+        (*file).pMethods = TABLES.made_from(inner);
     }
 }
 
@@ -279,27 +268,11 @@ unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
 /// file; `None` when the log is not the shim's (or not open).
 #[cfg(test)]
 pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<(u64, u64)> {
-    let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-    // SAFETY: `handle` is the open connection; the file control writes the
-    // log's file pointer (in WAL mode), which lives while the log is open.
-    unsafe {
-        let rc = ffi::sqlite3_file_control(
-            conn.handle(),
-            c"main".as_ptr(),
-            ffi::SQLITE_FCNTL_JOURNAL_POINTER,
-            (&mut file as *mut *mut ffi::sqlite3_file).cast(),
-        );
-        if rc != ffi::SQLITE_OK || file.is_null() || (*file).pMethods.is_null() {
-            return None;
-        }
-        let methods = (*file).pMethods as usize;
-        let tables = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-        if !tables.iter().any(|(_, ours)| *ours == methods) {
-            return None;
-        }
-        let st = state(file);
-        Some((st.writes, st.passed))
-    }
+    // In WAL mode the journal pointer is the log's.
+    let file = crate::mapped::file_of(conn, ffi::SQLITE_FCNTL_JOURNAL_POINTER, &TABLES)?;
+    // SAFETY: the connection's log, taken over by `install`.
+    let st = unsafe { state(file) };
+    Some((st.writes, st.passed))
 }
 
 #[cfg(test)]
@@ -307,7 +280,7 @@ pub(crate) fn counts(conn: &rusqlite::Connection) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
     use crate::mapped::{NAME, vfs};
-    use crate::test_support::TempStore;
+    use crate::test_support::{TempStore, fill};
     use rusqlite::Connection;
 
     fn open(path: &str) -> Connection {
@@ -328,15 +301,6 @@ mod tests {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap()
-    }
-
-    fn fill(c: &Connection, rows: i64, bytes: i64) {
-        c.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-             INSERT INTO t(v) SELECT randomblob(?2) FROM n",
-            rusqlite::params![rows, bytes],
-        )
-        .unwrap();
     }
 
     fn integrity(c: &Connection) -> String {
