@@ -134,6 +134,13 @@ fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
         .collect())
 }
 
+/// Adds `row` under each of its keys, as the newest row with it.
+fn index_row(by_key: &mut KeyMap<VecDeque<(i64, i64)>>, row: &Row) {
+    for k in &row.keys {
+        by_key.entry(*k).or_default().push_back((row.id, row.lead));
+    }
+}
+
 impl PendingKeys {
     /// Catches up with the table: drops the rows deleted since the last
     /// read and reads the new ones. Inside a write transaction, call it
@@ -164,14 +171,15 @@ impl PendingKeys {
     /// Holds row `id` (the newest yet) of lead `lead` with `keys`.
     fn hold(&mut self, id: i64, lead: i64, keys: Vec<i64>) {
         for k in &keys {
-            if self.indexed {
-                self.by_key.entry(*k).or_default().push_back((id, lead));
-            }
             if let Some(list) = self.unfolded.get_mut(slice_of(*k) as usize) {
                 list.push((*k, lead));
             }
         }
-        self.rows.push_back(Row { id, lead, keys });
+        let row = Row { id, lead, keys };
+        if self.indexed {
+            index_row(&mut self.by_key, &row);
+        }
+        self.rows.push_back(row);
         self.seen = id;
     }
 
@@ -226,12 +234,7 @@ impl PendingKeys {
             return;
         }
         for row in &self.rows {
-            for k in &row.keys {
-                self.by_key
-                    .entry(*k)
-                    .or_default()
-                    .push_back((row.id, row.lead));
-            }
+            index_row(&mut self.by_key, row);
         }
         self.indexed = true;
     }
