@@ -9,7 +9,7 @@
 //! | `x:` | external id (system and id) |
 //! | `np:` | phonetic family name + given-name initial + postcode |
 //! | `nc:` | phonetic names (order-free, nickname-folded) + company key |
-//! | `nd:` | phonetic family name + corporate domain |
+//! | `nd:` | phonetic family name + first letter of the phonetic given name + corporate domain |
 //! | `ns:` | phonetic names (order-free) + house number and street |
 //! | `nt:` | spelled names (order-free, nickname-folded) + city — only with the `name_city_key` setting |
 //! | `i:` | each of the tenant's identity columns |
@@ -23,6 +23,15 @@
 //! half of the pairs compared, and on the labelled sample it found one
 //! duplicate more, only when email, phone and company were all left out
 //! (`BENCHMARKS.md`, "Blocking on names and city").
+//!
+//! The family name + domain key carries the given name's first phonetic
+//! letter for the same reason: without it every colleague whose family name
+//! sounds alike shared it, and its blocks grew with the store (1.28 stored
+//! leads a key at 1.5 million generated leads, against 0.1–0.2 for the
+//! narrow keys). The letter is taken after nickname folding, so
+//! "Bill"/"William" and "Catherine"/"Katherine" still share it; a lead
+//! without a given name gets `_` (`BENCHMARKS.md`, "Colleagues on one
+//! domain").
 
 use crate::compare::Features;
 use crate::fold;
@@ -65,7 +74,11 @@ pub fn keys(f: &Features, nick: &Nicknames, name_city: bool) -> Vec<String> {
         out.push(format!("nc:{n}|{c}"));
     }
     if let (Some(l), Some(d)) = (&last_ph, &f.domain) {
-        out.push(format!("nd:{l}|{d}"));
+        let initial = first_ph
+            .as_deref()
+            .and_then(|p| p.chars().next())
+            .unwrap_or('_');
+        out.push(format!("nd:{l}|{initial}|{d}"));
     }
     if let (Some(n), Some((Some(number), street))) = (&pair, &f.street) {
         let word = street.split(' ').next().unwrap_or("");
@@ -169,5 +182,47 @@ mod tests {
         // Without a city there is no such key.
         b.city = None;
         assert!(!with(&b, true).iter().any(|k| k.starts_with("nt:")));
+    }
+
+    #[test]
+    fn colleagues_share_the_domain_key_only_with_the_same_given_initial() {
+        // Only email (each a different address) and the domain to go by.
+        let at_acme = |first: &str, last: &str, local: &str| Lead {
+            first_name: Some(first.into()),
+            last_name: Some(last.into()),
+            email: Some(format!("{local}@acme.com")),
+            domain: Some("acme.com".into()),
+            ..Lead::default()
+        };
+        let nd = |l: &Lead| -> Vec<String> {
+            keys_of(l)
+                .into_iter()
+                .filter(|k| k.starts_with("nd:"))
+                .collect()
+        };
+        let william = at_acme("William", "Smith", "w.smith");
+        assert_eq!(nd(&william).len(), 1, "{:?}", keys_of(&william));
+        // The same person under a nickname, a misspelling, another spelling
+        // of the family name or of the given name: the same key.
+        for same in [
+            at_acme("Bill", "Smith", "bill"),
+            at_acme("Wiliam", "Smyth", "ws"),
+        ] {
+            assert_eq!(nd(&same), nd(&william), "{same:?}");
+        }
+        assert_eq!(
+            nd(&at_acme("Catherine", "Jones", "cj")),
+            nd(&at_acme("Katherine", "Jones", "kj"))
+        );
+        // A colleague with the same family name: not compared.
+        assert!(!shares_a_key(
+            &william,
+            &at_acme("Thomas", "Smith", "t.smith")
+        ));
+        // Without a given name the key still exists, for such leads only.
+        let mut nameless = william.clone();
+        nameless.first_name = None;
+        assert_eq!(nd(&nameless).len(), 1);
+        assert_ne!(nd(&nameless), nd(&william));
     }
 }
