@@ -1574,3 +1574,114 @@ fn compose_plugs_by_interface_and_names_a_mismatch() {
     );
     assert!(!dir.path().join("wrong.wasm").exists());
 }
+
+/// A key turned on after leads were stored (here an identity column)
+/// reaches them only through `leadgate rekey`.
+#[test]
+fn rekey_brings_stored_leads_under_a_changed_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = |identity: &str| {
+        std::fs::write(
+            d.join("leadgate.toml"),
+            format!("[dedupe.settings]\nidentity_fields = {identity}\n"),
+        )
+        .unwrap();
+    };
+    let run = |db: &str, csv: &str| -> Vec<serde_json::Value> {
+        std::fs::write(d.join("in.csv"), csv).unwrap();
+        ok(
+            d,
+            &[
+                "--config",
+                "leadgate.toml",
+                "--db",
+                db,
+                "run",
+                "--input",
+                "in.csv",
+                "--output",
+                "out.ndjson",
+                "-q",
+            ],
+        );
+        lines(&d.join("out.ndjson"))
+    };
+    // Stored while the customer number was not an identity column.
+    config("[]");
+    let stored = run(
+        "s.db",
+        "email,first_name,last_name,street,city,postcode,country,customer_no\n\
+         william.smith@gmail.com,William,Smith,1 High Street,London,SW1A 1AA,GB,C-1001\n",
+    );
+    assert_eq!(stored[0]["status"], "accepted", "{}", stored[0]);
+    std::fs::copy(d.join("s.db"), d.join("rekeyed.db")).unwrap();
+    // The same customer, moved: nothing but the number and the name tie
+    // them.
+    config(r#"["customer_no"]"#);
+    let moved = "email,first_name,last_name,street,city,postcode,country,customer_no\n\
+                 bill.s@yahoo.com,Bill,Smith,12 Baker Street,Leeds,LS1 4AP,GB,C-1001\n";
+    let missed = run("s.db", moved);
+    assert_eq!(missed[0]["status"], "accepted", "{}", missed[0]);
+    assert!(missed[0].get("match").is_none(), "{}", missed[0]);
+
+    let out = ok(
+        d,
+        &["--config", "leadgate.toml", "--db", "rekeyed.db", "rekey"],
+    );
+    let said = stderr(&out);
+    assert!(said.contains("rekeyed 1 lead of tenant default"), "{said}");
+    // Found and compared now (everything else differs: a review item).
+    let found = run("rekeyed.db", moved);
+    assert_eq!(found[0]["status"], "review", "{}", found[0]);
+    assert_eq!(found[0]["match"]["with"], stored[0]["lead_id"]);
+}
+
+#[test]
+fn rekey_names_a_lead_it_cannot_key_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("in.csv"), PEOPLE).unwrap();
+    ok(
+        d,
+        &[
+            "--db",
+            "s.db",
+            "run",
+            "--input",
+            "in.csv",
+            "--output",
+            "out.ndjson",
+            "-q",
+        ],
+    );
+    let id = lines(&d.join("out.ndjson"))[1]["lead_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A stored record damaged by hand.
+    let db = rusqlite::Connection::open(d.join("s.db")).unwrap();
+    db.execute("UPDATE leads SET normalized = '{' WHERE id = ?1", [&id])
+        .unwrap();
+    let keys: i64 = db
+        .query_row("SELECT count(*) FROM match_keys", [], |r| r.get(0))
+        .unwrap();
+    drop(db);
+    let out = leadgate(d)
+        .args(["--db", "s.db", "rekey"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "lead {id}: its stored normalized record cannot be read"
+        )) && said.contains("the key index was left as it was"),
+        "{said}"
+    );
+    let db = rusqlite::Connection::open(d.join("s.db")).unwrap();
+    let after: i64 = db
+        .query_row("SELECT count(*) FROM match_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(after, keys);
+}

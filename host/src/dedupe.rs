@@ -117,7 +117,11 @@ pub struct Apply<'a> {
     pub component: String,
 }
 
-fn progress(quiet: bool, len: Option<u64>, what: &'static str) -> indicatif::ProgressBar {
+pub(crate) fn progress(
+    quiet: bool,
+    len: Option<u64>,
+    what: &'static str,
+) -> indicatif::ProgressBar {
     use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
     if quiet {
         return ProgressBar::hidden();

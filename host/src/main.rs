@@ -31,6 +31,7 @@ mod load;
 mod matcher;
 mod matching;
 mod reenrich;
+mod rekey;
 mod report;
 mod review;
 mod run;
@@ -242,6 +243,14 @@ enum Command {
         /// Store and attach the events only; do not re-score.
         #[arg(long)]
         no_score: bool,
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Recompute the blocking keys of every keyed stored lead with the
+    /// configured dedupe component (after swapping it, changing a key
+    /// setting such as `name_city_key`, or upgrading leadgate when its
+    /// keys changed). Run it while no `leadgate serve` writes to the store.
+    Rekey {
         #[arg(long, short)]
         quiet: bool,
     },
@@ -661,6 +670,22 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             )?;
             if !quiet {
                 events::print_report(&report);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rekey { quiet } => {
+            let started = std::time::Instant::now();
+            let r = rekey::rekey(&config, &db, quiet)?;
+            if !quiet {
+                eprintln!(
+                    "rekeyed {} lead{} of tenant {} in {:.1} s: {} index entries before, {} after",
+                    r.leads,
+                    if r.leads == 1 { "" } else { "s" },
+                    config.tenant,
+                    started.elapsed().as_secs_f64(),
+                    r.keys_before,
+                    r.keys_after
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -57,6 +57,7 @@ mod mapped;
 pub mod matching;
 mod packed;
 mod pending_keys;
+pub mod rekey;
 pub mod score;
 pub mod service;
 #[cfg(test)]

@@ -1,0 +1,289 @@
+//! Recomputing the blocking-key index of stored leads (`leadgate rekey`).
+//!
+//! Blocking keys are whatever the tenant's dedupe component says they are,
+//! so the index is only as current as the component that wrote it: after a
+//! swapped component or a changed key (a setting such as `name_city_key`,
+//! or a new version of the bundled one), stored leads keep the keys of the
+//! old one, and a new lead no longer meets them on the keys that changed.
+//! [`Store::rekey`] replaces the keys of every keyed lead of a tenant — the
+//! leads that have any key now — with the ones the caller computes, in one
+//! transaction: if anything fails, the index is as it was.
+
+use crate::pending_keys::{self, PendingKeys};
+use crate::{Store, StoreError, key_filter, sql};
+use rusqlite::params;
+
+/// A stored lead whose keys are recomputed.
+#[derive(Debug, Clone)]
+pub struct KeyedLead {
+    /// The lead's id.
+    pub id: String,
+    /// Its normalized record (JSON), as stored.
+    pub normalized: String,
+}
+
+/// What [`Store::rekey`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// Leads whose keys were replaced.
+    pub leads: u64,
+    /// Index entries of theirs before and after.
+    pub keys_before: u64,
+    pub keys_after: u64,
+}
+
+impl Store {
+    /// Replaces the blocking keys of `tenant`'s keyed leads with those
+    /// `keys_of` computes (hashed, as [`crate::key_hash`] makes them), in
+    /// chunks of `chunk` leads in the order they were stored; `keys_of`
+    /// also gets the number of leads in all, for progress. One
+    /// transaction: when `keys_of` fails, nothing changes and its error
+    /// is returned inside `Ok`. Another connection's deferred keys
+    /// ([`Store::defer_match_keys`]) are not seen: run it while no service
+    /// writes to the store.
+    pub fn rekey<E>(
+        &mut self,
+        tenant: &str,
+        chunk: usize,
+        mut keys_of: impl FnMut(&[KeyedLead], u64) -> Result<Vec<Vec<i64>>, E>,
+    ) -> Result<Result<Rekeyed, E>, StoreError> {
+        let chunk = chunk.max(1);
+        let tx = self.tx()?;
+        // The tenant's keyed leads: any entry in the index, or a row of
+        // keys not yet folded into it.
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS temp.rekey_leads;
+             CREATE TEMP TABLE rekey_leads (lead INTEGER PRIMARY KEY);",
+        )
+        .map_err(sql("create the rekey list"))?;
+        let leads = tx
+            .execute(
+                "INSERT OR IGNORE INTO temp.rekey_leads (lead)
+                 SELECT k.lead FROM (SELECT DISTINCT lead FROM match_keys
+                                     UNION SELECT lead FROM match_keys_new) k
+                   JOIN leads l ON l.rowid = k.lead
+                  WHERE l.tenant = ?1",
+                [tenant],
+            )
+            .map_err(sql("list keyed leads"))? as u64;
+        // Pending keys are packed 8 bytes each.
+        let before_new: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(length(keys) / 8), 0) FROM match_keys_new
+                  WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql("count pending keys"))?;
+        let keys_before = tx
+            .execute(
+                "DELETE FROM match_keys WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
+                [],
+            )
+            .map_err(sql("delete old keys"))? as u64
+            + before_new as u64;
+        tx.execute(
+            "DELETE FROM match_keys_new WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
+            [],
+        )
+        .map_err(sql("delete old pending keys"))?;
+
+        let mut keys_after = 0;
+        let mut after: i64 = -1;
+        loop {
+            let batch: Vec<(i64, KeyedLead)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT r.lead, l.id, l.normalized FROM temp.rekey_leads r
+                           JOIN leads l ON l.rowid = r.lead
+                          WHERE r.lead > ?1 ORDER BY r.lead LIMIT ?2",
+                    )
+                    .map_err(sql("read leads to rekey"))?;
+                let rows = stmt
+                    .query_map(params![after, chunk as i64], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            KeyedLead {
+                                id: r.get(1)?,
+                                normalized: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                            },
+                        ))
+                    })
+                    .map_err(sql("read leads to rekey"))?;
+                rows.collect::<Result<_, _>>()
+                    .map_err(sql("read leads to rekey"))?
+            };
+            let Some(last) = batch.last() else { break };
+            after = last.0;
+            let (rows, leads_of): (Vec<i64>, Vec<KeyedLead>) = batch.into_iter().unzip();
+            let keys = match keys_of(&leads_of, leads) {
+                Ok(k) => k,
+                // Dropping the transaction rolls it back.
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut entries: Vec<(i64, i64)> = rows
+                .iter()
+                .zip(&keys)
+                .flat_map(|(row, ks)| ks.iter().map(move |k| (*k, *row)))
+                .collect();
+            // In key order: the index's leaf pages are visited in turn.
+            entries.sort_unstable();
+            entries.dedup();
+            let mut insert = tx
+                .prepare_cached(pending_keys::INSERT_KEY)
+                .map_err(sql("prepare key insert"))?;
+            for (key, lead) in entries {
+                keys_after += insert
+                    .execute(params![key, lead])
+                    .map_err(sql("insert key"))? as u64;
+            }
+        }
+        // Other connections' key filters learn of the new keys by this.
+        tx.execute(key_filter::COUNT_DIRECT_WRITE, [])
+            .map_err(sql("count match key writes"))?;
+        tx.execute_batch("DROP TABLE temp.rekey_leads")
+            .map_err(sql("drop the rekey list"))?;
+        tx.commit().map_err(sql("commit rekey"))?;
+        // This connection's view of the pending rows is read again.
+        *self.pending.get_mut() = PendingKeys::default();
+        Ok(Ok(Rekeyed {
+            leads,
+            keys_before,
+            keys_after,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_support::TempStore;
+    use crate::{Record, Status, Store, key_hash};
+    use leadgate_lead::Lead;
+
+    /// Records leads `{tenant}-{from}`… `{tenant}-{to - 1}`, lead `i` with
+    /// the key `old:{i % 10}`, each in its own transaction.
+    fn keyed(s: &mut Store, tenant: &str, from: usize, to: usize) {
+        let run = s.begin_run(tenant, "x", "{}", 1).unwrap();
+        for i in from..to {
+            let lead = Lead {
+                id: format!("{tenant}-{i}"),
+                tenant: tenant.into(),
+                email: Some(format!("{i}@x.com")),
+                ..Lead::default()
+            };
+            let json = serde_json::to_string(&lead).unwrap();
+            let keys = [key_hash(tenant, &format!("old:{}", i % 10))];
+            let record = Record {
+                line: 1,
+                raw: &lead,
+                status: Status::Accepted,
+                validation: Status::Accepted,
+                normalized: Some(&json),
+                issues: &[],
+                exception: None,
+                keys: &keys,
+                link: None,
+                review: None,
+                enrichment: None,
+                qualification: None,
+            };
+            s.record(run, "validate", "sha", &[record], 1).unwrap();
+        }
+    }
+
+    fn candidates(store: &Store, tenant: &str, key: &str) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .candidates_for_each(tenant, &[vec![key_hash(tenant, key)]], 1000, 1000)
+            .unwrap()
+            .remove(0)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn rekeying_replaces_a_tenants_keys_and_nothing_else() {
+        let dir = TempStore::new("rekey");
+        let mut s = dir.open();
+        keyed(&mut s, "a", 0, 30);
+        keyed(&mut s, "b", 0, 20);
+        // Some of tenant a's keys still pending (a service's writer).
+        let mut w = dir.open();
+        w.defer_match_keys(1 << 20);
+        keyed(&mut w, "a", 30, 35);
+        assert!(w.count("match_keys_new").unwrap() > 0);
+        drop(w);
+        assert_eq!(candidates(&s, "a", "old:3").len(), 4);
+        let other = dir.open();
+        assert_eq!(candidates(&other, "a", "old:3").len(), 4);
+
+        let mut seen = Vec::new();
+        let done = s
+            .rekey("a", 8, |leads, total| {
+                seen.push((leads.len(), total));
+                Ok::<_, String>(
+                    leads
+                        .iter()
+                        .map(|l| {
+                            assert!(l.normalized.contains(&l.id), "{l:?}");
+                            vec![
+                                key_hash("a", "new:all"),
+                                key_hash("a", &format!("id:{}", l.id)),
+                            ]
+                        })
+                        .collect(),
+                )
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.leads, 35);
+        assert_eq!(done.keys_before, 35);
+        assert_eq!(done.keys_after, 70);
+        assert_eq!(seen.iter().map(|(n, _)| n).sum::<usize>(), 35);
+        assert!(seen.iter().all(|(n, t)| *n <= 8 && *t == 35), "{seen:?}");
+
+        // The old keys find nothing, the new ones every lead; tenant b is
+        // untouched. A connection opened before sees the same.
+        for store in [&s, &other, &dir.open()] {
+            assert!(candidates(store, "a", "old:3").is_empty());
+            assert_eq!(candidates(store, "a", "new:all").len(), 35);
+            assert_eq!(candidates(store, "a", "id:a-33"), vec!["a-33".to_string()]);
+            assert_eq!(candidates(store, "b", "old:3").len(), 2);
+        }
+        assert_eq!(s.count("match_keys_new").unwrap(), 0);
+    }
+
+    #[test]
+    fn a_failed_rekey_changes_nothing() {
+        let dir = TempStore::new("rekey-failed");
+        let mut s = dir.open();
+        keyed(&mut s, "a", 0, 30);
+        let keys = s.count("match_keys").unwrap();
+        let mut calls = 0;
+        let err = s
+            .rekey("a", 10, |leads, _| {
+                calls += 1;
+                if calls == 2 {
+                    Err(format!("lead {}: the component trapped", leads[0].id))
+                } else {
+                    Ok(leads.iter().map(|_| vec![key_hash("a", "new")]).collect())
+                }
+            })
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, "lead a-10: the component trapped");
+        assert_eq!(s.count("match_keys").unwrap(), keys);
+        assert_eq!(candidates(&s, "a", "old:3").len(), 3);
+        assert!(candidates(&s, "a", "new").is_empty());
+        // And it can be run again.
+        let done = s
+            .rekey("a", 10, |leads, _| {
+                Ok::<_, String>(leads.iter().map(|_| vec![key_hash("a", "new")]).collect())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!((done.leads, done.keys_after), (30, 30));
+    }
+}
