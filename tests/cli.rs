@@ -30,6 +30,28 @@ fn run_configured(dir: &Path, config: &str, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `leadgate [--config leadgate.toml] --db DB run` over `in.csv` in `d`,
+/// which must succeed: its results.
+fn run_in(d: &Path, configured: bool, db: &str) -> Vec<serde_json::Value> {
+    let config: &[&str] = if configured {
+        &["--config", "leadgate.toml"]
+    } else {
+        &[]
+    };
+    let args = [
+        "--db",
+        db,
+        "run",
+        "--input",
+        "in.csv",
+        "--output",
+        "out.ndjson",
+        "-q",
+    ];
+    ok(d, &[config, &args[..]].concat());
+    lines(&d.join("out.ndjson"))
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -679,22 +701,7 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
         "email,first_name,last_name,phone,job_title\nwilliam.smith@acme.com,Bill,Smith,,CTO\n",
     )
     .unwrap();
-    ok(
-        d,
-        &[
-            "--config",
-            "leadgate.toml",
-            "--db",
-            "s.db",
-            "run",
-            "--input",
-            "in.csv",
-            "--output",
-            "out.ndjson",
-            "-q",
-        ],
-    );
-    let r = lines(&d.join("out.ndjson"));
+    let r = run_in(d, true, "s.db");
     assert_eq!(r[0]["status"], "duplicate");
     assert_eq!(r[0]["duplicate_of"], master.as_str());
     assert_eq!(r[0]["match"]["decision"], "merge");
@@ -1590,22 +1597,7 @@ fn rekey_brings_stored_leads_under_a_changed_key() {
     };
     let run = |db: &str, csv: &str| -> Vec<serde_json::Value> {
         std::fs::write(d.join("in.csv"), csv).unwrap();
-        ok(
-            d,
-            &[
-                "--config",
-                "leadgate.toml",
-                "--db",
-                db,
-                "run",
-                "--input",
-                "in.csv",
-                "--output",
-                "out.ndjson",
-                "-q",
-            ],
-        );
-        lines(&d.join("out.ndjson"))
+        run_in(d, true, db)
     };
     // Stored while the customer number was not an identity column.
     config("[]");
@@ -1642,20 +1634,7 @@ fn rekey_names_a_lead_it_cannot_key_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("in.csv"), PEOPLE).unwrap();
-    ok(
-        d,
-        &[
-            "--db",
-            "s.db",
-            "run",
-            "--input",
-            "in.csv",
-            "--output",
-            "out.ndjson",
-            "-q",
-        ],
-    );
-    let id = lines(&d.join("out.ndjson"))[1]["lead_id"]
+    let id = run_in(d, false, "s.db")[1]["lead_id"]
         .as_str()
         .unwrap()
         .to_string();
