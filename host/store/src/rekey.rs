@@ -27,8 +27,9 @@ pub struct KeyedLead {
 pub struct Rekeyed {
     /// Leads whose keys were replaced.
     pub leads: u64,
-    /// Index entries of theirs before and after.
+    /// Their index entries before (folded and pending).
     pub keys_before: u64,
+    /// Their index entries after.
     pub keys_after: u64,
 }
 
@@ -38,7 +39,8 @@ impl Store {
     /// chunks of `chunk` leads in the order they were stored; `keys_of`
     /// also gets the number of leads in all, for progress. One
     /// transaction: when `keys_of` fails, nothing changes and its error
-    /// is returned inside `Ok`. Another connection's deferred keys
+    /// is returned inside `Ok` (inside a [`crate::Batch`], the batch's
+    /// commit or rollback decides instead). Another connection's deferred keys
     /// ([`Store::defer_match_keys`]) are not seen: run it while no service
     /// writes to the store.
     pub fn rekey<E>(
