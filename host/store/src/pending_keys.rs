@@ -134,6 +134,26 @@ fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
         .collect())
 }
 
+/// Adds `(key, lead)` entries to `match_keys`, in key order so that the
+/// index's leaf pages are visited in turn; returns how many were new.
+pub(crate) fn insert_in_key_order(
+    conn: &Connection,
+    mut entries: Vec<(i64, i64)>,
+) -> Result<u64, StoreError> {
+    entries.sort_unstable();
+    entries.dedup();
+    let mut insert = conn
+        .prepare_cached(INSERT_KEY)
+        .map_err(sql("prepare key insert"))?;
+    let mut added = 0;
+    for (key, lead) in entries {
+        added += insert
+            .execute(params![key, lead])
+            .map_err(sql("insert match keys"))? as u64;
+    }
+    Ok(added)
+}
+
 /// Adds `row` under each of its keys, as the newest row with it.
 fn index_row(by_key: &mut KeyMap<VecDeque<(i64, i64)>>, row: &Row) {
     for k in &row.keys {
@@ -292,21 +312,10 @@ impl PendingKeys {
         let n = (SLICES * leads.max(1) as u64)
             .div_ceil(cycle_leads.max(1) as u64)
             .min(SLICES);
-        let mut insert = conn
-            .prepare_cached(INSERT_KEY)
-            .map_err(sql("prepare key insert"))?;
         for _ in 0..n {
             let s = self.next as usize;
             self.next = (self.next + 1) % SLICES;
-            let mut entries = std::mem::take(&mut self.unfolded[s]);
-            // In key order: the slice's leaf pages are visited in turn.
-            entries.sort_unstable();
-            entries.dedup();
-            for (key, lead) in entries {
-                insert
-                    .execute(params![key, lead])
-                    .map_err(sql("fold pending match keys"))?;
-            }
+            insert_in_key_order(conn, std::mem::take(&mut self.unfolded[s]))?;
             self.folded[s] = self.seen;
         }
         // Rows every slice has folded are in match_keys now.

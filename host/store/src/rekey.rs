@@ -123,22 +123,12 @@ impl Store {
                 // Dropping the transaction rolls it back.
                 Err(e) => return Ok(Err(e)),
             };
-            let mut entries: Vec<(i64, i64)> = rows
+            let entries: Vec<(i64, i64)> = rows
                 .iter()
                 .zip(&keys)
                 .flat_map(|(row, ks)| ks.iter().map(move |k| (*k, *row)))
                 .collect();
-            // In key order: the index's leaf pages are visited in turn.
-            entries.sort_unstable();
-            entries.dedup();
-            let mut insert = tx
-                .prepare_cached(pending_keys::INSERT_KEY)
-                .map_err(sql("prepare key insert"))?;
-            for (key, lead) in entries {
-                keys_after += insert
-                    .execute(params![key, lead])
-                    .map_err(sql("insert key"))? as u64;
-            }
+            keys_after += pending_keys::insert_in_key_order(&tx, entries)?;
         }
         // Other connections' key filters learn of the new keys by this.
         tx.execute(key_filter::COUNT_DIRECT_WRITE, [])
