@@ -52,6 +52,12 @@ pub struct ServeConfig {
     pub signature_window_ms: i64,
     /// How often the scheduler escalates stale review items.
     pub tick_seconds: u64,
+    /// How often the background thread copies the write-ahead log back
+    /// into the database file. Shorter keeps the log short (less for a
+    /// restart to copy); longer copies a page that changes often once
+    /// instead of several times. The store is the process's, so with
+    /// several tenants the shortest of theirs is used.
+    pub checkpoint_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -73,6 +79,7 @@ impl Default for ServeConfig {
             public_url: String::new(),
             signature_window_ms: leadgate_signature::DEFAULT_WINDOW_MS,
             tick_seconds: 60,
+            checkpoint_ms: 100,
         }
     }
 }
@@ -262,6 +269,12 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
             serve.batch_wait_ms
         );
     }
+    if !(10..=10_000).contains(&serve.checkpoint_ms) {
+        bail!(
+            "serve.checkpoint_ms must be from 10 to 10000, not {}",
+            serve.checkpoint_ms
+        );
+    }
     if let Some(n) = serve.http_threads
         && !(1..=256).contains(&n)
     {
@@ -333,6 +346,25 @@ mod tests {
             let e = check(&serve, &crm, &review).unwrap_err().to_string();
             assert!(
                 e.contains("serve.http_threads") && e.contains(&bad.to_string()),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn checkpoints_come_every_100_ms_unless_set_within_bounds() {
+        let mut serve = ServeConfig::default();
+        assert_eq!(serve.checkpoint_ms, 100);
+        let (crm, review) = (CrmConfig::default(), ReviewConfig::default());
+        for good in [10, 400, 10_000] {
+            serve.checkpoint_ms = good;
+            assert!(check(&serve, &crm, &review).is_ok(), "{good}");
+        }
+        for bad in [0, 9, 10_001] {
+            serve.checkpoint_ms = bad;
+            let e = check(&serve, &crm, &review).unwrap_err().to_string();
+            assert!(
+                e.contains("serve.checkpoint_ms") && e.contains(&bad.to_string()),
                 "{e}"
             );
         }

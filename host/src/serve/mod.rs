@@ -353,11 +353,6 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// How often the background thread copies the write-ahead log back:
-/// often, so that what is left when a recording thread starts the log over
-/// is little.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
 /// The page cache of each of the service's long-lived connections, in
 /// KiB. The recording thread commits many small transactions: each one
 /// empties the others' caches, and each that split a page walks its own
@@ -392,13 +387,24 @@ fn background(shared: &Shared, handoff: bool) {
         .map(|t| t.config.serve.tick_seconds.max(1))
         .min()
         .unwrap_or(60);
+    // How often the log is copied back (`[serve] checkpoint_ms`): often,
+    // so that what is left when a recording thread starts the log over is
+    // little. One store, so the shortest any tenant asks for.
+    let checkpoint_every = std::time::Duration::from_millis(
+        shared
+            .tenants
+            .values()
+            .map(|t| t.config.serve.checkpoint_ms)
+            .min()
+            .unwrap_or(100),
+    );
     let mut next_tick = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
         // The pipelines leave copying the log back to this thread, and
         // having a long one start over (`catch_up`); their recording
         // threads force that only past twice the length (see worker.rs).
-        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+        if last_checkpoint.elapsed() >= checkpoint_every {
             match store.checkpoint() {
                 Ok(log) if log >= worker::RESTART_FRAMES => catch_up(shared, &store, log),
                 Ok(log) => shared.wal_frames.store(log, Ordering::Relaxed),
@@ -459,7 +465,9 @@ fn background(shared: &Shared, handoff: bool) {
             }
         }
         if !busy {
-            std::thread::sleep(CHECKPOINT_EVERY);
+            // Handoffs and ticks are looked at every 100 ms at most, however
+            // far apart the checkpoints are.
+            std::thread::sleep(checkpoint_every.min(std::time::Duration::from_millis(100)));
         }
     }
 }
@@ -473,7 +481,7 @@ const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_millis(100);
 /// log while no reader is on an older snapshot lets the recording thread's
 /// next write start it over, without waiting for anyone; with the
 /// recording thread committing every few milliseconds and the front
-/// reading, the usual checkpoint every [`CHECKPOINT_EVERY`] almost never
+/// reading, the usual checkpoint every `checkpoint_ms` almost never
 /// lands in such a moment, and back-to-back ones soon do.
 fn catch_up(shared: &Shared, store: &Store, mut log: i64) {
     let started = std::time::Instant::now();
