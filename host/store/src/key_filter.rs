@@ -187,22 +187,30 @@ impl KeyFilter {
     ) -> Result<(), StoreError> {
         self.at = Some(Instant::now());
         let entries: i64 = conn
-            .query_row("SELECT COUNT(*) FROM match_keys", [], |r| r.get(0))
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM match_keys) + (SELECT COUNT(*) FROM match_keys_mid)",
+                [],
+                |r| r.get(0),
+            )
             .map_err(sql("count match keys"))?;
         let held = entries.max(0) as u64 + pending.key_count() as u64;
         let mut first = Layer::new((held * 2).max(self.min_capacity));
-        let mut stmt = conn
-            .prepare("SELECT key FROM match_keys")
-            .map_err(sql("read match keys"))?;
-        let mut rows = stmt.query([]).map_err(sql("read match keys"))?;
-        let mut last = None;
-        while let Some(r) = rows.next().map_err(sql("read match keys"))? {
-            let key: i64 = r.get(0).map_err(sql("read match keys"))?;
-            // In key order: a key's entries are together.
-            if last != Some(key) {
-                first.bloom.insert(&key);
-                first.keys += 1;
-                last = Some(key);
+        // Both tiers of the index, each in key order: a key's entries are
+        // together (a key in both is counted twice: a little more room).
+        for table in [
+            "SELECT key FROM match_keys",
+            "SELECT key FROM match_keys_mid",
+        ] {
+            let mut stmt = conn.prepare(table).map_err(sql("read match keys"))?;
+            let mut rows = stmt.query([]).map_err(sql("read match keys"))?;
+            let mut last = None;
+            while let Some(r) = rows.next().map_err(sql("read match keys"))? {
+                let key: i64 = r.get(0).map_err(sql("read match keys"))?;
+                if last != Some(key) {
+                    first.bloom.insert(&key);
+                    first.keys += 1;
+                    last = Some(key);
+                }
             }
         }
         let mut built = Built {

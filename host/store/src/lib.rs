@@ -16,7 +16,9 @@
 //! ([`Store::defer_match_keys`]; lookups read both). Migration 8 adds
 //! `match_keys_writes`, a count of the transactions that wrote
 //! `match_keys` directly, for connections that keep a filter of its keys
-//! ([`Store::filter_match_keys`]).
+//! ([`Store::filter_match_keys`]). Migration 10 adds `match_keys_mid`,
+//! the index's middle tier: the deferring writer folds into it, and moves
+//! it into `match_keys` slice by slice, less often ([`pending_keys`]).
 //! `leads.master_id` points a merged or linked lead at its master.
 //!
 //! Enrichment (migration 3, [`enrich`]): `leads.enrichment` (fields with
@@ -68,7 +70,7 @@ pub use key_filter::REBUILD_EVERY as KEY_FILTER_REBUILD_EVERY;
 pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
 };
-pub use pending_keys::{DEFAULT_CYCLE_LEADS, KeyMap};
+pub use pending_keys::{DEFAULT_CYCLE_LEADS, KeyMap, MID_ROUNDS};
 
 use leadgate_lead::{Issue, Lead, Severity, Verdict};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -602,6 +604,23 @@ CREATE TRIGGER review_queue_uncounted AFTER DELETE ON review_queue
      AND old.escalated_at IS NULL AND old.reviewer NOT LIKE 'sla:%';
 END;
 "#,
+    r#"
+-- The match-key index's middle tier: a deferring writer folds its pending
+-- rows here, and moves this into match_keys a key slice at a time, many
+-- times less often (`pending_keys`). Lookups read both.
+CREATE TABLE match_keys_mid (
+    key   INTEGER NOT NULL,
+    lead  INTEGER NOT NULL,
+    PRIMARY KEY (key, lead)
+) WITHOUT ROWID;
+-- How many slices of match_keys_mid have been moved on, in all: a writer
+-- that starts again carries on from there.
+CREATE TABLE match_keys_mid_moved (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    slices  INTEGER NOT NULL
+);
+INSERT INTO match_keys_mid_moved (id, slices) VALUES (1, 0);
+"#,
 ];
 
 /// How much of the database file a connection memory-maps at most: all
@@ -903,9 +922,10 @@ impl Store {
 
     /// Defers this connection's match-key writes (see [`pending_keys`]):
     /// [`Store::record`] appends one `match_keys_new` row per lead and
-    /// folds the pending keys into `match_keys` a slice of the key range
-    /// at a time, all of them once per `cycle_leads` leads recorded
-    /// ([`DEFAULT_CYCLE_LEADS`] is the service's). Lookups on every
+    /// folds the pending keys into `match_keys_mid` a slice of the key
+    /// range at a time, all of them once per `cycle_leads` leads recorded
+    /// ([`DEFAULT_CYCLE_LEADS`] is the service's), and those into
+    /// `match_keys` once per [`MID_ROUNDS`] such rounds. Lookups on every
     /// connection see pending keys either way.
     ///
     /// For one long-lived writer recording small batches (the service's
@@ -1418,6 +1438,7 @@ impl Store {
             "issues",
             "exceptions",
             "match_keys",
+            "match_keys_mid",
             "match_keys_new",
             "merges",
             "golden",

@@ -305,6 +305,14 @@ impl Store {
                  ORDER BY k.lead DESC LIMIT ?3",
             )
             .map_err(sql("prepare candidate lookup"))?;
+        let mut by_mid = self
+            .conn
+            .prepare_cached(
+                "SELECT k.lead, l.id, l.normalized, l.master_id FROM match_keys_mid k JOIN leads l ON l.rowid = k.lead
+                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
+                 ORDER BY k.lead DESC LIMIT ?3",
+            )
+            .map_err(sql("prepare candidate lookup"))?;
         let mut by_row = self
             .conn
             .prepare_cached(
@@ -331,11 +339,15 @@ impl Store {
                 }
             }
             if filter.is_none_or(|f| f.may_hold(*k)) {
-                let mut rows = by_key
-                    .query(params![k, tenant, per_key as i64])
-                    .map_err(sql("look up candidates"))?;
-                while let Some(r) = rows.next().map_err(sql("look up candidates"))? {
-                    found.push(row(r).map_err(sql("read candidate"))?);
+                // Both tiers of the index: the newest folded keys, then
+                // the rest.
+                for stmt in [&mut by_mid, &mut by_key] {
+                    let mut rows = stmt
+                        .query(params![k, tenant, per_key as i64])
+                        .map_err(sql("look up candidates"))?;
+                    while let Some(r) = rows.next().map_err(sql("look up candidates"))? {
+                        found.push(row(r).map_err(sql("read candidate"))?);
+                    }
                 }
             }
             found.sort_by_key(|r| std::cmp::Reverse(r.0));
@@ -717,10 +729,17 @@ mod tests {
         (leads, (0..n).map(keys_of).collect())
     }
 
+    /// Leads with `key` in either tier of the index, each once (an entry
+    /// folded again after a rollback can be in both until its slice of
+    /// the middle tier moves on).
     fn indexed(s: &Store, key: i64) -> Vec<i64> {
         let mut stmt = s
             .conn
-            .prepare("SELECT lead FROM match_keys WHERE key = ?1 ORDER BY lead")
+            .prepare(
+                "SELECT lead FROM (SELECT lead FROM match_keys WHERE key = ?1
+                                   UNION SELECT lead FROM match_keys_mid WHERE key = ?1)
+                  ORDER BY lead",
+            )
             .unwrap();
         stmt.query_map([key], |r| r.get(0))
             .unwrap()
@@ -771,6 +790,97 @@ mod tests {
             }
         }
         assert!(w.pending.borrow().len() <= 8);
+    }
+
+    /// Rows of `table` (`match_keys` or `match_keys_mid`) with `key`.
+    fn in_table(s: &Store, table: &str, key: i64) -> i64 {
+        s.conn
+            .query_row(
+                &format!("SELECT count(*) FROM {table} WHERE key = ?1"),
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn folded_keys_pass_through_the_middle_index_into_match_keys() {
+        pass_through_the_middle_index(false);
+    }
+
+    #[test]
+    fn a_writer_that_starts_again_carries_on_moving_the_middle_index() {
+        // A new writer for every lead: the middle index is still moved on
+        // whole, not only its first slices again and again.
+        pass_through_the_middle_index(true);
+    }
+
+    fn pass_through_the_middle_index(reopen: bool) {
+        let dir = TempStore::new(if reopen {
+            "deferred-mid-reopen"
+        } else {
+            "deferred-mid"
+        });
+        let mut w = dir.open();
+        // A round is 4 leads; the middle index moves on once per
+        // MID_ROUNDS rounds.
+        w.defer_match_keys(4);
+        let mut r = dir.open();
+        r.filter_match_keys().unwrap();
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let n = 120;
+        let (leads, keys) = numbered(n);
+        let mut seen_in_mid = 0;
+        for i in 0..n {
+            if reopen {
+                w = dir.open();
+                w.defer_match_keys(4);
+            }
+            let rec = serde_json::to_string(&leads[i]).unwrap();
+            w.record(
+                run,
+                "validate",
+                "sha",
+                &[record(&leads[i], &keys[i], &rec)],
+                1,
+            )
+            .unwrap();
+            // Every lead is found by each of its keys at every step, from
+            // another connection (with a key filter) and the writer's own.
+            for j in 0..=i {
+                for k in &keys[j] {
+                    for s in [&r, &w] {
+                        let found = s.candidates("t", &[*k], 10, 10).unwrap();
+                        assert_eq!(found.len(), 1, "lead {j} after {i}");
+                        assert_eq!(found[0].id, leads[j].id);
+                    }
+                }
+            }
+            seen_in_mid = seen_in_mid.max(w.count("match_keys_mid").unwrap());
+        }
+        assert!(seen_in_mid > 0, "keys went through the middle index");
+        // A lead's keys reach match_keys itself within two rounds of
+        // pending and MID_ROUNDS rounds in the middle.
+        let settled = n - 4 * (2 + crate::MID_ROUNDS as usize) - 4;
+        for (j, lead_keys) in keys.iter().enumerate().take(settled) {
+            for k in lead_keys {
+                assert_eq!(in_table(&w, "match_keys", *k), 1, "lead {j}");
+                if !reopen {
+                    assert_eq!(in_table(&w, "match_keys_mid", *k), 0, "lead {j}");
+                }
+            }
+        }
+        // The middle index holds only the newest rounds' keys. (A writer
+        // that never lives a whole round deletes no pending row, and
+        // folds them all again: those stay until their slice moves on.)
+        if !reopen {
+            let newest_keys: usize = keys[settled..].iter().map(Vec::len).sum();
+            assert!(
+                w.count("match_keys_mid").unwrap() as usize <= newest_keys,
+                "{} in the middle",
+                w.count("match_keys_mid").unwrap()
+            );
+        }
     }
 
     #[test]

@@ -11,10 +11,25 @@
 //! keys of thousands of leads. Once every slice has been folded since a
 //! row was read, the row is deleted.
 //!
+//! Folded keys go to `match_keys_mid` first, a small index of the newest
+//! folded keys, and from there to `match_keys` one slice at a time once
+//! per [`MID_ROUNDS`] rounds. Once an index has fewer pages than a round
+//! brings keys, a round writes nearly every leaf page of the index it
+//! folds into: folded straight into `match_keys`, that cost grew with the
+//! store (a page per key entry ≈ 200 entries, so about one page a lead
+//! written per 3,000 leads stored, and copied again by the checkpoints).
+//! The middle index stays small (about [`MID_ROUNDS`] rounds of keys), and
+//! `match_keys` is written [`MID_ROUNDS`] times less often. Where the
+//! moving got to is kept in `match_keys_mid_moved`, so a writer that
+//! starts again carries on. Rows folded again (after a rollback, or by a
+//! writer started again before they were deleted) can put an entry in
+//! both tiers until its slice moves on: lookups take each lead once.
+//! Lookups, the key filter and `rekey` read both tiers.
+//!
 //! Every connection keeps the rows in memory ([`PendingKeys`]), read
 //! incrementally — new rows by id, deleted ones by the lowest id left
 //! (ids only grow: `AUTOINCREMENT`, and rows are deleted oldest first) —
-//! and candidate lookups read them beside `match_keys`, so a lead is found
+//! and candidate lookups read them beside both indexes, so a lead is found
 //! by its keys from the moment it is recorded.
 
 use crate::{StoreError, sql};
@@ -29,14 +44,34 @@ const SLICE_SHIFT: u32 = 54;
 /// A deferring writer folds every slice once per this many leads recorded
 /// (by default): the rows it keeps pending — and every connection holds in
 /// memory, ≈ 5 MiB at 8 keys a lead — are about this many. The larger,
-/// the fewer times each leaf page of `match_keys` is written: at 16,384
-/// leads a round writes each page of a 100,000-lead index once for its
-/// share of ≈ 130,000 new keys.
+/// the fewer times each leaf page of `match_keys_mid` is written: at
+/// 16,384 leads a round writes each of its pages once for its share of ≈
+/// 130,000 new keys.
 pub const DEFAULT_CYCLE_LEADS: usize = 16_384;
 
 /// Adds one (key, lead rowid) entry to `match_keys`: how a batch run
-/// writes its keys, and how a deferring writer folds them.
+/// writes its keys.
 pub(crate) const INSERT_KEY: &str = "INSERT OR IGNORE INTO match_keys (key, lead) VALUES (?1, ?2)";
+
+/// Adds one (key, lead rowid) entry to `match_keys_mid`: how a deferring
+/// writer folds its pending rows.
+const INSERT_MID: &str = "INSERT OR IGNORE INTO match_keys_mid (key, lead) VALUES (?1, ?2)";
+
+/// A deferring writer moves each slice of `match_keys_mid` into
+/// `match_keys` once per this many rounds of pending rows folded: the
+/// middle index holds about this many rounds' keys (≈ 130,000 leads at
+/// the service's round), and `match_keys` is written this many times less
+/// often than if rounds were folded into it directly.
+pub const MID_ROUNDS: u64 = 8;
+
+/// Which index [`insert_in_key_order`] adds to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Index {
+    /// `match_keys`.
+    Main,
+    /// `match_keys_mid`.
+    Mid,
+}
 
 /// A map keyed by match-key hashes. They are FNV hashes of what clients
 /// send, so a fixed hash of them would let a client make them collide:
@@ -72,7 +107,7 @@ pub(crate) struct PendingKeys {
     /// up needs it ([`PendingKeys::index`]): the service's writer, which
     /// only folds, kept it for nothing — 2–3 % of its thread.
     indexed: bool,
-    /// Per slice, the rows folded into `match_keys`: those up to this id
+    /// Per slice, the rows folded into `match_keys_mid`: those up to this id
     /// (empty until the writer folds).
     folded: Vec<i64>,
     /// A deferring writer's: per slice, the (key, lead rowid) entries not
@@ -81,6 +116,10 @@ pub(crate) struct PendingKeys {
     unfolded: Vec<Vec<(i64, i64)>>,
     /// The slice to fold next.
     next: u64,
+    /// Slices of `match_keys_mid` moved into `match_keys` in all (the
+    /// next to move is this modulo [`SLICES`]; kept in
+    /// `match_keys_mid_moved`); `None` until this connection first folds.
+    mid_moved: Option<u64>,
 }
 
 /// The key as an unsigned number in the same order as SQLite sorts it.
@@ -88,7 +127,6 @@ fn unsigned(key: i64) -> u64 {
     (key as u64) ^ (1 << 63)
 }
 
-#[cfg(test)]
 fn signed(u: u64) -> i64 {
     (u ^ (1 << 63)) as i64
 }
@@ -99,7 +137,6 @@ fn slice_of(key: i64) -> u64 {
 }
 
 /// Slice `s`'s keys: the first and the last.
-#[cfg(test)]
 fn slice(s: u64) -> (i64, i64) {
     let lo = s << SLICE_SHIFT;
     (signed(lo), signed(lo | ((1 << SLICE_SHIFT) - 1)))
@@ -134,16 +171,20 @@ fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
         .collect())
 }
 
-/// Adds `(key, lead)` entries to `match_keys`, in key order so that the
+/// Adds `(key, lead)` entries to `index`, in key order so that the
 /// index's leaf pages are visited in turn; returns how many were new.
 pub(crate) fn insert_in_key_order(
     conn: &Connection,
+    index: Index,
     mut entries: Vec<(i64, i64)>,
 ) -> Result<u64, StoreError> {
     entries.sort_unstable();
     entries.dedup();
     let mut insert = conn
-        .prepare_cached(INSERT_KEY)
+        .prepare_cached(match index {
+            Index::Main => INSERT_KEY,
+            Index::Mid => INSERT_MID,
+        })
         .map_err(sql("prepare key insert"))?;
     let mut added = 0;
     for (key, lead) in entries {
@@ -152,6 +193,29 @@ pub(crate) fn insert_in_key_order(
             .map_err(sql("insert match keys"))? as u64;
     }
     Ok(added)
+}
+
+/// Slices of `match_keys_mid` due to have moved into `match_keys` once
+/// `rows` rows have been deferred: all of them once per [`MID_ROUNDS`]
+/// rounds of `cycle_leads`.
+fn mid_slices_due(rows: i64, cycle_leads: usize) -> u64 {
+    let per_round = cycle_leads.max(1) as u128 * u128::from(MID_ROUNDS);
+    (rows.max(0) as u128 * u128::from(SLICES) / per_round) as u64
+}
+
+/// Moves slice `s` of `match_keys_mid` into `match_keys`, in key order.
+fn move_mid_slice(conn: &Connection, s: u64) -> Result<(), StoreError> {
+    let (lo, hi) = slice(s);
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO match_keys (key, lead)
+         SELECT key, lead FROM match_keys_mid WHERE key BETWEEN ?1 AND ?2 ORDER BY key, lead",
+    )
+    .and_then(|mut st| st.execute(params![lo, hi]))
+    .map_err(sql("move match keys"))?;
+    conn.prepare_cached("DELETE FROM match_keys_mid WHERE key BETWEEN ?1 AND ?2")
+        .and_then(|mut st| st.execute(params![lo, hi]))
+        .map_err(sql("move match keys"))?;
+    Ok(())
 }
 
 /// Adds `row` under each of its keys, as the newest row with it.
@@ -286,10 +350,11 @@ impl PendingKeys {
         self.rows.len()
     }
 
-    /// Folds the next slices into `match_keys` — as many as `leads` new
-    /// leads are of a round of `cycle_leads` — each with the rows read
-    /// since it was last folded, and deletes the rows every slice has
-    /// folded. Call it in the write transaction, after
+    /// Folds the next slices into `match_keys_mid` — as many as `leads`
+    /// new leads are of a round of `cycle_leads` — each with the rows read
+    /// since it was last folded, moves a [`MID_ROUNDS`]th as many slices of
+    /// `match_keys_mid` into `match_keys`, and deletes the rows every slice
+    /// has folded. Call it in the write transaction, after
     /// [`PendingKeys::refresh`] and before this transaction's own rows are
     /// added. If the transaction is rolled back, the connection must
     /// forget this state (`PendingKeys::default()`): every pending row is
@@ -301,6 +366,11 @@ impl PendingKeys {
         cycle_leads: usize,
     ) -> Result<(), StoreError> {
         if self.folded.is_empty() {
+            // Carry on where the writer before was (the rows' ids only
+            // grow), so that a writer started again often still folds
+            // every slice, not only the first ones again and again.
+            let rounds = self.seen.max(0) as u128 * u128::from(SLICES);
+            self.next = (rounds / cycle_leads.max(1) as u128 % u128::from(SLICES)) as u64;
             self.folded = vec![0; SLICES as usize];
             self.unfolded = vec![Vec::new(); SLICES as usize];
             for row in &self.rows {
@@ -315,9 +385,37 @@ impl PendingKeys {
         for _ in 0..n {
             let s = self.next as usize;
             self.next = (self.next + 1) % SLICES;
-            insert_in_key_order(conn, std::mem::take(&mut self.unfolded[s]))?;
+            insert_in_key_order(conn, Index::Mid, std::mem::take(&mut self.unfolded[s]))?;
             self.folded[s] = self.seen;
         }
+        // The middle index moves on at a [`MID_ROUNDS`]th of that pace,
+        // paced by the rows ever deferred (their ids only grow), from
+        // where the last writer left it: however often a writer starts
+        // again, every slice moves on once per round of the middle index.
+        let due = mid_slices_due(self.seen, cycle_leads);
+        let mut moved = match self.mid_moved {
+            Some(m) => m,
+            None => conn
+                .query_row(
+                    "SELECT slices FROM match_keys_mid_moved WHERE id = 1",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(sql("read the middle match-key index's place"))?
+                .max(0) as u64,
+        };
+        // Never more than a whole round in one transaction.
+        moved = moved.max(due.saturating_sub(SLICES));
+        if moved < due {
+            while moved < due {
+                move_mid_slice(conn, moved % SLICES)?;
+                moved += 1;
+            }
+            conn.prepare_cached("UPDATE match_keys_mid_moved SET slices = ?1 WHERE id = 1")
+                .and_then(|mut st| st.execute([moved as i64]))
+                .map_err(sql("keep the middle match-key index's place"))?;
+        }
+        self.mid_moved = Some(moved);
         // Rows every slice has folded are in match_keys now.
         let done = self.folded.iter().copied().min().unwrap_or(0);
         if self.rows.front().is_some_and(|r| r.id <= done) {

@@ -1242,7 +1242,7 @@ mod tests {
                 "DROP TABLE tenant_counts;
                  DROP TRIGGER crm_outbox_counted; DROP TRIGGER crm_outbox_recounted;
                  DROP TRIGGER crm_outbox_uncounted; DROP TRIGGER review_queue_decided;
-                 DROP TRIGGER review_queue_uncounted;
+                 DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
