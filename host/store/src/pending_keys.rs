@@ -416,7 +416,7 @@ impl PendingKeys {
                 .map_err(sql("keep the middle match-key index's place"))?;
         }
         self.mid_moved = Some(moved);
-        // Rows every slice has folded are in match_keys now.
+        // Rows every slice has folded are in the index now.
         let done = self.folded.iter().copied().min().unwrap_or(0);
         if self.rows.front().is_some_and(|r| r.id <= done) {
             conn.prepare_cached("DELETE FROM match_keys_new WHERE id <= ?1")
