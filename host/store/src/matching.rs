@@ -297,22 +297,18 @@ impl Store {
         per_key: usize,
         limit: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        let mut by_key = self
-            .conn
-            .prepare_cached(
-                "SELECT k.lead, l.id, l.normalized, l.master_id FROM match_keys k JOIN leads l ON l.rowid = k.lead
-                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
-                 ORDER BY k.lead DESC LIMIT ?3",
-            )
-            .map_err(sql("prepare candidate lookup"))?;
-        let mut by_mid = self
-            .conn
-            .prepare_cached(
-                "SELECT k.lead, l.id, l.normalized, l.master_id FROM match_keys_mid k JOIN leads l ON l.rowid = k.lead
-                 WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
-                 ORDER BY k.lead DESC LIMIT ?3",
-            )
-            .map_err(sql("prepare candidate lookup"))?;
+        // The newest leads with a key in one tier of the index.
+        let by_key_in = |table: &str| {
+            self.conn
+                .prepare_cached(&format!(
+                    "SELECT k.lead, l.id, l.normalized, l.master_id FROM {table} k JOIN leads l ON l.rowid = k.lead
+                     WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
+                     ORDER BY k.lead DESC LIMIT ?3"
+                ))
+                .map_err(sql("prepare candidate lookup"))
+        };
+        let mut by_key = by_key_in("match_keys")?;
+        let mut by_mid = by_key_in("match_keys_mid")?;
         let mut by_row = self
             .conn
             .prepare_cached(
@@ -729,6 +725,36 @@ mod tests {
         (leads, (0..n).map(keys_of).collect())
     }
 
+    /// Records lead `i` alone (its own transaction), then checks that each
+    /// lead up to it is found by each of its keys from each of `others`
+    /// and from the writer's own connection.
+    fn record_and_find(
+        w: &mut Store,
+        others: &[&Store],
+        run: i64,
+        (leads, keys): (&[Lead], &[Vec<i64>]),
+        i: usize,
+    ) {
+        let n = serde_json::to_string(&leads[i]).unwrap();
+        w.record(
+            run,
+            "validate",
+            "sha",
+            &[record(&leads[i], &keys[i], &n)],
+            1,
+        )
+        .unwrap();
+        for j in 0..=i {
+            for k in &keys[j] {
+                for s in others.iter().copied().chain([&*w]) {
+                    let found = s.candidates("t", &[*k], 10, 10).unwrap();
+                    assert_eq!(found.len(), 1, "lead {j} after {i}");
+                    assert_eq!(found[0].id, leads[j].id);
+                }
+            }
+        }
+    }
+
     /// Leads with `key` in either tier of the index, each once (an entry
     /// folded again after a rollback can be in both until its slice of
     /// the middle tier moves on).
@@ -756,29 +782,12 @@ mod tests {
         let run = w.begin_run("t", "x", "{}", 1).unwrap();
         let (leads, keys) = numbered(40);
         for i in 0..40 {
-            let n = serde_json::to_string(&leads[i]).unwrap();
-            w.record(
-                run,
-                "validate",
-                "sha",
-                &[record(&leads[i], &keys[i], &n)],
-                1,
-            )
-            .unwrap();
+            // Every lead recorded so far is found by each of its keys, at
+            // once, from another connection and from the writer's own.
+            record_and_find(&mut w, &[&r], run, (&leads, &keys), i);
             if i == 0 {
                 assert_eq!(w.count("match_keys").unwrap(), 0, "nothing folded yet");
                 assert_eq!(w.count("match_keys_new").unwrap(), 1);
-            }
-            // Every lead recorded so far is found by each of its keys, at
-            // once, from another connection and from the writer's own.
-            for j in 0..=i {
-                for k in &keys[j] {
-                    for s in [&r, &w] {
-                        let found = s.candidates("t", &[*k], 10, 10).unwrap();
-                        assert_eq!(found.len(), 1, "lead {j} after {i}");
-                        assert_eq!(found[0].id, leads[j].id);
-                    }
-                }
             }
             // Pending rows are at most two cycles' worth.
             assert!(w.count("match_keys_new").unwrap() <= 8, "after {i}");
@@ -836,26 +845,9 @@ mod tests {
                 w = dir.open();
                 w.defer_match_keys(4);
             }
-            let rec = serde_json::to_string(&leads[i]).unwrap();
-            w.record(
-                run,
-                "validate",
-                "sha",
-                &[record(&leads[i], &keys[i], &rec)],
-                1,
-            )
-            .unwrap();
             // Every lead is found by each of its keys at every step, from
             // another connection (with a key filter) and the writer's own.
-            for j in 0..=i {
-                for k in &keys[j] {
-                    for s in [&r, &w] {
-                        let found = s.candidates("t", &[*k], 10, 10).unwrap();
-                        assert_eq!(found.len(), 1, "lead {j} after {i}");
-                        assert_eq!(found[0].id, leads[j].id);
-                    }
-                }
-            }
+            record_and_find(&mut w, &[&r], run, (&leads, &keys), i);
             seen_in_mid = seen_in_mid.max(w.count("match_keys_mid").unwrap());
         }
         assert!(seen_in_mid > 0, "keys went through the middle index");
