@@ -297,18 +297,23 @@ impl Store {
         per_key: usize,
         limit: usize,
     ) -> Result<Vec<Candidate>, StoreError> {
-        // The newest leads with a key in one tier of the index.
-        let by_key_in = |table: &str| {
-            self.conn
-                .prepare_cached(&format!(
-                    "SELECT k.lead, l.id, l.normalized, l.master_id FROM {table} k JOIN leads l ON l.rowid = k.lead
-                     WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
-                     ORDER BY k.lead DESC LIMIT ?3"
-                ))
-                .map_err(sql("prepare candidate lookup"))
-        };
-        let mut by_key = by_key_in("match_keys")?;
-        let mut by_mid = by_key_in("match_keys_mid")?;
+        // The newest leads with a key in one tier of the index (the text
+        // made at compile time: this runs for every lead the front keys).
+        macro_rules! by_key_in {
+            ($table:literal) => {
+                self.conn
+                    .prepare_cached(concat!(
+                        "SELECT k.lead, l.id, l.normalized, l.master_id FROM ",
+                        $table,
+                        " k JOIN leads l ON l.rowid = k.lead
+                         WHERE k.key = ?1 AND l.tenant = ?2 AND l.normalized IS NOT NULL
+                         ORDER BY k.lead DESC LIMIT ?3"
+                    ))
+                    .map_err(sql("prepare candidate lookup"))?
+            };
+        }
+        let mut by_key = by_key_in!("match_keys");
+        let mut by_mid = by_key_in!("match_keys_mid");
         let mut by_row = self
             .conn
             .prepare_cached(
