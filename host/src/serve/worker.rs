@@ -204,6 +204,13 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
             s.manual_checkpoints()?;
             // Small batches: a lead's keys would each cost a page.
             s.defer_match_keys(leadgate_store::DEFAULT_CYCLE_LEADS);
+            // What the last process left pending, before any request.
+            let started = std::time::Instant::now();
+            let rows = s
+                .fold_deferred_keys()
+                .context("cannot fold the match keys left pending")?;
+            tracing::debug!(tenant = %tenant, rows, ms = started.elapsed().as_millis() as u64,
+                "pending match keys folded");
             s
         },
         steps: Steps {

@@ -935,6 +935,26 @@ impl Store {
         self.defer_keys = Some(cycle_leads.max(1));
     }
 
+    /// Folds the deferred match keys a writer before this one left (see
+    /// [`Store::defer_match_keys`]) now, in a transaction of their own,
+    /// instead of in the first [`Store::record`]: the service calls it at
+    /// start, before it takes requests. Returns how many pending rows
+    /// (leads) were folded; nothing to do without deferring.
+    pub fn fold_deferred_keys(&mut self) -> Result<usize, StoreError> {
+        let Some(cycle) = self.defer_keys else {
+            return Ok(0);
+        };
+        // Restored only on success, as in `record`.
+        let mut pending = self.pending.take();
+        let tx = self.tx()?;
+        pending.refresh(&tx)?;
+        let rows = pending.rows_to_fold_at_once();
+        pending.fold(&tx, 0, cycle)?;
+        tx.commit().map_err(sql("commit folded match keys"))?;
+        *self.pending.get_mut() = pending;
+        Ok(rows)
+    }
+
     /// Keeps an in-memory filter of the keys in `match_keys` (see
     /// [`key_filter`]) and builds it now: candidate lookups then skip the
     /// index seek for a key no stored lead has — most keys of most new

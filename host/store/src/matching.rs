@@ -829,6 +829,42 @@ mod tests {
         pass_through_the_middle_index(true);
     }
 
+    #[test]
+    fn a_new_writer_folds_the_keys_left_pending_before_its_first_batch() {
+        let dir = TempStore::new("deferred-left");
+        let mut w = dir.open();
+        // A round longer than the run: every row stays pending.
+        w.defer_match_keys(1 << 20);
+        let r = dir.open();
+        let run = w.begin_run("t", "x", "{}", 1).unwrap();
+        let (leads, keys) = numbered(30);
+        for i in 0..30 {
+            record_and_find(&mut w, &[&r], run, (&leads, &keys), i);
+        }
+        assert_eq!(w.count("match_keys_new").unwrap(), 30);
+        drop(w);
+        // Without deferring there is nothing to fold.
+        let mut plain = dir.open();
+        assert_eq!(plain.fold_deferred_keys().unwrap(), 0);
+        assert_eq!(plain.count("match_keys_new").unwrap(), 30);
+        let mut w = dir.open();
+        w.defer_match_keys(1 << 20);
+        assert_eq!(w.fold_deferred_keys().unwrap(), 30);
+        assert_eq!(w.count("match_keys_new").unwrap(), 0);
+        // Folded once, into the middle index, and found from everywhere.
+        for (j, lead_keys) in keys.iter().enumerate() {
+            for k in lead_keys {
+                assert_eq!(in_table(&w, "match_keys_mid", *k), 1, "lead {j}");
+            }
+        }
+        for j in 0..30 {
+            assert!(finds(&r, &leads, &keys, j), "lead {j}, another connection");
+            assert!(finds(&w, &leads, &keys, j), "lead {j}, the writer");
+        }
+        // Nothing left to fold a second time.
+        assert_eq!(w.fold_deferred_keys().unwrap(), 0);
+    }
+
     fn pass_through_the_middle_index(reopen: bool) {
         let dir = TempStore::new(if reopen {
             "deferred-mid-reopen"
@@ -854,6 +890,11 @@ mod tests {
             // another connection (with a key filter) and the writer's own.
             record_and_find(&mut w, &[&r], run, (&leads, &keys), i);
             seen_in_mid = seen_in_mid.max(w.count("match_keys_mid").unwrap());
+            if reopen {
+                // A writer's first transaction folds the rows the one
+                // before left: only its own is pending after it.
+                assert_eq!(w.count("match_keys_new").unwrap(), 1, "after lead {i}");
+            }
         }
         assert!(seen_in_mid > 0, "keys went through the middle index");
         // A lead's keys reach match_keys itself within two rounds of
@@ -862,22 +903,16 @@ mod tests {
         for (j, lead_keys) in keys.iter().enumerate().take(settled) {
             for k in lead_keys {
                 assert_eq!(in_table(&w, "match_keys", *k), 1, "lead {j}");
-                if !reopen {
-                    assert_eq!(in_table(&w, "match_keys_mid", *k), 0, "lead {j}");
-                }
+                assert_eq!(in_table(&w, "match_keys_mid", *k), 0, "lead {j}");
             }
         }
-        // The middle index holds only the newest rounds' keys. (A writer
-        // that never lives a whole round deletes no pending row, and
-        // folds them all again: those stay until their slice moves on.)
-        if !reopen {
-            let newest_keys: usize = keys[settled..].iter().map(Vec::len).sum();
-            assert!(
-                w.count("match_keys_mid").unwrap() as usize <= newest_keys,
-                "{} in the middle",
-                w.count("match_keys_mid").unwrap()
-            );
-        }
+        // The middle index holds only the newest rounds' keys.
+        let newest_keys: usize = keys[settled..].iter().map(Vec::len).sum();
+        assert!(
+            w.count("match_keys_mid").unwrap() as usize <= newest_keys,
+            "{} in the middle",
+            w.count("match_keys_mid").unwrap()
+        );
     }
 
     #[test]

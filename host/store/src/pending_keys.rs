@@ -9,7 +9,10 @@
 //! into `match_keys` one slice of the key range at a time, a few slices
 //! per transaction: each slice's leaf pages are then written once for the
 //! keys of thousands of leads. Once every slice has been folded since a
-//! row was read, the row is deleted.
+//! row was read, the row is deleted. A writer's first transaction (and
+//! its first after a rollback) folds every row left at once, since it
+//! cannot know what the writer before folded: however often a writer
+//! starts again, the rows do not pile up.
 //!
 //! Folded keys go to `match_keys_mid` first, a small index of the newest
 //! folded keys, and from there to `match_keys` one slice at a time once
@@ -350,6 +353,16 @@ impl PendingKeys {
         self.rows.len()
     }
 
+    /// Rows the next fold takes at once: all those held, until this
+    /// connection first folds; then none.
+    pub(crate) fn rows_to_fold_at_once(&self) -> usize {
+        if self.folded.is_empty() {
+            self.rows.len()
+        } else {
+            0
+        }
+    }
+
     /// Folds the next slices into `match_keys_mid` — as many as `leads`
     /// new leads are of a round of `cycle_leads` — each with the rows read
     /// since it was last folded, moves a [`MID_ROUNDS`]th as many slices of
@@ -366,18 +379,27 @@ impl PendingKeys {
         cycle_leads: usize,
     ) -> Result<(), StoreError> {
         if self.folded.is_empty() {
+            // A writer that starts (or starts over, after a rollback)
+            // knows nothing of what the one before folded: it folds every
+            // row left, all slices at once, so the rows can go now. Left
+            // to the round, a writer started again more often than once a
+            // round (a quiet tenant's service, restarted daily) would
+            // fold them again and again and never delete one: the table,
+            // and every connection's copy of it, would only grow. At most
+            // about a round's keys (the rows a writer leaves), once.
+            let entries: Vec<(i64, i64)> = self
+                .rows
+                .iter()
+                .flat_map(|row| row.keys.iter().map(move |k| (*k, row.lead)))
+                .collect();
+            insert_in_key_order(conn, Index::Mid, entries)?;
+            self.folded = vec![self.seen; SLICES as usize];
+            self.unfolded = vec![Vec::new(); SLICES as usize];
             // Carry on where the writer before was (the rows' ids only
-            // grow), so that a writer started again often still folds
-            // every slice, not only the first ones again and again.
+            // grow): the slices fold in the same turn however often a
+            // writer starts.
             let rounds = self.seen.max(0) as u128 * u128::from(SLICES);
             self.next = (rounds / cycle_leads.max(1) as u128 % u128::from(SLICES)) as u64;
-            self.folded = vec![0; SLICES as usize];
-            self.unfolded = vec![Vec::new(); SLICES as usize];
-            for row in &self.rows {
-                for k in &row.keys {
-                    self.unfolded[slice_of(*k) as usize].push((*k, row.lead));
-                }
-            }
         }
         let n = (SLICES * leads.max(1) as u64)
             .div_ceil(cycle_leads.max(1) as u64)
