@@ -948,8 +948,7 @@ impl Store {
         let mut pending = self.pending.take();
         let tx = self.tx()?;
         pending.refresh(&tx)?;
-        let rows = pending.rows_to_fold_at_once();
-        pending.fold(&tx, 0, cycle)?;
+        let rows = pending.fold(&tx, 0, cycle)?;
         tx.commit().map_err(sql("commit folded match keys"))?;
         *self.pending.get_mut() = pending;
         Ok(rows)

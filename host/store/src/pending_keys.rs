@@ -150,7 +150,7 @@ pub(crate) fn pack(keys: &[i64]) -> Vec<u8> {
     keys.iter().flat_map(|k| k.to_le_bytes()).collect()
 }
 
-fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
+pub(crate) fn unpack(id: i64, blob: &[u8]) -> Result<Vec<i64>, StoreError> {
     if !blob.len().is_multiple_of(8) {
         return Err(StoreError::Sql {
             op: "read pending match keys",
@@ -353,16 +353,6 @@ impl PendingKeys {
         self.rows.len()
     }
 
-    /// Rows the next fold takes at once: all those held, until this
-    /// connection first folds; then none.
-    pub(crate) fn rows_to_fold_at_once(&self) -> usize {
-        if self.folded.is_empty() {
-            self.rows.len()
-        } else {
-            0
-        }
-    }
-
     /// Folds the next slices into `match_keys_mid` — as many as `leads`
     /// new leads are of a round of `cycle_leads` — each with the rows read
     /// since it was last folded, moves a [`MID_ROUNDS`]th as many slices of
@@ -372,13 +362,18 @@ impl PendingKeys {
     /// added. If the transaction is rolled back, the connection must
     /// forget this state (`PendingKeys::default()`): every pending row is
     /// then folded again, and nothing is lost.
+    ///
+    /// Returns how many pending rows were folded at once: every row held
+    /// on this connection's first fold (see below), none after.
     pub(crate) fn fold(
         &mut self,
         conn: &Connection,
         leads: usize,
         cycle_leads: usize,
-    ) -> Result<(), StoreError> {
+    ) -> Result<usize, StoreError> {
+        let mut at_once = 0;
         if self.folded.is_empty() {
+            at_once = self.rows.len();
             // A writer that starts (or starts over, after a rollback)
             // knows nothing of what the one before folded: it folds every
             // row left, all slices at once, so the rows can go now. Left
@@ -446,7 +441,7 @@ impl PendingKeys {
                 .map_err(sql("delete folded match keys"))?;
             self.drop_below(done + 1);
         }
-        Ok(())
+        Ok(at_once)
     }
 }
 

@@ -27,7 +27,7 @@ pub struct KeyedLead {
 pub struct Rekeyed {
     /// Leads whose keys were replaced.
     pub leads: u64,
-    /// Their index entries before (folded and pending).
+    /// Their index entries before (folded and pending), each once.
     pub keys_before: u64,
     /// Their index entries after.
     pub keys_after: u64,
@@ -69,27 +69,17 @@ impl Store {
                 [tenant],
             )
             .map_err(sql("list keyed leads"))? as u64;
-        // Pending keys are packed 8 bytes each.
-        let before_new: i64 = tx
-            .query_row(
-                "SELECT COALESCE(SUM(length(keys) / 8), 0) FROM match_keys_new
-                  WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql("count pending keys"))?;
-        let keys_before = tx
-            .execute(
+        let keys_before = entries_not_in_match_keys(&tx)?
+            + tx.execute(
                 "DELETE FROM match_keys WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
                 [],
             )
-            .map_err(sql("delete old keys"))? as u64
-            + tx.execute(
-                "DELETE FROM match_keys_mid WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
-                [],
-            )
-            .map_err(sql("delete old keys"))? as u64
-            + before_new as u64;
+            .map_err(sql("delete old keys"))? as u64;
+        tx.execute(
+            "DELETE FROM match_keys_mid WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
+            [],
+        )
+        .map_err(sql("delete old keys"))?;
         tx.execute(
             "DELETE FROM match_keys_new WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
             [],
@@ -153,11 +143,64 @@ impl Store {
     }
 }
 
+/// The distinct `(key, lead)` entries of the leads in
+/// `temp.rekey_leads` that are in the middle tier or pending but not in
+/// `match_keys`: an entry can be in more than one tier at once (a pending
+/// row stays until every slice has folded it, and a writer started again
+/// folds its rows again), and is counted once.
+fn entries_not_in_match_keys(conn: &rusqlite::Connection) -> Result<u64, StoreError> {
+    let mid: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM match_keys_mid k
+              WHERE lead IN (SELECT lead FROM temp.rekey_leads)
+                AND NOT EXISTS (SELECT 1 FROM match_keys m WHERE m.key = k.key AND m.lead = k.lead)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("count old keys"))?;
+    // Pending keys are packed; at most about a round of rows is pending.
+    let mut pending = std::collections::HashSet::new();
+    {
+        let mut rows = conn
+            .prepare(
+                "SELECT id, lead, keys FROM match_keys_new
+                  WHERE lead IN (SELECT lead FROM temp.rekey_leads)",
+            )
+            .map_err(sql("count pending keys"))?;
+        let mut rows = rows.query([]).map_err(sql("count pending keys"))?;
+        while let Some(row) = rows.next().map_err(sql("count pending keys"))? {
+            let id: i64 = row.get(0).map_err(sql("count pending keys"))?;
+            let lead: i64 = row.get(1).map_err(sql("count pending keys"))?;
+            let keys: Vec<u8> = row.get(2).map_err(sql("count pending keys"))?;
+            for key in pending_keys::unpack(id, &keys)? {
+                pending.insert((key, lead));
+            }
+        }
+    }
+    let mut indexed = conn
+        .prepare(
+            "SELECT EXISTS (SELECT 1 FROM match_keys WHERE key = ?1 AND lead = ?2)
+                 OR EXISTS (SELECT 1 FROM match_keys_mid WHERE key = ?1 AND lead = ?2)",
+        )
+        .map_err(sql("count pending keys"))?;
+    let mut only_pending = 0u64;
+    for (key, lead) in pending {
+        let found: bool = indexed
+            .query_row(params![key, lead], |r| r.get(0))
+            .map_err(sql("count pending keys"))?;
+        if !found {
+            only_pending += 1;
+        }
+    }
+    Ok(mid.max(0) as u64 + only_pending)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::test_support::TempStore;
     use crate::{Record, Status, Store, key_hash};
     use leadgate_lead::Lead;
+    use rusqlite::params;
 
     /// Records leads `{tenant}-{from}`… `{tenant}-{to - 1}`, lead `i` with
     /// the key `old:{i % 10}`, each in its own transaction.
@@ -224,6 +267,19 @@ mod tests {
         keyed(&mut w, "a", 30, 35);
         assert!(w.count("match_keys_new").unwrap() > 0);
         drop(w);
+        // Two pending leads' keys already folded into the middle tier as
+        // well (a pending row stays until every slice has folded it): each
+        // entry is still counted once.
+        for i in [30, 31] {
+            s.conn
+                .execute(
+                    "INSERT OR IGNORE INTO match_keys_mid (key, lead)
+                     SELECT ?1, rowid FROM leads WHERE id = ?2",
+                    params![key_hash("a", &format!("old:{}", i % 10)), format!("a-{i}")],
+                )
+                .unwrap();
+        }
+        assert_eq!(s.count("match_keys_mid").unwrap(), 12);
         assert_eq!(candidates(&s, "a", "old:3").len(), 4);
         let other = dir.open();
         assert_eq!(candidates(&other, "a", "old:3").len(), 4);
