@@ -96,6 +96,49 @@ fn bad_settings_are_refused_with_the_setting_named() {
     }
 }
 
+/// The mapping of this process that holds `addr`, as `/proc/self/maps`
+/// names it: a file's path, or empty for anonymous memory.
+#[cfg(target_os = "linux")]
+fn mapping_of(addr: usize) -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let range = fields.next().unwrap();
+        let (lo, hi) = range.split_once('-').unwrap();
+        let lo = usize::from_str_radix(lo, 16).unwrap();
+        let hi = usize::from_str_radix(hi, 16).unwrap();
+        if (lo..hi).contains(&addr) {
+            return fields.nth(4).unwrap_or("").to_string();
+        }
+    }
+    panic!("{addr:#x} is in no mapping");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_component_compiled_cold_is_mapped_from_the_cache_like_a_warm_one() {
+    let dir = std::env::temp_dir().join(format!("leadgate-cold-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let rt = Runtime::new(Limits::default(), Some(dir.clone())).unwrap();
+    let bytes = std::fs::read(component("validate.wasm")).unwrap();
+    let digest = leadgate_runtime::digest(&bytes);
+    // Cold: compiled now, then written to the cache. The compiled code
+    // (and the pre-initialized memory image beside it) must not stay in
+    // anonymous memory for the life of the process.
+    let cold = rt.compile(&bytes, &digest).unwrap();
+    let warm = rt.compile(&bytes, &digest).unwrap();
+    for (what, c) in [("cold", &cold), ("warm", &warm)] {
+        let at = c.image_range().start as usize;
+        let mapped = mapping_of(at);
+        assert!(
+            mapped.ends_with(".cwasm") && mapped.contains("leadgate-cold-cache-"),
+            "{what} start: the image at {at:#x} is in {mapped:?}, not the cached artifact"
+        );
+    }
+    drop((cold, warm));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_pre_initialized_component_keeps_its_init_export_harmless() {
     let rt = runtime();
