@@ -927,3 +927,398 @@ fn health_metrics_and_the_openapi_document() {
     };
     assert!(status.success(), "{status:?}: {}", s.logs());
 }
+
+#[test]
+fn an_idempotency_key_is_scoped_to_its_route() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(leadgate(dir.path()));
+    let auth = format!("Bearer {acme}");
+    let form = [
+        ("Authorization", auth.as_str()),
+        ("Idempotency-Key", "k-1"),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let json = [("Authorization", auth.as_str()), ("Idempotency-Key", "k-1")];
+
+    // Events first, then a lead with the same key: the lead is processed.
+    let events = r#"[{"type": "page_view", "email": "scope@initech.com", "at": 1780000000}]"#;
+    let (status, _, body) = s.post("/v1/events", &json, events);
+    assert!(status < 500, "{status} {body}");
+    let (status, headers, body) = s.post("/v1/leads", &json, &lead("scope@initech.com"));
+    assert_eq!(status, 200, "{body}");
+    assert!(!headers.contains_key("idempotent-replayed"), "{headers:?}");
+    assert_eq!(body["results"][0]["status"], "accepted", "{body}");
+    // ... and the same lead again on the same route is the replay.
+    let (status, headers, again) = s.post("/v1/leads", &json, &lead("scope@initech.com"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(again, body);
+
+    // The same key on a form: a form lead, answered as a form.
+    let (status, headers, a) = s.post(
+        "/v1/forms/a",
+        &form,
+        "email=form-a%40initech.com&first_name=Ann&last_name=Lee&company=Initech",
+    );
+    assert_eq!(status, 201, "{a}");
+    assert!(!headers.contains_key("idempotent-replayed"));
+    // Another form with the same key is another request.
+    let (status, headers, b) = s.post(
+        "/v1/forms/b",
+        &form,
+        "email=form-b%40initech.com&first_name=Bob&last_name=Novak&company=Initech",
+    );
+    assert_eq!(status, 201, "{b}");
+    assert!(!headers.contains_key("idempotent-replayed"));
+    assert_ne!(a["lead_id"], b["lead_id"]);
+    // Each form replays its own answer.
+    let (status, headers, a2) = s.post(
+        "/v1/forms/a",
+        &form,
+        "email=form-a%40initech.com&first_name=Ann&last_name=Lee&company=Initech",
+    );
+    assert_eq!(status, 201);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(a2, a);
+    // The store keeps them all: events, the lead, two forms.
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 4);
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 3);
+}
+
+#[test]
+fn every_refusal_is_json_naming_the_parameter_after_authentication() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(leadgate(dir.path()));
+    let get_cases = [
+        ("/v1/alerts?limit=-5", "query", "limit"),
+        ("/v1/alerts?limit=1001", "query", "limit"),
+        ("/v1/alerts?limit=", "query", "limit"),
+        ("/v1/outbox?limit=abc", "query", "limit"),
+        ("/v1/outbox?state=AAA", "query", "state"),
+        ("/v1/review?limit=-1", "query", "limit"),
+        ("/v1/review?limit=0", "query", "limit"),
+        ("/v1/requests/abc", "path", "id"),
+        ("/v1/requests/0", "path", "id"),
+        ("/v1/review/abc", "path", "id"),
+        ("/v1/review/%FF", "path", "id"),
+        ("/v1/leads/%FF%FE", "path", "id"),
+    ];
+    for (path, place, field) in get_cases {
+        // No key: told that first, as JSON.
+        let (status, body) = s.get(path, None);
+        assert_eq!(status, 401, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "auth.missing", "{path}");
+        let (status, body) = s.get(path, Some(&acme));
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], format!("{place}.invalid"), "{path}");
+        assert_eq!(body["error"]["field"], field, "{path}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(field),
+            "{path}: {body}"
+        );
+    }
+    let auth = format!("Bearer {acme}");
+    let decision = r#"{"decision": "accept", "reviewer": "ann"}"#;
+    let path = "/v1/review/9223372036854775808/decision";
+    let (status, _, body) = s.post(path, &[], decision);
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = s.post(path, &[("Authorization", &auth)], decision);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "id");
+    // The edges of what is documented are accepted.
+    for path in [
+        "/v1/alerts?limit=1000",
+        "/v1/outbox?state=dead&limit=1",
+        "/v1/review?limit=1",
+    ] {
+        let (status, body) = s.get(path, Some(&acme));
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert_eq!(
+        s.get("/v1/requests/9223372036854775807", Some(&acme)).0,
+        404
+    );
+    // A route that does not take the method: JSON too.
+    let (status, body) = s.get("/v1/events", Some(&acme));
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "route.method_not_allowed");
+    // The document says what the server does.
+    let (_, doc) = s.get("/openapi.json", None);
+    let limit = &doc["paths"]["/v1/alerts"]["get"]["parameters"][0]["schema"];
+    assert_eq!(
+        (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+        (Some(1), Some(1000))
+    );
+}
+
+#[test]
+fn input_that_would_change_silently_is_refused_with_a_reason() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(leadgate(dir.path()));
+    let auth = format!("Bearer {acme}");
+    let form = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let json = [("Authorization", auth.as_str())];
+    // Route, headers, body, then the refusal: status, code, the field it names.
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        String,
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        ("/v1/forms/contact", &form, "email=fu%FF%FE%40example.com&first_name=Ann".into(), 400, "body.encoding", "'email'"),
+        ("/v1/forms/contact", &form, "email=ann%40example.com&first_name=A%00nn".into(), 400, "body.control_character", "'first_name'"),
+        ("/v1/forms/contact", &form, "email=a%40example.com&email=b%40example.com".into(), 400, "body.duplicate_key", "'email'"),
+        ("/v1/forms/contact", &json, r#"{"email": "ann@example.com", "first_name": "A\u0000nn"}"#.into(), 400, "body.control_character", "'first_name'"),
+        ("/v1/leads", &json, r#"{"email": "ann@example.com", "first_name": "A\u0000nn"}"#.into(), 400, "body.control_character", "'first_name'"),
+        ("/v1/leads", &json, r#"{"email": "ann@example.com", "email": "bob@example.com"}"#.into(), 400, "body.duplicate_key", "'email'"),
+        ("/v1/leads", &json, r#"[{"email": "ann@example.com"}, {"email": "x@example.com", "company": "A", "company": "B"}]"#.into(), 400, "body.duplicate_key", "'[1].company'"),
+        ("/v1/events", &json, r#"[{"type": "page_view", "email": "a@example.com", "email": "b@example.com"}]"#.into(), 400, "body.duplicate_key", "'[0].email'"),
+    ];
+    for (path, headers, body, status, code, field) in &cases {
+        let (got, _, answer) = s.post(path, headers, body);
+        assert_eq!(got, *status, "{path} {body}: {answer}");
+        assert_eq!(answer["error"]["code"], *code, "{path} {body}: {answer}");
+        assert!(
+            answer["error"]["message"].as_str().unwrap().contains(field),
+            "{path} {body}: {answer}"
+        );
+    }
+    // Bodies that are not JSON are not read as JSON.
+    for (path, ctype) in [
+        ("/v1/leads", "text/plain"),
+        ("/v1/leads", "application/xml"),
+        ("/v1/events", "text/plain"),
+    ] {
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", ctype)];
+        let (status, _, answer) = s.post(path, &headers, &lead("typed@example.com"));
+        assert_eq!(status, 415, "{path} {ctype}: {answer}");
+        assert_eq!(answer["error"]["code"], "body.content_type");
+    }
+    // Nothing of it was stored; the same lead, clean, is.
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 0);
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 0);
+    let (status, _, answer) = s.post(
+        "/v1/forms/contact",
+        &form,
+        "email=ann%40initech.com&first_name=Ann&last_name=Lee&company=Initech&note=line+1%0D%0Aline+2",
+    );
+    assert_eq!(status, 201, "{answer}");
+    // A tab or a line break is text, not a control character.
+    let (status, _, answer) = s.post(
+        "/v1/leads",
+        &json,
+        r#"{"email": "bob@initech.com", "first_name": "Bob", "note": "a\tb\nc"}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Writes `head` on a new connection to `url`'s address and returns it.
+fn raw_connection(url: &str, head: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let addr = url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(head.as_bytes()).unwrap();
+    c
+}
+
+/// Everything `c` receives until it is closed (or its read timeout).
+fn read_all(c: &mut std::net::TcpStream) -> (String, Duration) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_connections_per_client_are_limited() {
+    let crm = FakeCrm::start();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = config(&crm.url, "").replace(
+        "[serve]\n",
+        "[serve]\nheader_timeout_ms = 1000\nbody_timeout_ms = 1000\nmax_connections_per_client = 4\n",
+    );
+    std::fs::write(dir.path().join("leadgate.toml"), toml).unwrap();
+    std::fs::write(dir.path().join("other.toml"), "tenant = \"globex\"\n").unwrap();
+    let acme = key(dir.path(), "acme");
+    let s = Server::start(leadgate(dir.path()));
+
+    // Headers that never finish: the connection is closed at the timeout.
+    let mut slow = raw_connection(&s.url, "POST /v1/leads HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let (_, took) = read_all(&mut slow);
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    // A body that never finishes: 408, as JSON, and the connection closed.
+    let mut slow = raw_connection(
+        &s.url,
+        &format!(
+            "POST /v1/leads HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {acme}\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{{\"email\": "
+        ),
+    );
+    let (answer, took) = read_all(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"body.timeout\""), "{answer}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 0);
+
+    // Four connections held open; a fifth is refused with a JSON 503.
+    let held: Vec<_> = (0..4)
+        .map(|_| raw_connection(&s.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fifth = raw_connection(&s.url, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (answer, _) = read_all(&mut fifth);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"connections.too_many\""), "{answer}");
+    // Once the held ones time out, the client is served again.
+    for mut c in held {
+        let (_, took) = read_all(&mut c);
+        assert!(took < Duration::from_secs(5));
+    }
+    wait_for("a connection slot", || s.get("/healthz", None).0 == 200);
+    let (_, m) = s.get("/metrics", None);
+    assert!(
+        m.as_str()
+            .unwrap()
+            .contains("leadgate_connections_refused_total 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_nothing() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, "");
+    let acme = key(dir.path(), "acme");
+    // 90 requests of 3 leads, each lead a person of its own.
+    let requests: Vec<(String, String)> = (0..90)
+        .map(|r| {
+            let leads: Vec<String> = (0..3)
+                .map(|i| lead(&format!("k{r}-{i}@drill{r}.com")))
+                .collect();
+            (format!("drill-{r}"), format!("[{}]", leads.join(",")))
+        })
+        .collect();
+    let acked = Arc::new(Mutex::new(std::collections::BTreeSet::<usize>::new()));
+    // Three kills, each after a different number of answers: early, mid,
+    // late in a round.
+    for (round, kill_after) in [3usize, 12, 25].into_iter().enumerate() {
+        let s = Server::start(leadgate(dir.path()));
+        let answered = Arc::new(Mutex::new(0usize));
+        let clients: Vec<_> = (0..3)
+            .map(|c| {
+                let todo: Vec<usize> = (0..requests.len())
+                    .filter(|r| r % 3 == c && !acked.lock().unwrap().contains(r))
+                    .collect();
+                let reqs = requests.clone();
+                let (url, key, acked, answered) =
+                    (s.url.clone(), acme.clone(), acked.clone(), answered.clone());
+                std::thread::spawn(move || {
+                    for r in todo {
+                        let (idem, body) = &reqs[r];
+                        let sent = Server::agent()
+                            .post(format!("{url}/v1/leads"))
+                            .header("Authorization", format!("Bearer {key}"))
+                            .header("Idempotency-Key", idem)
+                            .header("Content-Type", "application/json")
+                            .send(body.as_str());
+                        let Ok(resp) = sent else {
+                            return; // killed
+                        };
+                        let status = resp.status().as_u16();
+                        if status == 200 || status == 202 {
+                            acked.lock().unwrap().insert(r);
+                        }
+                        *answered.lock().unwrap() += 1;
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while *answered.lock().unwrap() < kill_after && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        s.crash();
+        for c in clients {
+            c.join().unwrap();
+        }
+        assert!(
+            !acked.lock().unwrap().is_empty(),
+            "round {round}: nothing was answered before the kill"
+        );
+    }
+    // Restarted: what was logged is finished; every acknowledged request's
+    // leads are stored, none twice.
+    let s = Server::start(leadgate(dir.path()));
+    wait_for("requests left from the kills", || {
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM intake WHERE state = 'pending'",
+        ) == 0
+    });
+    let emails = |dir: &Path| -> Vec<String> {
+        let c = rusqlite::Connection::open(dir.join("s.db")).unwrap();
+        let mut stmt = c
+            .prepare("SELECT json_extract(raw, '$.email') FROM leads")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let stored = emails(dir.path());
+    let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "a lead stored twice");
+    for r in acked.lock().unwrap().iter() {
+        for i in 0..3 {
+            let e = format!("k{r}-{i}@drill{r}.com");
+            assert!(unique.contains(&e), "acknowledged lead {e} was lost");
+        }
+    }
+    // Every lead stored belongs to a request that was sent.
+    assert!(stored.iter().all(|e| e.contains("@drill")));
+    // The clients send everything again with the same keys: exactly one
+    // of each lead, the acknowledged ones answered as before.
+    for (idem, body) in &requests {
+        let (status, out) = s.post_leads(&acme, Some(idem), body);
+        assert!(status == 200 || status == 202, "{status} {out}");
+    }
+    wait_for("every request done", || {
+        sqlite(
+            dir.path(),
+            "SELECT count(*) FROM intake WHERE state = 'pending'",
+        ) == 0
+    });
+    let stored = emails(dir.path());
+    let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(stored.len(), 270);
+    assert_eq!(unique.len(), 270);
+    assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 90);
+    drop(s);
+    let c = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}

@@ -1,5 +1,6 @@
 //! `leadgate bench`: validate per lead natively and through the component,
-//! a fresh instance's first call (cold start), and `leadgate run` end to end
+//! a request body's strict parse against serde_json's, a fresh instance's
+//! first call (cold start), and `leadgate run` end to end
 //! with the SQLite store. Every figure is the median of several rounds taken
 //! in one process, so ratios compare like with like on a noisy machine.
 
@@ -86,6 +87,37 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];
 
+    // A request body as the service reads it: ten leads in a JSON array,
+    // parsed strictly (duplicate keys and control characters refused) and,
+    // as the baseline, by serde_json alone, in alternating rounds.
+    let bodies: Vec<Vec<u8>> = leads
+        .chunks(10)
+        .map(serde_json::to_vec)
+        .collect::<Result<_, _>>()?;
+    let parse_pass = |strict: bool| {
+        let t = Instant::now();
+        for b in &bodies {
+            if strict {
+                let _ = std::hint::black_box(leadgate_ingest::body::parse_json(b));
+            } else {
+                let _ = std::hint::black_box(serde_json::from_slice::<serde_json::Value>(b));
+            }
+        }
+        t.elapsed() / bodies.len().max(1) as u32
+    };
+    parse_pass(true);
+    parse_pass(false);
+    let (mut strict, mut plain, mut parse_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let s = parse_pass(true);
+        let p = parse_pass(false);
+        strict.push(s);
+        plain.push(p);
+        parse_ratios.push(s.as_secs_f64() / p.as_secs_f64());
+    }
+    parse_ratios.sort_by(f64::total_cmp);
+    let body_bytes = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len().max(1);
+
     // Cold start: a fresh instance (from the pre-linked InstancePre), its
     // settings applied, and its first lead.
     let samples = 200.min(leads.len().max(1));
@@ -152,6 +184,17 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
         us(wasm),
         ratios[0],
         ratios[ratios.len() - 1]
+    );
+    println!(
+        "| request body, serde_json alone (10 leads, {body_bytes} bytes) | {:.2} µs/body | baseline |",
+        us(median(plain))
+    );
+    println!(
+        "| request body, strict parse (duplicate keys, control characters) | {:.2} µs/body | {:.2}× serde_json (median of per-round ratios, range {:.2}–{:.2}) |",
+        us(median(strict)),
+        parse_ratios[parse_ratios.len() / 2],
+        parse_ratios[0],
+        parse_ratios[parse_ratios.len() - 1]
     );
     println!(
         "| fresh instance ready (instantiate + open) | {:.1} µs | p99 {:.1} µs |",

@@ -24,44 +24,30 @@ pub fn form_fields(
     media_type: &str,
     form: &str,
 ) -> Result<Map<String, Value>, Refusal> {
+    let refused = |e: leadgate_ingest::body::BodyError| Refusal::new(e.status, e.code, e.message);
     let mut fields = match media_type {
         "application/x-www-form-urlencoded" => {
-            if std::str::from_utf8(body).is_err() {
-                return Err(Refusal::new(
-                    400,
-                    "body.encoding",
-                    "the form body is not UTF-8",
-                ));
-            }
-            let mut o = Map::new();
-            for (k, v) in form_urlencoded::parse(body) {
-                if k.trim().is_empty() {
-                    continue;
-                }
-                o.insert(k.into_owned(), Value::String(v.into_owned()));
-            }
-            o
+            leadgate_ingest::body::form_fields(body).map_err(refused)?
         }
-        "application/json" | "" => match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(o)) => o,
-            Ok(other) => {
-                return Err(Refusal::new(
-                    400,
-                    "body.shape",
-                    format!(
-                        "a form submission is one JSON object, not {}",
-                        leadgate_ingest::body::kind(&other)
-                    ),
-                ));
+        "application/json" | "" => {
+            match leadgate_ingest::body::parse_json(body).map_err(refused)? {
+                Value::Object(o) => {
+                    leadgate_ingest::body::check_record(&Value::Object(o.clone()), "")
+                        .map_err(refused)?;
+                    o
+                }
+                other => {
+                    return Err(Refusal::new(
+                        400,
+                        "body.shape",
+                        format!(
+                            "a form submission is one JSON object, not {}",
+                            leadgate_ingest::body::kind(&other)
+                        ),
+                    ));
+                }
             }
-            Err(e) => {
-                return Err(Refusal::new(
-                    400,
-                    "body.json",
-                    format!("the body is not valid JSON: {e}"),
-                ));
-            }
-        },
+        }
         other => {
             return Err(Refusal::new(
                 415,
@@ -88,9 +74,10 @@ pub fn form_fields(
 /// Leads carried by a webhook: one JSON object, an array of them, or
 /// `{"leads": [...]}` — as the core reads them.
 pub fn webhook_leads(body: &[u8], max: usize) -> Result<Vec<Value>, Refusal> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Refusal::new(400, "body.json", format!("the body is not valid JSON: {e}")))?;
-    leadgate_ingest::body::leads(value, max).map_err(|e| Refusal::new(e.status, e.code, e.message))
+    let refused = |e: leadgate_ingest::body::BodyError| Refusal::new(e.status, e.code, e.message);
+    let value = leadgate_ingest::body::parse_json(body).map_err(refused)?;
+    leadgate_ingest::body::leads_in(value, max, leadgate_ingest::body::WEBHOOK_ENVELOPE)
+        .map_err(refused)
 }
 
 /// The lead a submission describes, read with the host's mapping (the same
@@ -208,7 +195,7 @@ mod tests {
     #[test]
     fn urlencoded_and_json_forms() {
         let f = form_fields(
-            b"email=ann%40acme.io&first_name=Ann&=x",
+            b"email=ann%40acme.io&first_name=Ann&&",
             "application/x-www-form-urlencoded",
             "demo",
         )
@@ -216,6 +203,25 @@ mod tests {
         assert_eq!(f["email"], "ann@acme.io");
         assert_eq!(f["form_id"], "demo");
         assert_eq!(f.len(), 3);
+        // A value without a name is refused, not dropped.
+        let e = form_fields(
+            b"email=ann%40acme.io&=x",
+            "application/x-www-form-urlencoded",
+            "demo",
+        )
+        .unwrap_err();
+        assert_eq!((e.status, e.code), (400, "body.form"));
+        // As are bytes a lossy decoding would replace.
+        let e = form_fields(
+            b"email=fu%FF%FE%40example.com",
+            "application/x-www-form-urlencoded",
+            "demo",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.code, e.message.contains("'email'")),
+            ("body.encoding", true)
+        );
         let f = form_fields(
             br#"{"email":"a@b.io","form_id":"own"}"#,
             "application/json",

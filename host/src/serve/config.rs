@@ -58,6 +58,20 @@ pub struct ServeConfig {
     /// instead of several times. The store is the process's, so with
     /// several tenants the shortest of theirs is used.
     pub checkpoint_ms: u64,
+    /// How long a client has to send a request's headers, from the first
+    /// byte of the request (and an idle keep-alive connection to start its
+    /// next one); past it the connection is closed. The process's own
+    /// `[serve]` sets it, as `listen`.
+    pub header_timeout_ms: u64,
+    /// How long a client has to send a request's body once its headers
+    /// are in: past it the request is answered 408 and nothing is
+    /// accepted. The process's own `[serve]` sets it.
+    pub body_timeout_ms: u64,
+    /// Connections one client address may hold open at once; one more is
+    /// answered 503 and closed. Behind a reverse proxy every connection
+    /// comes from the proxy: raise it to the proxy's pool. The process's
+    /// own `[serve]` sets it.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +94,9 @@ impl Default for ServeConfig {
             signature_window_ms: leadgate_signature::DEFAULT_WINDOW_MS,
             tick_seconds: 60,
             checkpoint_ms: 100,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            max_connections_per_client: 256,
         }
     }
 }
@@ -273,6 +290,20 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         bail!(
             "serve.checkpoint_ms must be from 10 to 10000, not {}",
             serve.checkpoint_ms
+        );
+    }
+    for (name, ms) in [
+        ("header_timeout_ms", serve.header_timeout_ms),
+        ("body_timeout_ms", serve.body_timeout_ms),
+    ] {
+        if !(100..=600_000).contains(&ms) {
+            bail!("serve.{name} must be from 100 to 600000, not {ms}");
+        }
+    }
+    if !(1..=100_000).contains(&serve.max_connections_per_client) {
+        bail!(
+            "serve.max_connections_per_client must be from 1 to 100000, not {}",
+            serve.max_connections_per_client
         );
     }
     if let Some(n) = serve.http_threads

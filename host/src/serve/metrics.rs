@@ -62,6 +62,8 @@ pub struct Metrics {
     pub handoffs: Family<Outcome, Counter>,
     /// Refused webhook signatures, by code.
     pub signatures_refused: Family<Outcome, Counter>,
+    /// Connections refused because their client held too many already.
+    pub connections_refused: Counter,
     /// Seconds from a request's arrival to its leads being recorded.
     pub processing_seconds: Family<Tenant, Histogram>,
     // Gauges set at scrape time.
@@ -95,6 +97,7 @@ impl Metrics {
             enrichment: Family::default(),
             handoffs: Family::default(),
             signatures_refused: Family::default(),
+            connections_refused: Counter::default(),
             processing_seconds: processing_seconds.clone(),
             review_open: Family::default(),
             review_escalated: Family::default(),
@@ -118,6 +121,11 @@ impl Metrics {
             http_seconds,
         );
         registry.register("leads", "Leads processed by the pipeline", m.leads.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused because their client held serve.max_connections_per_client already",
+            m.connections_refused.clone(),
+        );
         registry.register(
             "validation",
             "Leads by validation outcome (pass, review, reject, exception)",

@@ -7,6 +7,7 @@
 //! - [`auth`]: API keys (hashed) and per-tenant rate limits.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`config`]: `[serve]`, `[crm]`, `[review]`.
+//! - [`listener`]: connections, their per-client limit and header timeout.
 //! - `openapi.json`: the API's contract, served at `/openapi.json`.
 //!
 //! Besides the pipelines, two background threads: the CRM handoff worker
@@ -14,6 +15,7 @@
 
 pub mod auth;
 pub mod config;
+mod listener;
 pub mod metrics;
 mod routes;
 pub mod worker;
@@ -61,6 +63,12 @@ pub struct Shared {
     pub stopping: AtomicBool,
     /// The write-ahead log's length in pages at the last checkpoint.
     pub wal_frames: AtomicI64,
+    /// Tenants with form requests logged before idempotency keys were
+    /// scoped to their route: their form routes look those up too.
+    pub legacy_forms: HashSet<String>,
+    /// How long a request's body may take to arrive (`[serve]
+    /// body_timeout_ms`, the process's own).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Shared {
@@ -247,6 +255,11 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         );
         receivers.push((c, rx));
     }
+    let legacy_forms = reader
+        .tenants_with_legacy_form_keys()
+        .context("cannot read the intake log")?
+        .into_iter()
+        .collect();
     let shared = Arc::new(Shared {
         tenants,
         metrics: metrics::Metrics::new(),
@@ -259,6 +272,8 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         chains: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
         wal_frames: AtomicI64::new(0),
+        legacy_forms,
+        body_timeout: std::time::Duration::from_millis(config.serve.body_timeout_ms),
     });
     let no_keys = shared
         .reader
@@ -305,6 +320,11 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         .build()
         .context("cannot start the HTTP runtime")?;
     let app = routes::router(shared.clone());
+    let limits = listener::Limits {
+        header_timeout: std::time::Duration::from_millis(config.serve.header_timeout_ms),
+        per_client: config.serve.max_connections_per_client,
+    };
+    let http_shared = shared.clone();
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -313,10 +333,8 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         tracing::info!(address = %addr, "listening");
         // Tests and scripts read the address from standard error.
         eprintln!("leadgate serve: listening on http://{addr}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the HTTP server failed")
+        listener::serve(listener, app, http_shared, limits, shutdown_signal()).await;
+        anyhow::Ok(())
     });
     shared.stopping.store(true, Ordering::SeqCst);
     // Closing the queues lets each pipeline finish what it has and stop.

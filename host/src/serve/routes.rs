@@ -15,12 +15,13 @@ use super::worker::{EventsJob, Job, LeadsJob, LeadsRequest, Reply};
 use super::{Shared, Tenant};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use leadgate_store::service::Logged;
+use leadgate_store::service::{Logged, scoped_key};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ pub fn router(shared: S) -> Router {
         .route("/v1/outbox", get(list_outbox))
         .route("/v1/outbox/retry", post(retry_outbox))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             observe,
@@ -110,6 +112,99 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
     )
 }
 
+/// A refusal of one parameter of the request (`in_`: `query` or `path`),
+/// naming it in `field`.
+fn param_error(in_: &str, name: &str, message: impl Into<String>) -> Response {
+    json(
+        400,
+        serde_json::json!({"error": {
+            "code": format!("{in_}.invalid"),
+            "field": name,
+            "message": format!("{in_} parameter '{name}': {}", message.into()),
+        }})
+        .to_string(),
+    )
+}
+
+/// A request's query parameters. Handlers read them after authentication,
+/// so a caller without a key is told that first, and every refusal is the
+/// JSON error naming the parameter.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// The parameters of `raw`, refusing one the route does not take
+    /// (`known`): a misspelt `limt=5` is an error, not a silent default.
+    fn of(raw: Option<String>, known: &[&str]) -> Result<Params, Response> {
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        if let Some((name, _)) = params.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            let takes = if known.is_empty() {
+                "this route takes no query parameters".to_string()
+            } else {
+                format!("this route takes {}", known.join(", "))
+            };
+            return Err(param_error("query", name, format!("is not known: {takes}")));
+        }
+        Ok(Params(params))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `limit`: 1 to [`MAX_LIMIT`], `default` when absent.
+    fn limit(&self, default: usize) -> Result<usize, Response> {
+        let Some(v) = self.get("limit") else {
+            return Ok(default);
+        };
+        match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(param_error(
+                "query",
+                "limit",
+                format!("must be a whole number from 1 to {MAX_LIMIT}, not '{v}'"),
+            )),
+        }
+    }
+
+    /// A parameter that takes one of `allowed`, if given.
+    fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, Response> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
+            Some(v) => Err(param_error(
+                "query",
+                name,
+                format!("must be one of {}, not '{v}'", allowed.join(", ")),
+            )),
+        }
+    }
+}
+
+/// The most items a list route returns at once.
+const MAX_LIMIT: usize = 1000;
+
+/// A numeric id from the path: a whole number from 1 up.
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<i64, Response> {
+    let refuse = |v: &str| {
+        param_error(
+            "path",
+            "id",
+            format!("must be a whole number from 1 to {}, not '{v}'", i64::MAX),
+        )
+    };
+    let Path(v) = path.map_err(|_| refuse("(not UTF-8)"))?;
+    match v.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(refuse(&v)),
+    }
+}
+
 fn with_retry_after(mut r: Response, seconds: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
@@ -119,6 +214,14 @@ fn with_retry_after(mut r: Response, seconds: u64) -> Response {
 
 async fn not_found() -> Response {
     error(404, "route.not_found", "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        405,
+        "route.method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
 }
 
 async fn healthz() -> Response {
@@ -204,8 +307,15 @@ fn authenticate<'a>(s: &'a Shared, headers: &HeaderMap) -> Result<(&'a str, &'a 
     Ok((name.as_str(), t))
 }
 
-/// Reads a body up to the tenant's limit.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Response> {
+/// Reads a body up to the tenant's limit, within `[serve]
+/// body_timeout_ms` (a client that sends a body too slowly is answered
+/// 408 and its connection closed).
+async fn read_body(
+    s: &Shared,
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, Response> {
     let too_large = || {
         error(
             413,
@@ -221,9 +331,23 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    match tokio::time::timeout(s.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => {
+            let mut r = error(
+                408,
+                "body.timeout",
+                format!(
+                    "the body did not arrive within {} ms; nothing was accepted",
+                    s.body_timeout.as_millis()
+                ),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
 }
 
 /// The tenant of a request and its body, read up to the tenant's limit.
@@ -233,7 +357,7 @@ async fn authenticated_body<'a>(
     body: Body,
 ) -> Result<(&'a Tenant, Bytes), Response> {
     let (_, t) = authenticate(s, headers)?;
-    let body = read_body(body, headers, t.config.serve.max_body_bytes).await?;
+    let body = read_body(s, body, headers, t.config.serve.max_body_bytes).await?;
     Ok((t, body))
 }
 
@@ -258,47 +382,115 @@ fn fingerprint(body: &[u8]) -> String {
         .collect()
 }
 
-/// The request's idempotency key: the header, else `fallback` (a
-/// provider's event id), else a fresh one (no idempotency).
-fn idempotency_key(headers: &HeaderMap, fallback: Option<String>) -> Result<String, Response> {
-    match headers.get("idempotency-key").map(|v| v.to_str()) {
-        Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 255 => Ok(format!("key:{}", k.trim())),
-        Some(_) => Err(error(
-            400,
-            "idempotency_key.invalid",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+/// The request's idempotency key, scoped to its route (`scope`: method and
+/// route template, with a form's name): the header, else `fallback` (a
+/// provider's event id), else a fresh one (no idempotency). The same key
+/// on another route is another request.
+fn idempotency_key(
+    headers: &HeaderMap,
+    scope: &str,
+    fallback: Option<String>,
+) -> Result<String, Response> {
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        Some(Ok(k))
+            if !k.trim().is_empty()
+                && k.len() <= 255
+                && k.bytes().all(|b| (0x20..=0x7e).contains(&b)) =>
+        {
+            format!("key:{}", k.trim())
+        }
+        Some(_) => {
+            return Err(error(
+                400,
+                "idempotency_key.invalid",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            ));
+        }
+        None => fallback.unwrap_or_else(|| format!("auto:{}", uuid::Uuid::now_v7())),
+    };
+    Ok(scoped_key(scope, &key))
+}
+
+/// The key a form request's `Idempotency-Key` was logged under before keys
+/// were scoped to their route, when the tenant has such rows and this key
+/// is one of them.
+async fn legacy_form_key(
+    s: &S,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<Option<String>, Response> {
+    if !s.legacy_forms.contains(tenant) {
+        return Ok(None);
+    }
+    let Some(Ok(k)) = headers.get("idempotency-key").map(|v| v.to_str()) else {
+        return Ok(None);
+    };
+    let key = format!("key:{}", k.trim());
+    let tenant = tenant.to_string();
+    with_store(s, move |st| Ok(st.legacy_form_key(&tenant, &key)?)).await
+}
+
+fn refused(e: leadgate_ingest::body::BodyError) -> Response {
+    error(e.status, e.code, e.message)
+}
+
+/// The body's JSON values, one per NDJSON line (`ndjson`) or the one value
+/// of a JSON body, parsed strictly ([`leadgate_ingest::body::parse_json`]).
+fn json_values(body: &[u8], ndjson: bool) -> Result<Vec<serde_json::Value>, Response> {
+    use leadgate_ingest::body;
+    if !ndjson {
+        return body::parse_json(body).map(|v| vec![v]).map_err(refused);
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|e| error(400, "body.encoding", format!("the body is not UTF-8: {e}")))?;
+    let mut v = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        v.push(body::parse_json(line.as_bytes()).map_err(|mut e| {
+            e.message = format!("line {}: {}", i + 1, e.message);
+            refused(e)
+        })?);
+    }
+    Ok(v)
+}
+
+/// Whether a JSON route's body is NDJSON: `application/x-ndjson`, or JSON
+/// (`application/json`, `application/*+json`, or no content type). Any
+/// other type is refused (415) rather than read as JSON.
+fn json_media(ctype: &str) -> Result<bool, Response> {
+    match ctype {
+        "application/x-ndjson" => Ok(true),
+        "application/json" | "" => Ok(false),
+        t if t.starts_with("application/") && t.ends_with("+json") => Ok(false),
+        other => Err(error(
+            415,
+            "body.content_type",
+            format!(
+                "content type '{other}' is not accepted: send application/json or application/x-ndjson"
+            ),
         )),
-        None => Ok(fallback.unwrap_or_else(|| format!("auto:{}", uuid::Uuid::now_v7()))),
     }
 }
 
-/// Leads from a JSON body: one object, an array, or `{"leads": [...]}`;
-/// or NDJSON.
-fn leads_of(body: &[u8], ctype: &str, max: usize) -> Result<Vec<serde_json::Value>, Response> {
+/// Leads from a JSON body: one object, an array, or `{"leads": [...]}`
+/// (beside which only the keys in `envelope` may stand); or NDJSON.
+fn leads_of(
+    body: &[u8],
+    ctype: &str,
+    max: usize,
+    envelope: &[&str],
+) -> Result<Vec<serde_json::Value>, Response> {
     use leadgate_ingest::body;
-    let refused = |e: body::BodyError| error(e.status, e.code, e.message);
-    if ctype == "application/x-ndjson" {
-        let text = std::str::from_utf8(body)
-            .map_err(|e| error(400, "body.encoding", format!("the body is not UTF-8: {e}")))?;
-        let mut v = Vec::new();
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            v.push(serde_json::from_str(line).map_err(|e| {
-                error(
-                    400,
-                    "body.json",
-                    format!("line {} is not valid JSON: {e}", i + 1),
-                )
-            })?);
-        }
-        return body::checked(v, max).map_err(refused);
+    let ndjson = json_media(ctype)?;
+    let mut values = json_values(body, ndjson)?;
+    if ndjson {
+        return body::checked(values, max).map_err(refused);
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| error(400, "body.json", format!("the body is not valid JSON: {e}")))?;
-    body::leads(value, max).map_err(refused)
+    let value = values.pop().unwrap_or_default();
+    body::leads_in(value, max, envelope).map_err(refused)
 }
 
 /// Hands a job to the tenant's pipeline and answers: the result if it is
@@ -435,13 +627,8 @@ fn pending(id: i64) -> Response {
     r
 }
 
-#[derive(serde::Deserialize)]
-struct SourceQuery {
-    source: Option<String>,
-}
-
-fn source_of(q: &SourceQuery, headers: &HeaderMap, default: &str) -> Result<String, Response> {
-    let given = q.source.clone().or_else(|| {
+fn source_of(q: &Params, headers: &HeaderMap, default: &str) -> Result<String, Response> {
+    let given = q.get("source").map(str::to_string).or_else(|| {
         headers
             .get("x-lead-source")
             .and_then(|v| v.to_str().ok())
@@ -463,7 +650,7 @@ fn source_of(q: &SourceQuery, headers: &HeaderMap, default: &str) -> Result<Stri
 
 async fn post_leads(
     State(s): State<S>,
-    Query(q): Query<SourceQuery>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -472,8 +659,12 @@ async fn post_leads(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let q = match Params::of(q, &["source"]) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let c = &t.config.serve;
-    let leads = match leads_of(&body, &content_type(&headers), c.max_leads_per_request) {
+    let leads = match leads_of(&body, &content_type(&headers), c.max_leads_per_request, &[]) {
         Ok(l) => l,
         Err(r) => return r,
     };
@@ -481,7 +672,7 @@ async fn post_leads(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let key = match idempotency_key(&headers, None) {
+    let key = match idempotency_key(&headers, "POST /v1/leads", None) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -497,7 +688,7 @@ async fn post_leads(
 /// A form submission: `application/x-www-form-urlencoded` or a JSON object.
 async fn post_form(
     State(s): State<S>,
-    Path(form): Path<String>,
+    form: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -506,28 +697,24 @@ async fn post_form(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let Ok(Path(form)) = form else {
+        return param_error("path", "form", "is not UTF-8 once percent-decoded");
+    };
     let ctype = content_type(&headers);
     let mut lead = match ctype.as_str() {
-        "application/x-www-form-urlencoded" => {
-            match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
-                Ok(pairs) => {
-                    let mut o = serde_json::Map::new();
-                    for (k, v) in pairs {
-                        o.insert(k, serde_json::Value::String(v));
-                    }
-                    o
+        "application/x-www-form-urlencoded" => match leadgate_ingest::body::form_fields(&body) {
+            Ok(fields) => fields,
+            Err(e) => return refused(e),
+        },
+        "application/json" | "" => match leadgate_ingest::body::parse_json(&body) {
+            Ok(serde_json::Value::Object(o)) => {
+                if let Err(e) =
+                    leadgate_ingest::body::check_record(&serde_json::Value::Object(o.clone()), "")
+                {
+                    return refused(e);
                 }
-                Err(e) => {
-                    return error(
-                        400,
-                        "body.form",
-                        format!("the form body cannot be read: {e}"),
-                    );
-                }
+                o
             }
-        }
-        "application/json" | "" => match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(serde_json::Value::Object(o)) => o,
             Ok(other) => {
                 return error(
                     400,
@@ -538,7 +725,7 @@ async fn post_form(
                     ),
                 );
             }
-            Err(e) => return error(400, "body.json", format!("the body is not valid JSON: {e}")),
+            Err(e) => return refused(e),
         },
         other => {
             return error(
@@ -553,10 +740,17 @@ async fn post_form(
     if lead.is_empty() {
         return error(400, "body.empty", "the form submission has no fields");
     }
+    let key = match idempotency_key(&headers, &format!("POST /v1/forms/{form}"), None) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     lead.entry("form_id")
         .or_insert(serde_json::Value::String(form));
-    let key = match idempotency_key(&headers, None) {
-        Ok(k) => k,
+    // A retry of a form request logged before keys were scoped to their
+    // route is answered as it was then.
+    let key = match legacy_form_key(&s, &t.config.tenant, &headers).await {
+        Ok(Some(legacy)) => legacy,
+        Ok(None) => key,
         Err(r) => return r,
     };
     let fp = fingerprint(&body);
@@ -575,18 +769,62 @@ async fn post_events(State(s): State<S>, headers: HeaderMap, body: Body) -> Resp
         Err(r) => return r,
     };
     let c = &t.config.serve;
+    let ndjson = match json_media(&content_type(&headers)) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(400, "body.encoding", "the body is not UTF-8");
     };
-    // A JSON array of events, one object, or NDJSON.
-    let events: Vec<String> = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(a)) => a.iter().map(|v| v.to_string()).collect(),
-        Ok(v @ serde_json::Value::Object(_)) => vec![v.to_string()],
-        _ => text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
+    // A JSON array of events, one object, or NDJSON. A body that is not
+    // one JSON value is read as NDJSON whatever its type says (as it always
+    // was); a line that is not JSON is rejected as an event, with its
+    // reason. A duplicate key or a control character refuses the request.
+    let whole = if ndjson {
+        None
+    } else {
+        match leadgate_ingest::body::parse_json(&body) {
+            Ok(v) => Some(v),
+            Err(e) if e.code == "body.json" => None,
+            Err(e) => return refused(e),
+        }
+    };
+    let record = |v: &serde_json::Value, at: &str| {
+        leadgate_ingest::body::check_record(v, at).map_err(refused)
+    };
+    let events: Vec<String> = match whole {
+        Some(serde_json::Value::Array(a)) => {
+            for (i, v) in a.iter().enumerate() {
+                if let Err(r) = record(v, &format!("[{i}]")) {
+                    return r;
+                }
+            }
+            a.iter().map(|v| v.to_string()).collect()
+        }
+        Some(v @ serde_json::Value::Object(_)) => {
+            if let Err(r) = record(&v, "") {
+                return r;
+            }
+            vec![v.to_string()]
+        }
+        _ => {
+            let mut lines = Vec::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let checked = leadgate_ingest::body::parse_json(line.as_bytes())
+                    .and_then(|v| leadgate_ingest::body::check_record(&v, ""));
+                match checked {
+                    Err(e) if e.code != "body.json" => {
+                        return error(e.status, e.code, format!("line {}: {}", i + 1, e.message));
+                    }
+                    _ => lines.push(line.to_string()),
+                }
+            }
+            lines
+        }
     };
     if events.is_empty() {
         return error(400, "body.empty", "the request carries no events");
@@ -603,7 +841,7 @@ async fn post_events(State(s): State<S>, headers: HeaderMap, body: Body) -> Resp
         );
     }
     let fp = fingerprint(&body);
-    let key = match idempotency_key(&headers, Some(format!("events:{fp}"))) {
+    let key = match idempotency_key(&headers, "POST /v1/events", Some(format!("events:{fp}"))) {
         Ok(k) => k,
         Err(r) => return r,
     };
@@ -652,12 +890,12 @@ fn refuse_signature(s: &Shared, tenant: &str, e: &leadgate_signature::SignatureE
 
 async fn hubspot_webhook(
     State(s): State<S>,
-    Path(tenant): Path<String>,
+    tenant: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     req: Request,
 ) -> Response {
     let started = Instant::now();
-    let Some(t) = s.tenants.get(&tenant) else {
+    let Some((tenant, t)) = webhook_tenant(&s, tenant) else {
         return error(404, "tenant.unknown", "no such tenant");
     };
     let path_and_query = req
@@ -665,7 +903,7 @@ async fn hubspot_webhook(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
-    let body = match read_body(req.into_body(), &headers, t.config.serve.max_body_bytes).await {
+    let body = match read_body(&s, req.into_body(), &headers, t.config.serve.max_body_bytes).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -754,7 +992,10 @@ async fn hubspot_webhook(
             leads: vec![lead],
         };
         let fp = fingerprint(event.to_string().as_bytes());
-        let key = format!("hubspot:{event_id}");
+        let key = scoped_key(
+            "POST /v1/webhooks/{tenant}/hubspot",
+            &format!("hubspot:{event_id}"),
+        );
         let r = submit_leads(t, key, "hubspot", fp, request, started).await;
         let status = r.status().as_u16();
         if status >= 500 {
@@ -770,19 +1011,29 @@ async fn hubspot_webhook(
     json(200, serde_json::json!({"events": outcomes}).to_string())
 }
 
+/// The tenant a webhook's path names, if this instance serves it.
+fn webhook_tenant(
+    s: &Shared,
+    tenant: Result<Path<String>, PathRejection>,
+) -> Option<(String, &Tenant)> {
+    let Path(name) = tenant.ok()?;
+    let t = s.tenants.get(&name)?;
+    Some((name, t))
+}
+
 /// A leadgate-signed webhook carrying the lead itself.
 async fn lead_webhook(
     State(s): State<S>,
-    Path(tenant): Path<String>,
-    Query(q): Query<SourceQuery>,
+    tenant: Result<Path<String>, PathRejection>,
+    RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let Some(t) = s.tenants.get(&tenant) else {
+    let Some((tenant, t)) = webhook_tenant(&s, tenant) else {
         return error(404, "tenant.unknown", "no such tenant");
     };
-    let body = match read_body(body, &headers, t.config.serve.max_body_bytes).await {
+    let body = match read_body(&s, body, &headers, t.config.serve.max_body_bytes).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -801,6 +1052,7 @@ async fn lead_webhook(
         &body,
         &content_type(&headers),
         t.config.serve.max_leads_per_request,
+        leadgate_ingest::body::WEBHOOK_ENVELOPE,
     ) {
         Ok(l) => l,
         Err(r) => return r,
@@ -813,10 +1065,17 @@ async fn lead_webhook(
                 .or_else(|| v.get("eventId"))
                 .map(|e| format!("event:{}", e.to_string().trim_matches('"')))
         });
-    let key = match idempotency_key(&headers, event_id) {
+    let key = match idempotency_key(&headers, "POST /v1/webhooks/{tenant}/lead", event_id) {
         Ok(k) => k,
         Err(r) => return r,
     };
+    // A signed webhook's URL is the sender's configuration: parameters
+    // other than `source` are left alone.
+    let q = Params(
+        form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect(),
+    );
     let source = match source_of(&q, &headers, "api") {
         Ok(s) => s,
         Err(r) => return r,
@@ -828,6 +1087,20 @@ async fn lead_webhook(
         leads,
     };
     submit_leads(t, key, "webhook", fp, request, started).await
+}
+
+/// A JSON object body read strictly into `T`; `shape` says what is
+/// expected when it is not one (serde would read a struct from an array).
+fn object_body<T: serde::de::DeserializeOwned>(body: &[u8], shape: &str) -> Result<T, Response> {
+    let value = leadgate_ingest::body::parse_json(body).map_err(refused)?;
+    if !value.is_object() {
+        return Err(error(
+            400,
+            "body.shape",
+            format!("{shape}, not {}", leadgate_ingest::body::kind(&value)),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| error(400, "body.json", format!("{shape}: {e}")))
 }
 
 /// Runs a store read for a handler off the async threads.
@@ -851,9 +1124,17 @@ async fn with_store<T: Send + 'static>(
     }
 }
 
-async fn get_request(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+async fn get_request(
+    State(s): State<S>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
     let (tenant, _) = match authenticate(&s, &headers) {
         Ok(x) => x,
+        Err(r) => return r,
+    };
+    let id = match path_id(id) {
+        Ok(id) => id,
         Err(r) => return r,
     };
     let tenant = tenant.to_string();
@@ -886,10 +1167,17 @@ async fn get_request(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap
     }
 }
 
-async fn get_lead(State(s): State<S>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn get_lead(
+    State(s): State<S>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
     let (tenant, _) = match authenticate(&s, &headers) {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    let Ok(Path(id)) = id else {
+        return param_error("path", "id", "is not UTF-8 once percent-decoded");
     };
     let tenant = tenant.to_string();
     let lid = id.clone();
@@ -922,24 +1210,21 @@ async fn get_lead(State(s): State<S>, Path(id): Path<String>, headers: HeaderMap
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-    state: Option<String>,
-}
-
 /// A `GET` list route: the tenant's items from `read(store, tenant,
-/// config, limit)`, as `{"items": [...]}`.
+/// config, limit, state)`, as `{"items": [...]}`. `states` are the values
+/// the route's `state` parameter takes (none: it has no such parameter).
 async fn list<T: serde::Serialize + Send + 'static>(
     s: &S,
     headers: &HeaderMap,
-    limit: Option<usize>,
+    query: Option<String>,
     default_limit: usize,
+    states: &[&str],
     read: impl FnOnce(
         &leadgate_store::Store,
         &str,
         &crate::config::Config,
         usize,
+        Option<String>,
     ) -> anyhow::Result<Vec<T>>
     + Send
     + 'static,
@@ -948,29 +1233,53 @@ async fn list<T: serde::Serialize + Send + 'static>(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let known: &[&str] = if states.is_empty() {
+        &["limit"]
+    } else {
+        &["limit", "state"]
+    };
+    let q = match Params::of(query, known) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let limit = match q.limit(default_limit) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let state = if states.is_empty() {
+        None
+    } else {
+        match q.one_of("state", states) {
+            Ok(st) => st,
+            Err(r) => return r,
+        }
+    };
     let tenant = tenant.to_string();
     let config = t.config.clone();
-    let limit = limit.unwrap_or(default_limit).min(1000);
-    match with_store(s, move |st| read(st, &tenant, &config, limit)).await {
+    match with_store(s, move |st| read(st, &tenant, &config, limit, state)).await {
         Ok(items) => json(200, serde_json::json!({"items": items}).to_string()),
         Err(r) => r,
     }
 }
 
-async fn list_review(
-    State(s): State<S>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    list(&s, &headers, q.limit, 50, |st, tenant, config, limit| {
+async fn list_review(State(s): State<S>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    list(&s, &headers, q, 50, &[], |st, tenant, config, limit, _| {
         crate::review::prioritized(config, st, tenant, limit, crate::run::now_ms())
     })
     .await
 }
 
-async fn get_review(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+async fn get_review(
+    State(s): State<S>,
+    id: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
     let (tenant, t) = match authenticate(&s, &headers) {
         Ok(x) => x,
+        Err(r) => return r,
+    };
+    let id = match path_id(id) {
+        Ok(id) => id,
         Err(r) => return r,
     };
     let tenant = tenant.to_string();
@@ -987,6 +1296,7 @@ async fn get_review(State(s): State<S>, Path(id): Path<i64>, headers: HeaderMap)
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DecisionBody {
     decision: String,
     reviewer: String,
@@ -995,7 +1305,7 @@ struct DecisionBody {
 
 async fn decide_review(
     State(s): State<S>,
-    Path(id): Path<i64>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -1003,21 +1313,20 @@ async fn decide_review(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match read_body(body, &headers, 64 * 1024).await {
+    let id = match path_id(id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let body = match read_body(&s, body, &headers, 64 * 1024).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let d: DecisionBody = match serde_json::from_slice(&body) {
+    let d: DecisionBody = match object_body(
+        &body,
+        "a decision is {\"decision\": \"merge|not_duplicate|accept|reject\", \"reviewer\": \"...\", \"note\": \"...\"}",
+    ) {
         Ok(d) => d,
-        Err(e) => {
-            return error(
-                400,
-                "body.json",
-                format!(
-                    "a decision is {{\"decision\": \"merge|not_duplicate|accept|reject\", \"reviewer\": \"...\", \"note\": \"...\"}}: {e}"
-                ),
-            );
-        }
+        Err(r) => return r,
     };
     let tenant = tenant.to_string();
     let config = t.config.clone();
@@ -1053,30 +1362,30 @@ async fn decide_review(
     }
 }
 
-async fn list_outbox(
-    State(s): State<S>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let state = q.state.clone();
-    list(&s, &headers, q.limit, 100, move |st, tenant, _, limit| {
-        Ok(st.handoffs(tenant, state.as_deref(), limit)?)
-    })
+/// The states of a CRM handoff, as `GET /v1/outbox?state=` takes them.
+const OUTBOX_STATES: &[&str] = &["pending", "delivered", "failed", "dead"];
+
+async fn list_outbox(State(s): State<S>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    list(
+        &s,
+        &headers,
+        q,
+        100,
+        OUTBOX_STATES,
+        |st, tenant, _, limit, state| Ok(st.handoffs(tenant, state.as_deref(), limit)?),
+    )
     .await
 }
 
-async fn list_alerts(
-    State(s): State<S>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> Response {
-    list(&s, &headers, q.limit, 100, |st, tenant, _, limit| {
+async fn list_alerts(State(s): State<S>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+    list(&s, &headers, q, 100, &[], |st, tenant, _, limit, _| {
         Ok(st.alerts(tenant, limit)?)
     })
     .await
 }
 
 #[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RetryBody {
     #[serde(default)]
     ids: Vec<i64>,
@@ -1087,18 +1396,32 @@ async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: Body) -> Res
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match read_body(body, &headers, 64 * 1024).await {
+    let body = match read_body(&s, body, &headers, 64 * 1024).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let r: RetryBody = if body.is_empty() {
         RetryBody::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match object_body(
+            &body,
+            "a retry is {\"ids\": [..]} (or no body: every failed one)",
+        ) {
             Ok(r) => r,
-            Err(e) => return error(400, "body.json", format!("expected {{\"ids\": [..]}}: {e}")),
+            Err(r) => return r,
         }
     };
+    if let Some(bad) = r.ids.iter().find(|id| **id < 1) {
+        return json(
+            400,
+            serde_json::json!({"error": {
+                "code": "body.invalid",
+                "field": "ids",
+                "message": format!("ids are handoff ids, whole numbers from 1 up, not {bad}"),
+            }})
+            .to_string(),
+        );
+    }
     let tenant = tenant.to_string();
     let db = s.db.clone();
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {

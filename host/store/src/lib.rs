@@ -42,7 +42,8 @@
 //! `alerts`, `crm_outbox` (handoffs to the CRM with attempts and backoff)
 //! and `crm_records` (the CRM's record id for each handed-off lead);
 //! migration 9 adds `tenant_counts`, kept by triggers, so that the metrics
-//! read counts instead of counting the outbox and the decided reviews.
+//! read counts instead of counting the outbox and the decided reviews;
+//! migration 11 scopes the intake log's idempotency keys to their route.
 //!
 //! Writes go through [`Store::record`] in batches, one transaction each; a
 //! [`Batch`] (`Store::batch`) makes every write through it one transaction,
@@ -620,6 +621,20 @@ CREATE TABLE match_keys_mid_moved (
     slices  INTEGER NOT NULL
 );
 INSERT INTO match_keys_mid_moved (id, slices) VALUES (1, 0);
+"#,
+    r#"
+-- Idempotency keys are scoped to the route they came to (`service::scoped_key`):
+-- the same key on another route is another request. Rows logged before keep
+-- answering as before: each gets its route's scope from its kind. A form's
+-- name was not kept, so form rows get a scope of their own that every form
+-- route looks at (`service::LEGACY_FORM_SCOPE`).
+UPDATE intake SET key = (CASE kind
+    WHEN 'leads'   THEN 'POST /v1/leads'
+    WHEN 'events'  THEN 'POST /v1/events'
+    WHEN 'webhook' THEN 'POST /v1/webhooks/{tenant}/lead'
+    WHEN 'hubspot' THEN 'POST /v1/webhooks/{tenant}/hubspot'
+    ELSE 'before migration 11: ' || kind
+END) || char(10) || key;
 "#,
 ];
 

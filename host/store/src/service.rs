@@ -50,6 +50,19 @@ pub enum Logged {
     Seen(Box<IntakeRow>),
 }
 
+/// The scope of intake rows of forms logged before keys were scoped to
+/// their route (migration 11): the form's name was not kept, so a form
+/// request also looks here ([`Store::legacy_form_key`]).
+pub const LEGACY_FORM_SCOPE: &str = "before migration 11: form";
+
+/// An idempotency key scoped to the route it came to: `scope` is the
+/// method and route template, with a form's name (`POST /v1/forms/contact`).
+/// The same key on another route is another request. A key never holds a
+/// newline (a header value cannot), so the last newline parts the two.
+pub fn scoped_key(scope: &str, key: &str) -> String {
+    format!("{scope}\n{key}")
+}
+
 const INTAKE_COLUMNS: &str = "id, tenant, key, kind, fingerprint, body, lead_ids, received_at, state, status_code, result, done_at";
 
 fn intake_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IntakeRow> {
@@ -355,6 +368,35 @@ impl Store {
         }
         tx.commit().map_err(sql("commit intake"))?;
         Ok(out)
+    }
+
+    /// The key a form request's `key` (unscoped) was logged under before
+    /// keys were scoped to their route, if `tenant` has such a row: a
+    /// retry of that request is answered as it was then.
+    pub fn legacy_form_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+        let legacy = scoped_key(LEGACY_FORM_SCOPE, key);
+        let found = self
+            .conn
+            .prepare_cached("SELECT 1 FROM intake WHERE tenant = ?1 AND key = ?2")
+            .and_then(|mut s| s.exists(params![tenant, legacy]))
+            .map_err(sql("look up idempotency key"))?;
+        Ok(found.then_some(legacy))
+    }
+
+    /// The tenants with form requests logged before keys were scoped to
+    /// their route.
+    pub fn tenants_with_legacy_form_keys(&self) -> Result<Vec<String>, StoreError> {
+        let lo = scoped_key(LEGACY_FORM_SCOPE, "");
+        let hi = format!("{LEGACY_FORM_SCOPE}\u{b}");
+        let mut stmt = self
+            .conn
+            .prepare("SELECT DISTINCT tenant FROM intake WHERE key >= ?1 AND key < ?2")
+            .map_err(sql("list legacy form keys"))?;
+        let rows = stmt
+            .query_map(params![lo, hi], |r| r.get(0))
+            .map_err(sql("list legacy form keys"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("list legacy form keys"))
     }
 
     /// Which of `keys` the tenant has logged requests under already.
@@ -1281,6 +1323,106 @@ mod tests {
         // Another tenant cannot read it.
         assert!(s.intake("b", row.id).unwrap().is_none());
         assert_eq!(s.pending_intake("a", 10).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_key_is_scoped_to_its_route_and_rows_logged_before_answer_as_before() {
+        let dir = crate::test_support::TempStore::new("scoped-keys");
+        let mut s = dir.open();
+        let req = |key: &'static str, kind: &'static str| NewIntake {
+            tenant: "a",
+            key,
+            kind,
+            fingerprint: "f",
+            body: "[]",
+            lead_ids: "[]",
+        };
+        // Rows as a store before migration 11 held them: unscoped keys.
+        let old = s
+            .log_intake(
+                &[
+                    req("key:L", "leads"),
+                    req("key:F", "form"),
+                    req("events:abc", "events"),
+                    req("hubspot:9", "hubspot"),
+                    req("key:W", "webhook"),
+                ],
+                1,
+            )
+            .unwrap();
+        let ids: Vec<i64> = old
+            .iter()
+            .map(|l| match l {
+                Logged::New(id) => *id,
+                Logged::Seen(_) => panic!("new rows"),
+            })
+            .collect();
+        s.finish_intake(&[(ids[0], 200, "{\"leads\":1}")], 2)
+            .unwrap();
+        s.conn.pragma_update(None, "user_version", 10).unwrap();
+        drop(s);
+        let mut s = dir.open();
+        // Each row answers under its route's scope, as it did unscoped.
+        for (scope, key, id) in [
+            ("POST /v1/leads", "key:L", ids[0]),
+            ("POST /v1/events", "events:abc", ids[2]),
+            ("POST /v1/webhooks/{tenant}/hubspot", "hubspot:9", ids[3]),
+            ("POST /v1/webhooks/{tenant}/lead", "key:W", ids[4]),
+        ] {
+            let k = scoped_key(scope, key);
+            let again = s
+                .log_intake(
+                    &[NewIntake {
+                        key: &k,
+                        ..req("", "leads")
+                    }],
+                    3,
+                )
+                .unwrap();
+            let Logged::Seen(row) = &again[0] else {
+                panic!("{scope} {key} is seen after the migration")
+            };
+            assert_eq!(row.id, id);
+        }
+        // A form's name was not kept: its row is found through the form scope
+        // of rows from before, by every form route.
+        assert_eq!(
+            s.legacy_form_key("a", "key:F").unwrap(),
+            Some(scoped_key(LEGACY_FORM_SCOPE, "key:F"))
+        );
+        assert_eq!(s.legacy_form_key("a", "key:L").unwrap(), None);
+        assert_eq!(s.legacy_form_key("b", "key:F").unwrap(), None);
+        assert_eq!(s.tenants_with_legacy_form_keys().unwrap(), vec!["a"]);
+        // The same key on another route is a new request; both are kept.
+        let leads = scoped_key("POST /v1/leads", "key:same");
+        let events = scoped_key("POST /v1/events", "key:same");
+        let form_a = scoped_key("POST /v1/forms/a", "key:same");
+        let form_b = scoped_key("POST /v1/forms/b", "key:same");
+        let logged = s
+            .log_intake(
+                &[
+                    NewIntake {
+                        key: &events,
+                        ..req("", "events")
+                    },
+                    NewIntake {
+                        key: &leads,
+                        ..req("", "leads")
+                    },
+                    NewIntake {
+                        key: &form_a,
+                        ..req("", "form")
+                    },
+                    NewIntake {
+                        key: &form_b,
+                        ..req("", "form")
+                    },
+                ],
+                4,
+            )
+            .unwrap();
+        assert!(logged.iter().all(|l| matches!(l, Logged::New(_))));
+        assert_eq!(s.pending_intake("a", 100).unwrap().len(), 8);
     }
 
     #[test]
