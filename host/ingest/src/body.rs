@@ -161,6 +161,17 @@ fn is_control(c: char) -> bool {
     c.is_control() && !matches!(c, '\t' | '\n' | '\r')
 }
 
+/// The first control character of `s` ([`is_control`]), found on its
+/// bytes: C0 and DEL are one byte, C1 is `C2 80`–`C2 9F`.
+fn first_control(s: &str) -> Option<char> {
+    let b = s.as_bytes();
+    let at = b.iter().enumerate().position(|(i, &x)| {
+        matches!(x, 0x00..=0x08 | 0x0b | 0x0c | 0x0e..=0x1f | 0x7f)
+            || (x == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })?;
+    s[at..].chars().next()
+}
+
 fn control_refusal(what: &str, c: char) -> BodyError {
     BodyError::new(
         400,
@@ -264,7 +275,7 @@ impl<'de> serde::de::Visitor<'de> for Strict<'_> {
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
-        match v.chars().find(|c| is_control(*c)) {
+        match first_control(v) {
             Some(c) => Err(self.refuse(RefusalKind::Control(c), None)),
             None => Ok(Value::String(v.to_string())),
         }
@@ -291,18 +302,22 @@ impl<'de> serde::de::Visitor<'de> for Strict<'_> {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if let Some(c) = key.chars().find(|c| is_control(*c)) {
+            if let Some(c) = first_control(&key) {
                 return Err(self.refuse(RefusalKind::ControlInKey(c), Some(format!(".{key}"))));
             }
-            if out.contains_key(&key) {
-                return Err(self.refuse(RefusalKind::Duplicate, Some(format!(".{key}"))));
-            }
+            let slot = match out.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => slot,
+                serde_json::map::Entry::Occupied(given) => {
+                    let at = format!(".{}", given.key());
+                    return Err(self.refuse(RefusalKind::Duplicate, Some(at)));
+                }
+            };
             match map.next_value_seed(self) {
                 Ok(value) => {
-                    out.insert(key, value);
+                    slot.insert(value);
                 }
                 Err(e) => {
-                    self.within(|| format!(".{key}"));
+                    self.within(|| format!(".{}", slot.key()));
                     return Err(e);
                 }
             }
@@ -481,6 +496,31 @@ mod tests {
         assert!(e.message.contains("field '[1]'"), "{}", e.message);
         let v = parse_json(br#"{"note": "line 1\nline 2\tend\r"}"#).unwrap();
         assert_eq!(v["note"], "line 1\nline 2\tend\r");
+    }
+
+    #[test]
+    fn control_characters_are_found_on_the_bytes_as_on_the_chars() {
+        for s in ["", "plain", "a¡b", "Ann Lée", "\t\n\r", "Âb", "東京", "😀"] {
+            assert_eq!(first_control(s), None, "{s:?}");
+        }
+        for (s, c) in [
+            ("a\u{0}", '\u{0}'),
+            ("x\u{85}y", '\u{85}'),
+            ("\u{7f}", '\u{7f}'),
+            ("é\u{9f}", '\u{9f}'),
+            ("\u{1b}[0m", '\u{1b}'),
+        ] {
+            assert_eq!(first_control(s), Some(c), "{s:?}");
+        }
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(
+                first_control(&s).is_some(),
+                is_control(c),
+                "U+{:04X}",
+                c as u32
+            );
+        }
     }
 
     #[test]
