@@ -645,6 +645,44 @@ fn handoff_retries_dead_letters_and_never_duplicates() {
     );
 }
 
+/// `n` requests of `per` leads each, keyed `{tag}-{r}`; lead `i` of request
+/// `r` is `p{r}-{i}@{tag}{r}.com`, a person of its own.
+fn lead_requests(n: usize, per: usize, tag: &str) -> Vec<(String, String)> {
+    (0..n)
+        .map(|r| {
+            let leads: Vec<String> = (0..per)
+                .map(|i| lead(&format!("p{r}-{i}@{tag}{r}.com")))
+                .collect();
+            (format!("{tag}-{r}"), format!("[{}]", leads.join(",")))
+        })
+        .collect()
+}
+
+/// Sends every request again with its key, each answered 200 or 202,
+/// and waits until none is pending.
+fn resend_all(s: &Server, key: &str, dir: &Path, requests: &[(String, String)]) {
+    for (idem, body) in requests {
+        let (status, out) = s.post_leads(key, Some(idem), body);
+        assert!(status == 200 || status == 202, "{status} {out}");
+    }
+    wait_for("every request done", || {
+        sqlite(dir, "SELECT count(*) FROM intake WHERE state = 'pending'") == 0
+    });
+}
+
+/// Posts `body` to `/v1/leads` under `idem`; the status, or `None` when
+/// the server is gone.
+fn send_leads(url: &str, key: &str, idem: &str, body: &str) -> Option<u16> {
+    Server::agent()
+        .post(format!("{url}/v1/leads"))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Idempotency-Key", idem)
+        .header("Content-Type", "application/json")
+        .send(body)
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
 #[test]
 fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
     let crm = FakeCrm::start();
@@ -652,14 +690,7 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
     let acme = key(dir.path(), "acme");
     let s = Server::start(leadgate(dir.path()));
     let url = s.url.clone();
-    let requests: Vec<(String, String)> = (0..40)
-        .map(|r| {
-            let leads: Vec<String> = (0..5)
-                .map(|i| lead(&format!("p{r}-{i}@crash{r}.com")))
-                .collect();
-            (format!("req-{r}"), format!("[{}]", leads.join(",")))
-        })
-        .collect();
+    let requests = lead_requests(40, 5, "crash");
     // Send from two clients while the server is killed part-way.
     let sent = Arc::new(Mutex::new(0usize));
     let senders: Vec<_> = (0..2)
@@ -668,13 +699,7 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
             let (url, key, sent) = (url.clone(), acme.clone(), sent.clone());
             std::thread::spawn(move || {
                 for (idem, body) in reqs {
-                    let r = Server::agent()
-                        .post(format!("{url}/v1/leads"))
-                        .header("Authorization", format!("Bearer {key}"))
-                        .header("Idempotency-Key", &idem)
-                        .header("Content-Type", "application/json")
-                        .send(&body);
-                    if r.is_err() {
+                    if send_leads(&url, &key, &idem, &body).is_none() {
                         return; // the server is gone
                     }
                     *sent.lock().unwrap() += 1;
@@ -689,16 +714,7 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
     }
     // Restarted, the clients send everything again with the same keys.
     let s = Server::start(leadgate(dir.path()));
-    for (idem, body) in &requests {
-        let (status, out) = s.post_leads(&acme, Some(idem), body);
-        assert!(status == 200 || status == 202, "{status} {out}");
-    }
-    wait_for("every request done", || {
-        sqlite(
-            dir.path(),
-            "SELECT count(*) FROM intake WHERE state = 'pending'",
-        ) == 0
-    });
+    resend_all(&s, &acme, dir.path(), &requests);
     assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 40);
     assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM leads"), 200);
     assert_eq!(
@@ -928,12 +944,19 @@ fn health_metrics_and_the_openapi_document() {
     assert!(status.success(), "{status:?}: {}", s.logs());
 }
 
-#[test]
-fn an_idempotency_key_is_scoped_to_its_route() {
+/// A fake CRM, the test configuration in a directory of its own, a key
+/// of tenant acme, and the service on it, started.
+fn acme_service() -> (FakeCrm, tempfile::TempDir, String, Server) {
     let crm = FakeCrm::start();
     let dir = setup(&crm.url, "");
     let acme = key(dir.path(), "acme");
     let s = Server::start(leadgate(dir.path()));
+    (crm, dir, acme, s)
+}
+
+#[test]
+fn an_idempotency_key_is_scoped_to_its_route() {
+    let (_crm, dir, acme, s) = acme_service();
     let auth = format!("Bearer {acme}");
     let form = [
         ("Authorization", auth.as_str()),
@@ -995,10 +1018,7 @@ fn an_idempotency_key_is_scoped_to_its_route() {
 
 #[test]
 fn every_refusal_is_json_naming_the_parameter_after_authentication() {
-    let crm = FakeCrm::start();
-    let dir = setup(&crm.url, "");
-    let acme = key(dir.path(), "acme");
-    let s = Server::start(leadgate(dir.path()));
+    let (_crm, _dir, acme, s) = acme_service();
     let get_cases = [
         ("/v1/alerts?limit=-5", "query", "limit"),
         ("/v1/alerts?limit=1001", "query", "limit"),
@@ -1063,10 +1083,7 @@ fn every_refusal_is_json_naming_the_parameter_after_authentication() {
 
 #[test]
 fn input_that_would_change_silently_is_refused_with_a_reason() {
-    let crm = FakeCrm::start();
-    let dir = setup(&crm.url, "");
-    let acme = key(dir.path(), "acme");
-    let s = Server::start(leadgate(dir.path()));
+    let (_crm, dir, acme, s) = acme_service();
     let auth = format!("Bearer {acme}");
     let form = [
         ("Authorization", auth.as_str()),
@@ -1212,14 +1229,7 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
     let dir = setup(&crm.url, "");
     let acme = key(dir.path(), "acme");
     // 90 requests of 3 leads, each lead a person of its own.
-    let requests: Vec<(String, String)> = (0..90)
-        .map(|r| {
-            let leads: Vec<String> = (0..3)
-                .map(|i| lead(&format!("k{r}-{i}@drill{r}.com")))
-                .collect();
-            (format!("drill-{r}"), format!("[{}]", leads.join(",")))
-        })
-        .collect();
+    let requests = lead_requests(90, 3, "drill");
     let acked = Arc::new(Mutex::new(std::collections::BTreeSet::<usize>::new()));
     // Three kills, each after a different number of answers: early, mid,
     // late in a round.
@@ -1237,16 +1247,9 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
                 std::thread::spawn(move || {
                     for r in todo {
                         let (idem, body) = &reqs[r];
-                        let sent = Server::agent()
-                            .post(format!("{url}/v1/leads"))
-                            .header("Authorization", format!("Bearer {key}"))
-                            .header("Idempotency-Key", idem)
-                            .header("Content-Type", "application/json")
-                            .send(body.as_str());
-                        let Ok(resp) = sent else {
+                        let Some(status) = send_leads(&url, &key, idem, body) else {
                             return; // killed
                         };
-                        let status = resp.status().as_u16();
                         if status == 200 || status == 202 {
                             acked.lock().unwrap().insert(r);
                         }
@@ -1292,7 +1295,7 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
     assert_eq!(unique.len(), stored.len(), "a lead stored twice");
     for r in acked.lock().unwrap().iter() {
         for i in 0..3 {
-            let e = format!("k{r}-{i}@drill{r}.com");
+            let e = format!("p{r}-{i}@drill{r}.com");
             assert!(unique.contains(&e), "acknowledged lead {e} was lost");
         }
     }
@@ -1300,16 +1303,7 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
     assert!(stored.iter().all(|e| e.contains("@drill")));
     // The clients send everything again with the same keys: exactly one
     // of each lead, the acknowledged ones answered as before.
-    for (idem, body) in &requests {
-        let (status, out) = s.post_leads(&acme, Some(idem), body);
-        assert!(status == 200 || status == 202, "{status} {out}");
-    }
-    wait_for("every request done", || {
-        sqlite(
-            dir.path(),
-            "SELECT count(*) FROM intake WHERE state = 'pending'",
-        ) == 0
-    });
+    resend_all(&s, &acme, dir.path(), &requests);
     let stored = emails(dir.path());
     let unique: std::collections::BTreeSet<&String> = stored.iter().collect();
     assert_eq!(stored.len(), 270);

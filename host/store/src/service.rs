@@ -1394,33 +1394,23 @@ mod tests {
         assert_eq!(s.legacy_form_key("b", "key:F").unwrap(), None);
         assert_eq!(s.tenants_with_legacy_form_keys().unwrap(), vec!["a"]);
         // The same key on another route is a new request; both are kept.
-        let leads = scoped_key("POST /v1/leads", "key:same");
-        let events = scoped_key("POST /v1/events", "key:same");
-        let form_a = scoped_key("POST /v1/forms/a", "key:same");
-        let form_b = scoped_key("POST /v1/forms/b", "key:same");
-        let logged = s
-            .log_intake(
-                &[
-                    NewIntake {
-                        key: &events,
-                        ..req("", "events")
-                    },
-                    NewIntake {
-                        key: &leads,
-                        ..req("", "leads")
-                    },
-                    NewIntake {
-                        key: &form_a,
-                        ..req("", "form")
-                    },
-                    NewIntake {
-                        key: &form_b,
-                        ..req("", "form")
-                    },
-                ],
-                4,
-            )
-            .unwrap();
+        let same: Vec<(String, &str)> = [
+            ("POST /v1/events", "events"),
+            ("POST /v1/leads", "leads"),
+            ("POST /v1/forms/a", "form"),
+            ("POST /v1/forms/b", "form"),
+        ]
+        .into_iter()
+        .map(|(scope, kind)| (scoped_key(scope, "key:same"), kind))
+        .collect();
+        let requests: Vec<NewIntake<'_>> = same
+            .iter()
+            .map(|(key, kind)| NewIntake {
+                key,
+                ..req("", kind)
+            })
+            .collect();
+        let logged = s.log_intake(&requests, 4).unwrap();
         assert!(logged.iter().all(|l| matches!(l, Logged::New(_))));
         assert_eq!(s.pending_intake("a", 100).unwrap().len(), 8);
     }
