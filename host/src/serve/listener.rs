@@ -36,7 +36,11 @@ struct Slot {
 impl Open {
     /// A slot for one more connection of `ip`, unless it holds `max`.
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let mut open = self.0.lock().ok()?;
+        // Nothing panics while holding the lock; a poisoned one is used as is.
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(ip).or_default();
         if *n >= max {
             return None;
@@ -51,9 +55,12 @@ impl Open {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.open.0.lock()
-            && let Some(n) = open.get_mut(&self.ip)
-        {
+        let mut open = self
+            .open
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
                 open.remove(&self.ip);
