@@ -32,8 +32,7 @@ pub fn form_fields(
         "application/json" | "" => {
             match leadgate_ingest::body::parse_json(body).map_err(refused)? {
                 Value::Object(o) => {
-                    leadgate_ingest::body::check_record(&Value::Object(o.clone()), "")
-                        .map_err(refused)?;
+                    leadgate_ingest::body::check_fields(&o, "").map_err(refused)?;
                     o
                 }
                 other => {

@@ -389,34 +389,16 @@ pub const MAX_VALUE_DEPTH: usize = 2;
 /// a record (the pipeline rejects it with its own reason), but it is held
 /// to the same depth, as if it were a field's value.
 pub fn check_record(record: &Value, at: &str) -> Result<(), BodyError> {
-    fn depth(v: &Value) -> usize {
-        match v {
-            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
-            Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
-            _ => 0,
-        }
+    match record {
+        Value::Object(fields) => check_fields(fields, at),
+        other if depth(other) > MAX_VALUE_DEPTH => Err(too_deep(at)),
+        _ => Ok(()),
     }
-    let too_deep = |field: &str| {
-        let what = if field.is_empty() {
-            "the body".to_string()
-        } else {
-            format!("field '{field}'")
-        };
-        BodyError::new(
-            400,
-            "body.too_deep",
-            format!(
-                "{what} nests objects or arrays more than {MAX_VALUE_DEPTH} deep; a lead's fields are flat records"
-            ),
-        )
-    };
-    let Value::Object(o) = record else {
-        return match depth(record) > MAX_VALUE_DEPTH {
-            true => Err(too_deep(at)),
-            false => Ok(()),
-        };
-    };
-    for (k, v) in o {
+}
+
+/// [`check_record`] for a record's fields.
+pub fn check_fields(fields: &serde_json::Map<String, Value>, at: &str) -> Result<(), BodyError> {
+    for (k, v) in fields {
         if depth(v) > MAX_VALUE_DEPTH {
             let field = if at.is_empty() {
                 k.clone()
@@ -427,6 +409,30 @@ pub fn check_record(record: &Value, at: &str) -> Result<(), BodyError> {
         }
     }
     Ok(())
+}
+
+/// How many containers deep `v` nests.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn too_deep(field: &str) -> BodyError {
+    let what = if field.is_empty() {
+        "the body".to_string()
+    } else {
+        format!("field '{field}'")
+    };
+    BodyError::new(
+        400,
+        "body.too_deep",
+        format!(
+            "{what} nests objects or arrays more than {MAX_VALUE_DEPTH} deep; a lead's fields are flat records"
+        ),
+    )
 }
 
 /// `leads`, refused when empty or more than `max`, or when one nests too

@@ -708,9 +708,7 @@ async fn post_form(
         },
         "application/json" | "" => match leadgate_ingest::body::parse_json(&body) {
             Ok(serde_json::Value::Object(o)) => {
-                if let Err(e) =
-                    leadgate_ingest::body::check_record(&serde_json::Value::Object(o.clone()), "")
-                {
+                if let Err(e) = leadgate_ingest::body::check_fields(&o, "") {
                     return refused(e);
                 }
                 o
