@@ -112,17 +112,21 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Response {
     )
 }
 
-/// A refusal of one parameter of the request (`in_`: `query` or `path`),
-/// naming it in `field`.
-fn param_error(in_: &str, name: &str, message: impl Into<String>) -> Response {
+/// A 400 refusing one field or parameter, naming it in `field`.
+fn field_error(code: &str, field: &str, message: String) -> Response {
     json(
         400,
-        serde_json::json!({"error": {
-            "code": format!("{in_}.invalid"),
-            "field": name,
-            "message": format!("{in_} parameter '{name}': {}", message.into()),
-        }})
-        .to_string(),
+        serde_json::json!({"error": {"code": code, "field": field, "message": message}})
+            .to_string(),
+    )
+}
+
+/// A refusal of one parameter of the request (`in_`: `query` or `path`).
+fn param_error(in_: &str, name: &str, message: impl Into<String>) -> Response {
+    field_error(
+        &format!("{in_}.invalid"),
+        name,
+        format!("{in_} parameter '{name}': {}", message.into()),
     )
 }
 
@@ -135,11 +139,8 @@ impl Params {
     /// The parameters of `raw`, refusing one the route does not take
     /// (`known`): a misspelt `limt=5` is an error, not a silent default.
     fn of(raw: Option<String>, known: &[&str]) -> Result<Params, Response> {
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-                .into_owned()
-                .collect();
-        if let Some((name, _)) = params.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        let params = Params::any(raw);
+        if let Some((name, _)) = params.0.iter().find(|(k, _)| !known.contains(&k.as_str())) {
             let takes = if known.is_empty() {
                 "this route takes no query parameters".to_string()
             } else {
@@ -147,7 +148,16 @@ impl Params {
             };
             return Err(param_error("query", name, format!("is not known: {takes}")));
         }
-        Ok(Params(params))
+        Ok(params)
+    }
+
+    /// The parameters of `raw`, whichever they are.
+    fn any(raw: Option<String>) -> Params {
+        Params(
+            form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -1069,11 +1079,7 @@ async fn lead_webhook(
     };
     // A signed webhook's URL is the sender's configuration: parameters
     // other than `source` are left alone.
-    let q = Params(
-        form_urlencoded::parse(q.unwrap_or_default().as_bytes())
-            .into_owned()
-            .collect(),
-    );
+    let q = Params::any(q);
     let source = match source_of(&q, &headers, "api") {
         Ok(s) => s,
         Err(r) => return r,
@@ -1410,14 +1416,10 @@ async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: Body) -> Res
         }
     };
     if let Some(bad) = r.ids.iter().find(|id| **id < 1) {
-        return json(
-            400,
-            serde_json::json!({"error": {
-                "code": "body.invalid",
-                "field": "ids",
-                "message": format!("ids are handoff ids, whole numbers from 1 up, not {bad}"),
-            }})
-            .to_string(),
+        return field_error(
+            "body.invalid",
+            "ids",
+            format!("ids are handoff ids, whole numbers from 1 up, not {bad}"),
         );
     }
     let tenant = tenant.to_string();
