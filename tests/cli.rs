@@ -573,7 +573,10 @@ fn within_batch_duplicates_are_found_and_linked_to_the_first() {
         "auto-merge is off by default"
     );
     let evidence = r[2]["match"]["evidence"].as_array().unwrap();
-    let name = evidence.iter().find(|e| e["field"] == "name").unwrap();
+    let name = evidence
+        .iter()
+        .find(|e| e["field"] == "first_name")
+        .unwrap();
     assert_eq!(name["level"], "nickname");
     assert!(stderr(&out).contains("duplicate"), "{}", stderr(&out));
 }

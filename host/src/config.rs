@@ -133,6 +133,9 @@ pub struct DedupeConfig {
     /// Batch clean-up: leads sharing one key beyond this are compared only
     /// with their neighbours (a window), not all with all.
     pub max_block: usize,
+    /// Batch clean-up: the candidate pairs a record may bring on average;
+    /// beyond it whole blocking passes are left out, least selective first.
+    pub max_pairs_per_record: usize,
     /// Batch clean-up: the largest group that transitive clustering builds.
     pub max_cluster: usize,
     pub survivorship: leadgate_merge::survivorship::Rules,
@@ -151,6 +154,7 @@ impl Default for DedupeConfig {
             candidates_per_key: 32,
             max_candidates: 64,
             max_block: 64,
+            max_pairs_per_record: 200,
             max_cluster: 50,
             survivorship: leadgate_merge::survivorship::Rules::default(),
         }

@@ -35,6 +35,8 @@ pub struct Input {
     /// is taken out of the records so it cannot influence matching.
     pub truth_column: Option<String>,
     pub quiet: bool,
+    /// Estimate the model on the file, or use the configured one.
+    pub model: ModelChoice,
 }
 
 /// The records of a file, normalized and compared.
@@ -52,6 +54,58 @@ pub struct Prepared {
     /// Match probability of each pair.
     pub probabilities: Vec<f32>,
     pub stats: Stats,
+    /// What estimating the model on the file did (or why it did not).
+    pub estimate: Option<Estimated>,
+    /// The dedupe settings the pairs were compared with (the estimated
+    /// model in them, when there is one).
+    pub settings: String,
+}
+
+/// Which model compares the pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelChoice {
+    /// Estimated on the file itself (EM, random-pair u, term frequencies),
+    /// from the configured model.
+    Estimate,
+    /// The configured model as it is (`[dedupe] model`, else the bundled one).
+    Configured,
+}
+
+/// The outcome of estimating the model on the file.
+#[derive(Debug, Clone)]
+pub enum Estimated {
+    Done(crate::estimate::Report),
+    /// The configured model was used; the reason says why.
+    Skipped(String),
+}
+
+/// One blocking key of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    key: u64,
+    record: u32,
+    pass: u16,
+}
+
+/// A key's pass: the text before its first `:` (the whole key if none).
+fn pass_of(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(p, _)| p)
+}
+
+/// Blocking statistics of one pass.
+#[derive(Debug, Default, Clone)]
+pub struct PassStats {
+    pub name: String,
+    /// Keys shared by two or more records.
+    pub blocks: u64,
+    /// Keys shared by more than `max_block` records: compared as a sorted
+    /// neighbourhood.
+    pub oversize: u64,
+    /// Pairs this pass proposed (before pairs from several passes are
+    /// merged).
+    pub pairs: u64,
+    /// Left out because comparisons would have exceeded the budget.
+    pub dropped: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -67,6 +121,8 @@ pub struct Stats {
     /// The most common oversize key, for the report.
     pub oversize_example: Option<(String, usize)>,
     pub compare_failures: u64,
+    /// Per blocking pass, in the order first seen.
+    pub passes: Vec<PassStats>,
     pub read: Duration,
     pub compare: Duration,
 }
@@ -227,8 +283,11 @@ pub fn prepare(
         pairs: Vec::new(),
         probabilities: Vec::new(),
         stats: Stats::default(),
+        estimate: None,
+        settings: config.dedupe_settings()?,
     };
-    let mut entries: Vec<(u64, u32)> = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut passes: Vec<String> = Vec::new();
     let bar = progress(input.quiet, size, "reading");
     let batch = config.limits.batch_size.max(1);
     loop {
@@ -295,13 +354,24 @@ pub fn prepare(
         let mut records_keys: Vec<Vec<i64>> = Vec::with_capacity(kept.len());
         for (k, keys) in kept.iter().zip(keys) {
             let idx = u32::try_from(p.leads.len()).context("more than 4 billion records")?;
-            let hashed: Vec<i64> = keys
-                .unwrap_or_default()
-                .iter()
-                .map(|k| key_hash(tenant, k))
-                .collect();
+            let keys = keys.unwrap_or_default();
+            let hashed: Vec<i64> = keys.iter().map(|k| key_hash(tenant, k)).collect();
             p.stats.keys += hashed.len() as u64;
-            entries.extend(hashed.iter().map(|h| (*h as u64, idx)));
+            for (k, h) in keys.iter().zip(&hashed) {
+                let name = pass_of(k);
+                let pass = match passes.iter().position(|p| p == name) {
+                    Some(i) => i,
+                    None => {
+                        passes.push(name.to_string());
+                        passes.len() - 1
+                    }
+                };
+                entries.push(Entry {
+                    key: *h as u64,
+                    record: idx,
+                    pass: u16::try_from(pass).unwrap_or(u16::MAX),
+                });
+            }
             records_keys.push(hashed);
             p.lines.push(k.line);
             p.leads.push(k.lead.clone());
@@ -316,48 +386,25 @@ pub fn prepare(
     bar.finish_and_clear();
     p.stats.read = started.elapsed();
 
-    // Blocking: records sharing a key.
-    entries.sort_unstable();
-    let mut pairs: Vec<u64> = Vec::new();
-    let max_block = config.dedupe.max_block;
-    let mut start = 0;
-    while start < entries.len() {
-        let key = entries[start].0;
-        let mut end = start;
-        while end < entries.len() && entries[end].0 == key {
-            end += 1;
-        }
-        let block = &entries[start..end];
-        if block.len() > max_block {
-            p.stats.oversize_blocks += 1;
-            if p.stats
-                .oversize_example
-                .as_ref()
-                .is_none_or(|(_, n)| block.len() > *n)
-            {
-                let lead = &p.leads[block[0].1 as usize];
-                let name = lead
-                    .email
-                    .clone()
-                    .or_else(|| lead.phone.clone())
-                    .unwrap_or_else(|| "a name or address key".into());
-                p.stats.oversize_example = Some((name, block.len()));
-            }
-        } else if block.len() > 1 {
-            p.stats.blocks += 1;
-            for (i, x) in block.iter().enumerate() {
-                for y in &block[i + 1..] {
-                    if x.1 != y.1 {
-                        pairs.push(cluster::pair_key(x.1, y.1));
-                    }
-                }
-            }
-        }
-        start = end;
-    }
+    // Blocking: records sharing a key, pass by pass.
+    let pairs = block(
+        &mut entries,
+        &p.leads,
+        &passes,
+        &config.dedupe,
+        &mut p.stats,
+    );
     drop(entries);
-    pairs.sort_unstable();
-    pairs.dedup();
+
+    // The model: estimated on this file unless one is pinned.
+    if input.model == ModelChoice::Estimate {
+        let (estimated, outcome) = estimate_model(config, &dedupe, &p, &pairs, now)?;
+        if let Some(settings) = estimated {
+            matcher = Matcher::new(&dedupe, settings.clone())?;
+            p.settings = settings;
+        }
+        p.estimate = Some(outcome);
+    }
 
     // Comparison, in batches of pairs that share their leads.
     let compare_started = Instant::now();
@@ -401,6 +448,205 @@ pub fn prepare(
     p.pairs = pairs;
     p.probabilities = probabilities;
     Ok(p)
+}
+
+/// Neighbours each record of an oversize block is compared with.
+const WINDOW: usize = 8;
+
+/// The sort key of a record in an oversize block's sorted neighbourhood:
+/// family name, given name, postcode, folded to lowercase.
+fn neighbourhood_key(lead: &Lead) -> String {
+    let part = |s: &Option<String>| s.as_deref().unwrap_or("").to_lowercase();
+    format!(
+        "{}\u{1f}{}\u{1f}{}",
+        part(&lead.last_name),
+        part(&lead.first_name),
+        part(&lead.postcode)
+    )
+}
+
+/// Candidate pairs from the blocking keys, sorted and without duplicates.
+///
+/// A block of up to `max_block` records gives every pair in it. A larger
+/// one (a shared switchboard number, a common name in a big city) is
+/// compared as a sorted neighbourhood: ordered by family name, given name
+/// and postcode, each record meets its [`WINDOW`] next neighbours, so
+/// near-identical records still meet and the cost stays linear.
+///
+/// When all passes together would propose more than
+/// `max_pairs_per_record` pairs a record, whole passes are dropped, the
+/// least selective (most pairs a record) first, until the rest fit; the
+/// report names them.
+fn block(
+    entries: &mut [Entry],
+    leads: &[Lead],
+    passes: &[String],
+    config: &crate::config::DedupeConfig,
+    stats: &mut Stats,
+) -> Vec<u64> {
+    entries.sort_unstable();
+    let max_block = config.max_block.max(2);
+    let mut by_pass: Vec<PassStats> = passes
+        .iter()
+        .map(|name| PassStats {
+            name: name.clone(),
+            ..PassStats::default()
+        })
+        .collect();
+    // The blocks: (start, end) into entries, with their pass.
+    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    let mut start = 0;
+    while start < entries.len() {
+        let key = entries[start].key;
+        let mut end = start;
+        while end < entries.len() && entries[end].key == key {
+            end += 1;
+        }
+        let n = (end - start) as u64;
+        if n > 1 {
+            let pass = &mut by_pass[usize::from(entries[start].pass).min(passes.len() - 1)];
+            pass.blocks += 1;
+            if n as usize > max_block {
+                pass.oversize += 1;
+                pass.pairs += n * WINDOW as u64;
+                if stats
+                    .oversize_example
+                    .as_ref()
+                    .is_none_or(|(_, m)| n as usize > *m)
+                {
+                    let lead = &leads[entries[start].record as usize];
+                    let name = lead
+                        .email
+                        .clone()
+                        .or_else(|| lead.phone.clone())
+                        .unwrap_or_else(|| {
+                            format!("a `{}` key", passes[usize::from(entries[start].pass)])
+                        });
+                    stats.oversize_example = Some((name, n as usize));
+                }
+                stats.oversize_blocks += 1;
+            } else {
+                pass.pairs += n * (n - 1) / 2;
+            }
+            stats.blocks += 1;
+            blocks.push((start, end));
+        }
+        start = end;
+    }
+    // The budget: drop the least selective passes until the rest fit.
+    let budget = (config.max_pairs_per_record as u64).saturating_mul(leads.len() as u64);
+    let mut total: u64 = by_pass.iter().map(|p| p.pairs).sum();
+    while total > budget && by_pass.iter().filter(|p| !p.dropped).count() > 1 {
+        let Some(worst) = by_pass
+            .iter_mut()
+            .filter(|p| !p.dropped)
+            .max_by_key(|p| p.pairs)
+        else {
+            break;
+        };
+        worst.dropped = true;
+        total -= worst.pairs;
+    }
+    let mut pairs: Vec<u64> = Vec::new();
+    let mut order: Vec<(String, u32)> = Vec::new();
+    for (start, end) in blocks {
+        let pass = usize::from(entries[start].pass).min(passes.len() - 1);
+        if by_pass[pass].dropped {
+            continue;
+        }
+        let block = &entries[start..end];
+        if block.len() > max_block {
+            order.clear();
+            order.extend(
+                block
+                    .iter()
+                    .map(|e| (neighbourhood_key(&leads[e.record as usize]), e.record)),
+            );
+            order.sort_unstable();
+            for (i, (_, x)) in order.iter().enumerate() {
+                for (_, y) in order.iter().skip(i + 1).take(WINDOW) {
+                    if x != y {
+                        pairs.push(cluster::pair_key(*x, *y));
+                    }
+                }
+            }
+        } else {
+            for (i, x) in block.iter().enumerate() {
+                for y in &block[i + 1..] {
+                    if x.record != y.record {
+                        pairs.push(cluster::pair_key(x.record, y.record));
+                    }
+                }
+            }
+        }
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    stats.passes = by_pass;
+    pairs
+}
+
+/// Estimates the model on the prepared records and their candidate pairs
+/// (see [`crate::estimate`]): the settings to compare with, or `None` to
+/// keep the configured ones, and what happened.
+fn estimate_model(
+    config: &Config,
+    component: &DeduperComponent,
+    p: &Prepared,
+    pairs: &[u64],
+    now: i64,
+) -> Result<(Option<String>, Estimated)> {
+    use crate::estimate;
+    let settings = config.dedupe_settings()?;
+    let skip = |why: String| Ok((None, Estimated::Skipped(why)));
+    if p.leads.len() < estimate::MIN_RECORDS || pairs.len() < estimate::MIN_BLOCKED_PAIRS {
+        return skip(format!(
+            "{} records and {} candidate pairs are too few to estimate from (at least {} and {}): the configured model was used",
+            p.leads.len(),
+            pairs.len(),
+            estimate::MIN_RECORDS,
+            estimate::MIN_BLOCKED_PAIRS
+        ));
+    }
+    let mut settings: serde_json::Value = serde_json::from_str(&settings)?;
+    let start = match settings.get("model") {
+        Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
+        None => leadgate_dedupe::model::Model::bundled().map_err(anyhow::Error::msg)?,
+    };
+    let sizes = estimate::Sizes::default();
+    let mut matcher = Matcher::new(component, settings.to_string())?;
+    let random = estimate::random_pairs(p.leads.len(), sizes.random_pairs);
+    let random = estimate::levels_of(&mut matcher, &p.leads, &random, now);
+    let blocked: Vec<(u32, u32)> = estimate::sample_indexes(pairs.len(), sizes.blocked_pairs)
+        .into_iter()
+        .map(|i| ((pairs[i] >> 32) as u32, pairs[i] as u32))
+        .collect();
+    let blocked = estimate::levels_of(&mut matcher, &p.leads, &blocked, now);
+    let n = p.leads.len() as f64;
+    let space = estimate::Space {
+        all_pairs: n * (n - 1.0) / 2.0,
+        candidate_pairs: pairs.len() as f64,
+    };
+    let (mut model, report) = match estimate::em(&blocked, &random, space, &start, "the input") {
+        Ok(x) => x,
+        Err(e) => return skip(format!("{e}: the configured model was used")),
+    };
+    // Term frequencies of values folded as the bundled component folds
+    // them; settings it cannot read (another component's) mean none.
+    if let Ok(native) = leadgate_dedupe::Deduper::from_json(&settings.to_string()) {
+        model.term_frequencies = estimate::term_frequencies(&native, &p.leads, sizes.tf_values);
+    }
+    if let Some(map) = settings.as_object_mut() {
+        map.insert("model".into(), serde_json::to_value(&model)?);
+    }
+    let settings = settings.to_string();
+    // A component that does not take the bundled model format keeps its own.
+    if let Err(e) = component.instantiate(&settings) {
+        return skip(format!(
+            "the dedupe component refused the estimated model ({e}): its configured parameters were used"
+        ));
+    }
+    Ok((Some(settings), Estimated::Done(report)))
 }
 
 /// Pairs per component call in batch comparison.
@@ -485,6 +731,8 @@ pub struct Report {
     pub refused_joins: u64,
     pub applied: Option<i64>,
     pub elapsed: Duration,
+    /// Which model compared the pairs.
+    pub model: String,
 }
 
 pub fn run(config: &Config, opts: &Options) -> Result<Report> {
@@ -707,6 +955,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
         reviews: reviews.len(),
         refused_joins: review_clusters.refused + merge_clusters.refused,
         applied: run_id,
+        model: describe_model(&prepared),
         stats: prepared.stats,
         elapsed: started.elapsed(),
     })
@@ -729,12 +978,17 @@ pub fn print_report(r: &Report, opts: &Options) {
         r.pairs_compared as f64 / (r.records.max(1) as f64),
         s.compare.as_secs_f64()
     );
+    let mut passes = String::new();
+    if write_passes(&mut passes, &s.passes, r.records).is_ok() {
+        eprint!("{passes}");
+    }
     if let Some((example, n)) = &s.oversize_example {
         eprintln!(
-            "  {} keys were shared by more than dedupe.max_block records and not used for blocking (largest: {example}, {n} records)",
+            "  {} keys were shared by more than dedupe.max_block records: compared as a sorted neighbourhood (largest: {example}, {n} records)",
             s.oversize_blocks
         );
     }
+    eprintln!("  model: {}", r.model);
     if s.compare_failures > 0 {
         eprintln!(
             "  {} pairs could not be compared (the component failed on them): scored 0",
@@ -770,6 +1024,49 @@ pub fn print_report(r: &Report, opts: &Options) {
     }
 }
 
+/// One line per blocking pass: its blocks, oversize blocks and proposed
+/// pairs per record, and whether it was left out.
+pub fn write_passes(
+    f: &mut impl std::fmt::Write,
+    passes: &[PassStats],
+    records: usize,
+) -> std::fmt::Result {
+    for pass in passes {
+        writeln!(
+            f,
+            "    pass {:<4} {:>9} blocks {:>6} oversize {:>8.2} pairs a record{}",
+            pass.name,
+            pass.blocks,
+            pass.oversize,
+            pass.pairs as f64 / records.max(1) as f64,
+            if pass.dropped {
+                " (left out: over dedupe.max_pairs_per_record)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// Which model compared the pairs, for reports.
+pub fn describe_model(p: &Prepared) -> String {
+    match &p.estimate {
+        None => "the configured model (pinned)".into(),
+        Some(Estimated::Skipped(why)) => why.clone(),
+        Some(Estimated::Done(r)) => format!(
+            "estimated on this file: EM over {} candidate pairs ({} iterations{}), u from {} random pairs; about {:.0} of the {:.0} candidate pairs are duplicates (prior {:.3e})",
+            r.blocked_pairs,
+            r.iterations,
+            if r.converged { "" } else { ", not converged" },
+            r.random_pairs,
+            r.duplicates,
+            r.candidate_pairs,
+            r.prior
+        ),
+    }
+}
+
 /// The evidence of chosen pairs (indexes into `p.pairs`), from a fresh
 /// instance of the dedupe component: for review items and for training.
 pub fn explain(
@@ -779,7 +1076,7 @@ pub fn explain(
 ) -> Result<Vec<Vec<leadgate_lead::Evidence>>> {
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let dedupe = DeduperComponent::load(&runtime, &config.dedupe_component()?)?;
-    let mut matcher = Matcher::new(&dedupe, config.dedupe_settings()?)?;
+    let mut matcher = Matcher::new(&dedupe, p.settings.clone())?;
     let now = now_ms();
     let mut out = Vec::with_capacity(which.len());
     for chunk in which.chunks(COMPARE_BATCH) {

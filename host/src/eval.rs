@@ -250,6 +250,10 @@ pub mod dedupe {
         pub rows: Vec<AtThreshold>,
         /// (bin, pairs, mean probability, duplicates) over compared pairs.
         pub calibration: Vec<(usize, u64, f64, u64)>,
+        /// Blocking, pass by pass.
+        pub passes: Vec<crate::dedupe::PassStats>,
+        /// Which model compared the pairs.
+        pub model: String,
     }
 
     impl Report {
@@ -343,6 +347,8 @@ pub mod dedupe {
             auto_merge,
             rows,
             calibration,
+            passes: p.stats.passes.clone(),
+            model: crate::dedupe::describe_model(p),
         }
     }
 
@@ -360,6 +366,8 @@ pub mod dedupe {
                 self.compared as f64 / self.records.max(1) as f64,
                 100.0 * ratio(self.true_compared, self.true_pairs)
             )?;
+            crate::dedupe::write_passes(f, &self.passes, self.records)?;
+            writeln!(f, "  model: {}", self.model)?;
             if let Some(r) = self.at(self.review) {
                 writeln!(
                     f,

@@ -23,6 +23,7 @@ mod compose;
 mod config;
 mod dedupe;
 mod enrich;
+mod estimate;
 mod eval;
 mod events;
 mod handoff;
@@ -85,13 +86,19 @@ struct InputArgs {
 }
 
 impl InputArgs {
-    fn batch(self, truth_column: Option<String>, quiet: bool) -> dedupe::Input {
+    fn batch(
+        self,
+        truth_column: Option<String>,
+        quiet: bool,
+        model: dedupe::ModelChoice,
+    ) -> dedupe::Input {
         dedupe::Input {
             path: self.input,
             format: format_of(self.format),
             map: self.map,
             truth_column,
             quiet,
+            model,
         }
     }
 }
@@ -182,6 +189,8 @@ enum Command {
         /// Write the pairs and clusters only; change nothing in the store.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        model: ModelArg,
         /// No progress bars or report.
         #[arg(long, short)]
         quiet: bool,
@@ -549,7 +558,39 @@ enum EvalWhat {
         /// The column naming the true person of each record.
         #[arg(long)]
         truth_column: String,
+        #[command(flatten)]
+        model: ModelArg,
     },
+}
+
+/// Which dedupe model a batch job compares with.
+#[derive(clap::Args)]
+struct ModelArg {
+    /// Pin the model instead of estimating one on the file: a model file
+    /// (`dedupe-train` writes them), or `configured` for `[dedupe] model`
+    /// (else the bundled one). Default: estimated on the file itself (EM,
+    /// no labels), starting from the configured model.
+    #[arg(long, value_name = "FILE|configured")]
+    model: Option<String>,
+}
+
+impl ModelArg {
+    /// The choice, pinning a model file in `config`.
+    fn apply(self, config: &mut Config) -> Result<dedupe::ModelChoice> {
+        match self.model.as_deref() {
+            None => Ok(dedupe::ModelChoice::Estimate),
+            Some("configured") => Ok(dedupe::ModelChoice::Configured),
+            Some(path) => {
+                let path = std::path::absolute(path)
+                    .with_context(|| format!("--model {path}: not a usable path"))?;
+                if !path.is_file() {
+                    anyhow::bail!("--model {}: no such file", path.display());
+                }
+                config.dedupe.model = Some(path);
+                Ok(dedupe::ModelChoice::Configured)
+            }
+        }
+    }
 }
 
 fn format_of(f: Option<FormatArg>) -> Option<leadgate_ingest::Format> {
@@ -613,10 +654,13 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             pairs,
             clusters,
             dry_run,
+            model,
             quiet,
         } => {
+            let mut config = config;
+            let choice = model.apply(&mut config)?;
             let opts = dedupe::Options {
-                input: from.batch(None, quiet),
+                input: from.batch(None, quiet, choice),
                 pairs,
                 clusters,
                 dry_run,
@@ -644,6 +688,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     path,
                     format: format_of(format),
                     map,
+                    model: if truth_column.is_some() {
+                        dedupe::ModelChoice::Configured
+                    } else {
+                        dedupe::ModelChoice::Estimate
+                    },
                     truth_column,
                     quiet: false,
                 }),
@@ -1043,8 +1092,18 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             what,
         } => {
             match (what, results, truth) {
-                (Some(EvalWhat::Dedupe { from, truth_column }), _, _) => {
-                    let input = from.batch(Some(truth_column), false);
+                (
+                    Some(EvalWhat::Dedupe {
+                        from,
+                        truth_column,
+                        model,
+                    }),
+                    _,
+                    _,
+                ) => {
+                    let mut config = config;
+                    let choice = model.apply(&mut config)?;
+                    let input = from.batch(Some(truth_column), false, choice);
                     let prepared = dedupe::prepare(&config, &input, None)?;
                     let guard = leadgate_merge::cluster::Guard {
                         max_size: config.dedupe.max_cluster,

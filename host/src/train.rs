@@ -6,8 +6,9 @@
 //!   level among the compared (blocked) pairs, the prior is the share of
 //!   duplicates among them, and Platt scaling calibrates the weight so a
 //!   probability of 0.9 means about nine in ten.
-//! - Without labels: expectation–maximisation over the compared pairs,
-//!   starting from the current model (the classic unsupervised estimate).
+//! - Without labels (`--input FILE` alone): the model `leadgate dedupe`
+//!   estimates on a file ([`crate::estimate`]: EM over the candidate pairs
+//!   with u from random pairs, and term frequencies).
 //!
 //! The levels come from the component's own evidence, so the model fits
 //! whatever the component compares. The result is the JSON the component
@@ -101,6 +102,7 @@ fn estimate(samples: &[Sample], w_match: &[f64], trained_on: String) -> Model {
         calibration: Calibration::default(),
         fields,
         trained_on,
+        term_frequencies: BTreeMap::new(),
     }
 }
 
@@ -218,38 +220,6 @@ pub fn supervised(
     Ok(model)
 }
 
-/// Fits a model without labels by expectation–maximisation from `start`.
-pub fn unsupervised(samples: &[Sample], start: &Model, source: &str) -> Result<Model> {
-    if samples.len() < 10 {
-        bail!(
-            "unsupervised training needs compared pairs; {source} gave {}",
-            samples.len()
-        );
-    }
-    let mut model = start.clone();
-    model.calibration = Calibration::default();
-    for _ in 0..50 {
-        let g: Vec<f64> = samples
-            .iter()
-            .map(|s| sigmoid(logit(model.prior) + weight_sum(&model, s)))
-            .collect();
-        let next = estimate(
-            samples,
-            &g,
-            format!(
-                "{} compared pairs from {source}, unlabelled (EM)",
-                samples.len()
-            ),
-        );
-        let moved = (next.prior - model.prior).abs();
-        model = next;
-        if moved < 1e-7 {
-            break;
-        }
-    }
-    Ok(model)
-}
-
 /// Thresholds the labelled pairs suggest: review where pair F1 peaks,
 /// auto-merge where pair precision first reaches 0.99.
 pub fn suggest(model: &Model, samples: &[Sample]) -> Option<(f64, f64)> {
@@ -303,6 +273,27 @@ pub fn command(
     use anyhow::Context;
     let mut samples: Vec<Sample> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
+    if let Some(input) = &input
+        && !reviews
+        && input.truth_column.is_none()
+    {
+        // No labels: the model estimated on the file (EM, random-pair u,
+        // term frequencies), as `leadgate dedupe` estimates it.
+        let prepared = crate::dedupe::prepare(config, input, None)?;
+        let settings: serde_json::Value = serde_json::from_str(&prepared.settings)?;
+        let Some(model) = settings
+            .get("model")
+            .filter(|_| matches!(prepared.estimate, Some(crate::dedupe::Estimated::Done(_))))
+        else {
+            bail!(
+                "no model could be estimated on {}: {}",
+                input.path,
+                crate::dedupe::describe_model(&prepared)
+            );
+        };
+        let model: Model = serde_json::from_value(model.clone())?;
+        return write_model(&model, output, None);
+    }
     if let Some(input) = &input {
         let prepared = crate::dedupe::prepare(config, input, None)?;
         let all: Vec<usize> = (0..prepared.pairs.len()).collect();
@@ -354,12 +345,21 @@ pub fn command(
         Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
         None => Model::bundled().map_err(anyhow::Error::msg)?,
     };
-    let model = if labelled {
-        supervised(&samples, &current, &source, neutral_prior)?
-    } else {
-        unsupervised(&samples, &current, &source)?
-    };
-    let json = serde_json::to_string_pretty(&model)?;
+    if !labelled {
+        bail!("{source} gave no labelled pairs to learn from");
+    }
+    let model = supervised(&samples, &current, &source, neutral_prior)?;
+    write_model(&model, output, suggest(&model, &samples))
+}
+
+/// Writes the model and says how to use it.
+fn write_model(
+    model: &Model,
+    output: &std::path::Path,
+    thresholds: Option<(f64, f64)>,
+) -> Result<()> {
+    use anyhow::Context;
+    let json = serde_json::to_string_pretty(model)?;
     std::fs::write(output, json + "\n")
         .with_context(|| format!("cannot write {}", output.display()))?;
     eprintln!("dedupe model: {}", model.trained_on);
@@ -367,7 +367,7 @@ pub fn command(
         "  prior {:.4}, calibration a={:.3} b={:.3}",
         model.prior, model.calibration.a, model.calibration.b
     );
-    if let Some((review, auto_merge)) = suggest(&model, &samples) {
+    if let Some((review, auto_merge)) = thresholds {
         eprintln!(
             "  suggested thresholds on these pairs: [dedupe] review = {review:.3}, auto_merge = {auto_merge:.3}"
         );
@@ -450,20 +450,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("both kinds") && e.contains("5"), "{e}");
-    }
-
-    #[test]
-    fn em_without_labels_separates_the_two_groups() {
-        let unlabelled: Vec<Sample> = data()
-            .into_iter()
-            .map(|mut s| {
-                s.label = None;
-                s
-            })
-            .collect();
-        let start = supervised(&data(), &base(), "test", false).unwrap();
-        let m = unsupervised(&unlabelled, &start, "test").unwrap();
-        assert!(m.weight("email", "exact") > 0.0);
-        assert!(m.prior > 0.1 && m.prior < 0.6, "{}", m.prior);
     }
 }

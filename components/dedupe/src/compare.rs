@@ -95,6 +95,20 @@ impl Features {
     }
 }
 
+/// The folded value of a field whose values have term frequencies
+/// (`first_name`, `last_name`, `city`).
+pub fn value_of<'a>(f: &'a Features, field: &str) -> Option<&'a str> {
+    match field {
+        "first_name" => f.name.first.as_deref(),
+        "last_name" => f.name.last.as_deref(),
+        "city" => f.city.as_deref(),
+        _ => None,
+    }
+}
+
+/// The fields term frequencies are kept for.
+pub const TF_FIELDS: &[&str] = &["first_name", "last_name", "city"];
+
 /// One field's comparison, before the model weighs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compared {
@@ -198,8 +212,21 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         push(&mut out, "external_id", "missing", 0.0, String::new());
     }
 
-    let (level, sim, detail) = names::compare(&a.name, &b.name, nick, explain);
-    push(&mut out, "name", level.as_str(), sim, detail);
+    let n = names::compare(&a.name, &b.name, nick, explain);
+    push(
+        &mut out,
+        "first_name",
+        n.first.0.as_str(),
+        n.first.1,
+        n.first_detail,
+    );
+    push(
+        &mut out,
+        "last_name",
+        n.last.0.as_str(),
+        n.last.1,
+        n.last_detail,
+    );
 
     match both(a.company.as_deref(), b.company.as_deref()) {
         None => push(&mut out, "company", "missing", 0.0, String::new()),
@@ -221,51 +248,76 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         Some((x, y)) => push(&mut out, "domain", "different", 0.0, say!("{x} ≠ {y}")),
     }
 
-    match both(a.street.as_ref(), b.street.as_ref()) {
+    // The house number and the street's words are two fields: a duplicate
+    // typed in another building of the same street, or the same number with
+    // the street misspelt, keeps the evidence of the part that agrees.
+    let number = |s: &Option<(Option<String>, String)>| s.as_ref().and_then(|(n, _)| n.clone());
+    match both(number(&a.street).as_deref(), number(&b.street).as_deref()) {
+        None => push(&mut out, "street_number", "missing", 0.0, String::new()),
+        Some((x, y)) => {
+            let level = code_level(x, y);
+            push(
+                &mut out,
+                "street_number",
+                level,
+                jw(x, y),
+                say!("{x} ~ {y}"),
+            );
+        }
+    }
+    fn street(s: &Option<(Option<String>, String)>) -> Option<&str> {
+        s.as_ref()
+            .map(|(_, w)| w.as_str())
+            .filter(|w| !w.is_empty())
+    }
+    match both(street(&a.street), street(&b.street)) {
         None => push(&mut out, "street", "missing", 0.0, String::new()),
-        Some(((nx, sx), (ny, sy))) => {
-            let s = jw(sx, sy);
-            let numbers_agree = nx == ny;
-            let level = if numbers_agree && sx == sy {
+        Some((x, y)) => {
+            let s = token_similarity(x, y);
+            let level = if x == y {
                 "exact"
-            } else if numbers_agree && s >= 0.88 {
+            } else if s >= 0.999 {
+                "same_words"
+            } else if s >= 0.85 {
                 "similar"
+            } else if s >= 0.5 {
+                "partial"
             } else {
                 "different"
             };
-            let show = |n: &Option<String>, st: &str| match n {
-                Some(n) => format!("{n} {st}"),
-                None => st.to_string(),
-            };
-            push(
-                &mut out,
-                "street",
-                level,
-                s,
-                say!("{} ~ {}", show(nx, sx), show(ny, sy)),
-            );
+            push(&mut out, "street", level, s, say!("{x} ~ {y}"));
         }
     }
 
     match both(a.postcode.as_deref(), b.postcode.as_deref()) {
         None => push(&mut out, "postcode", "missing", 0.0, String::new()),
-        Some((x, y)) if x == y => push(&mut out, "postcode", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
-            let level = if x.len() >= 4 && y.len() >= 4 && strsim::levenshtein(x, y) == 1 {
-                "similar"
-            } else {
-                "different"
-            };
+            let level = code_level(x, y);
             push(&mut out, "postcode", level, jw(x, y), say!("{x} ~ {y}"));
         }
     }
 
+    // With the same postcode the same city says nothing more (it follows
+    // from the postcode); counting both would count one fact twice.
+    let same_postcode = a.postcode.is_some() && a.postcode == b.postcode;
     match both(a.city.as_deref(), b.city.as_deref()) {
         None => push(&mut out, "city", "missing", 0.0, String::new()),
+        Some((x, y)) if x == y && same_postcode => push(
+            &mut out,
+            "city",
+            "missing",
+            1.0,
+            say!("{x} (follows from the postcode)"),
+        ),
         Some((x, y)) if x == y => push(&mut out, "city", "exact", 1.0, say!("{x}")),
         Some((x, y)) => {
             let s = jw(x, y);
-            let level = if s >= 0.92 { "similar" } else { "different" };
+            let typo = strsim::osa_distance(x, y) <= if x.len().min(y.len()) >= 8 { 2 } else { 1 };
+            let level = if typo || s >= 0.92 {
+                "typo"
+            } else {
+                "different"
+            };
             push(&mut out, "city", level, s, say!("{x} ~ {y}"));
         }
     }
@@ -289,4 +341,54 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         }
     }
     out
+}
+
+/// A code (postcode, house number) compared: `exact`, `transposed` (two
+/// neighbouring characters swapped), `one_edit` (one replaced, added or
+/// dropped), else `different`.
+pub fn code_level(x: &str, y: &str) -> &'static str {
+    if x == y {
+        return "exact";
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (x.chars().collect(), y.chars().collect());
+    if a.len() == b.len() {
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        match diff.as_slice() {
+            [i, j] if *j == i + 1 && a[*i] == b[*j] && a[*j] == b[*i] => return "transposed",
+            [_] => return "one_edit",
+            _ => return "different",
+        }
+    }
+    if a.len().abs_diff(b.len()) == 1 && a.len().min(b.len()) >= 2 && strsim::levenshtein(x, y) == 1
+    {
+        "one_edit"
+    } else {
+        "different"
+    }
+}
+
+/// Similarity of two streets' word sets, order-free: every word of the
+/// shorter street is matched to its closest word of the other (Jaro–Winkler,
+/// counted when at least 0.85), and the matched share of the shorter one is
+/// the similarity. A street given with and without its second line ("kent
+/// street" and "kent street stanton lodge") has similarity 1.
+pub fn token_similarity(x: &str, y: &str) -> f64 {
+    let (short, long) = if x.split(' ').count() <= y.split(' ').count() {
+        (x, y)
+    } else {
+        (y, x)
+    };
+    let words: Vec<&str> = short.split(' ').filter(|w| !w.is_empty()).collect();
+    if words.is_empty() {
+        return 0.0;
+    }
+    let other: Vec<&str> = long.split(' ').filter(|w| !w.is_empty()).collect();
+    let matched: f64 = words
+        .iter()
+        .map(|w| {
+            let best = other.iter().map(|o| jw(w, o)).fold(0.0, f64::max);
+            if best >= 0.85 { best } else { 0.0 }
+        })
+        .sum();
+    matched / words.len() as f64
 }

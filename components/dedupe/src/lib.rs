@@ -146,8 +146,21 @@ impl Deduper {
         let compared = compare::compare(a, b, &self.nicknames, explain);
         let mut sum = 0.0;
         let mut evidence = Vec::with_capacity(if explain { compared.len() } else { 0 });
-        for c in compared {
-            let weight = self.model.weight(&c.field, c.level);
+        for mut c in compared {
+            let mut weight = self.model.weight(&c.field, c.level);
+            if c.level == "exact"
+                && let Some(value) = compare::value_of(a, &c.field)
+                && let Some((adjustment, p)) = self.model.tf_adjustment(&c.field, value)
+            {
+                weight += adjustment;
+                if explain {
+                    c.detail = format!(
+                        "{} ({:.3}% of leads: {adjustment:+.2} for how common it is)",
+                        c.detail,
+                        p * 100.0
+                    );
+                }
+            }
             sum += weight;
             if explain {
                 evidence.push(Evidence {

@@ -48,7 +48,29 @@ pub struct Model {
     /// Where the parameters came from (free text).
     #[serde(default)]
     pub trained_on: String,
+    /// Term frequencies of the values of some fields (`first_name`,
+    /// `last_name`, `city`), for term-frequency adjustment: an exact match
+    /// on a common value says less than the field's average exact match, on
+    /// a rare value more. Estimated on the data at hand.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub term_frequencies: BTreeMap<String, Frequencies>,
 }
+
+/// How often each value of a field occurs, as a share of the records that
+/// have the field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Frequencies {
+    /// The commonest values (folded as the component compares them).
+    pub values: BTreeMap<String, f64>,
+    /// For any other value: the mean frequency of the values left out,
+    /// weighted as agreements on them are (Σp³ / Σp² over those values).
+    pub other: f64,
+}
+
+/// The largest term-frequency adjustment either way, in log-odds: a value
+/// one in a million cannot outweigh every other field.
+pub const TF_MAX: f64 = 3.0;
 
 /// The model entry for identity columns the model has no entry of its own
 /// for (`custom:KEY` evidence).
@@ -94,6 +116,20 @@ impl Model {
                 }
             }
         }
+        for (field, tf) in &self.term_frequencies {
+            let bad = |v: f64| !(v > 0.0 && v <= 1.0);
+            if let Some((value, p)) = tf.values.iter().find(|(_, p)| bad(**p)) {
+                return Err(format!(
+                    "model term_frequencies.{field}.values.{value} must be in (0, 1], not {p}"
+                ));
+            }
+            if bad(tf.other) {
+                return Err(format!(
+                    "model term_frequencies.{field}.other must be in (0, 1], not {}",
+                    tf.other
+                ));
+            }
+        }
         if !self.calibration.a.is_finite() || !self.calibration.b.is_finite() {
             return Err("model calibration must be finite numbers".into());
         }
@@ -116,6 +152,18 @@ impl Model {
         })
     }
 
+    /// The term-frequency adjustment of an exact match of `field` on
+    /// `value`: ln(u / p), u being the field's chance of an exact match
+    /// between two random leads and p the value's frequency; 0 when the
+    /// model has no frequencies for the field.
+    pub fn tf_adjustment(&self, field: &str, value: &str) -> Option<(f64, f64)> {
+        let tf = self.term_frequencies.get(field)?;
+        let u = self.fields.get(field)?.get("exact")?.u;
+        let p = tf.values.get(value).copied().unwrap_or(tf.other);
+        let adjustment = (u.clamp(CLAMP.0, CLAMP.1) / p.max(1e-9)).ln();
+        Some((adjustment.clamp(-TF_MAX, TF_MAX), p))
+    }
+
     /// The calibrated probability of a pair whose field weights sum to `sum`.
     pub fn probability(&self, sum: f64) -> f64 {
         let prior = self.prior.clamp(CLAMP.0, CLAMP.1);
@@ -136,8 +184,8 @@ mod tests {
     fn the_bundled_model_loads_and_orders_levels() {
         let m = Model::bundled().unwrap();
         assert!(m.weight("email", "exact") > 0.0);
-        assert!(m.weight("name", "exact") > m.weight("name", "different"));
-        assert!(m.weight("name", "nickname") > 0.0);
+        assert!(m.weight("last_name", "exact") > m.weight("last_name", "different"));
+        assert!(m.weight("first_name", "nickname") > 0.0);
         assert_eq!(m.weight("nothing", "exact"), 0.0);
     }
 
@@ -167,9 +215,43 @@ mod tests {
             calibration: Calibration::default(),
             fields: BTreeMap::new(),
             trained_on: String::new(),
+            term_frequencies: BTreeMap::new(),
         };
         assert!((m.probability(0.0) - 0.5).abs() < 1e-12);
         assert!(m.probability(5.0) > 0.99);
         assert!(m.probability(-5.0) < 0.01);
+    }
+
+    #[test]
+    fn term_frequencies_lower_a_common_value_and_raise_a_rare_one() {
+        let mut m = Model::bundled().unwrap();
+        let exact = Mu { m: 0.9, u: 0.002 };
+        m.fields
+            .entry("last_name".into())
+            .or_default()
+            .insert("exact".into(), exact);
+        let mut values = BTreeMap::new();
+        values.insert("smith".to_string(), 0.02);
+        values.insert("jones".to_string(), 0.002);
+        m.term_frequencies.insert(
+            "last_name".into(),
+            Frequencies {
+                values,
+                other: 0.0002,
+            },
+        );
+        assert!(m.check().is_ok());
+        let (smith, p) = m.tf_adjustment("last_name", "smith").unwrap();
+        assert!(smith < 0.0 && (p - 0.02).abs() < 1e-12, "{smith}");
+        assert!(m.tf_adjustment("last_name", "jones").unwrap().0.abs() < 1e-9);
+        let (rare, _) = m.tf_adjustment("last_name", "vanderbilt").unwrap();
+        assert!(rare > 0.0 && rare <= TF_MAX, "{rare}");
+        assert!(m.tf_adjustment("city", "sydney").is_none());
+        m.term_frequencies.get_mut("last_name").unwrap().other = 0.0;
+        assert!(
+            m.check()
+                .unwrap_err()
+                .contains("term_frequencies.last_name.other")
+        );
     }
 }

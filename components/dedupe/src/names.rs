@@ -1,5 +1,6 @@
-//! Person names: the nickname table and the comparison of two names into one
-//! level (exact, swapped, nickname, typo, phonetic, initial, ...).
+//! Person names: the nickname table and the comparison of two names, given
+//! name and family name each into a level (exact, swapped, nickname, one
+//! edit, sounds alike, similar, initial, different).
 
 use std::collections::HashMap;
 
@@ -116,19 +117,23 @@ impl Name {
     }
 }
 
-/// How two names compare, strongest first.
+/// How one part of two names (the given names, or the family names)
+/// compares, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Exact,
+    /// Given name and family name written the other way round.
     Swapped,
+    /// Given names of one nickname group ("Bill" and "William").
     Nickname,
-    Typo,
-    Phonetic,
+    /// One edit apart: a letter replaced, added, dropped, or two swapped.
+    OneEdit,
+    /// The same Double Metaphone code ("Smyth", "Smith").
+    SoundsAlike,
+    /// Jaro–Winkler similarity at or above [`SIMILAR_JW`].
+    Similar,
+    /// One given name is the other's initial.
     Initial,
-    /// Same family name, different given name: often a relative.
-    LastOnly,
-    /// Same given name, different family name: common, or a name change.
-    FirstOnly,
     Different,
     Missing,
 }
@@ -139,24 +144,28 @@ impl Level {
             Level::Exact => "exact",
             Level::Swapped => "swapped",
             Level::Nickname => "nickname",
-            Level::Typo => "typo",
-            Level::Phonetic => "phonetic",
+            Level::OneEdit => "one_edit",
+            Level::SoundsAlike => "sounds_alike",
+            Level::Similar => "similar",
             Level::Initial => "initial",
-            Level::LastOnly => "last_only",
-            Level::FirstOnly => "first_only",
             Level::Different => "different",
             Level::Missing => "missing",
         }
     }
 }
 
-/// Jaro-Winkler similarity above which two name parts are one typo apart.
-const TYPO_JW: f64 = 0.9;
+/// Jaro–Winkler similarity from which two name parts are `similar`.
+pub const SIMILAR_JW: f64 = 0.88;
+
+/// Damerau–Levenshtein distance of at most one (optimal string alignment:
+/// adjacent transposition counts once), for names long enough that one
+/// edit still says little about a different name.
+pub fn one_edit(a: &str, b: &str) -> bool {
+    a.len() >= 3 && b.len() >= 3 && strsim::osa_distance(a, b) <= 1
+}
 
 fn close(a: &str, b: &str) -> bool {
-    a == b
-        || strsim::jaro_winkler(a, b) >= TYPO_JW
-        || (a.len() >= 4 && strsim::levenshtein(a, b) <= 1)
+    a == b || one_edit(a, b) || strsim::jaro_winkler(a, b) >= SIMILAR_JW
 }
 
 fn same_sound(a: &str, b: &str) -> bool {
@@ -164,75 +173,85 @@ fn same_sound(a: &str, b: &str) -> bool {
     !pa.is_empty() && pa == pb
 }
 
-/// Compares two names. Returns the level, a similarity and a detail line
-/// (empty unless `explain`).
-pub fn compare(a: &Name, b: &Name, nick: &Nicknames, explain: bool) -> (Level, f64, String) {
-    let (Some(la), Some(lb)) = (a.last.as_deref(), b.last.as_deref()) else {
-        return (Level::Missing, 0.0, String::new());
-    };
+/// One name part compared; `nick` for given names.
+fn part(a: &str, b: &str, nick: Option<&Nicknames>) -> Level {
+    let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
+    if a == b {
+        Level::Exact
+    } else if nick.is_some_and(|n| n.equivalent(a, b)) {
+        Level::Nickname
+    } else if one_edit(a, b) {
+        Level::OneEdit
+    } else if same_sound(a, b) {
+        Level::SoundsAlike
+    } else if strsim::jaro_winkler(a, b) >= SIMILAR_JW {
+        Level::Similar
+    } else if nick.is_some() && (initial(a, b) || initial(b, a)) {
+        Level::Initial
+    } else {
+        Level::Different
+    }
+}
+
+/// How two names compared: one level for the given names, one for the
+/// family names, each with its Jaro–Winkler similarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compared {
+    pub first: (Level, f64),
+    pub last: (Level, f64),
+    /// `a ~ b (level)`; empty unless asked for.
+    pub first_detail: String,
+    pub last_detail: String,
+}
+
+/// Compares two names part by part. Written the other way round ("Smith
+/// John"), both parts are `swapped`; a part either side lacks is `missing`.
+pub fn compare(a: &Name, b: &Name, nick: &Nicknames, explain: bool) -> Compared {
     let translit = if a.transliterated != b.transliterated {
-        " (transliterated)"
+        ", transliterated"
     } else {
         ""
     };
-    let (fa, fb) = match (a.first.as_deref(), b.first.as_deref()) {
-        (Some(x), Some(y)) => (x, y),
-        _ => {
-            // Only family names to go on.
-            let sim = strsim::jaro_winkler(la, lb);
-            let level = if la == lb {
-                Level::Initial
-            } else if close(la, lb) {
-                Level::Phonetic
-            } else {
-                Level::Different
-            };
-            let detail = if explain {
-                format!("{la} ~ {lb} (family name only)")
-            } else {
-                String::new()
-            };
-            return (level, sim, detail);
-        }
-    };
-    let sim = (strsim::jaro_winkler(fa, fb) + strsim::jaro_winkler(la, lb)) / 2.0;
-    let detail = |what: &str| {
+    let say = |x: &str, y: &str, level: Level| {
         if explain {
-            format!("{fa} {la} ~ {fb} {lb} ({what}){translit}")
+            format!("{x} ~ {y} ({}{translit})", level.as_str().replace('_', " "))
         } else {
             String::new()
         }
     };
-    if fa == fb && la == lb {
-        return (Level::Exact, 1.0, detail("exact"));
+    let (fa, fb, la, lb) = (
+        a.first.as_deref(),
+        b.first.as_deref(),
+        a.last.as_deref(),
+        b.last.as_deref(),
+    );
+    if let (Some(fa), Some(fb), Some(la), Some(lb)) = (fa, fb, la, lb)
+        && close(fa, lb)
+        && close(la, fb)
+        && !(close(fa, fb) && close(la, lb))
+    {
+        return Compared {
+            first: (Level::Swapped, strsim::jaro_winkler(fa, lb)),
+            last: (Level::Swapped, strsim::jaro_winkler(la, fb)),
+            first_detail: say(fa, fb, Level::Swapped),
+            last_detail: say(la, lb, Level::Swapped),
+        };
     }
-    if fa == lb && la == fb {
-        return (Level::Swapped, 1.0, detail("first and last swapped"));
+    let one = |x: Option<&str>, y: Option<&str>, nick: Option<&Nicknames>| match (x, y) {
+        (Some(x), Some(y)) => {
+            let level = part(x, y, nick);
+            ((level, strsim::jaro_winkler(x, y)), say(x, y, level))
+        }
+        _ => ((Level::Missing, 0.0), String::new()),
+    };
+    let (first, first_detail) = one(fa, fb, Some(nick));
+    let (last, last_detail) = one(la, lb, None);
+    Compared {
+        first,
+        last,
+        first_detail,
+        last_detail,
     }
-    let last_close = close(la, lb);
-    if last_close && nick.equivalent(fa, fb) {
-        return (Level::Nickname, sim, detail("nickname"));
-    }
-    if last_close && close(fa, fb) {
-        return (Level::Typo, sim, detail("spelling variant"));
-    }
-    if close(fa, lb) && close(la, fb) {
-        return (Level::Swapped, sim, detail("first and last swapped"));
-    }
-    if same_sound(fa, fb) && same_sound(la, lb) {
-        return (Level::Phonetic, sim, detail("sound alike"));
-    }
-    let initial = |x: &str, y: &str| x.len() == 1 && y.starts_with(x);
-    if last_close && (initial(fa, fb) || initial(fb, fa)) {
-        return (Level::Initial, sim, detail("initial"));
-    }
-    if last_close {
-        return (Level::LastOnly, sim, detail("same family name only"));
-    }
-    if fa == fb || nick.equivalent(fa, fb) {
-        return (Level::FirstOnly, sim, detail("same given name only"));
-    }
-    (Level::Different, sim, detail("different"))
 }
 
 #[cfg(test)]
@@ -243,85 +262,68 @@ mod tests {
         Name::new(Some(f), Some(l), None)
     }
 
-    fn level(a: &Name, b: &Name) -> Level {
-        compare(a, b, &Nicknames::new(&[]), false).0
-    }
-
-    #[test]
-    fn the_nickname_table_is_real() {
-        let n = Nicknames::new(&[]);
-        for (a, b) in [
-            ("bill", "william"),
-            ("bob", "robert"),
-            ("liz", "elizabeth"),
-            ("peggy", "margaret"),
-            ("hans", "johannes"),
-        ] {
-            assert!(n.equivalent(a, b), "{a} ~ {b}");
-        }
-        assert!(!n.equivalent("bill", "robert"));
-        assert_eq!(n.canonical("billy"), "william");
-        assert_eq!(n.canonical("zebedee"), "zebedee");
-        let extra = Nicknames::new(&[vec!["Wilhelmina".into(), "Mina".into()]]);
-        assert!(extra.equivalent("mina", "wilhelmina"));
+    fn levels(a: &Name, b: &Name) -> (Level, Level) {
+        let c = compare(a, b, &Nicknames::new(&[]), false);
+        (c.first.0, c.last.0)
     }
 
     #[test]
     fn name_levels() {
+        use Level::*;
+        let cases = [
+            (("John", "Smith"), ("JOHN", "smith"), (Exact, Exact)),
+            (("Smith", "John"), ("John", "Smith"), (Swapped, Swapped)),
+            (("Smiht", "Jon"), ("John", "Smith"), (Swapped, Swapped)),
+            (("Bill", "Gates"), ("William", "Gates"), (Nickname, Exact)),
+            (("Jonh", "Smith"), ("John", "Smith"), (OneEdit, Exact)),
+            (("John", "Smiht"), ("John", "Smith"), (Exact, OneEdit)),
+            (("John", "Smithe"), ("John", "Smith"), (Exact, OneEdit)),
+            (("John", "Smyth"), ("John", "Smithe"), (Exact, SoundsAlike)),
+            (
+                ("John", "Wittenoom"),
+                ("John", "Whittenum"),
+                (Exact, SoundsAlike),
+            ),
+            (("J", "Smith"), ("John", "Smith"), (Initial, Exact)),
+            (("Mary", "Smith"), ("John", "Smith"), (Different, Exact)),
+            (
+                ("Anna", "Kowalski"),
+                ("Liam", "Nguyen"),
+                (Different, Different),
+            ),
+        ];
+        for ((fa, la), (fb, lb), want) in cases {
+            assert_eq!(
+                levels(&name(fa, la), &name(fb, lb)),
+                want,
+                "{fa} {la} ~ {fb} {lb}"
+            );
+        }
         assert_eq!(
-            level(&name("John", "Smith"), &name("JOHN", "smith")),
-            Level::Exact
+            levels(&Name::default(), &name("John", "Smith")),
+            (Missing, Missing)
         );
-        assert_eq!(
-            level(&name("Smith", "John"), &name("John", "Smith")),
-            Level::Swapped
-        );
-        assert_eq!(
-            level(&name("Bill", "Gates"), &name("William", "Gates")),
-            Level::Nickname
-        );
-        assert_eq!(
-            level(&name("Jonh", "Smith"), &name("John", "Smith")),
-            Level::Typo
-        );
-        assert_eq!(
-            level(&name("J", "Smith"), &name("John", "Smith")),
-            Level::Initial
-        );
-        assert_eq!(
-            level(&name("Mary", "Smith"), &name("John", "Smith")),
-            Level::LastOnly
-        );
-        assert_eq!(
-            level(&name("John", "Brown"), &name("John", "Smith")),
-            Level::FirstOnly
-        );
-        assert_eq!(
-            level(&name("Anna", "Kowalski"), &name("Liam", "Nguyen")),
-            Level::Different
-        );
-        assert_eq!(
-            level(&Name::default(), &name("John", "Smith")),
-            Level::Missing
-        );
+        // A missing given name leaves the family name to be compared.
+        let only_last = Name::new(None, Some("Smith"), None);
+        assert_eq!(levels(&only_last, &name("John", "Smith")), (Missing, Exact));
     }
 
     #[test]
     fn non_latin_names_meet_their_transliteration() {
-        let (l, _, detail) = compare(
+        let c = compare(
             &name("Иван", "Петров"),
             &name("Ivan", "Petrov"),
             &Nicknames::new(&[]),
             true,
         );
-        assert_eq!(l, Level::Exact);
-        assert!(detail.contains("transliterated"), "{detail}");
+        assert_eq!((c.first.0, c.last.0), (Level::Exact, Level::Exact));
+        assert!(c.last_detail.contains("transliterated"), "{c:?}");
         assert_eq!(
-            level(
+            levels(
                 &name("Γιώργος", "Παπαδόπουλος"),
                 &name("Giorgos", "Papadopoulos")
             ),
-            Level::Exact
+            (Level::Exact, Level::Exact)
         );
     }
 

@@ -38,7 +38,7 @@ fn a_nickname_duplicate_with_a_new_phone_matches() {
         .compare(&[person(), dup], &[(0, 1)], true)
         .remove(0);
     assert!(m.probability > 0.9, "{m:?}");
-    let name = m.evidence.iter().find(|e| e.field == "name").unwrap();
+    let name = m.evidence.iter().find(|e| e.field == "first_name").unwrap();
     assert_eq!(name.level, "nickname");
     assert!(name.weight > 0.0);
 }
@@ -128,7 +128,7 @@ fn transliterated_names_match() {
     let (ka, kb) = (d.keys(&a), d.keys(&b));
     assert!(ka.iter().any(|k| kb.contains(k)), "{ka:?} {kb:?}");
     let m = d.compare(&[a, b], &[(0, 1)], true).remove(0);
-    let name = m.evidence.iter().find(|e| e.field == "name").unwrap();
+    let name = m.evidence.iter().find(|e| e.field == "last_name").unwrap();
     assert!(name.detail.contains("transliterated"), "{name:?}");
     assert!(name.weight > 0.0, "{name:?}");
 }
