@@ -106,6 +106,27 @@ pub fn value_of<'a>(f: &'a Features, field: &str) -> Option<&'a str> {
     }
 }
 
+/// Whether two names' given names clearly differ: both present, not a
+/// nickname, an initial or swapped, and far apart in spelling (three edits
+/// or more, Jaro–Winkler below 0.75): "Mary" and "John", not "Dante" and
+/// "Dzne" (two typos).
+pub fn given_names_differ(a: &Name, b: &Name, nick: &Nicknames) -> bool {
+    if names::compare(a, b, nick, false).first.0 != names::Level::Different {
+        return false;
+    }
+    let far = |x: &str, y: &str| strsim::osa_distance(x, y) >= 3 && jw(x, y) < 0.75;
+    match (a.first.as_deref(), b.first.as_deref()) {
+        (Some(x), Some(y)) => {
+            far(x, y)
+                && far(
+                    a.first_joined.as_deref().unwrap_or(x),
+                    b.first_joined.as_deref().unwrap_or(y),
+                )
+        }
+        _ => false,
+    }
+}
+
 /// The fields term frequencies are kept for.
 pub const TF_FIELDS: &[&str] = &["first_name", "last_name", "city"];
 
@@ -242,8 +263,17 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         }
     }
 
+    // The same company's domain says nothing more: both name one employer.
+    let same_company = a.company.is_some() && a.company == b.company;
     match both(a.domain.as_deref(), b.domain.as_deref()) {
         None => push(&mut out, "domain", "missing", 0.0, String::new()),
+        Some((x, y)) if x == y && same_company => push(
+            &mut out,
+            "domain",
+            "missing",
+            1.0,
+            say!("{x} (follows from the company)"),
+        ),
         Some((x, y)) if x == y => push(&mut out, "domain", "exact", 1.0, say!("{x}")),
         Some((x, y)) => push(&mut out, "domain", "different", 0.0, say!("{x} ≠ {y}")),
     }
@@ -256,19 +286,11 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         None => push(&mut out, "street_number", "missing", 0.0, String::new()),
         Some((x, y)) => {
             let level = code_level(x, y);
-            push(
-                &mut out,
-                "street_number",
-                level,
-                jw(x, y),
-                say!("{x} ~ {y}"),
-            );
+            push(&mut out, "street_number", level, jw(x, y), say!("{x} ~ {y}"));
         }
     }
     fn street(s: &Option<(Option<String>, String)>) -> Option<&str> {
-        s.as_ref()
-            .map(|(_, w)| w.as_str())
-            .filter(|w| !w.is_empty())
+        s.as_ref().map(|(_, w)| w.as_str()).filter(|w| !w.is_empty())
     }
     match both(street(&a.street), street(&b.street)) {
         None => push(&mut out, "street", "missing", 0.0, String::new()),
@@ -390,5 +412,11 @@ pub fn token_similarity(x: &str, y: &str) -> f64 {
             if best >= 0.85 { best } else { 0.0 }
         })
         .sum();
-    matched / words.len() as f64
+    let by_words = matched / words.len() as f64;
+    // Spaces typed in or left out ("kent st reet", "kentstreet"): the
+    // streets run together, by edit distance.
+    let (jx, jy) = (x.replace(' ', ""), y.replace(' ', ""));
+    let longest = jx.chars().count().max(jy.chars().count()).max(1);
+    let by_letters = 1.0 - strsim::osa_distance(&jx, &jy) as f64 / longest as f64;
+    by_words.max(by_letters)
 }

@@ -61,11 +61,26 @@ pub struct Settings {
     /// a city. Off by default: a city's namesakes all share the key, so its
     /// blocks grow with the store (see [`keys`]).
     pub name_city_key: bool,
+    /// Pairs whose given names clearly differ are never matched (default
+    /// on): at most [`DIFFERENT_PEOPLE_CAP`] when a contact field differs
+    /// too, else at most [`ASK_A_PERSON_CAP`], for review. `false` for data
+    /// whose duplicates may carry another given name altogether.
+    pub different_given_names_cap: Option<bool>,
 }
+
+/// The highest probability of a pair whose given names clearly differ and
+/// whose email, phone or company differ too (below the default review
+/// threshold: two people).
+pub const DIFFERENT_PEOPLE_CAP: f64 = 0.3;
+/// The highest probability of a pair whose given names clearly differ with
+/// no contact field to tell them apart (between the default review and
+/// auto-merge thresholds: a person decides).
+pub const ASK_A_PERSON_CAP: f64 = 0.6;
 
 /// A deduper configured for one tenant.
 #[derive(Debug, Clone)]
 pub struct Deduper {
+    different_given_names_cap: bool,
     model: Model,
     nicknames: Nicknames,
     identity_fields: Option<Vec<String>>,
@@ -101,6 +116,7 @@ impl Deduper {
             });
         }
         Ok(Deduper {
+            different_given_names_cap: settings.different_given_names_cap.unwrap_or(true),
             model,
             nicknames: Nicknames::new(&settings.nicknames),
             identity_fields: settings.identity_fields,
@@ -172,8 +188,48 @@ impl Deduper {
                 });
             }
         }
+        let mut probability = self.model.probability(sum);
+        // Two clearly different given names (not a nickname, a typo, a
+        // sound-alike, an initial or names swapped) are a relative at the
+        // same address or a colleague on the same switchboard more often
+        // than one person: whatever else agrees, such a pair is never a
+        // match. With a contact field (email, phone, company) on both sides
+        // that differs too, they are two people; with nothing but names and
+        // an address, a person decides (the pair stays below auto-merge).
+        if self.different_given_names_cap
+            && compare::given_names_differ(&a.name, &b.name, &self.nicknames)
+        {
+            let differs = |x: &Option<String>, y: &Option<String>| {
+                matches!((x, y), (Some(x), Some(y)) if x != y)
+            };
+            let contacts_differ = (differs(&a.email, &b.email)
+                && a.email.as_deref().map(crate::fold::local_part) != b.email.as_deref().map(crate::fold::local_part))
+                || differs(&a.phone, &b.phone)
+                || differs(&a.company, &b.company);
+            let cap = if contacts_differ {
+                DIFFERENT_PEOPLE_CAP
+            } else {
+                ASK_A_PERSON_CAP
+            };
+            if probability > cap {
+                probability = cap;
+                if explain {
+                    evidence.push(Evidence {
+                        field: "first_name".into(),
+                        level: "cap".into(),
+                        similarity: 0.0,
+                        weight: 0.0,
+                        detail: if contacts_differ {
+                            format!("different given names and contacts: at most {cap}")
+                        } else {
+                            format!("different given names, no contact to tell: at most {cap}, for review")
+                        },
+                    });
+                }
+            }
+        }
         Match {
-            probability: self.model.probability(sum),
+            probability,
             evidence,
         }
     }

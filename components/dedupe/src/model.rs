@@ -78,7 +78,7 @@ pub const IDENTITY: &str = "identity";
 
 /// Probabilities are kept away from 0 and 1 so one field can never decide
 /// alone with infinite weight.
-const CLAMP: (f64, f64) = (1e-4, 1.0 - 1e-4);
+const CLAMP: (f64, f64) = (1e-6, 1.0 - 1e-6);
 
 impl Model {
     /// The bundled default model.

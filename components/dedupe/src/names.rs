@@ -69,6 +69,9 @@ impl Nicknames {
 pub struct Name {
     /// First given name, folded to one token.
     pub first: Option<String>,
+    /// All given-name words as one token, when there are several: "soph
+    /// ie" (a space typed into "sophie") is compared as "sophie" too.
+    pub first_joined: Option<String>,
     /// Family name, folded to one token ("vanderberg").
     pub last: Option<String>,
     /// Whether the original was written in a non-Latin script.
@@ -103,10 +106,16 @@ impl Name {
                 }
             }
         }
-        // Only the first given name takes part ("Mary Ann" → "mary").
+        // The first given name takes part ("Mary Ann" → "mary"), and all of
+        // them run together.
+        let first_joined = f
+            .as_deref()
+            .filter(|w| w.contains(' '))
+            .map(|w| w.replace(' ', ""));
         let f = f.and_then(|w| w.split(' ').next().map(str::to_string));
         Name {
             first: f,
+            first_joined,
             last: l,
             transliterated,
         }
@@ -119,7 +128,7 @@ impl Name {
 
 /// How one part of two names (the given names, or the family names)
 /// compares, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Exact,
     /// Given name and family name written the other way round.
@@ -225,9 +234,15 @@ pub fn compare(a: &Name, b: &Name, nick: &Nicknames, explain: bool) -> Compared 
         a.last.as_deref(),
         b.last.as_deref(),
     );
-    if let (Some(fa), Some(fb), Some(la), Some(lb)) = (fa, fb, la, lb)
-        && close(fa, lb)
-        && close(la, fb)
+    // A family name of several words written as the given name ("van
+    // groesen" / "chelsea") is compared whole.
+    let (wa, wb) = (
+        a.first_joined.as_deref().or(fa),
+        b.first_joined.as_deref().or(fb),
+    );
+    if let (Some(fa), Some(fb), Some(la), Some(lb), Some(wa), Some(wb)) = (fa, fb, la, lb, wa, wb)
+        && (close(fa, lb) || close(wa, lb))
+        && (close(la, fb) || close(la, wb))
         && !(close(fa, fb) && close(la, lb))
     {
         return Compared {
@@ -244,7 +259,18 @@ pub fn compare(a: &Name, b: &Name, nick: &Nicknames, explain: bool) -> Compared 
         }
         _ => ((Level::Missing, 0.0), String::new()),
     };
-    let (first, first_detail) = one(fa, fb, Some(nick));
+    let (mut first, mut first_detail) = one(fa, fb, Some(nick));
+    // Given names typed with a space in them: the joined forms may be closer.
+    if a.first_joined.is_some() || b.first_joined.is_some() {
+        let (ja, jb) = (
+            a.first_joined.as_deref().or(fa),
+            b.first_joined.as_deref().or(fb),
+        );
+        let (joined, detail) = one(ja, jb, Some(nick));
+        if joined.0 < first.0 {
+            (first, first_detail) = (joined, detail);
+        }
+    }
     let (last, last_detail) = one(la, lb, None);
     Compared {
         first,
