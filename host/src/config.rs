@@ -154,7 +154,7 @@ impl Default for DedupeConfig {
             candidates_per_key: 32,
             max_candidates: 64,
             max_block: 64,
-            max_pairs_per_record: 200,
+            max_pairs_per_record: 8,
             max_cluster: 50,
             survivorship: leadgate_merge::survivorship::Rules::default(),
         }

@@ -101,8 +101,8 @@ pub struct PassStats {
     /// Keys shared by more than `max_block` records: compared as a sorted
     /// neighbourhood.
     pub oversize: u64,
-    /// Pairs this pass proposed (before pairs from several passes are
-    /// merged).
+    /// Distinct pairs this pass proposed (before pairs from several passes
+    /// are merged).
     pub pairs: u64,
     /// Left out because comparisons would have exceeded the budget.
     pub dropped: bool,
@@ -121,6 +121,8 @@ pub struct Stats {
     /// The most common oversize key, for the report.
     pub oversize_example: Option<(String, usize)>,
     pub compare_failures: u64,
+    /// Time spent estimating the model on the file.
+    pub estimate: Duration,
     /// Per blocking pass, in the order first seen.
     pub passes: Vec<PassStats>,
     pub read: Duration,
@@ -398,7 +400,9 @@ pub fn prepare(
 
     // The model: estimated on this file unless one is pinned.
     if input.model == ModelChoice::Estimate {
+        let started = Instant::now();
         let (estimated, outcome) = estimate_model(config, &dedupe, &p, &pairs, now)?;
+        p.stats.estimate = started.elapsed();
         if let Some(settings) = estimated {
             matcher = Matcher::new(&dedupe, settings.clone())?;
             p.settings = settings;
@@ -473,10 +477,9 @@ fn neighbourhood_key(lead: &Lead) -> String {
 /// and postcode, each record meets its [`WINDOW`] next neighbours, so
 /// near-identical records still meet and the cost stays linear.
 ///
-/// When all passes together would propose more than
-/// `max_pairs_per_record` pairs a record, whole passes are dropped, the
-/// least selective (most pairs a record) first, until the rest fit; the
-/// report names them.
+/// Passes are taken most selective (fewest distinct pairs) first while
+/// their pairs fit in `max_pairs_per_record` pairs a record; the rest are
+/// left out whole, and the report names them.
 fn block(
     entries: &mut [Entry],
     leads: &[Lead],
@@ -508,7 +511,6 @@ fn block(
             pass.blocks += 1;
             if n as usize > max_block {
                 pass.oversize += 1;
-                pass.pairs += n * WINDOW as u64;
                 if stats
                     .oversize_example
                     .as_ref()
@@ -525,59 +527,85 @@ fn block(
                     stats.oversize_example = Some((name, n as usize));
                 }
                 stats.oversize_blocks += 1;
-            } else {
-                pass.pairs += n * (n - 1) / 2;
             }
             stats.blocks += 1;
             blocks.push((start, end));
         }
         start = end;
     }
-    // The budget: drop the least selective passes until the rest fit.
-    let budget = (config.max_pairs_per_record as u64).saturating_mul(leads.len() as u64);
-    let mut total: u64 = by_pass.iter().map(|p| p.pairs).sum();
-    while total > budget && by_pass.iter().filter(|p| !p.dropped).count() > 1 {
-        let Some(worst) = by_pass
-            .iter_mut()
-            .filter(|p| !p.dropped)
-            .max_by_key(|p| p.pairs)
-        else {
-            break;
-        };
-        worst.dropped = true;
-        total -= worst.pairs;
-    }
-    let mut pairs: Vec<u64> = Vec::new();
-    let mut order: Vec<(String, u32)> = Vec::new();
+    // Each pass's distinct pairs (several keys of one pass, such as the
+    // deletion variants of one name, often propose the same pair).
+    let mut of_pass: Vec<Vec<(usize, usize)>> = vec![Vec::new(); by_pass.len()];
     for (start, end) in blocks {
-        let pass = usize::from(entries[start].pass).min(passes.len() - 1);
-        if by_pass[pass].dropped {
-            continue;
+        of_pass[usize::from(entries[start].pass).min(passes.len() - 1)].push((start, end));
+    }
+    let mut order: Vec<(String, u32)> = Vec::new();
+    let mut pairs_of = |blocks: &[(usize, usize)], pairs: &mut Vec<u64>| {
+        // Several keys of one pass often propose the same pair (the
+        // deletion variants of one name): duplicates are folded away as the
+        // list grows, so it never holds many more than the distinct pairs.
+        let mut compacted = pairs.len();
+        for &(start, end) in blocks {
+            if pairs.len() > 2 * compacted + (1 << 20) {
+                pairs.sort_unstable();
+                pairs.dedup();
+                compacted = pairs.len();
+            }
+            let block = &entries[start..end];
+            if block.len() > max_block {
+                order.clear();
+                order.extend(
+                    block
+                        .iter()
+                        .map(|e| (neighbourhood_key(&leads[e.record as usize]), e.record)),
+                );
+                order.sort_unstable();
+                for (i, (_, x)) in order.iter().enumerate() {
+                    for (_, y) in order.iter().skip(i + 1).take(WINDOW) {
+                        if x != y {
+                            pairs.push(cluster::pair_key(*x, *y));
+                        }
+                    }
+                }
+            } else {
+                for (i, x) in block.iter().enumerate() {
+                    for y in &block[i + 1..] {
+                        if x.record != y.record {
+                            pairs.push(cluster::pair_key(x.record, y.record));
+                        }
+                    }
+                }
+            }
         }
-        let block = &entries[start..end];
-        if block.len() > max_block {
-            order.clear();
-            order.extend(
-                block
-                    .iter()
-                    .map(|e| (neighbourhood_key(&leads[e.record as usize]), e.record)),
-            );
-            order.sort_unstable();
-            for (i, (_, x)) in order.iter().enumerate() {
-                for (_, y) in order.iter().skip(i + 1).take(WINDOW) {
-                    if x != y {
-                        pairs.push(cluster::pair_key(*x, *y));
-                    }
-                }
-            }
+    };
+    // Counted pass by pass (a kept pass's pairs are made again below, so
+    // that only one pass's pairs are held at a time).
+    let mut scratch: Vec<u64> = Vec::new();
+    for (pass, blocks) in of_pass.iter().enumerate() {
+        scratch.clear();
+        pairs_of(blocks, &mut scratch);
+        scratch.sort_unstable();
+        scratch.dedup();
+        by_pass[pass].pairs = scratch.len() as u64;
+    }
+    drop(scratch);
+    // The budget: the most selective passes first, while they fit; the
+    // rest are left out (never the first).
+    let budget = (config.max_pairs_per_record as u64).saturating_mul(leads.len() as u64);
+    let mut ranked: Vec<usize> = (0..by_pass.len()).collect();
+    ranked.sort_by_key(|&i| by_pass[i].pairs);
+    let mut total = 0u64;
+    for (rank, &i) in ranked.iter().enumerate() {
+        if rank > 0 && total + by_pass[i].pairs > budget {
+            by_pass[i].dropped = true;
         } else {
-            for (i, x) in block.iter().enumerate() {
-                for y in &block[i + 1..] {
-                    if x.record != y.record {
-                        pairs.push(cluster::pair_key(x.record, y.record));
-                    }
-                }
-            }
+            total += by_pass[i].pairs;
+        }
+    }
+    let mut pairs: Vec<u64> = Vec::with_capacity(total as usize);
+    for (pass, blocks) in of_pass.iter().enumerate() {
+        if !by_pass[pass].dropped {
+            pairs_of(blocks, &mut pairs);
         }
     }
     pairs.sort_unstable();
@@ -969,6 +997,11 @@ pub fn print_report(r: &Report, opts: &Options) {
         r.records,
         s.left_out,
         r.elapsed.as_secs_f64()
+    );
+    eprintln!(
+        "  read and validated in {:.1} s; model in {:.1} s",
+        s.read.as_secs_f64(),
+        s.estimate.as_secs_f64()
     );
     eprintln!(
         "  blocking: {} keys, {} blocks, {} pairs compared ({:.2} per record) in {:.1} s",

@@ -43,8 +43,8 @@ pub struct Sizes {
 impl Default for Sizes {
     fn default() -> Self {
         Sizes {
-            random_pairs: 200_000,
-            blocked_pairs: 200_000,
+            random_pairs: 100_000,
+            blocked_pairs: 50_000,
             tf_values: 5_000,
         }
     }
@@ -147,20 +147,26 @@ pub fn em(
     let u = u_from_random(random);
     // The unseen level of a field (present in blocked pairs only): u as if
     // counted once among the random pairs.
+    let mut present: HashMap<&str, f64> = HashMap::new();
+    for levels in random {
+        for (field, level) in levels {
+            if level != "missing" {
+                *present.entry(field.as_str()).or_default() += 1.0;
+            }
+        }
+    }
     let unseen_u = |field: &str| -> f64 {
-        let n = random
-            .iter()
-            .filter(|l| l.iter().any(|(f, lv)| f == field && lv != "missing"))
-            .count() as f64;
+        let n = present.get(field).copied().unwrap_or(0.0);
         SMOOTHING / (n + SMOOTHING * 2.0)
     };
     let mut model = start.clone();
     model.calibration = Calibration::default();
     model.term_frequencies.clear();
     // Levels by field from both samples, with u.
+    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for levels in blocked.iter().chain(random) {
         for (field, level) in levels {
-            if level == "missing" {
+            if level == "missing" || !seen.insert((field.as_str(), level.as_str())) {
                 continue;
             }
             let uf = u.get(field);
@@ -324,20 +330,31 @@ pub fn frequencies<'a>(values: impl Iterator<Item = &'a str>, keep: usize) -> Op
 }
 
 /// Term frequencies of the fields the bundled component adjusts, over
-/// `leads` folded as it folds them.
+/// `leads` folded as it folds them (one lead at a time: only the values are
+/// kept).
 pub fn term_frequencies(
     deduper: &leadgate_dedupe::Deduper,
     leads: &[Lead],
     keep: usize,
 ) -> BTreeMap<String, Frequencies> {
-    let features: Vec<_> = leads.iter().map(|l| deduper.prepare(l)).collect();
-    leadgate_dedupe::compare::TF_FIELDS
+    let fields = leadgate_dedupe::compare::TF_FIELDS;
+    let mut values: Vec<Vec<String>> = vec![Vec::new(); fields.len()];
+    for lead in leads {
+        let f = deduper.prepare(lead);
+        for (i, field) in fields.iter().enumerate() {
+            if let Some(v) = leadgate_dedupe::compare::value_of(&f, field) {
+                values[i].push(v.to_string());
+            }
+        }
+    }
+    fields
         .iter()
-        .filter_map(|field| {
-            let values = features
-                .iter()
-                .filter_map(|f| leadgate_dedupe::compare::value_of(f, field));
-            Some((field.to_string(), frequencies(values, keep)?))
+        .zip(&values)
+        .filter_map(|(field, v)| {
+            Some((
+                field.to_string(),
+                frequencies(v.iter().map(String::as_str), keep)?,
+            ))
         })
         .collect()
 }
@@ -374,6 +391,11 @@ pub fn sample_indexes(len: usize, n: usize) -> Vec<usize> {
     v
 }
 
+/// Pairs per component call when asking for evidence (each pair's
+/// evidence is a dozen strings; smaller calls stay well inside the
+/// component's per-call limits).
+const EXPLAIN_BATCH: usize = 128;
+
 /// The levels of `pairs` of `leads`, from the component's evidence; a pair
 /// the component fails on is left out.
 pub fn levels_of(
@@ -383,7 +405,7 @@ pub fn levels_of(
     now: i64,
 ) -> Vec<Levels> {
     let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(1024) {
+    for chunk in pairs.chunks(EXPLAIN_BATCH) {
         let mut pool: Vec<&Lead> = Vec::with_capacity(chunk.len() * 2);
         let mut local = Vec::with_capacity(chunk.len());
         for &(a, b) in chunk {
@@ -399,7 +421,14 @@ pub fn levels_of(
             .into_iter()
             .flatten()
         {
-            out.push(m.evidence.into_iter().map(|e| (e.field, e.level)).collect());
+            // `missing` weighs nothing and is left out here already.
+            out.push(
+                m.evidence
+                    .into_iter()
+                    .filter(|e| e.level != "missing")
+                    .map(|e| (e.field, e.level))
+                    .collect(),
+            );
         }
     }
     out

@@ -71,7 +71,7 @@ pub struct Settings {
 /// The highest probability of a pair whose given names clearly differ and
 /// whose email, phone or company differ too (below the default review
 /// threshold: two people).
-pub const DIFFERENT_PEOPLE_CAP: f64 = 0.3;
+pub const DIFFERENT_PEOPLE_CAP: f64 = 0.25;
 /// The highest probability of a pair whose given names clearly differ with
 /// no contact field to tell them apart (between the default review and
 /// auto-merge thresholds: a person decides).

@@ -62,7 +62,7 @@ fn a_colleague_at_the_same_company_is_not_a_duplicate() {
     other.last_name = Some("Kowalski".into());
     other.email = Some("anna.kowalski@acme.com".into());
     other.phone = Some("+442079460999".into());
-    // Below the default review threshold (0.3): distinct.
+    // Well below the default review threshold: distinct.
     assert!(probability(&person(), &other) < 0.3);
     // On the same switchboard number they share a blocking key and much
     // else; different names and mailboxes keep them from being merged.
@@ -311,4 +311,107 @@ fn the_names_and_city_key_is_a_setting_off_by_default() {
     let bad = Deduper::from_json(r#"{"name_city_key": "yes"}"#).unwrap_err();
     assert!(bad.to_string().contains("`name_city_key`"), "{bad}");
     assert!(Deduper::from_json(r#"{"name_city_key": true} x"#).is_err());
+}
+
+/// Two records of one person or one household, as an old CRM export has
+/// them: names and a postal address, no contact fields.
+fn resident(first: &str, last: &str, street: &str) -> Lead {
+    Lead {
+        first_name: Some(first.into()),
+        last_name: Some(last.into()),
+        street: Some(street.into()),
+        city: Some("Turner".into()),
+        postcode: Some("2612".into()),
+        country: Some("AU".into()),
+        ..Lead::default()
+    }
+}
+
+#[test]
+fn different_given_names_never_match_and_go_to_review_without_contacts() {
+    let a = resident("April", "Dreckow", "19 Baynton Street");
+    let b = resident("Cain", "Dreckow", "19 Baynton Street");
+    let m = deduper().compare(&[a.clone(), b.clone()], &[(0, 1)], true).remove(0);
+    assert!(m.probability <= ASK_A_PERSON_CAP, "{m:?}");
+    assert!(m.evidence.iter().any(|e| e.level == "cap"), "{m:?}");
+    // With their own phones too, they are two people.
+    let (mut a2, mut b2) = (a.clone(), b.clone());
+    a2.phone = Some("+61262000001".into());
+    b2.phone = Some("+61262000002".into());
+    assert!(probability(&a2, &b2) <= DIFFERENT_PEOPLE_CAP);
+    // A typo, a nickname or two letters swapped are not different names.
+    for other in ["Aprli", "Apirl"] {
+        let c = resident(other, "Dreckow", "19 Baynton Street");
+        assert!(probability(&a, &c) > ASK_A_PERSON_CAP, "{other}");
+    }
+    // Off by setting: the evidence alone decides.
+    let free = Deduper::from_json(r#"{"different_given_names_cap": false}"#).unwrap();
+    let m = free.compare(&[a, b], &[(0, 1)], true).remove(0);
+    assert!(!m.evidence.iter().any(|e| e.level == "cap"), "{m:?}");
+}
+
+#[test]
+fn address_levels_survive_typos_transpositions_and_a_second_line() {
+    let level = |a: &Lead, b: &Lead, field: &str| -> String {
+        let m = deduper().compare(&[a.clone(), b.clone()], &[(0, 1)], true).remove(0);
+        m.evidence
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.level.clone())
+            .unwrap_or_default()
+    };
+    let a = resident("Jessica", "Wittenoom", "42 Banks Street");
+    let mut b = a.clone();
+    b.street = Some("24 Banks St Stanton Lodge".into());
+    b.postcode = Some("2621".into());
+    assert_eq!(level(&a, &b, "street_number"), "transposed");
+    assert_eq!(level(&a, &b, "street"), "same_words");
+    assert_eq!(level(&a, &b, "postcode"), "transposed");
+    b.street = Some("43 Bankss Street".into());
+    b.postcode = Some("2613".into());
+    assert_eq!(level(&a, &b, "street_number"), "one_edit");
+    assert_eq!(level(&a, &b, "street"), "similar");
+    assert_eq!(level(&a, &b, "postcode"), "one_edit");
+    // The same postcode: the city follows from it and weighs nothing.
+    assert_eq!(level(&a, &a.clone(), "city"), "missing");
+    b.street = None;
+    assert_eq!(level(&a, &b, "street_number"), "missing");
+}
+
+#[test]
+fn spaces_typed_into_names_and_streets_are_read_through() {
+    let a = resident("Sophie", "Snell", "4 Vaughan Gardens");
+    let b = resident("Soph ie", "Snell", "4 Vaughan Gar dens");
+    let m = deduper().compare(&[a, b], &[(0, 1)], true).remove(0);
+    let first = m.evidence.iter().find(|e| e.field == "first_name").unwrap();
+    assert_eq!(first.level, "exact", "{m:?}");
+    let street = m.evidence.iter().find(|e| e.field == "street").unwrap();
+    assert!(street.level == "similar" || street.level == "same_words", "{m:?}");
+}
+
+#[test]
+fn a_common_family_name_weighs_less_than_a_rare_one() {
+    let mut d = deduper();
+    let mut values = std::collections::BTreeMap::new();
+    values.insert("smith".to_string(), 0.05);
+    d.model.term_frequencies.insert(
+        "last_name".into(),
+        model::Frequencies {
+            values,
+            other: 0.0001,
+        },
+    );
+    let weight = |last: &str| {
+        let a = resident("Anna", last, "1 Kent Street");
+        let m = d.compare(&[a.clone(), a], &[(0, 1)], true).remove(0);
+        m.evidence
+            .iter()
+            .find(|e| e.field == "last_name")
+            .map(|e| (e.weight, e.detail.clone()))
+            .unwrap()
+    };
+    let (smith, detail) = weight("Smith");
+    let (rare, _) = weight("Vanderbilt");
+    assert!(smith < rare, "{smith} {rare}");
+    assert!(detail.contains("% of leads"), "{detail}");
 }
