@@ -929,6 +929,74 @@ fn eval_dedupe_on_the_bundled_labelled_data_meets_the_targets() {
     );
 }
 
+#[test]
+fn eval_dedupe_estimates_on_the_file_and_reports_its_passes_unless_a_model_is_pinned() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "eval",
+            "dedupe",
+            "--input",
+            "samples/dedupe.labelled.csv",
+            "--truth-column",
+            "person",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let out = ok(&root, &args(&[]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("model: estimated on this file: EM over"),
+        "{text}"
+    );
+    for pass in ["pass e ", "pass np", "pass nv", "pass gp"] {
+        assert!(text.contains(pass), "{pass}: {text}");
+    }
+    let out = ok(&root, &args(&["--model", "configured"]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("model: the configured model (pinned)"),
+        "{text}"
+    );
+    // A model file that is not there is refused by name.
+    let out = leadgate(&root)
+        .args(args(&["--model", "no-such-model.json"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no-such-model.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dedupe_train_without_labels_writes_the_model_estimated_on_the_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.json");
+    let out = ok(
+        &root,
+        &[
+            "dedupe-train",
+            "--input",
+            "samples/dedupe.labelled.csv",
+            "--output",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(stderr(&out).contains("EM on"), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert!(json["prior"].as_f64().unwrap() < 0.01, "{json}");
+    assert!(
+        json["term_frequencies"]["last_name"]["values"].is_object(),
+        "{json}"
+    );
+}
+
 /// A lead CSV whose companies' domains tell the fake API how to misbehave.
 fn enrich_leads(dir: &Path, domains: &[&str]) {
     let mut csv = String::from("email,first_name,last_name,job_title,company,country\n");

@@ -286,11 +286,19 @@ pub fn compare(a: &Features, b: &Features, nick: &Nicknames, explain: bool) -> V
         None => push(&mut out, "street_number", "missing", 0.0, String::new()),
         Some((x, y)) => {
             let level = code_level(x, y);
-            push(&mut out, "street_number", level, jw(x, y), say!("{x} ~ {y}"));
+            push(
+                &mut out,
+                "street_number",
+                level,
+                jw(x, y),
+                say!("{x} ~ {y}"),
+            );
         }
     }
     fn street(s: &Option<(Option<String>, String)>) -> Option<&str> {
-        s.as_ref().map(|(_, w)| w.as_str()).filter(|w| !w.is_empty())
+        s.as_ref()
+            .map(|(_, w)| w.as_str())
+            .filter(|w| !w.is_empty())
     }
     match both(street(&a.street), street(&b.street)) {
         None => push(&mut out, "street", "missing", 0.0, String::new()),

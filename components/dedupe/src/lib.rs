@@ -199,11 +199,10 @@ impl Deduper {
         if self.different_given_names_cap
             && compare::given_names_differ(&a.name, &b.name, &self.nicknames)
         {
-            let differs = |x: &Option<String>, y: &Option<String>| {
-                matches!((x, y), (Some(x), Some(y)) if x != y)
-            };
+            let differs = |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if x != y);
             let contacts_differ = (differs(&a.email, &b.email)
-                && a.email.as_deref().map(crate::fold::local_part) != b.email.as_deref().map(crate::fold::local_part))
+                && a.email.as_deref().map(crate::fold::local_part)
+                    != b.email.as_deref().map(crate::fold::local_part))
                 || differs(&a.phone, &b.phone)
                 || differs(&a.company, &b.company);
             let cap = if contacts_differ {

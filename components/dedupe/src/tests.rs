@@ -331,7 +331,9 @@ fn resident(first: &str, last: &str, street: &str) -> Lead {
 fn different_given_names_never_match_and_go_to_review_without_contacts() {
     let a = resident("April", "Dreckow", "19 Baynton Street");
     let b = resident("Cain", "Dreckow", "19 Baynton Street");
-    let m = deduper().compare(&[a.clone(), b.clone()], &[(0, 1)], true).remove(0);
+    let m = deduper()
+        .compare(&[a.clone(), b.clone()], &[(0, 1)], true)
+        .remove(0);
     assert!(m.probability <= ASK_A_PERSON_CAP, "{m:?}");
     assert!(m.evidence.iter().any(|e| e.level == "cap"), "{m:?}");
     // With their own phones too, they are two people.
@@ -353,7 +355,9 @@ fn different_given_names_never_match_and_go_to_review_without_contacts() {
 #[test]
 fn address_levels_survive_typos_transpositions_and_a_second_line() {
     let level = |a: &Lead, b: &Lead, field: &str| -> String {
-        let m = deduper().compare(&[a.clone(), b.clone()], &[(0, 1)], true).remove(0);
+        let m = deduper()
+            .compare(&[a.clone(), b.clone()], &[(0, 1)], true)
+            .remove(0);
         m.evidence
             .iter()
             .find(|e| e.field == field)
@@ -386,7 +390,10 @@ fn spaces_typed_into_names_and_streets_are_read_through() {
     let first = m.evidence.iter().find(|e| e.field == "first_name").unwrap();
     assert_eq!(first.level, "exact", "{m:?}");
     let street = m.evidence.iter().find(|e| e.field == "street").unwrap();
-    assert!(street.level == "similar" || street.level == "same_words", "{m:?}");
+    assert!(
+        street.level == "similar" || street.level == "same_words",
+        "{m:?}"
+    );
 }
 
 #[test]
