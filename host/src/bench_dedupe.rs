@@ -54,6 +54,7 @@ pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i6
                 deduper
                     .keys(&v.lead)
                     .iter()
+                    .filter(|k| crate::matcher::in_passes(k, &config.dedupe.store_passes))
                     .map(|k| key_hash(&config.tenant, k))
                     .collect()
             };
@@ -168,7 +169,8 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
         let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
         let component = DeduperComponent::load(&runtime, &config.dedupe_component()?)?;
         let mut stage = Stage::new(
-            Matcher::new(&component, config.dedupe_settings()?)?,
+            Matcher::new(&component, config.dedupe_settings()?)?
+                .only_passes(&config.dedupe.store_passes),
             Policy::of(&config.dedupe),
             &config.tenant,
             config.dedupe.candidates_per_key,
@@ -228,6 +230,7 @@ fn lookups(config: &Config, store: &Store, probes: &[Lead], stored: usize) -> Re
             deduper
                 .keys(l)
                 .iter()
+                .filter(|k| crate::matcher::in_passes(k, &config.dedupe.store_passes))
                 .map(|k| key_hash(&config.tenant, k))
                 .collect()
         })

@@ -136,6 +136,11 @@ pub struct DedupeConfig {
     /// Batch clean-up: the candidate pairs a record may bring on average;
     /// beyond it whole blocking passes are left out, least selective first.
     pub max_pairs_per_record: usize,
+    /// The blocking passes (key prefixes) `run`, `import` and `serve`
+    /// match stored leads on: the narrow ones, each a handful of stored
+    /// candidates, so one lead stays a few index lookups. `leadgate dedupe`
+    /// uses every pass under its pair budget.
+    pub store_passes: Vec<String>,
     /// Batch clean-up: the largest group that transitive clustering builds.
     pub max_cluster: usize,
     pub survivorship: leadgate_merge::survivorship::Rules,
@@ -155,6 +160,9 @@ impl Default for DedupeConfig {
             max_candidates: 64,
             max_block: 64,
             max_pairs_per_record: 8,
+            store_passes: ["e", "p", "x", "i", "np", "nc", "nd", "ns", "nt"]
+                .map(String::from)
+                .to_vec(),
             max_cluster: 50,
             survivorship: leadgate_merge::survivorship::Rules::default(),
         }

@@ -37,6 +37,9 @@ pub struct Input {
     pub quiet: bool,
     /// Estimate the model on the file, or use the configured one.
     pub model: ModelChoice,
+    /// Block on the store path's passes only (`dedupe.store_passes`): for
+    /// training a model that `run` and `serve` will use.
+    pub store_passes: bool,
 }
 
 /// The records of a file, normalized and compared.
@@ -274,6 +277,9 @@ pub fn prepare(
     let dedupe_path = config.dedupe_component()?;
     let dedupe = DeduperComponent::load(&runtime, &dedupe_path)?;
     let mut matcher = Matcher::new(&dedupe, config.dedupe_settings()?)?;
+    if input.store_passes {
+        matcher = matcher.only_passes(&config.dedupe.store_passes);
+    }
     let now = now_ms();
     let tenant = config.tenant.as_str();
 

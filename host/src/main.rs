@@ -99,6 +99,7 @@ impl InputArgs {
             truth_column,
             quiet,
             model,
+            store_passes: false,
         }
     }
 }
@@ -693,6 +694,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     } else {
                         dedupe::ModelChoice::Estimate
                     },
+                    store_passes: truth_column.is_some(),
                     truth_column,
                     quiet: false,
                 }),

@@ -14,6 +14,15 @@ pub struct Matcher<'a> {
     component: &'a DeduperComponent,
     settings: String,
     instance: Option<DeduperInstance>,
+    /// Only keys of these passes (key prefixes), when set.
+    passes: Option<Vec<String>>,
+}
+
+/// Whether a blocking key belongs to one of `passes` (its prefix before
+/// the first `:`).
+pub fn in_passes(key: &str, passes: &[String]) -> bool {
+    let pass = key.split_once(':').map_or(key, |(p, _)| p);
+    passes.iter().any(|p| p == pass)
 }
 
 impl<'a> Matcher<'a> {
@@ -24,6 +33,7 @@ impl<'a> Matcher<'a> {
             component,
             settings,
             instance: None,
+            passes: None,
         };
         if let Err(e) = m.instance() {
             bail!("dedupe component {}: {e}", component.path().display());
@@ -41,9 +51,25 @@ impl<'a> Matcher<'a> {
             .ok_or_else(|| CallError::Instantiate("no instance".into()))
     }
 
+    /// Keys of these passes only (the store path's narrow passes).
+    pub fn only_passes(mut self, passes: &[String]) -> Self {
+        self.passes = Some(passes.to_vec());
+        self
+    }
+
     /// Blocking keys of each lead; a lead the component fails on gets the
     /// error (and no keys) while the others go on.
     pub fn keys(&mut self, leads: &[&Lead], now: i64) -> Vec<Result<Vec<String>, CallError>> {
+        let mut keys = self.all_keys(leads, now);
+        if let Some(passes) = &self.passes {
+            for k in keys.iter_mut().flatten() {
+                k.retain(|k| in_passes(k, passes));
+            }
+        }
+        keys
+    }
+
+    fn all_keys(&mut self, leads: &[&Lead], now: i64) -> Vec<Result<Vec<String>, CallError>> {
         crate::isolate::isolate(
             self,
             leads,

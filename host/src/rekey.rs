@@ -24,7 +24,8 @@ pub fn rekey(config: &Config, db: &str, quiet: bool) -> Result<Rekeyed> {
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let path = config.dedupe_component()?;
     let component = DeduperComponent::load(&runtime, &path)?;
-    let mut matcher = Matcher::new(&component, config.dedupe_settings()?)?;
+    let mut matcher = Matcher::new(&component, config.dedupe_settings()?)?
+        .only_passes(&config.dedupe.store_passes);
     let mut store = Store::open(db)?;
     let bar = crate::dedupe::progress(quiet, Some(0), "rekeying");
     let now = crate::run::now_ms();

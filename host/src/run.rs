@@ -195,7 +195,8 @@ impl Components {
     pub fn matching_stage<'a>(&'a self, config: &'a Config) -> Result<Option<Stage<'a>>> {
         Ok(match &self.dedupe {
             Some((component, _)) => Some(Stage::new(
-                Matcher::new(component, config.dedupe_settings()?)?,
+                Matcher::new(component, config.dedupe_settings()?)?
+                    .only_passes(&config.dedupe.store_passes),
                 Policy::of(&config.dedupe),
                 &config.tenant,
                 config.dedupe.candidates_per_key,
