@@ -380,7 +380,18 @@ pub fn prepare(
                     pass: u16::try_from(pass).unwrap_or(u16::MAX),
                 });
             }
-            records_keys.push(hashed);
+            // The store indexes the keys `run` and `serve` look up.
+            if apply.is_some() {
+                records_keys.push(
+                    keys.iter()
+                        .zip(&hashed)
+                        .filter(|(k, _)| crate::matcher::in_passes(k, &config.dedupe.store_passes))
+                        .map(|(_, h)| *h)
+                        .collect(),
+                );
+            } else {
+                records_keys.push(Vec::new());
+            }
             p.lines.push(k.line);
             p.leads.push(k.lead.clone());
             p.verdicts.push(k.verdict);
