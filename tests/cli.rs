@@ -875,23 +875,25 @@ fn dedupe_bad_input_gives_a_clear_error_not_a_crash() {
     assert!(pairs.contains("1,3,"), "{pairs}");
 
     // The truth column must exist.
-    let out = leadgate(d)
-        .args([
+    refused(
+        d,
+        &[
             "eval",
             "dedupe",
             "--input",
             "big.csv",
             "--truth-column",
             "person",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--truth-column person"),
-        "{}",
-        stderr(&out)
+        ],
+        "--truth-column person",
     );
+}
+
+/// The command exits 1 with `needle` in what it says.
+fn refused(dir: &Path, args: &[&str], needle: &str) {
+    let out = leadgate(dir).args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(needle), "{}", stderr(&out));
 }
 
 #[test]
@@ -960,15 +962,10 @@ fn eval_dedupe_estimates_on_the_file_and_reports_its_passes_unless_a_model_is_pi
         "{text}"
     );
     // A model file that is not there is refused by name.
-    let out = leadgate(&root)
-        .args(args(&["--model", "no-such-model.json"]))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no-such-model.json"),
-        "{}",
-        stderr(&out)
+    refused(
+        &root,
+        &args(&["--model", "no-such-model.json"]),
+        "no-such-model.json",
     );
 }
 

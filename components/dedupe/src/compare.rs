@@ -106,14 +106,10 @@ pub fn value_of<'a>(f: &'a Features, field: &str) -> Option<&'a str> {
     }
 }
 
-/// Whether two names' given names clearly differ: both present, not a
-/// nickname, an initial or swapped, and far apart in spelling (three edits
-/// or more, Jaro–Winkler below 0.75): "Mary" and "John", not "Dante" and
-/// "Dzne" (two typos).
-pub fn given_names_differ(a: &Name, b: &Name, nick: &Nicknames) -> bool {
-    if names::compare(a, b, nick, false).first.0 != names::Level::Different {
-        return false;
-    }
+/// Whether two given names that compared `different` are far apart in
+/// spelling too (three edits or more, Jaro–Winkler below 0.75, also run
+/// together): "Mary" and "John", not "Dante" and "Dzne" (two typos).
+pub fn given_names_far_apart(a: &Name, b: &Name) -> bool {
     let far = |x: &str, y: &str| strsim::osa_distance(x, y) >= 3 && jw(x, y) < 0.75;
     match (a.first.as_deref(), b.first.as_deref()) {
         (Some(x), Some(y)) => {

@@ -162,7 +162,10 @@ impl Deduper {
         let compared = compare::compare(a, b, &self.nicknames, explain);
         let mut sum = 0.0;
         let mut evidence = Vec::with_capacity(if explain { compared.len() } else { 0 });
+        // Not a nickname, a typo, a sound-alike, an initial or swapped.
+        let mut given_names_different = false;
         for mut c in compared {
+            given_names_different |= c.field == "first_name" && c.level == "different";
             let mut weight = self.model.weight(&c.field, c.level);
             if c.level == "exact"
                 && let Some(value) = compare::value_of(a, &c.field)
@@ -197,7 +200,8 @@ impl Deduper {
         // that differs too, they are two people; with nothing but names and
         // an address, a person decides (the pair stays below auto-merge).
         if self.different_given_names_cap
-            && compare::given_names_differ(&a.name, &b.name, &self.nicknames)
+            && given_names_different
+            && compare::given_names_far_apart(&a.name, &b.name)
         {
             let differs = |x: &Option<String>, y: &Option<String>| matches!((x, y), (Some(x), Some(y)) if x != y);
             let contacts_differ = (differs(&a.email, &b.email)
