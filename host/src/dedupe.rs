@@ -513,8 +513,8 @@ fn block(
             ..PassStats::default()
         })
         .collect();
-    // The blocks: (start, end) into entries, with their pass.
-    let mut blocks: Vec<(usize, usize)> = Vec::new();
+    // The blocks of each pass: (start, end) into entries.
+    let mut of_pass: Vec<Vec<(usize, usize)>> = vec![Vec::new(); by_pass.len()];
     let mut start = 0;
     while start < entries.len() {
         let key = entries[start].key;
@@ -524,7 +524,8 @@ fn block(
         }
         let n = (end - start) as u64;
         if n > 1 {
-            let pass = &mut by_pass[usize::from(entries[start].pass).min(passes.len() - 1)];
+            let index = usize::from(entries[start].pass).min(passes.len() - 1);
+            let pass = &mut by_pass[index];
             pass.blocks += 1;
             if n as usize > max_block {
                 pass.oversize += 1;
@@ -546,16 +547,12 @@ fn block(
                 stats.oversize_blocks += 1;
             }
             stats.blocks += 1;
-            blocks.push((start, end));
+            of_pass[index].push((start, end));
         }
         start = end;
     }
     // Each pass's distinct pairs (several keys of one pass, such as the
     // deletion variants of one name, often propose the same pair).
-    let mut of_pass: Vec<Vec<(usize, usize)>> = vec![Vec::new(); by_pass.len()];
-    for (start, end) in blocks {
-        of_pass[usize::from(entries[start].pass).min(passes.len() - 1)].push((start, end));
-    }
     let mut order: Vec<(String, u32)> = Vec::new();
     let mut pairs_of = |blocks: &[(usize, usize)], pairs: &mut Vec<u64>| {
         // Several keys of one pass often propose the same pair (the
