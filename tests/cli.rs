@@ -911,24 +911,29 @@ fn eval_dedupe_on_the_bundled_labelled_data_meets_the_targets() {
         ],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let number = |label: &str, key: &str| -> f64 {
-        let line = text
-            .lines()
-            .find(|l| l.contains(label))
-            .unwrap_or_else(|| panic!("{text}"));
-        let rest = &line[line.find(key).unwrap() + key.len()..];
-        rest.split_whitespace()
-            .next()
-            .unwrap()
-            .trim_end_matches(',')
-            .parse()
-            .unwrap()
-    };
-    assert!(number("at the review threshold", "F1 ") >= 0.97, "{text}");
     assert!(
-        number("auto-merge decisions", "precision ") >= 0.99,
+        number(&text, "at the review threshold", "F1 ") >= 0.97,
         "{text}"
     );
+    assert!(
+        number(&text, "auto-merge decisions", "precision ") >= 0.99,
+        "{text}"
+    );
+}
+
+/// The number after `key` on the first line of `text` holding `label`.
+fn number(text: &str, label: &str, key: &str) -> f64 {
+    let line = text
+        .lines()
+        .find(|l| l.contains(label))
+        .unwrap_or_else(|| panic!("no {label}: {text}"));
+    let rest = &line[line.find(key).unwrap_or_else(|| panic!("{line}")) + key.len()..];
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -992,6 +997,113 @@ fn dedupe_train_without_labels_writes_the_model_estimated_on_the_file() {
         json["term_frequencies"]["last_name"]["values"].is_object(),
         "{json}"
     );
+}
+
+#[test]
+fn dedupe_train_from_the_store_estimates_on_its_leads_and_the_thresholds_keep_their_meaning() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.db");
+    let db = db.to_str().unwrap();
+    let model = dir.path().join("model.json");
+    let model = model.to_str().unwrap();
+    let train = [
+        "--db",
+        db,
+        "dedupe-train",
+        "--from-store",
+        "--output",
+        model,
+    ];
+    // A store with no leads of the tenant is refused, naming the tenant.
+    refused(&root, &train, "no keyed leads of tenant default");
+    assert!(!Path::new(model).exists());
+
+    let imported = dir.path().join("imported.ndjson");
+    ok(
+        &root,
+        &[
+            "--db",
+            db,
+            "import",
+            "--input",
+            "samples/dedupe.labelled.csv",
+            "--output",
+            imported.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    let out = ok(&root, &train);
+    let text = stderr(&out);
+    for needle in [
+        "stored leads, ",
+        "pass e ",
+        "EM over",
+        "at the tenant's thresholds",
+        "configured model",
+        "estimated model",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model).unwrap()).unwrap();
+    assert!(
+        json["trained_on"]
+            .as_str()
+            .unwrap()
+            .contains("stored leads of tenant default"),
+        "{json}"
+    );
+    assert!(json["prior"].as_f64().unwrap() < 0.01, "{json}");
+    assert!(
+        json["term_frequencies"]["first_name"]["values"].is_object(),
+        "{json}"
+    );
+
+    // The store's model, pinned, still means what the thresholds say on
+    // the labelled file: a pair at or above auto_merge is a duplicate.
+    let out = ok(
+        &root,
+        &[
+            "eval",
+            "dedupe",
+            "--input",
+            "samples/dedupe.labelled.csv",
+            "--truth-column",
+            "person",
+            "--model",
+            model,
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("model: the configured model (pinned)"),
+        "{text}"
+    );
+    assert!(
+        number(&text, "at the review threshold", "F1 ") >= 0.97,
+        "{text}"
+    );
+    assert!(
+        number(&text, "auto-merge decisions", "precision ") >= 0.99,
+        "{text}"
+    );
+
+    // It learns from the store alone.
+    let out = leadgate(&root)
+        .args([
+            "--db",
+            db,
+            "dedupe-train",
+            "--from-store",
+            "--reviews",
+            "--output",
+            model,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--reviews"), "{}", stderr(&out));
 }
 
 /// A lead CSV whose companies' domains tell the fake API how to misbehave.

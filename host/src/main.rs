@@ -212,6 +212,10 @@ enum Command {
         /// Also learn from reviewers' decisions in the store.
         #[arg(long)]
         reviews: bool,
+        /// Estimate, without labels, on the tenant's leads in the store
+        /// (`--db`): the model `run`, `import` and `serve` then use.
+        #[arg(long, conflicts_with_all = ["input", "truth_column", "reviews"])]
+        from_store: bool,
         /// Prior 0.5, slope-only calibration: for a model meant for other
         /// data than it was trained on (how the bundled model is made).
         #[arg(long)]
@@ -679,26 +683,31 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             map,
             truth_column,
             reviews,
+            from_store,
             neutral_prior,
             output,
         } => {
+            let input = input.map(|path| dedupe::Input {
+                path,
+                format: format_of(format),
+                map,
+                model: if truth_column.is_some() {
+                    dedupe::ModelChoice::Configured
+                } else {
+                    dedupe::ModelChoice::Estimate
+                },
+                store_passes: truth_column.is_some(),
+                truth_column,
+                quiet: false,
+            });
             train::command(
                 &config,
                 &db,
-                input.map(|path| dedupe::Input {
-                    path,
-                    format: format_of(format),
-                    map,
-                    model: if truth_column.is_some() {
-                        dedupe::ModelChoice::Configured
-                    } else {
-                        dedupe::ModelChoice::Estimate
-                    },
-                    store_passes: truth_column.is_some(),
-                    truth_column,
-                    quiet: false,
-                }),
-                reviews,
+                train::Sources {
+                    input,
+                    reviews,
+                    from_store,
+                },
                 neutral_prior,
                 &output,
             )?;

@@ -9,6 +9,10 @@
 //! - Without labels (`--input FILE` alone): the model `leadgate dedupe`
 //!   estimates on a file ([`crate::estimate`]: EM over the candidate pairs
 //!   with u from random pairs, and term frequencies).
+//! - Without labels, on the store (`--from-store`): the same estimation on
+//!   the tenant's keyed leads, blocked on the store path's passes as `run`
+//!   and `serve` block, with what the tenant's thresholds would do under
+//!   the configured and the estimated model.
 //!
 //! The levels come from the component's own evidence, so the model fits
 //! whatever the component compares. The result is the JSON the component
@@ -261,16 +265,38 @@ pub fn suggest(model: &Model, samples: &[Sample]) -> Option<(f64, f64)> {
     Some((review, auto_merge))
 }
 
+/// What `leadgate dedupe-train` learns from.
+pub struct Sources {
+    /// A file: estimated on it, or learnt from its labels.
+    pub input: Option<crate::dedupe::Input>,
+    /// Reviewers' decisions in the store.
+    pub reviews: bool,
+    /// The tenant's keyed leads in the store, estimated on without labels.
+    pub from_store: bool,
+}
+
 /// `leadgate dedupe-train`.
 pub fn command(
     config: &crate::config::Config,
     db: &str,
-    input: Option<crate::dedupe::Input>,
-    reviews: bool,
+    sources: Sources,
     neutral_prior: bool,
     output: &std::path::Path,
 ) -> Result<()> {
     use anyhow::Context;
+    let Sources {
+        input,
+        reviews,
+        from_store,
+    } = sources;
+    if from_store {
+        if input.is_some() || reviews {
+            bail!(
+                "--from-store estimates on the store's leads alone: leave out --input and --reviews"
+            );
+        }
+        return from_the_store(config, db, output);
+    }
     let mut samples: Vec<Sample> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
     if let Some(input) = &input
@@ -335,7 +361,7 @@ pub fn command(
     }
     if sources.is_empty() {
         bail!(
-            "nothing to learn from: give --input FILE (with --truth-column for labels) and/or --reviews"
+            "nothing to learn from: give --input FILE (with --truth-column for labels) and/or --reviews, or --from-store"
         );
     }
     let source = sources.join(" and ");
@@ -350,6 +376,106 @@ pub fn command(
     }
     let model = supervised(&samples, &current, &source, neutral_prior)?;
     write_model(&model, output, suggest(&model, &samples))
+}
+
+/// Stored leads read per query.
+const STORE_CHUNK: usize = 10_000;
+
+/// `dedupe-train --from-store`: the model estimated, without labels, on the
+/// tenant's keyed leads — the leads new ones are matched against — blocked
+/// as `run` and `serve` block.
+fn from_the_store(
+    config: &crate::config::Config,
+    db: &str,
+    output: &std::path::Path,
+) -> Result<()> {
+    use anyhow::Context;
+    let tenant = config.tenant.as_str();
+    let store = leadgate_store::Store::open(db)?;
+    let mut leads: Vec<leadgate_lead::Lead> = Vec::new();
+    let mut unreadable: Vec<String> = Vec::new();
+    let bar = crate::dedupe::progress(false, None, "reading the store");
+    let visited = store
+        .keyed_leads(tenant, STORE_CHUNK, |chunk| {
+            for stored in chunk {
+                match serde_json::from_str(&stored.normalized) {
+                    Ok(lead) => leads.push(lead),
+                    Err(e) => unreadable.push(format!("{}: {e}", stored.id)),
+                }
+            }
+            bar.inc(chunk.len() as u64);
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .with_context(|| format!("cannot read the leads of tenant {tenant} in {db}"))?;
+    bar.finish_and_clear();
+    let visited = match visited {
+        Ok(n) => n,
+        Err(never) => match never {},
+    };
+    if let Some(first) = unreadable.first() {
+        eprintln!(
+            "warning: {} stored leads could not be read and were left out (first: lead {first})",
+            unreadable.len()
+        );
+    }
+    if leads.is_empty() {
+        bail!(
+            "the store at {db} holds no keyed leads of tenant {tenant} ({visited} read): load leads with `leadgate run` or `leadgate import` first, or estimate on a file with --input"
+        );
+    }
+    let source = format!("{} stored leads of tenant {tenant}", leads.len());
+    let e = crate::dedupe::estimate_on_leads(config, &leads, &source, false)?;
+    eprintln!(
+        "{} stored leads, {} blocking keys, {} candidate pairs ({:.1} s keying, {:.1} s estimating)",
+        leads.len(),
+        e.stats.keys,
+        e.stats
+            .passes
+            .iter()
+            .filter(|p| !p.dropped)
+            .map(|p| p.pairs)
+            .sum::<u64>(),
+        e.stats.read.as_secs_f64(),
+        e.stats.estimate.as_secs_f64()
+    );
+    let mut passes = String::new();
+    crate::dedupe::write_passes(&mut passes, &e.stats.passes, leads.len())?;
+    eprint!("{passes}");
+    let (Some(settings), crate::dedupe::Estimated::Done(_)) = (&e.settings, &e.estimate) else {
+        bail!(
+            "no model could be estimated on the store's leads: {}",
+            crate::dedupe::describe_estimate(&e.estimate)
+        );
+    };
+    eprintln!("  {}", crate::dedupe::describe_estimate(&e.estimate));
+    if let Some([before, after]) = e.decisions {
+        let d = &config.dedupe;
+        eprintln!(
+            "  at the tenant's thresholds (review {:.2}, auto_merge {:.2}), {} sampled candidate pairs:",
+            d.review, d.auto_merge, after.sampled
+        );
+        eprintln!(
+            "    {:<18} {:>8} {:>11}  expected auto-merge precision",
+            "", "review", "auto-merge"
+        );
+        for (name, x) in [("configured model", before), ("estimated model", after)] {
+            eprintln!(
+                "    {name:<18} {:>8} {:>11}  {}",
+                x.review,
+                x.auto_merge,
+                x.auto_merge_precision
+                    .map_or_else(|| "-".to_string(), |p| format!("{p:.4}"))
+            );
+        }
+    }
+    let settings: serde_json::Value = serde_json::from_str(settings)?;
+    let model: Model = serde_json::from_value(
+        settings
+            .get("model")
+            .cloned()
+            .context("the estimated settings hold no model")?,
+    )?;
+    write_model(&model, output, None)
 }
 
 /// Writes the model and says how to use it.

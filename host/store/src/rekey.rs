@@ -141,6 +141,82 @@ impl Store {
             keys_after,
         }))
     }
+
+    /// Visits the tenant's keyed leads — the ones a new lead is matched
+    /// against, and the ones [`Store::rekey`] keys again — in chunks of at
+    /// most `chunk`, oldest first, and returns how many it visited. A
+    /// lead with no normalized record is skipped. `visit`'s error stops the
+    /// walk and is returned inside `Ok`. Read only; another connection's
+    /// deferred keys ([`Store::defer_match_keys`]) are not seen.
+    pub fn keyed_leads<E>(
+        &self,
+        tenant: &str,
+        chunk: usize,
+        mut visit: impl FnMut(&[KeyedLead]) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, StoreError> {
+        let chunk = chunk.max(1);
+        let keyed: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT lead FROM match_keys UNION SELECT lead FROM match_keys_mid
+                     UNION SELECT lead FROM match_keys_new ORDER BY 1",
+                )
+                .map_err(sql("list keyed leads"))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, i64>(0))
+                .map_err(sql("list keyed leads"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("list keyed leads"))?
+        };
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT rowid, id, normalized FROM leads
+                  WHERE tenant = ?1 AND rowid > ?2 AND normalized IS NOT NULL
+                  ORDER BY rowid LIMIT ?3",
+            )
+            .map_err(sql("read keyed leads"))?;
+        let mut visited = 0u64;
+        let mut after: i64 = -1;
+        let mut batch: Vec<KeyedLead> = Vec::with_capacity(chunk);
+        loop {
+            let rows: Vec<(i64, KeyedLead)> = stmt
+                .query_map(params![tenant, after, chunk as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        KeyedLead {
+                            id: r.get(1)?,
+                            normalized: r.get(2)?,
+                        },
+                    ))
+                })
+                .map_err(sql("read keyed leads"))?
+                .collect::<Result<_, _>>()
+                .map_err(sql("read keyed leads"))?;
+            let Some(last) = rows.last() else { break };
+            after = last.0;
+            for (row, lead) in rows {
+                if keyed.binary_search(&row).is_ok() {
+                    batch.push(lead);
+                }
+            }
+            if batch.len() >= chunk {
+                visited += batch.len() as u64;
+                if let Err(e) = visit(&batch) {
+                    return Ok(Err(e));
+                }
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            visited += batch.len() as u64;
+            if let Err(e) = visit(&batch) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(visited))
+    }
 }
 
 /// The distinct `(key, lead)` entries of the leads in
@@ -319,6 +395,71 @@ mod tests {
         }
         assert_eq!(s.count("match_keys_new").unwrap(), 0);
         assert_eq!(s.count("match_keys_mid").unwrap(), 0);
+    }
+
+    #[test]
+    fn keyed_leads_are_the_tenants_leads_with_keys() {
+        let dir = TempStore::new("keyed-leads");
+        let mut s = dir.open();
+        keyed(&mut s, "a", 0, 25);
+        keyed(&mut s, "b", 0, 5);
+        // A lead with no key (a rejected one outside an import) is not
+        // matched against, so it is not visited.
+        let run = s.begin_run("a", "x", "{}", 1).unwrap();
+        let lead = Lead {
+            id: "a-unkeyed".into(),
+            tenant: "a".into(),
+            ..Lead::default()
+        };
+        let json = serde_json::to_string(&lead).unwrap();
+        let record = Record {
+            line: 1,
+            raw: &lead,
+            status: Status::Rejected,
+            validation: Status::Rejected,
+            normalized: Some(&json),
+            issues: &[],
+            exception: None,
+            keys: &[],
+            link: None,
+            review: None,
+            enrichment: None,
+            qualification: None,
+        };
+        s.record(run, "validate", "sha", &[record], 1).unwrap();
+        // Keys still pending in another writer count.
+        let mut w = dir.open();
+        w.defer_match_keys(1 << 20);
+        keyed(&mut w, "a", 25, 28);
+        drop(w);
+
+        let mut chunks = Vec::new();
+        let mut ids = Vec::new();
+        let n = s
+            .keyed_leads("a", 10, |leads| {
+                chunks.push(leads.len());
+                ids.extend(leads.iter().map(|l| l.id.clone()));
+                Ok::<_, String>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 28);
+        assert_eq!(chunks, vec![10, 10, 8]);
+        assert!(
+            ids.iter()
+                .all(|id| id.starts_with("a-") && id != "a-unkeyed")
+        );
+        assert_eq!(ids.first().map(String::as_str), Some("a-0"));
+
+        let err = s
+            .keyed_leads("a", 10, |_| Err("stop".to_string()))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err, "stop");
+        assert_eq!(
+            s.keyed_leads("c", 10, |_| Ok::<_, String>(())).unwrap(),
+            Ok(0)
+        );
     }
 
     #[test]
