@@ -582,6 +582,46 @@ fn within_batch_duplicates_are_found_and_linked_to_the_first() {
 }
 
 #[test]
+fn an_emails_own_issues_stay_on_every_result_line_whatever_dedupe_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The same role address three times: a lead, its duplicate, and a
+    // near-duplicate with another phone (review); then an address with a
+    // bidirectional control, which is refused whatever else happens.
+    std::fs::write(
+        d.join("in.csv"),
+        "email,first_name,last_name,phone,company,country\n\
+         info@acme-widgets.com,Ann,Lee,+44 20 7946 0123,Acme Widgets,GB\n\
+         INFO@acme-widgets.com,Ann,Lee,+44 20 7946 0123,Acme Widgets,GB\n\
+         info@acme-widgets.com,Anne,Leigh,+44 20 7946 0999,Acme,GB\n\
+         \"ann\u{202E}moc.x@acme-widgets.com\",Ann,Lee,+44 20 7946 0123,Acme Widgets,GB\n",
+    )
+    .unwrap();
+    let r = run_in(d, false, "s.db");
+    assert_eq!(r.len(), 4);
+    assert_ne!(r[1]["status"], "accepted", "{}", r[1]);
+    for line in &r[..3] {
+        let email: Vec<&str> = line["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["field"] == "email")
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(email, ["email.role_account"], "{line}");
+    }
+    let refused: Vec<&str> = r[3]["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["field"] == "email")
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(refused, ["email.bidi_control"], "{}", r[3]);
+    assert!(r[3]["lead"]["email"].is_null(), "{}", r[3]);
+}
+
+#[test]
 fn an_opt_out_never_merges_silently_it_goes_to_review() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

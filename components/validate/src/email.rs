@@ -21,6 +21,9 @@ pub struct EmailRules {
     pub allow_dotless_domain: bool,
     pub allow_comments: bool,
     pub allow_obsolete_syntax: bool,
+    /// Special-use domains (`.test`, `.local`, `.onion`, … — see
+    /// [`special_use`]): no public mail is delivered there.
+    pub allow_special_use_domains: bool,
 }
 
 /// Why an address was refused: a stable code and a message naming the value.
@@ -324,6 +327,17 @@ fn parse_domain(
             format!("'{raw}' has a domain without a dot ('{domain}')"),
         ));
     }
+    if let Some(tld) = special_use(&ascii) {
+        if rules.allow_special_use_domains {
+            return Ok((ascii, None));
+        }
+        return Err(err(
+            "email.special_use_domain",
+            format!(
+                "'{domain}' is under .{tld}, a special-use name (RFC 6761, RFC 7686) that no public mail is delivered to"
+            ),
+        ));
+    }
     let registrable = registrable_domain(&ascii).map_err(|(code, why)| {
         let code = if code == "domain.unknown_suffix" {
             "email.unknown_tld"
@@ -405,6 +419,140 @@ pub fn registrable_domain(host: &str) -> Result<String, (&'static str, String)> 
         )),
     }
 }
+
+/// What kind of character an address must not hold, if `c` is one: they
+/// are spoofing vectors in a CRM (text that shows other than it is) or not
+/// text at all.
+fn unsafe_kind(c: char) -> Option<(&'static str, &'static str)> {
+    let u = u32::from(c);
+    Some(match u {
+        0x061C | 0x200E | 0x200F | 0x202A..=0x202E | 0x2066..=0x2069 => (
+            "email.bidi_control",
+            "a bidirectional control, which makes text show in another order than it is stored",
+        ),
+        0x00AD
+        | 0x034F
+        | 0x115F
+        | 0x1160
+        | 0x17B4
+        | 0x17B5
+        | 0x180B..=0x180F
+        | 0x200B..=0x200D
+        | 0x2060..=0x2064
+        | 0x206A..=0x206F
+        | 0x3164
+        | 0xFE00..=0xFE0F
+        | 0xFEFF
+        | 0xFFA0
+        | 0xFFF9..=0xFFFB
+        | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A
+        | 0xE0000..=0xE0FFF => (
+            "email.invisible_character",
+            "an invisible character, which makes two addresses that look the same differ",
+        ),
+        0xE000..=0xF8FF | 0xF0000..=0xFFFFD | 0x100000..=0x10FFFD => (
+            "email.private_use",
+            "a private-use code point, which has no meaning outside one system",
+        ),
+        0xFDD0..=0xFDEF => ("email.noncharacter", "a Unicode noncharacter"),
+        _ if u & 0xFFFE == 0xFFFE => ("email.noncharacter", "a Unicode noncharacter"),
+        _ if c.is_control() => (
+            "email.control_character",
+            "a control character, which is not text",
+        ),
+        _ => return None,
+    })
+}
+
+/// `text` with every character an address must not hold written as its
+/// code point, so a message shows it without acting on it.
+fn escaped(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if unsafe_kind(c).is_some() || unicode_normalization::char::is_combining_mark(c) {
+                format!("\\u{{{:04X}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Address syntax that folding must not create.
+const SYNTAX: &str = "@.\"(),:;<>[\\]";
+
+/// Checks an address as received, before any clean-up (surrounding
+/// whitespace aside, which is trimmed): no unsafe characters (see
+/// [`unsafe_kind`]), no combining mark at the start of the address or of
+/// a part of it (it would join the character before it on screen), and
+/// no character that Unicode normalization (NFKC) or IDNA mapping turns
+/// into address syntax — `＠`, `⒈` (`1.`), `。` — which would change
+/// which mailbox or domain the address names instead of being refused.
+pub fn check_characters(raw: &str) -> Result<(), EmailError> {
+    use unicode_normalization::UnicodeNormalization;
+    let text = raw.trim();
+    let mut part_start = true;
+    for c in text.chars() {
+        if let Some((code, what)) = unsafe_kind(c) {
+            return Err(err(
+                code,
+                format!(
+                    "'{}' contains U+{:04X}, {what}",
+                    escaped(text),
+                    u32::from(c)
+                ),
+            ));
+        }
+        if part_start && unicode_normalization::char::is_combining_mark(c) {
+            return Err(err(
+                "email.combining_mark",
+                format!(
+                    "'{}' has the combining mark U+{:04X} at the start of a part, where it joins the character before it on screen",
+                    escaped(text),
+                    u32::from(c)
+                ),
+            ));
+        }
+        part_start = c.is_ascii_punctuation() || c.is_whitespace();
+        if !c.is_ascii() {
+            let folded: String = if matches!(c, '\u{3002}' | '\u{FF0E}' | '\u{FF61}') {
+                ".".into()
+            } else {
+                std::iter::once(c).nfkc().collect()
+            };
+            if folded.chars().any(|f| SYNTAX.contains(f)) {
+                return Err(err(
+                    "email.folds_to_syntax",
+                    format!(
+                        "'{}' contains '{c}' (U+{:04X}), which normalization turns into '{folded}': that would change the address's structure, not just its form",
+                        escaped(text),
+                        u32::from(c)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The special-use top-level domain (RFC 6761, RFC 7686, RFC 9476) a
+/// checked ASCII host is under, if any: no public mail is delivered there.
+pub fn special_use(host: &str) -> Option<&'static str> {
+    let tld = host.rsplit('.').next()?;
+    SPECIAL_USE.iter().copied().find(|s| *s == tld)
+}
+
+const SPECIAL_USE: &[&str] = &[
+    "alt",
+    "arpa",
+    "example",
+    "invalid",
+    "local",
+    "localhost",
+    "onion",
+    "test",
+];
 
 /// Flags an address: disposable domain (the domain or any parent listed),
 /// free-mail provider, role account.
@@ -534,6 +682,7 @@ mod tests {
             allow_dotless_domain: true,
             allow_comments: true,
             allow_obsolete_syntax: true,
+            allow_special_use_domains: true,
         };
         assert!(parse("\"john doe\"@example.com", &all).is_ok());
         assert!(parse("john@[192.168.0.1]", &all).is_ok());
@@ -547,6 +696,124 @@ mod tests {
         assert_eq!(
             parse("\"john\" . doe@example.com", &all).unwrap().local,
             "\"john\".doe"
+        );
+    }
+
+    fn char_code(s: &str) -> &'static str {
+        match check_characters(s) {
+            Ok(()) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    #[test]
+    fn unsafe_characters_are_refused_naming_the_code_point() {
+        for (address, want) in [
+            ("me\u{202E}moc.elgoog@example.com", "email.bidi_control"),
+            ("me@exam\u{2066}ple.com", "email.bidi_control"),
+            ("me\u{200F}@example.com", "email.bidi_control"),
+            ("me\u{200B}@example.com", "email.invisible_character"),
+            ("pay\u{00AD}pal@example.com", "email.invisible_character"),
+            ("me@exa\u{2063}mple.com", "email.invisible_character"),
+            ("me\u{FE0F}@example.com", "email.invisible_character"),
+            ("me\u{E000}@example.com", "email.private_use"),
+            ("me\u{10FDEF}@example.com", "email.private_use"),
+            ("me\u{FDD0}@example.com", "email.noncharacter"),
+            ("me\u{FFFF}@example.com", "email.noncharacter"),
+            ("me\u{1FFFE}@example.com", "email.noncharacter"),
+            ("me\u{009C}@example.com", "email.control_character"),
+            ("me\r\n@example.com", "email.control_character"),
+            ("\u{0301}me@example.com", "email.combining_mark"),
+            ("me@\u{0301}example.com", "email.combining_mark"),
+            ("me.\u{0300}x@example.com", "email.combining_mark"),
+        ] {
+            assert_eq!(char_code(address), want, "{address:?}");
+        }
+        let e = check_characters("me\u{202E}x@example.com").unwrap_err();
+        assert!(e.message.contains("U+202E"), "{}", e.message);
+        assert!(
+            !e.message.contains('\u{202E}'),
+            "the message shows the code point, not the character: {}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn ordinary_unicode_and_surrounding_whitespace_pass_the_character_check() {
+        for address in [
+            "josé@example.com",
+            "me@bücher.de",
+            "ｊｏｈｎ@example.com",
+            "Zoë Ray <zoe@example.com>",
+            "é@example.com",
+            "me@exámple.com",
+            "  me@example.com\t\n",
+            "\u{05D0}\u{05B8}@example.com",
+            "ab\u{0301}c@example.com",
+        ] {
+            assert_eq!(char_code(address), "ok", "{address:?}");
+        }
+    }
+
+    #[test]
+    fn folding_never_creates_address_syntax() {
+        for address in [
+            "me＠example.com",
+            "me\u{FE6B}example.com",
+            "me@example\u{FF0E}com",
+            "me@example\u{3002}com",
+            "me@example\u{FF61}com",
+            "me@example\u{2488}com",
+            "me\u{2024}you@example.com",
+            "me\u{FF1C}x\u{FF1E}@example.com",
+        ] {
+            assert_eq!(char_code(address), "email.folds_to_syntax", "{address:?}");
+        }
+        let e = check_characters("me@example\u{2488}com").unwrap_err();
+        assert!(e.message.contains("'1.'"), "{}", e.message);
+    }
+
+    #[test]
+    fn special_use_domains_are_refused_unless_allowed() {
+        for address in [
+            "me@anything.arpa",
+            "me@valid.invalid",
+            "me@link.local",
+            "me@host.localhost",
+            "me@onion.onion.onion",
+            "me@test.test.test",
+            "me@example.example",
+            "me@some.alt",
+        ] {
+            assert_eq!(code(address), "email.special_use_domain", "{address}");
+        }
+        let rules = EmailRules {
+            allow_special_use_domains: true,
+            ..EmailRules::default()
+        };
+        let e = parse("me@mycompany.test", &rules).unwrap();
+        assert_eq!((e.domain.as_str(), e.registrable), ("mycompany.test", None));
+        // Not special-use: a name that only contains one.
+        assert!(strict("me@test.com").is_ok());
+        assert!(strict("me@example.co.uk").is_ok());
+    }
+
+    #[test]
+    fn limits_count_the_address_as_it_will_be_sent() {
+        // 32 two-octet letters: 64 octets, the limit; 33: over it.
+        assert!(strict(&format!("{}@example.com", "ü".repeat(32))).is_ok());
+        assert_eq!(
+            code(&format!("{}@example.com", "ü".repeat(33))),
+            "email.local_part_too_long"
+        );
+        // A label of 60 letters is short, but not in its IDNA form.
+        let label: String = "aü".repeat(30);
+        assert!(label.chars().count() == 60);
+        assert!(
+            ["email.domain_syntax", "domain.label_too_long"]
+                .contains(&code(&format!("me@{label}.com"))),
+            "{}",
+            code(&format!("me@{label}.com"))
         );
     }
 

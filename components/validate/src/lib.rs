@@ -117,6 +117,14 @@ pub fn validate_owned(mut lead: Lead, settings: &Settings, now: i64) -> Validati
 fn clean_text_fields(lead: &mut Lead, settings: &Settings, issues: &mut Vec<Issue>) {
     for (name, value) in lead.text_fields_mut() {
         let Some(raw) = value.take() else { continue };
+        // An address is checked as received: cleaning would drop or fold
+        // the characters that make it unsafe.
+        if name == "email"
+            && let Err(e) = email::check_characters(&raw)
+        {
+            issues.push(Issue::new("email", e.code, Severity::Warning, e.message));
+            continue;
+        }
         let Some(clean) = text::clean_owned(raw) else {
             continue;
         };

@@ -42,6 +42,12 @@ fn leads() -> Vec<Lead> {
             "",
             "=cmd()",
         ),
+        // Unsafe characters, folding into syntax, a special-use domain.
+        ("me\u{202E}moc.x@example.com", "", "", ""),
+        ("me\u{200B}@example.com", "", "", ""),
+        ("me＠example.com", "", "", ""),
+        ("me@example\u{2488}com", "", "", ""),
+        ("me@host.test", "", "", ""),
     ];
     raw.iter()
         .enumerate()
@@ -82,6 +88,27 @@ fn the_component_agrees_with_the_native_logic() {
         Some("+14155552671"),
         "full-width digits"
     );
+    let email_codes: Vec<Vec<&str>> = batch[6..]
+        .iter()
+        .map(|v| {
+            v.issues
+                .iter()
+                .filter(|i| i.field == "email")
+                .map(|i| i.code.as_str())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        email_codes,
+        [
+            ["email.bidi_control"],
+            ["email.invisible_character"],
+            ["email.folds_to_syntax"],
+            ["email.folds_to_syntax"],
+            ["email.special_use_domain"],
+        ]
+    );
+    assert!(batch[6..].iter().all(|v| v.lead.email.is_none()));
     assert_eq!(c.digest().len(), 64);
 }
 
