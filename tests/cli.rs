@@ -1620,6 +1620,82 @@ fn bad_score_configuration_is_refused_with_a_clear_message() {
 }
 
 #[test]
+fn calibrate_reports_for_its_held_out_rows_what_score_says_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(
+        d,
+        &[
+            "sample",
+            "--count",
+            "10",
+            "--output",
+            "l.csv",
+            "--history",
+            "h.csv",
+            "--history-rows",
+            "2000",
+        ],
+    );
+    for (kind, report) in [
+        ("logistic", "logistic regression on"),
+        ("gbt", "gradient-boosted trees on"),
+    ] {
+        let model = format!("model-{kind}.toml");
+        let out = ok(
+            d,
+            &[
+                "calibrate",
+                "--input",
+                "h.csv",
+                "--outcome",
+                "Converted",
+                "--model-type",
+                kind,
+                "--holdout-output",
+                "held.csv",
+                "--output",
+                &model,
+            ],
+        );
+        assert!(stderr(&out).contains(report), "{}", stderr(&out));
+        let text = std::fs::read_to_string(d.join(&model)).unwrap();
+        assert_eq!(text.contains("[boost]"), kind == "gbt", "{kind}");
+        ok(
+            d,
+            &[
+                "score", "--input", "h.csv", "--model", &model, "--output", "s.ndjson", "-q",
+            ],
+        );
+        let scored: std::collections::HashMap<u64, f64> = lines(&d.join("s.ndjson"))
+            .iter()
+            .map(|s| {
+                (
+                    s["line"].as_u64().unwrap(),
+                    s["score"]["probability"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let held = std::fs::read_to_string(d.join("held.csv")).unwrap();
+        let mut n = 0;
+        for row in held.lines().skip(1) {
+            let (line, p) = row.split_once(',').unwrap();
+            let (line, p): (u64, f64) = (line.parse().unwrap(), p.parse().unwrap());
+            let q = scored[&line];
+            assert!(
+                (p - q).abs() <= 1e-9,
+                "{kind}: line {line}: calibrate {p}, score {q}"
+            );
+            n += 1;
+        }
+        assert_eq!(n, 400, "{kind}: a fifth of the rows held out");
+        let first = lines(&d.join("s.ndjson"));
+        let code = first[0]["score"]["reasons"][0]["code"].as_str().unwrap();
+        assert!(code.starts_with("model."), "{kind}: {code}");
+    }
+}
+
+#[test]
 fn calibrate_then_score_a_history_without_contact_fields() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

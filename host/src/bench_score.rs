@@ -110,9 +110,74 @@ pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -
     // Re-scoring a store after a burst of events.
     let dir = std::env::temp_dir().join(format!("leadgate-bench-score-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = rescore_bench(config, &dir, rescore_leads, rounds, now);
+    let result = boosted_bench(config, &component, &subject, &dir, calls, rounds, now)
+        .and_then(|()| rescore_bench(config, &dir, rescore_leads, rounds, now));
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Trees in the boosted model scored.
+const BENCH_TREES: usize = 500;
+
+/// The busy lead scored with a gradient-boosted model of [`BENCH_TREES`]
+/// trees, fitted on a generated history.
+fn boosted_bench(
+    config: &Config,
+    component: &ScorerComponent,
+    subject: &Subject,
+    dir: &std::path::Path,
+    calls: usize,
+    rounds: usize,
+    now: i64,
+) -> Result<()> {
+    let history = dir.join("history.csv");
+    crate::sample::write_history(&history, 5_000, 7)?;
+    let model = dir.join("boosted.toml");
+    crate::calibrate::run(
+        config,
+        &crate::calibrate::Options {
+            input: history.display().to_string(),
+            format: None,
+            map: Vec::new(),
+            outcome: "Converted".into(),
+            ignore: Vec::new(),
+            holdout: 0.2,
+            seed: 7,
+            l2: None,
+            model_type: crate::calibrate::ModelType::Gbt,
+            trees: Some(BENCH_TREES),
+            placeholders: Vec::new(),
+            holdout_output: None,
+            output: model.clone(),
+            quiet: true,
+        },
+    )?;
+    let settings = config.score_settings(Some(&model))?;
+    let native = leadgate_score::Scorer::from_json(&settings)?;
+    let mut instance = component.instantiate(&settings)?;
+    let mut native_us = Vec::new();
+    let mut wasm_us = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..calls {
+            std::hint::black_box(native.score(std::hint::black_box(subject), now));
+        }
+        native_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+        let t = Instant::now();
+        for _ in 0..calls {
+            if instance.worn_out() {
+                instance = component.instantiate(&settings)?;
+            }
+            std::hint::black_box(instance.score(&[subject], now)?);
+        }
+        wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+    }
+    let (n, w) = (median(native_us), median(wasm_us));
+    println!(
+        "score one lead (200 events, 10 peers), {BENCH_TREES} trees   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
+        w / n
+    );
+    Ok(())
 }
 
 fn rescore_bench(

@@ -1,22 +1,28 @@
 //! `leadgate calibrate`: fits the score component's conversion model from
 //! historical outcomes — L2-regularized logistic regression, solved by
-//! Newton's method — and reports how it does on held-out rows (ROC AUC,
+//! Newton's method, or gradient-boosted trees (`forust-ml`), calibrated by
+//! Platt scaling — and reports how it does on held-out rows (ROC AUC,
 //! PR AUC, Brier score, a 10-bin reliability table).
 //!
 //! Features are found in the file: every column (lead field or custom
 //! column) that is not the outcome, not ignored and not an identifier or
-//! free text. Numbers are clipped at their 0.5th/99.5th percentiles,
-//! log-scaled when they are counts or durations, and standardized, with a
-//! missing-value indicator; categories become one indicator per common
-//! value (and one for missing). The penalty is chosen on a validation
-//! part of the training rows; the model written is the one whose held-out
-//! metrics are printed.
+//! free text. Placeholder values (`Select`, `N/A`, …) count as missing.
+//! Numbers are clipped at their 0.5th/99.5th percentiles, log-scaled when
+//! they are counts or durations, and standardized, with a missing-value
+//! indicator; categories become one indicator per common value (compared
+//! without case), one for the rare values pooled, and one for missing.
+//!
+//! The training rows are split once more: the penalty, the number of
+//! trees and the trees' calibration are chosen on the validation part, and
+//! so is the model family when it is not given. The held-out rows are
+//! scored through the written model's own evaluation (the one the score
+//! component runs), so the metrics printed are what `leadgate score` gives.
 
 use crate::batch;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use leadgate_lead::score::Subject;
-use leadgate_score::model::{self, Feature, Fitted, Kind, Model, Transform};
+use leadgate_score::model::{self, Boost, Feature, Fitted, Kind, Model, Transform};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
@@ -59,6 +65,29 @@ const NOT_FEATURES: &[&str] = &[
     "website",
 ];
 
+/// Values that mean "not answered" unless `--placeholders` says otherwise.
+pub const PLACEHOLDERS: &[&str] = &[
+    "Select", "N/A", "NA", "none", "-", "--", "Unknown", "NaN", "null",
+];
+
+/// Which model family `calibrate` fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelType {
+    /// Whichever has the lower validation log loss.
+    Auto,
+    Logistic,
+    /// Gradient-boosted trees.
+    Gbt,
+}
+
+/// A subject's value of `name`, a placeholder counting as absent.
+fn value_of<'a>(s: &'a Subject, name: &str, placeholders: &[String]) -> Option<&'a str> {
+    s.value(name).filter(|v| {
+        let v = v.trim();
+        !placeholders.iter().any(|p| v.eq_ignore_ascii_case(p))
+    })
+}
+
 /// Why a column is or is not a feature, for the report.
 #[derive(Debug, Clone)]
 pub struct ColumnPlan {
@@ -95,6 +124,7 @@ fn indicator(name: &str, kind: Kind, level: Option<&str>) -> Feature {
         kind,
         level: level.map(String::from),
         transform: Transform::None,
+        levels: Vec::new(),
         lo: None,
         hi: None,
         center: 0.0,
@@ -110,6 +140,7 @@ pub fn plan_features(
     subjects: &[Subject],
     train: &[usize],
     skip: &[String],
+    placeholders: &[String],
 ) -> (Vec<Feature>, Vec<ColumnPlan>) {
     let mut names: Vec<String> = Vec::new();
     for f in leadgate_lead::TEXT_FIELDS {
@@ -138,7 +169,10 @@ pub fn plan_features(
                 what,
             })
         };
-        let values: Vec<Option<&str>> = train.iter().map(|&i| subjects[i].value(&name)).collect();
+        let values: Vec<Option<&str>> = train
+            .iter()
+            .map(|&i| value_of(&subjects[i], &name, placeholders))
+            .collect();
         let present: Vec<&str> = values.iter().flatten().copied().collect();
         if present.len() * 100 < n {
             plan("left out: almost always empty".into());
@@ -180,6 +214,7 @@ pub fn plan_features(
                 name: name.clone(),
                 kind: Kind::Number,
                 level: None,
+                levels: Vec::new(),
                 transform: if log {
                     Transform::Log1p
                 } else {
@@ -234,14 +269,27 @@ pub fn plan_features(
                 .collect();
             levels.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
             levels.truncate(60);
-            if levels.is_empty() || (levels.len() == 1 && !missing && levels[0].0 == present.len())
-            {
+            let common: usize = levels.iter().map(|(c, _)| c).sum();
+            let rare = present.len() - common;
+            if levels.len() == 1 && !missing && rare == 0 {
+                plan("left out: the same value in every row".into());
+                continue;
+            }
+            if levels.is_empty() && !missing {
                 plan("left out: no value common enough to learn from".into());
                 continue;
             }
+            // The rare values, pooled, when there are enough of them to
+            // say something and the common ones do not cover every row.
+            let pooled = rare >= min_count && !levels.is_empty();
             plan(format!(
-                "category, {} of {d} values{}",
+                "category, {} of {d} values{}{}",
                 levels.len(),
+                if pooled {
+                    format!(", the other {} pooled ({rare} rows)", d - levels.len())
+                } else {
+                    String::new()
+                },
                 if missing {
                     ", with a missing indicator"
                 } else {
@@ -250,6 +298,11 @@ pub fn plan_features(
             ));
             for (_, level) in &levels {
                 features.push(indicator(&name, Kind::Level, Some(level)));
+            }
+            if pooled {
+                let mut other = indicator(&name, Kind::Other, None);
+                other.levels = levels.iter().map(|(_, l)| (*l).to_string()).collect();
+                features.push(other);
             }
         }
         if missing {
@@ -260,7 +313,7 @@ pub fn plan_features(
 }
 
 /// Encodes every subject with `features`.
-pub fn design(subjects: &[Subject], features: &[Feature]) -> Design {
+pub fn design(subjects: &[Subject], features: &[Feature], placeholders: &[String]) -> Design {
     let rows = subjects
         .iter()
         .map(|s| {
@@ -270,7 +323,7 @@ pub fn design(subjects: &[Subject], features: &[Feature]) -> Design {
                 let v = match last {
                     Some((n, v)) if n == f.name => v,
                     _ => {
-                        let v = s.value(&f.name);
+                        let v = value_of(s, &f.name, placeholders);
                         last = Some((&f.name, v));
                         v
                     }
@@ -638,25 +691,230 @@ pub fn split(y: &[bool], holdout: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
 /// The penalties tried (on mean log loss).
 const L2_GRID: &[f64] = &[1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0];
 
-/// Picks the penalty with the best validation log loss on an inner split
-/// of `train`.
-pub fn choose_l2(d: &Design, train: &[usize], y: &[bool], seed: u64) -> f64 {
+/// The training rows split into (inner, validation).
+pub fn inner_split(train: &[usize], y: &[bool], seed: u64) -> (Vec<usize>, Vec<usize>) {
     let ys: Vec<bool> = train.iter().map(|&i| y[i]).collect();
     let (inner, valid) = split(&ys, 0.25, seed ^ 0x5eed);
-    let inner: Vec<usize> = inner.iter().map(|&k| train[k]).collect();
-    let valid: Vec<usize> = valid.iter().map(|&k| train[k]).collect();
+    (
+        inner.iter().map(|&k| train[k]).collect(),
+        valid.iter().map(|&k| train[k]).collect(),
+    )
+}
+
+/// Picks the penalty with the best validation log loss on an inner split
+/// of `train`.
+#[cfg(test)]
+pub fn choose_l2(d: &Design, train: &[usize], y: &[bool], seed: u64) -> f64 {
+    let (inner, valid) = inner_split(train, y, seed);
+    best_l2(d, &inner, &valid, y).0
+}
+
+/// The penalty with the best log loss on `valid` when fitted on `inner`,
+/// and that loss.
+fn best_l2(d: &Design, inner: &[usize], valid: &[usize], y: &[bool]) -> (f64, f64) {
     let mut best = (f64::INFINITY, L2_GRID[L2_GRID.len() / 2]);
     let mut warm: Option<Fit> = None;
     // Strongest penalty first: each fit starts from the last.
     for &l2 in L2_GRID.iter().rev() {
-        let f = fit_logistic(d, &inner, y, l2, warm.as_ref());
-        let loss = log_loss(&f, d, &valid, y);
+        let f = fit_logistic(d, inner, y, l2, warm.as_ref());
+        let loss = log_loss(&f, d, valid, y);
         if loss < best.0 {
             best = (loss, l2);
         }
         warm = Some(f);
     }
-    best.1
+    (best.1, best.0)
+}
+
+/// Trees grown at most.
+const MAX_TREES: usize = 500;
+const LEARNING_RATE: f32 = 0.05;
+const MAX_DEPTH: usize = 4;
+
+/// Every row's tree inputs, row by row (`dim` a row).
+fn tree_inputs(subjects: &[Subject], model: &Model) -> Vec<Vec<f64>> {
+    subjects
+        .iter()
+        .map(|s| {
+            model.tree_inputs(|name| {
+                value_of(s, name, &model.placeholders).map(std::borrow::Cow::Borrowed)
+            })
+        })
+        .collect()
+}
+
+/// Gradient-boosted trees grown on `inner`: `trees` of them, or as many
+/// as do best on `valid` (log loss, at most [`MAX_TREES`]), then
+/// calibrated on `valid` by Platt scaling.
+pub fn fit_boosted(
+    x: &[Vec<f64>],
+    dim: usize,
+    inner: &[usize],
+    valid: &[usize],
+    y: &[bool],
+    seed: u64,
+    trees: Option<usize>,
+) -> Result<Boost> {
+    use forust_ml::{GradientBooster, Matrix};
+    // Column-major, as forust reads it.
+    let mut data = vec![0.0; inner.len() * dim];
+    for (r, &i) in inner.iter().enumerate() {
+        for (j, v) in x[i].iter().enumerate() {
+            data[j * inner.len() + r] = *v;
+        }
+    }
+    let yi: Vec<f64> = inner.iter().map(|&i| f64::from(u8::from(y[i]))).collect();
+    let matrix = Matrix::new(&data, inner.len(), dim);
+    let mut booster = GradientBooster::default()
+        .set_iterations(trees.unwrap_or(MAX_TREES).max(1))
+        .set_learning_rate(LEARNING_RATE)
+        .set_max_depth(MAX_DEPTH)
+        .set_l2(1.0)
+        .set_min_leaf_weight(1.0)
+        .set_parallel(false)
+        .set_seed(seed);
+    booster
+        .fit_unweighted(&matrix, &yi, None)
+        .map_err(|e| anyhow::anyhow!("gradient boosting failed: {e}"))?;
+    let mut boost = Boost {
+        base: booster.base_score,
+        slope: 1.0,
+        offset: 0.0,
+        trees: booster
+            .trees
+            .iter()
+            .map(export_tree)
+            .collect::<Result<_>>()?,
+        flat: Default::default(),
+    };
+    // The number of trees: the prefix with the best validation loss.
+    let mut margins: Vec<f64> = vec![boost.base; valid.len()];
+    let mut best = (f64::INFINITY, 0usize);
+    for (t, tree) in boost.trees.iter().enumerate() {
+        let one = Boost {
+            base: 0.0,
+            slope: 1.0,
+            offset: 0.0,
+            trees: vec![tree.clone()],
+            flat: Default::default(),
+        };
+        for (m, &i) in margins.iter_mut().zip(valid) {
+            *m += one.margin(&x[i], None);
+        }
+        let loss = mean_log_loss(&margins, valid, y);
+        if loss < best.0 - 1e-12 {
+            best = (loss, t + 1);
+        }
+    }
+    if trees.is_none() {
+        boost.trees.truncate(best.1.max(1));
+        boost.flat = Default::default();
+    }
+    platt(&mut boost, x, valid, y);
+    Ok(boost)
+}
+
+/// Calibrates the trees' margins on `rows` by Platt scaling.
+fn platt(boost: &mut Boost, x: &[Vec<f64>], rows: &[usize], y: &[bool]) {
+    let (slope, offset) = (boost.slope, boost.offset);
+    (boost.slope, boost.offset) = (1.0, 0.0);
+    let platt = Design {
+        rows: rows
+            .iter()
+            .map(|&i| vec![(0, boost.margin(&x[i], None))])
+            .collect(),
+        dim: 1,
+    };
+    let index: Vec<usize> = (0..rows.len()).collect();
+    let yv: Vec<bool> = rows.iter().map(|&i| y[i]).collect();
+    let fit = fit_logistic(&platt, &index, &yv, 0.0, None);
+    (boost.slope, boost.offset) = match fit.weights.first() {
+        Some(w) if w.is_finite() && fit.intercept.is_finite() => (*w, fit.intercept),
+        _ => (slope, offset),
+    };
+}
+
+/// Mean log loss of the calibrated trees on `rows`.
+fn boosted_loss(boost: &Boost, x: &[Vec<f64>], rows: &[usize], y: &[bool]) -> f64 {
+    let z: Vec<f64> = rows
+        .iter()
+        .map(|&i| boost.slope * boost.margin(&x[i], None) + boost.offset)
+        .collect();
+    mean_log_loss(&z, rows, y)
+}
+
+/// Mean log loss of log-odds `margins` for rows `rows`.
+fn mean_log_loss(margins: &[f64], rows: &[usize], y: &[bool]) -> f64 {
+    margins
+        .iter()
+        .zip(rows)
+        .map(|(&z, &i)| {
+            let softplus = if z > 0.0 {
+                z + (-z).exp().ln_1p()
+            } else {
+                z.exp().ln_1p()
+            };
+            softplus - if y[i] { z } else { 0.0 }
+        })
+        .sum::<f64>()
+        / rows.len().max(1) as f64
+}
+
+/// One of forust's trees as model data, renumbered so that every child
+/// comes after its parent (breadth first from the root).
+fn export_tree(tree: &forust_ml::tree::Tree) -> Result<model::Tree> {
+    let by_num: HashMap<usize, _> = tree.nodes.iter().map(|n| (n.num, n)).collect();
+    let root = tree
+        .nodes
+        .iter()
+        .map(|n| n.num)
+        .min()
+        .context("a fitted tree has no nodes")?;
+    let mut order: Vec<usize> = vec![root];
+    let mut position: HashMap<usize, u32> = HashMap::from([(root, 0)]);
+    let mut k = 0;
+    while k < order.len() {
+        let n = by_num.get(&order[k]).with_context(|| {
+            format!("a fitted tree refers to node {} it does not hold", order[k])
+        })?;
+        if !n.is_leaf {
+            for child in [n.left_child, n.right_child, n.missing_node] {
+                if let std::collections::hash_map::Entry::Vacant(e) = position.entry(child) {
+                    e.insert(u32::try_from(order.len()).context("a tree too large")?);
+                    order.push(child);
+                }
+            }
+        }
+        k += 1;
+    }
+    let nodes = order
+        .iter()
+        .map(|num| {
+            let n = by_num[num];
+            if n.is_leaf {
+                model::Node {
+                    value: f64::from(n.weight_value),
+                    leaf: true,
+                    feature: 0,
+                    threshold: 0.0,
+                    left: 0,
+                    right: 0,
+                    missing: 0,
+                }
+            } else {
+                model::Node {
+                    value: f64::from(n.weight_value),
+                    leaf: false,
+                    feature: n.split_feature as u32,
+                    threshold: n.split_value,
+                    left: position[&n.left_child],
+                    right: position[&n.right_child],
+                    missing: position[&n.missing_node],
+                }
+            }
+        })
+        .collect();
+    Ok(model::Tree { nodes })
 }
 
 pub struct Options {
@@ -668,6 +926,11 @@ pub struct Options {
     pub holdout: f64,
     pub seed: u64,
     pub l2: Option<f64>,
+    pub model_type: ModelType,
+    /// Grow exactly this many trees (default: as many as validation likes).
+    pub trees: Option<usize>,
+    pub placeholders: Vec<String>,
+    pub holdout_output: Option<std::path::PathBuf>,
     pub output: std::path::PathBuf,
     pub quiet: bool,
 }
@@ -680,6 +943,14 @@ pub struct Calibrated {
     pub skipped_outcome: usize,
     pub malformed: usize,
     pub l2: f64,
+    pub validation: Validation,
+}
+
+/// Validation log loss of each family fitted (infinite when not fitted).
+#[derive(Debug, Clone, Copy)]
+pub struct Validation {
+    pub logistic: f64,
+    pub gbt: Option<f64>,
 }
 
 /// A history export read for learning: the records with a readable
@@ -765,11 +1036,11 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
     }
     let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let History {
+        lines,
         subjects,
         outcomes: y,
         skipped: skipped_outcome,
         malformed,
-        ..
     } = read_history(
         config,
         &runtime,
@@ -789,7 +1060,8 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
         );
     }
     let (train, test) = split(&y, opts.holdout, opts.seed);
-    let (mut features, plans) = plan_features(&subjects, &train, &opts.ignore);
+    let placeholders = &opts.placeholders;
+    let (mut features, plans) = plan_features(&subjects, &train, &opts.ignore, placeholders);
     if features.is_empty() {
         bail!(
             "no column of {} can be a feature:\n{}",
@@ -801,12 +1073,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
                 .join("\n")
         );
     }
-    let d = design(&subjects, &features);
-    let l2 = match opts.l2 {
-        Some(l) => l,
-        None => choose_l2(&d, &train, &y, opts.seed),
-    };
-    let fit = fit_logistic(&d, &train, &y, l2, None);
+    let d = design(&subjects, &features, placeholders);
     // Feature means over the training rows, for explanations.
     let mut means = vec![0.0; d.dim];
     for &i in &train {
@@ -814,28 +1081,103 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
             means[j as usize] += x;
         }
     }
-    for (f, (w, m)) in features.iter_mut().zip(fit.weights.iter().zip(means)) {
-        f.weight = *w;
+    for (f, m) in features.iter_mut().zip(means) {
         f.mean = m / train.len() as f64;
     }
-    let p: Vec<f64> = test.iter().map(|&i| fit.predict(&d.rows[i])).collect();
-    let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
-    let m = metrics(&p, &yt);
-    let model = Model {
+    let (inner, valid) = inner_split(&train, &y, opts.seed);
+    let mut model = Model {
         version: model::VERSION,
         outcome: opts.outcome.clone(),
-        intercept: fit.intercept,
+        intercept: 0.0,
         features,
-        fitted: Some(Fitted {
-            rows: train.len() as u64,
-            positives: train.iter().filter(|&&i| y[i]).count() as u64,
-            holdout_rows: test.len() as u64,
-            l2,
-            roc_auc: finite_or_zero(m.roc_auc),
-            pr_auc: finite_or_zero(m.pr_auc),
-            brier: m.brier,
-        }),
+        placeholders: placeholders.clone(),
+        boost: None,
+        fitted: None,
     };
+    // The validation rows in two: one tunes (penalty, trees, calibration),
+    // the other judges the two families on what the first chose.
+    let (tune, judge) = {
+        let yv: Vec<bool> = valid.iter().map(|&i| y[i]).collect();
+        let (a, b) = split(&yv, 0.5, opts.seed ^ 0x7e57);
+        (
+            a.iter().map(|&k| valid[k]).collect::<Vec<_>>(),
+            b.iter().map(|&k| valid[k]).collect::<Vec<_>>(),
+        )
+    };
+    let (l2, logistic_loss) = if opts.model_type == ModelType::Gbt {
+        (opts.l2.unwrap_or(0.0), f64::INFINITY)
+    } else {
+        let l2 = match opts.l2 {
+            Some(l) => l,
+            None => best_l2(&d, &inner, &tune, &y).0,
+        };
+        let f = fit_logistic(&d, &inner, &y, l2, None);
+        (l2, log_loss(&f, &d, &judge, &y))
+    };
+    let boosted = if opts.model_type == ModelType::Logistic {
+        None
+    } else {
+        let x = tree_inputs(&subjects, &model);
+        let mut boost = fit_boosted(&x, d.dim, &inner, &tune, &y, opts.seed, opts.trees)?;
+        let loss = boosted_loss(&boost, &x, &judge, &y);
+        // Calibrated again on every validation row for the model written.
+        platt(&mut boost, &x, &valid, &y);
+        Some((boost, loss))
+    };
+    let choice = match (opts.model_type, &boosted) {
+        (ModelType::Gbt, _) => ModelType::Gbt,
+        (ModelType::Auto, Some((_, gbt_loss))) if *gbt_loss < logistic_loss => ModelType::Gbt,
+        _ => ModelType::Logistic,
+    };
+    match (choice, &boosted) {
+        (ModelType::Gbt, Some((boost, _))) => {
+            model.version = model::BOOSTED_VERSION;
+            model.boost = Some(boost.clone());
+        }
+        _ => {
+            let fit = fit_logistic(&d, &train, &y, l2, None);
+            model.intercept = fit.intercept;
+            for (f, w) in model.features.iter_mut().zip(&fit.weights) {
+                f.weight = *w;
+            }
+        }
+    }
+    // The held-out rows through the model's own evaluation: what the
+    // score component will say of them.
+    let p: Vec<f64> = test
+        .iter()
+        .map(|&i| {
+            let s = &subjects[i];
+            model
+                .explain(|name| s.value(name).map(std::borrow::Cow::Borrowed))
+                .0
+        })
+        .collect();
+    let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+    let m = metrics(&p, &yt);
+    if let Some(path) = &opts.holdout_output {
+        let mut out = String::from("line,probability\n");
+        for (&i, p) in test.iter().zip(&p) {
+            let _ = writeln!(out, "{},{p}", lines[i]);
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    model.fitted = Some(Fitted {
+        rows: train.len() as u64,
+        positives: train.iter().filter(|&&i| y[i]).count() as u64,
+        holdout_rows: test.len() as u64,
+        l2,
+        roc_auc: finite_or_zero(m.roc_auc),
+        pr_auc: finite_or_zero(m.pr_auc),
+        brier: m.brier,
+        model_type: Some(
+            match choice {
+                ModelType::Gbt => "gbt",
+                _ => "logistic",
+            }
+            .into(),
+        ),
+    });
     model.check().context("the fitted model is not usable")?;
     let text = toml::to_string(&model).context("cannot encode the model as TOML")?;
     if let Some(dir) = opts.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -856,6 +1198,10 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
         skipped_outcome,
         malformed,
         l2,
+        validation: Validation {
+            logistic: logistic_loss,
+            gbt: boosted.as_ref().map(|(_, l)| *l),
+        },
     })
 }
 
@@ -884,26 +1230,57 @@ pub fn print_report(c: &Calibrated, opts: &Options) {
         );
     }
     if let Some(f) = &c.model.fitted {
+        match &c.model.boost {
+            Some(b) => {
+                let _ = writeln!(
+                    s,
+                    "gradient-boosted trees on {} rows ({} converted): {} trees of depth ≤ {MAX_DEPTH} over {} features, calibrated (Platt: slope {:.3}, offset {:.3})",
+                    f.rows,
+                    f.positives,
+                    b.trees.len(),
+                    c.model.features.len(),
+                    b.slope,
+                    b.offset
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "logistic regression on {} rows ({} converted), L2 penalty {} (chosen on a validation split), {} weights",
+                    f.rows,
+                    f.positives,
+                    c.l2,
+                    c.model.features.len()
+                );
+            }
+        }
         let _ = writeln!(
             s,
-            "fitted on {} rows ({} converted), L2 penalty {} (chosen on a validation split), {} weights",
-            f.rows,
-            f.positives,
-            c.l2,
-            c.model.features.len()
+            "validation log loss: logistic {}, gradient-boosted trees {}",
+            if c.validation.logistic.is_finite() {
+                format!("{:.4}", c.validation.logistic)
+            } else {
+                "-".into()
+            },
+            c.validation
+                .gbt
+                .map_or_else(|| "-".to_string(), |l| format!("{l:.4}"))
         );
     }
     let _ = write!(s, "{}", c.metrics);
-    let mut top: Vec<&Feature> = c.model.features.iter().collect();
-    top.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
-    let _ = writeln!(s, "strongest weights:");
-    for f in top.iter().take(8) {
-        let what = match (&f.kind, &f.level) {
-            (Kind::Level, Some(l)) => format!("{} = {l}", f.name),
-            (Kind::Missing, _) => format!("{} missing", f.name),
-            _ => format!("{} (per standard deviation)", f.name),
-        };
-        let _ = writeln!(s, "  {:+.3}  {what}", f.weight);
+    if c.model.boost.is_none() {
+        let mut top: Vec<&Feature> = c.model.features.iter().collect();
+        top.sort_by(|a, b| b.weight.abs().total_cmp(&a.weight.abs()));
+        let _ = writeln!(s, "strongest weights:");
+        for f in top.iter().take(8) {
+            let what = match (&f.kind, &f.level) {
+                (Kind::Level, Some(l)) => format!("{} = {l}", f.name),
+                (Kind::Missing, _) => format!("{} missing", f.name),
+                (Kind::Other, _) => format!("{} another value", f.name),
+                _ => format!("{} (per standard deviation)", f.name),
+            };
+            let _ = writeln!(s, "  {:+.3}  {what}", f.weight);
+        }
     }
     let _ = writeln!(s, "model written to {}", opts.output.display());
     eprint!("{s}");
@@ -968,14 +1345,14 @@ mod tests {
     fn calibration_recovers_a_known_generating_model() {
         let (subjects, y, truth) = synthetic(6000, 11);
         let (train, test) = split(&y, 0.25, 7);
-        let (features, plans) = plan_features(&subjects, &train, &[]);
+        let (features, plans) = plan_features(&subjects, &train, &[], &[]);
         assert!(
             plans
                 .iter()
                 .any(|p| p.name == "Visits" && p.what.contains("missing indicator")),
             "{plans:?}"
         );
-        let d = design(&subjects, &features);
+        let d = design(&subjects, &features, &[]);
         let l2 = choose_l2(&d, &train, &y, 7);
         let fit = fit_logistic(&d, &train, &y, l2, None);
         let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
@@ -1010,6 +1387,184 @@ mod tests {
                 assert!((pred - obs).abs() < 0.08, "bin {pred} vs {obs} over {n}");
             }
         }
+    }
+
+    /// History where conversion needs two things at once (an interaction
+    /// a linear model cannot draw): a demo booked *and* a large company.
+    fn interaction(n: usize, seed: u64) -> (Vec<Subject>, Vec<bool>) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut subjects = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let demo = rng.random::<bool>();
+            let size: f64 = rng.random::<f64>() * 1000.0;
+            let both = demo == (size > 500.0);
+            let p = if both { 0.8 } else { 0.1 };
+            subjects.push(Subject {
+                lead: Lead {
+                    custom: vec![
+                        CustomField {
+                            key: "Demo".into(),
+                            value: if demo { "yes" } else { "no" }.into(),
+                        },
+                        CustomField {
+                            key: "Employees".into(),
+                            value: format!("{size:.0}"),
+                        },
+                    ],
+                    ..Lead::default()
+                },
+                ..Subject::default()
+            });
+            y.push(rng.random::<f64>() < p);
+        }
+        (subjects, y)
+    }
+
+    fn boosted_model(subjects: &[Subject], y: &[bool], train: &[usize]) -> (Model, Vec<Vec<f64>>) {
+        let (features, _) = plan_features(subjects, train, &[], &[]);
+        let mut model = Model {
+            version: model::BOOSTED_VERSION,
+            outcome: "y".into(),
+            intercept: 0.0,
+            features,
+            placeholders: Vec::new(),
+            boost: None,
+            fitted: None,
+        };
+        let x = tree_inputs(subjects, &model);
+        let (inner, valid) = inner_split(train, y, 3);
+        let boost = fit_boosted(&x, model.features.len(), &inner, &valid, y, 3, None).unwrap();
+        model.boost = Some(boost);
+        model.check().unwrap();
+        (model, x)
+    }
+
+    #[test]
+    fn boosted_trees_capture_an_interaction_logistic_regression_cannot() {
+        let (subjects, y) = interaction(4000, 5);
+        let (train, test) = split(&y, 0.25, 7);
+        let yt: Vec<bool> = test.iter().map(|&i| y[i]).collect();
+        let (features, _) = plan_features(&subjects, &train, &[], &[]);
+        let d = design(&subjects, &features, &[]);
+        let fit = fit_logistic(&d, &train, &y, choose_l2(&d, &train, &y, 7), None);
+        let linear: Vec<f64> = test.iter().map(|&i| fit.predict(&d.rows[i])).collect();
+        let (model, _) = boosted_model(&subjects, &y, &train);
+        let trees: Vec<f64> = test
+            .iter()
+            .map(|&i| {
+                model
+                    .explain(|n| subjects[i].value(n).map(std::borrow::Cow::Borrowed))
+                    .0
+            })
+            .collect();
+        let (ml, mt) = (metrics(&linear, &yt), metrics(&trees, &yt));
+        assert!(ml.roc_auc < 0.6, "logistic {}", ml.roc_auc);
+        assert!(mt.roc_auc > 0.8, "trees {}", mt.roc_auc);
+        assert!(mt.brier < ml.brier - 0.05, "{} vs {}", mt.brier, ml.brier);
+        // Calibrated: predicted and observed rates agree where there are rows.
+        for (n, pred, obs) in &mt.bins {
+            if *n > 100 {
+                assert!((pred - obs).abs() < 0.08, "bin {pred} vs {obs} over {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn exported_trees_evaluate_as_the_trainer_does_and_contributions_add_up() {
+        use forust_ml::{GradientBooster, Matrix};
+        let (subjects, y) = interaction(1500, 9);
+        let train: Vec<usize> = (0..1500).collect();
+        let (model, x) = boosted_model(&subjects, &y, &train);
+        let boost = model.boost.as_ref().unwrap();
+        // The same trees, grown again by forust on the same rows: its own
+        // prediction equals the exported trees' margin.
+        let (inner, _) = inner_split(&train, &y, 3);
+        let dim = model.features.len();
+        let mut data = vec![0.0; inner.len() * dim];
+        for (r, &i) in inner.iter().enumerate() {
+            for (j, v) in x[i].iter().enumerate() {
+                data[j * inner.len() + r] = *v;
+            }
+        }
+        let yi: Vec<f64> = inner.iter().map(|&i| f64::from(u8::from(y[i]))).collect();
+        let mut booster = GradientBooster::default()
+            .set_iterations(boost.trees.len())
+            .set_learning_rate(LEARNING_RATE)
+            .set_max_depth(MAX_DEPTH)
+            .set_l2(1.0)
+            .set_min_leaf_weight(1.0)
+            .set_parallel(false)
+            .set_seed(3);
+        booster
+            .fit_unweighted(&Matrix::new(&data, inner.len(), dim), &yi, None)
+            .unwrap();
+        let all: Vec<f64> = (0..dim)
+            .flat_map(|j| x.iter().map(move |row| row[j]))
+            .collect();
+        let theirs = booster.predict(&Matrix::new(&all, x.len(), dim), false);
+        for (row, t) in x.iter().zip(&theirs) {
+            let mut parts = vec![0.0; dim];
+            let ours = boost.margin(row, Some(&mut parts));
+            assert!((ours - t).abs() < 1e-9, "{ours} vs {t}");
+            // The compact layout and the trees as written agree exactly.
+            let mut written = vec![0.0; dim];
+            assert_eq!(boost.margin_as_written(row, Some(&mut written)), ours);
+            assert_eq!(written, parts);
+            // Saabas: the base, the roots and the contributions make the margin.
+            let roots: f64 = boost.trees.iter().map(|t| t.nodes[0].value).sum();
+            let sum: f64 = parts.iter().sum();
+            assert!((boost.base + roots + sum - ours).abs() < 1e-9);
+        }
+        assert!(
+            boost.flat.get().is_some_and(Option::is_some),
+            "forust's trees fit the compact layout"
+        );
+    }
+
+    #[test]
+    fn placeholders_are_missing_and_rare_categories_are_pooled() {
+        let sources = ["Google", "google", "Direct", "Select", "Referral"];
+        let subjects: Vec<Subject> = (0..600)
+            .map(|i| {
+                let source = if i % 50 == 0 {
+                    format!("rare-{i}")
+                } else {
+                    sources[i % sources.len()].to_string()
+                };
+                Subject {
+                    lead: Lead {
+                        custom: vec![CustomField {
+                            key: "Lead Source".into(),
+                            value: source,
+                        }],
+                        ..Lead::default()
+                    },
+                    ..Subject::default()
+                }
+            })
+            .collect();
+        let train: Vec<usize> = (0..600).collect();
+        let placeholders: Vec<String> = PLACEHOLDERS.iter().map(|s| (*s).to_string()).collect();
+        let (features, plans) = plan_features(&subjects, &train, &[], &placeholders);
+        let levels: Vec<String> = features
+            .iter()
+            .filter(|f| f.kind == Kind::Level)
+            .filter_map(|f| f.level.clone())
+            .map(|l| l.to_lowercase())
+            .collect();
+        // Google and google are one level; Select is not a level but missing.
+        assert_eq!(levels.len(), 3, "{levels:?}");
+        assert!(!levels.contains(&"select".to_string()), "{levels:?}");
+        assert!(
+            features.iter().any(|f| f.kind == Kind::Missing),
+            "{plans:?}"
+        );
+        let other = features.iter().find(|f| f.kind == Kind::Other).unwrap();
+        assert_eq!(other.encode(Some("rare-50")), 1.0);
+        assert_eq!(other.encode(Some("GOOGLE")), 0.0);
+        assert_eq!(other.encode(None), 0.0);
+        assert!(plans.iter().any(|p| p.what.contains("pooled")), "{plans:?}");
     }
 
     #[test]
@@ -1052,7 +1607,7 @@ mod tests {
             })
             .collect();
         let train: Vec<usize> = (0..500).collect();
-        let (features, plans) = plan_features(&subjects, &train, &[]);
+        let (features, plans) = plan_features(&subjects, &train, &[], &[]);
         assert!(features.iter().all(|f| f.name == "Plan"), "{plans:?}");
         assert!(
             plans

@@ -312,6 +312,22 @@ enum Command {
         /// The L2 penalty (default: chosen on a validation split).
         #[arg(long)]
         l2: Option<f64>,
+        /// Logistic regression, gradient-boosted trees, or whichever does
+        /// better on a validation split (auto).
+        #[arg(long, value_enum, default_value_t = calibrate::ModelType::Auto)]
+        model_type: calibrate::ModelType,
+        /// Gradient-boosted trees: grow exactly this many (default: as many
+        /// as do best on the validation split, at most 500).
+        #[arg(long)]
+        trees: Option<usize>,
+        /// Values that mean "not answered" (comma-separated; replaces the
+        /// default list: Select, N/A, NA, none, -, --, Unknown, NaN, null).
+        #[arg(long, value_delimiter = ',')]
+        placeholders: Option<Vec<String>>,
+        /// Write each held-out row's line number and predicted probability
+        /// here (CSV).
+        #[arg(long)]
+        holdout_output: Option<PathBuf>,
         /// The model file (TOML) for `[score] model = ...`.
         #[arg(long)]
         output: PathBuf,
@@ -804,6 +820,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             holdout,
             seed,
             l2,
+            model_type,
+            trees,
+            placeholders,
+            holdout_output,
             output,
             quiet,
         } => {
@@ -816,6 +836,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 holdout,
                 seed,
                 l2,
+                model_type,
+                trees,
+                placeholders: placeholders.unwrap_or_else(|| {
+                    calibrate::PLACEHOLDERS
+                        .iter()
+                        .map(|s| (*s).to_string())
+                        .collect()
+                }),
+                holdout_output,
                 output,
                 quiet,
             };

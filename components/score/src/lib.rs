@@ -91,9 +91,12 @@ impl Scorer {
                 let (p, parts) =
                     m.explain(|name| self.model_value(s, name, &fit, &engagement, &intent, now));
                 probability = Some(p);
+                // The parts come largest first: only the ones shown are
+                // put into words.
                 let mut model: Vec<Reason> = parts
                     .iter()
                     .filter(|c| c.log_odds.abs() >= 0.005)
+                    .take(MAX_REASONS / 2)
                     .map(|c| {
                         let shown = self
                             .model_value(s, c.name, &fit, &engagement, &intent, now)
@@ -147,7 +150,7 @@ impl Scorer {
             fit: round2(fit.value),
             engagement: round2(engagement.value),
             intent: round2(intent.value),
-            probability: probability.map(|p| (p * 1e6).round() / 1e6),
+            probability,
             reasons,
         }
     }

@@ -273,6 +273,106 @@ fn a_broken_model_is_refused() {
     );
 }
 
+/// A boosted model by hand: one tree on `visits` (missing to its own
+/// leaf), one on `Lead Source` = Referral; `Select` means not answered.
+fn boosted_json() -> String {
+    r#"{"model": {"version": 2, "outcome": "converted", "intercept": 0.0,
+        "placeholders": ["Select"],
+        "features": [
+            {"name": "visits", "kind": "number", "weight": 0.0},
+            {"name": "Lead Source", "kind": "level", "level": "Referral", "weight": 0.0},
+            {"name": "Lead Source", "kind": "other", "levels": ["Referral", "Ads"], "weight": 0.0}
+        ],
+        "boost": {"base": -0.5, "slope": 2.0, "offset": 0.1, "trees": [
+            {"nodes": [
+                {"value": 0.0, "feature": 0, "threshold": 5.0, "left": 1, "right": 2, "missing": 3},
+                {"value": -0.3, "leaf": true},
+                {"value": 0.4, "leaf": true},
+                {"value": -0.1, "leaf": true}
+            ]},
+            {"nodes": [
+                {"value": 0.05, "feature": 1, "threshold": 0.5, "left": 1, "right": 2, "missing": 1},
+                {"value": 0.0, "leaf": true},
+                {"value": 0.6, "leaf": true}
+            ]}
+        ]}}}"#
+        .to_string()
+}
+
+fn with(custom: &[(&str, &str)]) -> Subject {
+    let mut x = subject(vec![]);
+    for (k, v) in custom {
+        x.lead.custom.push(CustomField {
+            key: (*k).into(),
+            value: (*v).into(),
+        });
+    }
+    x
+}
+
+#[test]
+fn a_boosted_model_walks_its_trees_and_explains_by_feature() {
+    let s = scorer(&boosted_json());
+    let p = |margin: f64| 1.0 / (1.0 + (-(2.0 * margin + 0.1)).exp());
+    // visits 9 → right (0.4); Referral → right (0.6).
+    let r = s.score(&with(&[("visits", "9"), ("Lead Source", "referral")]), NOW);
+    assert!((r.probability.unwrap() - p(-0.5 + 0.4 + 0.6)).abs() < 1e-12);
+    // Contributions: the path's changes, times the slope.
+    let source = r
+        .reasons
+        .iter()
+        .find(|r| r.code == "model.lead_source")
+        .unwrap();
+    assert!(
+        (source.contribution - 2.0 * (0.6 - 0.05)).abs() < 0.006,
+        "{source:?}"
+    );
+    let visits = r.reasons.iter().find(|r| r.code == "model.visits").unwrap();
+    assert!((visits.contribution - 0.8).abs() < 0.006, "{visits:?}");
+    // A missing number takes the missing branch; a placeholder is missing.
+    let r = s.score(&with(&[("Lead Source", "Select")]), NOW);
+    assert!((r.probability.unwrap() - p(-0.5 - 0.1 + 0.0)).abs() < 1e-12);
+    let r = s.score(&with(&[("visits", "2")]), NOW);
+    assert!((r.probability.unwrap() - p(-0.5 - 0.3 + 0.0)).abs() < 1e-12);
+}
+
+#[test]
+fn rare_values_are_the_other_level_and_placeholders_are_not() {
+    let json: serde_json::Value = serde_json::from_str(&boosted_json()).unwrap();
+    let model: crate::model::Model = serde_json::from_value(json["model"].clone()).unwrap();
+    model.check().unwrap();
+    let other = &model.features[2];
+    assert_eq!(other.encode(Some("Trade show")), 1.0);
+    assert_eq!(other.encode(Some(" ads ")), 0.0);
+    assert!(model.is_placeholder(" select "));
+}
+
+#[test]
+fn broken_trees_are_refused_naming_the_node() {
+    for (from, to, needle) in [
+        (
+            r#""left": 1, "right": 2, "missing": 3"#,
+            r#""left": 0, "right": 2, "missing": 3"#,
+            "tree 0, node 0",
+        ),
+        (
+            r#""left": 1, "right": 2, "missing": 3"#,
+            r#""left": 1, "right": 2, "missing": 9"#,
+            "within the tree",
+        ),
+        (
+            r#""feature": 1, "threshold""#,
+            r#""feature": 7, "threshold""#,
+            "tree 1, node 0: feature 7",
+        ),
+        (r#""version": 2"#, r#""version": 1"#, "version 1"),
+    ] {
+        let json = boosted_json().replacen(from, to, 1);
+        let e = Scorer::from_json(&json).unwrap_err().to_string();
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
 #[test]
 fn half_power_matches_the_library_exponential() {
     for i in 0..20_000 {
