@@ -835,12 +835,37 @@ fn platt(boost: &mut Boost, x: &[Vec<f64>], rows: &[usize], y: &[bool]) {
 }
 
 /// Mean log loss of the calibrated trees on `rows`.
-fn boosted_loss(boost: &Boost, x: &[Vec<f64>], rows: &[usize], y: &[bool]) -> f64 {
-    let z: Vec<f64> = rows
-        .iter()
-        .map(|&i| boost.slope * boost.margin(&x[i], None) + boost.offset)
-        .collect();
-    mean_log_loss(&z, rows, y)
+fn boosted_losses(boost: &Boost, x: &[Vec<f64>], rows: &[usize], y: &[bool]) -> Vec<f64> {
+    rows.iter()
+        .map(|&i| {
+            let z = boost.slope * boost.margin(&x[i], None) + boost.offset;
+            row_log_loss(z, y[i])
+        })
+        .collect()
+}
+
+/// Log loss of one row whose log-odds are `z`.
+fn row_log_loss(z: f64, y: bool) -> f64 {
+    let softplus = if z > 0.0 {
+        z + (-z).exp().ln_1p()
+    } else {
+        z.exp().ln_1p()
+    };
+    softplus - if y { z } else { 0.0 }
+}
+
+/// Whether the second family's per-row losses beat the first's by more
+/// than one standard error of the paired difference: the simpler family
+/// (the first) is kept unless the other is better beyond noise.
+fn clearly_better(first: &[f64], second: &[f64]) -> bool {
+    let n = first.len().min(second.len());
+    if n < 2 {
+        return false;
+    }
+    let d: Vec<f64> = first.iter().zip(second).map(|(a, b)| a - b).collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    mean > (var / n as f64).sqrt()
 }
 
 /// Mean log loss of log-odds `margins` for rows `rows`.
@@ -848,14 +873,7 @@ fn mean_log_loss(margins: &[f64], rows: &[usize], y: &[bool]) -> f64 {
     margins
         .iter()
         .zip(rows)
-        .map(|(&z, &i)| {
-            let softplus = if z > 0.0 {
-                z + (-z).exp().ln_1p()
-            } else {
-                z.exp().ln_1p()
-            };
-            softplus - if y[i] { z } else { 0.0 }
-        })
+        .map(|(&z, &i)| row_log_loss(z, y[i]))
         .sum::<f64>()
         / rows.len().max(1) as f64
 }
@@ -1104,29 +1122,43 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
             b.iter().map(|&k| valid[k]).collect::<Vec<_>>(),
         )
     };
-    let (l2, logistic_loss) = if opts.model_type == ModelType::Gbt {
-        (opts.l2.unwrap_or(0.0), f64::INFINITY)
+    let (l2, logistic_losses) = if opts.model_type == ModelType::Gbt {
+        (opts.l2.unwrap_or(0.0), Vec::new())
     } else {
         let l2 = match opts.l2 {
             Some(l) => l,
             None => best_l2(&d, &inner, &tune, &y).0,
         };
         let f = fit_logistic(&d, &inner, &y, l2, None);
-        (l2, log_loss(&f, &d, &judge, &y))
+        let losses: Vec<f64> = judge
+            .iter()
+            .map(|&i| row_log_loss(f.logit(&d.rows[i]), y[i]))
+            .collect();
+        (l2, losses)
     };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            f64::INFINITY
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let logistic_loss = mean(&logistic_losses);
     let boosted = if opts.model_type == ModelType::Logistic {
         None
     } else {
         let x = tree_inputs(&subjects, &model);
         let mut boost = fit_boosted(&x, d.dim, &inner, &tune, &y, opts.seed, opts.trees)?;
-        let loss = boosted_loss(&boost, &x, &judge, &y);
+        let losses = boosted_losses(&boost, &x, &judge, &y);
         // Calibrated again on every validation row for the model written.
         platt(&mut boost, &x, &valid, &y);
-        Some((boost, loss))
+        Some((boost, losses))
     };
     let choice = match (opts.model_type, &boosted) {
         (ModelType::Gbt, _) => ModelType::Gbt,
-        (ModelType::Auto, Some((_, gbt_loss))) if *gbt_loss < logistic_loss => ModelType::Gbt,
+        (ModelType::Auto, Some((_, gbt))) if clearly_better(&logistic_losses, gbt) => {
+            ModelType::Gbt
+        }
         _ => ModelType::Logistic,
     };
     match (choice, &boosted) {
@@ -1200,7 +1232,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Calibrated> {
         l2,
         validation: Validation {
             logistic: logistic_loss,
-            gbt: boosted.as_ref().map(|(_, l)| *l),
+            gbt: boosted.as_ref().map(|(_, l)| mean(l)),
         },
     })
 }
