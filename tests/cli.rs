@@ -1696,6 +1696,55 @@ fn calibrate_reports_for_its_held_out_rows_what_score_says_of_them() {
 }
 
 #[test]
+fn an_attribute_validation_cannot_normalize_is_still_a_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // `Country` feeds the lead's country, and "Atlantis Region" is no
+    // country: it is kept as read, and it is what predicts conversion (80%
+    // against 20%).
+    let mut csv = String::from("Country,Visits,Converted\n");
+    for i in 0..400 {
+        let atlantis = i % 2 == 0;
+        let converted = if atlantis { i % 10 != 0 } else { i % 10 == 1 };
+        csv.push_str(&format!(
+            "{},{},{}\n",
+            if atlantis { "Atlantis Region" } else { "India" },
+            i % 7,
+            u8::from(converted)
+        ));
+    }
+    std::fs::write(d.join("h.csv"), csv).unwrap();
+    let out = ok(
+        d,
+        &[
+            "calibrate",
+            "--input",
+            "h.csv",
+            "--outcome",
+            "Converted",
+            "--model-type",
+            "logistic",
+            "--output",
+            "m.toml",
+        ],
+    );
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.trim_start().starts_with("country"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("category, 2 of 2 values"), "{line}");
+    let auc: f64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("ROC AUC"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(auc > 0.75, "{err}");
+}
+
+#[test]
 fn calibrate_then_score_a_history_without_contact_fields() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -127,9 +127,30 @@ pub fn read(config: &Config, input: &Input<'_>, runtime: Option<&Runtime>) -> Re
                     .map(|(raw, r)| match r {
                         Ok(v) => {
                             let mut l = v.lead;
+                            // A value validation could not normalize (a
+                            // country name it does not know) is kept as read
+                            // under the field's name: an attribute of a
+                            // history export is a feature as it is.
+                            let mut kept: Vec<leadgate_lead::CustomField> = Vec::new();
+                            for f in leadgate_lead::TEXT_FIELDS
+                                .iter()
+                                .filter(|f| !crate::calibrate::NOT_FEATURES.contains(f))
+                            {
+                                if let (Some(value), None) = (raw.field(f), l.field(f)) {
+                                    kept.push(leadgate_lead::CustomField {
+                                        key: (*f).to_string(),
+                                        value: value.to_string(),
+                                    });
+                                }
+                            }
                             // Custom columns are features: keep them as read.
                             if l.custom.is_empty() {
                                 l.custom = raw.custom;
+                            }
+                            for c in kept {
+                                if !l.custom.iter().any(|k| k.key.eq_ignore_ascii_case(&c.key)) {
+                                    l.custom.push(c);
+                                }
                             }
                             l
                         }

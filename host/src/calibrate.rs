@@ -53,7 +53,7 @@ pub fn outcome(s: &str) -> Option<bool> {
 }
 
 /// Lead fields never used as features: identifiers and contact details.
-const NOT_FEATURES: &[&str] = &[
+pub(crate) const NOT_FEATURES: &[&str] = &[
     "email",
     "phone",
     "phone_extension",
@@ -148,7 +148,10 @@ pub fn plan_features(
             names.push((*f).to_string());
         }
     }
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    // A lead field's value kept as read (see `batch::read`) is the same
+    // feature as the field.
+    let mut seen: std::collections::HashSet<String> =
+        names.iter().map(|n| n.to_ascii_lowercase()).collect();
     for s in subjects {
         for c in &s.lead.custom {
             if seen.insert(c.key.to_ascii_lowercase()) {
