@@ -1619,10 +1619,9 @@ fn bad_score_configuration_is_refused_with_a_clear_message() {
     }
 }
 
-#[test]
-fn calibrate_reports_for_its_held_out_rows_what_score_says_of_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// A generated history export of `rows` rows at `d/h.csv`.
+fn history(d: &Path, rows: usize) {
+    let rows = rows.to_string();
     ok(
         d,
         &[
@@ -1634,9 +1633,16 @@ fn calibrate_reports_for_its_held_out_rows_what_score_says_of_them() {
             "--history",
             "h.csv",
             "--history-rows",
-            "2000",
+            &rows,
         ],
     );
+}
+
+#[test]
+fn calibrate_reports_for_its_held_out_rows_what_score_says_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    history(d, 2000);
     for (kind, report) in [
         ("logistic", "logistic regression on"),
         ("gbt", "gradient-boosted trees on"),
@@ -1748,20 +1754,7 @@ fn an_attribute_validation_cannot_normalize_is_still_a_feature() {
 fn calibrate_then_score_a_history_without_contact_fields() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok(
-        d,
-        &[
-            "sample",
-            "--count",
-            "10",
-            "--output",
-            "l.csv",
-            "--history",
-            "h.csv",
-            "--history-rows",
-            "3000",
-        ],
-    );
+    history(d, 3000);
     let out = ok(
         d,
         &[

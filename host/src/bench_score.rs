@@ -75,7 +75,14 @@ pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -
     eprintln!(
         "bench --score: one lead with 200 events and 10 peers (20 events each), {calls} calls per round, {rounds} rounds, median reported"
     );
-    let mut instance = component.instantiate(&settings)?;
+    let timing = Timing {
+        component: &component,
+        settings: &settings,
+        native: &native,
+        calls,
+        rounds,
+        now,
+    };
     for (label, subject) in [
         ("score one lead (200 events, 10 peers)", &subject),
         (
@@ -83,34 +90,13 @@ pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -
             &busy_subject(0, 0, now),
         ),
     ] {
-        let mut native_us = Vec::new();
-        let mut wasm_us = Vec::new();
-        for _ in 0..rounds {
-            let t = Instant::now();
-            for _ in 0..calls {
-                std::hint::black_box(native.score(std::hint::black_box(subject), now));
-            }
-            native_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
-            let t = Instant::now();
-            for _ in 0..calls {
-                if instance.worn_out() {
-                    instance = component.instantiate(&settings)?;
-                }
-                std::hint::black_box(instance.score(&[subject], now)?);
-            }
-            wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
-        }
-        let (n, w) = (median(native_us), median(wasm_us));
-        println!(
-            "{label}   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
-            w / n
-        );
+        timing.report(label, subject)?;
     }
 
     // Re-scoring a store after a burst of events.
     let dir = std::env::temp_dir().join(format!("leadgate-bench-score-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = boosted_bench(config, &component, &subject, &dir, calls, rounds, now)
+    let result = boosted_bench(config, &timing, &subject, &dir)
         .and_then(|()| rescore_bench(config, &dir, rescore_leads, rounds, now));
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -123,12 +109,9 @@ const BENCH_TREES: usize = 500;
 /// trees, fitted on a generated history.
 fn boosted_bench(
     config: &Config,
-    component: &ScorerComponent,
+    timing: &Timing<'_>,
     subject: &Subject,
     dir: &std::path::Path,
-    calls: usize,
-    rounds: usize,
-    now: i64,
 ) -> Result<()> {
     let history = dir.join("history.csv");
     crate::sample::write_history(&history, 5_000, 7)?;
@@ -154,30 +137,56 @@ fn boosted_bench(
     )?;
     let settings = config.score_settings(Some(&model))?;
     let native = leadgate_score::Scorer::from_json(&settings)?;
-    let mut instance = component.instantiate(&settings)?;
-    let mut native_us = Vec::new();
-    let mut wasm_us = Vec::new();
-    for _ in 0..rounds {
-        let t = Instant::now();
-        for _ in 0..calls {
-            std::hint::black_box(native.score(std::hint::black_box(subject), now));
-        }
-        native_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
-        let t = Instant::now();
-        for _ in 0..calls {
-            if instance.worn_out() {
-                instance = component.instantiate(&settings)?;
-            }
-            std::hint::black_box(instance.score(&[subject], now)?);
-        }
-        wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / calls as f64);
+    Timing {
+        settings: &settings,
+        native: &native,
+        ..*timing
     }
-    let (n, w) = (median(native_us), median(wasm_us));
-    println!(
-        "score one lead (200 events, 10 peers), {BENCH_TREES} trees   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
-        w / n
-    );
-    Ok(())
+    .report(
+        &format!("score one lead (200 events, 10 peers), {BENCH_TREES} trees"),
+        subject,
+    )
+}
+
+/// One subject scored natively and through the component, `calls` times a
+/// round, rounds alternating; the medians printed.
+#[derive(Clone, Copy)]
+struct Timing<'a> {
+    component: &'a ScorerComponent,
+    settings: &'a str,
+    native: &'a leadgate_score::Scorer,
+    calls: usize,
+    rounds: usize,
+    now: i64,
+}
+
+impl Timing<'_> {
+    fn report(&self, label: &str, subject: &Subject) -> Result<()> {
+        let mut instance = self.component.instantiate(self.settings)?;
+        let mut native_us = Vec::new();
+        let mut wasm_us = Vec::new();
+        for _ in 0..self.rounds {
+            let t = Instant::now();
+            for _ in 0..self.calls {
+                std::hint::black_box(self.native.score(std::hint::black_box(subject), self.now));
+            }
+            native_us.push(t.elapsed().as_secs_f64() * 1e6 / self.calls as f64);
+            let t = Instant::now();
+            for _ in 0..self.calls {
+                if instance.worn_out() {
+                    instance = self.component.instantiate(self.settings)?;
+                }
+                std::hint::black_box(instance.score(&[subject], self.now)?);
+            }
+            wasm_us.push(t.elapsed().as_secs_f64() * 1e6 / self.calls as f64);
+        }
+        let (n, w) = (median(native_us), median(wasm_us));
+        println!(
+            "{label}   native {n:>8.2} µs   component {w:>8.2} µs   ratio {:.2}×",
+            w / n
+        );
+        Ok(())
+    }
 }
 
 fn rescore_bench(
