@@ -246,7 +246,9 @@ fn one() -> f64 {
 /// A model that cannot be used, naming the feature.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelError {
-    #[error("model version {0} is not supported (this scorer reads version {VERSION})")]
+    #[error(
+        "model version {0} is not supported here (this scorer reads version {VERSION}, and {BOOSTED_VERSION} for a model with a `boost` section)"
+    )]
     Version(u32),
     #[error("model feature {index} (`{name}`): {reason}")]
     Feature {
