@@ -824,15 +824,8 @@ fn decisions(
     let mut d = Decisions::default();
     let mut auto_sum = 0.0;
     for chunk in pairs.chunks(COMPARE_BATCH) {
-        let mut pool: Vec<&Lead> = Vec::with_capacity(chunk.len() * 2);
-        let mut local = Vec::with_capacity(chunk.len());
-        for &(a, b) in chunk {
-            local.push((pool.len() as u32, pool.len() as u32 + 1));
-            pool.push(&leads[a as usize]);
-            pool.push(&leads[b as usize]);
-        }
         for m in matcher
-            .compare(&pool, &local, false, now)
+            .compare_pairs(leads, chunk, false, now)
             .into_iter()
             .flatten()
         {
@@ -1295,15 +1288,8 @@ pub fn explain(
     let now = now_ms();
     let mut out = Vec::with_capacity(which.len());
     for chunk in which.chunks(COMPARE_BATCH) {
-        let mut pool: Vec<&Lead> = Vec::with_capacity(chunk.len() * 2);
-        let mut pairs = Vec::with_capacity(chunk.len());
-        for &i in chunk {
-            let (a, b) = p.pair(i);
-            pairs.push((pool.len() as u32, pool.len() as u32 + 1));
-            pool.push(&p.leads[a as usize]);
-            pool.push(&p.leads[b as usize]);
-        }
-        for m in matcher.compare(&pool, &pairs, true, now) {
+        let pairs: Vec<(u32, u32)> = chunk.iter().map(|&i| p.pair(i)).collect();
+        for m in matcher.compare_pairs(&p.leads, &pairs, true, now) {
             out.push(m.map(|m| m.evidence).unwrap_or_default());
         }
     }

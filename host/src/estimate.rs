@@ -406,18 +406,8 @@ pub fn levels_of(
 ) -> Vec<Levels> {
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(EXPLAIN_BATCH) {
-        let mut pool: Vec<&Lead> = Vec::with_capacity(chunk.len() * 2);
-        let mut local = Vec::with_capacity(chunk.len());
-        for &(a, b) in chunk {
-            let (Some(x), Some(y)) = (leads.get(a as usize), leads.get(b as usize)) else {
-                continue;
-            };
-            local.push((pool.len() as u32, pool.len() as u32 + 1));
-            pool.push(x);
-            pool.push(y);
-        }
         for m in matcher
-            .compare(&pool, &local, true, now)
+            .compare_pairs(leads, chunk, true, now)
             .into_iter()
             .flatten()
         {

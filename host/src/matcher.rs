@@ -83,6 +83,41 @@ impl<'a> Matcher<'a> {
         )
     }
 
+    /// Compares pairs of `leads` given by index, each lead sent once per
+    /// pair it is in: one result per pair; a pair with an index out of
+    /// range is not sent and gets an error.
+    pub fn compare_pairs(
+        &mut self,
+        leads: &[Lead],
+        pairs: &[(u32, u32)],
+        explain: bool,
+        now: i64,
+    ) -> Vec<Result<Match, CallError>> {
+        let mut pool: Vec<&Lead> = Vec::with_capacity(pairs.len() * 2);
+        let mut local = Vec::with_capacity(pairs.len());
+        let mut known = Vec::with_capacity(pairs.len());
+        for &(a, b) in pairs {
+            let pair = leads.get(a as usize).zip(leads.get(b as usize));
+            known.push(pair.is_some());
+            if let Some((x, y)) = pair {
+                local.push((pool.len() as u32, pool.len() as u32 + 1));
+                pool.push(x);
+                pool.push(y);
+            }
+        }
+        let mut compared = self.compare(&pool, &local, explain, now).into_iter();
+        known
+            .into_iter()
+            .map(|ok| {
+                let next = if ok { compared.next() } else { None };
+                next.unwrap_or(Err(CallError::Protocol {
+                    sent: leads.len(),
+                    got: 0,
+                }))
+            })
+            .collect()
+    }
+
     /// Compares `pairs` of `leads`; a pair the component fails on gets the
     /// error while the others go on.
     pub fn compare(

@@ -104,6 +104,19 @@ struct FlatNode {
 
 const LEAF: u32 = 1 << 18;
 
+/// One step of a tree walk.
+enum Step {
+    /// The tree's output.
+    Leaf(f64),
+    /// On to `next`; `change` is the value of `next` less that of this
+    /// node, credited to `feature`.
+    Split {
+        feature: usize,
+        next: u32,
+        change: f64,
+    },
+}
+
 impl Flat {
     fn of(trees: &[Tree]) -> Option<Flat> {
         let mut nodes = Vec::new();
@@ -489,93 +502,102 @@ impl Boost {
         }
     }
 
-    /// [`Boost::margin`] over the compact layout, every tree a level at a
-    /// time (see [`Boost::margin_as_written`]).
-    fn margin_flat(&self, flat: &Flat, x: &[f64], mut contributions: Option<&mut [f64]>) -> f64 {
-        const DONE: u32 = u32::MAX;
-        let mut at: Vec<u32> = flat.roots.clone();
-        let mut leaves: Vec<f64> = vec![0.0; at.len()];
-        let mut active = at.len();
-        while active > 0 {
-            active = 0;
-            for (slot, leaf) in at.iter_mut().zip(leaves.iter_mut()) {
-                if *slot == DONE {
-                    continue;
-                }
-                let Some(node) = flat.nodes.get(*slot as usize) else {
-                    *slot = DONE;
-                    continue;
-                };
-                if node.meta & LEAF != 0 {
-                    *leaf = f64::from(node.value);
-                    *slot = DONE;
-                    continue;
-                }
-                let f = (node.meta & 0xFFFF) as usize;
-                let left = *slot + (node.meta >> 19);
-                let v = x.get(f).copied().unwrap_or(f64::NAN);
-                let next = if v.is_nan() {
-                    left + (node.meta >> 16 & 3)
-                } else {
-                    left + u32::from(v >= node.threshold)
-                };
-                if let (Some(c), Some(child)) =
-                    (contributions.as_deref_mut(), flat.nodes.get(next as usize))
-                    && let Some(c) = c.get_mut(f)
-                {
-                    *c += f64::from(child.value) - f64::from(node.value);
-                }
-                *slot = next;
-                active += 1;
+    /// [`Boost::margin`] over the compact layout.
+    fn margin_flat(&self, flat: &Flat, x: &[f64], contributions: Option<&mut [f64]>) -> f64 {
+        let value = |i: u32| flat.nodes.get(i as usize).map(|n| f64::from(n.value));
+        self.walk(flat.roots.clone(), contributions, |_, at| {
+            let node = flat.nodes.get(at as usize)?;
+            if node.meta & LEAF != 0 {
+                return Some(Step::Leaf(f64::from(node.value)));
             }
-        }
-        leaves.iter().fold(self.base, |z, l| z + l)
+            let feature = (node.meta & 0xFFFF) as usize;
+            let left = at + (node.meta >> 19);
+            let v = x.get(feature).copied().unwrap_or(f64::NAN);
+            let next = if v.is_nan() {
+                left + (node.meta >> 16 & 3)
+            } else {
+                left + u32::from(v >= node.threshold)
+            };
+            let change = value(next).map_or(0.0, |c| c - f64::from(node.value));
+            Some(Step::Split {
+                feature,
+                next,
+                change,
+            })
+        })
     }
 
     /// [`Boost::margin`] over the trees as written (the compact layout's
     /// fallback, and its check).
-    pub fn margin_as_written(&self, x: &[f64], mut contributions: Option<&mut [f64]>) -> f64 {
-        // Every tree is walked a level at a time: the nodes of one level of
-        // all trees are independent loads the processor can fetch at once,
-        // where walking tree after tree waits on each node in turn.
+    pub fn margin_as_written(&self, x: &[f64], contributions: Option<&mut [f64]>) -> f64 {
+        self.walk(vec![0; self.trees.len()], contributions, |t, at| {
+            let nodes = &self.trees.get(t)?.nodes;
+            let node = nodes.get(at as usize)?;
+            if node.leaf {
+                return Some(Step::Leaf(node.value));
+            }
+            let feature = node.feature as usize;
+            let v = x.get(feature).copied().unwrap_or(f64::NAN);
+            let next = if v.is_nan() {
+                node.missing
+            } else if v < node.threshold {
+                node.left
+            } else {
+                node.right
+            };
+            let change = nodes
+                .get(next as usize)
+                .map_or(0.0, |c| c.value - node.value);
+            Some(Step::Split {
+                feature,
+                next,
+                change,
+            })
+        })
+    }
+
+    /// Walks every tree from `start` (one node per tree) a level at a
+    /// time: the nodes of one level of all trees are independent loads the
+    /// processor can fetch at once, where walking tree after tree waits on
+    /// each node in turn. `step` answers tree `t`'s node `at`; `None` ends
+    /// that tree with nothing (`check` guarantees it does not happen).
+    fn walk(
+        &self,
+        start: Vec<u32>,
+        mut contributions: Option<&mut [f64]>,
+        step: impl Fn(usize, u32) -> Option<Step>,
+    ) -> f64 {
         const DONE: u32 = u32::MAX;
-        let mut at: Vec<u32> = vec![0; self.trees.len()];
-        let mut leaves: Vec<f64> = vec![0.0; self.trees.len()];
-        let mut active = self.trees.len();
+        let mut at = start;
+        let mut leaves: Vec<f64> = vec![0.0; at.len()];
+        let mut active = at.len();
         while active > 0 {
             active = 0;
-            for ((tree, slot), leaf) in self.trees.iter().zip(at.iter_mut()).zip(leaves.iter_mut())
-            {
+            for (t, (slot, leaf)) in at.iter_mut().zip(leaves.iter_mut()).enumerate() {
                 if *slot == DONE {
                     continue;
                 }
-                // `check` guarantees children are in range and lead forward.
-                let Some(node) = tree.nodes.get(*slot as usize) else {
-                    *slot = DONE;
-                    continue;
-                };
-                if node.leaf {
-                    *leaf = node.value;
-                    *slot = DONE;
-                    continue;
+                match step(t, *slot) {
+                    None => *slot = DONE,
+                    Some(Step::Leaf(v)) => {
+                        *leaf = v;
+                        *slot = DONE;
+                    }
+                    Some(Step::Split {
+                        feature,
+                        next,
+                        change,
+                    }) => {
+                        if let Some(c) = contributions
+                            .as_deref_mut()
+                            .and_then(|c| c.get_mut(feature))
+                        {
+                            *c += change;
+                        }
+                        *slot = next;
+                        active += 1;
+                    }
                 }
-                let f = node.feature as usize;
-                let v = x.get(f).copied().unwrap_or(f64::NAN);
-                let next = if v.is_nan() {
-                    node.missing
-                } else if v < node.threshold {
-                    node.left
-                } else {
-                    node.right
-                };
-                if let (Some(c), Some(child)) =
-                    (contributions.as_deref_mut(), tree.nodes.get(next as usize))
-                    && let Some(c) = c.get_mut(f)
-                {
-                    *c += child.value - node.value;
-                }
-                *slot = next;
-                active += 1;
             }
         }
         // Leaf values are added in tree order, as the trainer adds them.

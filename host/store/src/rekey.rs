@@ -273,8 +273,8 @@ fn entries_not_in_match_keys(conn: &rusqlite::Connection) -> Result<u64, StoreEr
 
 #[cfg(test)]
 mod tests {
-    use crate::test_support::TempStore;
-    use crate::{Record, Status, Store, key_hash};
+    use crate::test_support::{TempStore, plain_record};
+    use crate::{Status, Store, key_hash};
     use leadgate_lead::Lead;
     use rusqlite::params;
 
@@ -291,20 +291,7 @@ mod tests {
             };
             let json = serde_json::to_string(&lead).unwrap();
             let keys = [key_hash(tenant, &format!("old:{}", i % 10))];
-            let record = Record {
-                line: 1,
-                raw: &lead,
-                status: Status::Accepted,
-                validation: Status::Accepted,
-                normalized: Some(&json),
-                issues: &[],
-                exception: None,
-                keys: &keys,
-                link: None,
-                review: None,
-                enrichment: None,
-                qualification: None,
-            };
+            let record = plain_record(&lead, Status::Accepted, Some(&json), &keys);
             s.record(run, "validate", "sha", &[record], 1).unwrap();
         }
     }
@@ -412,20 +399,7 @@ mod tests {
             ..Lead::default()
         };
         let json = serde_json::to_string(&lead).unwrap();
-        let record = Record {
-            line: 1,
-            raw: &lead,
-            status: Status::Rejected,
-            validation: Status::Rejected,
-            normalized: Some(&json),
-            issues: &[],
-            exception: None,
-            keys: &[],
-            link: None,
-            review: None,
-            enrichment: None,
-            qualification: None,
-        };
+        let record = plain_record(&lead, Status::Rejected, Some(&json), &[]);
         s.record(run, "validate", "sha", &[record], 1).unwrap();
         // Keys still pending in another writer count.
         let mut w = dir.open();

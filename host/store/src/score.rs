@@ -787,7 +787,8 @@ impl Store {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::{Record, Status};
+    use crate::Status;
+    use crate::test_support::plain_record;
     use leadgate_lead::Lead;
 
     fn store_leads(s: &mut Store, leads: &[(&str, &str)]) {
@@ -807,23 +808,10 @@ mod tests {
                 format!(r#"{{"email": "{email}", "domain": "{domain}", "external_ids": [{{"system": "crm", "id": "x-{email}"}}]}}"#)
             })
             .collect();
-        let records: Vec<Record<'_>> = raws
+        let records: Vec<_> = raws
             .iter()
             .zip(&normalized)
-            .map(|(raw, n)| Record {
-                line: 1,
-                raw,
-                status: Status::Accepted,
-                validation: Status::Accepted,
-                normalized: Some(n),
-                issues: &[],
-                exception: None,
-                keys: &[],
-                link: None,
-                review: None,
-                enrichment: None,
-                qualification: None,
-            })
+            .map(|(raw, n)| plain_record(raw, Status::Accepted, Some(n), &[]))
             .collect();
         s.record(run, "validate", "c", &records, 1).unwrap();
     }

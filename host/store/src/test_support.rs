@@ -1,6 +1,7 @@
 //! Helpers for the store's own tests.
 
-use crate::Store;
+use crate::{Record, Status, Store};
+use leadgate_lead::Lead;
 
 /// A store file of its own, removed at the end of the test.
 pub(crate) struct TempStore(std::path::PathBuf);
@@ -27,6 +28,31 @@ impl TempStore {
 impl Drop for TempStore {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A record of `raw` with `status` (as its validation verdict too), its
+/// normalized JSON and its keys, and nothing else: no issues, link,
+/// review or enrichment.
+pub(crate) fn plain_record<'a>(
+    raw: &'a Lead,
+    status: Status,
+    normalized: Option<&'a str>,
+    keys: &'a [i64],
+) -> Record<'a> {
+    Record {
+        line: 1,
+        raw,
+        status,
+        validation: status,
+        normalized,
+        issues: &[],
+        exception: None,
+        keys,
+        link: None,
+        review: None,
+        enrichment: None,
+        qualification: None,
     }
 }
 
