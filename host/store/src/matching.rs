@@ -664,7 +664,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::TempStore;
+    use crate::test_support::{TempStore, plain_record};
     use crate::{Record, Status};
 
     fn lead(id: &str, email: &str) -> Lead {
@@ -677,20 +677,7 @@ mod tests {
     }
 
     fn record<'a>(l: &'a Lead, keys: &'a [i64], normalized: &'a str) -> Record<'a> {
-        Record {
-            line: 1,
-            raw: l,
-            status: Status::Accepted,
-            validation: Status::Accepted,
-            normalized: Some(normalized),
-            issues: &[],
-            exception: None,
-            keys,
-            link: None,
-            review: None,
-            enrichment: None,
-            qualification: None,
-        }
+        plain_record(l, Status::Accepted, Some(normalized), keys)
     }
 
     /// Lead `i`'s keys: spread over the whole key range, the extremes
