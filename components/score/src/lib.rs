@@ -39,7 +39,48 @@ pub struct Scorer {
 /// subscore's own points, 0–100).
 struct Part {
     value: f64,
-    reasons: Vec<Reason>,
+    reasons: Vec<Draft>,
+}
+
+/// A reason before it is put into words: scoring weighs every candidate,
+/// keeps the largest [`MAX_REASONS`], and writes out only those.
+struct Draft {
+    contribution: f64,
+    what: What,
+}
+
+/// What a reason is about, with the numbers its words need.
+enum What {
+    /// No ideal-customer profile is configured.
+    NoIcp,
+    /// The field of ICP rule `rule` is unknown.
+    FitUnknown {
+        rule: usize,
+    },
+    /// The field of ICP rule `rule` matches it or not.
+    Fit {
+        rule: usize,
+        fits: bool,
+    },
+    /// `count` events of `kind` (page views of `category`, when not 0)
+    /// worth `points` recency-weighted.
+    Engagement {
+        kind: EventKind,
+        category: u8,
+        points: f64,
+        count: u32,
+    },
+    Research {
+        own: f64,
+        peers: f64,
+    },
+    Stakeholders {
+        people: usize,
+    },
+    Trial {
+        trial: bool,
+        usage: f64,
+    },
 }
 
 fn reason(code: String, factor: &str, contribution: f64, detail: String) -> Reason {
@@ -48,6 +89,21 @@ fn reason(code: String, factor: &str, contribution: f64, detail: String) -> Reas
         factor: factor.to_string(),
         contribution,
         detail,
+    }
+}
+
+impl What {
+    fn draft(self, contribution: f64) -> Draft {
+        Draft {
+            contribution,
+            what: self,
+        }
+    }
+
+    /// Shown even when it is worth nothing: what the profile could not
+    /// judge.
+    fn shown_at_zero(&self) -> bool {
+        matches!(self, What::NoIcp | What::FitUnknown { .. })
     }
 }
 
@@ -73,20 +129,37 @@ impl Scorer {
         let intent = self.intent(s, now, &tables);
         let w = self.r.weights;
         let blended = w.fit * fit.value + w.engagement * engagement.value + w.intent * intent.value;
-        let mut reasons: Vec<Reason> = Vec::new();
+        let mut drafts: Vec<&Draft> = Vec::new();
+        let mut weighted: Vec<f64> = Vec::new();
         for (part, weight) in [
             (&fit, w.fit),
             (&engagement, w.engagement),
             (&intent, w.intent),
         ] {
-            reasons.extend(part.reasons.iter().map(|r| Reason {
-                contribution: round2(r.contribution * weight),
-                ..r.clone()
-            }));
+            for d in &part.reasons {
+                drafts.push(d);
+                weighted.push(round2(d.contribution * weight));
+            }
         }
+        // Indexes of the drafts, largest weighted contribution first (ties
+        // in the order they were made).
+        let mut order: Vec<usize> = (0..drafts.len()).collect();
+        let by_size = |order: &mut Vec<usize>| {
+            order.sort_by(|&a, &b| weighted[b].abs().total_cmp(&weighted[a].abs()));
+        };
+        let words = |order: &[usize]| -> Vec<Reason> {
+            order
+                .iter()
+                .map(|&i| self.words(s, drafts[i], weighted[i]))
+                .collect()
+        };
         let mut probability = None;
+        let mut reasons: Vec<Reason>;
         let total = match &self.r.settings.model {
-            None => blended,
+            None => {
+                reasons = Vec::new();
+                blended
+            }
             Some(m) => {
                 let (p, parts) =
                     m.explain(|name| self.model_value(s, name, &fit, &engagement, &intent, now));
@@ -119,19 +192,18 @@ impl Scorer {
                     })
                     .collect();
                 model.truncate(MAX_REASONS / 2);
-                reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-                reasons.truncate(MAX_REASONS - model.len());
-                model.append(&mut reasons);
+                by_size(&mut order);
+                order.truncate(MAX_REASONS - model.len());
+                model.append(&mut words(&order));
                 reasons = model;
                 100.0 * p
             }
         };
         if probability.is_none() {
-            reasons.retain(|r| {
-                r.contribution != 0.0 || r.code.ends_with("_unknown") || r.code == "fit.no_icp"
-            });
-            reasons.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-            reasons.truncate(MAX_REASONS);
+            order.retain(|&i| weighted[i] != 0.0 || drafts[i].what.shown_at_zero());
+            by_size(&mut order);
+            order.truncate(MAX_REASONS);
+            reasons = words(&order);
         }
         let total = total.round().clamp(0.0, 100.0);
         let g = self.r.settings.grades;
@@ -189,12 +261,7 @@ impl Scorer {
         if rules.is_empty() {
             return Part {
                 value: 50.0,
-                reasons: vec![reason(
-                    "fit.no_icp".into(),
-                    "fit",
-                    0.0,
-                    "no ideal-customer profile is configured: fit is neutral (50)".into(),
-                )],
+                reasons: vec![What::NoIcp.draft(0.0)],
             };
         }
         let den: f64 = rules
@@ -203,33 +270,17 @@ impl Scorer {
             .sum::<f64>()
             .max(1e-9);
         let mut got = 0.0;
-        let mut reasons = Vec::new();
-        for rule in rules {
-            let name = code_name(rule.name());
+        let mut reasons = Vec::with_capacity(rules.len());
+        for (i, rule) in rules.iter().enumerate() {
             match s.value(&rule.field) {
-                None => reasons.push(reason(
-                    format!("fit.{name}_unknown"),
-                    "fit",
-                    0.0,
-                    format!("{} is unknown", rule.field),
-                )),
+                None => reasons.push(What::FitUnknown { rule: i }.draft(0.0)),
                 Some(v) => {
                     let fits = rule_fits(rule, v);
                     if fits {
                         got += rule.points;
                     }
                     let points = if fits { 100.0 * rule.points / den } else { 0.0 };
-                    reasons.push(reason(
-                        format!("fit.{name}"),
-                        "fit",
-                        points,
-                        format!(
-                            "{} '{}' {} the ideal-customer profile",
-                            rule.field,
-                            v,
-                            if fits { "matches" } else { "is outside" }
-                        ),
-                    ));
+                    reasons.push(What::Fit { rule: i, fits }.draft(points));
                 }
             }
         }
@@ -237,6 +288,92 @@ impl Scorer {
             value: (100.0 * got / den).clamp(0.0, 100.0),
             reasons,
         }
+    }
+
+    /// A reason's code and words, with its weighted contribution.
+    fn words(&self, s: &Subject, d: &Draft, contribution: f64) -> Reason {
+        let rule = |i: usize| self.r.rules.get(i);
+        let rule_name = |i: usize| rule(i).map_or_else(String::new, |r| code_name(r.name()));
+        let field = |i: usize| rule(i).map_or("", |r| r.field.as_str());
+        let (code, factor, detail) = match &d.what {
+            What::NoIcp => (
+                "fit.no_icp".to_string(),
+                "fit",
+                "no ideal-customer profile is configured: fit is neutral (50)".to_string(),
+            ),
+            What::FitUnknown { rule } => (
+                format!("fit.{}_unknown", rule_name(*rule)),
+                "fit",
+                format!("{} is unknown", field(*rule)),
+            ),
+            What::Fit { rule, fits } => (
+                format!("fit.{}", rule_name(*rule)),
+                "fit",
+                format!(
+                    "{} '{}' {} the ideal-customer profile",
+                    field(*rule),
+                    s.value(field(*rule)).unwrap_or_default(),
+                    if *fits { "matches" } else { "is outside" }
+                ),
+            ),
+            What::Engagement {
+                kind,
+                category,
+                points,
+                count,
+            } => {
+                let n = *count;
+                let cat = usize::from(*category)
+                    .checked_sub(1)
+                    .and_then(|i| s.categories.get(i))
+                    .map(|c| c.to_ascii_lowercase());
+                let code = match &cat {
+                    Some(c) => format!("engagement.{}.{}", kind.as_str(), code_name(c)),
+                    None => format!("engagement.{}", kind.as_str()),
+                };
+                let what = match &cat {
+                    Some(c) => format!("{} {c} page view{}", n, plural(n)),
+                    None => format!("{n} {}{}", kind.as_str().replace('_', " "), plural(n)),
+                };
+                (
+                    code,
+                    "engagement",
+                    format!("{what}, recency-weighted {points:.1} points"),
+                )
+            }
+            What::Research { own, peers } => (
+                "intent.research".to_string(),
+                "intent",
+                format!(
+                    "research-heavy visits ({}): {own:.1} recency-weighted of the lead's own, {peers:.1} of colleagues'",
+                    self.r.settings.research_categories.join(", ")
+                ),
+            ),
+            What::Stakeholders { people } => (
+                "intent.stakeholders".to_string(),
+                "intent",
+                format!(
+                    "{people} people of {} engaged in the last {} days",
+                    s.value("domain")
+                        .or(s.value("company"))
+                        .unwrap_or("the account"),
+                    self.r.settings.stakeholder_window_days
+                ),
+            ),
+            What::Trial { trial, usage } => (
+                "intent.trial".to_string(),
+                "intent",
+                format!(
+                    "{}product usage {usage:.1} recency-weighted units",
+                    if *trial {
+                        "a trial sign-up in the window, "
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+        };
+        reason(code, factor, contribution, detail)
     }
 
     /// Per category of `s` (by index; 0 is none): the page-view
@@ -327,23 +464,15 @@ impl Scorer {
         let value = 100.0 * (1.0 - (-sum.max(0.0) / self.r.settings.engagement_scale).exp());
         let reasons = by
             .into_iter()
-            .map(|(kind, cat, p, n)| {
-                let cat = name(cat).map(str::to_ascii_lowercase);
-                let code = match &cat {
-                    Some(c) => format!("engagement.{}.{}", kind.as_str(), code_name(c)),
-                    None => format!("engagement.{}", kind.as_str()),
-                };
-                let what = match &cat {
-                    Some(c) => format!("{} {c} page view{}", n, plural(n)),
-                    None => format!("{n} {}{}", kind.as_str().replace('_', " "), plural(n)),
-                };
-                let share = if sum > 0.0 { value * p / sum } else { 0.0 };
-                reason(
-                    code,
-                    "engagement",
-                    share,
-                    format!("{what}, recency-weighted {p:.1} points"),
-                )
+            .map(|(kind, category, points, count)| {
+                let share = if sum > 0.0 { value * points / sum } else { 0.0 };
+                What::Engagement {
+                    kind,
+                    category,
+                    points,
+                    count,
+                }
+                .draft(share)
             })
             .collect();
         Part { value, reasons }
@@ -351,7 +480,6 @@ impl Scorer {
 
     fn intent(&self, s: &Subject, now: i64, tables: &Tables) -> Part {
         let pts = self.r.settings.intent;
-        let research = &self.r.settings.research_categories;
         // One pass over each person's events: research visits, activity in
         // the window, trial sign-ups and usage.
         let window = self.r.stakeholder_window_ms;
@@ -398,44 +526,13 @@ impl Scorer {
 
         let mut reasons = Vec::new();
         if research_pts > 0.0 {
-            reasons.push(reason(
-                "intent.research".into(),
-                "intent",
-                research_pts,
-                format!(
-                    "research-heavy visits ({}): {own:.1} recency-weighted of the lead's own, {peers:.1} of colleagues'",
-                    research.join(", ")
-                ),
-            ));
+            reasons.push(What::Research { own, peers }.draft(research_pts));
         }
         if people >= 2 {
-            reasons.push(reason(
-                "intent.stakeholders".into(),
-                "intent",
-                stakeholder_pts,
-                format!(
-                    "{people} people of {} engaged in the last {} days",
-                    s.value("domain")
-                        .or(s.value("company"))
-                        .unwrap_or("the account"),
-                    self.r.settings.stakeholder_window_days
-                ),
-            ));
+            reasons.push(What::Stakeholders { people }.draft(stakeholder_pts));
         }
         if trial_pts > 0.0 {
-            reasons.push(reason(
-                "intent.trial".into(),
-                "intent",
-                trial_pts,
-                format!(
-                    "{}product usage {usage:.1} recency-weighted units",
-                    if trial {
-                        "a trial sign-up in the window, "
-                    } else {
-                        ""
-                    }
-                ),
-            ));
+            reasons.push(What::Trial { trial, usage }.draft(trial_pts));
         }
         Part {
             value: (research_pts + stakeholder_pts + trial_pts).clamp(0.0, 100.0),

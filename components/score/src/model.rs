@@ -84,14 +84,22 @@ pub struct Boost {
 /// hundreds of trees stays in the processor's cache: the threshold, the
 /// value as `f32` (the trainer's own precision), and in one word the
 /// feature, where a missing value goes, whether it is a leaf, and the left
-/// child's distance (the right child follows it). Trees that do not fit
-/// this form (a value that is not an `f32`, a child not beside its
-/// sibling) are walked as they are written instead.
+/// child's distance (the right child follows it). A leaf points at itself
+/// (distance 0, a NaN threshold no value reaches), so trees are walked in
+/// groups of [`GROUP`] for as many steps as the group's deepest tree,
+/// without a branch on where each tree is. Trees that do not fit this form
+/// (a value that is not an `f32`, a child not beside its sibling) are
+/// walked as they are written instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flat {
     nodes: Vec<FlatNode>,
     roots: Vec<u32>,
+    /// Per group of [`GROUP`] trees, its deepest tree's depth.
+    depths: Vec<u32>,
 }
+
+/// Trees walked side by side: their next nodes are independent loads.
+const GROUP: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct FlatNode {
@@ -121,21 +129,31 @@ impl Flat {
     fn of(trees: &[Tree]) -> Option<Flat> {
         let mut nodes = Vec::new();
         let mut roots = Vec::with_capacity(trees.len());
-        for tree in trees {
+        let mut depths = Vec::with_capacity(trees.len().div_ceil(GROUP));
+        for (t, tree) in trees.iter().enumerate() {
             let start = u32::try_from(nodes.len()).ok()?;
             roots.push(start);
+            // Children come after their parent: one pass finds the depths.
+            let mut depth = vec![0u32; tree.nodes.len()];
+            let mut deepest = 0;
             for (n, node) in tree.nodes.iter().enumerate() {
                 let value = node.value as f32;
                 if f64::from(value) != node.value {
                     return None;
                 }
+                let d = depth.get(n).copied()?;
+                deepest = deepest.max(d);
                 if node.leaf {
                     nodes.push(FlatNode {
-                        threshold: 0.0,
+                        threshold: f64::NAN,
                         value,
                         meta: LEAF,
                     });
                     continue;
+                }
+                for child in [node.left, node.right, node.missing] {
+                    let c = depth.get_mut(child as usize)?;
+                    *c = (*c).max(d + 1);
                 }
                 let (left, right, missing) = (
                     node.left as usize,
@@ -158,8 +176,17 @@ impl Flat {
                     meta: node.feature | (missing << 16) | (distance << 19),
                 });
             }
+            if t % GROUP == 0 {
+                depths.push(deepest);
+            } else if let Some(d) = depths.last_mut() {
+                *d = (*d).max(deepest);
+            }
         }
-        Some(Flat { nodes, roots })
+        Some(Flat {
+            nodes,
+            roots,
+            depths,
+        })
     }
 }
 
@@ -502,35 +529,54 @@ impl Boost {
         }
     }
 
-    /// [`Boost::margin`] over the compact layout.
-    fn margin_flat(&self, flat: &Flat, x: &[f64], contributions: Option<&mut [f64]>) -> f64 {
-        let value = |i: u32| flat.nodes.get(i as usize).map(|n| f64::from(n.value));
-        self.walk(flat.roots.clone(), contributions, |_, at| {
-            let node = flat.nodes.get(at as usize)?;
-            if node.meta & LEAF != 0 {
-                return Some(Step::Leaf(f64::from(node.value)));
+    /// [`Boost::margin`] over the compact layout: [`GROUP`] trees at a
+    /// time, each step moving every tree of the group one node down (a
+    /// tree at its leaf stays there, and its step credits nothing). The
+    /// leaves are added in tree order, as the trainer adds them.
+    fn margin_flat(&self, flat: &Flat, x: &[f64], mut contributions: Option<&mut [f64]>) -> f64 {
+        let nodes = flat.nodes.as_slice();
+        let mut z = self.base;
+        for (roots, &depth) in flat.roots.chunks(GROUP).zip(&flat.depths) {
+            let mut at = [0usize; GROUP];
+            let at = &mut at[..roots.len()];
+            for (a, r) in at.iter_mut().zip(roots) {
+                *a = *r as usize;
             }
-            let feature = (node.meta & 0xFFFF) as usize;
-            let left = at + (node.meta >> 19);
-            let v = x.get(feature).copied().unwrap_or(f64::NAN);
-            let next = if v.is_nan() {
-                left + (node.meta >> 16 & 3)
-            } else {
-                left + u32::from(v >= node.threshold)
-            };
-            let change = value(next).map_or(0.0, |c| c - f64::from(node.value));
-            Some(Step::Split {
-                feature,
-                next,
-                change,
-            })
-        })
+            for _ in 0..depth {
+                for a in at.iter_mut() {
+                    // `Flat::of` and `check` keep every index in range; a
+                    // node that is not stays where it is.
+                    let Some(node) = nodes.get(*a) else { continue };
+                    let feature = (node.meta & 0xFFFF) as usize;
+                    let left = *a + (node.meta >> 19) as usize;
+                    let v = x.get(feature).copied().unwrap_or(f64::NAN);
+                    let go = if v.is_nan() {
+                        (node.meta >> 16 & 3) as usize
+                    } else {
+                        usize::from(v >= node.threshold)
+                    };
+                    let next = left + go;
+                    if let (Some(c), Some(n)) = (contributions.as_deref_mut(), nodes.get(next)) {
+                        if let Some(c) = c.get_mut(feature) {
+                            *c += f64::from(n.value) - f64::from(node.value);
+                        }
+                        *a = next;
+                    } else if next < nodes.len() {
+                        *a = next;
+                    }
+                }
+            }
+            for a in at.iter() {
+                z += nodes.get(*a).map_or(0.0, |n| f64::from(n.value));
+            }
+        }
+        z
     }
 
     /// [`Boost::margin`] over the trees as written (the compact layout's
-    /// fallback, and its check).
+    /// fallback, and its check), one node at a time.
     pub fn margin_as_written(&self, x: &[f64], contributions: Option<&mut [f64]>) -> f64 {
-        self.walk(vec![0; self.trees.len()], contributions, |t, at| {
+        self.walk(contributions, |t, at| {
             let nodes = &self.trees.get(t)?.nodes;
             let node = nodes.get(at as usize)?;
             if node.leaf {
@@ -556,46 +602,48 @@ impl Boost {
         })
     }
 
-    /// Walks every tree from `start` (one node per tree) a level at a
-    /// time: the nodes of one level of all trees are independent loads the
-    /// processor can fetch at once, where walking tree after tree waits on
-    /// each node in turn. `step` answers tree `t`'s node `at`; `None` ends
-    /// that tree with nothing (`check` guarantees it does not happen).
+    /// Walks every tree from its root, in the order of
+    /// [`Boost::margin_flat`] (so contributions are summed in the same
+    /// order): [`GROUP`] trees at a time, a level at a time. `step` answers
+    /// tree `t`'s node `at`; `None` ends that tree with nothing (`check`
+    /// guarantees it does not happen).
     fn walk(
         &self,
-        start: Vec<u32>,
         mut contributions: Option<&mut [f64]>,
         step: impl Fn(usize, u32) -> Option<Step>,
     ) -> f64 {
         const DONE: u32 = u32::MAX;
-        let mut at = start;
-        let mut leaves: Vec<f64> = vec![0.0; at.len()];
-        let mut active = at.len();
-        while active > 0 {
-            active = 0;
-            for (t, (slot, leaf)) in at.iter_mut().zip(leaves.iter_mut()).enumerate() {
-                if *slot == DONE {
-                    continue;
-                }
-                match step(t, *slot) {
-                    None => *slot = DONE,
-                    Some(Step::Leaf(v)) => {
-                        *leaf = v;
-                        *slot = DONE;
+        let mut leaves: Vec<f64> = vec![0.0; self.trees.len()];
+        for (g, group) in leaves.chunks_mut(GROUP).enumerate() {
+            let mut at = [0u32; GROUP];
+            let at = &mut at[..group.len()];
+            let mut active = at.len();
+            while active > 0 {
+                active = 0;
+                for (i, (slot, leaf)) in at.iter_mut().zip(group.iter_mut()).enumerate() {
+                    if *slot == DONE {
+                        continue;
                     }
-                    Some(Step::Split {
-                        feature,
-                        next,
-                        change,
-                    }) => {
-                        if let Some(c) = contributions
-                            .as_deref_mut()
-                            .and_then(|c| c.get_mut(feature))
-                        {
-                            *c += change;
+                    match step(g * GROUP + i, *slot) {
+                        None => *slot = DONE,
+                        Some(Step::Leaf(v)) => {
+                            *leaf = v;
+                            *slot = DONE;
                         }
-                        *slot = next;
-                        active += 1;
+                        Some(Step::Split {
+                            feature,
+                            next,
+                            change,
+                        }) => {
+                            if let Some(c) = contributions
+                                .as_deref_mut()
+                                .and_then(|c| c.get_mut(feature))
+                            {
+                                *c += change;
+                            }
+                            *slot = next;
+                            active += 1;
+                        }
                     }
                 }
             }

@@ -337,6 +337,73 @@ fn a_boosted_model_walks_its_trees_and_explains_by_feature() {
 }
 
 #[test]
+fn the_compact_walk_agrees_with_the_trees_as_written() {
+    use crate::model::{Boost, Node, Tree};
+    let leaf = |value: f64| Node {
+        value,
+        leaf: true,
+        feature: 0,
+        threshold: 0.0,
+        left: 0,
+        right: 0,
+        missing: 0,
+    };
+    let split = |value: f64, feature: u32, threshold: f64, left: u32, missing: u32| Node {
+        value,
+        leaf: false,
+        feature,
+        threshold,
+        left,
+        right: left + 1,
+        missing,
+    };
+    // Trees of depth 0, 1 and 3 side by side in the walk's groups.
+    let shape = |k: usize| Tree {
+        nodes: match k % 3 {
+            0 => vec![leaf(0.25)],
+            1 => vec![split(0.0, 0, 1.0, 1, 2), leaf(-0.5), leaf(0.5)],
+            _ => vec![
+                split(0.125, 1, 0.0, 1, 1),
+                leaf(-0.25),
+                split(0.25, 0, 2.0, 3, 4),
+                leaf(0.375),
+                split(0.5, 1, 3.0, 5, 7),
+                leaf(0.75),
+                leaf(1.0),
+                leaf(-1.0),
+            ],
+        },
+    };
+    let boost = Boost {
+        base: 0.5,
+        slope: 1.0,
+        offset: 0.0,
+        trees: (0..11).map(shape).collect(),
+        flat: Default::default(),
+    };
+    boost.check(2).unwrap();
+    let mut parts = vec![0.0; 2];
+    assert_eq!(boost.margin(&[3.0, 5.0], Some(&mut parts)), 6.5);
+    assert_eq!(parts, [2.75, 1.875]);
+    assert!(boost.flat.get().is_some_and(Option::is_some), "compact");
+    for x in [
+        [f64::NAN, f64::NAN],
+        [0.5, 5.0],
+        [3.0, -1.0],
+        [1.0, 3.0],
+        [2.0, f64::NAN],
+    ] {
+        let (mut compact, mut written) = (vec![0.0; 2], vec![0.0; 2]);
+        assert_eq!(
+            boost.margin(&x, Some(&mut compact)),
+            boost.margin_as_written(&x, Some(&mut written)),
+            "{x:?}"
+        );
+        assert_eq!(compact, written, "{x:?}");
+    }
+}
+
+#[test]
 fn rare_values_are_the_other_level_and_placeholders_are_not() {
     let json: serde_json::Value = serde_json::from_str(&boosted_json()).unwrap();
     let model: crate::model::Model = serde_json::from_value(json["model"].clone()).unwrap();
