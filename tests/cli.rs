@@ -421,7 +421,7 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
         let shipped = std::fs::read(root.join(name)).unwrap();
         assert!(
             made == shipped,
-            "{name} is stale: regenerate it as the README's Samples section says"
+            "{name} is stale: regenerate it as docs/src/guide/samples.md says"
         );
     }
 }

@@ -42,7 +42,7 @@ pub struct RunOptions {
     pub import: bool,
 }
 
-/// One line of `results.ndjson` (the output contract in the README).
+/// One line of `results.ndjson` (`docs/src/guide/output.md`).
 #[derive(Serialize)]
 struct OutputLine<'a> {
     line: u64,

@@ -1532,7 +1532,7 @@ const TECHNOLOGIES: &[&str] = &[
 /// A firmographics data set for the companies the generator makes: every
 /// two-syllable name under every country's TLD, with about one in eight
 /// left out (a bought list never covers everyone). The columns are the
-/// local provider's (README, "Enrich and classify").
+/// local provider's (`docs/src/capabilities/enrich.md`).
 pub fn write_companies(path: &Path, seed: u64) -> Result<usize> {
     let mut w = csv::Writer::from_path(path)
         .with_context(|| format!("cannot create {}", path.display()))?;

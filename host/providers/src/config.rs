@@ -26,7 +26,7 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
 
     /// local: companies keyed by domain (`.csv`, or `.db`/`.sqlite` with a
-    /// `companies` table); columns in the README.
+    /// `companies` table); columns in `docs/src/capabilities/enrich.md`.
     pub companies: Option<PathBuf>,
     /// local: people keyed by email (`.csv`, or SQLite with a `people` table).
     pub people: Option<PathBuf>,

@@ -122,11 +122,8 @@ impl Runtime {
         // Loaded back from the file just written, as a warm start loads it:
         // the code and the pre-initialized memory images are then mapped
         // from the file, paged in on demand and shared with other
-        // processes. The component as compiled holds them in anonymous
-        // memory for the life of the process: measured on the service at
-        // 5,000 leads/s, a cold start held 242 MiB of anonymous memory
-        // against 146 MiB loaded back (74 MiB warm; the rest is what the
-        // compiler's threads allocated, kept by the allocator).
+        // processes. The component as compiled would hold them in
+        // anonymous memory for the life of the process.
         // SAFETY: as above; the artifact was written by this process, just
         // now, for this engine.
         match unsafe { Component::deserialize_file(&self.engine, &file) } {

@@ -374,9 +374,8 @@ async fn shutdown_signal() {
 /// The page cache of each of the service's long-lived connections, in
 /// KiB. The recording thread commits many small transactions: each one
 /// empties the others' caches, and each that split a page walks its own
-/// whole cache ([`Store::set_cache_kib`]). With the cache at the store's
-/// 128 MiB default, that walk took 11 % of the recording thread at 2,500
-/// leads/s, and grew as the cache filled. Reads that miss come from the
+/// whole cache ([`Store::set_cache_kib`]): with the store's large default
+/// cache that walk grows as the cache fills. Reads that miss come from the
 /// memory-mapped file or the log, a copy each.
 pub(crate) const CACHE_KIB: i64 = 8 * 1024;
 

@@ -339,13 +339,12 @@ enum Ack {
 /// reader was on an older snapshot; under steady intake that only happens
 /// when the checkpoints are frequent, so past this length the background
 /// thread checkpoints every millisecond or so until it does (see
-/// `serve::catch_up`). At 1,000 leads/s that is about every four seconds
-/// (BENCHMARKS.md).
+/// `serve::catch_up`).
 pub(crate) const RESTART_FRAMES: i64 = 65_536;
 
 /// The length past which the recording thread starts the log over itself
-/// (a RESTART checkpoint, holding the batch behind it 15–80 ms while it
-/// copies the rest, syncs, and waits for readers): twice
+/// (a RESTART checkpoint, holding the batch behind it while it copies the
+/// rest, syncs, and waits for readers): twice
 /// [`RESTART_FRAMES`], when the background thread has not managed.
 const FORCE_RESTART_FRAMES: i64 = 2 * RESTART_FRAMES;
 

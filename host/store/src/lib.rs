@@ -1095,7 +1095,7 @@ impl Store {
     /// SQLite syncs the database file only when a checkpoint reaches the
     /// log's end. With readers always on the log that is the restart's
     /// checkpoint alone, which then waited for seconds of copied pages to
-    /// reach the disk — 15–90 ms with a request batch held behind it.
+    /// reach the disk with a request batch held behind it.
     /// Syncing here, outside the write lock, leaves it the last few.
     pub fn checkpoint(&self) -> Result<i64, StoreError> {
         if self.path == ":memory:" {

@@ -8,9 +8,8 @@
 //! stays valid when the file changes; and it maps a grown file again only
 //! after such an unmap. The service's pipeline thread reads while the
 //! recording thread commits many times a second, so it tore down and
-//! faulted back in the same pages every batch (`munmap` took 2.3 ms a call;
-//! unmapping and page faults were a fifth of the thread's time), and on a
-//! growing file every remap cost more.
+//! faulted back in the same pages every batch, and on a growing file every
+//! remap cost more.
 //!
 //! On Linux a shared mapping of a file stays coherent with every write to
 //! the file (checkpoints write the database with `pwrite`; both go through

@@ -41,8 +41,7 @@ impl ToSql for Pack<'_> {
 
 thread_local! {
     /// Each thread's compression context, kept: making one per text (its
-    /// tables allocated and zeroed) cost as much as the compression, 3 %
-    /// of the service's recording thread.
+    /// tables allocated and zeroed) costs as much as the compression.
     static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { std::cell::RefCell::new(None) };
 }

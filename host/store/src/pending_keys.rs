@@ -101,14 +101,14 @@ pub(crate) struct PendingKeys {
     /// Per key, (row id, lead rowid) of the pending rows with it, oldest
     /// first. Hashed, not ordered: lookups and the rows coming and going
     /// are most of its use — on the front, every lead's every key — and
-    /// an ordered set's were 4–5 % of the front's time. Folding, which
+    /// an ordered set's cost more there. Folding, which
     /// wants a slice's keys, keeps lists of its own (`unfolded`).
     /// Oldest first, so the rows leaving (always the oldest) leave from the
     /// front: a common key's list is not shifted for every row dropped.
     by_key: KeyMap<VecDeque<(i64, i64)>>,
     /// Whether `by_key` is kept. Only a connection that looks candidates
     /// up needs it ([`PendingKeys::index`]): the service's writer, which
-    /// only folds, kept it for nothing — 2–3 % of its thread.
+    /// only folds, would keep it for nothing.
     indexed: bool,
     /// Per slice, the rows folded into `match_keys_mid`: those up to this id
     /// (empty until the writer folds).

@@ -1034,7 +1034,7 @@ impl Store {
     /// SLA's first threshold, for the overdue count. Reads the open review
     /// items (the backlog, by index) and the kept counts (`tenant_counts`),
     /// never the decided items or the outbox row by row: those grow with
-    /// every lead, and a scrape at a million handoffs counted for 270 ms.
+    /// every lead, and counting them would make a scrape grow with the store.
     pub fn backlog(&self, tenant: &str, escalate_ms: i64, now: i64) -> Result<Backlog, StoreError> {
         let mut b = Backlog::default();
         self.conn

@@ -5,8 +5,7 @@
 //! with two `pwrite` calls: its 24-byte header, then the page. A batch of
 //! the service's recording thread writes about 60 frames, so 120 calls,
 //! each taking the file's lock and going through the file system's write
-//! path for the one or two pages it touches: ≈ 11 % of the thread's time
-//! under load (`perf`). The shim keeps a connection's consecutive writes
+//! path for the one or two pages it touches. The shim keeps a connection's consecutive writes
 //! to its log in memory and writes them with one call when:
 //!
 //! - the transaction's commit frame is in the buffer — a frame whose
