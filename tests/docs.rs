@@ -101,7 +101,10 @@ fn the_book_summary_and_its_pages_agree() {
     let summary = std::fs::read_to_string(src.join("SUMMARY.md")).expect("docs/src/SUMMARY.md");
     let listed: Vec<String> = links(&summary);
     for page in &listed {
-        assert!(src.join(page).is_file(), "SUMMARY.md lists {page}, which is missing");
+        assert!(
+            src.join(page).is_file(),
+            "SUMMARY.md lists {page}, which is missing"
+        );
     }
     let mut unlisted = Vec::new();
     for doc in documents(&root()) {
@@ -113,14 +116,20 @@ fn the_book_summary_and_its_pages_agree() {
             unlisted.push(rel);
         }
     }
-    assert!(unlisted.is_empty(), "pages missing from SUMMARY.md: {unlisted:?}");
+    assert!(
+        unlisted.is_empty(),
+        "pages missing from SUMMARY.md: {unlisted:?}"
+    );
 }
 
 #[test]
 fn the_readme_stays_a_guide() {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
     let lines = readme.lines().count();
-    assert!(lines <= 300, "README.md has {lines} lines; reference goes in docs/");
+    assert!(
+        lines <= 300,
+        "README.md has {lines} lines; reference goes in docs/"
+    );
     // Its first lines are the two commands.
     assert!(readme.contains("cargo xtask demo"));
     assert!(readme.contains("cargo xtask test"));
