@@ -3,6 +3,8 @@
 //! folder of the repository, every chapter the book's summary lists exists,
 //! and every page of the book is in its summary.
 
+#![allow(clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {

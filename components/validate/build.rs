@@ -4,7 +4,8 @@
 //!
 //! - disposable domains: the `mailchecker` crate's list (refresh with
 //!   `cargo update -p mailchecker`);
-//! - free-mail providers and role-account local parts: `data/*.txt` here.
+//! - free-mail providers: `../lead/data/free-mail.txt` (the shared list);
+//!   role-account local parts: `data/role-accounts.txt` here.
 
 use std::{env, fs, io::Write, path::PathBuf};
 
@@ -38,7 +39,11 @@ fn main() -> std::io::Result<()> {
         .map(str::to_string)
         .collect();
     write_list(&mut out, "DISPOSABLE", disposable)?;
-    write_list(&mut out, "FREE_MAIL", read_lines("data/free-mail.txt"))?;
+    write_list(
+        &mut out,
+        "FREE_MAIL",
+        read_lines("../lead/data/free-mail.txt"),
+    )?;
     write_list(
         &mut out,
         "ROLE_ACCOUNTS",

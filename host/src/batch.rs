@@ -77,10 +77,13 @@ pub fn read(config: &Config, input: &Input<'_>, runtime: Option<&Runtime>) -> Re
         None => None,
     };
     let mut validator = match &validate {
-        Some(c) => Some(crate::run::Validator::new(c, config.validate_settings()?)?),
+        Some(c) => Some(crate::pipeline::Validator::new(
+            c,
+            config.validate_settings()?,
+        )?),
         None => None,
     };
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let mut out = Records {
         lines: Vec::new(),
         subjects: Vec::new(),
@@ -214,7 +217,7 @@ pub fn score_file(
     let stage = crate::score::Stage::load(config, &runtime, model)?;
     let mut scoring = stage.scoring(config)?;
     let records = read(config, input, Some(&runtime))?;
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let results = score_records(&records, &mut scoring, now);
     let mut out: Box<dyn Write> = if output == "-" {
         Box::new(std::io::BufWriter::new(std::io::stdout()))

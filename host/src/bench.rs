@@ -4,8 +4,10 @@
 //! with the SQLite store. Every figure is the median of several rounds taken
 //! in one process, so ratios compare like with like on a noisy machine.
 
+use crate::clock;
 use crate::config::Config;
-use crate::run::{self, RunOptions, Validator};
+use crate::pipeline::Validator;
+use crate::run::{self, RunOptions};
 use anyhow::{Context, Result};
 use leadgate_ingest::Format;
 use leadgate_lead::{Lead, Source};
@@ -15,12 +17,6 @@ use std::time::{Duration, Instant};
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 fn us(d: Duration) -> f64 {
@@ -40,7 +36,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
         })
         .collect();
     let n = leads.len() as u32;
-    let now = run::now_ms();
+    let now = clock::now_ms();
     eprintln!(
         "bench: {} leads, {rounds} rounds, median reported",
         leads.len()
@@ -199,12 +195,12 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     println!(
         "| fresh instance ready (instantiate + open) | {:.1} µs | p99 {:.1} µs |",
         us(median(instantiate.clone())),
-        us(percentile(instantiate, 0.99))
+        us(crate::load::percentile_of(&mut instantiate, 0.99))
     );
     println!(
         "| fresh instance, first lead answered | {:.1} µs | p99 {:.1} µs |",
         us(median(first_call.clone())),
-        us(percentile(first_call, 0.99))
+        us(crate::load::percentile_of(&mut first_call, 0.99))
     );
     println!(
         "| `leadgate run` end to end, SQLite, enrich + dedupe on | {:.0} leads/s | {e2e_count} leads in {:.2} s, start-up included |",

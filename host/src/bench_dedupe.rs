@@ -11,21 +11,17 @@
 //!   over growing files: time, pairs compared, peak memory, so near-linear
 //!   growth can be seen.
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::matcher::{Matcher, Policy};
 use crate::matching::Stage;
-use crate::run::now_ms;
 use anyhow::{Context, Result, bail};
 use leadgate_lead::Lead;
 use leadgate_runtime::{DeduperComponent, Runtime};
 use leadgate_store::{Record, Status, Store, key_hash};
 use std::time::{Duration, Instant};
 
-fn percentile(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
+use crate::load::percentile_of as percentile;
 
 /// Fills `store` with `leads`, normalized and keyed natively.
 pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Result<()> {

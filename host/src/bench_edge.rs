@@ -107,10 +107,10 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
             &serde_json::Value::Object(fields),
             &config.tenant,
             leadgate_lead::Source::Form,
-            crate::run::now_ms(),
+            crate::clock::now_ms(),
         )
         .map_err(|r| anyhow::anyhow!("{}", r.message))?;
-        let v = leadgate_validate::validate_owned(lead, &settings, crate::run::now_ms());
+        let v = leadgate_validate::validate_owned(lead, &settings, crate::clock::now_ms());
         native.push(t.elapsed());
         if v.verdict == leadgate_lead::Verdict::Reject {
             native_rejected += 1;

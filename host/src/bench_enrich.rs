@@ -27,7 +27,7 @@ fn normalized(config: &Config, count: usize) -> Result<Vec<Lead>> {
     let input = dir.join("leads.csv");
     crate::sample::write(count, 11, &input, None, None)?;
     let settings = leadgate_validate::Settings::from_json(&config.validate_settings()?)?;
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let leads = crate::sample::read_leads(&input)?
         .into_iter()
         .map(|mut l| {
@@ -56,7 +56,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
         bail!("no leads to enrich");
     }
     let n = leads.len() as u32;
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let component = EnricherComponent::load(&runtime, &config.enrich_component()?)?;
     let store = leadgate_store::Store::open(":memory:")?;
@@ -197,7 +197,7 @@ fn http_throughput(
             ..Lead::default()
         })
         .collect();
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let t = Instant::now();
     for chunk in leads.chunks_mut(c.limits.batch_size) {
         for r in stage.enrich(chunk, now) {

@@ -65,7 +65,7 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
 }
 
 pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -> Result<()> {
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let component = ScorerComponent::load(&runtime, &config.score_component()?)?;
     let settings = config.score_settings(None)?;

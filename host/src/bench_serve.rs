@@ -279,7 +279,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     {
         let mut store = leadgate_store::Store::open(&db.display().to_string())?;
         let leads = crate::sample::read_leads(&base_csv)?;
-        crate::bench_dedupe::fill(config, &mut store, leads, crate::run::now_ms())?;
+        crate::bench_dedupe::fill(config, &mut store, leads, crate::clock::now_ms())?;
         // Closing the store folds its write-ahead log into the file, so
         // the file can be copied.
     }
@@ -304,7 +304,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         "bench",
         &crate::serve::auth::hash(&key),
         &crate::serve::auth::prefix(&key),
-        crate::run::now_ms(),
+        crate::clock::now_ms(),
     )?;
 
     let exe = std::env::current_exe().context("cannot find the leadgate executable")?;

@@ -27,18 +27,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
-
-/// Reads and checks a model file (TOML, from `leadgate calibrate`).
-pub fn read_model(path: &Path) -> Result<Model> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read model {}", path.display()))?;
-    let m: Model =
-        toml::from_str(&text).with_context(|| format!("model {} is not valid", path.display()))?;
-    m.check()
-        .with_context(|| format!("model {}", path.display()))?;
-    Ok(m)
-}
 
 /// An outcome cell: converted or not; `None` when it says neither.
 pub fn outcome(s: &str) -> Option<bool> {

@@ -110,12 +110,12 @@ impl ClassifyConfig {
         }
         for f in &self.required {
             if !leadgate_lead::TEXT_FIELDS.contains(&f.as_str())
-                && !leadgate_enrich::settings::FIELDS.contains(&f.as_str())
+                && !leadgate_lead::enrich::FIELDS.contains(&f.as_str())
             {
                 bail!(
                     "classify.required: unknown field `{f}` (lead fields: {}; enrichment: {})",
                     leadgate_lead::TEXT_FIELDS.join(", "),
-                    leadgate_enrich::settings::FIELDS.join(", ")
+                    leadgate_lead::enrich::FIELDS.join(", ")
                 );
             }
         }

@@ -487,7 +487,7 @@ impl Config {
             None => self.score.model.as_ref().map(|p| self.base.join(p)),
         };
         if let Some(path) = path {
-            let model = crate::calibrate::read_model(&path)?;
+            let model = read_model(&path)?;
             if let Some(map) = settings.as_object_mut() {
                 map.insert(
                     "model".into(),
@@ -538,6 +538,18 @@ fn bundled_component(name: &str) -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Reads and checks a conversion model file (TOML, from `leadgate
+/// calibrate`).
+fn read_model(path: &Path) -> Result<leadgate_score::model::Model> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let m: leadgate_score::model::Model =
+        toml::from_str(&text).with_context(|| format!("model {} is not valid", path.display()))?;
+    m.check()
+        .with_context(|| format!("model {}", path.display()))?;
+    Ok(m)
 }
 
 #[cfg(test)]

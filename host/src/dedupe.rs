@@ -11,9 +11,10 @@
 //! [`prepare`] (read, validate, key, block, compare) is shared with
 //! `leadgate eval dedupe` and `leadgate dedupe-train`.
 
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::matcher::{Decision, Matcher, Policy};
-use crate::run::{Validator, now_ms};
+use crate::pipeline::Validator;
 use anyhow::{Context, Result, bail};
 use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader};
 use leadgate_lead::{Lead, Source, Verdict};

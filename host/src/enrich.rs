@@ -62,7 +62,7 @@ pub fn chain(config: &Config, store: &Store) -> Result<Arc<Chain>> {
         .unwrap_or_default();
     if chain.has_remote() {
         let since =
-            crate::run::now_ms() - i64::try_from(oldest.as_millis()).unwrap_or(i64::MAX / 2);
+            crate::clock::now_ms() - i64::try_from(oldest.as_millis()).unwrap_or(i64::MAX / 2);
         let rows = store.cache_rows(since)?;
         chain.cache.load(rows.into_iter().filter_map(entry_of_row));
     }

@@ -278,7 +278,7 @@ pub struct Options {
 
 /// Reads, stores and attaches events, then re-scores what they touch.
 pub fn run(config: &Config, opts: &Options) -> Result<Report> {
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let tenant = config.tenant.as_str();
     let mut store = Store::open(&opts.db)?;
     let reader: Box<dyn BufRead> = if opts.input == "-" {

@@ -138,16 +138,20 @@ fn call(
     }
 }
 
-/// The next attempt's delay: `backoff · 2^attempts`, capped, with up to
-/// 25% jitter, and never sooner than the CRM asked.
+/// The next attempt's delay in milliseconds: the retry schedule every
+/// outbound call of leadgate uses ([`leadgate_providers::retry::delay`]:
+/// `backoff · 2^attempts`, capped, jittered over its upper half), and never
+/// sooner than the CRM asked.
 fn backoff(config: &Config, attempts: i64, retry_after: Option<Duration>) -> i64 {
-    use rand::Rng;
     let c = &config.crm;
-    let base = (c.backoff_ms as f64) * 2f64.powi(attempts.clamp(0, 30) as i32);
-    let capped = base.min(c.max_backoff_ms as f64);
-    let jitter = rand::rng().random_range(0.0..=0.25) * capped;
-    let wait = (capped + jitter) as i64;
-    wait.max(retry_after.map_or(0, |d| d.as_millis() as i64))
+    let wait = leadgate_providers::retry::delay(
+        u32::try_from(attempts.clamp(0, 31)).unwrap_or(31),
+        Duration::from_millis(c.backoff_ms),
+        Duration::from_millis(c.max_backoff_ms),
+        retry_after,
+        &mut rand::rng(),
+    );
+    i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A lead as the CRM gets it.

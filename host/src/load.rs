@@ -50,6 +50,12 @@ pub fn percentile(v: &[Duration], p: f64) -> Duration {
     v[i.min(v.len() - 1)]
 }
 
+/// The `p` quantile (0–1) of `v`, sorting it first.
+pub fn percentile_of(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    percentile(v, p)
+}
+
 /// Milliseconds, for reports.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3

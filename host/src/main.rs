@@ -19,6 +19,7 @@ mod bench_score;
 mod bench_serve;
 mod calibrate;
 mod classify;
+mod clock;
 mod compose;
 mod config;
 mod dedupe;
@@ -29,8 +30,10 @@ mod events;
 mod handoff;
 mod isolate;
 mod load;
+mod logging;
 mod matcher;
 mod matching;
+mod pipeline;
 mod reenrich;
 mod rekey;
 mod report;
@@ -623,14 +626,9 @@ fn format_of(f: Option<FormatArg>) -> Option<leadgate_ingest::Format> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // `serve` sets up its own (JSON) logging.
+    // `serve` sets up its own (JSON, at `info`) logging.
     if !matches!(cli.command, Command::Serve { .. }) {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
+        logging::init("warn", false);
     }
     match execute(cli) {
         Ok(code) => code,
@@ -917,7 +915,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                         &label,
                         &serve::auth::hash(&key),
                         &serve::auth::prefix(&key),
-                        run::now_ms(),
+                        clock::now_ms(),
                     )?;
                     eprintln!("API key for tenant {tenant} ({label}); it is not shown again:");
                     println!("{key}");
@@ -939,7 +937,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 }
                 KeysAction::Revoke { which, tenant } => {
                     let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
-                    let n = store.revoke_api_key(&tenant, &which, run::now_ms())?;
+                    let n = store.revoke_api_key(&tenant, &which, clock::now_ms())?;
                     if n == 0 {
                         anyhow::bail!(
                             "no active key of tenant {tenant} has the label or prefix '{which}'"
@@ -978,10 +976,10 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     }
                 }
                 OutboxAction::Retry { ids } => {
-                    let n = store.retry_handoffs(tenant, &ids, run::now_ms())?;
+                    let n = store.retry_handoffs(tenant, &ids, clock::now_ms())?;
                     println!("{n} handoff(s) queued again");
                 }
-                OutboxAction::Deliver => deliver_once(&config, &mut store, run::now_ms())?,
+                OutboxAction::Deliver => deliver_once(&config, &mut store, clock::now_ms())?,
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1002,7 +1000,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Tick { no_handoff } => {
             let mut store = leadgate_store::Store::open(&db)?;
-            let now = run::now_ms();
+            let now = clock::now_ms();
             let t = review::tick(&config, &mut store, now)?;
             println!(
                 "review SLA: {} escalated · {} past the fallback threshold",
@@ -1117,7 +1115,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 eprintln!("wrote {n} companies to {}", path.display());
             }
             if let Some(path) = events {
-                let n = sample::write_events(&output, &path, seed, run::now_ms())?;
+                let n = sample::write_events(&output, &path, seed, clock::now_ms())?;
                 eprintln!("wrote {n} events to {}", path.display());
             }
             if let Some(path) = history {
@@ -1318,7 +1316,7 @@ fn rescore_stored(
     let mut scoring = stage.scoring(config)?;
     let path = pipeline.or_else(|| config.score.pipeline.as_ref().map(|p| config.base.join(p)));
     let mut pipeline = score::Pipeline::open(path.as_deref())?;
-    let now = run::now_ms();
+    let now = clock::now_ms();
     let Some(mut only) = only else {
         return score::rescore(
             config,

@@ -68,7 +68,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
             std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?,
         ))),
     };
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     for batch in queued.chunks(config.limits.batch_size) {
         let mut ids = Vec::new();
         let mut leads = Vec::new();

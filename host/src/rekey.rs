@@ -28,7 +28,7 @@ pub fn rekey(config: &Config, db: &str, quiet: bool) -> Result<Rekeyed> {
         .only_passes(&config.dedupe.store_passes);
     let mut store = Store::open(db)?;
     let bar = crate::dedupe::progress(quiet, Some(0), "rekeying");
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let tenant = config.tenant.as_str();
     let done = store.rekey(tenant, CHUNK, |stored, total| -> Result<_, String> {
         bar.set_length(total);

@@ -93,7 +93,7 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
     let stage = crate::score::Stage::load(config, &runtime, opts.model.as_deref())?;
     let mut scoring = stage.scoring(config)?;
     let refs: Vec<&leadgate_lead::score::Subject> = subjects.iter().collect();
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let scores = scoring.score(&refs, now);
     let mut kept = Vec::new();
     for (i, s) in scores.into_iter().enumerate() {

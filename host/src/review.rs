@@ -28,8 +28,8 @@
 //! `reject` decided as `sla:fallback` (never for a match: a timer does not
 //! merge people).
 
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::run::now_ms;
 use crate::serve::config::{Fallback, Target};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;

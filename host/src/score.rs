@@ -232,7 +232,7 @@ impl Loaded {
 /// a free-mail provider's.
 pub fn account_of(lead: &Lead) -> Option<String> {
     let d = lead.domain.as_deref()?.trim().to_ascii_lowercase();
-    if d.is_empty() || leadgate_enrich::derive::email_type(&format!("x@{d}")) == Some("free") {
+    if d.is_empty() || leadgate_lead::mail::is_free_mail_domain(&d) {
         return None;
     }
     Some(d)
@@ -988,7 +988,8 @@ mod tests {
     /// Both must give every lead the same score.
     #[test]
     fn leads_handed_over_as_recorded_score_as_read_back() {
-        use crate::run::{Components, Engine, now_ms};
+        use crate::clock::now_ms;
+        use crate::pipeline::{Components, Engine};
         use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

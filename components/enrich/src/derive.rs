@@ -3,34 +3,14 @@
 //! timezone from country and region, seniority and department from the job
 //! title. Each is a small table; each result says how sure it is.
 
-/// Free-mail providers: the validate capability's list, so both agree.
-const FREE_MAIL: &str = include_str!("../../validate/data/free-mail.txt");
-
-/// The free-mail list, sorted once per instance for binary search.
-fn free_mail() -> &'static [&'static str] {
-    static LIST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    LIST.get_or_init(|| {
-        let mut v: Vec<&'static str> = FREE_MAIL
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .collect();
-        v.sort_unstable();
-        v
-    })
-}
-
 /// `corporate` or `free` for an address's domain.
 pub fn email_type(email: &str) -> Option<&'static str> {
     let domain = email.rsplit_once('@')?.1;
-    let free = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-        free_mail()
-            .binary_search(&domain.to_ascii_lowercase().as_str())
-            .is_ok()
+    Some(if leadgate_lead::mail::is_free_mail_domain(domain) {
+        "free"
     } else {
-        free_mail().binary_search(&domain).is_ok()
-    };
-    Some(if free { "free" } else { "corporate" })
+        "corporate"
+    })
 }
 
 /// A company name from a registrable domain: `blue-sky-labs.co.uk` →

@@ -4,24 +4,7 @@
 use serde::Deserialize;
 
 /// Every field an enricher can set, for checking `want`.
-pub const FIELDS: &[&str] = &[
-    "company",
-    "country",
-    "city",
-    "region",
-    "job_title",
-    "first_name",
-    "last_name",
-    "industry",
-    "employee_range",
-    "revenue_range",
-    "technologies",
-    "timezone",
-    "seniority",
-    "department",
-    "email_type",
-    "linkedin",
-];
+pub use leadgate_lead::enrich::FIELDS;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -5,6 +5,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every field an enricher can set: what `[enrich.settings] want` and
+/// `[classify] required` may name besides the lead's own fields.
+pub const FIELDS: &[&str] = &[
+    "company",
+    "country",
+    "city",
+    "region",
+    "job_title",
+    "first_name",
+    "last_name",
+    "industry",
+    "employee_range",
+    "revenue_range",
+    "technologies",
+    "timezone",
+    "seniority",
+    "department",
+    "email_type",
+    "linkedin",
+];
+
 /// A company, keyed by its registrable domain (`record company`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

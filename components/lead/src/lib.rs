@@ -8,6 +8,7 @@
 //! component's logic can be tested and benchmarked natively.
 
 pub mod enrich;
+pub mod mail;
 pub mod score;
 
 use serde::{Deserialize, Serialize};

@@ -1,59 +1,71 @@
-//! A token bucket: at most `burst` requests at once, `rate` per second
-//! sustained, shared by every thread calling one provider. A server's
-//! `Retry-After` pauses the whole bucket, not just the request that got it.
+//! A provider's rate limit: at most `burst` requests at once, `rate` per
+//! second sustained, shared by every thread calling one provider (a
+//! `governor` limiter). A server's `Retry-After` pauses the whole bucket,
+//! not just the request that got it.
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<State>,
+    limiter: RateLimiter<governor::state::NotKeyed, governor::state::InMemoryState, DefaultClock>,
+    clock: DefaultClock,
+    pause: Mutex<Pause>,
 }
 
-struct State {
-    tokens: f64,
-    last: Instant,
-    /// No token is handed out before this (a server asked us to wait).
-    paused_until: Option<Instant>,
+/// A server asked us to wait.
+#[derive(Default)]
+struct Pause {
+    /// No token is handed out before this.
+    until: Option<Instant>,
+    /// The tokens that came in during the pause are dropped when it ends,
+    /// so the burst does not fire the moment it does.
+    drain: bool,
 }
 
 impl TokenBucket {
-    /// A full bucket.
+    /// A full bucket. A rate that is not a positive number allows one
+    /// request an hour.
     pub fn new(rate_per_second: f64, burst: u32) -> TokenBucket {
+        let period = if rate_per_second.is_finite() && rate_per_second > 0.0 {
+            Duration::from_secs_f64(1.0 / rate_per_second)
+        } else {
+            Duration::from_secs(3600)
+        };
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
         TokenBucket {
-            rate: rate_per_second,
-            burst: f64::from(burst.max(1)),
-            state: Mutex::new(State {
-                tokens: f64::from(burst.max(1)),
-                last: Instant::now(),
-                paused_until: None,
-            }),
+            limiter: RateLimiter::direct(quota),
+            clock: DefaultClock::default(),
+            pause: Mutex::new(Pause::default()),
         }
     }
 
     /// Takes a token if one is there now; else how long until one is.
     pub fn try_acquire(&self) -> Result<(), Duration> {
-        let mut s = match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let now = Instant::now();
-        if let Some(until) = s.paused_until {
-            if now < until {
-                return Err(until - now);
+        {
+            let mut p = match self.pause.lock() {
+                Ok(p) => p,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(until) = p.until {
+                let now = Instant::now();
+                if now < until {
+                    return Err(until - now);
+                }
+                p.until = None;
             }
-            s.paused_until = None;
+            if std::mem::take(&mut p.drain) {
+                while self.limiter.check().is_ok() {}
+            }
         }
-        let elapsed = now.duration_since(s.last).as_secs_f64();
-        s.tokens = (s.tokens + elapsed * self.rate).min(self.burst);
-        s.last = now;
-        if s.tokens >= 1.0 {
-            s.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - s.tokens) / self.rate))
-        }
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
     /// Waits for a token, but not past `deadline`: `false` if it would.
@@ -74,16 +86,15 @@ impl TokenBucket {
     /// Hands out no token for `wait` (a `Retry-After`); the bucket is also
     /// emptied, so the burst does not fire the moment the pause ends.
     pub fn pause(&self, wait: Duration) {
-        let mut s = match self.state.lock() {
-            Ok(s) => s,
+        let mut p = match self.pause.lock() {
+            Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
         let until = Instant::now() + wait;
-        if s.paused_until.is_none_or(|p| p < until) {
-            s.paused_until = Some(until);
+        if p.until.is_none_or(|u| u < until) {
+            p.until = Some(until);
         }
-        s.tokens = 0.0;
-        s.last = until;
+        p.drain = true;
     }
 }
 

@@ -105,7 +105,7 @@ impl Shared {
 
     /// Sets the gauges read from the store, then encodes every metric.
     pub fn render_metrics(&self) -> String {
-        let now = crate::run::now_ms();
+        let now = crate::clock::now_ms();
         let m = &self.metrics;
         if let Ok(store) = self.gauges.lock() {
             for (name, t) in &self.tenants {
@@ -220,7 +220,7 @@ fn secret(env: &str) -> Option<Vec<u8>> {
 
 /// Runs the service until interrupted.
 pub fn serve(config: &Config, opts: &Options) -> Result<()> {
-    init_logging(opts.json_logs);
+    crate::logging::init("info", opts.json_logs);
     let listen = opts
         .listen
         .clone()
@@ -437,7 +437,7 @@ fn background(shared: &Shared, handoff: bool) {
         for t in shared.tenants.values() {
             let c = &t.config;
             if tick {
-                match crate::review::tick(c, &mut store, crate::run::now_ms()) {
+                match crate::review::tick(c, &mut store, crate::clock::now_ms()) {
                     Ok(r) if r.escalated + r.fallbacks > 0 => {
                         tracing::warn!(tenant = %c.tenant, escalated = r.escalated, fallbacks = r.fallbacks, "review SLA");
                     }
@@ -455,7 +455,7 @@ fn background(shared: &Shared, handoff: bool) {
                 &mut store,
                 &agent,
                 t.crm_token.as_deref(),
-                crate::run::now_ms(),
+                crate::clock::now_ms(),
             ) {
                 Ok(r) => {
                     let m = &shared.metrics;
@@ -524,18 +524,4 @@ fn catch_up(shared: &Shared, store: &Store, mut log: i64) {
         }
     }
     shared.wal_frames.store(log, Ordering::Relaxed);
-}
-
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LEADGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Another subscriber (tests in one process) is not an error.
-    let _ = if json {
-        builder.json().flatten_event(true).try_init()
-    } else {
-        builder.try_init()
-    };
 }

@@ -924,7 +924,7 @@ async fn hubspot_webhook(
         &body,
         header(leadgate_signature::HUBSPOT_SIGNATURE),
         header(leadgate_signature::HUBSPOT_TIMESTAMP),
-        crate::run::now_ms(),
+        crate::clock::now_ms(),
         t.config.serve.signature_window_ms,
     ) {
         return refuse_signature(&s, &tenant, &e);
@@ -1051,7 +1051,7 @@ async fn lead_webhook(
         headers
             .get(leadgate_signature::LEADGATE_SIGNATURE)
             .and_then(|v| v.to_str().ok()),
-        crate::run::now_ms(),
+        crate::clock::now_ms(),
         t.config.serve.signature_window_ms,
     ) {
         return refuse_signature(&s, &tenant, &e);
@@ -1268,7 +1268,7 @@ async fn list<T: serde::Serialize + Send + 'static>(
 
 async fn list_review(State(s): State<S>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
     list(&s, &headers, q, 50, &[], |st, tenant, config, limit, _| {
-        crate::review::prioritized(config, st, tenant, limit, crate::run::now_ms())
+        crate::review::prioritized(config, st, tenant, limit, crate::clock::now_ms())
     })
     .await
 }
@@ -1345,7 +1345,7 @@ async fn decide_review(
             &d.decision,
             &d.reviewer,
             d.note.as_deref(),
-            crate::run::now_ms(),
+            crate::clock::now_ms(),
         )
     })
     .await;
@@ -1426,7 +1426,7 @@ async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: Body) -> Res
     let db = s.db.clone();
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let mut store = leadgate_store::Store::open(&db)?;
-        Ok(store.retry_handoffs(&tenant, &r.ids, crate::run::now_ms())?)
+        Ok(store.retry_handoffs(&tenant, &r.ids, crate::clock::now_ms())?)
     })
     .await;
     match n {

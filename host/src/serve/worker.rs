@@ -28,7 +28,7 @@
 
 use super::Shared;
 use crate::config::Config;
-use crate::run::{Committer, Components, Engine, Prepared, Processed};
+use crate::pipeline::{Committer, Components, Engine, Prepared, Processed};
 use crate::serve::config::Target;
 use anyhow::{Context, Result};
 use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
@@ -747,7 +747,7 @@ impl Front<'_> {
                     let reply = error_reply(500, "intake.unreadable", &format!("{e:#}"));
                     store.finish_intake(
                         &[(row.id, reply.status, &reply.body)],
-                        crate::run::now_ms(),
+                        crate::clock::now_ms(),
                     )?;
                 }
             }
@@ -1009,7 +1009,7 @@ impl Steps<'_> {
                     .zip(&replies)
                     .map(|(p, r)| (p.intake, r.status, r.body.as_str()))
                     .collect();
-                store.finish_intake(&done, crate::run::now_ms())?;
+                store.finish_intake(&done, crate::clock::now_ms())?;
                 Ok(replies)
             }
             Work::Events { intake, events, .. } => Ok(vec![events_into(
@@ -1061,7 +1061,7 @@ impl Steps<'_> {
             .flatten()
             .flatten()
             .any(|p| matches!(p.status, Status::Accepted | Status::Review));
-        let now = crate::run::now_ms();
+        let now = crate::clock::now_ms();
         if let Some(scoring) = self.scoring.as_mut()
             && any_new
         {
@@ -1189,7 +1189,7 @@ fn log(
             lead_ids: &l.lead_ids,
         })
         .collect();
-    store.log_intake(&requests, crate::run::now_ms())
+    store.log_intake(&requests, crate::clock::now_ms())
 }
 
 /// Tells the handlers their requests could not be logged.
@@ -1315,7 +1315,7 @@ fn events_into(
     intake: i64,
     events: &[String],
 ) -> Result<Reply> {
-    let now = crate::run::now_ms();
+    let now = crate::clock::now_ms();
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for (i, raw) in events.iter().enumerate() {
