@@ -1,4 +1,4 @@
-//! `leadgate bench --dedupe`: dedupe's speed targets.
+//! `leadgate bench dedupe`: dedupe's speed targets.
 //!
 //! - One new lead against a store of `stored` records: the dedupe stage of
 //!   `leadgate run` for a single lead (keys through the component, candidate

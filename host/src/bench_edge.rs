@@ -1,4 +1,4 @@
-//! `leadgate bench --edge`: the edge component (`components/edge`,
+//! `leadgate bench edge`: the edge component (`components/edge`,
 //! composed with the validate component) under `wasmtime serve`, every
 //! request on a fresh instance (`--max-instance-reuse-count 1`), over real
 //! HTTP on loopback.

@@ -1,4 +1,4 @@
-//! `leadgate bench --enrich`: what enrichment costs per lead through the
+//! `leadgate bench enrich`: what enrichment costs per lead through the
 //! component against the same logic compiled natively (both with the
 //! tenant's providers — the demo's local firmographics — and the same
 //! prefetch), and what an HTTP provider sustains: a loopback API answering
@@ -64,7 +64,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
     let batch = config.limits.batch_size;
     let budget = Duration::from_millis(config.enrich.budget_ms);
     eprintln!(
-        "bench --enrich: {} normalized leads, providers: {}, {} rounds, median reported",
+        "bench enrich: {} normalized leads, providers: {}, {} rounds, median reported",
         leads.len(),
         chain
             .providers

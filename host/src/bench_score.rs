@@ -1,4 +1,4 @@
-//! `leadgate bench --score`: scoring one lead with 200 events and 10
+//! `leadgate bench score`: scoring one lead with 200 events and 10
 //! account peers through the component against the same logic compiled
 //! natively, and re-scoring a store of leads after a burst of events
 //! (load, build subjects, score, record history and surfacing).
@@ -73,7 +73,7 @@ pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -
     let subject = busy_subject(200, 10, now);
     let calls = calls.clamp(100, 20_000);
     eprintln!(
-        "bench --score: one lead with 200 events and 10 peers (20 events each), {calls} calls per round, {rounds} rounds, median reported"
+        "bench score: one lead with 200 events and 10 peers (20 events each), {calls} calls per round, {rounds} rounds, median reported"
     );
     let timing = Timing {
         component: &component,

@@ -1,4 +1,4 @@
-//! `leadgate bench --serve`: the service's intake under load, over real
+//! `leadgate bench serve`: the service's intake under load, over real
 //! HTTP on loopback.
 //!
 //! The store is filled with `stored` leads first (natively, as `bench
@@ -232,8 +232,9 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     if o.batch == 0 || o.concurrency == 0 || o.rate <= 0.0 {
         bail!("--batch, --concurrency and --rate must be positive");
     }
-    let config_path = config_path
-        .context("bench --serve needs the tenant's configuration: pass --config (e.g. samples/leadgate.toml)")?;
+    let config_path = config_path.context(
+        "bench serve needs the tenant's configuration: pass --config (e.g. samples/leadgate.toml)",
+    )?;
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("leadgate-bench-serve-{pid}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

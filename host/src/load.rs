@@ -1,5 +1,5 @@
-//! The open-loop load generator the HTTP benchmarks share (`bench --serve`,
-//! `bench --edge`): requests are *due* at a fixed rate, sent from a pool of
+//! The open-loop load generator the HTTP benchmarks share (`bench serve`,
+//! `bench edge`): requests are *due* at a fixed rate, sent from a pool of
 //! keep-alive connections, and each one's latency is measured from when it
 //! was due — not when it was sent — so a server that falls behind shows it
 //! (no coordinated omission).

@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod batch;
 mod bench;
+mod bench_cli;
 mod bench_dedupe;
 mod bench_edge;
 mod bench_enrich;
@@ -484,93 +485,8 @@ enum Command {
         #[command(subcommand)]
         what: Option<EvalWhat>,
     },
-    /// Benchmark validate: native vs component, cold start, end to end.
-    Bench {
-        /// Leads for the per-lead measures (generated).
-        #[arg(long, default_value_t = 20_000)]
-        leads: usize,
-        /// Leads in the file `leadgate run` processes end to end.
-        #[arg(long, default_value_t = 100_000)]
-        e2e_leads: usize,
-        /// Repetitions; the median is reported.
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// Benchmark dedupe instead: one new lead against a large store,
-        /// and batch clean-up at growing sizes.
-        #[arg(long)]
-        dedupe: bool,
-        /// With --dedupe or --serve: records in the store new leads are
-        /// matched against (default 1,000,000 for --dedupe, 100,000 for
-        /// --serve).
-        #[arg(long)]
-        stored: Option<usize>,
-        /// With --dedupe: new leads timed one by one against the store.
-        #[arg(long, default_value_t = 2_000)]
-        probes: usize,
-        /// With --dedupe: file sizes for `leadgate dedupe` (comma-separated;
-        /// 0 for none).
-        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
-        sizes: Vec<usize>,
-        /// Benchmark enrich instead: per lead natively and through the
-        /// component with the configured providers, and an HTTP provider's
-        /// throughput under its rate limit (a loopback API).
-        #[arg(long, conflicts_with = "dedupe")]
-        enrich: bool,
-        /// With --enrich: leads through the HTTP provider.
-        #[arg(long, default_value_t = 1_000)]
-        http_leads: usize,
-        /// With --enrich: the HTTP provider's rate limit (requests/s).
-        #[arg(long, default_value_t = 200.0)]
-        http_rate: f64,
-        /// With --enrich: the loopback API's latency per request (ms).
-        #[arg(long, default_value_t = 50)]
-        http_latency_ms: u64,
-        /// With --enrich: lookups in flight at once.
-        #[arg(long, default_value_t = 32)]
-        http_concurrency: usize,
-        /// Benchmark score instead: one lead with many events and peers
-        /// natively and through the component, and re-scoring a store.
-        #[arg(long, conflicts_with_all = ["dedupe", "enrich"])]
-        score: bool,
-        /// With --score: leads in the store re-scored.
-        #[arg(long, default_value_t = 100_000)]
-        rescore_leads: usize,
-        /// Benchmark the HTTP service instead: intake under an open-loop
-        /// load on loopback, against a filled store (uses --stored).
-        #[arg(long, conflicts_with_all = ["dedupe", "enrich", "score"])]
-        serve: bool,
-        /// With --serve: leads per second offered.
-        #[arg(long, default_value_t = 5_000.0)]
-        rate: f64,
-        /// With --serve: leads per request.
-        #[arg(long, default_value_t = 10)]
-        batch: usize,
-        /// With --serve: client connections.
-        #[arg(long, default_value_t = 64)]
-        concurrency: usize,
-        /// With --serve: seconds measured (after the warm-up).
-        #[arg(long, default_value_t = 60)]
-        duration: u64,
-        /// With --serve: seconds of warm-up, not measured.
-        #[arg(long, default_value_t = 5)]
-        warmup: u64,
-        /// Benchmark the edge component instead: form submissions to it
-        /// under `wasmtime serve`, a fresh instance per request (uses
-        /// --rate as forms per second, --concurrency, --duration, --warmup).
-        #[arg(long, conflicts_with_all = ["dedupe", "enrich", "score", "serve"])]
-        edge: bool,
-        /// With --edge: the wasmtime CLI.
-        #[arg(long, env = "LEADGATE_WASMTIME", default_value = "wasmtime")]
-        wasmtime: PathBuf,
-        /// With --edge: the composed edge component (default:
-        /// edge-composed.wasm among the bundled components).
-        #[arg(long)]
-        edge_component: Option<PathBuf>,
-        /// With --edge: an option for `wasmtime serve`, e.g.
-        /// `-O pooling-allocator=y` (repeat for several).
-        #[arg(long = "runtime-arg", allow_hyphen_values = true)]
-        runtime_args: Vec<String>,
-    },
+    /// Benchmarks: validate (the default), or one of the subcommands.
+    Bench(bench_cli::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -1163,89 +1079,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench {
-            leads,
-            e2e_leads,
-            rounds,
-            dedupe,
-            stored,
-            probes,
-            sizes,
-            enrich,
-            http_leads,
-            http_rate,
-            http_latency_ms,
-            http_concurrency,
-            score,
-            rescore_leads,
-            serve,
-            rate,
-            batch,
-            concurrency,
-            duration,
-            warmup,
-            edge,
-            wasmtime,
-            edge_component,
-            runtime_args,
-        } => {
-            if edge {
-                bench_edge::run(
-                    &config,
-                    &bench_edge::Options {
-                        wasmtime,
-                        component: match edge_component {
-                            Some(c) => c,
-                            None => config::components_dir()?.join("edge-composed.wasm"),
-                        },
-                        rate,
-                        concurrency,
-                        duration: std::time::Duration::from_secs(duration),
-                        warmup: std::time::Duration::from_secs(warmup),
-                        runtime_args,
-                    },
-                )?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if serve {
-                bench_serve::run(
-                    &config,
-                    cli.config.as_deref(),
-                    &bench_serve::Options {
-                        stored: stored.unwrap_or(100_000),
-                        rate,
-                        batch,
-                        concurrency,
-                        duration: std::time::Duration::from_secs(duration),
-                        warmup: std::time::Duration::from_secs(warmup),
-                    },
-                )?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if score {
-                bench_score::run(
-                    &config,
-                    leads.min(20_000),
-                    rescore_leads.max(100),
-                    rounds.max(1),
-                )?;
-            } else if enrich {
-                bench_enrich::run(
-                    &config,
-                    &bench_enrich::Options {
-                        leads,
-                        rounds: rounds.max(1),
-                        http_leads: http_leads.max(10),
-                        rate: if http_rate > 0.0 { http_rate } else { 200.0 },
-                        latency_ms: http_latency_ms,
-                        concurrency: http_concurrency.clamp(1, 256),
-                    },
-                )?;
-            } else if dedupe {
-                bench_dedupe::run(&config, stored.unwrap_or(1_000_000), probes.max(1), &sizes)?;
-            } else {
-                bench::run(&config, leads, e2e_leads.max(1), rounds.max(1))?;
-            }
+        Command::Bench(args) => {
+            bench_cli::execute(&config, cli.config.as_deref(), args)?;
             Ok(ExitCode::SUCCESS)
         }
     }

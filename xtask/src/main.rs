@@ -17,7 +17,7 @@
 //!   edge tests run the edge under `wasmtime serve`), then `cargo test
 //!   --workspace --release`.
 //! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
-//!   `--dedupe` or `--enrich`).
+//!   `dedupe` or `enrich --rounds 5`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};

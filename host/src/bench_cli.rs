@@ -1,0 +1,211 @@
+//! `leadgate bench`'s command line: one subcommand per benchmark, each with
+//! its own flags (validate when none is named), handed to the benchmark's
+//! module.
+
+use crate::config::{self, Config};
+use crate::{bench, bench_dedupe, bench_edge, bench_enrich, bench_score, bench_serve};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+    #[command(flatten)]
+    validate: ValidateArgs,
+}
+
+/// Validate natively and through the component, a fresh instance's cold
+/// start, the request body parse, and `leadgate run` end to end.
+#[derive(Args)]
+struct ValidateArgs {
+    /// Leads for the per-lead measures (generated).
+    #[arg(long, default_value_t = 20_000)]
+    leads: usize,
+    /// Leads in the file `leadgate run` processes end to end.
+    #[arg(long, default_value_t = 100_000)]
+    e2e_leads: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Validate (the default): native vs component, cold start, end to end.
+    Validate(ValidateArgs),
+    /// Dedupe: one new lead against a large store, and batch clean-up at
+    /// growing sizes.
+    Dedupe {
+        /// Records in the store new leads are matched against.
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+        /// New leads timed one by one against the store.
+        #[arg(long, default_value_t = 2_000)]
+        probes: usize,
+        /// File sizes for `leadgate dedupe` (comma-separated; 0 for none).
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 100_000, 1_000_000])]
+        sizes: Vec<usize>,
+    },
+    /// Enrich: per lead natively and through the component with the
+    /// configured providers, and an HTTP provider's throughput under its
+    /// rate limit (a loopback API).
+    Enrich {
+        /// Leads for the per-lead measures (generated).
+        #[arg(long, default_value_t = 20_000)]
+        leads: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Leads through the HTTP provider.
+        #[arg(long, default_value_t = 1_000)]
+        http_leads: usize,
+        /// The HTTP provider's rate limit (requests/s).
+        #[arg(long, default_value_t = 200.0)]
+        http_rate: f64,
+        /// The loopback API's latency per request (ms).
+        #[arg(long, default_value_t = 50)]
+        http_latency_ms: u64,
+        /// Lookups in flight at once.
+        #[arg(long, default_value_t = 32)]
+        http_concurrency: usize,
+    },
+    /// Score: one lead with many events and peers natively and through the
+    /// component, and re-scoring a store.
+    Score {
+        /// Calls per round for the per-lead measures.
+        #[arg(long, default_value_t = 20_000)]
+        leads: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Leads in the store re-scored.
+        #[arg(long, default_value_t = 100_000)]
+        rescore_leads: usize,
+    },
+    /// The HTTP service: intake under an open-loop load on loopback,
+    /// against a filled store.
+    Serve {
+        /// Records in the store at the start.
+        #[arg(long, default_value_t = 100_000)]
+        stored: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Leads per request.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+    },
+    /// The edge component: form submissions to it under `wasmtime serve`,
+    /// a fresh instance per request.
+    Edge {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// The wasmtime CLI.
+        #[arg(long, env = "LEADGATE_WASMTIME", default_value = "wasmtime")]
+        wasmtime: PathBuf,
+        /// The composed edge component (default: edge-composed.wasm among
+        /// the bundled components).
+        #[arg(long)]
+        edge_component: Option<PathBuf>,
+        /// An option for `wasmtime serve`, e.g. `-O pooling-allocator=y`
+        /// (repeat for several).
+        #[arg(long = "runtime-arg", allow_hyphen_values = true)]
+        runtime_args: Vec<String>,
+    },
+}
+
+/// An open-loop load.
+#[derive(Args)]
+struct LoadArgs {
+    /// Leads (or forms) per second offered.
+    #[arg(long, default_value_t = 5_000.0)]
+    rate: f64,
+    /// Client connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+}
+
+/// Runs the benchmark `args` names.
+pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> Result<()> {
+    match args.what.unwrap_or(BenchWhat::Validate(args.validate)) {
+        BenchWhat::Validate(v) => bench::run(config, v.leads, v.e2e_leads.max(1), v.rounds.max(1)),
+        BenchWhat::Dedupe {
+            stored,
+            probes,
+            sizes,
+        } => bench_dedupe::run(config, stored, probes.max(1), &sizes),
+        BenchWhat::Enrich {
+            leads,
+            rounds,
+            http_leads,
+            http_rate,
+            http_latency_ms,
+            http_concurrency,
+        } => bench_enrich::run(
+            config,
+            &bench_enrich::Options {
+                leads,
+                rounds: rounds.max(1),
+                http_leads: http_leads.max(10),
+                rate: if http_rate > 0.0 { http_rate } else { 200.0 },
+                latency_ms: http_latency_ms,
+                concurrency: http_concurrency.clamp(1, 256),
+            },
+        ),
+        BenchWhat::Score {
+            leads,
+            rounds,
+            rescore_leads,
+        } => bench_score::run(
+            config,
+            leads.min(20_000),
+            rescore_leads.max(100),
+            rounds.max(1),
+        ),
+        BenchWhat::Serve {
+            stored,
+            load,
+            batch,
+        } => bench_serve::run(
+            config,
+            config_path,
+            &bench_serve::Options {
+                stored,
+                rate: load.rate,
+                batch,
+                concurrency: load.concurrency,
+                duration: Duration::from_secs(load.duration),
+                warmup: Duration::from_secs(load.warmup),
+            },
+        ),
+        BenchWhat::Edge {
+            load,
+            wasmtime,
+            edge_component,
+            runtime_args,
+        } => bench_edge::run(
+            config,
+            &bench_edge::Options {
+                wasmtime,
+                component: match edge_component {
+                    Some(c) => c,
+                    None => config::components_dir()?.join("edge-composed.wasm"),
+                },
+                rate: load.rate,
+                concurrency: load.concurrency,
+                duration: Duration::from_secs(load.duration),
+                warmup: Duration::from_secs(load.warmup),
+                runtime_args,
+            },
+        ),
+    }
+}
