@@ -395,7 +395,7 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let ok = leadgate(dir.path())
         .args([
             "sample",
@@ -938,7 +938,7 @@ fn refused(dir: &Path, args: &[&str], needle: &str) {
 
 #[test]
 fn eval_dedupe_on_the_bundled_labelled_data_meets_the_targets() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = ok(
         &root,
         &[
@@ -978,7 +978,7 @@ fn number(text: &str, label: &str, key: &str) -> f64 {
 
 #[test]
 fn eval_dedupe_estimates_on_the_file_and_reports_its_passes_unless_a_model_is_pinned() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let args = |extra: &[&'static str]| {
         let mut a = vec![
             "eval",
@@ -1016,7 +1016,7 @@ fn eval_dedupe_estimates_on_the_file_and_reports_its_passes_unless_a_model_is_pi
 
 #[test]
 fn dedupe_train_without_labels_writes_the_model_estimated_on_the_file() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model.json");
     let out = ok(
@@ -1041,7 +1041,7 @@ fn dedupe_train_without_labels_writes_the_model_estimated_on_the_file() {
 
 #[test]
 fn dedupe_train_from_the_store_estimates_on_its_leads_and_the_thresholds_keep_their_meaning() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
     let db = db.to_str().unwrap();

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the host package sits in the repository")
-        .to_path_buf()
+        .join("../..")
+        .canonicalize()
+        .expect("the cli package sits two folders below the repository")
 }
 
 /// Markdown files of the documentation.

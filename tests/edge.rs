@@ -594,7 +594,7 @@ fn a_form_reaches_the_real_core_once() {
 /// environment the edge accepts, and the core it forwards to allowed out.
 #[test]
 fn spin_toml_deploys_the_tested_component() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = std::fs::read_to_string(root.join("spin.toml")).unwrap();
     let m: toml::Table = toml::from_str(&text).unwrap();
     assert_eq!(m["spin_manifest_version"].as_integer(), Some(2));

@@ -4,7 +4,7 @@
 //!
 //! - disposable domains: the `mailchecker` crate's list (refresh with
 //!   `cargo update -p mailchecker`);
-//! - free-mail providers: `../lead/data/free-mail.txt` (the shared list);
+//! - free-mail providers: `../shared/lead/data/free-mail.txt` (the shared list);
 //!   role-account local parts: `data/role-accounts.txt` here.
 
 use std::{env, fs, io::Write, path::PathBuf};
@@ -42,7 +42,7 @@ fn main() -> std::io::Result<()> {
     write_list(
         &mut out,
         "FREE_MAIL",
-        read_lines("../lead/data/free-mail.txt"),
+        read_lines("../shared/lead/data/free-mail.txt"),
     )?;
     write_list(
         &mut out,

@@ -11,7 +11,7 @@ use std::process::Command;
 
 /// The components `cargo xtask build` made.
 pub fn components() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/components");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/components");
     assert!(
         dir.join("validate.wasm").exists() && dir.join("fixtures/chaos.wasm").exists(),
         "components are not built: run `cargo xtask build` (or `cargo xtask test`)"

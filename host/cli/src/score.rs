@@ -992,7 +992,7 @@ mod tests {
         use crate::pipeline::{Components, Engine};
         use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
         let dir = tempfile::tempdir().unwrap();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let built = root.join("target/components");
         let toml = format!(
             "tenant = \"t\"\n\
