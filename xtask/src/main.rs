@@ -16,8 +16,9 @@
 //! - `test`: build, make sure the pinned `wasmtime` CLI is installed (the
 //!   edge tests run the edge under `wasmtime serve`), then `cargo test
 //!   --workspace --release`.
-//! - `bench`: build, then `leadgate bench` (extra arguments passed on, e.g.
-//!   `dedupe` or `enrich --rounds 5`).
+//! - `bench`: build, then `leadgate-bench` (the benchmarks, a binary of
+//!   their own; extra arguments passed on, e.g. `dedupe` or `enrich
+//!   --rounds 5`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -295,7 +296,10 @@ fn test(extra: &[String]) -> Result<(), String> {
 }
 
 fn bench(extra: &[String]) -> Result<(), String> {
-    run(leadgate()
-        .args(["--config", "samples/leadgate.toml", "bench"])
-        .args(extra))
+    run(cargo().args(["build", "--release", "-p", "leadgate-bench"]))?;
+    let mut c = Command::new(root().join("target").join("release").join("leadgate-bench"));
+    c.current_dir(root())
+        .args(["--config", "samples/leadgate.toml"])
+        .args(extra);
+    run(&mut c)
 }

@@ -10,40 +10,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod batch;
-mod bench;
-mod bench_cli;
-mod bench_dedupe;
-mod bench_edge;
-mod bench_enrich;
-mod bench_score;
-mod bench_serve;
-mod calibrate;
-mod classify;
-mod clock;
-mod compose;
-mod config;
-mod dedupe;
-mod enrich;
-mod estimate;
-mod eval;
-mod events;
-mod handoff;
-mod isolate;
-mod load;
-mod logging;
-mod matcher;
-mod matching;
-mod pipeline;
-mod reenrich;
-mod rekey;
-mod report;
-mod review;
-mod run;
-mod sample;
-mod score;
-mod serve;
-mod train;
+use leadgate::{
+    batch, calibrate, clock, compose, config, dedupe, eval, events, handoff, logging, reenrich,
+    rekey, report, review, run, sample, score, serve, train,
+};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -485,8 +455,6 @@ enum Command {
         #[command(subcommand)]
         what: Option<EvalWhat>,
     },
-    /// Benchmarks: validate (the default), or one of the subcommands.
-    Bench(bench_cli::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -680,7 +648,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rescore { pipeline, quiet } => {
-            let report = rescore_stored(&config, &db, None, "rescore", pipeline)?;
+            let report = score::rescore_stored(&config, &db, None, "rescore", pipeline)?;
             if !quiet {
                 eprintln!("{}", score::summary(&report));
             }
@@ -1079,10 +1047,6 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(args) => {
-            bench_cli::execute(&config, cli.config.as_deref(), args)?;
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 
@@ -1122,7 +1086,7 @@ fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
         let store = leadgate_store::Store::open(&opts.db)?;
         let leads = store.run_leads(report.run_id)?;
         drop(store);
-        let scored = rescore_stored(config, &opts.db, Some(leads), "run", None)?;
+        let scored = score::rescore_stored(config, &opts.db, Some(leads), "run", None)?;
         if !opts.quiet {
             eprintln!("{}", score::summary(&scored));
         }
@@ -1132,59 +1096,6 @@ fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Re-scores stored leads: all, or `only` (new leads: just themselves) and
-/// any whose waiting events just found them (with their accounts),
-/// surfacing into the pipeline.
-fn rescore_stored(
-    config: &Config,
-    db: &str,
-    only: Option<std::collections::BTreeSet<String>>,
-    cause: &str,
-    pipeline: Option<PathBuf>,
-) -> Result<score::Report> {
-    let mut store = leadgate_store::Store::open(db)?;
-    let late = store.attach_pending(&config.tenant)?;
-    let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
-    let stage = score::Stage::load(config, &runtime, None)?;
-    let mut scoring = stage.scoring(config)?;
-    let path = pipeline.or_else(|| config.score.pipeline.as_ref().map(|p| config.base.join(p)));
-    let mut pipeline = score::Pipeline::open(path.as_deref())?;
-    let now = clock::now_ms();
-    let Some(mut only) = only else {
-        return score::rescore(
-            config,
-            &mut store,
-            &mut scoring,
-            score::Scope::All,
-            cause,
-            &mut pipeline,
-            now,
-        );
-    };
-    only.retain(|id| !late.contains(id));
-    let mut report = score::rescore(
-        config,
-        &mut store,
-        &mut scoring,
-        score::Scope::Only(&only),
-        cause,
-        &mut pipeline,
-        now,
-    )?;
-    if !late.is_empty() {
-        report.absorb(score::rescore(
-            config,
-            &mut store,
-            &mut scoring,
-            score::Scope::WithAccounts(&late),
-            "events",
-            &mut pipeline,
-            now,
-        )?);
-    }
-    Ok(report)
 }
 
 /// Delivers the due CRM handoffs once (the token from the environment)

@@ -248,8 +248,14 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Leads prepared.
     pub fn len(&self) -> usize {
         self.outcomes.len()
+    }
+
+    /// Whether no lead was prepared.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
     }
 
     /// Keeps only the leads (by place, in order) for which `keep` holds:

@@ -827,6 +827,59 @@ pub fn summary(r: &Report) -> String {
     s
 }
 
+/// Re-scores stored leads: all, or `only` (new leads: just themselves) and
+/// any whose waiting events just found them (with their accounts),
+/// surfacing into the pipeline.
+pub fn rescore_stored(
+    config: &Config,
+    db: &str,
+    only: Option<std::collections::BTreeSet<String>>,
+    cause: &str,
+    pipeline: Option<std::path::PathBuf>,
+) -> Result<Report> {
+    let mut store = leadgate_store::Store::open(db)?;
+    let late = store.attach_pending(&config.tenant)?;
+    let runtime = leadgate_runtime::Runtime::new(config.runtime_limits(), config.cache_dir())?;
+    let stage = Stage::load(config, &runtime, None)?;
+    let mut scoring = stage.scoring(config)?;
+    let path = pipeline.or_else(|| config.score.pipeline.as_ref().map(|p| config.base.join(p)));
+    let mut pipeline = Pipeline::open(path.as_deref())?;
+    let now = crate::clock::now_ms();
+    let Some(mut only) = only else {
+        return rescore(
+            config,
+            &mut store,
+            &mut scoring,
+            Scope::All,
+            cause,
+            &mut pipeline,
+            now,
+        );
+    };
+    only.retain(|id| !late.contains(id));
+    let mut report = rescore(
+        config,
+        &mut store,
+        &mut scoring,
+        Scope::Only(&only),
+        cause,
+        &mut pipeline,
+        now,
+    )?;
+    if !late.is_empty() {
+        report.absorb(rescore(
+            config,
+            &mut store,
+            &mut scoring,
+            Scope::WithAccounts(&late),
+            "events",
+            &mut pipeline,
+            now,
+        )?);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

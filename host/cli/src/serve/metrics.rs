@@ -78,6 +78,12 @@ pub struct Metrics {
     pub enrichment_success: Family<Outcome, FloatGauge>,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("leadgate");

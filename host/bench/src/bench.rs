@@ -1,14 +1,14 @@
-//! `leadgate bench`: validate per lead natively and through the component,
+//! `leadgate-bench` (no subcommand): validate per lead natively and through the component,
 //! a request body's strict parse against serde_json's, a fresh instance's
 //! first call (cold start), and `leadgate run` end to end
 //! with the SQLite store. Every figure is the median of several rounds taken
 //! in one process, so ratios compare like with like on a noisy machine.
 
-use crate::clock;
-use crate::config::Config;
-use crate::pipeline::Validator;
-use crate::run::{self, RunOptions};
 use anyhow::{Context, Result};
+use leadgate::clock;
+use leadgate::config::Config;
+use leadgate::pipeline::Validator;
+use leadgate::run::{self, RunOptions};
 use leadgate_ingest::Format;
 use leadgate_lead::{Lead, Source};
 use leadgate_runtime::{Runtime, ValidatorComponent};
@@ -27,8 +27,8 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     let dir = std::env::temp_dir().join(format!("leadgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
-    crate::sample::write(count, 11, &input, None, None)?;
-    let leads: Vec<Lead> = crate::sample::read_leads(&input)?
+    leadgate::sample::write(count, 11, &input, None, None)?;
+    let leads: Vec<Lead> = leadgate::sample::read_leads(&input)?
         .into_iter()
         .map(|mut l| {
             l.tenant = config.tenant.clone();
@@ -131,7 +131,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     // End to end: `leadgate run` on a larger CSV, SQLite store on disk; and
     // start-up alone (a one-lead file), which the large run amortizes.
     let big = dir.join("leads-e2e.csv");
-    crate::sample::write(e2e_count, 11, &big, None, None)?;
+    leadgate::sample::write(e2e_count, 11, &big, None, None)?;
     let one = dir.join("one.csv");
     std::fs::write(&one, "email\njane@example.com\n")?;
     let mut without = config.clone();

@@ -1,4 +1,4 @@
-//! `leadgate bench edge`: the edge component (`components/edge`,
+//! `leadgate-bench edge`: the edge component (`components/edge`,
 //! composed with the validate component) under `wasmtime serve`, every
 //! request on a fresh instance (`--max-instance-reuse-count 1`), over real
 //! HTTP on loopback.
@@ -15,9 +15,9 @@
 //! validate crate — no HTTP, no instance.
 
 use crate::bench_serve::{Child, Cleanup, announced, objects};
-use crate::config::Config;
 use crate::load::{Load, ms, percentile};
 use anyhow::{Context, Result, bail};
+use leadgate::config::Config;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +69,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
     let _cleanup = Cleanup(vec![dir.clone()]);
     let n = ((o.rate * (o.duration + o.warmup).as_secs_f64()) as usize + 1_000).max(2_000);
     let csv = dir.join("forms.csv");
-    crate::sample::write(n, 47, &csv, None, None)?;
+    leadgate::sample::write(n, 47, &csv, None, None)?;
     let forms: Vec<serde_json::Map<String, serde_json::Value>> = objects(&csv)?
         .into_iter()
         .filter_map(|v| match v {
@@ -107,10 +107,10 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
             &serde_json::Value::Object(fields),
             &config.tenant,
             leadgate_lead::Source::Form,
-            crate::clock::now_ms(),
+            leadgate::clock::now_ms(),
         )
         .map_err(|r| anyhow::anyhow!("{}", r.message))?;
-        let v = leadgate_validate::validate_owned(lead, &settings, crate::clock::now_ms());
+        let v = leadgate_validate::validate_owned(lead, &settings, leadgate::clock::now_ms());
         native.push(t.elapsed());
         if v.verdict == leadgate_lead::Verdict::Reject {
             native_rejected += 1;

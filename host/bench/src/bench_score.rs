@@ -1,10 +1,10 @@
-//! `leadgate bench score`: scoring one lead with 200 events and 10
+//! `leadgate-bench score`: scoring one lead with 200 events and 10
 //! account peers through the component against the same logic compiled
 //! natively, and re-scoring a store of leads after a burst of events
 //! (load, build subjects, score, record history and surfacing).
 
-use crate::config::Config;
 use anyhow::{Context, Result};
+use leadgate::config::Config;
 use leadgate_lead::score::{Event, EventKind, Peer, Subject};
 use leadgate_lead::{CustomField, Lead};
 use leadgate_runtime::{Runtime, ScorerComponent};
@@ -65,7 +65,7 @@ pub fn busy_subject(events: usize, peers: usize, now: i64) -> Subject {
 }
 
 pub fn run(config: &Config, calls: usize, rescore_leads: usize, rounds: usize) -> Result<()> {
-    let now = crate::clock::now_ms();
+    let now = leadgate::clock::now_ms();
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let component = ScorerComponent::load(&runtime, &config.score_component()?)?;
     let settings = config.score_settings(None)?;
@@ -114,11 +114,11 @@ fn boosted_bench(
     dir: &std::path::Path,
 ) -> Result<()> {
     let history = dir.join("history.csv");
-    crate::sample::write_history(&history, 5_000, 7)?;
+    leadgate::sample::write_history(&history, 5_000, 7)?;
     let model = dir.join("boosted.toml");
-    crate::calibrate::run(
+    leadgate::calibrate::run(
         config,
-        &crate::calibrate::Options {
+        &leadgate::calibrate::Options {
             input: history.display().to_string(),
             format: None,
             map: Vec::new(),
@@ -127,7 +127,7 @@ fn boosted_bench(
             holdout: 0.2,
             seed: 7,
             l2: None,
-            model_type: crate::calibrate::ModelType::Gbt,
+            model_type: leadgate::calibrate::ModelType::Gbt,
             trees: Some(BENCH_TREES),
             placeholders: Vec::new(),
             holdout_output: None,
@@ -197,15 +197,15 @@ fn rescore_bench(
     now: i64,
 ) -> Result<()> {
     let input = dir.join("leads.csv");
-    crate::sample::write(count, 13, &input, None, None)?;
+    leadgate::sample::write(count, 13, &input, None, None)?;
     let db = dir.join("bench.db").display().to_string();
     let mut c = config.clone();
     c.enrich.enabled = false;
     c.dedupe.enabled = false;
     let t = Instant::now();
-    crate::run::run(
+    leadgate::run::run(
         &c,
-        &crate::run::RunOptions {
+        &leadgate::run::RunOptions {
             input: input.display().to_string(),
             format: None,
             map: Vec::new(),
@@ -219,11 +219,11 @@ fn rescore_bench(
     )?;
     let loaded = t.elapsed();
     let events = dir.join("events.ndjson");
-    let n_events = crate::sample::write_events(&input, &events, 13, now)?;
+    let n_events = leadgate::sample::write_events(&input, &events, 13, now)?;
     let t = Instant::now();
-    let ev = crate::events::run(
+    let ev = leadgate::events::run(
         &c,
-        &crate::events::Options {
+        &leadgate::events::Options {
             input: events.display().to_string(),
             db: db.clone(),
             pipeline: None,
@@ -239,19 +239,19 @@ fn rescore_bench(
         n_events as f64 / ingest.as_secs_f64()
     );
     let runtime = Runtime::new(c.runtime_limits(), c.cache_dir())?;
-    let stage = crate::score::Stage::load(&c, &runtime, None)?;
+    let stage = leadgate::score::Stage::load(&c, &runtime, None)?;
     let mut store = leadgate_store::Store::open(&db)?;
     let mut rates = Vec::new();
     let mut in_component = Vec::new();
     let mut scored = 0;
     for round in 0..rounds {
         let mut scoring = stage.scoring(&c)?;
-        let mut pipeline = crate::score::Pipeline::open(None)?;
-        let r = crate::score::rescore(
+        let mut pipeline = leadgate::score::Pipeline::open(None)?;
+        let r = leadgate::score::rescore(
             &c,
             &mut store,
             &mut scoring,
-            crate::score::Scope::All,
+            leadgate::score::Scope::All,
             "bench",
             &mut pipeline,
             now + round as i64 * 3_600_000,

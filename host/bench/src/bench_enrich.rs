@@ -1,14 +1,14 @@
-//! `leadgate bench enrich`: what enrichment costs per lead through the
+//! `leadgate-bench enrich`: what enrichment costs per lead through the
 //! component against the same logic compiled natively (both with the
 //! tenant's providers — the demo's local firmographics — and the same
 //! prefetch), and what an HTTP provider sustains: a loopback API answering
 //! after a set latency, under the configured rate limit, with the worker
 //! pool and with a single worker.
 
-use crate::config::Config;
-use crate::enrich::EnrichStage;
 use anyhow::{Context, Result, bail};
 use fixture_fake_provider::{FakeProvider, Reply, company_json};
+use leadgate::config::Config;
+use leadgate::enrich::EnrichStage;
 use leadgate_lead::Lead;
 use leadgate_providers::{Prefetcher, ProviderConfig};
 use leadgate_runtime::{EnricherComponent, Runtime};
@@ -25,10 +25,10 @@ fn normalized(config: &Config, count: usize) -> Result<Vec<Lead>> {
     let dir = std::env::temp_dir().join(format!("leadgate-bench-enrich-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
-    crate::sample::write(count, 11, &input, None, None)?;
+    leadgate::sample::write(count, 11, &input, None, None)?;
     let settings = leadgate_validate::Settings::from_json(&config.validate_settings()?)?;
-    let now = crate::clock::now_ms();
-    let leads = crate::sample::read_leads(&input)?
+    let now = leadgate::clock::now_ms();
+    let leads = leadgate::sample::read_leads(&input)?
         .into_iter()
         .map(|mut l| {
             l.tenant = config.tenant.clone();
@@ -56,11 +56,11 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
         bail!("no leads to enrich");
     }
     let n = leads.len() as u32;
-    let now = crate::clock::now_ms();
+    let now = leadgate::clock::now_ms();
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let component = EnricherComponent::load(&runtime, &config.enrich_component()?)?;
     let store = leadgate_store::Store::open(":memory:")?;
-    let chain = crate::enrich::chain(config, &store)?;
+    let chain = leadgate::enrich::chain(config, &store)?;
     let batch = config.limits.batch_size;
     let budget = Duration::from_millis(config.enrich.budget_ms);
     eprintln!(
@@ -81,7 +81,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
     let native_pass = || {
         let t = Instant::now();
         for chunk in leads.chunks(batch) {
-            let mut answers = prefetcher.prefetch(&crate::enrich::lookup_keys(chunk), budget);
+            let mut answers = prefetcher.prefetch(&leadgate::enrich::lookup_keys(chunk), budget);
             for l in chunk {
                 std::hint::black_box(native.enrich(l, &mut answers));
             }
@@ -179,7 +179,7 @@ fn http_throughput(
     let mut c = config.clone();
     c.enrich.providers = vec![provider];
     let store = leadgate_store::Store::open(":memory:")?;
-    let chain = crate::enrich::chain(&c, &store)?;
+    let chain = leadgate::enrich::chain(&c, &store)?;
     let runtime = Runtime::new(config.runtime_limits(), config.cache_dir())?;
     let component = EnricherComponent::load(&runtime, &config.enrich_component()?)?;
     let mut stage = EnrichStage::new(
@@ -197,7 +197,7 @@ fn http_throughput(
             ..Lead::default()
         })
         .collect();
-    let now = crate::clock::now_ms();
+    let now = leadgate::clock::now_ms();
     let t = Instant::now();
     for chunk in leads.chunks_mut(c.limits.batch_size) {
         for r in stage.enrich(chunk, now) {

@@ -1,4 +1,4 @@
-//! `leadgate bench dedupe`: dedupe's speed targets.
+//! `leadgate-bench dedupe`: dedupe's speed targets.
 //!
 //! - One new lead against a store of `stored` records: the dedupe stage of
 //!   `leadgate run` for a single lead (keys through the component, candidate
@@ -11,11 +11,11 @@
 //!   over growing files: time, pairs compared, peak memory, so near-linear
 //!   growth can be seen.
 
-use crate::clock::now_ms;
-use crate::config::Config;
-use crate::matcher::{Matcher, Policy};
-use crate::matching::Stage;
 use anyhow::{Context, Result, bail};
+use leadgate::clock::now_ms;
+use leadgate::config::Config;
+use leadgate::matcher::{Matcher, Policy};
+use leadgate::matching::Stage;
 use leadgate_lead::Lead;
 use leadgate_runtime::{DeduperComponent, Runtime};
 use leadgate_store::{Record, Status, Store, key_hash};
@@ -50,7 +50,7 @@ pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i6
                 deduper
                     .keys(&v.lead)
                     .iter()
-                    .filter(|k| crate::matcher::in_passes(k, &config.dedupe.store_passes))
+                    .filter(|k| leadgate::matcher::in_passes(k, &config.dedupe.store_passes))
                     .map(|k| key_hash(&config.tenant, k))
                     .collect()
             };
@@ -97,13 +97,13 @@ fn peak(report: &str) -> Option<String> {
 pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("leadgate-bench-dedupe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let exe = std::env::current_exe().context("cannot find the leadgate executable")?;
+    let exe = crate::leadgate_exe()?;
     let mut rows: Vec<String> = Vec::new();
 
     // Batch clean-up at growing sizes, each in its own process.
     for &n in sizes.iter().filter(|n| **n > 0) {
         let input = dir.join(format!("dirty-{n}.csv"));
-        crate::sample::write(n, 13, &input, None, None)?;
+        leadgate::sample::write(n, 13, &input, None, None)?;
         let mut cmd = std::process::Command::new(&exe);
         if let Some(c) = std::env::var_os("LEADGATE_CONFIG") {
             cmd.env("LEADGATE_CONFIG", c);
@@ -147,8 +147,8 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
         let input = dir.join("stored.csv");
         // A few generated rows are unreadable on purpose: make enough.
         let generated = (stored + probes) + (stored + probes) / 20;
-        crate::sample::write(generated, 17, &input, None, None)?;
-        let mut leads = crate::sample::read_leads(&input)?;
+        leadgate::sample::write(generated, 17, &input, None, None)?;
+        let mut leads = leadgate::sample::read_leads(&input)?;
         let _ = std::fs::remove_file(&input);
         leads.truncate(stored + probes);
         // The last `probes` records are the new leads (one in eight of them
@@ -226,7 +226,7 @@ fn lookups(config: &Config, store: &Store, probes: &[Lead], stored: usize) -> Re
             deduper
                 .keys(l)
                 .iter()
-                .filter(|k| crate::matcher::in_passes(k, &config.dedupe.store_passes))
+                .filter(|k| leadgate::matcher::in_passes(k, &config.dedupe.store_passes))
                 .map(|k| key_hash(&config.tenant, k))
                 .collect()
         })

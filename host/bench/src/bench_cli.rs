@@ -1,36 +1,48 @@
-//! `leadgate bench`'s command line: one subcommand per benchmark, each with
-//! its own flags (validate when none is named), handed to the benchmark's
-//! module.
+//! `leadgate-bench`'s command line: one subcommand per benchmark, each with
+//! its own flags (validate with its defaults when none is named), handed to
+//! the benchmark's module.
 
-use crate::config::{self, Config};
 use crate::{bench, bench_dedupe, bench_edge, bench_enrich, bench_score, bench_serve};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use leadgate::config::{self, Config};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Which benchmark; validate with its defaults when none is named.
     #[command(subcommand)]
     what: Option<BenchWhat>,
-    #[command(flatten)]
-    validate: ValidateArgs,
 }
+
+const LEADS: usize = 20_000;
+const E2E_LEADS: usize = 100_000;
+const ROUNDS: usize = 5;
 
 /// Validate natively and through the component, a fresh instance's cold
 /// start, the request body parse, and `leadgate run` end to end.
 #[derive(Args)]
 struct ValidateArgs {
     /// Leads for the per-lead measures (generated).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = LEADS)]
     leads: usize,
     /// Leads in the file `leadgate run` processes end to end.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = E2E_LEADS)]
     e2e_leads: usize,
     /// Repetitions; the median is reported.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ROUNDS)]
     rounds: usize,
+}
+
+impl Default for ValidateArgs {
+    fn default() -> Self {
+        ValidateArgs {
+            leads: LEADS,
+            e2e_leads: E2E_LEADS,
+            rounds: ROUNDS,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -136,7 +148,10 @@ struct LoadArgs {
 
 /// Runs the benchmark `args` names.
 pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> Result<()> {
-    match args.what.unwrap_or(BenchWhat::Validate(args.validate)) {
+    match args
+        .what
+        .unwrap_or_else(|| BenchWhat::Validate(ValidateArgs::default()))
+    {
         BenchWhat::Validate(v) => bench::run(config, v.leads, v.e2e_leads.max(1), v.rounds.max(1)),
         BenchWhat::Dedupe {
             stored,

@@ -1,4 +1,4 @@
-//! `leadgate bench serve`: the service's intake under load, over real
+//! `leadgate-bench serve`: the service's intake under load, over real
 //! HTTP on loopback.
 //!
 //! The store is filled with `stored` leads first (natively, as `bench
@@ -15,9 +15,9 @@
 //! The baseline is the batch pipeline: `leadgate run` over the same leads
 //! against a copy of the same store, in the same process run.
 
-use crate::config::Config;
 use crate::load::percentile;
 use anyhow::{Context, Result, bail};
+use leadgate::config::Config;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -276,18 +276,18 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     // The stored base.
     eprintln!("bench serve: filling the store with {} leads…", o.stored);
     let base_csv = dir.join("base.csv");
-    crate::sample::write(o.stored, 41, &base_csv, None, None)?;
+    leadgate::sample::write(o.stored, 41, &base_csv, None, None)?;
     {
         let mut store = leadgate_store::Store::open(&db.display().to_string())?;
-        let leads = crate::sample::read_leads(&base_csv)?;
-        crate::bench_dedupe::fill(config, &mut store, leads, crate::clock::now_ms())?;
+        let leads = leadgate::sample::read_leads(&base_csv)?;
+        crate::bench_dedupe::fill(config, &mut store, leads, leadgate::clock::now_ms())?;
         // Closing the store folds its write-ahead log into the file, so
         // the file can be copied.
     }
     // The load: new leads, some of them duplicates of stored ones.
     let expected = (o.rate * (o.duration + o.warmup).as_secs_f64() * 1.2) as usize + 10_000;
     let load_csv = dir.join("load.csv");
-    crate::sample::write(expected, 43, &load_csv, None, None)?;
+    leadgate::sample::write(expected, 43, &load_csv, None, None)?;
     let leads = objects(&load_csv)?;
     let bodies: Arc<Vec<String>> = Arc::new(
         leads
@@ -299,16 +299,16 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let baseline_db = dir.join("baseline.db");
     std::fs::copy(&db, &baseline_db).context("cannot copy the store")?;
 
-    let key = crate::serve::auth::new_key(&config.tenant);
+    let key = leadgate::serve::auth::new_key(&config.tenant);
     leadgate_store::Store::open(&db.display().to_string())?.add_api_key(
         &config.tenant,
         "bench",
-        &crate::serve::auth::hash(&key),
-        &crate::serve::auth::prefix(&key),
-        crate::clock::now_ms(),
+        &leadgate::serve::auth::hash(&key),
+        &leadgate::serve::auth::prefix(&key),
+        leadgate::clock::now_ms(),
     )?;
 
-    let exe = std::env::current_exe().context("cannot find the leadgate executable")?;
+    let exe = crate::leadgate_exe()?;
     let mut child = std::process::Command::new(exe)
         .args(["--config"])
         .arg(&bench_config)
@@ -419,7 +419,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         std::fs::write(&ndjson, text)?;
         let mut c = config.clone();
         c.score.pipeline = None;
-        let opts = crate::run::RunOptions {
+        let opts = leadgate::run::RunOptions {
             input: ndjson.display().to_string(),
             format: Some(leadgate_ingest::Format::Ndjson),
             map: Vec::new(),
@@ -431,10 +431,10 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             import: false,
         };
         let started = Instant::now();
-        let report = crate::run::run(&c, &opts)?;
+        let report = leadgate::run::run(&c, &opts)?;
         if c.score.enabled {
             let leads = leadgate_store::Store::open(&opts.db)?.run_leads(report.run_id)?;
-            crate::rescore_stored(&c, &opts.db, Some(leads), "run", None)?;
+            leadgate::score::rescore_stored(&c, &opts.db, Some(leads), "run", None)?;
         }
         n as f64 / started.elapsed().as_secs_f64()
     };
