@@ -1,0 +1,141 @@
+//! The verbs of the running service and its queues: serve, keys, the
+//! review queue, the CRM outbox, alerts and tick.
+
+use super::*;
+
+pub(super) fn review(config: Config, db: String, args: ReviewArgs) -> Result<ExitCode> {
+    let ReviewArgs { action } = args;
+    review::execute(&config, &db, action)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn serve(config: Config, db: String, args: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        no_handoff,
+        text_logs,
+    } = args;
+    serve::serve(
+        &config,
+        &serve::Options {
+            listen,
+            db,
+            no_handoff,
+            json_logs: !text_logs,
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn keys(config: Config, db: String, args: KeysArgs) -> Result<ExitCode> {
+    let KeysArgs { action } = args;
+    let store = leadgate_store::Store::open(&db)?;
+    match action {
+        KeysAction::Create { tenant, label } => {
+            let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+            let key = serve::auth::new_key(&tenant);
+            store.add_api_key(
+                &tenant,
+                &label,
+                &serve::auth::hash(&key),
+                &serve::auth::prefix(&key),
+                clock::now_ms(),
+            )?;
+            eprintln!("API key for tenant {tenant} ({label}); it is not shown again:");
+            println!("{key}");
+        }
+        KeysAction::List => {
+            for k in store.api_keys(None)? {
+                println!(
+                    "{:<16} {:<16} {:<28} {}",
+                    k.tenant,
+                    k.label,
+                    k.prefix,
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+        }
+        KeysAction::Revoke { which, tenant } => {
+            let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+            let n = store.revoke_api_key(&tenant, &which, clock::now_ms())?;
+            if n == 0 {
+                anyhow::bail!("no active key of tenant {tenant} has the label or prefix '{which}'");
+            }
+            println!("revoked {n} key(s); a running service refuses them within a minute");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn outbox(config: Config, db: String, args: OutboxArgs) -> Result<ExitCode> {
+    let OutboxArgs { action } = args;
+    let mut store = leadgate_store::Store::open(&db)?;
+    let tenant = config.tenant.as_str();
+    match action {
+        OutboxAction::List { state, limit, json } => {
+            let items = store.handoffs(tenant, state.as_deref(), limit)?;
+            if json {
+                for h in &items {
+                    println!("{}", serde_json::to_string(h)?);
+                }
+            } else if items.is_empty() {
+                println!("the outbox is empty");
+            } else {
+                for h in &items {
+                    println!(
+                        "#{:<6} {:<9} {:<8} {:<6} lead {}  attempts {}  {}",
+                        h.id,
+                        h.state,
+                        h.target,
+                        h.op,
+                        h.lead_id,
+                        h.attempts,
+                        h.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        OutboxAction::Retry { ids } => {
+            let n = store.retry_handoffs(tenant, &ids, clock::now_ms())?;
+            println!("{n} handoff(s) queued again");
+        }
+        OutboxAction::Deliver => deliver_once(&config, &mut store, clock::now_ms())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn alerts(config: Config, db: String, args: AlertsArgs) -> Result<ExitCode> {
+    let AlertsArgs { limit, json } = args;
+    let store = leadgate_store::Store::open(&db)?;
+    let alerts = store.alerts(&config.tenant, limit)?;
+    if alerts.is_empty() && !json {
+        println!("no alerts");
+    }
+    for a in alerts {
+        if json {
+            println!("{}", serde_json::to_string(&a)?);
+        } else {
+            println!("#{:<5} {:<18} {}", a.id, a.kind, a.message);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn tick(config: Config, db: String, args: TickArgs) -> Result<ExitCode> {
+    let TickArgs { no_handoff } = args;
+    let mut store = leadgate_store::Store::open(&db)?;
+    let now = clock::now_ms();
+    let t = review::tick(&config, &mut store, now)?;
+    println!(
+        "review SLA: {} escalated · {} past the fallback threshold",
+        t.escalated, t.fallbacks
+    );
+    if !no_handoff {
+        deliver_once(&config, &mut store, now)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
