@@ -428,168 +428,21 @@ pub fn rescore(
         && let Load::Slices(n) = Load::of(Some(ids.len()), store.lead_count(tenant)?)
     {
         tracing::debug!(leads = ids.len(), slices = n, "re-scoring in slices");
-        if !given.is_empty() {
-            let mut slice = given;
-            while !slice.is_empty() {
-                let rest = slice.split_off(slice.len().min(TARGETED_MAX));
-                report.absorb(rescore(
-                    config,
-                    store,
-                    scoring,
-                    Scope::Recorded(slice),
-                    cause,
-                    pipeline,
-                    now,
-                )?);
-                slice = rest;
-            }
-            return Ok(report);
-        }
-        let ids: Vec<&String> = ids.iter().collect();
-        for slice in ids.chunks(TARGETED_MAX) {
-            let slice: BTreeSet<String> = slice.iter().map(|id| (*id).clone()).collect();
-            report.absorb(rescore(
-                config,
-                store,
-                scoring,
-                Scope::Only(&slice),
-                cause,
-                pipeline,
-                now,
-            )?);
-        }
+        let slices = Slices { config, cause, now };
+        return slices.rescore(store, scoring, ids, given, pipeline);
+    }
+    let Some(Leads {
+        loaded,
+        load,
+        targets,
+    }) = load_leads(store, tenant, only, expand, given, since)?
+    else {
         return Ok(report);
-    }
-    // Which leads to score, and the leads loaded for it: the targets read
-    // and parsed once, then only the colleagues not among them.
-    let parse = |r: ScoringLead| -> Option<(String, Loaded)> {
-        let loaded = Loaded::of(
-            &r.normalized,
-            attributes(r.enrichment.as_deref()),
-            r.qualification,
-        )?;
-        Some((r.id, loaded))
     };
-    // A lead handed over as recorded: as `parse` would read it back.
-    let recorded = |r: Recorded| -> (String, Loaded) {
-        (
-            r.id,
-            Loaded::from_lead(r.lead, r.attributes, r.qualification),
-        )
-    };
-    // All of the tenant's leads are read at once for all of them, and for
-    // so many targets that looking each up would cost more.
-    let (loaded, load, targets) = match only.filter(|ids| ids.len() <= TARGETED_MAX) {
-        Some(ids) if ids.is_empty() => return Ok(report),
-        None => (
-            store
-                .scoring_leads(tenant, None)?
-                .into_iter()
-                .filter_map(parse)
-                .collect::<Vec<_>>(),
-            None,
-            only.cloned(),
-        ),
-        Some(ids) => {
-            let mut loaded: Vec<(String, Loaded)> = if given.is_empty() {
-                let list: Vec<String> = ids.iter().cloned().collect();
-                store
-                    .scoring_leads(tenant, Some(&list))?
-                    .into_iter()
-                    .filter_map(parse)
-                    .collect()
-            } else {
-                given.into_iter().map(recorded).collect()
-            };
-            let accounts: BTreeSet<&str> = loaded
-                .iter()
-                .filter_map(|(_, l)| l.account.as_deref())
-                .collect();
-            let accounts: Vec<String> = accounts.into_iter().map(str::to_string).collect();
-            let colleagues = if expand {
-                store.account_members(tenant, &accounts)?
-            } else {
-                // Colleagues without recent events add nothing as peers.
-                store.active_account_members(tenant, &accounts, since)?
-            };
-            let mut all: BTreeSet<String> = ids.clone();
-            let extra: Vec<String> = colleagues
-                .into_iter()
-                .filter(|id| all.insert(id.clone()))
-                .collect();
-            if !extra.is_empty() {
-                loaded.extend(
-                    store
-                        .scoring_leads(tenant, Some(&extra))?
-                        .into_iter()
-                        .filter_map(parse),
-                );
-            }
-            // In id order, as one read of them all would give.
-            loaded.sort_by(|a, b| a.0.cmp(&b.0));
-            let all: Vec<String> = all.into_iter().collect();
-            let targets = if expand {
-                all.iter().cloned().collect()
-            } else {
-                ids.clone()
-            };
-            (loaded, Some(all), Some(targets))
-        }
-    };
-    let mut events: HashMap<String, Vec<Event>> = HashMap::new();
-    // One table of page categories for every subject of this re-score.
-    let mut categories = leadgate_lead::score::Categories::default();
-    let masters = store.masters(tenant, load.as_deref())?;
-    for (lead, row) in store.recent_events(tenant, since, load.as_deref())? {
-        // A merged lead's events count for its master.
-        let lead = match masters.get(&lead) {
-            Some(m) => m.clone(),
-            None => lead,
-        };
-        let list = events.entry(lead).or_default();
-        if list.len() < c.max_events
-            && let Some(e) = event_of(row, &mut categories)
-        {
-            list.push(e);
-        }
-    }
-    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (_, l)) in loaded.iter().enumerate() {
-        if let Some(a) = &l.account {
-            by_account.entry(a.as_str()).or_default().push(i);
-        }
-    }
-    // Most active first, so the peers passed are the ones that matter.
-    let last_active = |i: usize| {
-        events
-            .get(&loaded[i].0)
-            .and_then(|e| e.first())
-            .map_or(i64::MIN, |e| e.at)
-    };
-    for members in by_account.values_mut() {
-        members.sort_by_key(|&i| std::cmp::Reverse(last_active(i)));
-    }
+    let activity = Activity::read(store, tenant, since, load.as_deref(), &loaded, c.max_events)?;
     let states = store.score_states(tenant, now - Policy::of(c).window_ms, load.as_deref())?;
     let policy = Policy::of(c);
-    let empty: Vec<Event> = Vec::new();
-    // The targets and everyone of their accounts: a colleague's activity
-    // changes their intent too.
-    let mut chosen: Vec<bool> = loaded
-        .iter()
-        .map(|(id, _)| targets.as_ref().is_none_or(|t| t.contains(id)))
-        .collect();
-    if targets.is_some() && expand {
-        for (i, (_, l)) in loaded.iter().enumerate() {
-            if chosen[i]
-                && let Some(members) = l.account.as_deref().and_then(|a| by_account.get(a))
-            {
-                for &j in members {
-                    chosen[j] = true;
-                }
-            }
-        }
-    }
-    let order: Vec<usize> = (0..loaded.len()).filter(|&i| chosen[i]).collect();
+    let order = activity.order(&loaded, targets.as_ref(), expand);
     let digest = scoring.component.digest().to_string();
     // Writes a batch of scores, and what surfaced, to the store.
     let mut save =
@@ -603,61 +456,13 @@ pub fn rescore(
             pipeline.write(&surfaced)?;
             Ok(())
         };
-    // Each lead's events, by its place in `loaded`.
-    let lead_events: Vec<&[Event]> = loaded
-        .iter()
-        .map(|(id, _)| events.get(id).map_or(&empty[..], |v| &v[..]))
-        .collect();
-    let build = |i: usize| {
-        let (_, l) = &loaded[i];
-        let peers: Vec<Peer> = l
-            .account
-            .as_deref()
-            .and_then(|a| by_account.get(a))
-            .map(|members| {
-                // Members are sorted most active first: colleagues
-                // without events add nothing.
-                members
-                    .iter()
-                    .filter(|&&j| j != i)
-                    .take_while(|&&j| !lead_events[j].is_empty())
-                    .take(c.max_peers)
-                    .map(|&j| {
-                        let (pid, p) = &loaded[j];
-                        let ev = lead_events[j];
-                        Peer {
-                            id: pid.clone(),
-                            job_title: p.lead.job_title.clone(),
-                            seniority: p
-                                .attributes
-                                .iter()
-                                .find(|(n, _)| n == "seniority")
-                                .map(|(_, v)| v.clone()),
-                            events: ev[..ev.len().min(c.max_peer_events)].to_vec(),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let own = lead_events[i].to_vec();
-        let categorized = own
-            .iter()
-            .chain(peers.iter().flat_map(|p| &p.events))
-            .any(|e| e.category != 0);
-        Subject {
-            // The table only when an event refers to it.
-            categories: if categorized {
-                categories.names.clone()
-            } else {
-                Vec::new()
-            },
-            lead: l.lead.clone(),
-            attributes: l.attributes.clone(),
-            events: own,
-            peers,
-        }
-    };
     let batch = scoring.batch;
+    let outcome = Outcome {
+        tenant,
+        cause,
+        policy: &policy,
+        now,
+    };
     // Scores a batch of `order`: the writes and what surfaced.
     let mut produce = |chunk: &[usize]| -> (Vec<(ScoreWrite, Scored)>, Vec<Surfaced>) {
         let mut writes = Vec::with_capacity(chunk.len());
@@ -665,75 +470,28 @@ pub fn rescore(
         // Subjects are built a call's worth at a time: they stay
         // in cache, and memory is reused.
         for part in chunk.chunks(batch) {
-            let subjects: Vec<Subject> = part.iter().map(|&i| build(i)).collect();
+            let subjects: Vec<Subject> = part
+                .iter()
+                .map(|&i| activity.subject(&loaded, i, c))
+                .collect();
             let refs: Vec<&Subject> = subjects.iter().collect();
             let t = Instant::now();
             let results = scoring.score(&refs, now);
             report.scoring += t.elapsed();
             for ((&i, result), subject) in part.iter().zip(results).zip(&subjects) {
                 let (id, l) = &loaded[i];
-                let scored = match result {
-                    Ok(s) => s,
+                match result {
+                    Ok(scored) => {
+                        let before = states.get(id).copied();
+                        let (write, up) = outcome.of(id, l, subject, scored, before, &mut report);
+                        writes.push(write);
+                        surfaced.extend(up);
+                    }
                     Err(e) => {
                         report.exceptions += 1;
                         tracing::warn!(lead = %id, error = %e, "the score component failed on this lead");
-                        continue;
                     }
-                };
-                let before = states.get(id).copied();
-                let (above, trigger) = policy.decide(before, scored.total, now);
-                let changed = before.is_none_or(|(s, _)| s.total != i64::from(scored.total));
-                let surfaced_at = if trigger.is_some() {
-                    Some(now)
-                } else {
-                    before.and_then(|(s, _)| s.surfaced_at)
-                };
-                if let Some(trigger) = trigger {
-                    *report.surfaced.entry(trigger).or_default() += 1;
-                    let line = serde_json::json!({
-                        "pipeline": "qualified_lead_pipeline",
-                        "lead_id": id,
-                        "tenant": tenant,
-                        "trigger": trigger,
-                        "at": now,
-                        "previous_total": before.map(|(s, _)| s.total),
-                        "qualification": l.qualification,
-                        "lead": {
-                            "email": subject.lead.email,
-                            "full_name": subject.lead.full_name,
-                            "company": subject.lead.company,
-                            "job_title": subject.lead.job_title,
-                            "domain": subject.lead.domain,
-                        },
-                        "score": scored,
-                    });
-                    surfaced.push(Surfaced {
-                        lead_id: id.clone(),
-                        trigger: trigger.to_string(),
-                        payload: line.to_string(),
-                    });
                 }
-                report.scored += 1;
-                report.changed += u64::from(changed);
-                *report.grades.entry(scored.grade.clone()).or_default() += 1;
-                writes.push((
-                    ScoreWrite {
-                        lead_id: id.clone(),
-                        total: scored.total,
-                        grade: scored.grade.clone(),
-                        probability: scored.probability,
-                        fit: scored.fit,
-                        engagement: scored.engagement,
-                        intent: scored.intent,
-                        // Encoded by the writer, off the scoring thread.
-                        detail: String::new(),
-                        above,
-                        surfaced_at,
-                        changed,
-                        cause: cause.to_string(),
-                    },
-                    scored,
-                ));
             }
         }
         (writes, surfaced)
@@ -771,6 +529,374 @@ pub fn rescore(
     }
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// A re-score of many new leads, slice by slice.
+struct Slices<'c> {
+    config: &'c Config,
+    cause: &'c str,
+    now: i64,
+}
+
+impl Slices<'_> {
+    /// Re-scores `ids` (or the leads `given` as recorded, when there are)
+    /// [`TARGETED_MAX`] at a time.
+    fn rescore(
+        &self,
+        store: &mut Store,
+        scoring: &mut Scoring<'_>,
+        ids: &BTreeSet<String>,
+        given: Vec<Recorded>,
+        pipeline: &mut Pipeline,
+    ) -> Result<Report> {
+        let mut report = Report::default();
+        let (config, cause, now) = (self.config, self.cause, self.now);
+        if !given.is_empty() {
+            let mut slice = given;
+            while !slice.is_empty() {
+                let rest = slice.split_off(slice.len().min(TARGETED_MAX));
+                report.absorb(rescore(
+                    config,
+                    store,
+                    scoring,
+                    Scope::Recorded(slice),
+                    cause,
+                    pipeline,
+                    now,
+                )?);
+                slice = rest;
+            }
+            return Ok(report);
+        }
+        let ids: Vec<&String> = ids.iter().collect();
+        for slice in ids.chunks(TARGETED_MAX) {
+            let slice: BTreeSet<String> = slice.iter().map(|id| (*id).clone()).collect();
+            report.absorb(rescore(
+                config,
+                store,
+                scoring,
+                Scope::Only(&slice),
+                cause,
+                pipeline,
+                now,
+            )?);
+        }
+        Ok(report)
+    }
+}
+
+/// The leads a re-score reads: every one it scores or passes as a peer, in
+/// id order; the ids read (`None`: the tenant's whole store); and which of
+/// them to score (`None`: all).
+struct Leads {
+    loaded: Vec<(String, Loaded)>,
+    load: Option<Vec<String>>,
+    targets: Option<BTreeSet<String>>,
+}
+
+/// Which leads to score, and the leads loaded for it: the targets read and
+/// parsed once, then only the colleagues not among them. `None` when there
+/// is nothing to score.
+fn load_leads(
+    store: &Store,
+    tenant: &str,
+    only: Option<&BTreeSet<String>>,
+    expand: bool,
+    given: Vec<Recorded>,
+    since: i64,
+) -> Result<Option<Leads>> {
+    let parse = |r: ScoringLead| -> Option<(String, Loaded)> {
+        let loaded = Loaded::of(
+            &r.normalized,
+            attributes(r.enrichment.as_deref()),
+            r.qualification,
+        )?;
+        Some((r.id, loaded))
+    };
+    // A lead handed over as recorded: as `parse` would read it back.
+    let recorded = |r: Recorded| -> (String, Loaded) {
+        (
+            r.id,
+            Loaded::from_lead(r.lead, r.attributes, r.qualification),
+        )
+    };
+    // All of the tenant's leads are read at once for all of them, and for
+    // so many targets that looking each up would cost more.
+    let ids = match only.filter(|ids| ids.len() <= TARGETED_MAX) {
+        Some(ids) if ids.is_empty() => return Ok(None),
+        None => {
+            return Ok(Some(Leads {
+                loaded: store
+                    .scoring_leads(tenant, None)?
+                    .into_iter()
+                    .filter_map(parse)
+                    .collect(),
+                load: None,
+                targets: only.cloned(),
+            }));
+        }
+        Some(ids) => ids,
+    };
+    let mut loaded: Vec<(String, Loaded)> = if given.is_empty() {
+        let list: Vec<String> = ids.iter().cloned().collect();
+        store
+            .scoring_leads(tenant, Some(&list))?
+            .into_iter()
+            .filter_map(parse)
+            .collect()
+    } else {
+        given.into_iter().map(recorded).collect()
+    };
+    let accounts: BTreeSet<&str> = loaded
+        .iter()
+        .filter_map(|(_, l)| l.account.as_deref())
+        .collect();
+    let accounts: Vec<String> = accounts.into_iter().map(str::to_string).collect();
+    let colleagues = if expand {
+        store.account_members(tenant, &accounts)?
+    } else {
+        // Colleagues without recent events add nothing as peers.
+        store.active_account_members(tenant, &accounts, since)?
+    };
+    let mut all: BTreeSet<String> = ids.clone();
+    let extra: Vec<String> = colleagues
+        .into_iter()
+        .filter(|id| all.insert(id.clone()))
+        .collect();
+    if !extra.is_empty() {
+        loaded.extend(
+            store
+                .scoring_leads(tenant, Some(&extra))?
+                .into_iter()
+                .filter_map(parse),
+        );
+    }
+    // In id order, as one read of them all would give.
+    loaded.sort_by(|a, b| a.0.cmp(&b.0));
+    let all: Vec<String> = all.into_iter().collect();
+    let targets = if expand {
+        all.iter().cloned().collect()
+    } else {
+        ids.clone()
+    };
+    Ok(Some(Leads {
+        loaded,
+        load: Some(all),
+        targets: Some(targets),
+    }))
+}
+
+/// The recent activity of the leads a re-score loaded: each one's events
+/// (a merged lead's count for its master), one table of page categories
+/// for every subject, and the leads of each account, most active first.
+struct Activity {
+    /// By place in the loaded leads.
+    events: Vec<Vec<Event>>,
+    categories: leadgate_lead::score::Categories,
+    by_account: HashMap<String, Vec<usize>>,
+}
+
+impl Activity {
+    fn read(
+        store: &Store,
+        tenant: &str,
+        since: i64,
+        load: Option<&[String]>,
+        loaded: &[(String, Loaded)],
+        max_events: usize,
+    ) -> Result<Activity> {
+        let mut by_id: HashMap<String, Vec<Event>> = HashMap::new();
+        let mut categories = leadgate_lead::score::Categories::default();
+        let masters = store.masters(tenant, load)?;
+        for (lead, row) in store.recent_events(tenant, since, load)? {
+            // A merged lead's events count for its master.
+            let lead = match masters.get(&lead) {
+                Some(m) => m.clone(),
+                None => lead,
+            };
+            let list = by_id.entry(lead).or_default();
+            if list.len() < max_events
+                && let Some(e) = event_of(row, &mut categories)
+            {
+                list.push(e);
+            }
+        }
+        let events: Vec<Vec<Event>> = loaded
+            .iter()
+            .map(|(id, _)| by_id.remove(id).unwrap_or_default())
+            .collect();
+        let mut by_account: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (_, l)) in loaded.iter().enumerate() {
+            if let Some(a) = &l.account {
+                by_account.entry(a.clone()).or_default().push(i);
+            }
+        }
+        // Most active first, so the peers passed are the ones that matter.
+        let last_active = |i: usize| events[i].first().map_or(i64::MIN, |e| e.at);
+        for members in by_account.values_mut() {
+            members.sort_by_key(|&i| std::cmp::Reverse(last_active(i)));
+        }
+        Ok(Activity {
+            events,
+            categories,
+            by_account,
+        })
+    }
+
+    /// The places of the leads to score, in order: the targets and, with
+    /// `expand`, everyone of their accounts (a colleague's activity
+    /// changes their intent too).
+    fn order(
+        &self,
+        loaded: &[(String, Loaded)],
+        targets: Option<&BTreeSet<String>>,
+        expand: bool,
+    ) -> Vec<usize> {
+        let mut chosen: Vec<bool> = loaded
+            .iter()
+            .map(|(id, _)| targets.is_none_or(|t| t.contains(id)))
+            .collect();
+        if targets.is_some() && expand {
+            for (i, (_, l)) in loaded.iter().enumerate() {
+                if chosen[i]
+                    && let Some(members) = l.account.as_deref().and_then(|a| self.by_account.get(a))
+                {
+                    for &j in members {
+                        chosen[j] = true;
+                    }
+                }
+            }
+        }
+        (0..loaded.len()).filter(|&i| chosen[i]).collect()
+    }
+
+    /// The subject of the lead at place `i`: its own events and its most
+    /// active colleagues with theirs.
+    fn subject(&self, loaded: &[(String, Loaded)], i: usize, c: &ScoreConfig) -> Subject {
+        let (_, l) = &loaded[i];
+        let peers: Vec<Peer> = l
+            .account
+            .as_deref()
+            .and_then(|a| self.by_account.get(a))
+            .map(|members| {
+                // Members are sorted most active first: colleagues
+                // without events add nothing.
+                members
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .take_while(|&&j| !self.events[j].is_empty())
+                    .take(c.max_peers)
+                    .map(|&j| {
+                        let (pid, p) = &loaded[j];
+                        let ev = &self.events[j];
+                        Peer {
+                            id: pid.clone(),
+                            job_title: p.lead.job_title.clone(),
+                            seniority: p
+                                .attributes
+                                .iter()
+                                .find(|(n, _)| n == "seniority")
+                                .map(|(_, v)| v.clone()),
+                            events: ev[..ev.len().min(c.max_peer_events)].to_vec(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let own = self.events[i].clone();
+        let categorized = own
+            .iter()
+            .chain(peers.iter().flat_map(|p| &p.events))
+            .any(|e| e.category != 0);
+        Subject {
+            // The table only when an event refers to it.
+            categories: if categorized {
+                self.categories.names.clone()
+            } else {
+                Vec::new()
+            },
+            lead: l.lead.clone(),
+            attributes: l.attributes.clone(),
+            events: own,
+            peers,
+        }
+    }
+}
+
+/// What one new score means: the row to write, and whether the lead
+/// surfaces.
+struct Outcome<'a> {
+    tenant: &'a str,
+    cause: &'a str,
+    policy: &'a Policy,
+    now: i64,
+}
+
+impl Outcome<'_> {
+    /// The write for lead `id` scored `scored` (its state `before`), and
+    /// what surfaced, counted in `report`.
+    fn of(
+        &self,
+        id: &str,
+        l: &Loaded,
+        subject: &Subject,
+        scored: Scored,
+        before: Option<(ScoreState, Option<i64>)>,
+        report: &mut Report,
+    ) -> ((ScoreWrite, Scored), Option<Surfaced>) {
+        let now = self.now;
+        let (above, trigger) = self.policy.decide(before, scored.total, now);
+        let changed = before.is_none_or(|(s, _)| s.total != i64::from(scored.total));
+        let surfaced_at = if trigger.is_some() {
+            Some(now)
+        } else {
+            before.and_then(|(s, _)| s.surfaced_at)
+        };
+        let surfaced = trigger.map(|trigger| {
+            *report.surfaced.entry(trigger).or_default() += 1;
+            let line = serde_json::json!({
+                "pipeline": "qualified_lead_pipeline",
+                "lead_id": id,
+                "tenant": self.tenant,
+                "trigger": trigger,
+                "at": now,
+                "previous_total": before.map(|(s, _)| s.total),
+                "qualification": l.qualification,
+                "lead": {
+                    "email": subject.lead.email,
+                    "full_name": subject.lead.full_name,
+                    "company": subject.lead.company,
+                    "job_title": subject.lead.job_title,
+                    "domain": subject.lead.domain,
+                },
+                "score": scored,
+            });
+            Surfaced {
+                lead_id: id.to_string(),
+                trigger: trigger.to_string(),
+                payload: line.to_string(),
+            }
+        });
+        report.scored += 1;
+        report.changed += u64::from(changed);
+        *report.grades.entry(scored.grade.clone()).or_default() += 1;
+        let write = ScoreWrite {
+            lead_id: id.to_string(),
+            total: scored.total,
+            grade: scored.grade.clone(),
+            probability: scored.probability,
+            fit: scored.fit,
+            engagement: scored.engagement,
+            intent: scored.intent,
+            // Encoded by the writer, off the scoring thread.
+            detail: String::new(),
+            above,
+            surfaced_at,
+            changed,
+            cause: self.cause.to_string(),
+        };
+        ((write, scored), surfaced)
+    }
 }
 
 /// The scoring stage a command needs: the component loaded and configured.
