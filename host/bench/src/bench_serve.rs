@@ -18,6 +18,7 @@
 use crate::load::percentile;
 use anyhow::{Context, Result, bail};
 use leadgate::config::Config;
+use leadgate_store::prelude::*;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::serve::config::Target;
 use anyhow::{Context, Result, bail};
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use leadgate_store::service::Handoff;
 use std::collections::BTreeMap;
 use std::time::Duration;

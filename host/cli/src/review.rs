@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::serve::config::{Fallback, Target};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use leadgate_store::prelude::*;
 use leadgate_store::service::QueueItem;
 use leadgate_store::{Link, LinkKind, Status, Store};
 use serde::Serialize;
@@ -363,7 +364,7 @@ pub struct Ticked {
 
 /// Escalates items past the first SLA threshold and applies the fallback
 /// to those past the second, each once, with an alert. Only the items due
-/// are read (`Store::due_queue`), however long the open queue is.
+/// are read (`ReviewQueue::due_queue`), however long the open queue is.
 pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
     let r = &config.review;
     let tenant = config.tenant.as_str();

@@ -63,6 +63,13 @@ mod pending_keys;
 pub mod rekey;
 pub mod score;
 pub mod service;
+
+/// The store's aggregate traits, for `use leadgate_store::prelude::*`: what
+/// the rest of the host calls the store through, and what a second backend
+/// implements.
+pub mod prelude {
+    pub use crate::service::{ApiKeys, CrmOutbox, IntakeLog, ReviewQueue};
+}
 #[cfg(test)]
 mod test_support;
 mod wal_writes;
@@ -1096,6 +1103,7 @@ fn severity(s: Severity) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
     use crate::test_support::TempStore;
 
     #[test]

@@ -10,6 +10,7 @@ use leadgate::{
     batch, calibrate, clock, compose, config, dedupe, eval, events, handoff, reenrich, rekey,
     report, review, run, sample, score, serve, train,
 };
+use leadgate_store::prelude::*;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};

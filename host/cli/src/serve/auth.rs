@@ -10,6 +10,7 @@
 //! the store.
 
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};

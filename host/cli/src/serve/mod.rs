@@ -23,6 +23,7 @@ pub mod worker;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;

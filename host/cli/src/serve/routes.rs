@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use leadgate_store::prelude::*;
 use leadgate_store::service::{Logged, scoped_key};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

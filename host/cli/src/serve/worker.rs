@@ -33,6 +33,7 @@ use crate::serve::config::Target;
 use anyhow::{Context, Result};
 use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
 use leadgate_lead::Source;
+use leadgate_store::prelude::*;
 use leadgate_store::service::{IntakeRow, Logged, NewIntake};
 use leadgate_store::{Status, Store};
 use serde::{Deserialize, Serialize};

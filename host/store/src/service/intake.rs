@@ -53,7 +53,7 @@ pub enum Logged {
 
 /// The scope of intake rows of forms logged before keys were scoped to
 /// their route (migration 11): the form's name was not kept, so a form
-/// request also looks here ([`Store::legacy_form_key`]).
+/// request also looks here ([`IntakeLog::legacy_form_key`]).
 pub const LEGACY_FORM_SCOPE: &str = "before migration 11: form";
 
 /// An idempotency key scoped to the route it came to: `scope` is the
@@ -94,11 +94,32 @@ pub struct ApiKey {
     pub revoked_at: Option<i64>,
 }
 
-impl Store {
-    // ---- API keys ----------------------------------------------------
-
+/// API keys: each stored as a hash, with its tenant and label; a revoked key stops
+/// answering at once.
+pub trait ApiKeys {
     /// Stores a new key's hash.
-    pub fn add_api_key(
+    fn add_api_key(
+        &self,
+        tenant: &str,
+        label: &str,
+        hash: &str,
+        prefix: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The tenant a key hash belongs to, unless revoked.
+    fn api_key_tenant(&self, hash: &str) -> Result<Option<String>, StoreError>;
+
+    /// Every key of `tenant` (all tenants when `None`).
+    fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes the keys of `tenant` whose prefix or label is `which`;
+    /// returns how many.
+    fn revoke_api_key(&self, tenant: &str, which: &str, now: i64) -> Result<usize, StoreError>;
+}
+
+impl ApiKeys for Store {
+    fn add_api_key(
         &self,
         tenant: &str,
         label: &str,
@@ -115,16 +136,14 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant a key hash belongs to, unless revoked.
-    pub fn api_key_tenant(&self, hash: &str) -> Result<Option<String>, StoreError> {
+    fn api_key_tenant(&self, hash: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .prepare_cached("SELECT tenant FROM api_keys WHERE hash = ?1 AND revoked_at IS NULL")
             .and_then(|mut s| s.query_row([hash], |r| r.get(0)).optional())
             .map_err(sql("look up API key"))
     }
 
-    /// Every key of `tenant` (all tenants when `None`).
-    pub fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
+    fn api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -146,9 +165,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("list API keys"))
     }
 
-    /// Revokes the keys of `tenant` whose prefix or label is `which`;
-    /// returns how many.
-    pub fn revoke_api_key(&self, tenant: &str, which: &str, now: i64) -> Result<usize, StoreError> {
+    fn revoke_api_key(&self, tenant: &str, which: &str, now: i64) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "UPDATE api_keys SET revoked_at = ?3 WHERE tenant = ?1 AND (prefix = ?2 OR label = ?2) AND revoked_at IS NULL",
@@ -156,12 +173,50 @@ impl Store {
             )
             .map_err(sql("revoke API key"))
     }
+}
 
-    // ---- intake ------------------------------------------------------
-
+/// The intake log: every request by tenant and idempotency key (scoped to its
+/// route), its body until processed, then its answer — what makes requests
+/// idempotent and lets them survive a restart.
+pub trait IntakeLog {
     /// Logs requests in one transaction: each is new, or was seen before
     /// under the same tenant and key.
-    pub fn log_intake(
+    fn log_intake(
+        &mut self,
+        requests: &[NewIntake<'_>],
+        now: i64,
+    ) -> Result<Vec<Logged>, StoreError>;
+
+    /// The key a form request's `key` (unscoped) was logged under before
+    /// keys were scoped to their route, if `tenant` has such a row: a
+    /// retry of that request is answered as it was then.
+    fn legacy_form_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// The tenants with form requests logged before keys were scoped to
+    /// their route.
+    fn tenants_with_legacy_form_keys(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Which of `keys` the tenant has logged requests under already.
+    fn logged_keys<'k>(
+        &self,
+        tenant: &str,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<std::collections::HashSet<&'k str>, StoreError>;
+
+    /// Records requests' results; the bodies are dropped (each lead's raw
+    /// form is in `leads`).
+    fn finish_intake(&mut self, done: &[(i64, u16, &str)], now: i64) -> Result<(), StoreError>;
+
+    /// Requests of `tenant` logged but not processed (after a restart),
+    /// oldest first.
+    fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError>;
+
+    /// One logged request of `tenant`.
+    fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError>;
+}
+
+impl IntakeLog for Store {
+    fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
         now: i64,
@@ -206,10 +261,7 @@ impl Store {
         Ok(out)
     }
 
-    /// The key a form request's `key` (unscoped) was logged under before
-    /// keys were scoped to their route, if `tenant` has such a row: a
-    /// retry of that request is answered as it was then.
-    pub fn legacy_form_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
+    fn legacy_form_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
         let legacy = scoped_key(LEGACY_FORM_SCOPE, key);
         let found = self
             .conn
@@ -219,9 +271,7 @@ impl Store {
         Ok(found.then_some(legacy))
     }
 
-    /// The tenants with form requests logged before keys were scoped to
-    /// their route.
-    pub fn tenants_with_legacy_form_keys(&self) -> Result<Vec<String>, StoreError> {
+    fn tenants_with_legacy_form_keys(&self) -> Result<Vec<String>, StoreError> {
         let lo = scoped_key(LEGACY_FORM_SCOPE, "");
         let hi = format!("{LEGACY_FORM_SCOPE}\u{b}");
         let mut stmt = self
@@ -235,8 +285,7 @@ impl Store {
             .map_err(sql("list legacy form keys"))
     }
 
-    /// Which of `keys` the tenant has logged requests under already.
-    pub fn logged_keys<'k>(
+    fn logged_keys<'k>(
         &self,
         tenant: &str,
         keys: impl IntoIterator<Item = &'k str>,
@@ -257,9 +306,7 @@ impl Store {
         Ok(found)
     }
 
-    /// Records requests' results; the bodies are dropped (each lead's raw
-    /// form is in `leads`).
-    pub fn finish_intake(&mut self, done: &[(i64, u16, &str)], now: i64) -> Result<(), StoreError> {
+    fn finish_intake(&mut self, done: &[(i64, u16, &str)], now: i64) -> Result<(), StoreError> {
         let tx = self.tx()?;
         {
             let mut stmt = tx
@@ -275,9 +322,7 @@ impl Store {
         tx.commit().map_err(sql("commit intake"))
     }
 
-    /// Requests of `tenant` logged but not processed (after a restart),
-    /// oldest first.
-    pub fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError> {
+    fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -291,8 +336,7 @@ impl Store {
             .map_err(sql("list pending requests"))
     }
 
-    /// One logged request of `tenant`.
-    pub fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {
+    fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {
         self.conn
             .query_row(
                 &format!("SELECT {INTAKE_COLUMNS} FROM intake WHERE id = ?1 AND tenant = ?2"),
@@ -302,7 +346,9 @@ impl Store {
             .optional()
             .map_err(sql("read request"))
     }
+}
 
+impl Store {
     /// The current score (as JSON) of each of `ids` that has one.
     pub fn score_details(
         &self,

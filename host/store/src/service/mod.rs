@@ -7,10 +7,12 @@ mod intake;
 mod outbox;
 mod review;
 
-pub use intake::{ApiKey, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key};
-pub use outbox::Handoff;
+pub use intake::{
+    ApiKey, ApiKeys, IntakeLog, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key,
+};
+pub use outbox::{CrmOutbox, Handoff};
 pub(crate) use review::enqueue_review;
-pub use review::{Alert, QueueItem};
+pub use review::{Alert, QueueItem, ReviewQueue};
 
 use crate::{Store, StoreError, sql};
 use rusqlite::params;

@@ -47,14 +47,79 @@ pub(super) fn handoff(r: &rusqlite::Row<'_>) -> rusqlite::Result<Handoff> {
     })
 }
 
-impl Store {
-    // ---- CRM outbox --------------------------------------------------
-
+/// The CRM handoff outbox: each handoff with its state, attempts, next
+/// attempt and last error, and the CRM's id per lead and target.
+pub trait CrmOutbox {
     /// Queues a handoff unless one for the same lead, target and operation
     /// is still waiting (the payload is built when it is sent, so the
     /// waiting one will carry the latest data); a `create` is queued once
     /// per lead ever. Returns the id queued.
-    pub fn enqueue_handoff(
+    fn enqueue_handoff(
+        &self,
+        tenant: &str,
+        lead_id: &str,
+        target: &str,
+        op: &str,
+        crm_id: Option<&str>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// `tenant`'s handoffs due now, oldest first.
+    fn due_handoffs(
+        &self,
+        tenant: &str,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Handoff>, StoreError>;
+
+    /// A lead's handoffs, oldest first.
+    fn handoffs_of(&self, tenant: &str, lead_id: &str) -> Result<Vec<Handoff>, StoreError>;
+
+    /// Handoffs of `tenant` in `state` (all states when `None`), newest first.
+    fn handoffs(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Handoff>, StoreError>;
+
+    /// Records delivered handoffs with the CRM's record id, in one
+    /// transaction.
+    fn handoffs_delivered(&mut self, done: &[(&Handoff, &str)], now: i64)
+    -> Result<(), StoreError>;
+
+    /// Schedules another attempt.
+    fn handoff_retry(&self, id: i64, next_at: i64, error: &str, now: i64)
+    -> Result<(), StoreError>;
+
+    /// Gives up on a handoff: `failed` (the CRM refused it) or `dead`
+    /// (attempts exhausted); either way an exception item carries the CRM's
+    /// error.
+    fn handoff_failed(
+        &mut self,
+        h: &Handoff,
+        state: &str,
+        code: &str,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Puts failed and dead handoffs of `tenant` back in the queue (those
+    /// in `ids`, or all when empty), resolving their exception items.
+    /// Returns how many.
+    fn retry_handoffs(&mut self, tenant: &str, ids: &[i64], now: i64) -> Result<usize, StoreError>;
+
+    /// The CRM's record id for a lead handed off to `target`.
+    fn crm_record(
+        &self,
+        tenant: &str,
+        lead_id: &str,
+        target: &str,
+    ) -> Result<Option<String>, StoreError>;
+}
+
+impl CrmOutbox for Store {
+    fn enqueue_handoff(
         &self,
         tenant: &str,
         lead_id: &str,
@@ -76,8 +141,7 @@ impl Store {
         Ok((n == 1).then(|| self.conn.last_insert_rowid()))
     }
 
-    /// `tenant`'s handoffs due now, oldest first.
-    pub fn due_handoffs(
+    fn due_handoffs(
         &self,
         tenant: &str,
         now: i64,
@@ -96,8 +160,7 @@ impl Store {
             .map_err(sql("list due handoffs"))
     }
 
-    /// A lead's handoffs, oldest first.
-    pub fn handoffs_of(&self, tenant: &str, lead_id: &str) -> Result<Vec<Handoff>, StoreError> {
+    fn handoffs_of(&self, tenant: &str, lead_id: &str) -> Result<Vec<Handoff>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -110,8 +173,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("list handoffs"))
     }
 
-    /// Handoffs of `tenant` in `state` (all states when `None`), newest first.
-    pub fn handoffs(
+    fn handoffs(
         &self,
         tenant: &str,
         state: Option<&str>,
@@ -129,9 +191,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("list handoffs"))
     }
 
-    /// Records delivered handoffs with the CRM's record id, in one
-    /// transaction.
-    pub fn handoffs_delivered(
+    fn handoffs_delivered(
         &mut self,
         done: &[(&Handoff, &str)],
         now: i64,
@@ -171,8 +231,7 @@ impl Store {
         tx.commit().map_err(sql("commit handoffs"))
     }
 
-    /// Schedules another attempt.
-    pub fn handoff_retry(
+    fn handoff_retry(
         &self,
         id: i64,
         next_at: i64,
@@ -188,10 +247,7 @@ impl Store {
         Ok(())
     }
 
-    /// Gives up on a handoff: `failed` (the CRM refused it) or `dead`
-    /// (attempts exhausted); either way an exception item carries the CRM's
-    /// error.
-    pub fn handoff_failed(
+    fn handoff_failed(
         &mut self,
         h: &Handoff,
         state: &str,
@@ -214,15 +270,7 @@ impl Store {
         tx.commit().map_err(sql("commit handoff failure"))
     }
 
-    /// Puts failed and dead handoffs of `tenant` back in the queue (those
-    /// in `ids`, or all when empty), resolving their exception items.
-    /// Returns how many.
-    pub fn retry_handoffs(
-        &mut self,
-        tenant: &str,
-        ids: &[i64],
-        now: i64,
-    ) -> Result<usize, StoreError> {
+    fn retry_handoffs(&mut self, tenant: &str, ids: &[i64], now: i64) -> Result<usize, StoreError> {
         let tx = self.tx()?;
         let mut n = 0;
         {
@@ -257,8 +305,7 @@ impl Store {
         Ok(n)
     }
 
-    /// The CRM's record id for a lead handed off to `target`.
-    pub fn crm_record(
+    fn crm_record(
         &self,
         tenant: &str,
         lead_id: &str,
@@ -273,7 +320,9 @@ impl Store {
             .optional()
             .map_err(sql("read CRM record"))
     }
+}
 
+impl Store {
     /// Surfaced leads not yet handed on (score changes to write to the CRM).
     pub fn undelivered_surfaced(
         &self,

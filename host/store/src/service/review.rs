@@ -113,11 +113,81 @@ pub struct Alert {
     pub created_at: i64,
 }
 
-impl Store {
-    // ---- review queue ------------------------------------------------
-
+/// The review queue: items with kind, source, confidence, SLA stamps and the
+/// decision, and the alerts raised when an item passes its SLA.
+pub trait ReviewQueue {
     /// Undecided items of `tenant` (every tenant when `None`), oldest first.
-    pub fn open_queue(&self, tenant: Option<&str>) -> Result<Vec<QueueItem>, StoreError> {
+    fn open_queue(&self, tenant: Option<&str>) -> Result<Vec<QueueItem>, StoreError>;
+
+    /// The open items of `tenant` an SLA threshold acts on now, oldest
+    /// first: created at or before `fallback_before` and not fallen back,
+    /// or created at or before `escalate_before` and not escalated. Reads
+    /// only items still waiting for a threshold (`review_queue_due`): the
+    /// ones due, and those escalated that wait for the fallback — not the
+    /// whole open queue, which items left open past both keep growing.
+    fn due_queue(
+        &self,
+        tenant: &str,
+        escalate_before: i64,
+        fallback_before: i64,
+    ) -> Result<Vec<QueueItem>, StoreError>;
+
+    /// One item of `tenant`.
+    fn queue_item(&self, tenant: &str, id: i64) -> Result<Option<QueueItem>, StoreError>;
+
+    /// Records a decision on an item; refuses one already decided (returns
+    /// false). For a match item the pair's review is decided too.
+    fn decide_queue(
+        &mut self,
+        id: i64,
+        decision: &str,
+        reviewer: &str,
+        note: Option<&str>,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The queue item of a match review pair.
+    fn queue_of_match(&self, match_review: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Sets a lead's status and qualification after a person (or the SLA
+    /// fallback) decided, with a decision row for the audit trail.
+    fn set_outcome(
+        &mut self,
+        lead_id: &str,
+        status: crate::Status,
+        qualification: &str,
+        decided_by: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Marks an item escalated (the first SLA threshold passed).
+    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError>;
+
+    /// Marks the second SLA threshold passed: `what` is the fallback applied
+    /// (`accept`, `reject`) or `manual` (escalated to a manager).
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Raises an alert.
+    fn add_alert(
+        &self,
+        tenant: &str,
+        kind: &str,
+        subject: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Alerts of `tenant`, newest first.
+    fn alerts(&self, tenant: &str, limit: usize) -> Result<Vec<Alert>, StoreError>;
+
+    /// Per issue code, how reviewers decided the validation items that
+    /// carried it: (code, accepted, rejected).
+    fn review_outcomes_by_issue(&self, tenant: &str)
+    -> Result<Vec<(String, i64, i64)>, StoreError>;
+}
+
+impl ReviewQueue for Store {
+    fn open_queue(&self, tenant: Option<&str>) -> Result<Vec<QueueItem>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
@@ -131,13 +201,7 @@ impl Store {
             .map_err(sql("list review queue"))
     }
 
-    /// The open items of `tenant` an SLA threshold acts on now, oldest
-    /// first: created at or before `fallback_before` and not fallen back,
-    /// or created at or before `escalate_before` and not escalated. Reads
-    /// only items still waiting for a threshold (`review_queue_due`): the
-    /// ones due, and those escalated that wait for the fallback — not the
-    /// whole open queue, which items left open past both keep growing.
-    pub fn due_queue(
+    fn due_queue(
         &self,
         tenant: &str,
         escalate_before: i64,
@@ -170,8 +234,7 @@ impl Store {
             .map_err(sql("list due review items"))
     }
 
-    /// One item of `tenant`.
-    pub fn queue_item(&self, tenant: &str, id: i64) -> Result<Option<QueueItem>, StoreError> {
+    fn queue_item(&self, tenant: &str, id: i64) -> Result<Option<QueueItem>, StoreError> {
         self.conn
             .query_row(
                 &format!("{QUEUE_SELECT} WHERE q.id = ?1 AND q.tenant = ?2"),
@@ -182,9 +245,7 @@ impl Store {
             .map_err(sql("read review item"))
     }
 
-    /// Records a decision on an item; refuses one already decided (returns
-    /// false). For a match item the pair's review is decided too.
-    pub fn decide_queue(
+    fn decide_queue(
         &mut self,
         id: i64,
         decision: &str,
@@ -212,8 +273,7 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// The queue item of a match review pair.
-    pub fn queue_of_match(&self, match_review: i64) -> Result<Option<i64>, StoreError> {
+    fn queue_of_match(&self, match_review: i64) -> Result<Option<i64>, StoreError> {
         self.conn
             .query_row(
                 "SELECT id FROM review_queue WHERE match_review = ?1",
@@ -224,9 +284,7 @@ impl Store {
             .map_err(sql("read review item"))
     }
 
-    /// Sets a lead's status and qualification after a person (or the SLA
-    /// fallback) decided, with a decision row for the audit trail.
-    pub fn set_outcome(
+    fn set_outcome(
         &mut self,
         lead_id: &str,
         status: crate::Status,
@@ -249,8 +307,7 @@ impl Store {
         tx.commit().map_err(sql("commit review outcome"))
     }
 
-    /// Marks an item escalated (the first SLA threshold passed).
-    pub fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError> {
+    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE review_queue SET escalated_at = ?2 WHERE id = ?1 AND escalated_at IS NULL",
@@ -260,9 +317,7 @@ impl Store {
         Ok(())
     }
 
-    /// Marks the second SLA threshold passed: `what` is the fallback applied
-    /// (`accept`, `reject`) or `manual` (escalated to a manager).
-    pub fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError> {
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError> {
         self.conn
             .execute(
                 "UPDATE review_queue SET fallback_at = ?2, fallback = ?3 WHERE id = ?1 AND fallback_at IS NULL",
@@ -272,8 +327,7 @@ impl Store {
         Ok(())
     }
 
-    /// Raises an alert.
-    pub fn add_alert(
+    fn add_alert(
         &self,
         tenant: &str,
         kind: &str,
@@ -290,8 +344,7 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// Alerts of `tenant`, newest first.
-    pub fn alerts(&self, tenant: &str, limit: usize) -> Result<Vec<Alert>, StoreError> {
+    fn alerts(&self, tenant: &str, limit: usize) -> Result<Vec<Alert>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -312,9 +365,7 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(sql("list alerts"))
     }
 
-    /// Per issue code, how reviewers decided the validation items that
-    /// carried it: (code, accepted, rejected).
-    pub fn review_outcomes_by_issue(
+    fn review_outcomes_by_issue(
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
