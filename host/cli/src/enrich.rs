@@ -21,16 +21,11 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Lead fields an enrichment may fill when intake left them empty.
-const FILLABLE: &[&str] = &[
-    "company",
-    "country",
-    "city",
-    "region",
-    "job_title",
-    "first_name",
-    "last_name",
-];
+/// Whether enrichment may fill `field` when intake left it empty: an
+/// enrichment field that is also a field of the lead record.
+fn is_fillable(field: &str) -> bool {
+    leadgate_lead::enrich::FIELDS.contains(&field) && leadgate_lead::TEXT_FIELDS.contains(&field)
+}
 
 /// The provider chain of `config`, its cache warmed from `store`.
 pub fn chain(config: &Config, store: &Store) -> Result<Arc<Chain>> {
@@ -292,7 +287,7 @@ fn requeue_reason(
 /// Fills the lead fields intake left empty with what enrichment found.
 fn fill(lead: &mut Lead, e: &Enrichment) {
     for f in &e.fields {
-        if !FILLABLE.contains(&f.field.as_str()) {
+        if !is_fillable(&f.field) {
             continue;
         }
         if let Some(slot) = lead.field_mut(&f.field)
