@@ -17,6 +17,7 @@ use leadgate_runtime::enricher::LentLookups;
 use leadgate_runtime::{CallError, EnricherComponent, EnricherInstance};
 use leadgate_store::Store;
 use leadgate_store::enrich::CacheRow;
+use leadgate_store::prelude::*;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use leadgate_lead::Lead;
 use leadgate_runtime::{EnricherComponent, Runtime};
 use leadgate_store::enrich::{Enriched, Qualified};
+use leadgate_store::prelude::*;
 use leadgate_store::{Status, Store};
 use serde::Serialize;
 use std::collections::BTreeMap;

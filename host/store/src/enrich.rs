@@ -177,10 +177,56 @@ pub struct CacheRow {
     pub fetched_at: i64,
 }
 
-impl crate::Store {
+/// The enrichment aggregate: each lead's enrichment and qualification, the
+/// re-enrichment queue, the providers' answers cached with the time fetched,
+/// and per-run provider statistics.
+pub trait Enrichments {
     /// Re-records a lead's enrichment and qualification outside a run (the
     /// re-enrichment queue).
-    pub fn update_enrichment(
+    fn update_enrichment(
+        &mut self,
+        lead: &str,
+        tenant: &str,
+        normalized: Option<&str>,
+        enrichment: &Enriched<'_>,
+        qualification: &Qualified<'_>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The oldest `limit` leads of `tenant` waiting for re-enrichment.
+    fn enrich_queue(&self, tenant: &str, limit: usize) -> Result<Vec<Queued>, StoreError>;
+
+    /// What classification needs of a stored lead: the validate verdict of
+    /// its latest validation, and the issues recorded with it (other than
+    /// enrichment's own).
+    fn lead_facts(
+        &self,
+        lead: &str,
+    ) -> Result<(Option<String>, Vec<leadgate_lead::Issue>), StoreError>;
+
+    /// A lead's stored enrichment and qualification; `None` for no such lead.
+    fn enrichment(&self, lead: &str) -> Result<Option<StoredEnrichment>, StoreError>;
+
+    /// Cached provider answers fetched at or after `since` (ms).
+    fn cache_rows(&self, since: i64) -> Result<Vec<CacheRow>, StoreError>;
+
+    /// Writes provider answers to the cache (newer replace older).
+    fn save_cache(&mut self, rows: &[CacheRow]) -> Result<(), StoreError>;
+
+    /// Records a run's telemetry for one provider (JSON).
+    fn save_provider_stats(
+        &self,
+        run_id: i64,
+        provider: &str,
+        stats: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Telemetry per provider of a run: (provider, stats JSON).
+    fn provider_stats(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+impl Enrichments for crate::Store {
+    fn update_enrichment(
         &mut self,
         lead: &str,
         tenant: &str,
@@ -201,8 +247,7 @@ impl crate::Store {
         tx.commit().map_err(sql("commit enrichment"))
     }
 
-    /// The oldest `limit` leads of `tenant` waiting for re-enrichment.
-    pub fn enrich_queue(&self, tenant: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
+    fn enrich_queue(&self, tenant: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -227,10 +272,7 @@ impl crate::Store {
             .map_err(sql("read enrich queue"))
     }
 
-    /// What classification needs of a stored lead: the validate verdict of
-    /// its latest validation, and the issues recorded with it (other than
-    /// enrichment's own).
-    pub fn lead_facts(
+    fn lead_facts(
         &self,
         lead: &str,
     ) -> Result<(Option<String>, Vec<leadgate_lead::Issue>), StoreError> {
@@ -274,8 +316,7 @@ impl crate::Store {
         Ok((Some(verdict), issues))
     }
 
-    /// A lead's stored enrichment and qualification; `None` for no such lead.
-    pub fn enrichment(&self, lead: &str) -> Result<Option<StoredEnrichment>, StoreError> {
+    fn enrichment(&self, lead: &str) -> Result<Option<StoredEnrichment>, StoreError> {
         self.conn
             .query_row(
                 "SELECT l.enrichment, l.qualification, l.qualification_reasons, q.reason
@@ -294,8 +335,7 @@ impl crate::Store {
             .map_err(sql("read enrichment"))
     }
 
-    /// Cached provider answers fetched at or after `since` (ms).
-    pub fn cache_rows(&self, since: i64) -> Result<Vec<CacheRow>, StoreError> {
+    fn cache_rows(&self, since: i64) -> Result<Vec<CacheRow>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -317,8 +357,7 @@ impl crate::Store {
             .map_err(sql("read enrich cache"))
     }
 
-    /// Writes provider answers to the cache (newer replace older).
-    pub fn save_cache(&mut self, rows: &[CacheRow]) -> Result<(), StoreError> {
+    fn save_cache(&mut self, rows: &[CacheRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -339,8 +378,7 @@ impl crate::Store {
         tx.commit().map_err(sql("commit cache"))
     }
 
-    /// Records a run's telemetry for one provider (JSON).
-    pub fn save_provider_stats(
+    fn save_provider_stats(
         &self,
         run_id: i64,
         provider: &str,
@@ -356,8 +394,7 @@ impl crate::Store {
             .map_err(sql("record provider stats"))
     }
 
-    /// Telemetry per provider of a run: (provider, stats JSON).
-    pub fn provider_stats(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+    fn provider_stats(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(

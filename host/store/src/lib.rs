@@ -68,6 +68,7 @@ pub mod service;
 /// the rest of the host calls the store through, and what a second backend
 /// implements.
 pub mod prelude {
+    pub use crate::enrich::Enrichments;
     pub use crate::service::{ApiKeys, CrmOutbox, IntakeLog, ReviewQueue};
 }
 #[cfg(test)]
