@@ -531,6 +531,31 @@ pub(crate) struct Outcome {
     reasons: String,
 }
 
+impl Outcome {
+    /// A record as read, before validation or anything after it: `status`
+    /// for now (validation's too), with the issues reading found.
+    fn read(line: u64, raw: Lead, status: Status, issues: Vec<Issue>) -> Outcome {
+        Outcome {
+            line,
+            raw,
+            status,
+            validation: status,
+            normalized: None,
+            lead: None,
+            issues,
+            exception: None,
+            keys: Vec::new(),
+            found: None,
+            evidence: String::new(),
+            enriched: None,
+            enrichment: None,
+            enrich_failed: false,
+            qualification: unclassified(),
+            reasons: String::new(),
+        }
+    }
+}
+
 /// A chunk after reading and validation: every record's outcome so far,
 /// and the normalized leads to match (with their place in `outcomes`).
 pub(crate) struct Validated {
@@ -569,25 +594,13 @@ pub(crate) fn validate_chunk(
                 }
                 slots.push(outcomes.len());
                 to_validate.push(lead);
-                outcomes.push(Outcome {
-                    line: record.line,
+                outcomes.push(Outcome::read(
+                    record.line,
                     // Moved in after validation, to spare a copy.
-                    raw: Lead::default(),
-                    status: Status::Exception,
-                    validation: Status::Exception,
-                    normalized: None,
-                    lead: None,
-                    issues: std::mem::take(&mut parsed.problems),
-                    exception: None,
-                    keys: Vec::new(),
-                    found: None,
-                    evidence: String::new(),
-                    enriched: None,
-                    enrichment: None,
-                    enrich_failed: false,
-                    qualification: unclassified(),
-                    reasons: String::new(),
-                });
+                    Lead::default(),
+                    Status::Exception,
+                    std::mem::take(&mut parsed.problems),
+                ));
             }
             Err(malformed) => {
                 let raw = Lead {
@@ -601,29 +614,17 @@ pub(crate) fn validate_chunk(
                     }],
                     ..Lead::default()
                 };
-                outcomes.push(Outcome {
-                    line: record.line,
+                outcomes.push(Outcome::read(
+                    record.line,
                     raw,
-                    status: Status::Rejected,
-                    validation: Status::Rejected,
-                    normalized: None,
-                    lead: None,
-                    issues: vec![Issue::new(
+                    Status::Rejected,
+                    vec![Issue::new(
                         "record",
                         malformed.code,
                         Severity::Error,
                         malformed.message.clone(),
                     )],
-                    exception: None,
-                    keys: Vec::new(),
-                    found: None,
-                    evidence: String::new(),
-                    enriched: None,
-                    enrichment: None,
-                    enrich_failed: false,
-                    qualification: unclassified(),
-                    reasons: String::new(),
-                });
+                ));
             }
         }
     }
