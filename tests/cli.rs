@@ -7,6 +7,7 @@ mod common;
 
 use common::{components, leadgate, ok};
 
+use leadgate_store::prelude::*;
 use std::path::Path;
 use std::process::{Output, Stdio};
 

@@ -896,9 +896,10 @@ fn health_metrics_and_the_openapi_document() {
     let (status, doc) = s.get("/openapi.json", None);
     assert_eq!(status, 200);
     // Every route the server has is documented.
-    let routes =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/routes.rs"))
-            .unwrap();
+    let routes = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/routes/mod.rs"),
+    )
+    .unwrap();
     for line in routes
         .lines()
         .filter(|l| l.trim_start().starts_with(".route(\""))

@@ -32,6 +32,8 @@ const COMPONENTS: &[(&str, &str)] = &[
 ];
 /// The `wasmtime` CLI the edge runs under in tests and benchmarks.
 const WASMTIME_CLI: &str = "48.0.8";
+/// Components built by a cargo of their own (see `build`).
+const BUILT_APART: &[&str] = &["leadgate-edge"];
 const FIXTURES: &[(&str, &str)] = &[
     ("fixture-chaos", "chaos"),
     ("fixture-chaos-enrich", "chaos-enrich"),
@@ -105,18 +107,29 @@ fn ensure_wasm_target() -> Result<(), String> {
 
 fn build() -> Result<(), String> {
     ensure_wasm_target()?;
-    let mut wasm = cargo();
-    wasm.args([
-        "build",
-        "--profile",
-        "component",
-        "--target",
-        "wasm32-wasip2",
-    ]);
-    for (krate, _) in COMPONENTS.iter().chain(FIXTURES) {
-        wasm.args(["-p", krate]);
+    // The edge calls a validate component (the guest SDK's `client`
+    // feature), which cannot be linked into a component that exports
+    // validate: it is built by a cargo of its own, so the features the
+    // others are built with do not include it.
+    let (apart, together): (Vec<&str>, Vec<&str>) = COMPONENTS
+        .iter()
+        .chain(FIXTURES)
+        .map(|(krate, _)| *krate)
+        .partition(|krate| BUILT_APART.contains(krate));
+    for group in [together, apart] {
+        let mut wasm = cargo();
+        wasm.args([
+            "build",
+            "--profile",
+            "component",
+            "--target",
+            "wasm32-wasip2",
+        ]);
+        for krate in group {
+            wasm.args(["-p", krate]);
+        }
+        run(&mut wasm)?;
     }
-    run(&mut wasm)?;
     run(cargo().args(["build", "--release", "-p", "leadgate"]))?;
 
     let target = root().join("target");

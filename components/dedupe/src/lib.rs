@@ -12,8 +12,9 @@
 //! ([`fold`]), given names are folded through a real nickname table
 //! ([`names`]).
 //!
-//! The logic is plain Rust, tested and benchmarked natively; `component.rs`
-//! exports it as the `leadgate:plugin/deduper@0.1.0` world.
+//! The logic is plain Rust, tested and benchmarked natively; [`Deduper`]
+//! implements the guest SDK's [`leadgate_sdk::Dedupe`], which the `wasm32`
+//! build exports as `leadgate:plugin/dedupe@0.1.0`.
 
 pub mod compare;
 pub mod fold;
@@ -21,7 +22,6 @@ pub mod keys;
 pub mod model;
 pub mod names;
 
-#[cfg(target_arch = "wasm32")]
 mod component;
 
 use compare::Features;

@@ -8,21 +8,13 @@
 //! | `POST /webhooks/leads` | leadgate's own signed webhook: checked, validated, relayed to `/v1/webhooks/leads/{tenant}` |
 //! | `GET /healthz` | 200 when the configuration is complete |
 
-mod bindings {
-    wit_bindgen::generate!({
-        path: ["../../wit/v0.1.0", "wit"],
-        world: "leadgate:edge/edge",
-        generate_all,
-    });
-}
-
 use crate::config::Config;
 use crate::retry::{self, Outcome};
 use crate::{Refusal, intake};
-use bindings::leadgate::plugin::types as t;
-use bindings::leadgate::plugin::validate as v;
 use futures::{SinkExt, StreamExt};
-use leadgate_lead::{self as m, Issue, Severity, Source};
+use leadgate_lead::{Issue, Severity, Source, Verdict};
+use leadgate_sdk::CallContext;
+use leadgate_sdk::v0_1_0::client::Validator;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingResponse, ResponseOutparam};
 use std::time::{Duration, Instant};
 
@@ -284,8 +276,8 @@ async fn read_body(req: IncomingRequest, max: usize) -> Result<Vec<u8>, Refusal>
 
 /// The composed validate component, opened with the tenant's settings
 /// (once per request).
-fn validator(c: &Config) -> Result<v::Validator, Refusal> {
-    v::Validator::open(&c.validate_settings).map_err(|e| {
+fn validator(c: &Config) -> Result<Validator, Refusal> {
+    Validator::open(&c.validate_settings).map_err(|e| {
         Refusal::unavailable(
             "edge.validate_settings",
             format!("LEADGATE_VALIDATE_SETTINGS is refused by the validate component: {e}; nothing was taken"),
@@ -298,32 +290,21 @@ fn validator(c: &Config) -> Result<v::Validator, Refusal> {
 /// lead's problems and the validator's issues together.
 fn validate(
     c: &Config,
-    validator: &v::Validator,
+    validator: &Validator,
     fields: &serde_json::Value,
     source: Source,
 ) -> Result<Vec<Issue>, Refusal> {
     let now = now_ms();
     let (lead, mut issues) = intake::lead_of(fields, &c.tenant, source, now)?;
-    let lead: t::Lead =
-        m::lead_into_wit!(lead, crate::component::bindings::leadgate::plugin::types);
     let result = validator.validate(
-        &lead,
-        &t::CallContext {
+        lead,
+        &CallContext {
             tenant: c.tenant.clone(),
             now,
         },
     );
-    issues.extend(result.issues.into_iter().map(|i| Issue {
-        field: i.field,
-        code: i.code,
-        severity: match i.severity {
-            t::Severity::Info => Severity::Info,
-            t::Severity::Warning => Severity::Warning,
-            t::Severity::Error => Severity::Error,
-        },
-        message: i.message,
-    }));
-    if matches!(result.verdict, v::Verdict::Reject) && !intake::has_errors(&issues) {
+    issues.extend(result.issues);
+    if result.verdict == Verdict::Reject && !intake::has_errors(&issues) {
         issues.push(Issue::new(
             "lead",
             "lead.rejected",

@@ -6,8 +6,8 @@
 //! - [`settings`]: the tenant's `[enrich.settings]`.
 //! - [`derive`]: email type, company from domain, country from phone,
 //!   timezone, seniority and department from the job title.
-//! - `component` (wasm32 only): the WebAssembly face, world
-//!   `leadgate:plugin/enricher@0.1.0`.
+//! - `component`: [`Enricher`] as the guest SDK's [`leadgate_sdk::Enrich`],
+//!   exported by the `wasm32` build as `leadgate:plugin/enrich@0.1.0`.
 //!
 //! The component never talks to the network: [`Lookups`] is the host's
 //! `lookup` interface, answered from what the host has fetched or cached.
@@ -15,7 +15,6 @@
 pub mod derive;
 pub mod settings;
 
-#[cfg(target_arch = "wasm32")]
 mod component;
 
 #[cfg(test)]

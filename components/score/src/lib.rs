@@ -7,8 +7,8 @@
 //! - [`settings`]: the tenant's `[score.settings]`.
 //! - [`model`]: a calibrated conversion model (`leadgate calibrate`); with
 //!   one, the total is the conversion probability in percent.
-//! - `component` (wasm32 only): the WebAssembly face, world
-//!   `leadgate:plugin/scorer@0.1.0`.
+//! - `component`: [`Scorer`] as the guest SDK's [`leadgate_sdk::Score`],
+//!   exported by the `wasm32` build as `leadgate:plugin/score@0.1.0`.
 //!
 //! Scoring is pure: "now" comes from the caller, so decay and windows are
 //! the same on every re-run.
@@ -16,7 +16,6 @@
 pub mod model;
 pub mod settings;
 
-#[cfg(target_arch = "wasm32")]
 mod component;
 
 #[cfg(test)]

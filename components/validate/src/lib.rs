@@ -2,8 +2,9 @@
 //! reject or review with structured issues.
 //!
 //! The logic is plain Rust over [`leadgate_lead::Lead`] so it can be tested
-//! and benchmarked natively; `component.rs` (wasm32 only) exports it as the
-//! `leadgate:plugin/validator@0.1.0` world. It is pure and deterministic: the
+//! and benchmarked natively; [`Validator`] is the capability as the guest
+//! SDK's [`leadgate_sdk::Validate`], which the `wasm32` build exports as
+//! `leadgate:plugin/validate@0.1.0`. It is pure and deterministic: the
 //! tenant's [`Settings`] and "now" come from the host.
 //!
 //! Modules: [`text`] (Unicode clean-up, injection), [`names`], [`email`],
@@ -17,8 +18,8 @@ pub mod phone;
 mod settings;
 pub mod text;
 
-#[cfg(target_arch = "wasm32")]
 mod component;
+pub use component::Validator;
 
 pub use settings::{Settings, SettingsError};
 

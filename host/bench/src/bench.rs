@@ -27,8 +27,8 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     let dir = std::env::temp_dir().join(format!("leadgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
-    leadgate::sample::write(count, 11, &input, None, None)?;
-    let leads: Vec<Lead> = leadgate::sample::read_leads(&input)?
+    leadgate_sample::write(count, 11, &input, None, None)?;
+    let leads: Vec<Lead> = leadgate_sample::read_leads(&input)?
         .into_iter()
         .map(|mut l| {
             l.tenant = config.tenant.clone();
@@ -131,7 +131,7 @@ pub fn run(config: &Config, count: usize, e2e_count: usize, rounds: usize) -> Re
     // End to end: `leadgate run` on a larger CSV, SQLite store on disk; and
     // start-up alone (a one-lead file), which the large run amortizes.
     let big = dir.join("leads-e2e.csv");
-    leadgate::sample::write(e2e_count, 11, &big, None, None)?;
+    leadgate_sample::write(e2e_count, 11, &big, None, None)?;
     let one = dir.join("one.csv");
     std::fs::write(&one, "email\njane@example.com\n")?;
     let mut without = config.clone();

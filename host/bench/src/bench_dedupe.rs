@@ -22,6 +22,7 @@ use leadgate_store::{Record, Status, Store, key_hash};
 use std::time::{Duration, Instant};
 
 use crate::load::percentile_of as percentile;
+use leadgate_store::prelude::*;
 
 /// Fills `store` with `leads`, normalized and keyed natively.
 pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i64) -> Result<()> {
@@ -103,7 +104,7 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
     // Batch clean-up at growing sizes, each in its own process.
     for &n in sizes.iter().filter(|n| **n > 0) {
         let input = dir.join(format!("dirty-{n}.csv"));
-        leadgate::sample::write(n, 13, &input, None, None)?;
+        leadgate_sample::write(n, 13, &input, None, None)?;
         let mut cmd = std::process::Command::new(&exe);
         if let Some(c) = std::env::var_os("LEADGATE_CONFIG") {
             cmd.env("LEADGATE_CONFIG", c);
@@ -147,8 +148,8 @@ pub fn run(config: &Config, stored: usize, probes: usize, sizes: &[usize]) -> Re
         let input = dir.join("stored.csv");
         // A few generated rows are unreadable on purpose: make enough.
         let generated = (stored + probes) + (stored + probes) / 20;
-        leadgate::sample::write(generated, 17, &input, None, None)?;
-        let mut leads = leadgate::sample::read_leads(&input)?;
+        leadgate_sample::write(generated, 17, &input, None, None)?;
+        let mut leads = leadgate_sample::read_leads(&input)?;
         let _ = std::fs::remove_file(&input);
         leads.truncate(stored + probes);
         // The last `probes` records are the new leads (one in eight of them

@@ -69,7 +69,7 @@ pub fn run(config: &Config, o: &Options) -> Result<()> {
     let _cleanup = Cleanup(vec![dir.clone()]);
     let n = ((o.rate * (o.duration + o.warmup).as_secs_f64()) as usize + 1_000).max(2_000);
     let csv = dir.join("forms.csv");
-    leadgate::sample::write(n, 47, &csv, None, None)?;
+    leadgate_sample::write(n, 47, &csv, None, None)?;
     let forms: Vec<serde_json::Map<String, serde_json::Value>> = objects(&csv)?
         .into_iter()
         .filter_map(|v| match v {

@@ -25,10 +25,10 @@ fn normalized(config: &Config, count: usize) -> Result<Vec<Lead>> {
     let dir = std::env::temp_dir().join(format!("leadgate-bench-enrich-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let input = dir.join("leads.csv");
-    leadgate::sample::write(count, 11, &input, None, None)?;
+    leadgate_sample::write(count, 11, &input, None, None)?;
     let settings = leadgate_validate::Settings::from_json(&config.validate_settings()?)?;
     let now = leadgate::clock::now_ms();
-    let leads = leadgate::sample::read_leads(&input)?
+    let leads = leadgate_sample::read_leads(&input)?
         .into_iter()
         .map(|mut l| {
             l.tenant = config.tenant.clone();

@@ -114,7 +114,7 @@ fn boosted_bench(
     dir: &std::path::Path,
 ) -> Result<()> {
     let history = dir.join("history.csv");
-    leadgate::sample::write_history(&history, 5_000, 7)?;
+    leadgate_sample::write_history(&history, 5_000, 7)?;
     let model = dir.join("boosted.toml");
     leadgate::calibrate::run(
         config,
@@ -197,7 +197,7 @@ fn rescore_bench(
     now: i64,
 ) -> Result<()> {
     let input = dir.join("leads.csv");
-    leadgate::sample::write(count, 13, &input, None, None)?;
+    leadgate_sample::write(count, 13, &input, None, None)?;
     let db = dir.join("bench.db").display().to_string();
     let mut c = config.clone();
     c.enrich.enabled = false;
@@ -219,7 +219,7 @@ fn rescore_bench(
     )?;
     let loaded = t.elapsed();
     let events = dir.join("events.ndjson");
-    let n_events = leadgate::sample::write_events(&input, &events, 13, now)?;
+    let n_events = leadgate_sample::write_events(&input, &events, 13, now)?;
     let t = Instant::now();
     let ev = leadgate::events::run(
         &c,

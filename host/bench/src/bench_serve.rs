@@ -277,10 +277,10 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     // The stored base.
     eprintln!("bench serve: filling the store with {} leads…", o.stored);
     let base_csv = dir.join("base.csv");
-    leadgate::sample::write(o.stored, 41, &base_csv, None, None)?;
+    leadgate_sample::write(o.stored, 41, &base_csv, None, None)?;
     {
         let mut store = leadgate_store::Store::open(&db.display().to_string())?;
-        let leads = leadgate::sample::read_leads(&base_csv)?;
+        let leads = leadgate_sample::read_leads(&base_csv)?;
         crate::bench_dedupe::fill(config, &mut store, leads, leadgate::clock::now_ms())?;
         // Closing the store folds its write-ahead log into the file, so
         // the file can be copied.
@@ -288,7 +288,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     // The load: new leads, some of them duplicates of stored ones.
     let expected = (o.rate * (o.duration + o.warmup).as_secs_f64() * 1.2) as usize + 10_000;
     let load_csv = dir.join("load.csv");
-    leadgate::sample::write(expected, 43, &load_csv, None, None)?;
+    leadgate_sample::write(expected, 43, &load_csv, None, None)?;
     let leads = objects(&load_csv)?;
     let bodies: Arc<Vec<String>> = Arc::new(
         leads

@@ -20,6 +20,7 @@ use crate::config::Config;
 use anyhow::{Context, Result};
 use leadgate_lead::score::EventKind;
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use leadgate_store::score::{EventReject, NewEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;

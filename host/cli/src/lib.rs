@@ -1,8 +1,9 @@
 //! The `leadgate` host as a library: every verb of the `leadgate` binary
 //! (`main.rs` parses the command line and calls them) and what they share —
 //! configuration, the pipeline engine `run` and `serve` share, the service,
-//! calibration and training, the sample generator. `leadgate-bench`
-//! (`host/bench`) builds its benchmarks on it.
+//! calibration and training. `leadgate-bench` (`host/bench`) builds its
+//! benchmarks on it; the sample generator is `leadgate-sample`
+//! (`host/sample`).
 
 pub mod batch;
 pub mod calibrate;
@@ -26,7 +27,6 @@ pub mod rekey;
 pub mod report;
 pub mod review;
 pub mod run;
-pub mod sample;
 pub mod score;
 pub mod serve;
 pub mod train;

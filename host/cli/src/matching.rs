@@ -9,6 +9,7 @@ use anyhow::Result;
 use leadgate_lead::{Evidence, Lead};
 use leadgate_merge::survivorship;
 use leadgate_runtime::CallError;
+use leadgate_store::prelude::*;
 use leadgate_store::{Store, key_hash};
 use serde::Serialize;
 use std::collections::HashMap;

@@ -18,6 +18,7 @@ use leadgate_providers::ProviderStats;
 use leadgate_runtime::{
     CallError, DeduperComponent, EnricherComponent, Runtime, ValidatorComponent, ValidatorInstance,
 };
+use leadgate_store::prelude::*;
 use leadgate_store::{Link, LinkKind, Record, Review, Status, Store, Totals};
 use serde::Serialize;
 use std::collections::BTreeMap;

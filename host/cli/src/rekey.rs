@@ -13,6 +13,7 @@ use crate::matcher::Matcher;
 use anyhow::{Context, Result, bail};
 use leadgate_lead::Lead;
 use leadgate_runtime::{DeduperComponent, Runtime};
+use leadgate_store::prelude::*;
 use leadgate_store::rekey::Rekeyed;
 use leadgate_store::{Store, key_hash};
 

@@ -13,6 +13,7 @@ use crate::batch;
 use crate::calibrate;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
+use leadgate_lead::score::{Scored, Subject};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -102,73 +103,10 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
         }
     }
     let ys: Vec<bool> = kept.iter().map(|(i, _)| y[*i]).collect();
-    let totals: Vec<f64> = kept.iter().map(|(_, s)| f64::from(s.total)).collect();
     let mut text = String::new();
     let mut signals: Vec<serde_json::Value> = Vec::new();
 
-    // scoring_calibration_signal
-    let m = calibrate::metrics(&totals, &ys);
-    let _ = writeln!(
-        text,
-        "scoring_calibration_signal: {} leads, {} converted",
-        m.rows, m.positives
-    );
-    if skipped > 0 {
-        let _ = writeln!(
-            text,
-            "  ({skipped} records without a readable outcome left out)"
-        );
-    }
-    let _ = writeln!(text, "  ROC AUC of the total        {:.4}", m.roc_auc);
-    let mut by_grade: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut by_band: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    for ((_, s), &v) in kept.iter().zip(&ys) {
-        let g = by_grade.entry(s.grade.clone()).or_default();
-        g.0 += 1;
-        g.1 += usize::from(v);
-        let b = by_band
-            .entry((usize::from(s.total) / 10).min(9))
-            .or_default();
-        b.0 += 1;
-        b.1 += usize::from(v);
-    }
-    let _ = writeln!(text, "  grade     leads   converted");
-    for (g, (n, k)) in &by_grade {
-        let _ = writeln!(
-            text,
-            "  {g:<5} {n:>9}   {:>8.1}%",
-            100.0 * *k as f64 / *n as f64
-        );
-    }
-    let _ = writeln!(text, "  total     leads   converted");
-    for (b, (n, k)) in &by_band {
-        let _ = writeln!(
-            text,
-            "  {:>2}–{:<3} {n:>8}   {:>8.1}%",
-            b * 10,
-            b * 10 + 9,
-            100.0 * *k as f64 / *n as f64
-        );
-    }
-    let probs: Vec<f64> = kept.iter().filter_map(|(_, s)| s.probability).collect();
-    if probs.len() == kept.len() && !probs.is_empty() {
-        let pm = calibrate::metrics(&probs, &ys);
-        let _ = writeln!(text, "  the model's probability:");
-        for line in pm.to_string().lines().skip(1) {
-            let _ = writeln!(text, "    {line}");
-        }
-    }
-    for ((i, s), &v) in kept.iter().zip(&ys) {
-        signals.push(serde_json::json!({
-            "signal": "scoring_calibration_signal",
-            "line": lines.get(*i).copied(),
-            "total": s.total,
-            "grade": s.grade,
-            "probability": s.probability,
-            "fit": s.fit,
-            "converted": v,
-        }));
-    }
+    calibration_signal(&mut text, &mut signals, &kept, &ys, &lines, skipped);
 
     // icp_drift_signal
     let fits: Vec<f64> = kept.iter().map(|(_, s)| s.fit).collect();
@@ -185,50 +123,17 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
             }
         }
     }
-    let mut drifts = Vec::new();
-    for field in &fields {
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for (k, (i, _)) in kept.iter().enumerate() {
-            if let Some(v) = subjects[*i].value(field) {
-                groups.entry(v.trim().to_lowercase()).or_default().push(k);
-            }
-        }
-        if groups.len() > 100 || groups.len() < 2 {
-            continue;
-        }
-        // Segments are categories: numbers are the model's business.
-        let numeric = groups
-            .keys()
-            .filter(|v| leadgate_score::model::parse_number(v).is_some())
-            .count();
-        if numeric * 10 >= groups.len() * 9 {
-            continue;
-        }
-        for (value, members) in groups {
-            let n = members.len();
-            if n < opts.min_segment {
-                continue;
-            }
-            let conv = members.iter().filter(|&&k| ys[k]).count();
-            let obs = conv as f64 / n as f64;
-            let exp = members.iter().map(|&k| expected[k]).sum::<f64>() / n as f64;
-            let se = (exp * (1.0 - exp) / n as f64).sqrt().max(1e-9);
-            let z = (obs - exp) / se;
-            if z.abs() >= 3.0 && (obs - exp).abs() >= 0.05 {
-                drifts.push(Drift {
-                    field: field.clone(),
-                    value,
-                    leads: n,
-                    converted: conv,
-                    observed_rate: obs,
-                    expected_rate: exp,
-                    z,
-                    mean_fit: members.iter().map(|&k| fits[k]).sum::<f64>() / n as f64,
-                    direction: if obs > exp { "above" } else { "below" },
-                });
-            }
-        }
-    }
+    let mut drifts = drifts(
+        &fields,
+        &Segments {
+            subjects: &subjects,
+            kept: &kept,
+            ys: &ys,
+            fits: &fits,
+            expected: &expected,
+        },
+        opts.min_segment,
+    );
     drifts.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
     let _ = writeln!(
         text,
@@ -268,6 +173,145 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
         let _ = writeln!(text, "signals written to {path}");
     }
     Ok(Report { text })
+}
+
+/// `scoring_calibration_signal`: how well the total ranks conversions,
+/// conversion by grade and by band of the total, and the model's own
+/// probability when every lead has one.
+fn calibration_signal(
+    text: &mut String,
+    signals: &mut Vec<serde_json::Value>,
+    kept: &[(usize, Scored)],
+    ys: &[bool],
+    lines: &[u64],
+    skipped: usize,
+) {
+    let totals: Vec<f64> = kept.iter().map(|(_, s)| f64::from(s.total)).collect();
+    let m = calibrate::metrics(&totals, ys);
+    let _ = writeln!(
+        text,
+        "scoring_calibration_signal: {} leads, {} converted",
+        m.rows, m.positives
+    );
+    if skipped > 0 {
+        let _ = writeln!(
+            text,
+            "  ({skipped} records without a readable outcome left out)"
+        );
+    }
+    let _ = writeln!(text, "  ROC AUC of the total        {:.4}", m.roc_auc);
+    let mut by_grade: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut by_band: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for ((_, s), &v) in kept.iter().zip(ys) {
+        let g = by_grade.entry(s.grade.clone()).or_default();
+        g.0 += 1;
+        g.1 += usize::from(v);
+        let b = by_band
+            .entry((usize::from(s.total) / 10).min(9))
+            .or_default();
+        b.0 += 1;
+        b.1 += usize::from(v);
+    }
+    let _ = writeln!(text, "  grade     leads   converted");
+    for (g, (n, k)) in &by_grade {
+        let _ = writeln!(
+            text,
+            "  {g:<5} {n:>9}   {:>8.1}%",
+            100.0 * *k as f64 / *n as f64
+        );
+    }
+    let _ = writeln!(text, "  total     leads   converted");
+    for (b, (n, k)) in &by_band {
+        let _ = writeln!(
+            text,
+            "  {:>2}–{:<3} {n:>8}   {:>8.1}%",
+            b * 10,
+            b * 10 + 9,
+            100.0 * *k as f64 / *n as f64
+        );
+    }
+    let probs: Vec<f64> = kept.iter().filter_map(|(_, s)| s.probability).collect();
+    if probs.len() == kept.len() && !probs.is_empty() {
+        let pm = calibrate::metrics(&probs, ys);
+        let _ = writeln!(text, "  the model's probability:");
+        for line in pm.to_string().lines().skip(1) {
+            let _ = writeln!(text, "    {line}");
+        }
+    }
+    for ((i, s), &v) in kept.iter().zip(ys) {
+        signals.push(serde_json::json!({
+            "signal": "scoring_calibration_signal",
+            "line": lines.get(*i).copied(),
+            "total": s.total,
+            "grade": s.grade,
+            "probability": s.probability,
+            "fit": s.fit,
+            "converted": v,
+        }));
+    }
+}
+
+/// The history scored, for the segments of `icp_drift_signal`: the kept
+/// leads (index into `subjects`, score), and per kept lead whether it
+/// converted, its fit, and the conversion its fit predicts.
+struct Segments<'a> {
+    subjects: &'a [Subject],
+    kept: &'a [(usize, Scored)],
+    ys: &'a [bool],
+    fits: &'a [f64],
+    expected: &'a [f64],
+}
+
+/// `icp_drift_signal`: segments (a field's value, at least `min_segment`
+/// leads) that convert far from what their fit predicts (|z| ≥ 3 and at
+/// least 5 points apart). Fields with over 100 values, or mostly numbers,
+/// are not segments.
+fn drifts(fields: &[String], seg: &Segments<'_>, min_segment: usize) -> Vec<Drift> {
+    let mut drifts = Vec::new();
+    for field in fields {
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (k, (i, _)) in seg.kept.iter().enumerate() {
+            if let Some(v) = seg.subjects[*i].value(field) {
+                groups.entry(v.trim().to_lowercase()).or_default().push(k);
+            }
+        }
+        if groups.len() > 100 || groups.len() < 2 {
+            continue;
+        }
+        // Segments are categories: numbers are the model's business.
+        let numeric = groups
+            .keys()
+            .filter(|v| leadgate_score::model::parse_number(v).is_some())
+            .count();
+        if numeric * 10 >= groups.len() * 9 {
+            continue;
+        }
+        for (value, members) in groups {
+            let n = members.len();
+            if n < min_segment {
+                continue;
+            }
+            let conv = members.iter().filter(|&&k| seg.ys[k]).count();
+            let obs = conv as f64 / n as f64;
+            let exp = members.iter().map(|&k| seg.expected[k]).sum::<f64>() / n as f64;
+            let se = (exp * (1.0 - exp) / n as f64).sqrt().max(1e-9);
+            let z = (obs - exp) / se;
+            if z.abs() >= 3.0 && (obs - exp).abs() >= 0.05 {
+                drifts.push(Drift {
+                    field: field.clone(),
+                    value,
+                    leads: n,
+                    converted: conv,
+                    observed_rate: obs,
+                    expected_rate: exp,
+                    z,
+                    mean_fit: members.iter().map(|&k| seg.fits[k]).sum::<f64>() / n as f64,
+                    direction: if obs > exp { "above" } else { "below" },
+                });
+            }
+        }
+    }
+    drifts
 }
 
 /// The fields the tenant's ICP looks at.

@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use leadgate_ingest::{Format, Limits as IngestLimits, Mapping, Reader, Record as InputRecord};
 use leadgate_lead::Source;
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use std::io::{BufWriter, Read, Write};
 use std::time::Instant;
 

@@ -13,6 +13,7 @@ use leadgate_lead::Lead;
 use leadgate_lead::score::{Event, EventKind, Peer, Scored, Subject};
 use leadgate_runtime::{CallError, ScorerComponent, ScorerInstance};
 use leadgate_store::Store;
+use leadgate_store::prelude::*;
 use leadgate_store::score::{ScoreState, ScoreWrite, ScoringLead, Surfaced};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;

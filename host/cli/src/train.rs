@@ -20,6 +20,7 @@
 
 use anyhow::{Result, bail};
 use leadgate_dedupe::model::{Calibration, Model, Mu, sigmoid};
+use leadgate_store::prelude::*;
 use std::collections::BTreeMap;
 
 /// A compared pair: its comparison levels and, if known, whether it is a

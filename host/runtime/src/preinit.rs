@@ -33,7 +33,8 @@ pub fn has_init(runtime: &Runtime, wasm: &[u8]) -> Result<bool, PreinitError> {
 
 /// Snapshots `wasm` after running its init export. WASI is linked (with the
 /// same sandbox as at run time) because language runtimes touch it while
-/// initializing.
+/// initializing; any other import (an enricher's `lookup`) traps if called,
+/// since at build time there is no host to answer it.
 pub fn preinit(runtime: &Runtime, wasm: &[u8]) -> Result<Vec<u8>, PreinitError> {
     let mut store = Sandbox::store(runtime);
     store.set_epoch_deadline(runtime.ticks(std::time::Duration::from_secs(120)));
@@ -44,11 +45,40 @@ pub fn preinit(runtime: &Runtime, wasm: &[u8]) -> Result<Vec<u8>, PreinitError> 
     let run = wizer.run_component(&mut store, wasm, async |store, component| {
         let mut linker: Linker<Sandbox> = Linker::new(store.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        trap_host_imports(&mut linker, component)?;
         linker.instantiate(store, component)
     });
     block_on(run)
         .map(|(snapshot, _results)| snapshot)
         .map_err(|e| PreinitError::Wizer(format!("{e:#}")))
+}
+
+/// Defines every function the component imports from outside WASI (an
+/// enricher's `lookup`) as one that traps: at build time there is no host
+/// to answer, and an init that asks fails with the import's name.
+fn trap_host_imports(linker: &mut Linker<Sandbox>, component: &Component) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = linker.engine().clone();
+    for (name, item) in component.component_type().imports(&engine) {
+        if name.starts_with("wasi:") {
+            continue;
+        }
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        let mut inst = linker.instance(name)?;
+        for (func, item) in instance.exports(&engine) {
+            if let ComponentItem::ComponentFunc(_) = item.ty {
+                let what = format!("{name}#{func}");
+                inst.func_new(func, move |_, _, _, _| {
+                    Err(wasmtime::format_err!(
+                        "{what} was called during pre-initialization, where the host answers nothing"
+                    ))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Drives a future that never waits on I/O (wizer's API is async only so it

@@ -412,6 +412,7 @@ impl Enrichments for crate::Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
     use crate::{Status, Store};
     use leadgate_lead::Lead;
 

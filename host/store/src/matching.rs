@@ -205,52 +205,66 @@ pub(crate) fn insert_review(
     Ok(())
 }
 
-fn parse_lead(json: &str) -> Result<Lead, StoreError> {
+pub(crate) fn parse_lead(json: &str) -> Result<Lead, StoreError> {
     serde_json::from_str(json).map_err(|source| StoreError::Json {
         what: "stored lead",
         source,
     })
 }
 
-fn review_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReviewItem> {
-    Ok(ReviewItem {
-        id: r.get(0)?,
-        lead_a: r.get(1)?,
-        lead_b: r.get(2)?,
-        probability: r.get(3)?,
-        evidence: r.get(4)?,
-        reason: r.get(5)?,
-        created_at: r.get(6)?,
-        decision: r.get(7)?,
-        reviewer: r.get(8)?,
-        note: r.get(9)?,
-    })
-}
-
-const REVIEW_COLUMNS: &str =
-    "id, lead_a, lead_b, probability, evidence, reason, created_at, decision, reviewer, note";
-
-fn merge_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MergeRow> {
-    Ok(MergeRow {
-        id: r.get(0)?,
-        master_id: r.get(1)?,
-        lead_id: r.get(2)?,
-        kind: r.get(3)?,
-        probability: r.get(4)?,
-        decided_by: r.get(5)?,
-        created_at: r.get(6)?,
-        undone_at: r.get(7)?,
-    })
-}
-
-const MERGE_COLUMNS: &str =
-    "id, master_id, lead_id, kind, probability, decided_by, created_at, undone_at";
-
-impl Store {
+/// The matching index: each lead's blocking keys and the candidates that
+/// share them, and the links that make leads one person.
+pub trait MatchIndex {
     /// Stored leads of `tenant` sharing any of `keys`: at most `per_key` per
     /// key (the most recent), at most `limit` in all. Leads without a
     /// normalized form (exceptions) are skipped.
-    pub fn candidates(
+    fn candidates(
+        &self,
+        tenant: &str,
+        keys: &[i64],
+        per_key: usize,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, StoreError>;
+
+    /// [`Store::candidates`] for several leads at once, in one read
+    /// transaction (one lock, one snapshot, instead of one per query).
+    fn candidates_for_each(
+        &self,
+        tenant: &str,
+        keys: &[Vec<i64>],
+        per_key: usize,
+        limit: usize,
+    ) -> Result<Vec<Vec<Candidate>>, StoreError>;
+
+    /// The lead `id` resolves to: its master if it has one, else itself.
+    fn master_of(&self, id: &str) -> Result<String, StoreError>;
+
+    /// Merges (or links) `lead` into `master` outside a run: a reviewer's
+    /// decision or a batch clean-up plan. Returns the merge id.
+    fn link(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        link: &Link<'_>,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// Queues a pair for review outside a run's batch (batch clean-up).
+    fn add_review(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        review: &Review<'_>,
+        run_id: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A lead row exactly as stored.
+    fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError>;
+}
+
+impl MatchIndex for Store {
+    fn candidates(
         &self,
         tenant: &str,
         keys: &[i64],
@@ -261,9 +275,7 @@ impl Store {
             .map(|mut all| all.pop().unwrap_or_default())
     }
 
-    /// [`Store::candidates`] for several leads at once, in one read
-    /// transaction (one lock, one snapshot, instead of one per query).
-    pub fn candidates_for_each(
+    fn candidates_for_each(
         &self,
         tenant: &str,
         keys: &[Vec<i64>],
@@ -284,6 +296,71 @@ impl Store {
         Ok(found)
     }
 
+    fn master_of(&self, id: &str) -> Result<String, StoreError> {
+        let master: Option<Option<String>> = self
+            .conn
+            .query_row("SELECT master_id FROM leads WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql("read master"))?;
+        Ok(master.flatten().unwrap_or_else(|| id.to_string()))
+    }
+
+    fn link(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        link: &Link<'_>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let tx = self.tx()?;
+        let id = insert_link(&tx, tenant, lead, link, None, now)?;
+        tx.execute(
+            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             VALUES (?1, NULL, 'dedupe', ?2, 'duplicate', NULL, ?3)",
+            params![lead, link.decided_by, now],
+        )
+        .map_err(sql("record merge decision"))?;
+        tx.commit().map_err(sql("commit merge"))?;
+        Ok(id)
+    }
+
+    fn add_review(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        review: &Review<'_>,
+        run_id: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let tx = self.tx()?;
+        insert_review(&tx, tenant, lead, review, run_id, now)?;
+        tx.commit().map_err(sql("commit review"))
+    }
+
+    fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT id, tenant, status, raw, normalized, master_id FROM leads WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(LeadRow {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        status: r.get(2)?,
+                        raw: r.get(3)?,
+                        normalized: r.get(4)?,
+                        master_id: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sql("read lead"))
+    }
+}
+
+impl Store {
     /// [`Store::candidates`] in the open read transaction, with the keys
     /// not yet folded into `match_keys` from `pending`; `filter` (caught
     /// up in the same transaction) skips the index for keys it does not
@@ -370,300 +447,12 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// The lead `id` resolves to: its master if it has one, else itself.
-    pub fn master_of(&self, id: &str) -> Result<String, StoreError> {
-        let master: Option<Option<String>> = self
-            .conn
-            .query_row("SELECT master_id FROM leads WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql("read master"))?;
-        Ok(master.flatten().unwrap_or_else(|| id.to_string()))
-    }
-
-    /// Merges (or links) `lead` into `master` outside a run: a reviewer's
-    /// decision or a batch clean-up plan. Returns the merge id.
-    pub fn link(
-        &mut self,
-        tenant: &str,
-        lead: &str,
-        link: &Link<'_>,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        let tx = self.tx()?;
-        let id = insert_link(&tx, tenant, lead, link, None, now)?;
-        tx.execute(
-            "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
-             VALUES (?1, NULL, 'dedupe', ?2, 'duplicate', NULL, ?3)",
-            params![lead, link.decided_by, now],
-        )
-        .map_err(sql("record merge decision"))?;
-        tx.commit().map_err(sql("commit merge"))?;
-        Ok(id)
-    }
-
-    /// Queues a pair for review outside a run's batch (batch clean-up).
-    pub fn add_review(
-        &mut self,
-        tenant: &str,
-        lead: &str,
-        review: &Review<'_>,
-        run_id: Option<i64>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let tx = self.tx()?;
-        insert_review(&tx, tenant, lead, review, run_id, now)?;
-        tx.commit().map_err(sql("commit review"))
-    }
-
-    /// The leads whose values make up `master`'s golden record: the master
-    /// and every lead merged (not merely linked) into it, oldest first.
-    pub fn golden_members(&self, master: &str) -> Result<Vec<GoldenMember>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT l.id, COALESCE(l.normalized, l.raw) FROM leads l
-                 WHERE l.id = ?1 OR (l.master_id = ?1 AND EXISTS (
-                     SELECT 1 FROM merges m WHERE m.lead_id = l.id AND m.master_id = ?1
-                       AND m.kind = 'merge' AND m.undone_at IS NULL))
-                 ORDER BY l.received_at, l.rowid",
-            )
-            .map_err(sql("prepare golden members"))?;
-        let rows = stmt
-            .query_map([master], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(sql("read golden members"))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, json) = row.map_err(sql("read golden members"))?;
-            out.push(GoldenMember {
-                id,
-                lead: parse_lead(&json)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Writes `master`'s golden record (JSON), or removes it when `None`
-    /// (nothing is merged into the master any more).
-    pub fn set_golden(
-        &self,
-        tenant: &str,
-        master: &str,
-        record: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        // Once per merged lead of a batch: the statements are kept.
-        match record {
-            Some(json) => self
-                .conn
-                .prepare_cached(
-                    "INSERT INTO golden (id, tenant, record, updated_at) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                )
-                .and_then(|mut s| s.execute(params![master, tenant, json, now]))
-                .map(|_| ())
-                .map_err(sql("write golden record")),
-            None => self
-                .conn
-                .prepare_cached("DELETE FROM golden WHERE id = ?1")
-                .and_then(|mut s| s.execute([master]))
-                .map(|_| ())
-                .map_err(sql("remove golden record")),
-        }
-    }
-
-    /// `master`'s golden record (JSON), if it has one.
-    pub fn golden(&self, master: &str) -> Result<Option<String>, StoreError> {
-        self.conn
-            .query_row("SELECT record FROM golden WHERE id = ?1", [master], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(sql("read golden record"))
-    }
-
-    /// Active and undone merges that involve `id` (as master or member).
-    pub fn merges_of(&self, id: &str) -> Result<Vec<MergeRow>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {MERGE_COLUMNS} FROM merges WHERE master_id = ?1 OR lead_id = ?1 ORDER BY id"
-            ))
-            .map_err(sql("list merges"))?;
-        let rows = stmt
-            .query_map([id], merge_row)
-            .map_err(sql("list merges"))?;
-        rows.collect::<Result<_, _>>().map_err(sql("list merges"))
-    }
-
-    /// Undoes merges: `target` is a merge id, or a lead id (every active
-    /// merge it takes part in, as member or master). Each member gets back
-    /// the status its validation gave it. Returns the merges undone.
-    pub fn unmerge(
-        &mut self,
-        target: &str,
-        who: &str,
-        now: i64,
-    ) -> Result<Vec<MergeRow>, StoreError> {
-        let tx = self.tx()?;
-        let undone: Vec<MergeRow> = {
-            let mut stmt = tx
-                .prepare(&format!(
-                    "SELECT {MERGE_COLUMNS} FROM merges WHERE undone_at IS NULL
-                       AND (CAST(id AS TEXT) = ?1 OR lead_id = ?1 OR master_id = ?1) ORDER BY id"
-                ))
-                .map_err(sql("find merges"))?;
-            let rows = stmt
-                .query_map([target], merge_row)
-                .map_err(sql("find merges"))?;
-            rows.collect::<Result<_, _>>().map_err(sql("find merges"))?
-        };
-        for m in &undone {
-            tx.execute(
-                "UPDATE merges SET undone_at = ?2 WHERE id = ?1",
-                params![m.id, now],
-            )
-            .map_err(sql("undo merge"))?;
-            let verdict: Option<String> = tx
-                .query_row(
-                    "SELECT verdict FROM decisions WHERE lead_id = ?1 AND capability = 'validate'
-                     ORDER BY id DESC LIMIT 1",
-                    [&m.lead_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("read validation verdict"))?;
-            let status = verdict.unwrap_or_else(|| "accepted".into());
-            tx.execute(
-                "UPDATE leads SET master_id = NULL, status = ?3, updated_at = ?4
-                 WHERE id = ?1 AND master_id = ?2",
-                params![m.lead_id, m.master_id, status, now],
-            )
-            .map_err(sql("restore lead"))?;
-            tx.execute(
-                "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
-                 VALUES (?1, NULL, 'dedupe', ?2, 'unmerged', NULL, ?3)",
-                params![m.lead_id, who, now],
-            )
-            .map_err(sql("record unmerge"))?;
-        }
-        tx.commit().map_err(sql("commit unmerge"))?;
-        Ok(undone)
-    }
-
-    /// Undecided match review items of `tenant`, oldest first.
-    pub fn open_reviews(&self, tenant: &str, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE tenant = ?1 AND decided_at IS NULL
-                 ORDER BY id LIMIT ?2"
-            ))
-            .map_err(sql("list match reviews"))?;
-        let rows = stmt
-            .query_map(params![tenant, limit as i64], review_item)
-            .map_err(sql("list match reviews"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("list match reviews"))
-    }
-
-    /// Decided match review items of `tenant`: labelled pairs for training.
-    pub fn decided_reviews(&self, tenant: &str) -> Result<Vec<ReviewItem>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE tenant = ?1 AND decided_at IS NOT NULL ORDER BY id"
-            ))
-            .map_err(sql("list decided reviews"))?;
-        let rows = stmt
-            .query_map([tenant], review_item)
-            .map_err(sql("list decided reviews"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("list decided reviews"))
-    }
-
-    /// One match review item of `tenant`.
-    pub fn review_item(&self, tenant: &str, id: i64) -> Result<Option<ReviewItem>, StoreError> {
-        self.conn
-            .query_row(
-                &format!(
-                    "SELECT {REVIEW_COLUMNS} FROM match_reviews WHERE id = ?1 AND tenant = ?2"
-                ),
-                params![id, tenant],
-                review_item,
-            )
-            .optional()
-            .map_err(sql("read match review"))
-    }
-
-    /// Records a reviewer's decision (`merge` or `distinct`) on an item.
-    pub fn decide_review(
-        &self,
-        id: i64,
-        decision: &str,
-        reviewer: &str,
-        note: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE match_reviews SET decision = ?2, reviewer = ?3, note = ?4, decided_at = ?5 WHERE id = ?1",
-                params![id, decision, reviewer, note, now],
-            )
-            .map_err(sql("record review decision"))?;
-        Ok(())
-    }
-
-    /// A reviewer's earlier decision on the pair, in either order.
-    pub fn pair_decision(
-        &self,
-        tenant: &str,
-        a: &str,
-        b: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let found: Option<Option<String>> = self
-            .conn
-            .query_row(
-                "SELECT decision FROM match_reviews WHERE tenant = ?1 AND decided_at IS NOT NULL
-                   AND ((lead_a = ?2 AND lead_b = ?3) OR (lead_a = ?3 AND lead_b = ?2))
-                 ORDER BY decided_at DESC LIMIT 1",
-                params![tenant, a, b],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("read pair decision"))?;
-        Ok(found.flatten())
-    }
-
-    /// A lead row exactly as stored.
-    pub fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError> {
-        self.conn
-            .query_row(
-                "SELECT id, tenant, status, raw, normalized, master_id FROM leads WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(LeadRow {
-                        id: r.get(0)?,
-                        tenant: r.get(1)?,
-                        status: r.get(2)?,
-                        raw: r.get(3)?,
-                        normalized: r.get(4)?,
-                        master_id: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(sql("read lead"))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prelude::*;
     use crate::test_support::{TempStore, plain_record};
     use crate::{Record, Status};
 

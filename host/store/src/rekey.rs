@@ -33,7 +33,8 @@ pub struct Rekeyed {
     pub keys_after: u64,
 }
 
-impl Store {
+/// Re-keying: a tenant's blocking keys rebuilt with a new deduper.
+pub trait Rekey {
     /// Replaces the blocking keys of `tenant`'s keyed leads with those
     /// `keys_of` computes (hashed, as [`crate::key_hash`] makes them), in
     /// chunks of `chunk` leads in the order they were stored; `keys_of`
@@ -43,7 +44,29 @@ impl Store {
     /// commit or rollback decides instead). Another connection's deferred keys
     /// ([`Store::defer_match_keys`]) are not seen: run it while no service
     /// writes to the store.
-    pub fn rekey<E>(
+    fn rekey<E>(
+        &mut self,
+        tenant: &str,
+        chunk: usize,
+        keys_of: impl FnMut(&[KeyedLead], u64) -> Result<Vec<Vec<i64>>, E>,
+    ) -> Result<Result<Rekeyed, E>, StoreError>;
+
+    /// Visits the tenant's keyed leads — the ones a new lead is matched
+    /// against, and the ones [`Store::rekey`] keys again — in chunks of at
+    /// most `chunk`, oldest first, and returns how many it visited. A
+    /// lead with no normalized record is skipped. `visit`'s error stops the
+    /// walk and is returned inside `Ok`. Read only; another connection's
+    /// deferred keys ([`Store::defer_match_keys`]) are not seen.
+    fn keyed_leads<E>(
+        &self,
+        tenant: &str,
+        chunk: usize,
+        visit: impl FnMut(&[KeyedLead]) -> Result<(), E>,
+    ) -> Result<Result<u64, E>, StoreError>;
+}
+
+impl Rekey for Store {
+    fn rekey<E>(
         &mut self,
         tenant: &str,
         chunk: usize,
@@ -142,13 +165,7 @@ impl Store {
         }))
     }
 
-    /// Visits the tenant's keyed leads — the ones a new lead is matched
-    /// against, and the ones [`Store::rekey`] keys again — in chunks of at
-    /// most `chunk`, oldest first, and returns how many it visited. A
-    /// lead with no normalized record is skipped. `visit`'s error stops the
-    /// walk and is returned inside `Ok`. Read only; another connection's
-    /// deferred keys ([`Store::defer_match_keys`]) are not seen.
-    pub fn keyed_leads<E>(
+    fn keyed_leads<E>(
         &self,
         tenant: &str,
         chunk: usize,
@@ -273,6 +290,7 @@ fn entries_not_in_match_keys(conn: &rusqlite::Connection) -> Result<u64, StoreEr
 
 #[cfg(test)]
 mod tests {
+    use crate::prelude::*;
     use crate::test_support::{TempStore, plain_record};
     use crate::{Status, Store, key_hash};
     use leadgate_lead::Lead;

@@ -171,12 +171,112 @@ fn id_list(ids: &[String]) -> Result<String, StoreError> {
     })
 }
 
-impl Store {
+/// The events and scores aggregate: behavioural events (attached to their
+/// lead by key, or waiting for it), the leads and accounts scoring reads,
+/// and each lead's score state and history.
+pub trait Scores {
     /// Stores events, ignoring ids already stored, and attaches each to its
     /// lead: by lead id, else email, else external id (a merged lead's
     /// events count for its master when scoring). Events whose person is
     /// not known yet are kept unattached.
-    pub fn insert_events(
+    fn insert_events(
+        &mut self,
+        tenant: &str,
+        events: &[NewEvent],
+        now: i64,
+    ) -> Result<Inserted, StoreError>;
+
+    /// Keeps malformed events with their reason (nothing is lost).
+    fn reject_events(
+        &mut self,
+        tenant: &str,
+        input: &str,
+        rejects: &[EventReject],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Brings the key index that events are attached by up to date with
+    /// the stored leads (done anyway when events attach; a service does it
+    /// before it takes requests, so the first one does not wait for the
+    /// leads imported since).
+    fn index_lead_keys(&mut self) -> Result<(), StoreError>;
+
+    /// Attaches events that were waiting for their person, now that the
+    /// person may have appeared. Returns the leads that got events.
+    fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError>;
+
+    /// Events still waiting for their person.
+    fn unattached_events(&self, tenant: &str) -> Result<u64, StoreError>;
+
+    /// How many leads the tenant has, whatever their state.
+    fn lead_count(&self, tenant: &str) -> Result<u64, StoreError>;
+
+    /// Leads that get a score: accepted or in review, not merged into
+    /// another; all of the tenant's, or only `only`.
+    fn scoring_leads(
+        &self,
+        tenant: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<ScoringLead>, StoreError>;
+
+    /// The leads of the accounts (registrable domains) given.
+    fn account_members(&self, tenant: &str, domains: &[String]) -> Result<Vec<String>, StoreError>;
+
+    /// The leads of the accounts given that have events at or after
+    /// `since` (their own, or of leads merged into them).
+    fn active_account_members(
+        &self,
+        tenant: &str,
+        domains: &[String],
+        since: i64,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Attached events at or after `since`, most recent first, under the
+    /// lead they were attached to (see [`Store::masters`] for merged
+    /// leads); all of the tenant's, or only those of `only` and of the
+    /// leads merged into them.
+    fn recent_events(
+        &self,
+        tenant: &str,
+        since: i64,
+        only: Option<&[String]>,
+    ) -> Result<Vec<(String, EventRow)>, StoreError>;
+
+    /// Merged or linked leads and the master each counts for: all of the
+    /// tenant's, or those whose master is in `only`.
+    fn masters(
+        &self,
+        tenant: &str,
+        only: Option<&[String]>,
+    ) -> Result<HashMap<String, String>, StoreError>;
+
+    /// Each scored lead's surfacing state, and the lowest total of its
+    /// history at or after `since` (the base a jump is measured from); of
+    /// all the tenant's leads, or only of `only`.
+    fn score_states(
+        &self,
+        tenant: &str,
+        since: i64,
+        only: Option<&[String]>,
+    ) -> Result<HashMap<String, (ScoreState, Option<i64>)>, StoreError>;
+
+    /// Records new scores (a history row where the total changed) and the
+    /// leads surfaced, in one transaction.
+    fn save_scores(
+        &mut self,
+        tenant: &str,
+        component: &str,
+        rows: &[ScoreWrite],
+        surfaced: &[Surfaced],
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// A lead's stored score and history; `None` when it has none.
+    fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError>;
+}
+
+impl Scores for Store {
+    fn insert_events(
         &mut self,
         tenant: &str,
         events: &[NewEvent],
@@ -260,8 +360,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Keeps malformed events with their reason (nothing is lost).
-    pub fn reject_events(
+    fn reject_events(
         &mut self,
         tenant: &str,
         input: &str,
@@ -294,19 +393,13 @@ impl Store {
         tx.commit().map_err(sql("commit rejected events"))
     }
 
-    /// Brings the key index that events are attached by up to date with
-    /// the stored leads (done anyway when events attach; a service does it
-    /// before it takes requests, so the first one does not wait for the
-    /// leads imported since).
-    pub fn index_lead_keys(&mut self) -> Result<(), StoreError> {
+    fn index_lead_keys(&mut self) -> Result<(), StoreError> {
         let tx = self.tx()?;
         catch_up_keys(&tx)?;
         tx.commit().map_err(sql("commit key index"))
     }
 
-    /// Attaches events that were waiting for their person, now that the
-    /// person may have appeared. Returns the leads that got events.
-    pub fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
+    fn attach_pending(&mut self, tenant: &str) -> Result<BTreeSet<String>, StoreError> {
         // Nothing waits: the key index is left for when something does
         // (indexing many leads at once touches fewer of its pages).
         // Asked once per recorded batch: the statement is kept.
@@ -346,8 +439,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Events still waiting for their person.
-    pub fn unattached_events(&self, tenant: &str) -> Result<u64, StoreError> {
+    fn unattached_events(&self, tenant: &str) -> Result<u64, StoreError> {
         self.conn
             .query_row(
                 "SELECT COUNT(*) FROM events WHERE tenant = ?1 AND lead_id IS NULL",
@@ -358,8 +450,7 @@ impl Store {
             .map_err(sql("count unattached events"))
     }
 
-    /// How many leads the tenant has, whatever their state.
-    pub fn lead_count(&self, tenant: &str) -> Result<u64, StoreError> {
+    fn lead_count(&self, tenant: &str) -> Result<u64, StoreError> {
         self.conn
             .prepare_cached("SELECT count(*) FROM leads WHERE tenant = ?1")
             .and_then(|mut s| s.query_row([tenant], |r| r.get::<_, i64>(0)))
@@ -367,9 +458,7 @@ impl Store {
             .map_err(sql("count leads"))
     }
 
-    /// Leads that get a score: accepted or in review, not merged into
-    /// another; all of the tenant's, or only `only`.
-    pub fn scoring_leads(
+    fn scoring_leads(
         &self,
         tenant: &str,
         only: Option<&[String]>,
@@ -415,12 +504,7 @@ impl Store {
         rows.map_err(sql("read leads to score"))
     }
 
-    /// The leads of the accounts (registrable domains) given.
-    pub fn account_members(
-        &self,
-        tenant: &str,
-        domains: &[String],
-    ) -> Result<Vec<String>, StoreError> {
+    fn account_members(&self, tenant: &str, domains: &[String]) -> Result<Vec<String>, StoreError> {
         catch_up_keys(&self.conn)?;
         let mut stmt = self
             .conn
@@ -436,9 +520,7 @@ impl Store {
             .map_err(sql("read account members"))
     }
 
-    /// The leads of the accounts given that have events at or after
-    /// `since` (their own, or of leads merged into them).
-    pub fn active_account_members(
+    fn active_account_members(
         &self,
         tenant: &str,
         domains: &[String],
@@ -482,11 +564,7 @@ impl Store {
             .map_err(sql("read account members"))
     }
 
-    /// Attached events at or after `since`, most recent first, under the
-    /// lead they were attached to (see [`Store::masters`] for merged
-    /// leads); all of the tenant's, or only those of `only` and of the
-    /// leads merged into them.
-    pub fn recent_events(
+    fn recent_events(
         &self,
         tenant: &str,
         since: i64,
@@ -542,9 +620,7 @@ impl Store {
         rows.map_err(sql("read events"))
     }
 
-    /// Merged or linked leads and the master each counts for: all of the
-    /// tenant's, or those whose master is in `only`.
-    pub fn masters(
+    fn masters(
         &self,
         tenant: &str,
         only: Option<&[String]>,
@@ -578,10 +654,7 @@ impl Store {
         rows.map_err(sql("read masters"))
     }
 
-    /// Each scored lead's surfacing state, and the lowest total of its
-    /// history at or after `since` (the base a jump is measured from); of
-    /// all the tenant's leads, or only of `only`.
-    pub fn score_states(
+    fn score_states(
         &self,
         tenant: &str,
         since: i64,
@@ -644,9 +717,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Records new scores (a history row where the total changed) and the
-    /// leads surfaced, in one transaction.
-    pub fn save_scores(
+    fn save_scores(
         &mut self,
         tenant: &str,
         component: &str,
@@ -728,8 +799,7 @@ impl Store {
         tx.commit().map_err(sql("commit scores"))
     }
 
-    /// A lead's stored score and history; `None` when it has none.
-    pub fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError> {
+    fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError> {
         let row = self
             .conn
             .query_row(
@@ -768,26 +838,12 @@ impl Store {
     }
 }
 
-impl Store {
-    /// The leads recorded by a run.
-    pub fn run_leads(&self, run_id: i64) -> Result<BTreeSet<String>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id FROM leads WHERE run_id = ?1")
-            .map_err(sql("read run leads"))?;
-        let rows = stmt
-            .query_map([run_id], |r| r.get(0))
-            .map_err(sql("read run leads"))?;
-        rows.collect::<Result<_, _>>()
-            .map_err(sql("read run leads"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::Status;
+    use crate::prelude::*;
     use crate::test_support::plain_record;
     use leadgate_lead::Lead;
 

@@ -344,18 +344,18 @@ pub(super) fn sample(_config: Config, _db: String, args: SampleArgs) -> Result<E
         history,
         history_rows,
     } = args;
-    sample::write(count, seed, &output, truth.as_deref(), labelled.as_deref())?;
+    leadgate_sample::write(count, seed, &output, truth.as_deref(), labelled.as_deref())?;
     eprintln!("wrote {count} leads to {}", output.display());
     if let Some(path) = companies {
-        let n = sample::write_companies(&path, seed)?;
+        let n = leadgate_sample::write_companies(&path, seed)?;
         eprintln!("wrote {n} companies to {}", path.display());
     }
     if let Some(path) = events {
-        let n = sample::write_events(&output, &path, seed, clock::now_ms())?;
+        let n = leadgate_sample::write_events(&output, &path, seed, clock::now_ms())?;
         eprintln!("wrote {n} events to {}", path.display());
     }
     if let Some(path) = history {
-        sample::write_history(&path, history_rows, seed)?;
+        leadgate_sample::write_history(&path, history_rows, seed)?;
         eprintln!("wrote {history_rows} history rows to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ mod service;
 
 use leadgate::{
     batch, calibrate, clock, compose, config, dedupe, eval, events, handoff, reenrich, rekey,
-    report, review, run, sample, score, serve, train,
+    report, review, run, score, serve, train,
 };
 use leadgate_store::prelude::*;
 

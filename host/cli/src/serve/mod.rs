@@ -25,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use leadgate_store::Store;
 use leadgate_store::prelude::*;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 
@@ -63,7 +63,7 @@ pub struct Shared {
     chains: Mutex<HashMap<String, Arc<leadgate_providers::Chain>>>,
     pub stopping: AtomicBool,
     /// The write-ahead log's length in pages at the last checkpoint.
-    pub wal_frames: AtomicI64,
+    pub wal: leadgate_store::WalLength,
     /// Tenants with form requests logged before idempotency keys were
     /// scoped to their route: their form routes look those up too.
     pub legacy_forms: HashSet<String>,
@@ -272,7 +272,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         ready: Mutex::new(HashSet::new()),
         chains: Mutex::new(HashMap::new()),
         stopping: AtomicBool::new(false),
-        wal_frames: AtomicI64::new(0),
+        wal: leadgate_store::WalLength::default(),
         legacy_forms,
         body_timeout: std::time::Duration::from_millis(config.serve.body_timeout_ms),
     });
@@ -420,12 +420,16 @@ fn background(shared: &Shared, handoff: bool) {
     let mut last_checkpoint = std::time::Instant::now();
     while !shared.stopping.load(Ordering::SeqCst) {
         // The pipelines leave copying the log back to this thread, and
-        // having a long one start over (`catch_up`); their recording
-        // threads force that only past twice the length (see worker.rs).
+        // having a long one start over (`Store::checkpoint_round`); their
+        // recording threads force that only past twice the length.
         if last_checkpoint.elapsed() >= checkpoint_every {
-            match store.checkpoint() {
-                Ok(log) if log >= worker::RESTART_FRAMES => catch_up(shared, &store, log),
-                Ok(log) => shared.wal_frames.store(log, Ordering::Relaxed),
+            match store.checkpoint_round(&shared.wal) {
+                Ok(r) if r.restarted => tracing::debug!(
+                    ms = r.elapsed.as_secs_f64() * 1e3,
+                    checkpoints = r.checkpoints,
+                    "write-ahead log started over"
+                ),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
             }
             last_checkpoint = std::time::Instant::now();
@@ -488,41 +492,4 @@ fn background(shared: &Shared, handoff: bool) {
             std::thread::sleep(checkpoint_every.min(std::time::Duration::from_millis(100)));
         }
     }
-}
-
-/// How long the background thread checkpoints back to back to have a
-/// long write-ahead log start over, at most, before its other work.
-const CATCH_UP_FOR: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Checkpoints every millisecond, for up to [`CATCH_UP_FOR`], until the
-/// log (`log` pages long) starts over. A checkpoint that copies all of the
-/// log while no reader is on an older snapshot lets the recording thread's
-/// next write start it over, without waiting for anyone; with the
-/// recording thread committing every few milliseconds and the front
-/// reading, the usual checkpoint every `checkpoint_ms` almost never
-/// lands in such a moment, and back-to-back ones soon do.
-fn catch_up(shared: &Shared, store: &Store, mut log: i64) {
-    let started = std::time::Instant::now();
-    let mut checkpoints = 1;
-    while started.elapsed() < CATCH_UP_FOR {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        let before = log;
-        log = match store.checkpoint() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "checkpoint failed");
-                break;
-            }
-        };
-        checkpoints += 1;
-        if log < before {
-            tracing::debug!(
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                checkpoints,
-                "write-ahead log started over"
-            );
-            break;
-        }
-    }
-    shared.wal_frames.store(log, Ordering::Relaxed);
 }
