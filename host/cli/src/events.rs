@@ -59,9 +59,9 @@ pub fn parse(
     now: i64,
 ) -> Result<NewEvent, EventReject> {
     let bad = |field: &str, code: &str, message: String| reject(line, field, code, message, raw);
-    let value: serde_json::Value = serde_json::from_str(raw)
+    let json: serde_json::Value = serde_json::from_str(raw)
         .map_err(|e| bad("event", "event.json", format!("not JSON: {e}")))?;
-    let Some(o) = value.as_object() else {
+    let Some(o) = json.as_object() else {
         return Err(bad(
             "event",
             "event.json",
@@ -223,8 +223,8 @@ pub fn parse(
         Some(serde_json::Value::Number(n)) => n.to_string(),
         None | Some(serde_json::Value::Null) => {
             // No id: the content is the identity, so the same line loaded
-            // twice is still one event.
-            let canonical = value.to_string();
+            // twice is still one event, and two different ones are two.
+            let canonical = json.to_string();
             format!(
                 "sha256:{}",
                 &leadgate_runtime::digest(canonical.as_bytes())[..32]
@@ -443,6 +443,13 @@ mod tests {
                 .unwrap()
                 .id
         );
+        for other in [
+            r#"{"type": "reply", "at": 1780000001, "external_id": "hubspot:42"}"#,
+            r#"{"type": "reply", "at": 1780000000, "external_id": "hubspot:43"}"#,
+            r#"{"type": "email_open", "at": 1780000000, "external_id": "hubspot:42"}"#,
+        ] {
+            assert_ne!(e.id, p(other).unwrap().id, "{other} is another event");
+        }
     }
 
     #[test]
