@@ -239,39 +239,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("leadgate-bench-serve-{pid}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // The tenant's configuration beside the original (its relative paths
-    // still resolve), with the bench's store and no pipeline file.
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let mut doc: toml::Table = toml::from_str(&text)?;
     let db = dir.join("bench.db");
-    let mut store_t = toml::Table::new();
-    store_t.insert("path".into(), db.display().to_string().into());
-    doc.insert("store".into(), store_t.into());
-    if let Some(toml::Value::Table(score)) = doc.get_mut("score") {
-        score.remove("pipeline");
-    }
-    // The tenant's own `[serve]` (its batching, its HTTP threads), with
-    // the limits that would refuse the load lifted; no other tenants.
-    let mut serve_t = match doc.remove("serve") {
-        Some(toml::Value::Table(t)) => t,
-        _ => toml::Table::new(),
-    };
-    serve_t.remove("tenants");
-    serve_t.insert("rate_limit_per_second".into(), 1_000_000i64.into());
-    serve_t.insert("rate_limit_burst".into(), 1_000_000i64.into());
-    serve_t.insert(
-        "max_leads_per_request".into(),
-        (o.batch.max(1) as i64).into(),
-    );
-    serve_t.insert("max_body_bytes".into(), (16i64 << 20).into());
-    doc.insert("serve".into(), serve_t.into());
-    let bench_config = config_path
-        .parent()
-        .unwrap_or(std::path::Path::new("."))
-        .join(format!(".leadgate-bench-serve-{pid}.toml"));
-    std::fs::write(&bench_config, toml::to_string(&doc)?)
-        .with_context(|| format!("cannot write {}", bench_config.display()))?;
+    let bench_config = write_bench_config(config_path, &db, o)?;
     let _cleanup = Cleanup(vec![bench_config.clone(), dir.clone()]);
 
     // The stored base.
@@ -309,52 +278,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         leadgate::clock::now_ms(),
     )?;
 
-    let exe = crate::leadgate_exe()?;
-    let mut child = std::process::Command::new(exe)
-        .args(["--config"])
-        .arg(&bench_config)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-handoff",
-            "--text-logs",
-        ])
-        .env(
-            "LEADGATE_LOG",
-            std::env::var("LEADGATE_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start leadgate serve")?;
-    let stderr = child
-        .stderr
-        .take()
-        .context("no standard error from the server")?;
-    let child = Child(child);
-    let server_pid = child.0.id();
-    let rx = announced(stderr, "listening on ", |line| {
-        if line.contains("ERROR") || line.contains("DEBUG") || line.starts_with("error") {
-            eprintln!("server: {line}");
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(120))
-        .context("the server did not start")?;
-    let agent = crate::load::agent();
-    let ready_by = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = agent.get(format!("{url}/readyz")).call()
-            && r.status().as_u16() == 200
-        {
-            break;
-        }
-        if Instant::now() > ready_by {
-            bail!("the server did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (child, server_pid, url) = start_server(&bench_config)?;
     eprintln!(
         "bench serve: {url} · {} leads/s offered in requests of {} · {} connections · {} s (+{} s warm-up)",
         o.rate,
@@ -409,43 +333,8 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
 
     // The batch pipeline over the same leads, for the ratio.
     let done_leads = ((ok + accepted + failed) as usize * o.batch).min(leads.len());
-    let base_run = {
-        let n = done_leads.clamp(1_000, 50_000);
-        let ndjson = dir.join("baseline.ndjson");
-        let mut text = String::new();
-        for l in leads.iter().take(n) {
-            text.push_str(&l.to_string());
-            text.push('\n');
-        }
-        std::fs::write(&ndjson, text)?;
-        let mut c = config.clone();
-        c.score.pipeline = None;
-        let opts = leadgate::run::RunOptions {
-            input: ndjson.display().to_string(),
-            format: Some(leadgate_ingest::Format::Ndjson),
-            map: Vec::new(),
-            output: String::new(),
-            source: leadgate_lead::Source::Api,
-            db: baseline_db.display().to_string(),
-            progress: false,
-            quiet: true,
-            import: false,
-        };
-        let started = Instant::now();
-        let report = leadgate::run::run(&c, &opts)?;
-        if c.score.enabled {
-            let leads = leadgate_store::Store::open(&opts.db)?.run_leads(report.run_id)?;
-            leadgate::score::rescore_stored(&c, &opts.db, Some(leads), "run", None)?;
-        }
-        n as f64 / started.elapsed().as_secs_f64()
-    };
+    let base_run = batch_baseline(config, &leads, done_leads, &dir, &baseline_db)?;
 
-    let first = rss
-        .iter()
-        .find(|(t, _)| *t >= warmup.as_secs_f64())
-        .map_or(0, |r| r.1);
-    let last = rss.last().map_or(0, |r| r.1);
-    let max = rss.iter().map(|r| r.1).max().unwrap_or(0);
     println!(
         "bench serve ({} stored leads, {} leads per request, {} connections)",
         o.stored, o.batch, o.concurrency
@@ -468,36 +357,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     if o.duration >= Duration::from_secs(60) {
-        // A long run, window by window: where a backlog builds, and
-        // whether it drains.
-        let width = (o.duration.as_secs_f64() / 10.0).round().max(10.0);
-        println!(
-            "  by when requests were due ({width:.0} s windows; server CPU per lead due by thread):"
-        );
-        for w in crate::load::windows(&m.timeline, width) {
-            let mem = rss
-                .iter()
-                .find(|(t, _)| *t >= warmup.as_secs_f64() + w.from + width)
-                .or(rss.last())
-                .map_or(0.0, |r| r.1 as f64 / 1024.0);
-            let from = warmup.as_secs_f64() + w.from;
-            let by_thread = used_between(&cpu, from, from + width)
-                .map(|used| {
-                    let leads = (w.requests * o.batch).max(1) as f64;
-                    format!(" · {}", roles_text(&used.roles, leads / 1e6, " µs"))
-                })
-                .unwrap_or_default();
-            println!(
-                "    {:>4.0}–{:<4.0} s: {:>5} requests · p50 {:>8.2} ms · p99 {:>8.2} ms · max {:>8.2} ms · memory {:>6.1} MiB{by_thread}",
-                w.from,
-                w.from + width,
-                w.requests,
-                crate::load::ms(w.p50),
-                crate::load::ms(w.p99),
-                crate::load::ms(w.max),
-                mem
-            );
-        }
+        print_windows(o, &m.timeline, &rss, &cpu);
     }
     if let Some(Cpu {
         at: over,
@@ -514,6 +374,60 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
         );
         println!("    by thread (cores): {}", roles_text(&roles, over, ""));
     }
+    print_memory(&rss, warmup);
+    println!(
+        "  batch baseline (`leadgate run` + scoring, same leads, same store): {:.0} leads/s · service/batch {:.2}",
+        base_run,
+        leads_per_s / base_run
+    );
+    Ok(())
+}
+
+/// A long run, window by window (a tenth of the run, at least 10 s, by
+/// when requests were due): where a backlog builds and whether it drains,
+/// with the server's memory and CPU per lead by thread.
+fn print_windows(o: &Options, timeline: &[(f64, Duration)], rss: &[(f64, u64)], cpu: &[Cpu]) {
+    // A long run, window by window: where a backlog builds, and
+    // whether it drains.
+    let width = (o.duration.as_secs_f64() / 10.0).round().max(10.0);
+    println!(
+        "  by when requests were due ({width:.0} s windows; server CPU per lead due by thread):"
+    );
+    for w in crate::load::windows(timeline, width) {
+        let mem = rss
+            .iter()
+            .find(|(t, _)| *t >= o.warmup.as_secs_f64() + w.from + width)
+            .or(rss.last())
+            .map_or(0.0, |r| r.1 as f64 / 1024.0);
+        let from = o.warmup.as_secs_f64() + w.from;
+        let by_thread = used_between(cpu, from, from + width)
+            .map(|used| {
+                let leads = (w.requests * o.batch).max(1) as f64;
+                format!(" · {}", roles_text(&used.roles, leads / 1e6, " µs"))
+            })
+            .unwrap_or_default();
+        println!(
+            "    {:>4.0}–{:<4.0} s: {:>5} requests · p50 {:>8.2} ms · p99 {:>8.2} ms · max {:>8.2} ms · memory {:>6.1} MiB{by_thread}",
+            w.from,
+            w.from + width,
+            w.requests,
+            crate::load::ms(w.p50),
+            crate::load::ms(w.p99),
+            crate::load::ms(w.max),
+            mem
+        );
+    }
+}
+
+/// The server's memory (anonymous RSS) after the warm-up, at the end, at
+/// most, and its growth over the second half of the run.
+fn print_memory(rss: &[(f64, u64)], warmup: Duration) {
+    let first = rss
+        .iter()
+        .find(|(t, _)| *t >= warmup.as_secs_f64())
+        .map_or(0, |r| r.1);
+    let last = rss.last().map_or(0, |r| r.1);
+    let max = rss.iter().map(|r| r.1).max().unwrap_or(0);
     println!(
         "  server memory (anonymous RSS): {:.1} MiB after warm-up · {:.1} MiB at the end · {:.1} MiB max",
         first as f64 / 1024.0,
@@ -530,12 +444,143 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             (m2 - m1) / 1024.0 / ((t2 - t1).max(1e-9) / 60.0)
         );
     }
-    println!(
-        "  batch baseline (`leadgate run` + scoring, same leads, same store): {:.0} leads/s · service/batch {:.2}",
-        base_run,
-        leads_per_s / base_run
+}
+
+/// The tenant's configuration beside the original (its relative paths
+/// still resolve), with the bench's store at `db`, no pipeline file, and
+/// the tenant's own `[serve]` (its batching, its HTTP threads) with the
+/// limits that would refuse the load lifted and no other tenants.
+fn write_bench_config(
+    config_path: &std::path::Path,
+    db: &std::path::Path,
+    o: &Options,
+) -> Result<std::path::PathBuf> {
+    // The tenant's configuration beside the original (its relative paths
+    // still resolve), with the bench's store and no pipeline file.
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let mut doc: toml::Table = toml::from_str(&text)?;
+    let mut store_t = toml::Table::new();
+    store_t.insert("path".into(), db.display().to_string().into());
+    doc.insert("store".into(), store_t.into());
+    if let Some(toml::Value::Table(score)) = doc.get_mut("score") {
+        score.remove("pipeline");
+    }
+    // The tenant's own `[serve]` (its batching, its HTTP threads), with
+    // the limits that would refuse the load lifted; no other tenants.
+    let mut serve_t = match doc.remove("serve") {
+        Some(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    };
+    serve_t.remove("tenants");
+    serve_t.insert("rate_limit_per_second".into(), 1_000_000i64.into());
+    serve_t.insert("rate_limit_burst".into(), 1_000_000i64.into());
+    serve_t.insert(
+        "max_leads_per_request".into(),
+        (o.batch.max(1) as i64).into(),
     );
-    Ok(())
+    serve_t.insert("max_body_bytes".into(), (16i64 << 20).into());
+    doc.insert("serve".into(), serve_t.into());
+    let pid = std::process::id();
+    let bench_config = config_path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(format!(".leadgate-bench-serve-{pid}.toml"));
+    std::fs::write(&bench_config, toml::to_string(&doc)?)
+        .with_context(|| format!("cannot write {}", bench_config.display()))?;
+    Ok(bench_config)
+}
+
+/// Starts `leadgate serve` on the bench's configuration and waits until it
+/// is ready; the server (stopped when dropped), its pid and its URL.
+fn start_server(bench_config: &std::path::Path) -> Result<(Child, u32, String)> {
+    let exe = crate::leadgate_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .args(["--config"])
+        .arg(bench_config)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-handoff",
+            "--text-logs",
+        ])
+        .env(
+            "LEADGATE_LOG",
+            std::env::var("LEADGATE_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start leadgate serve")?;
+    let stderr = child
+        .stderr
+        .take()
+        .context("no standard error from the server")?;
+    let child = Child(child);
+    let server_pid = child.0.id();
+    let rx = announced(stderr, "listening on ", |line| {
+        if line.contains("ERROR") || line.contains("DEBUG") || line.starts_with("error") {
+            eprintln!("server: {line}");
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(120))
+        .context("the server did not start")?;
+    let agent = crate::load::agent();
+    let ready_by = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = agent.get(format!("{url}/readyz")).call()
+            && r.status().as_u16() == 200
+        {
+            break;
+        }
+        if Instant::now() > ready_by {
+            bail!("the server did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((child, server_pid, url))
+}
+
+/// The batch pipeline (`leadgate run` and scoring) over the first of the
+/// same leads (as many as the service did, within 1,000–50,000) on a copy
+/// of the same store, for the ratio: leads per second.
+fn batch_baseline(
+    config: &Config,
+    leads: &[serde_json::Value],
+    done: usize,
+    dir: &std::path::Path,
+    baseline_db: &std::path::Path,
+) -> Result<f64> {
+    let n = done.clamp(1_000, 50_000);
+    let ndjson = dir.join("baseline.ndjson");
+    let mut text = String::new();
+    for l in leads.iter().take(n) {
+        text.push_str(&l.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&ndjson, text)?;
+    let mut c = config.clone();
+    c.score.pipeline = None;
+    let opts = leadgate::run::RunOptions {
+        input: ndjson.display().to_string(),
+        format: Some(leadgate_ingest::Format::Ndjson),
+        map: Vec::new(),
+        output: String::new(),
+        source: leadgate_lead::Source::Api,
+        db: baseline_db.display().to_string(),
+        progress: false,
+        quiet: true,
+        import: false,
+    };
+    let started = Instant::now();
+    let report = leadgate::run::run(&c, &opts)?;
+    if c.score.enabled {
+        let leads = leadgate_store::Store::open(&opts.db)?.run_leads(report.run_id)?;
+        leadgate::score::rescore_stored(&c, &opts.db, Some(leads), "run", None)?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
 #[cfg(test)]

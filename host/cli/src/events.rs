@@ -51,6 +51,12 @@ fn text<'a>(
         .find_map(|n| o.get(*n).filter(|v| !v.is_null()).map(|v| (*n, v)))
 }
 
+/// An event line's JSON object.
+type Object = serde_json::Map<String, serde_json::Value>;
+
+/// Builds the refusal of a line: field, code, message.
+type Bad<'a> = &'a dyn Fn(&str, &str, String) -> EventReject;
+
 /// Parses one event line.
 pub fn parse(
     line: u64,
@@ -68,80 +74,9 @@ pub fn parse(
             "an event must be a JSON object".into(),
         ));
     };
-    let kind = match text(o, &["type", "kind", "event"]) {
-        None => {
-            return Err(bad(
-                "type",
-                "event.type_missing",
-                "the event has no `type`".into(),
-            ));
-        }
-        Some((name, v)) => {
-            let s = v.as_str().unwrap_or_default();
-            EventKind::parse(s).ok_or_else(|| {
-                bad(
-                    name,
-                    "event.type",
-                    format!(
-                        "`{name}` {v} is not an event type; use one of {}",
-                        EventKind::ALL.map(EventKind::as_str).join(", ")
-                    ),
-                )
-            })?
-        }
-    };
-    let at = match text(o, &["at", "timestamp", "time", "occurred_at"]) {
-        None => {
-            return Err(bad(
-                "at",
-                "event.at_missing",
-                "the event has no `at` time".into(),
-            ));
-        }
-        Some((name, v)) => {
-            let ms = match v {
-                serde_json::Value::Number(n) => n.as_i64().map(|n| {
-                    if n.abs() < 100_000_000_000 {
-                        n * 1000
-                    } else {
-                        n
-                    }
-                }),
-                serde_json::Value::String(s) => leadgate_ingest::timestamp_ms(s),
-                _ => None,
-            };
-            let ms = ms.ok_or_else(|| {
-                bad(name, "event.at", format!("`{name}` {v} is not a time (RFC 3339, a date, or Unix seconds/milliseconds)"))
-            })?;
-            if ms > now + FUTURE_SLACK_MS {
-                return Err(bad(
-                    name,
-                    "event.at_future",
-                    format!("`{name}` {v} is more than a day in the future"),
-                ));
-            }
-            ms
-        }
-    };
-    let email = match text(o, &["email", "email_address"]) {
-        None => None,
-        Some((name, v)) => {
-            let e = v
-                .as_str()
-                .map(|s| s.trim().to_lowercase())
-                .unwrap_or_default();
-            match e.split_once('@') {
-                Some((l, d)) if !l.is_empty() && d.contains('.') => Some(e),
-                _ => {
-                    return Err(bad(
-                        name,
-                        "event.email",
-                        format!("`{name}` {v} is not an email address"),
-                    ));
-                }
-            }
-        }
-    };
+    let kind = kind_of(o, &bad)?;
+    let at = time_of(o, now, &bad)?;
+    let email = email_of(o, &bad)?;
     let lead_ref = match text(o, &["lead_id", "lead"]) {
         None => None,
         Some((_, serde_json::Value::String(s))) if !s.trim().is_empty() => {
@@ -155,38 +90,7 @@ pub fn parse(
             ));
         }
     };
-    let external = match text(o, &["external_id"]) {
-        None => None,
-        Some((_, v)) => {
-            let pair = match v {
-                serde_json::Value::Object(x) => x
-                    .get("system")
-                    .and_then(|s| s.as_str())
-                    .zip(x.get("id").and_then(|s| {
-                        s.as_str()
-                            .map(String::from)
-                            .or_else(|| x.get("id").map(|n| n.to_string()))
-                    }))
-                    .map(|(s, i)| (s.trim().to_lowercase(), i.trim().to_string())),
-                serde_json::Value::String(s) => s
-                    .split_once(':')
-                    .map(|(s, i)| (s.trim().to_lowercase(), i.trim().to_string())),
-                _ => None,
-            };
-            match pair {
-                Some((s, i)) if !s.is_empty() && !i.is_empty() => Some((s, i)),
-                _ => {
-                    return Err(bad(
-                        "external_id",
-                        "event.external_id",
-                        format!(
-                            "`external_id` {v} must be {{\"system\": …, \"id\": …}} or \"system:id\""
-                        ),
-                    ));
-                }
-            }
-        }
-    };
+    let external = external_of(o, &bad)?;
     if email.is_none() && lead_ref.is_none() && external.is_none() {
         return Err(bad(
             "email",
@@ -218,7 +122,150 @@ pub fn parse(
             }
         },
     };
-    let id = match o.get("id").or_else(|| o.get("event_id")) {
+    let id = id_of(o, &json, &bad)?;
+    Ok(NewEvent {
+        id,
+        kind: kind.as_str(),
+        at,
+        category,
+        value,
+        url,
+        email,
+        lead_ref,
+        external,
+        payload: raw.to_string(),
+    })
+}
+
+/// The event type (`type`, `kind` or `event`).
+fn kind_of(o: &Object, bad: Bad<'_>) -> Result<EventKind, EventReject> {
+    Ok(match text(o, &["type", "kind", "event"]) {
+        None => {
+            return Err(bad(
+                "type",
+                "event.type_missing",
+                "the event has no `type`".into(),
+            ));
+        }
+        Some((name, v)) => {
+            let s = v.as_str().unwrap_or_default();
+            EventKind::parse(s).ok_or_else(|| {
+                bad(
+                    name,
+                    "event.type",
+                    format!(
+                        "`{name}` {v} is not an event type; use one of {}",
+                        EventKind::ALL.map(EventKind::as_str).join(", ")
+                    ),
+                )
+            })?
+        }
+    })
+}
+
+/// When it happened, in ms: RFC 3339, a date, or Unix seconds or
+/// milliseconds; not more than a day ahead of `now`.
+fn time_of(o: &Object, now: i64, bad: Bad<'_>) -> Result<i64, EventReject> {
+    Ok(match text(o, &["at", "timestamp", "time", "occurred_at"]) {
+        None => {
+            return Err(bad(
+                "at",
+                "event.at_missing",
+                "the event has no `at` time".into(),
+            ));
+        }
+        Some((name, v)) => {
+            let ms = match v {
+                serde_json::Value::Number(n) => n.as_i64().map(|n| {
+                    if n.abs() < 100_000_000_000 {
+                        n * 1000
+                    } else {
+                        n
+                    }
+                }),
+                serde_json::Value::String(s) => leadgate_ingest::timestamp_ms(s),
+                _ => None,
+            };
+            let ms = ms.ok_or_else(|| {
+                bad(name, "event.at", format!("`{name}` {v} is not a time (RFC 3339, a date, or Unix seconds/milliseconds)"))
+            })?;
+            if ms > now + FUTURE_SLACK_MS {
+                return Err(bad(
+                    name,
+                    "event.at_future",
+                    format!("`{name}` {v} is more than a day in the future"),
+                ));
+            }
+            ms
+        }
+    })
+}
+
+/// The person's email address, lower-cased, if the event gives one.
+fn email_of(o: &Object, bad: Bad<'_>) -> Result<Option<String>, EventReject> {
+    Ok(match text(o, &["email", "email_address"]) {
+        None => None,
+        Some((name, v)) => {
+            let e = v
+                .as_str()
+                .map(|s| s.trim().to_lowercase())
+                .unwrap_or_default();
+            match e.split_once('@') {
+                Some((l, d)) if !l.is_empty() && d.contains('.') => Some(e),
+                _ => {
+                    return Err(bad(
+                        name,
+                        "event.email",
+                        format!("`{name}` {v} is not an email address"),
+                    ));
+                }
+            }
+        }
+    })
+}
+
+/// The person's id in another system, `{"system": …, "id": …}` or
+/// `"system:id"`, if the event gives one.
+fn external_of(o: &Object, bad: Bad<'_>) -> Result<Option<(String, String)>, EventReject> {
+    Ok(match text(o, &["external_id"]) {
+        None => None,
+        Some((_, v)) => {
+            let pair = match v {
+                serde_json::Value::Object(x) => x
+                    .get("system")
+                    .and_then(|s| s.as_str())
+                    .zip(x.get("id").and_then(|s| {
+                        s.as_str()
+                            .map(String::from)
+                            .or_else(|| x.get("id").map(|n| n.to_string()))
+                    }))
+                    .map(|(s, i)| (s.trim().to_lowercase(), i.trim().to_string())),
+                serde_json::Value::String(s) => s
+                    .split_once(':')
+                    .map(|(s, i)| (s.trim().to_lowercase(), i.trim().to_string())),
+                _ => None,
+            };
+            match pair {
+                Some((s, i)) if !s.is_empty() && !i.is_empty() => Some((s, i)),
+                _ => {
+                    return Err(bad(
+                        "external_id",
+                        "event.external_id",
+                        format!(
+                            "`external_id` {v} must be {{\"system\": …, \"id\": …}} or \"system:id\""
+                        ),
+                    ));
+                }
+            }
+        }
+    })
+}
+
+/// The event's id (`id` or `event_id`); without one, a digest of its
+/// whole content, so the same line loaded twice is one event and two
+/// different ones are two.
+fn id_of(o: &Object, json: &serde_json::Value, bad: Bad<'_>) -> Result<String, EventReject> {
+    Ok(match o.get("id").or_else(|| o.get("event_id")) {
         Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
         None | Some(serde_json::Value::Null) => {
@@ -237,18 +284,6 @@ pub fn parse(
                 format!("`id` {v} must be a non-empty string or a number"),
             ));
         }
-    };
-    Ok(NewEvent {
-        id,
-        kind: kind.as_str(),
-        at,
-        category,
-        value,
-        url,
-        email,
-        lead_ref,
-        external,
-        payload: raw.to_string(),
     })
 }
 

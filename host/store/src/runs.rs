@@ -97,159 +97,16 @@ impl Runs for Store {
             pending.fold(&tx, records.len(), cycle)?;
         }
         {
-            let mut upsert_lead = tx
-                .prepare_cached(
-                    "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at,
-                                        enrichment, qualification, qualification_reasons)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                     ON CONFLICT(id) DO UPDATE SET raw = excluded.raw, normalized = excluded.normalized,
-                       status = excluded.status, run_id = excluded.run_id, line = excluded.line,
-                       updated_at = excluded.updated_at,
-                       enrichment = COALESCE(excluded.enrichment, leads.enrichment),
-                       qualification = COALESCE(excluded.qualification, leads.qualification),
-                       qualification_reasons = COALESCE(excluded.qualification_reasons, leads.qualification_reasons)",
-                )
-                .map_err(sql("prepare lead insert"))?;
-            let mut decision = tx
-                .prepare_cached(
-                    "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sql("prepare decision insert"))?;
-            let mut issue = tx
-                .prepare_cached(
-                    "INSERT INTO issues (decision_id, lead_id, field, code, severity, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(sql("prepare issue insert"))?;
-            let mut exception = tx
-                .prepare_cached(
-                    "INSERT INTO exceptions (lead_id, run_id, capability, component, code, error, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(sql("prepare exception insert"))?;
-            let mut rowid = tx
-                .prepare_cached("SELECT rowid FROM leads WHERE id = ?1")
-                .map_err(sql("prepare lead lookup"))?;
-            let mut key = tx
-                .prepare_cached(pending_keys::INSERT_KEY)
-                .map_err(sql("prepare key insert"))?;
-            let mut key_row = tx
-                .prepare_cached("INSERT INTO match_keys_new (lead, keys) VALUES (?1, ?2)")
-                .map_err(sql("prepare pending key insert"))?;
+            let batch = BatchOf {
+                run_id,
+                capability,
+                component,
+                now,
+                defer: defer.is_some(),
+            };
+            let mut writers = Writers::prepare(&tx)?;
             for r in records {
-                let raw = serde_json::to_string(r.raw).map_err(|source| StoreError::Json {
-                    what: "lead",
-                    source,
-                })?;
-                let normalized = r.normalized;
-                upsert_lead
-                    .execute(params![
-                        r.raw.id,
-                        r.raw.tenant,
-                        r.raw.source.as_str(),
-                        r.raw.received_at,
-                        raw,
-                        normalized,
-                        r.status.as_str(),
-                        run_id,
-                        r.line as i64,
-                        now,
-                        r.enrichment.as_ref().map(|e| e.json),
-                        r.qualification.as_ref().map(|q| q.state),
-                        r.qualification.as_ref().map(|q| q.reasons),
-                    ])
-                    .map_err(sql("insert lead"))?;
-                decision
-                    .execute(params![
-                        r.raw.id,
-                        run_id,
-                        capability,
-                        component,
-                        r.validation.as_str(),
-                        normalized,
-                        now
-                    ])
-                    .map_err(sql("insert decision"))?;
-                let decision_id = tx.last_insert_rowid();
-                let dedupe = match (&r.link, &r.review) {
-                    (Some(l), _) => Some(l.kind.as_str()),
-                    (None, Some(_)) => Some("review"),
-                    (None, None) => None,
-                };
-                if let Some(verdict) = dedupe {
-                    decision
-                        .execute(params![
-                            r.raw.id,
-                            run_id,
-                            "dedupe",
-                            component,
-                            verdict,
-                            Option::<&str>::None,
-                            now
-                        ])
-                        .map_err(sql("insert dedupe decision"))?;
-                }
-                for i in r.issues {
-                    issue
-                        .execute(params![
-                            decision_id,
-                            r.raw.id,
-                            i.field,
-                            i.code,
-                            severity(i.severity),
-                            i.message
-                        ])
-                        .map_err(sql("insert issue"))?;
-                }
-                if let Some((code, error)) = r.exception {
-                    exception
-                        .execute(params![
-                            r.raw.id, run_id, capability, component, code, error, now
-                        ])
-                        .map_err(sql("insert exception"))?;
-                }
-                if !r.keys.is_empty() {
-                    let lead_row: i64 = rowid
-                        .query_row([&r.raw.id], |row| row.get(0))
-                        .map_err(sql("look up lead"))?;
-                    if defer.is_some() {
-                        key_row
-                            .execute(params![lead_row, pending_keys::pack(r.keys)])
-                            .map_err(sql("insert pending keys"))?;
-                    } else {
-                        for k in r.keys {
-                            key.execute(params![k, lead_row])
-                                .map_err(sql("insert key"))?;
-                        }
-                        direct = true;
-                    }
-                }
-                if let Some(link) = &r.link {
-                    matching::insert_link(&tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
-                }
-                enrich::record(&tx, r, run_id, now)?;
-                if let Some(review) = &r.review {
-                    matching::insert_review(
-                        &tx,
-                        &r.raw.tenant,
-                        &r.raw.id,
-                        review,
-                        Some(run_id),
-                        now,
-                    )?;
-                } else if let Some((kind, reason)) = review_kind(r) {
-                    service::enqueue_review(
-                        &tx,
-                        &r.raw.tenant,
-                        &r.raw.id,
-                        kind,
-                        None,
-                        &reason,
-                        r.raw.source.as_str(),
-                        None,
-                        now,
-                    )?;
-                }
+                direct |= writers.write(&tx, r, &batch)?;
             }
         }
         if direct {
@@ -356,5 +213,203 @@ impl Runs for Store {
                 Ok(Some((status, lead)))
             }
         }
+    }
+}
+
+/// What every lead of a batch is recorded with.
+#[derive(Clone, Copy)]
+struct BatchOf<'a> {
+    run_id: i64,
+    capability: &'a str,
+    component: &'a str,
+    now: i64,
+    /// Keys go to the pending tier (the service), not the index.
+    defer: bool,
+}
+
+/// The statements recording a batch of leads, prepared once per batch.
+struct Writers<'t> {
+    upsert_lead: rusqlite::CachedStatement<'t>,
+    decision: rusqlite::CachedStatement<'t>,
+    issue: rusqlite::CachedStatement<'t>,
+    exception: rusqlite::CachedStatement<'t>,
+    rowid: rusqlite::CachedStatement<'t>,
+    key: rusqlite::CachedStatement<'t>,
+    key_row: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Writers<'t> {
+    fn prepare(tx: &'t Tx<'_>) -> Result<Writers<'t>, StoreError> {
+        let upsert_lead = tx
+            .prepare_cached(
+                "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at,
+                                    enrichment, qualification, qualification_reasons)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT(id) DO UPDATE SET raw = excluded.raw, normalized = excluded.normalized,
+                   status = excluded.status, run_id = excluded.run_id, line = excluded.line,
+                   updated_at = excluded.updated_at,
+                   enrichment = COALESCE(excluded.enrichment, leads.enrichment),
+                   qualification = COALESCE(excluded.qualification, leads.qualification),
+                   qualification_reasons = COALESCE(excluded.qualification_reasons, leads.qualification_reasons)",
+            )
+            .map_err(sql("prepare lead insert"))?;
+        let decision = tx
+            .prepare_cached(
+                "INSERT INTO decisions (lead_id, run_id, capability, component, verdict, normalized, decided_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(sql("prepare decision insert"))?;
+        let issue = tx
+            .prepare_cached(
+                "INSERT INTO issues (decision_id, lead_id, field, code, severity, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .map_err(sql("prepare issue insert"))?;
+        let exception = tx
+            .prepare_cached(
+                "INSERT INTO exceptions (lead_id, run_id, capability, component, code, error, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(sql("prepare exception insert"))?;
+        let rowid = tx
+            .prepare_cached("SELECT rowid FROM leads WHERE id = ?1")
+            .map_err(sql("prepare lead lookup"))?;
+        let key = tx
+            .prepare_cached(pending_keys::INSERT_KEY)
+            .map_err(sql("prepare key insert"))?;
+        let key_row = tx
+            .prepare_cached("INSERT INTO match_keys_new (lead, keys) VALUES (?1, ?2)")
+            .map_err(sql("prepare pending key insert"))?;
+        Ok(Writers {
+            upsert_lead,
+            decision,
+            issue,
+            exception,
+            rowid,
+            key,
+            key_row,
+        })
+    }
+
+    /// Records one lead: the lead, its decisions and issues, an exception,
+    /// its keys (deferred to the pending tier when `defer`), a link, its
+    /// enrichment, a review. Whether it wrote keys to the index directly.
+    fn write(&mut self, tx: &Tx<'_>, r: &Record<'_>, b: &BatchOf<'_>) -> Result<bool, StoreError> {
+        let BatchOf {
+            run_id,
+            capability,
+            component,
+            now,
+            defer,
+        } = *b;
+        let mut direct = false;
+        let raw = serde_json::to_string(r.raw).map_err(|source| StoreError::Json {
+            what: "lead",
+            source,
+        })?;
+        let normalized = r.normalized;
+        self.upsert_lead
+            .execute(params![
+                r.raw.id,
+                r.raw.tenant,
+                r.raw.source.as_str(),
+                r.raw.received_at,
+                raw,
+                normalized,
+                r.status.as_str(),
+                run_id,
+                r.line as i64,
+                now,
+                r.enrichment.as_ref().map(|e| e.json),
+                r.qualification.as_ref().map(|q| q.state),
+                r.qualification.as_ref().map(|q| q.reasons),
+            ])
+            .map_err(sql("insert lead"))?;
+        self.decision
+            .execute(params![
+                r.raw.id,
+                run_id,
+                capability,
+                component,
+                r.validation.as_str(),
+                normalized,
+                now
+            ])
+            .map_err(sql("insert decision"))?;
+        let decision_id = tx.last_insert_rowid();
+        let dedupe = match (&r.link, &r.review) {
+            (Some(l), _) => Some(l.kind.as_str()),
+            (None, Some(_)) => Some("review"),
+            (None, None) => None,
+        };
+        if let Some(verdict) = dedupe {
+            self.decision
+                .execute(params![
+                    r.raw.id,
+                    run_id,
+                    "dedupe",
+                    component,
+                    verdict,
+                    Option::<&str>::None,
+                    now
+                ])
+                .map_err(sql("insert dedupe decision"))?;
+        }
+        for i in r.issues {
+            self.issue
+                .execute(params![
+                    decision_id,
+                    r.raw.id,
+                    i.field,
+                    i.code,
+                    severity(i.severity),
+                    i.message
+                ])
+                .map_err(sql("insert issue"))?;
+        }
+        if let Some((code, error)) = r.exception {
+            self.exception
+                .execute(params![
+                    r.raw.id, run_id, capability, component, code, error, now
+                ])
+                .map_err(sql("insert exception"))?;
+        }
+        if !r.keys.is_empty() {
+            let lead_row: i64 = self
+                .rowid
+                .query_row([&r.raw.id], |row| row.get(0))
+                .map_err(sql("look up lead"))?;
+            if defer {
+                self.key_row
+                    .execute(params![lead_row, pending_keys::pack(r.keys)])
+                    .map_err(sql("insert pending keys"))?;
+            } else {
+                for k in r.keys {
+                    self.key
+                        .execute(params![k, lead_row])
+                        .map_err(sql("insert key"))?;
+                }
+                direct = true;
+            }
+        }
+        if let Some(link) = &r.link {
+            matching::insert_link(tx, &r.raw.tenant, &r.raw.id, link, Some(run_id), now)?;
+        }
+        enrich::record(tx, r, run_id, now)?;
+        if let Some(review) = &r.review {
+            matching::insert_review(tx, &r.raw.tenant, &r.raw.id, review, Some(run_id), now)?;
+        } else if let Some((kind, reason)) = review_kind(r) {
+            service::enqueue_review(
+                tx,
+                &r.raw.tenant,
+                &r.raw.id,
+                kind,
+                None,
+                &reason,
+                r.raw.source.as_str(),
+                None,
+                now,
+            )?;
+        }
+        Ok(direct)
     }
 }
