@@ -21,17 +21,25 @@ pub fn outcome(status: u16) -> Outcome {
 }
 
 /// The wait before attempt `attempt + 1` (0-based `attempt` just failed):
-/// 50 ms doubling to at most 800 ms, or what the core's `Retry-After` asks
-/// (seconds) when that is longer. `None` when the wait would not leave
-/// `min_attempt_ms` of the `remaining_ms` budget for the next attempt.
+/// the shared schedule ([`leadgate_backoff::delay`]) from 50 ms doubling to
+/// at most 800 ms, not jittered (one request's retries inside its own
+/// budget), or what the core's `Retry-After` asks (seconds) when that is
+/// longer. `None` when the wait would not leave `min_attempt_ms` of the
+/// `remaining_ms` budget for the next attempt.
 pub fn wait_ms(
     attempt: u32,
     retry_after_s: Option<u64>,
     remaining_ms: u64,
     min_attempt_ms: u64,
 ) -> Option<u64> {
-    let backoff = 50u64.saturating_mul(1 << attempt.min(4));
-    let wait = backoff.max(retry_after_s.unwrap_or(0).saturating_mul(1000));
+    let wait = leadgate_backoff::delay(
+        attempt,
+        std::time::Duration::from_millis(50),
+        std::time::Duration::from_millis(800),
+        retry_after_s.map(std::time::Duration::from_secs),
+        1.0,
+    );
+    let wait = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
     (wait.saturating_add(min_attempt_ms) <= remaining_ms).then_some(wait)
 }
 

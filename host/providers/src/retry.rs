@@ -1,13 +1,13 @@
-//! The retry schedule: exponential backoff with jitter, and a server's
-//! `Retry-After` honoured when it asks for longer.
+//! The retry schedule (the shared `leadgate-backoff`, jittered by an RNG),
+//! and a server's `Retry-After` read from its header.
 
 use rand::Rng;
 use std::time::{Duration, SystemTime};
 
-/// The wait before retry `attempt` (0 for the first retry): the backoff
-/// min(max, base·2ⁿ), jittered uniformly over its upper half so clients
-/// that failed together do not retry together — but never less than the
-/// server's `Retry-After`.
+/// The wait before retry `attempt` (0 for the first retry): the shared
+/// schedule ([`leadgate_backoff::delay`]), jittered uniformly over the upper
+/// half of the backoff so clients that failed together do not retry
+/// together — but never less than the server's `Retry-After`.
 pub fn delay(
     attempt: u32,
     base: Duration,
@@ -15,13 +15,7 @@ pub fn delay(
     retry_after: Option<Duration>,
     rng: &mut impl Rng,
 ) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX));
-    let capped = exp.min(max);
-    let jittered = capped.mul_f64(rng.random_range(0.5..=1.0));
-    match retry_after {
-        Some(ra) if ra > jittered => ra,
-        _ => jittered,
-    }
+    leadgate_backoff::delay(attempt, base, max, retry_after, rng.random_range(0.5..=1.0))
 }
 
 /// Parses a `Retry-After` value: seconds, or an HTTP date.
