@@ -19,7 +19,7 @@
 pub mod compare;
 pub mod fold;
 pub mod keys;
-pub mod model;
+pub use leadgate_models::dedupe as model;
 pub mod names;
 
 mod component;

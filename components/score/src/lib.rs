@@ -13,7 +13,7 @@
 //! Scoring is pure: "now" comes from the caller, so decay and windows are
 //! the same on every re-run.
 
-pub mod model;
+pub use leadgate_models::score as model;
 pub mod settings;
 
 mod component;

@@ -22,7 +22,7 @@ use crate::batch;
 use crate::config::Config;
 use anyhow::{Context, Result, bail};
 use leadgate_lead::score::Subject;
-use leadgate_score::model::{self, Boost, Feature, Fitted, Kind, Model, Transform};
+use leadgate_models::score::{self as model, Boost, Feature, Fitted, Kind, Model, Transform};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;

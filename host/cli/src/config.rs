@@ -542,10 +542,10 @@ fn bundled_component(name: &str) -> Result<PathBuf> {
 
 /// Reads and checks a conversion model file (TOML, from `leadgate
 /// calibrate`).
-fn read_model(path: &Path) -> Result<leadgate_score::model::Model> {
+fn read_model(path: &Path) -> Result<leadgate_models::score::Model> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read model {}", path.display()))?;
-    let m: leadgate_score::model::Model =
+    let m: leadgate_models::score::Model =
         toml::from_str(&text).with_context(|| format!("model {} is not valid", path.display()))?;
     m.check()
         .with_context(|| format!("model {}", path.display()))?;

@@ -21,8 +21,8 @@
 
 use crate::matcher::Matcher;
 use anyhow::{Result, bail};
-use leadgate_dedupe::model::{Calibration, Frequencies, Model, Mu, sigmoid};
 use leadgate_lead::Lead;
+use leadgate_models::dedupe::{Calibration, Frequencies, Model, Mu, sigmoid};
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
 

@@ -281,7 +281,7 @@ fn drifts(fields: &[String], seg: &Segments<'_>, min_segment: usize) -> Vec<Drif
         // Segments are categories: numbers are the model's business.
         let numeric = groups
             .keys()
-            .filter(|v| leadgate_score::model::parse_number(v).is_some())
+            .filter(|v| leadgate_models::score::parse_number(v).is_some())
             .count();
         if numeric * 10 >= groups.len() * 9 {
             continue;

@@ -19,7 +19,7 @@
 //! takes as its `model` setting (`[dedupe] model = "model.json"`).
 
 use anyhow::{Result, bail};
-use leadgate_dedupe::model::{Calibration, Model, Mu, sigmoid};
+use leadgate_models::dedupe::{Calibration, Model, Mu, sigmoid};
 use leadgate_store::prelude::*;
 use std::collections::BTreeMap;
 

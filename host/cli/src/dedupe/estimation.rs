@@ -29,7 +29,7 @@ pub(super) fn estimate_model(
     let mut settings: serde_json::Value = serde_json::from_str(&settings)?;
     let start = match settings.get("model") {
         Some(m) => serde_json::from_value(m.clone()).context("the configured dedupe model")?,
-        None => leadgate_dedupe::model::Model::bundled().map_err(anyhow::Error::msg)?,
+        None => leadgate_models::dedupe::Model::bundled().map_err(anyhow::Error::msg)?,
     };
     let sizes = estimate::Sizes::default();
     let mut matcher = Matcher::new(component, settings.to_string())?;

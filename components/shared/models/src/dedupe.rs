@@ -4,7 +4,7 @@
 //! fields; the probability is the logistic of that weight, calibrated (Platt
 //! scaling) so that of pairs scored 0.9 about nine in ten are duplicates.
 //!
-//! The bundled parameters (`data/model.json`) were estimated by
+//! The bundled parameters (`data/dedupe-model.json`) were estimated by
 //! `leadgate dedupe train` from labelled data; a tenant re-estimates them
 //! from its own labelled data or reviewer decisions and passes the result as
 //! the `model` setting.
@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const BUNDLED: &str = include_str!("../data/model.json");
+const BUNDLED: &str = include_str!("../data/dedupe-model.json");
 
 /// m and u of one comparison level.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
