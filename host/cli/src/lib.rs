@@ -1,32 +1,26 @@
-//! The `leadgate` host as a library: every verb of the `leadgate` binary
-//! (`main.rs` parses the command line and calls them) and what they share —
-//! configuration, the pipeline engine `run` and `serve` share, the service,
-//! calibration and training. `leadgate-bench` (`host/bench`) builds its
-//! benchmarks on it; the sample generator is `leadgate-sample`
-//! (`host/sample`).
+//! The `leadgate` binary's verbs as a library: `main.rs` parses the
+//! command line and calls them (`commands`), and each verb that is more
+//! than a call into another crate lives here — `run`, batch clean-up
+//! (`dedupe`), `dedupe-train`, `eval`, `report`, `rekey`, re-enrichment,
+//! `compose`. What the verbs share is in crates of their own, re-exported
+//! here under the names the verbs use: the pipeline (`leadgate-pipeline`),
+//! model fitting (`leadgate-learn`), the service (`leadgate-service`).
+//! `leadgate-bench` (`host/bench`) builds its benchmarks on it; the sample
+//! generator is `leadgate-sample` (`host/sample`).
 
-pub mod batch;
-pub mod calibrate;
-pub mod classify;
-pub mod clock;
 pub mod compose;
-pub mod config;
 pub mod dedupe;
-pub mod enrich;
-pub mod estimate;
 pub mod eval;
-pub mod events;
-pub mod handoff;
-pub mod isolate;
-pub mod logging;
-pub mod matcher;
-pub mod matching;
-pub mod pipeline;
 pub mod reenrich;
 pub mod rekey;
 pub mod report;
-pub mod review;
 pub mod run;
-pub mod score;
-pub mod serve;
 pub mod train;
+
+pub use leadgate_learn::{calibrate, estimate};
+pub use leadgate_pipeline::engine as pipeline;
+pub use leadgate_pipeline::{
+    batch, classify, clock, config, enrich, events, isolate, logging, matcher, matching, score,
+};
+pub use leadgate_service as serve;
+pub use leadgate_service::{handoff, review};

@@ -40,19 +40,6 @@ pub fn outcome(s: &str) -> Option<bool> {
     }
 }
 
-/// Lead fields never used as features: identifiers and contact details.
-pub(crate) const NOT_FEATURES: &[&str] = &[
-    "email",
-    "phone",
-    "phone_extension",
-    "first_name",
-    "last_name",
-    "full_name",
-    "street",
-    "company_key",
-    "website",
-];
-
 /// Values that mean "not answered" unless `--placeholders` says otherwise.
 pub const PLACEHOLDERS: &[&str] = &[
     "Select", "N/A", "NA", "none", "-", "--", "Unknown", "NaN", "null",
@@ -132,7 +119,9 @@ pub fn plan_features(
 ) -> (Vec<Feature>, Vec<ColumnPlan>) {
     let mut names: Vec<String> = Vec::new();
     for f in leadgate_lead::TEXT_FIELDS {
-        if !NOT_FEATURES.contains(f) && subjects.iter().any(|s| s.lead.field(f).is_some()) {
+        if !crate::batch::NOT_FEATURES.contains(f)
+            && subjects.iter().any(|s| s.lead.field(f).is_some())
+        {
             names.push((*f).to_string());
         }
     }

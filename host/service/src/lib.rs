@@ -1,12 +1,18 @@
 //! `leadgate serve`: the HTTP service — lead and event intake, form
 //! intake, signed CRM webhooks, the review queue, the CRM outbox, metrics,
-//! health and the OpenAPI document.
+//! health and the OpenAPI document — and the work it does in the
+//! background, which the CLI runs too: CRM handoff and the review queue's
+//! SLA. It runs leads through the pipeline crate and knows nothing of the
+//! CLI.
 //!
 //! - [`worker`]: one pipeline thread per tenant; requests are logged
 //!   durably under their idempotency key before anything else happens.
 //! - [`auth`]: API keys (hashed) and per-tenant rate limits.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
-//! - [`config`]: `[serve]`, `[crm]`, `[review]`.
+//! - [`handoff`]: the CRM outbox's delivery, retries and dead letters.
+//! - [`review`]: the review queue, its SLA and escalations.
+//! - `[serve]`, `[crm]`, `[review]` are read by the pipeline's
+//!   configuration (`leadgate_pipeline::config::serve`).
 //! - [`listener`]: connections, their per-client limit and header timeout.
 //! - `openapi.json`: the API's contract, served at `/openapi.json`.
 //!
@@ -14,11 +20,14 @@
 //! ([`crate::handoff`]) and the review SLA scheduler ([`crate::review::tick`]).
 
 pub mod auth;
-pub mod config;
+pub mod handoff;
 mod listener;
 pub mod metrics;
+pub mod review;
 mod routes;
 pub mod worker;
+
+use leadgate_pipeline::{clock, config, engine as pipeline, events, logging, matching, score};
 
 use crate::config::Config;
 use anyhow::{Context, Result, bail};

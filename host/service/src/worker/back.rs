@@ -166,7 +166,7 @@ impl Back<'_> {
                             .shared
                             .metrics
                             .processing_seconds
-                            .get_or_create(&crate::serve::metrics::Tenant {
+                            .get_or_create(&crate::metrics::Tenant {
                                 tenant: tenant.to_string(),
                             })
                             .observe(at.elapsed().as_secs_f64());
@@ -445,7 +445,7 @@ pub(super) fn count(shared: &Shared, tenant: &str, results: &[Vec<Option<Process
     let m = &shared.metrics;
     for r in results.iter().flatten().flatten() {
         m.leads
-            .get_or_create(&crate::serve::metrics::Tenant {
+            .get_or_create(&crate::metrics::Tenant {
                 tenant: tenant.to_string(),
             })
             .inc();

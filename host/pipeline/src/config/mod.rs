@@ -3,6 +3,8 @@
 //! every component runs under. Every key has a default; no file is needed to
 //! run on the bundled components.
 
+pub mod serve;
+
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -21,9 +23,9 @@ pub struct Config {
     pub enrich: EnrichConfig,
     pub classify: crate::classify::ClassifyConfig,
     pub score: ScoreConfig,
-    pub serve: crate::serve::config::ServeConfig,
-    pub crm: crate::serve::config::CrmConfig,
-    pub review: crate::serve::config::ReviewConfig,
+    pub serve: serve::ServeConfig,
+    pub crm: serve::CrmConfig,
+    pub review: serve::ReviewConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -402,7 +404,7 @@ impl Config {
         }
         self.classify.check()?;
         self.score.check()?;
-        crate::serve::config::check(&self.serve, &self.crm, &self.review)?;
+        serve::check(&self.serve, &self.crm, &self.review)?;
         Ok(())
     }
 

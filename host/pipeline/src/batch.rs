@@ -12,6 +12,19 @@ use leadgate_lead::Lead;
 use leadgate_lead::score::Subject;
 use leadgate_runtime::{Runtime, ValidatorComponent};
 
+/// Lead fields never used as features: identifiers and contact details.
+pub const NOT_FEATURES: &[&str] = &[
+    "email",
+    "phone",
+    "phone_extension",
+    "first_name",
+    "last_name",
+    "full_name",
+    "street",
+    "company_key",
+    "website",
+];
+
 /// Records read from a file, in order.
 pub struct Records {
     /// 1-based record numbers of `subjects`.
@@ -77,7 +90,7 @@ pub fn read(config: &Config, input: &Input<'_>, runtime: Option<&Runtime>) -> Re
         None => None,
     };
     let mut validator = match &validate {
-        Some(c) => Some(crate::pipeline::Validator::new(
+        Some(c) => Some(crate::engine::Validator::new(
             c,
             config.validate_settings()?,
         )?),
@@ -137,7 +150,7 @@ pub fn read(config: &Config, input: &Input<'_>, runtime: Option<&Runtime>) -> Re
                             let mut kept: Vec<leadgate_lead::CustomField> = Vec::new();
                             for f in leadgate_lead::TEXT_FIELDS
                                 .iter()
-                                .filter(|f| !crate::calibrate::NOT_FEATURES.contains(f))
+                                .filter(|f| !NOT_FEATURES.contains(f))
                             {
                                 if let (Some(value), None) = (raw.field(f), l.field(f)) {
                                     kept.push(leadgate_lead::CustomField {

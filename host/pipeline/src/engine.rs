@@ -486,50 +486,50 @@ impl<'a> Engine<'a> {
     }
 }
 
-pub(crate) struct ChunkContext<'a> {
-    pub(crate) classifier: &'a Classifier,
+pub struct ChunkContext<'a> {
+    pub classifier: &'a Classifier,
     /// SHA-256 of the enrich component ("" when enrichment is off).
-    pub(crate) enrich_component: &'a str,
-    pub(crate) chain: Option<&'a leadgate_providers::Chain>,
-    pub(crate) tenant: &'a str,
-    pub(crate) source: Source,
-    pub(crate) now: i64,
-    pub(crate) component: &'a str,
-    pub(crate) run_id: i64,
-    pub(crate) import: bool,
-    pub(crate) rules: &'a leadgate_merge::survivorship::Rules,
+    pub enrich_component: &'a str,
+    pub chain: Option<&'a leadgate_providers::Chain>,
+    pub tenant: &'a str,
+    pub source: Source,
+    pub now: i64,
+    pub component: &'a str,
+    pub run_id: i64,
+    pub import: bool,
+    pub rules: &'a leadgate_merge::survivorship::Rules,
 }
 
 /// Leads recorded in the store per transaction: larger transactions mean
 /// fewer commits and fewer rewrites of the same index pages.
-pub(crate) const STORE_BATCH: usize = 2048;
+pub const STORE_BATCH: usize = 2048;
 
 /// What became of one input record.
-pub(crate) struct Outcome {
-    line: u64,
-    raw: Lead,
-    status: Status,
+pub struct Outcome {
+    pub line: u64,
+    pub raw: Lead,
+    pub status: Status,
     /// The status validation gave, before dedupe.
-    validation: Status,
+    pub validation: Status,
     /// The normalized lead as JSON.
-    normalized: Option<Box<serde_json::value::RawValue>>,
+    pub normalized: Option<Box<serde_json::value::RawValue>>,
     /// The normalized lead itself (what `normalized` encodes), kept from
     /// matching on for scoring, which would otherwise parse the JSON.
-    lead: Option<Lead>,
-    issues: Vec<Issue>,
-    exception: Option<(String, String)>,
-    keys: Vec<i64>,
-    found: Option<Found>,
+    pub lead: Option<Lead>,
+    pub issues: Vec<Issue>,
+    pub exception: Option<(String, String)>,
+    pub keys: Vec<i64>,
+    pub found: Option<Found>,
     /// The match evidence as JSON, for the store.
-    evidence: String,
-    enriched: Option<Enriched>,
+    pub evidence: String,
+    pub enriched: Option<Enriched>,
     /// The enrichment as JSON (results and store).
-    enrichment: Option<Box<serde_json::value::RawValue>>,
+    pub enrichment: Option<Box<serde_json::value::RawValue>>,
     /// The enrich component failed on this lead.
-    enrich_failed: bool,
-    qualification: Qualification,
+    pub enrich_failed: bool,
+    pub qualification: Qualification,
     /// The qualification reasons as JSON, for the store.
-    reasons: String,
+    pub reasons: String,
 }
 
 impl Outcome {
@@ -559,13 +559,13 @@ impl Outcome {
 
 /// A chunk after reading and validation: every record's outcome so far,
 /// and the normalized leads to match (with their place in `outcomes`).
-pub(crate) struct Validated {
-    outcomes: Vec<Outcome>,
-    to_match: Vec<(usize, Lead)>,
+pub struct Validated {
+    pub outcomes: Vec<Outcome>,
+    pub to_match: Vec<(usize, Lead)>,
 }
 
 /// The first stage: leads from records, validated.
-pub(crate) fn validate_chunk(
+pub fn validate_chunk(
     ctx: &ChunkContext<'_>,
     chunk: &mut [InputRecord],
     ids: &[String],
@@ -743,7 +743,7 @@ fn classify(
 
 /// The second stage: matching, the results file, the counts; outcomes
 /// queued for the store.
-pub(crate) fn finish_chunk(
+pub fn finish_chunk(
     ctx: &ChunkContext<'_>,
     validated: Validated,
     stage: Option<&mut Stage<'_>>,
@@ -907,7 +907,7 @@ fn apply_match(o: &mut Outcome, found: Found) -> Result<()> {
 }
 
 /// Records processed leads in the store in one transaction.
-pub(crate) fn flush(
+pub fn flush(
     ctx: &ChunkContext<'_>,
     store: &mut Store,
     pending: &mut Vec<Outcome>,

@@ -29,10 +29,10 @@
 use super::Shared;
 use crate::config::Config;
 use crate::pipeline::{Committer, Components, Engine, Prepared, Processed};
-use crate::serve::config::Target;
 use anyhow::{Context, Result};
 use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
 use leadgate_lead::Source;
+use leadgate_pipeline::config::serve::Target;
 use leadgate_store::prelude::*;
 use leadgate_store::service::{IntakeRow, Logged, NewIntake};
 use leadgate_store::{Status, Store};

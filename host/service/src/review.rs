@@ -30,9 +30,9 @@
 
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::serve::config::{Fallback, Target};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use leadgate_pipeline::config::serve::{Fallback, Target};
 use leadgate_store::prelude::*;
 use leadgate_store::service::QueueItem;
 use leadgate_store::{Link, LinkKind, Status, Store};

@@ -1169,7 +1169,7 @@ mod tests {
     #[test]
     fn leads_handed_over_as_recorded_score_as_read_back() {
         use crate::clock::now_ms;
-        use crate::pipeline::{Components, Engine};
+        use crate::engine::{Components, Engine};
         use leadgate_ingest::{Limits, Mapping, Record as InputRecord};
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

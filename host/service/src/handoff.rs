@@ -21,8 +21,8 @@
 //! puts failed and dead handoffs back.
 
 use crate::config::Config;
-use crate::serve::config::Target;
 use anyhow::{Context, Result, bail};
+use leadgate_pipeline::config::serve::Target;
 use leadgate_store::Store;
 use leadgate_store::prelude::*;
 use leadgate_store::service::Handoff;

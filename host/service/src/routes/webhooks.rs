@@ -98,7 +98,7 @@ pub(super) async fn hubspot_webhook(
             outcomes.push(serde_json::json!({"event_id": event_id, "ignored": format!("subscription type '{kind}' is not handled")}));
             continue;
         }
-        if t.config.crm.target != crate::serve::config::Target::Hubspot {
+        if t.config.crm.target != leadgate_pipeline::config::serve::Target::Hubspot {
             return error(
                 501,
                 "crm.not_hubspot",
