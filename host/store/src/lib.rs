@@ -1,4 +1,8 @@
-//! The store: the embedded default is SQLite (a file, or memory for tests).
+//! The store: every aggregate behind a trait ([`prelude`]) the rest of the
+//! host calls it through. The embedded default is SQLite (a file, or memory
+//! for tests), [`Store`]; [`pg`] is the PostgreSQL backend several hosts
+//! share, which implements the same traits. It touches nothing but its
+//! database and, for SQLite, the database's files.
 //!
 //! Tables (see [`MIGRATIONS`]): `runs` (one batch job each), `leads` (the raw
 //! lead as received, its current status), `decisions` (every verdict a
@@ -62,6 +66,7 @@ pub mod matching;
 pub mod merges;
 mod packed;
 mod pending_keys;
+pub mod pg;
 pub mod rekey;
 mod runs;
 pub mod score;
@@ -120,6 +125,21 @@ pub enum StoreError {
     Sql {
         op: &'static str,
         source: rusqlite::Error,
+    },
+    #[error("cannot connect to the PostgreSQL store at {target}: {source}")]
+    PgConnect {
+        target: String,
+        source: postgres::Error,
+    },
+    #[error("PostgreSQL store migration {version} failed: {source}")]
+    PgMigrate {
+        version: usize,
+        source: postgres::Error,
+    },
+    #[error("PostgreSQL store: {op} failed: {source}")]
+    Postgres {
+        op: &'static str,
+        source: postgres::Error,
     },
     #[error("cannot encode {what} as JSON: {source}")]
     Json {

@@ -1,0 +1,297 @@
+//! The store's contract, run against every backend: the same calls must
+//! give the same answers on SQLite and on PostgreSQL. The PostgreSQL runs
+//! need a server where the test may create databases, named by
+//! `LEADGATE_TEST_POSTGRES` (`.ci/run` sets it to the machine's local
+//! server); each test creates a fresh database and drops it after. Without
+//! the variable they say so and check SQLite alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use leadgate_store::pg::{PG_MIGRATIONS, PgStore};
+use leadgate_store::prelude::*;
+use leadgate_store::service::{Logged, NewIntake};
+use leadgate_store::{Store, StoreError};
+
+/// A database of its own for one test, dropped when done.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn create(test: &str) -> Option<TestDb> {
+        let Ok(admin) = std::env::var("LEADGATE_TEST_POSTGRES") else {
+            eprintln!("{test}: PostgreSQL part skipped (set LEADGATE_TEST_POSTGRES)");
+            return None;
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("leadgate_t_{}_{nanos}", std::process::id());
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("LEADGATE_TEST_POSTGRES={admin}: {e}"));
+        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (scheme, rest) = admin.split_once("://").unwrap();
+        let server = rest.split(['/', '?']).next().unwrap();
+        let url = format!("{scheme}://{server}/{name}");
+        Some(TestDb { admin, name, url })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn api_keys(s: &impl ApiKeys) {
+    s.add_api_key("acme", "website", "h1", "lg_acme_1", 10)
+        .unwrap();
+    s.add_api_key("acme", "crm", "h2", "lg_acme_2", 20).unwrap();
+    s.add_api_key("globex", "website", "h3", "lg_glob_1", 15)
+        .unwrap();
+    assert_eq!(s.api_key_tenant("h1").unwrap().as_deref(), Some("acme"));
+    assert_eq!(s.api_key_tenant("nope").unwrap(), None);
+    let all: Vec<(String, String)> = s
+        .api_keys(None)
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.tenant, k.label))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("acme".into(), "website".into()),
+            ("acme".into(), "crm".into()),
+            ("globex".into(), "website".into())
+        ]
+    );
+    assert_eq!(s.api_keys(Some("globex")).unwrap().len(), 1);
+    // By label or prefix, within the tenant only, once.
+    assert_eq!(s.revoke_api_key("acme", "website", 30).unwrap(), 1);
+    assert_eq!(s.revoke_api_key("acme", "website", 31).unwrap(), 0);
+    assert_eq!(s.revoke_api_key("acme", "lg_glob_1", 31).unwrap(), 0);
+    assert_eq!(s.api_key_tenant("h1").unwrap(), None, "revoked at once");
+    assert_eq!(s.api_key_tenant("h3").unwrap().as_deref(), Some("globex"));
+    let revoked = s.api_keys(Some("acme")).unwrap();
+    assert_eq!(revoked[0].revoked_at, Some(30));
+    assert_eq!(revoked[1].revoked_at, None);
+}
+
+fn request<'a>(tenant: &'a str, key: &'a str, body: &'a str) -> NewIntake<'a> {
+    NewIntake {
+        tenant,
+        key,
+        kind: "leads",
+        fingerprint: "f",
+        body,
+        lead_ids: "[\"l1\"]",
+    }
+}
+
+fn intake(s: &mut impl IntakeLog) {
+    let long = "x".repeat(5_000);
+    let logged = s
+        .log_intake(
+            &[
+                request("acme", "POST /v1/leads\nk1", "{}"),
+                request("acme", "POST /v1/leads\nk2", &long),
+                request("globex", "POST /v1/leads\nk1", "{}"),
+            ],
+            100,
+        )
+        .unwrap();
+    let ids: Vec<i64> = logged
+        .iter()
+        .map(|l| match l {
+            Logged::New(id) => *id,
+            Logged::Seen(r) => panic!("new keys were seen: {}", r.key),
+        })
+        .collect();
+    // The same key again, in another batch and within one: seen, with the
+    // first request's row.
+    let again = s
+        .log_intake(
+            &[
+                request("acme", "POST /v1/leads\nk1", "{\"other\": 1}"),
+                request("acme", "POST /v1/leads\nk3", "{}"),
+                request("acme", "POST /v1/leads\nk3", "{}"),
+            ],
+            200,
+        )
+        .unwrap();
+    match &again[0] {
+        Logged::Seen(r) => {
+            assert_eq!((r.id, r.body.as_str(), r.received_at), (ids[0], "{}", 100));
+            assert_eq!(r.state, "pending");
+        }
+        Logged::New(_) => panic!("a logged key was new again"),
+    }
+    assert!(matches!(again[1], Logged::New(_)));
+    assert!(matches!(&again[2], Logged::Seen(r) if r.key.ends_with("k3")));
+
+    let keys = [
+        "POST /v1/leads\nk1",
+        "POST /v1/leads\nk9",
+        "POST /v1/leads\nk2",
+    ];
+    let mut found: Vec<&str> = s.logged_keys("acme", keys).unwrap().into_iter().collect();
+    found.sort_unstable();
+    assert_eq!(found, ["POST /v1/leads\nk1", "POST /v1/leads\nk2"]);
+
+    let pending: Vec<i64> = s
+        .pending_intake("acme", 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(pending.len(), 3, "oldest first, this tenant only");
+    assert_eq!(&pending[..2], &ids[..2]);
+    assert_eq!(s.intake("acme", ids[1]).unwrap().unwrap().body, long);
+
+    s.finish_intake(
+        &[(ids[0], 200, "{\"ok\": true}"), (ids[1], 202, &long)],
+        300,
+    )
+    .unwrap();
+    let done = s.intake("acme", ids[0]).unwrap().unwrap();
+    assert_eq!(
+        (done.state.as_str(), done.status_code, done.done_at),
+        ("done", Some(200), Some(300))
+    );
+    assert_eq!(done.result.as_deref(), Some("{\"ok\": true}"));
+    assert_eq!(done.body, "", "the body goes once the leads are recorded");
+    assert_eq!(
+        s.intake("acme", ids[1]).unwrap().unwrap().result,
+        Some(long)
+    );
+    assert_eq!(s.pending_intake("acme", 10).unwrap().len(), 1);
+    assert!(
+        s.intake("globex", ids[0]).unwrap().is_none(),
+        "another tenant's request is not found"
+    );
+
+    // Form requests logged before keys were scoped.
+    let legacy =
+        leadgate_store::service::scoped_key(leadgate_store::service::LEGACY_FORM_SCOPE, "f1");
+    s.log_intake(&[request("globex", &legacy, "{}")], 400)
+        .unwrap();
+    assert_eq!(s.legacy_form_key("globex", "f1").unwrap(), Some(legacy));
+    assert_eq!(s.legacy_form_key("acme", "f1").unwrap(), None);
+    assert_eq!(s.tenants_with_legacy_form_keys().unwrap(), ["globex"]);
+}
+
+#[test]
+fn api_keys_behave_the_same_on_every_backend() {
+    api_keys(&Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("api_keys") {
+        api_keys(&PgStore::connect(&db.url).unwrap());
+    }
+}
+
+#[test]
+fn the_intake_log_behaves_the_same_on_every_backend() {
+    intake(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("intake") {
+        intake(&mut PgStore::connect(&db.url).unwrap());
+    }
+}
+
+#[test]
+fn hosts_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let Some(db) = TestDb::create("migrations") else {
+        return;
+    };
+    let hosts: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            std::thread::spawn(move || PgStore::connect(&url).map(|s| s.schema_version().unwrap()))
+        })
+        .collect();
+    for h in hosts {
+        assert_eq!(h.join().unwrap().unwrap(), PG_MIGRATIONS.len());
+    }
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM leadgate_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        rows as usize,
+        PG_MIGRATIONS.len(),
+        "each migration recorded once"
+    );
+    c.execute("INSERT INTO leadgate_schema (version) VALUES (999)", &[])
+        .unwrap();
+    match PgStore::connect(&db.url) {
+        Err(e @ StoreError::TooNew { found: 999, .. }) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("999") && message.contains("upgrade leadgate"),
+                "{message}"
+            );
+        }
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn two_hosts_logging_the_same_keys_log_each_once() {
+    let Some(db) = TestDb::create("idempotency") else {
+        return;
+    };
+    PgStore::connect(&db.url).unwrap();
+    let keys: Vec<String> = (0..200).map(|i| format!("POST /v1/leads\nk{i}")).collect();
+    let hosts: Vec<_> = (0..2)
+        .map(|host| {
+            let url = db.url.clone();
+            // The second host takes the keys in the other order: the
+            // overlapping batches must neither duplicate nor deadlock.
+            let mut keys = keys.clone();
+            if host == 1 {
+                keys.reverse();
+            }
+            std::thread::spawn(move || {
+                let mut s = PgStore::connect(&url).unwrap();
+                let mut new = 0;
+                for chunk in keys.chunks(10) {
+                    let batch: Vec<NewIntake<'_>> =
+                        chunk.iter().map(|k| request("acme", k, "{}")).collect();
+                    new += s
+                        .log_intake(&batch, 1)
+                        .unwrap()
+                        .iter()
+                        .filter(|l| matches!(l, Logged::New(_)))
+                        .count();
+                }
+                new
+            })
+        })
+        .collect();
+    let new: usize = hosts.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(new, keys.len(), "every key is new on exactly one host");
+}
+
+#[test]
+fn a_bad_url_or_an_unreachable_server_is_refused_with_the_reason() {
+    let e = PgStore::connect("postgres://nobody@127.0.0.1:1/leadgate").unwrap_err();
+    let message = e.to_string();
+    assert!(
+        message
+            .contains("cannot connect to the PostgreSQL store at postgres://127.0.0.1:1/leadgate"),
+        "{message}"
+    );
+    let e = PgStore::connect("postgres://u:secret@127.0.0.1:1/db").unwrap_err();
+    assert!(
+        !e.to_string().contains("secret"),
+        "the password is never shown: {e}"
+    );
+    assert!(PgStore::connect("postgres://[bad").is_err());
+}
