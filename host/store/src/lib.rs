@@ -260,6 +260,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_tenant_counts.sql"),
     include_str!("../migrations/0010_match_keys_mid.sql"),
     include_str!("../migrations/0011_idempotency_scopes.sql"),
+    include_str!("../migrations/0012_outbox_claims.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

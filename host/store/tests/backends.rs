@@ -295,3 +295,250 @@ fn a_bad_url_or_an_unreachable_server_is_refused_with_the_reason() {
     );
     assert!(PgStore::connect("postgres://[bad").is_err());
 }
+
+/// A SQLite store file with `leads` in it, for the outbox to refer to.
+struct SqliteWithLeads(std::path::PathBuf);
+
+impl SqliteWithLeads {
+    fn new(test: &str, leads: &[&str]) -> SqliteWithLeads {
+        let dir =
+            std::env::temp_dir().join(format!("leadgate-backends-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.db");
+        drop(Store::open(path.to_str().unwrap()).unwrap());
+        let c = rusqlite::Connection::open(&path).unwrap();
+        for id in leads {
+            c.execute(
+                "INSERT INTO leads (id, tenant, source, received_at, raw, status, updated_at)
+                 VALUES (?1, 'acme', 'api', 1, '{}', 'accepted', 1)",
+                [id],
+            )
+            .unwrap();
+        }
+        SqliteWithLeads(dir)
+    }
+
+    fn open(&self) -> Store {
+        Store::open(self.0.join("s.db").to_str().unwrap()).unwrap()
+    }
+}
+
+impl Drop for SqliteWithLeads {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pg_with_leads(db: &TestDb, leads: &[&str]) -> PgStore {
+    let s = PgStore::connect(&db.url).unwrap();
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    for id in leads {
+        c.execute(
+            "INSERT INTO leads (id, tenant, source, received_at, raw, status, updated_at)
+             VALUES ($1, 'acme', 'api', 1, '{}', 'accepted', 1)",
+            &[id],
+        )
+        .unwrap();
+    }
+    s
+}
+
+const LEADS: &[&str] = &["l1", "l2", "l3", "l4"];
+
+fn outbox(s: &mut impl CrmOutbox) {
+    // A waiting handoff is not queued twice; a `create` never is.
+    let h1 = s
+        .enqueue_handoff("acme", "l1", "hubspot", "create", None, 10)
+        .unwrap();
+    assert!(h1.is_some());
+    assert_eq!(
+        s.enqueue_handoff("acme", "l1", "hubspot", "create", None, 11)
+            .unwrap(),
+        None
+    );
+    let h2 = s
+        .enqueue_handoff("acme", "l2", "hubspot", "update", Some("c2"), 12)
+        .unwrap();
+    assert_eq!(
+        s.enqueue_handoff("acme", "l2", "hubspot", "update", Some("c2"), 13)
+            .unwrap(),
+        None
+    );
+    let h3 = s
+        .enqueue_handoff("acme", "l3", "webhook", "create", None, 14)
+        .unwrap();
+    s.enqueue_handoff("acme", "l4", "webhook", "create", None, 500)
+        .unwrap();
+
+    let due: Vec<i64> = s
+        .due_handoffs("acme", 100, 10)
+        .unwrap()
+        .iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(
+        due,
+        [h1.unwrap(), h2.unwrap(), h3.unwrap()],
+        "due now, oldest first"
+    );
+    assert!(s.due_handoffs("globex", 100, 10).unwrap().is_empty());
+
+    // Claims: one holder at a time, taken over when they run out.
+    let a = s
+        .claim_due_handoffs("acme", "host-a", 1_000, 100, 2)
+        .unwrap();
+    assert_eq!(
+        a.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [h1.unwrap(), h2.unwrap()]
+    );
+    let b = s
+        .claim_due_handoffs("acme", "host-b", 1_000, 200, 10)
+        .unwrap();
+    assert_eq!(
+        b.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [h3.unwrap()],
+        "not what host-a holds"
+    );
+    assert!(
+        s.claim_due_handoffs("acme", "host-c", 1_000, 300, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let taken_over = s
+        .claim_due_handoffs("acme", "host-c", 1_000, 1_150, 2)
+        .unwrap();
+    assert_eq!(
+        taken_over.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [h1.unwrap(), h2.unwrap()],
+        "host-a's claims ran out at 1,100"
+    );
+
+    // Delivered: the CRM's id is kept, a decision recorded, the claim ended.
+    s.handoffs_delivered(&[(&taken_over[0], "crm-1")], 1_200)
+        .unwrap();
+    assert_eq!(
+        s.crm_record("acme", "l1", "hubspot").unwrap().as_deref(),
+        Some("crm-1")
+    );
+    let l1 = s.handoffs_of("acme", "l1").unwrap();
+    assert_eq!(
+        (l1[0].state.as_str(), l1[0].attempts, l1[0].delivered_at),
+        ("delivered", 1, Some(1_200))
+    );
+    assert_eq!(
+        s.enqueue_handoff("acme", "l1", "hubspot", "create", None, 1_300)
+            .unwrap(),
+        None
+    );
+    let update = s
+        .enqueue_handoff("acme", "l1", "hubspot", "update", Some("crm-1"), 1_300)
+        .unwrap();
+    assert!(update.is_some(), "an update after delivery is queued");
+
+    // Retried: rescheduled and free to be claimed again when due.
+    s.handoff_retry(taken_over[1].id, 5_000, "429 Too Many Requests", 1_250)
+        .unwrap();
+    let l2 = &s.handoffs_of("acme", "l2").unwrap()[0];
+    assert_eq!(
+        (l2.attempts, l2.next_at, l2.last_error.as_deref()),
+        (1, 5_000, Some("429 Too Many Requests"))
+    );
+    assert!(
+        !s.claim_due_handoffs("acme", "host-a", 1_000, 4_999, 10)
+            .unwrap()
+            .iter()
+            .any(|h| h.id == l2.id)
+    );
+    assert!(
+        s.claim_due_handoffs("acme", "host-a", 1_000, 5_000, 10)
+            .unwrap()
+            .iter()
+            .any(|h| h.id == l2.id)
+    );
+
+    // Failed and dead: out of the queue with an exception item; put back by id or all.
+    let l3 = s.handoffs_of("acme", "l3").unwrap().remove(0);
+    s.handoff_failed(&l3, "failed", "crm.rejected", "400 invalid email", 6_000)
+        .unwrap();
+    let l2 = s.handoffs_of("acme", "l2").unwrap().remove(0);
+    s.handoff_failed(
+        &l2,
+        "dead",
+        "crm.unavailable",
+        "503 after 8 attempts",
+        6_000,
+    )
+    .unwrap();
+    assert_eq!(s.handoffs("acme", Some("failed"), 10).unwrap().len(), 1);
+    assert_eq!(s.handoffs("acme", Some("dead"), 10).unwrap().len(), 1);
+    assert_eq!(
+        s.handoffs("acme", None, 2).unwrap().len(),
+        2,
+        "newest first, limited"
+    );
+    assert!(
+        s.claim_due_handoffs("acme", "host-a", 1_000, 9_000, 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.id != l3.id)
+    );
+    assert_eq!(s.retry_handoffs("acme", &[l3.id], 7_000).unwrap(), 1);
+    assert_eq!(s.retry_handoffs("globex", &[], 7_000).unwrap(), 0);
+    assert_eq!(
+        s.retry_handoffs("acme", &[], 7_000).unwrap(),
+        1,
+        "the dead one"
+    );
+    let l3 = &s.handoffs_of("acme", "l3").unwrap()[0];
+    assert_eq!(
+        (l3.state.as_str(), l3.attempts, l3.next_at),
+        ("pending", 0, 7_000)
+    );
+}
+
+#[test]
+fn the_crm_outbox_behaves_the_same_on_every_backend() {
+    let sqlite = SqliteWithLeads::new("outbox", LEADS);
+    outbox(&mut sqlite.open());
+    if let Some(db) = TestDb::create("outbox") {
+        outbox(&mut pg_with_leads(&db, LEADS));
+    }
+}
+
+#[test]
+fn hosts_claiming_at_once_never_take_the_same_handoff() {
+    let Some(db) = TestDb::create("claims") else {
+        return;
+    };
+    let leads: Vec<String> = (0..300).map(|i| format!("l{i}")).collect();
+    let refs: Vec<&str> = leads.iter().map(String::as_str).collect();
+    let s = pg_with_leads(&db, &refs);
+    for l in &leads {
+        s.enqueue_handoff("acme", l, "hubspot", "create", None, 1)
+            .unwrap();
+    }
+    let hosts: Vec<_> = (0..3)
+        .map(|host| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let mut s = PgStore::connect(&url).unwrap();
+                let mut taken = Vec::new();
+                loop {
+                    let got = s
+                        .claim_due_handoffs("acme", &format!("host-{host}"), 60_000, 10, 7)
+                        .unwrap();
+                    if got.is_empty() {
+                        return taken;
+                    }
+                    taken.extend(got.into_iter().map(|h| h.id));
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = hosts.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((n, all.len()), (300, 300), "every handoff claimed once");
+}

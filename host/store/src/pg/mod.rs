@@ -6,16 +6,23 @@
 //! table `leadgate_schema`) and applied when a store connects, under a
 //! PostgreSQL advisory lock, so hosts starting together do not race; a
 //! database migrated by a newer leadgate is refused. The aggregates it
-//! implements so far: API keys ([`ApiKeys`](crate::service::ApiKeys)) and
-//! the intake log ([`IntakeLog`](crate::service::IntakeLog)).
+//! implements so far: API keys ([`ApiKeys`](crate::service::ApiKeys)), the
+//! intake log ([`IntakeLog`](crate::service::IntakeLog)) and the CRM outbox
+//! ([`CrmOutbox`](crate::service::CrmOutbox)), whose due handoffs hosts
+//! claim with `FOR UPDATE SKIP LOCKED`; the tables of runs, leads and their
+//! audit trail exist for the outbox to refer to.
 
+mod outbox;
 mod service;
 
 use crate::StoreError;
 use std::cell::RefCell;
 
 /// The PostgreSQL migrations, in order: the schema version is their count.
-pub const PG_MIGRATIONS: &[&str] = &[include_str!("../../migrations-pg/0001_service_intake.sql")];
+pub const PG_MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations-pg/0001_service_intake.sql"),
+    include_str!("../../migrations-pg/0002_runs_and_outbox.sql"),
+];
 
 /// The advisory lock migrations are applied under (any constant shared by
 /// every leadgate host: "leadgate" in ASCII, truncated).

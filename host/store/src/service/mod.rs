@@ -290,6 +290,7 @@ mod tests {
                  DROP TRIGGER crm_outbox_counted; DROP TRIGGER crm_outbox_recounted;
                  DROP TRIGGER crm_outbox_uncounted; DROP TRIGGER review_queue_decided;
                  DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
+                 ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -363,6 +364,11 @@ mod tests {
             })
             .collect();
         s.finish_intake(&[(ids[0], 200, "{\"leads\":1}")], 2)
+            .unwrap();
+        s.conn
+            .execute_batch(
+                "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;",
+            )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();
         drop(s);

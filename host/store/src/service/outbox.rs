@@ -72,6 +72,20 @@ pub trait CrmOutbox {
         limit: usize,
     ) -> Result<Vec<Handoff>, StoreError>;
 
+    /// Claims up to `limit` of `tenant`'s handoffs due now for `holder`
+    /// (a host) until `now + lease_ms`, oldest first: each due handoff is
+    /// claimed by one holder at a time, and a claim that has run out (its
+    /// host stopped before finishing) is taken over. Delivering, failing or
+    /// rescheduling a handoff ends its claim.
+    fn claim_due_handoffs(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Handoff>, StoreError>;
+
     /// A lead's handoffs, oldest first.
     fn handoffs_of(&self, tenant: &str, lead_id: &str) -> Result<Vec<Handoff>, StoreError>;
 
@@ -160,6 +174,45 @@ impl CrmOutbox for Store {
             .map_err(sql("list due handoffs"))
     }
 
+    fn claim_due_handoffs(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Handoff>, StoreError> {
+        let tx = self.tx()?;
+        let claimed = {
+            let mut due = tx
+                .prepare_cached(&format!(
+                    "SELECT {HANDOFF_COLUMNS} FROM crm_outbox
+                      WHERE state = 'pending' AND tenant = ?1 AND next_at <= ?2
+                        AND (claimed_until IS NULL OR claimed_until <= ?2)
+                      ORDER BY next_at, id LIMIT ?3"
+                ))
+                .map_err(sql("list due handoffs"))?;
+            let rows: Vec<Handoff> = due
+                .query_map(params![tenant, now, limit as i64], handoff)
+                .map_err(sql("list due handoffs"))?
+                .collect::<Result<_, _>>()
+                .map_err(sql("list due handoffs"))?;
+            let mut claim = tx
+                .prepare_cached(
+                    "UPDATE crm_outbox SET claimed_by = ?2, claimed_until = ?3 WHERE id = ?1",
+                )
+                .map_err(sql("claim handoff"))?;
+            for h in &rows {
+                claim
+                    .execute(params![h.id, holder, now.saturating_add(lease_ms)])
+                    .map_err(sql("claim handoff"))?;
+            }
+            rows
+        };
+        tx.commit().map_err(sql("commit handoff claims"))?;
+        Ok(claimed)
+    }
+
     fn handoffs_of(&self, tenant: &str, lead_id: &str) -> Result<Vec<Handoff>, StoreError> {
         let mut stmt = self
             .conn
@@ -201,7 +254,8 @@ impl CrmOutbox for Store {
             let mut outbox = tx
                 .prepare_cached(
                     "UPDATE crm_outbox SET state = 'delivered', crm_id = ?2, attempts = attempts + 1,
-                            delivered_at = ?3, updated_at = ?3, last_error = NULL WHERE id = ?1",
+                            delivered_at = ?3, updated_at = ?3, last_error = NULL,
+                            claimed_by = NULL, claimed_until = NULL WHERE id = ?1",
                 )
                 .map_err(sql("prepare handoff update"))?;
             let mut record = tx
@@ -240,7 +294,8 @@ impl CrmOutbox for Store {
     ) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE crm_outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE crm_outbox SET attempts = attempts + 1, next_at = ?2, last_error = ?3, updated_at = ?4,
+                        claimed_by = NULL, claimed_until = NULL WHERE id = ?1",
                 params![id, next_at, error, now],
             )
             .map_err(sql("schedule handoff retry"))?;
@@ -257,7 +312,8 @@ impl CrmOutbox for Store {
     ) -> Result<(), StoreError> {
         let tx = self.tx()?;
         tx.execute(
-            "UPDATE crm_outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+            "UPDATE crm_outbox SET state = ?2, attempts = attempts + 1, last_error = ?3, updated_at = ?4,
+                    claimed_by = NULL, claimed_until = NULL WHERE id = ?1",
             params![h.id, state, error, now],
         )
         .map_err(sql("fail handoff"))?;
