@@ -237,8 +237,25 @@ fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
     })
 }
 
+/// How long this host's claim on a due handoff holds: past it, another
+/// host sharing the store takes the handoff over (this one stopped).
+const CLAIM_LEASE_MS: i64 = 5 * 60_000;
+
+/// The name this host claims handoffs under: `HOSTNAME`, else the
+/// kernel's host name. A host that restarts takes its own claims back at
+/// once.
+fn holder() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// Delivers `tenant`'s due handoffs (and turns newly surfaced leads into
-/// updates first). `token` is the CRM token from the environment.
+/// updates first), claiming them first so that hosts sharing the store
+/// deliver each once. `token` is the CRM token from the environment.
 pub fn deliver_due(
     config: &Config,
     store: &mut Store,
@@ -271,7 +288,13 @@ pub fn deliver_due(
         }
         store.surfaced_delivered(&ids, now)?;
     }
-    let due = store.due_handoffs(tenant, now, config.crm.batch_size * 4)?;
+    let due = store.claim_due_handoffs(
+        tenant,
+        &holder(),
+        CLAIM_LEASE_MS,
+        now,
+        config.crm.batch_size * 4,
+    )?;
     if due.is_empty() {
         return Ok(report);
     }

@@ -405,6 +405,14 @@ fn outbox(s: &mut impl CrmOutbox) {
             .unwrap()
             .is_empty()
     );
+    let again = s
+        .claim_due_handoffs("acme", "host-b", 1_000, 300, 10)
+        .unwrap();
+    assert_eq!(
+        again.iter().map(|h| h.id).collect::<Vec<_>>(),
+        [h3.unwrap()],
+        "a holder takes its own claims back (a restarted host)"
+    );
     let taken_over = s
         .claim_due_handoffs("acme", "host-c", 1_000, 1_150, 2)
         .unwrap();
@@ -524,15 +532,20 @@ fn hosts_claiming_at_once_never_take_the_same_handoff() {
             std::thread::spawn(move || {
                 let mut s = PgStore::connect(&url).unwrap();
                 let mut taken = Vec::new();
-                loop {
+                for _ in 0..1_000 {
                     let got = s
                         .claim_due_handoffs("acme", &format!("host-{host}"), 60_000, 10, 7)
                         .unwrap();
                     if got.is_empty() {
                         return taken;
                     }
-                    taken.extend(got.into_iter().map(|h| h.id));
+                    // Delivered, as the handoff worker does with what it claims.
+                    let done: Vec<(&leadgate_store::service::Handoff, &str)> =
+                        got.iter().map(|h| (h, "crm")).collect();
+                    s.handoffs_delivered(&done, 10).unwrap();
+                    taken.extend(got.iter().map(|h| h.id));
                 }
+                panic!("host-{host} was still claiming after 1,000 rounds");
             })
         })
         .collect();

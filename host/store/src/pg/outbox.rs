@@ -82,7 +82,7 @@ impl CrmOutbox for PgStore {
                     "UPDATE crm_outbox SET claimed_by = $3, claimed_until = $4
                       WHERE id IN (SELECT id FROM crm_outbox
                                     WHERE state = 'pending' AND tenant = $1 AND next_at <= $2
-                                      AND (claimed_until IS NULL OR claimed_until <= $2)
+                                      AND (claimed_until IS NULL OR claimed_until <= $2 OR claimed_by = $3)
                                     ORDER BY next_at, id LIMIT $5
                                     FOR UPDATE SKIP LOCKED)
                       RETURNING {HANDOFF_COLUMNS}"

@@ -73,10 +73,11 @@ pub trait CrmOutbox {
     ) -> Result<Vec<Handoff>, StoreError>;
 
     /// Claims up to `limit` of `tenant`'s handoffs due now for `holder`
-    /// (a host) until `now + lease_ms`, oldest first: each due handoff is
-    /// claimed by one holder at a time, and a claim that has run out (its
-    /// host stopped before finishing) is taken over. Delivering, failing or
-    /// rescheduling a handoff ends its claim.
+    /// (a host's name) until `now + lease_ms`, oldest first: each due
+    /// handoff is claimed by one holder at a time; a claim that has run out
+    /// (its host stopped before finishing) is taken over, and a holder takes
+    /// its own claims back at once (a host that restarts). Delivering,
+    /// failing or rescheduling a handoff ends its claim.
     fn claim_due_handoffs(
         &mut self,
         tenant: &str,
@@ -188,12 +189,12 @@ impl CrmOutbox for Store {
                 .prepare_cached(&format!(
                     "SELECT {HANDOFF_COLUMNS} FROM crm_outbox
                       WHERE state = 'pending' AND tenant = ?1 AND next_at <= ?2
-                        AND (claimed_until IS NULL OR claimed_until <= ?2)
+                        AND (claimed_until IS NULL OR claimed_until <= ?2 OR claimed_by = ?4)
                       ORDER BY next_at, id LIMIT ?3"
                 ))
                 .map_err(sql("list due handoffs"))?;
             let rows: Vec<Handoff> = due
-                .query_map(params![tenant, now, limit as i64], handoff)
+                .query_map(params![tenant, now, limit as i64, holder], handoff)
                 .map_err(sql("list due handoffs"))?
                 .collect::<Result<_, _>>()
                 .map_err(sql("list due handoffs"))?;
