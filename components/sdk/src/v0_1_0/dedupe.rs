@@ -1,40 +1,7 @@
 //! The `deduper` world: a [`Dedupe`](crate::Dedupe) exported as
 //! `leadgate:plugin/dedupe@0.1.0`.
 
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: ["../../wit/v0.1.0", "wit/v0.1.0"],
-        world: "leadgate:sdk/deduper@0.1.0",
-        generate_all,
-        pub_export_macro: true,
-        export_macro_name: "export",
-    });
-}
-
-use crate::Dedupe;
-use bindings::exports::leadgate::plugin::dedupe as wit;
-use std::marker::PhantomData;
-
-super::conversions!(self::bindings::leadgate::plugin::types);
-
-/// The component [`export_dedupe!`](crate::export_dedupe) exports.
-#[doc(hidden)]
-pub struct Component<T>(PhantomData<T>);
-
-/// An open deduper: the contract's resource over the author's type.
-#[doc(hidden)]
-pub struct Resource<T>(T);
-
-impl<T: Dedupe> bindings::Guest for Component<T> {
-    fn wizer_initialize() {
-        T::pre_initialize();
-    }
-}
-
-impl<T: Dedupe> wit::Guest for Component<T> {
-    type Deduper = Resource<T>;
-}
+super::capability!("leadgate:sdk/deduper@0.1.0", dedupe, Dedupe, Deduper);
 
 impl<T: Dedupe> wit::GuestDeduper for Resource<T> {
     fn open(settings: String) -> Result<wit::Deduper, String> {

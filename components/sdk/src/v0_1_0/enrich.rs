@@ -2,24 +2,10 @@
 //! `leadgate:plugin/enrich@0.1.0`, asking the host's
 //! `leadgate:plugin/lookup@0.1.0` through [`HostLookups`].
 
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: ["../../wit/v0.1.0", "wit/v0.1.0"],
-        world: "leadgate:sdk/enricher@0.1.0",
-        generate_all,
-        pub_export_macro: true,
-        export_macro_name: "export",
-    });
-}
+super::capability!("leadgate:sdk/enricher@0.1.0", enrich, Enrich, Enricher);
 
-use crate::Enrich;
-use bindings::exports::leadgate::plugin::enrich as wit;
 use bindings::leadgate::plugin::lookup as host;
 use leadgate_lead::enrich as e;
-use std::marker::PhantomData;
-
-super::conversions!(self::bindings::leadgate::plugin::types);
 
 /// The host's lookups (`interface lookup`): what its providers fetched or
 /// its cache holds. A confidence that is not a number reads as 0.
@@ -80,24 +66,6 @@ fn provenance(p: host::Provenance) -> e::Provenance {
         stale: p.stale,
         detail: p.detail,
     }
-}
-
-/// The component [`export_enrich!`](crate::export_enrich) exports.
-#[doc(hidden)]
-pub struct Component<T>(PhantomData<T>);
-
-/// An open enricher: the contract's resource over the author's type.
-#[doc(hidden)]
-pub struct Resource<T>(T);
-
-impl<T: Enrich> bindings::Guest for Component<T> {
-    fn wizer_initialize() {
-        T::pre_initialize();
-    }
-}
-
-impl<T: Enrich> wit::Guest for Component<T> {
-    type Enricher = Resource<T>;
 }
 
 impl<T: Enrich> wit::GuestEnricher for Resource<T> {

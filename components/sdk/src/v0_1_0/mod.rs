@@ -10,6 +10,50 @@ pub mod enrich;
 pub mod score;
 pub mod validate;
 
+/// A capability world: its generated `bindings` (with the export macro the
+/// crate's `export_*!` macros call), the conversions, and the component
+/// and resource types the generated traits are implemented on. `$world` is
+/// the SDK world, `$iface` the interface it exports, `$trait` the SDK's
+/// trait, `$resource` the contract's resource.
+macro_rules! capability {
+    ($world:literal, $iface:ident, $trait:ident, $resource:ident) => {
+        #[doc(hidden)]
+        pub mod bindings {
+            wit_bindgen::generate!({
+                path: ["../../wit/v0.1.0", "wit/v0.1.0"],
+                world: $world,
+                generate_all,
+                pub_export_macro: true,
+                export_macro_name: "export",
+            });
+        }
+
+        use crate::$trait;
+        use bindings::exports::leadgate::plugin::$iface as wit;
+
+        super::conversions!(self::bindings::leadgate::plugin::types);
+
+        /// The component the crate's export macro exports.
+        #[doc(hidden)]
+        pub struct Component<T>(std::marker::PhantomData<T>);
+
+        /// An open instance of the contract's resource over the author's type.
+        #[doc(hidden)]
+        pub struct Resource<T>(T);
+
+        impl<T: $trait> bindings::Guest for Component<T> {
+            fn wizer_initialize() {
+                T::pre_initialize();
+            }
+        }
+
+        impl<T: $trait> wit::Guest for Component<T> {
+            type $resource = Resource<T>;
+        }
+    };
+}
+pub(crate) use capability;
+
 /// The conversions every world needs between its generated `types` and the
 /// lead record; `$types` is the world's generated `leadgate::plugin::types`.
 macro_rules! conversions {

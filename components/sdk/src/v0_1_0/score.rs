@@ -1,23 +1,9 @@
 //! The `scorer` world: a [`Score`](crate::Score) exported as
 //! `leadgate:plugin/score@0.1.0`.
 
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: ["../../wit/v0.1.0", "wit/v0.1.0"],
-        world: "leadgate:sdk/scorer@0.1.0",
-        generate_all,
-        pub_export_macro: true,
-        export_macro_name: "export",
-    });
-}
+super::capability!("leadgate:sdk/scorer@0.1.0", score, Score, Scorer);
 
-use crate::Score;
-use bindings::exports::leadgate::plugin::score as wit;
 use leadgate_lead::score as s;
-use std::marker::PhantomData;
-
-super::conversions!(self::bindings::leadgate::plugin::types);
 
 /// Events from their columns; an unknown kind code is skipped, a category
 /// index out of range is no category.
@@ -66,24 +52,6 @@ fn subject(x: wit::Subject) -> s::Subject {
             })
             .collect(),
     }
-}
-
-/// The component [`export_score!`](crate::export_score) exports.
-#[doc(hidden)]
-pub struct Component<T>(PhantomData<T>);
-
-/// An open scorer: the contract's resource over the author's type.
-#[doc(hidden)]
-pub struct Resource<T>(T);
-
-impl<T: Score> bindings::Guest for Component<T> {
-    fn wizer_initialize() {
-        T::pre_initialize();
-    }
-}
-
-impl<T: Score> wit::Guest for Component<T> {
-    type Scorer = Resource<T>;
 }
 
 impl<T: Score> wit::GuestScorer for Resource<T> {

@@ -1,40 +1,12 @@
 //! The `validator` world: a [`Validate`](crate::Validate) exported as
 //! `leadgate:plugin/validate@0.1.0`.
 
-#[doc(hidden)]
-pub mod bindings {
-    wit_bindgen::generate!({
-        path: ["../../wit/v0.1.0", "wit/v0.1.0"],
-        world: "leadgate:sdk/validator@0.1.0",
-        generate_all,
-        pub_export_macro: true,
-        export_macro_name: "export",
-    });
-}
-
-use crate::Validate;
-use bindings::exports::leadgate::plugin::validate as wit;
-use std::marker::PhantomData;
-
-super::conversions!(self::bindings::leadgate::plugin::types);
-
-/// The component [`export_validate!`](crate::export_validate) exports.
-#[doc(hidden)]
-pub struct Component<T>(PhantomData<T>);
-
-/// An open validator: the contract's resource over the author's type.
-#[doc(hidden)]
-pub struct Resource<T>(T);
-
-impl<T: Validate> bindings::Guest for Component<T> {
-    fn wizer_initialize() {
-        T::pre_initialize();
-    }
-}
-
-impl<T: Validate> wit::Guest for Component<T> {
-    type Validator = Resource<T>;
-}
+super::capability!(
+    "leadgate:sdk/validator@0.1.0",
+    validate,
+    Validate,
+    Validator
+);
 
 impl<T: Validate> wit::GuestValidator for Resource<T> {
     fn open(settings: String) -> Result<wit::Validator, String> {
