@@ -8,6 +8,8 @@
 //! [`leadgate_lead`]'s, the pre-initialization hook `leadgate preinit` calls,
 //! and a global allocator (feature `talc`, on by default) that serves the
 //! many small strings lead processing allocates faster than the default one.
+//! Feature `client` adds `v0_1_0::client`, for a component that calls a
+//! validate component (the edge).
 //!
 //! ```ignore
 //! use leadgate_sdk::{CallContext, Validate, lead::{Lead, Validation, Verdict}};
@@ -24,6 +26,7 @@
 //!     }
 //! }
 //!
+//! #[cfg(target_arch = "wasm32")]
 //! leadgate_sdk::export_validate!(Strict);
 //! ```
 //!
