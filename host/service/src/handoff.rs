@@ -243,14 +243,17 @@ const CLAIM_LEASE_MS: i64 = 5 * 60_000;
 
 /// The name this host claims handoffs under: `HOSTNAME`, else the
 /// kernel's host name. A host that restarts takes its own claims back at
-/// once.
-fn holder() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+/// once. Read once per process.
+fn holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
 }
 
 /// Delivers `tenant`'s due handoffs (and turns newly surfaced leads into
@@ -290,7 +293,7 @@ pub fn deliver_due(
     }
     let due = store.claim_due_handoffs(
         tenant,
-        &holder(),
+        holder(),
         CLAIM_LEASE_MS,
         now,
         config.crm.batch_size * 4,
