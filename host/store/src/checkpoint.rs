@@ -1,11 +1,11 @@
 //! The checkpoint policy of a service that writes continuously: how long
 //! the write-ahead log may grow before the background checkpointer tries
 //! to have it start over, and before the writer forces it. The service
-//! calls [`Store::checkpoint_round`] from its background thread and
-//! [`Store::restart_long_log`] from its recording thread; the lengths they
+//! calls [`SqliteStore::checkpoint_round`] from its background thread and
+//! [`SqliteStore::restart_long_log`] from its recording thread; the lengths they
 //! share live in a [`WalLength`].
 
-use crate::{Store, StoreError};
+use crate::{SqliteStore, StoreError};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ impl WalLength {
 }
 
 /// What one round of the background checkpointer did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Round {
     /// Checkpoints taken (more than one when catching up).
     pub checkpoints: u32,
@@ -54,7 +54,7 @@ pub struct Round {
     pub elapsed: Duration,
 }
 
-impl Store {
+impl SqliteStore {
     /// One round of the background checkpointer: copies the log back and,
     /// when it has grown past [`RESTART_FRAMES`], checkpoints every
     /// millisecond for up to 100 ms until it starts over. A checkpoint that

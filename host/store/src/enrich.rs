@@ -225,7 +225,7 @@ pub trait Enrichments {
     fn provider_stats(&self, run_id: i64) -> Result<Vec<(String, String)>, StoreError>;
 }
 
-impl Enrichments for crate::Store {
+impl Enrichments for crate::SqliteStore {
     fn update_enrichment(
         &mut self,
         lead: &str,
@@ -413,7 +413,7 @@ impl Enrichments for crate::Store {
 mod tests {
     use super::*;
     use crate::prelude::*;
-    use crate::{Status, Store};
+    use crate::{SqliteStore, Status};
     use leadgate_lead::Lead;
 
     fn record<'a>(lead: &'a Lead, e: Option<Enriched<'a>>) -> Record<'a> {
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn queue_cache_and_stats_round_trip() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let run = s.begin_run("t", "x.csv", "{}", 1).unwrap();
         let lead = Lead {
             id: "L1".into(),

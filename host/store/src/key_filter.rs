@@ -1,6 +1,6 @@
 //! An in-memory Bloom filter of the keys in `match_keys`, so that a
 //! candidate lookup skips the index seek for a key no stored lead has
-//! ([`crate::Store::filter_match_keys`]: the service's front).
+//! ([`crate::SqliteStore::filter_match_keys`]: the service's front).
 //!
 //! Most blocking keys belong to one lead: in a store of a million leads,
 //! 4.3 of the 5.1 million distinct keys. So most of a new lead's keys are

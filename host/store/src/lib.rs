@@ -1,8 +1,14 @@
 //! The store: every aggregate behind a trait ([`prelude`]) the rest of the
-//! host calls it through. The embedded default is SQLite (a file, or memory
-//! for tests), [`Store`]; [`pg`] is the PostgreSQL backend several hosts
-//! share, which implements the same traits. It touches nothing but its
-//! database and, for SQLite, the database's files.
+//! host calls it through. [`Store`] opens one by its location: a SQLite
+//! file (or `:memory:`), [`SqliteStore`], the embedded default; or a
+//! `postgres://` URL, [`pg::PgStore`], the server several hosts share. Both
+//! implement every trait with the same answers (the contract tests in
+//! `tests/` run each call on both), and [`copy`] moves a store from one to
+//! the other. It touches nothing but its database and, for SQLite, the
+//! database's files.
+//!
+//! The rest of this page describes the SQLite schema; PostgreSQL's is the
+//! same tables with its own types (`migrations-pg/`, see [`pg`]).
 //!
 //! Tables (see [`MIGRATIONS`]): `runs` (one batch job each), `leads` (the raw
 //! lead as received, its current status), `decisions` (every verdict a
@@ -17,10 +23,10 @@
 //! (uncertain pairs with their evidence, and reviewers' decisions).
 //! Migration 6 adds `match_keys_new`: the newest keys of a writer that
 //! defers them, folded into `match_keys` a key slice at a time
-//! ([`Store::defer_match_keys`]; lookups read both). Migration 8 adds
+//! ([`SqliteStore::defer_match_keys`]; lookups read both). Migration 8 adds
 //! `match_keys_writes`, a count of the transactions that wrote
 //! `match_keys` directly, for connections that keep a filter of its keys
-//! ([`Store::filter_match_keys`]). Migration 10 adds `match_keys_mid`,
+//! ([`SqliteStore::filter_match_keys`]). Migration 10 adds `match_keys_mid`,
 //! the index's middle tier: the deferring writer folds into it, and moves
 //! it into `match_keys` slice by slice, less often ([`pending_keys`]).
 //! `leads.master_id` points a merged or linked lead at its master.
@@ -49,7 +55,7 @@
 //! read counts instead of counting the outbox and the decided reviews;
 //! migration 11 scopes the intake log's idempotency keys to their route.
 //!
-//! Writes go through [`Store::record`] in batches, one transaction each; a
+//! Writes go through [`Runs::record`](runs::Runs::record) in batches, one transaction each; a
 //! [`Batch`] (`Store::batch`) makes every write through it one transaction,
 //! store functions included (the service records, scores and answers a
 //! batch of requests this way).
@@ -58,7 +64,9 @@
 //! which keeps a connection's memory map across other connections'
 //! commits instead of letting SQLite drop it at each.
 
+mod backend;
 mod checkpoint;
+pub mod copy;
 pub mod enrich;
 mod key_filter;
 mod mapped;
@@ -88,6 +96,7 @@ pub mod prelude {
 mod test_support;
 mod wal_writes;
 
+pub use backend::{Batch, Store};
 pub use checkpoint::{FORCE_RESTART_FRAMES, RESTART_FRAMES, Round, WalLength};
 pub use key_filter::REBUILD_EVERY as KEY_FILTER_REBUILD_EVERY;
 pub use matching::{
@@ -100,7 +109,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Store errors name the operation that failed.
+/// SqliteStore errors name the operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {source}")]
@@ -141,6 +150,18 @@ pub enum StoreError {
         op: &'static str,
         source: postgres::Error,
     },
+    #[error("{target} is not empty ({rows} rows in {table}): a store is copied into an empty one")]
+    NotEmpty {
+        target: String,
+        table: &'static str,
+        rows: u64,
+    },
+    #[error("{0} is both the source and the destination")]
+    SameStore(String),
+    #[error("the store has no table {0} to count")]
+    UnknownTable(String),
+    #[error("a batch is open on this store connection already")]
+    BatchOpen,
     #[error("cannot encode {what} as JSON: {source}")]
     Json {
         what: &'static str,
@@ -181,7 +202,7 @@ impl Tx<'_> {
     }
 }
 
-/// Every write made through it (it dereferences to the [`Store`]) is one
+/// Every write made through it (it dereferences to the [`SqliteStore`]) is one
 /// transaction, taken with the write lock at the start: committed by
 /// [`Batch::commit`], rolled back if dropped before. The service records,
 /// scores and answers a batch of requests this way, so the pages those
@@ -191,47 +212,37 @@ impl Tx<'_> {
 /// made before failing in the batch (it does not roll back on its own, as
 /// it would in its own transaction): a caller that gets an error drops the
 /// batch instead of committing it.
-pub struct Batch<'s> {
-    store: &'s mut Store,
+pub struct SqliteBatch<'s> {
+    store: &'s mut SqliteStore,
     open: bool,
 }
 
-impl std::ops::Deref for Batch<'_> {
-    type Target = Store;
-    fn deref(&self) -> &Store {
+impl std::ops::Deref for SqliteBatch<'_> {
+    type Target = SqliteStore;
+    fn deref(&self) -> &SqliteStore {
         self.store
     }
 }
 
-impl std::ops::DerefMut for Batch<'_> {
-    fn deref_mut(&mut self) -> &mut Store {
+impl std::ops::DerefMut for SqliteBatch<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteStore {
         self.store
     }
 }
 
-impl Batch<'_> {
+impl SqliteBatch<'_> {
     /// Makes every write of the batch durable (as far as the store's
     /// `synchronous` setting goes) and visible to other connections.
     pub fn commit(mut self) -> Result<(), StoreError> {
         self.open = false;
-        self.store
-            .conn
-            .execute_batch("COMMIT")
-            .map_err(sql("commit batch"))
+        self.store.commit_batch()
     }
 }
 
-impl Drop for Batch<'_> {
+impl Drop for SqliteBatch<'_> {
     fn drop(&mut self) {
-        if self.open && !self.store.conn.is_autocommit() {
-            let _ = self.store.conn.execute_batch("ROLLBACK");
-        }
         if self.open {
-            // What it read of the pending match keys may have been undone.
-            *self.store.pending.get_mut() = Default::default();
-            if let Some(f) = self.store.filter.get_mut() {
-                f.forget();
-            }
+            self.store.abandon_batch();
         }
     }
 }
@@ -240,7 +251,7 @@ fn sql(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
     move |source| StoreError::Sql { op, source }
 }
 
-/// Each connection's page cache, in KiB, unless [`Store::set_cache_kib`]
+/// Each connection's page cache, in KiB, unless [`SqliteStore::set_cache_kib`]
 /// says otherwise: 128 MiB. Matching reads the key index and candidate
 /// leads at random, and a batch run keeps them cached.
 pub const DEFAULT_CACHE_KIB: i64 = 131_072;
@@ -283,7 +294,7 @@ fn busy(attempt: i32) -> bool {
     true
 }
 
-/// Waits up to about 5 ms (for [`Store::restart_log`]).
+/// Waits up to about 5 ms (for [`SqliteStore::restart_log`]).
 fn busy_briefly(attempt: i32) -> bool {
     if attempt >= 50 {
         return false;
@@ -414,26 +425,34 @@ pub struct ExceptionItem {
     pub created_at: i64,
 }
 
-pub struct Store {
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct SqliteStore {
     conn: Connection,
     path: String,
     /// `match_keys_new` as this connection last read it.
     pending: std::cell::RefCell<pending_keys::PendingKeys>,
-    /// Set by [`Store::defer_match_keys`]: the cycle, in leads.
+    /// Set by [`SqliteStore::defer_match_keys`]: the cycle, in leads.
     defer_keys: Option<usize>,
-    /// Set by [`Store::filter_match_keys`].
+    /// Set by [`SqliteStore::filter_match_keys`].
     filter: std::cell::RefCell<Option<key_filter::KeyFilter>>,
-    /// The database file, opened by the first [`Store::checkpoint`] that
+    /// The database file, opened by the first [`SqliteStore::checkpoint`] that
     /// copied pages into it, to write them to disk.
     file: std::cell::OnceCell<std::fs::File>,
-    /// Frames of the log copied back as of the last [`Store::checkpoint`].
+    /// Frames of the log copied back as of the last [`SqliteStore::checkpoint`].
     synced: std::cell::Cell<i64>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the SQLite store at `path`; `:memory:`
     /// gives a private in-memory store.
-    pub fn open(path: &str) -> Result<Store, StoreError> {
+    pub fn open(path: &str) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_string(),
             source,
@@ -494,7 +513,7 @@ impl Store {
         // request would then take — for up to about ten seconds.
         conn.busy_handler(Some(busy)).map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let mut store = Store {
+        let mut store = SqliteStore {
             conn,
             path: path.to_string(),
             pending: Default::default(),
@@ -532,14 +551,38 @@ impl Store {
 
     /// Starts a [`Batch`]: one write transaction for everything done
     /// through it. Fails when one is open already.
-    pub fn batch(&mut self) -> Result<Batch<'_>, StoreError> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(sql("begin batch"))?;
-        Ok(Batch {
+    pub fn batch(&mut self) -> Result<SqliteBatch<'_>, StoreError> {
+        self.begin_batch()?;
+        Ok(SqliteBatch {
             store: self,
             open: true,
         })
+    }
+
+    /// Opens a batch's transaction (see [`SqliteStore::batch`]).
+    pub(crate) fn begin_batch(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(sql("begin batch"))
+    }
+
+    /// Commits a batch's transaction.
+    pub(crate) fn commit_batch(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(sql("commit batch"))
+    }
+
+    /// Rolls back a batch that was not committed.
+    pub(crate) fn abandon_batch(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        // What it read of the pending match keys may have been undone.
+        *self.pending.get_mut() = Default::default();
+        if let Some(f) = self.filter.get_mut() {
+            f.forget();
+        }
     }
 
     /// A transaction for one store function: its own, or the open
@@ -561,7 +604,7 @@ impl Store {
     }
 
     /// Defers this connection's match-key writes (see [`pending_keys`]):
-    /// [`Store::record`] appends one `match_keys_new` row per lead and
+    /// [`SqliteStore::record`] appends one `match_keys_new` row per lead and
     /// folds the pending keys into `match_keys_mid` a slice of the key
     /// range at a time, all of them once per `cycle_leads` leads recorded
     /// ([`DEFAULT_CYCLE_LEADS`] is the service's), and those into
@@ -576,8 +619,8 @@ impl Store {
     }
 
     /// Folds the deferred match keys a writer before this one left (see
-    /// [`Store::defer_match_keys`]) now, in a transaction of their own,
-    /// instead of in the first [`Store::record`]: the service calls it at
+    /// [`SqliteStore::defer_match_keys`]) now, in a transaction of their own,
+    /// instead of in the first [`SqliteStore::record`]: the service calls it at
     /// start, before it takes requests. Returns how many pending rows
     /// (leads) were folded; nothing to do without deferring.
     pub fn fold_deferred_keys(&mut self) -> Result<usize, StoreError> {
@@ -609,7 +652,7 @@ impl Store {
         self.filter_match_keys_with(key_filter::KeyFilter::default())
     }
 
-    /// [`Store::filter_match_keys`] with `filter`'s settings.
+    /// [`SqliteStore::filter_match_keys`] with `filter`'s settings.
     pub(crate) fn filter_match_keys_with(
         &mut self,
         filter: key_filter::KeyFilter,
@@ -673,7 +716,7 @@ impl Store {
 
     /// Whether the key filter is on and usable now, how many times it was
     /// built, and how many layers it has grown to (`None`:
-    /// [`Store::filter_match_keys`] was not called).
+    /// [`SqliteStore::filter_match_keys`] was not called).
     pub fn key_filter_state(&self) -> Option<(bool, u64, usize)> {
         self.filter
             .borrow()
@@ -681,7 +724,7 @@ impl Store {
             .map(|f| (f.usable(), f.builds(), f.layers()))
     }
 
-    /// Leaves write-ahead-log checkpoints to [`Store::checkpoint`] (the
+    /// Leaves write-ahead-log checkpoints to [`SqliteStore::checkpoint`] (the
     /// service runs them in a background thread, so no request waits for
     /// one) instead of the connection that happens to commit.
     pub fn manual_checkpoints(&self) -> Result<(), StoreError> {
@@ -715,7 +758,7 @@ impl Store {
     /// reader needs it, without blocking anyone, and writes the copied
     /// pages to disk. Returns the log's length in pages. (With readers
     /// always busy, as in the service, the log is rarely started over
-    /// this way: see [`Store::restart_log`].)
+    /// this way: see [`SqliteStore::restart_log`].)
     ///
     /// SQLite syncs the database file only when a checkpoint reaches the
     /// log's end. With readers always on the log that is the restart's
@@ -760,7 +803,7 @@ impl Store {
     /// starts the log over, waiting a few milliseconds at most for readers
     /// to step off it. Returns whether it did. It holds the write lock while
     /// it works, so the service's one writer calls it between its own
-    /// transactions (when [`Store::checkpoint`] has copied most of the log
+    /// transactions (when [`SqliteStore::checkpoint`] has copied most of the log
     /// already): no other writer waits.
     pub fn restart_log(&mut self) -> Result<bool, StoreError> {
         if self.path == ":memory:" {
@@ -788,30 +831,8 @@ impl Store {
 
     /// Counts rows of a table (for summaries and tests).
     pub fn count(&self, table: &str) -> Result<u64, StoreError> {
-        const TABLES: &[&str] = &[
-            "runs",
-            "leads",
-            "decisions",
-            "issues",
-            "exceptions",
-            "match_keys",
-            "match_keys_mid",
-            "match_keys_new",
-            "merges",
-            "golden",
-            "match_reviews",
-            "events",
-            "event_rejects",
-            "scores",
-            "score_history",
-            "pipeline_outbox",
-            "lead_keys",
-        ];
-        if !TABLES.contains(&table) {
-            return Err(StoreError::Sql {
-                op: "count",
-                source: rusqlite::Error::InvalidParameterName(table.to_string()),
-            });
+        if !COUNTABLE.contains(&table) && !matches!(table, "match_keys_mid" | "match_keys_new") {
+            return Err(StoreError::UnknownTable(table.to_string()));
         }
         self.conn
             .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
@@ -821,6 +842,34 @@ impl Store {
             .map_err(sql("count"))
     }
 }
+
+/// The tables `count` counts on either backend.
+pub(crate) const COUNTABLE: &[&str] = &[
+    "runs",
+    "leads",
+    "decisions",
+    "issues",
+    "exceptions",
+    "match_keys",
+    "merges",
+    "golden",
+    "match_reviews",
+    "events",
+    "event_rejects",
+    "scores",
+    "score_history",
+    "pipeline_outbox",
+    "lead_keys",
+    "review_queue",
+    "crm_outbox",
+    "crm_records",
+    "intake",
+    "api_keys",
+    "alerts",
+    "enrich_queue",
+    "enrich_cache",
+    "provider_stats",
+];
 
 fn severity(s: Severity) -> &'static str {
     match s {
@@ -883,11 +932,11 @@ mod tests {
     fn the_write_ahead_log_is_copied_back_and_started_over() {
         let dir = TempStore::new("wal");
         let path = dir.path();
-        let mut s = Store::open(&path).unwrap();
+        let mut s = SqliteStore::open(&path).unwrap();
         s.manual_checkpoints().unwrap();
         s.add_api_key("acme", "ci", "h1", "lg_acme_ab", 1).unwrap();
         // A reader on another connection, holding a snapshot.
-        let reader = Store::open(&path).unwrap();
+        let reader = SqliteStore::open(&path).unwrap();
         let snapshot = reader.conn.unchecked_transaction().unwrap();
         reader.api_keys(None).unwrap();
         s.add_api_key("acme", "ci2", "h2", "lg_acme_cd", 2).unwrap();
@@ -916,9 +965,9 @@ mod tests {
         // checkpoints, the recording thread's next write starts over.
         let dir = TempStore::new("wal-catch-up");
         let path = dir.path();
-        let writer = Store::open(&path).unwrap();
+        let writer = SqliteStore::open(&path).unwrap();
         writer.manual_checkpoints().unwrap();
-        let background = Store::open(&path).unwrap();
+        let background = SqliteStore::open(&path).unwrap();
         for i in 0..20 {
             writer
                 .add_api_key(
@@ -930,7 +979,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        let reader = Store::open(&path).unwrap();
+        let reader = SqliteStore::open(&path).unwrap();
         let snapshot = reader.conn.unchecked_transaction().unwrap();
         reader.api_keys(None).unwrap();
         writer
@@ -981,13 +1030,13 @@ mod tests {
         let conn = Connection::open(dir.path()).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
-        let err = Store::open(&dir.path()).err().unwrap().to_string();
+        let err = SqliteStore::open(&dir.path()).err().unwrap().to_string();
         assert!(err.contains("99") && err.contains("upgrade"), "{err}");
     }
 
     #[test]
     fn records_leads_decisions_issues_and_exceptions() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let run = s.begin_run("t", "in.csv", "{}", 1).unwrap();
         let (a, b) = (lead("a"), lead("b"));
         let issues = [Issue::new(
@@ -1061,7 +1110,7 @@ mod tests {
 
     #[test]
     fn cached_statements_are_not_compiled_again_for_new_values() {
-        let s = Store::open(":memory:").unwrap();
+        let s = SqliteStore::open(":memory:").unwrap();
         // An id list (as the store passes to json_each) and a LIMIT:
         // both made SQLite plan the statement anew on every bind.
         let sql = "SELECT j.value FROM json_each(?1) j CROSS JOIN leads l ON l.id = j.value

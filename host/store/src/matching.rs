@@ -8,7 +8,7 @@
 
 use crate::key_filter::KeyFilter;
 use crate::pending_keys::PendingKeys;
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use leadgate_lead::Lead;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -226,7 +226,7 @@ pub trait MatchIndex {
         limit: usize,
     ) -> Result<Vec<Candidate>, StoreError>;
 
-    /// [`Store::candidates`] for several leads at once, in one read
+    /// [`SqliteStore::candidates`] for several leads at once, in one read
     /// transaction (one lock, one snapshot, instead of one per query).
     fn candidates_for_each(
         &self,
@@ -263,7 +263,7 @@ pub trait MatchIndex {
     fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError>;
 }
 
-impl MatchIndex for Store {
+impl MatchIndex for SqliteStore {
     fn candidates(
         &self,
         tenant: &str,
@@ -360,8 +360,8 @@ impl MatchIndex for Store {
     }
 }
 
-impl Store {
-    /// [`Store::candidates`] in the open read transaction, with the keys
+impl SqliteStore {
+    /// [`SqliteStore::candidates`] in the open read transaction, with the keys
     /// not yet folded into `match_keys` from `pending`; `filter` (caught
     /// up in the same transaction) skips the index for keys it does not
     /// hold.
@@ -485,7 +485,7 @@ mod tests {
     }
 
     /// Records one lead with its keys, in its own transaction.
-    fn put(s: &mut Store, run: i64, l: &Lead, keys: &[i64], json: &str) {
+    fn put(s: &mut SqliteStore, run: i64, l: &Lead, keys: &[i64], json: &str) {
         s.record(run, "validate", "sha", &[record(l, keys, json)], 1)
             .unwrap();
     }
@@ -510,8 +510,8 @@ mod tests {
     /// lead up to it is found by each of its keys from each of `others`
     /// and from the writer's own connection.
     fn record_and_find(
-        w: &mut Store,
-        others: &[&Store],
+        w: &mut SqliteStore,
+        others: &[&SqliteStore],
         run: i64,
         (leads, keys): (&[Lead], &[Vec<i64>]),
         i: usize,
@@ -539,7 +539,7 @@ mod tests {
     /// Leads with `key` in either tier of the index, each once (an entry
     /// folded again after a rollback can be in both until its slice of
     /// the middle tier moves on).
-    fn indexed(s: &Store, key: i64) -> Vec<i64> {
+    fn indexed(s: &SqliteStore, key: i64) -> Vec<i64> {
         let mut stmt = s
             .conn
             .prepare(
@@ -583,7 +583,7 @@ mod tests {
     }
 
     /// Rows of `table` (`match_keys` or `match_keys_mid`) with `key`.
-    fn in_table(s: &Store, table: &str, key: i64) -> i64 {
+    fn in_table(s: &SqliteStore, table: &str, key: i64) -> i64 {
         s.conn
             .query_row(
                 &format!("SELECT count(*) FROM {table} WHERE key = ?1"),
@@ -763,13 +763,13 @@ mod tests {
     }
 
     /// A key filter built as often as it needs to be, sized for `min`.
-    fn filtering(s: &mut Store, min: u64) {
+    fn filtering(s: &mut SqliteStore, min: u64) {
         s.filter_match_keys_with(KeyFilter::with(std::time::Duration::ZERO, min))
             .unwrap();
     }
 
     /// Whether `s` finds lead `j` by each of its keys.
-    fn finds(s: &Store, leads: &[Lead], keys: &[Vec<i64>], j: usize) -> bool {
+    fn finds(s: &SqliteStore, leads: &[Lead], keys: &[Vec<i64>], j: usize) -> bool {
         keys[j].iter().all(|k| {
             let found = s.candidates("t", &[*k], 10, 10).unwrap();
             found.len() == 1 && found[0].id == leads[j].id
@@ -902,7 +902,7 @@ mod tests {
     }
 
     /// How many of 10,000 keys no lead has `s`'s key filter may hold.
-    fn absent_maybes(s: &Store) -> usize {
+    fn absent_maybes(s: &SqliteStore) -> usize {
         let filter = s.filter.borrow();
         let f = filter.as_ref().expect("a key filter");
         (0..10_000)
@@ -948,7 +948,7 @@ mod tests {
 
     #[test]
     fn candidates_merge_and_unmerge_restore_exactly() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let run = s.begin_run("t", "x", "{}", 1).unwrap();
         let k = [key_hash("t", "e:a@b.com")];
         let (a, b) = (lead("a", "a@b.com"), lead("b", "A@b.com"));
@@ -996,7 +996,7 @@ mod tests {
 
     #[test]
     fn review_items_are_decided_once_and_remembered() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let run = s.begin_run("t", "x", "{}", 1).unwrap();
         let (a, b) = (lead("a", "a@b.com"), lead("b", "c@d.com"));
         let mut rb = record(&b, &[], "{}");

@@ -68,7 +68,7 @@ pub trait Merges {
     fn unmerge(&mut self, target: &str, who: &str, now: i64) -> Result<Vec<MergeRow>, StoreError>;
 }
 
-impl Merges for Store {
+impl Merges for SqliteStore {
     fn golden_members(&self, master: &str) -> Result<Vec<GoldenMember>, StoreError> {
         let mut stmt = self
             .conn
@@ -219,7 +219,7 @@ pub trait MatchReviews {
     fn pair_decision(&self, tenant: &str, a: &str, b: &str) -> Result<Option<String>, StoreError>;
 }
 
-impl MatchReviews for Store {
+impl MatchReviews for SqliteStore {
     fn open_reviews(&self, tenant: &str, limit: usize) -> Result<Vec<ReviewItem>, StoreError> {
         let mut stmt = self
             .conn

@@ -1,5 +1,5 @@
 //! The match-key index's newest entries, for a writer that defers them
-//! ([`crate::Store::defer_match_keys`]: the service's recording thread).
+//! ([`crate::SqliteStore::defer_match_keys`]: the service's recording thread).
 //!
 //! `match_keys` is keyed by hashed blocking keys, so every key a new lead
 //! brings lands on a random leaf page: a small transaction wrote about one

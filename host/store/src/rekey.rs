@@ -5,12 +5,12 @@
 //! swapped component or a changed key (a setting such as `name_city_key`,
 //! or a new version of the bundled one), stored leads keep the keys of the
 //! old one, and a new lead no longer meets them on the keys that changed.
-//! [`Store::rekey`] replaces the keys of every keyed lead of a tenant — the
+//! [`SqliteStore::rekey`] replaces the keys of every keyed lead of a tenant — the
 //! leads that have any key now — with the ones the caller computes, in one
 //! transaction: if anything fails, the index is as it was.
 
 use crate::pending_keys::{self, PendingKeys};
-use crate::{Store, StoreError, key_filter, sql};
+use crate::{SqliteStore, StoreError, key_filter, sql};
 use rusqlite::params;
 
 /// A stored lead whose keys are recomputed.
@@ -22,7 +22,7 @@ pub struct KeyedLead {
     pub normalized: String,
 }
 
-/// What [`Store::rekey`] did.
+/// What [`SqliteStore::rekey`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rekeyed {
     /// Leads whose keys were replaced.
@@ -42,7 +42,7 @@ pub trait Rekey {
     /// transaction: when `keys_of` fails, nothing changes and its error
     /// is returned inside `Ok` (inside a [`crate::Batch`], the batch's
     /// commit or rollback decides instead). Another connection's deferred keys
-    /// ([`Store::defer_match_keys`]) are not seen: run it while no service
+    /// ([`SqliteStore::defer_match_keys`]) are not seen: run it while no service
     /// writes to the store.
     fn rekey<E>(
         &mut self,
@@ -52,11 +52,11 @@ pub trait Rekey {
     ) -> Result<Result<Rekeyed, E>, StoreError>;
 
     /// Visits the tenant's keyed leads — the ones a new lead is matched
-    /// against, and the ones [`Store::rekey`] keys again — in chunks of at
+    /// against, and the ones [`SqliteStore::rekey`] keys again — in chunks of at
     /// most `chunk`, oldest first, and returns how many it visited. A
     /// lead with no normalized record is skipped. `visit`'s error stops the
     /// walk and is returned inside `Ok`. Read only; another connection's
-    /// deferred keys ([`Store::defer_match_keys`]) are not seen.
+    /// deferred keys ([`SqliteStore::defer_match_keys`]) are not seen.
     fn keyed_leads<E>(
         &self,
         tenant: &str,
@@ -65,7 +65,7 @@ pub trait Rekey {
     ) -> Result<Result<u64, E>, StoreError>;
 }
 
-impl Rekey for Store {
+impl Rekey for SqliteStore {
     fn rekey<E>(
         &mut self,
         tenant: &str,
@@ -292,13 +292,13 @@ fn entries_not_in_match_keys(conn: &rusqlite::Connection) -> Result<u64, StoreEr
 mod tests {
     use crate::prelude::*;
     use crate::test_support::{TempStore, plain_record};
-    use crate::{Status, Store, key_hash};
+    use crate::{SqliteStore, Status, key_hash};
     use leadgate_lead::Lead;
     use rusqlite::params;
 
     /// Records leads `{tenant}-{from}`… `{tenant}-{to - 1}`, lead `i` with
     /// the key `old:{i % 10}`, each in its own transaction.
-    fn keyed(s: &mut Store, tenant: &str, from: usize, to: usize) {
+    fn keyed(s: &mut SqliteStore, tenant: &str, from: usize, to: usize) {
         let run = s.begin_run(tenant, "x", "{}", 1).unwrap();
         for i in from..to {
             let lead = Lead {
@@ -314,7 +314,7 @@ mod tests {
         }
     }
 
-    fn candidates(store: &Store, tenant: &str, key: &str) -> Vec<String> {
+    fn candidates(store: &SqliteStore, tenant: &str, key: &str) -> Vec<String> {
         let mut ids: Vec<String> = store
             .candidates_for_each(tenant, &[vec![key_hash(tenant, key)]], 1000, 1000)
             .unwrap()

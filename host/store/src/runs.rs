@@ -50,7 +50,7 @@ pub trait Runs {
     fn lead(&self, id: &str) -> Result<Option<(String, Lead)>, StoreError>;
 }
 
-impl Runs for Store {
+impl Runs for SqliteStore {
     fn begin_run(
         &self,
         tenant: &str,

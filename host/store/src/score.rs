@@ -4,7 +4,7 @@
 //! their reason, each lead's current score and surfacing state, its score
 //! history, and the outbox of leads surfaced to sales.
 
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use rusqlite::{OptionalExtension, params};
 use std::collections::{BTreeSet, HashMap};
 
@@ -232,7 +232,7 @@ pub trait Scores {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Attached events at or after `since`, most recent first, under the
-    /// lead they were attached to (see [`Store::masters`] for merged
+    /// lead they were attached to (see [`SqliteStore::masters`] for merged
     /// leads); all of the tenant's, or only those of `only` and of the
     /// leads merged into them.
     fn recent_events(
@@ -275,7 +275,7 @@ pub trait Scores {
     fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError>;
 }
 
-impl Scores for Store {
+impl Scores for SqliteStore {
     fn insert_events(
         &mut self,
         tenant: &str,
@@ -847,7 +847,7 @@ mod tests {
     use crate::test_support::plain_record;
     use leadgate_lead::Lead;
 
-    fn store_leads(s: &mut Store, leads: &[(&str, &str)]) {
+    fn store_leads(s: &mut SqliteStore, leads: &[(&str, &str)]) {
         let run = s.begin_run("t", "x.csv", "{}", 1).unwrap();
         let raws: Vec<Lead> = leads
             .iter()
@@ -889,7 +889,7 @@ mod tests {
 
     #[test]
     fn events_attach_by_key_wait_for_their_person_and_are_idempotent() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         store_leads(&mut s, &[("A", "ann@acme.com")]);
         let r = s
             .insert_events(
@@ -931,7 +931,7 @@ mod tests {
 
     #[test]
     fn active_members_are_the_account_leads_with_recent_events() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         store_leads(
             &mut s,
             &[
@@ -942,7 +942,7 @@ mod tests {
         );
         s.index_lead_keys().unwrap();
         let acme = vec!["acme.com".to_string()];
-        let active = |s: &Store, since| {
+        let active = |s: &SqliteStore, since| {
             let mut v = s.active_account_members("t", &acme, since).unwrap();
             v.sort();
             v

@@ -1,6 +1,6 @@
 //! Helpers for the store's own tests.
 
-use crate::{Record, Status, Store};
+use crate::{Record, SqliteStore, Status};
 use leadgate_lead::Lead;
 
 /// A store file of its own, removed at the end of the test.
@@ -20,8 +20,8 @@ impl TempStore {
         self.0.join("s.db").display().to_string()
     }
 
-    pub(crate) fn open(&self) -> Store {
-        Store::open(&self.path()).unwrap()
+    pub(crate) fn open(&self) -> SqliteStore {
+        SqliteStore::open(&self.path()).unwrap()
     }
 }
 

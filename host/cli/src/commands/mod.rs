@@ -1,10 +1,11 @@
 //! The `leadgate` command line: the arguments of every verb, and
 //! [`execute`], which loads the configuration and hands each verb to its
-//! handler (`data`, `service`, `components`).
+//! handler (`data`, `service`, `components`, `store`).
 
 mod components;
 mod data;
 mod service;
+mod store;
 
 use leadgate::{
     batch, calibrate, clock, compose, config, dedupe, eval, events, handoff, reenrich, rekey,
@@ -29,7 +30,8 @@ pub(crate) struct Cli {
     /// Tenant configuration (leadgate.toml); defaults apply without one.
     #[arg(long, global = true, env = "LEADGATE_CONFIG")]
     pub(crate) config: Option<PathBuf>,
-    /// Store: a SQLite file, or :memory:. Overrides store.path.
+    /// Store: a SQLite file, :memory:, or a PostgreSQL URL
+    /// (postgres://user@host/db). Overrides store.path and store.url.
     #[arg(long, global = true, env = "LEADGATE_DB")]
     pub(crate) db: Option<String>,
     #[command(subcommand)]
@@ -181,6 +183,10 @@ pub(crate) enum Command {
     Tick(TickArgs),
     /// List the leads waiting in the exception queue.
     Exceptions(ExceptionsArgs),
+    /// Copy a whole store into an empty one on another backend (SQLite to
+    /// PostgreSQL, or back), then verify every table by row count and
+    /// checksum. Stop `leadgate serve` on the source first.
+    MigrateStore(MigrateStoreArgs),
     /// Pre-initialize a component (wizer) so fresh instances start warm.
     Preinit(PreinitArgs),
     /// Plug capability components into a component that imports them
@@ -404,6 +410,17 @@ pub(crate) struct UnmergeArgs {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct MigrateStoreArgs {
+    /// The store to copy (default: the configured store, or --db).
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// The empty store to copy into: a SQLite file, or a PostgreSQL URL
+    /// (postgres://user@host/db; the password from PGPASSWORD).
+    #[arg(long)]
+    pub(crate) to: String,
+}
+
+#[derive(clap::Args)]
 pub(crate) struct ShowArgs {
     pub(crate) id: String,
 }
@@ -581,13 +598,10 @@ fn format_of(f: Option<FormatArg>) -> Option<leadgate_ingest::Format> {
 
 pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
     let config = Config::load(cli.config.as_deref())?;
-    let db = cli.db.clone().unwrap_or_else(|| {
-        if cli.config.is_some() && config.store.path != ":memory:" {
-            config.base.join(&config.store.path).display().to_string()
-        } else {
-            config.store.path.clone()
-        }
-    });
+    let db = cli
+        .db
+        .clone()
+        .unwrap_or_else(|| config.store.location(&config.base, cli.config.is_some()));
     match cli.command {
         Command::Run(args) => data::run(config, db, args),
         Command::Import(args) => data::import(config, db, args),
@@ -608,6 +622,7 @@ pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Alerts(args) => service::alerts(config, db, args),
         Command::Tick(args) => service::tick(config, db, args),
         Command::Exceptions(args) => data::exceptions(config, db, args),
+        Command::MigrateStore(args) => store::migrate(config, db, args),
         Command::Preinit(args) => components::preinit(config, db, args),
         Command::Compose(args) => components::compose(config, db, args),
         Command::Enrich(args) => data::enrich(config, db, args),

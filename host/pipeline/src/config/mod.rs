@@ -56,14 +56,40 @@ impl Default for Config {
 pub struct StoreConfig {
     /// SQLite file, or `:memory:`.
     pub path: String,
+    /// A PostgreSQL server and database (`postgres://user@host:5432/db`;
+    /// the password from `PGPASSWORD` rather than the file). Takes the
+    /// place of `path` when set.
+    pub url: Option<String>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: "leadgate.db".into(),
+            url: None,
         }
     }
+}
+
+impl StoreConfig {
+    /// Where the store is: `url` when set, else `path` — a relative file
+    /// path taken from `base` (the configuration file's folder) when
+    /// `relative_to_base`.
+    pub fn location(&self, base: &std::path::Path, relative_to_base: bool) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        if relative_to_base && self.path != ":memory:" && !is_postgres(&self.path) {
+            base.join(&self.path).display().to_string()
+        } else {
+            self.path.clone()
+        }
+    }
+}
+
+/// Whether a store location names a PostgreSQL server.
+pub fn is_postgres(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,27 +1,33 @@
 //! The PostgreSQL backend: the store's traits on a server that several
-//! `leadgate` hosts share. A [`PgStore`] is one connection, as a SQLite
-//! [`Store`](crate::Store) is one; each thread opens its own.
+//! `leadgate` hosts share. A [`PgStore`] is one connection, as a
+//! [`SqliteStore`](crate::SqliteStore) is one; each thread opens its own.
 //!
 //! Its schema is versioned apart from SQLite's (`migrations-pg/`, in the
 //! table `leadgate_schema`) and applied when a store connects, under a
 //! PostgreSQL advisory lock, so hosts starting together do not race; a
-//! database migrated by a newer leadgate is refused. The aggregates it
-//! implements so far: API keys ([`ApiKeys`](crate::service::ApiKeys)), the
-//! intake log ([`IntakeLog`](crate::service::IntakeLog)) and the CRM outbox
-//! ([`CrmOutbox`](crate::service::CrmOutbox)), whose due handoffs hosts
-//! claim with `FOR UPDATE SKIP LOCKED`; the tables of runs, leads and their
-//! audit trail exist for the outbox to refer to.
+//! database migrated by a newer leadgate is refused. Every aggregate trait
+//! of [`crate::prelude`] is implemented, one module each, with the same
+//! semantics as SQLite's; due handoffs are claimed with `FOR UPDATE SKIP
+//! LOCKED`, so each runs once across hosts.
 
+mod enrich;
+mod matching;
 mod outbox;
+mod reads;
+mod rekey;
+mod review;
+mod runs;
+mod score;
 mod service;
 
 use crate::StoreError;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell, RefMut};
 
 /// The PostgreSQL migrations, in order: the schema version is their count.
 pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0001_service_intake.sql"),
     include_str!("../../migrations-pg/0002_runs_and_outbox.sql"),
+    include_str!("../../migrations-pg/0003_matching_enrichment_scores_review.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by
@@ -33,6 +39,9 @@ pub struct PgStore {
     client: RefCell<postgres::Client>,
     /// The server and database, for messages (never the password).
     target: String,
+    /// A [`Batch`](crate::Batch)'s transaction is open: store functions
+    /// write in it instead of in their own.
+    in_batch: Cell<bool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -74,6 +83,7 @@ impl PgStore {
         let store = PgStore {
             client: RefCell::new(client),
             target,
+            in_batch: Cell::new(false),
         };
         store.migrate()?;
         Ok(store)
@@ -109,8 +119,90 @@ impl PgStore {
         result.and(unlocked.map(|_| ()))
     }
 
-    pub(crate) fn client(&self) -> std::cell::RefMut<'_, postgres::Client> {
+    pub(crate) fn client(&self) -> RefMut<'_, postgres::Client> {
         self.client.borrow_mut()
+    }
+
+    /// A transaction for one store function: its own, or the open
+    /// batch's (then committing it commits nothing yet).
+    pub(crate) fn tx(&self, op: &'static str) -> Result<Tx<'_>, StoreError> {
+        let mut client = self.client();
+        let own = !self.in_batch.get();
+        if own {
+            client.batch_execute("BEGIN").map_err(pg(op))?;
+        }
+        Ok(Tx {
+            client,
+            own,
+            open: true,
+        })
+    }
+
+    /// Opens a batch's transaction.
+    pub(crate) fn begin_batch(&mut self) -> Result<(), StoreError> {
+        if self.in_batch.get() {
+            return Err(StoreError::BatchOpen);
+        }
+        self.client()
+            .batch_execute("BEGIN")
+            .map_err(pg("begin batch"))?;
+        self.in_batch.set(true);
+        Ok(())
+    }
+
+    /// Commits a batch's transaction.
+    pub(crate) fn commit_batch(&mut self) -> Result<(), StoreError> {
+        self.in_batch.set(false);
+        self.client()
+            .batch_execute("COMMIT")
+            .map_err(pg("commit batch"))
+    }
+
+    /// Rolls back a batch that was not committed.
+    pub(crate) fn abandon_batch(&mut self) {
+        self.in_batch.set(false);
+        let _ = self.client().batch_execute("ROLLBACK");
+    }
+}
+
+/// A store function's transaction on the connection (it dereferences to
+/// the client): rolled back when dropped uncommitted. Inside a batch it is
+/// the batch's, and neither commits nor rolls back.
+pub(crate) struct Tx<'s> {
+    client: RefMut<'s, postgres::Client>,
+    own: bool,
+    open: bool,
+}
+
+impl Tx<'_> {
+    pub(crate) fn commit(mut self) -> Result<(), postgres::Error> {
+        self.open = false;
+        if self.own {
+            self.client.batch_execute("COMMIT")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl std::ops::Deref for Tx<'_> {
+    type Target = postgres::Client;
+    fn deref(&self) -> &postgres::Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut postgres::Client {
+        &mut self.client
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if self.open && self.own {
+            let _ = self.client.batch_execute("ROLLBACK");
+        }
     }
 }
 
@@ -158,6 +250,11 @@ fn describe(config: &postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or("(default database)");
     format!("postgres://{host}:{port}/{db}")
+}
+
+/// A row count as a `LIMIT` parameter.
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Maps a PostgreSQL error to the store's, naming the operation.

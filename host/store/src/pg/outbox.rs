@@ -2,7 +2,7 @@
 //! (`service/outbox.rs`); due handoffs are claimed with `FOR UPDATE SKIP
 //! LOCKED`, so hosts claiming at once take different rows without waiting.
 
-use super::{PgStore, pg};
+use super::{PgStore, limit, pg};
 use crate::StoreError;
 use crate::service::{CrmOutbox, Handoff};
 
@@ -23,10 +23,6 @@ fn handoff(r: &postgres::Row) -> Handoff {
         created_at: r.get(10),
         delivered_at: r.get(11),
     }
-}
-
-fn limit(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 impl CrmOutbox for PgStore {
@@ -143,8 +139,7 @@ impl CrmOutbox for PgStore {
         let tenants: Vec<&str> = done.iter().map(|(h, _)| h.tenant.as_str()).collect();
         let leads: Vec<&str> = done.iter().map(|(h, _)| h.lead_id.as_str()).collect();
         let targets: Vec<&str> = done.iter().map(|(h, _)| h.target.as_str()).collect();
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(pg("begin handoffs"))?;
+        let mut tx = self.tx("begin handoffs")?;
         tx.execute(
             "UPDATE crm_outbox SET state = 'delivered', crm_id = d.crm_id, attempts = attempts + 1,
                     delivered_at = $3, updated_at = $3, last_error = NULL,
@@ -207,8 +202,7 @@ impl CrmOutbox for PgStore {
         error: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(pg("begin handoff failure"))?;
+        let mut tx = self.tx("begin handoff failure")?;
         tx.execute(
             "UPDATE crm_outbox SET state = $2, attempts = attempts + 1, last_error = $3, updated_at = $4,
                     claimed_by = NULL, claimed_until = NULL WHERE id = $1",
@@ -225,8 +219,7 @@ impl CrmOutbox for PgStore {
     }
 
     fn retry_handoffs(&mut self, tenant: &str, ids: &[i64], now: i64) -> Result<usize, StoreError> {
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(pg("begin handoff retry"))?;
+        let mut tx = self.tx("begin handoff retry")?;
         let requeued = tx
             .query(
                 "UPDATE crm_outbox SET state = 'pending', attempts = 0, next_at = $3, updated_at = $3

@@ -100,8 +100,7 @@ impl IntakeLog for PgStore {
         requests: &[NewIntake<'_>],
         now: i64,
     ) -> Result<Vec<Logged>, StoreError> {
-        let mut client = self.client();
-        let mut tx = client.transaction().map_err(pg("begin intake"))?;
+        let mut tx = self.tx("begin intake")?;
         let insert = tx
             .prepare(
                 "INSERT INTO intake (tenant, key, kind, fingerprint, body, lead_ids, received_at, state)

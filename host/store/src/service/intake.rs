@@ -4,7 +4,7 @@
 //! lead (its state, issues, score).
 
 use crate::packed::{Pack, Unpacked};
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -118,7 +118,7 @@ pub trait ApiKeys {
     fn revoke_api_key(&self, tenant: &str, which: &str, now: i64) -> Result<usize, StoreError>;
 }
 
-impl ApiKeys for Store {
+impl ApiKeys for SqliteStore {
     fn add_api_key(
         &self,
         tenant: &str,
@@ -215,7 +215,7 @@ pub trait IntakeLog {
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError>;
 }
 
-impl IntakeLog for Store {
+impl IntakeLog for SqliteStore {
     fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
@@ -348,7 +348,7 @@ impl IntakeLog for Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// The current score (as JSON) of each of `ids` that has one.
     pub fn score_details(
         &self,

@@ -14,7 +14,7 @@ pub use outbox::{CrmOutbox, Handoff};
 pub(crate) use review::enqueue_review;
 pub use review::{Alert, QueueItem, ReviewQueue};
 
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use rusqlite::params;
 use serde::Serialize;
 
@@ -34,7 +34,7 @@ pub struct Backlog {
     pub intake_pending: i64,
 }
 
-impl Store {
+impl SqliteStore {
     /// Review, outbox and intake counts of `tenant`; `escalate_ms` is the
     /// SLA's first threshold, for the overdue count. Reads the open review
     /// items (the backlog, by index) and the kept counts (`tenant_counts`),
@@ -108,7 +108,7 @@ mod tests {
     use super::*;
 
     /// `backlog` counted over the tables, as it did before the kept counts.
-    fn counted(s: &Store, tenant: &str, escalate_ms: i64, now: i64) -> Backlog {
+    fn counted(s: &SqliteStore, tenant: &str, escalate_ms: i64, now: i64) -> Backlog {
         let mut b = Backlog::default();
         s.conn
             .query_row(
@@ -166,7 +166,7 @@ mod tests {
         let mut s = dir.open();
         s.conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
         let h = 3_600_000;
-        let check = |s: &Store, what: &str| {
+        let check = |s: &SqliteStore, what: &str| {
             for tenant in ["a", "b"] {
                 for now in [0, 2 * h, 10 * h] {
                     let kept = s.backlog(tenant, h, now).unwrap();
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn intake_is_idempotent_by_tenant_and_key() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let req = |tenant, key| NewIntake {
             tenant,
             key,
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_batch_commits_its_writes_together_or_not_at_all() {
-        let mut s = Store::open(":memory:").unwrap();
+        let mut s = SqliteStore::open(":memory:").unwrap();
         let req = |key| NewIntake {
             tenant: "a",
             key,
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn only_review_items_a_threshold_acts_on_are_due() {
-        let s = Store::open(":memory:").unwrap();
+        let s = SqliteStore::open(":memory:").unwrap();
         // Items without leads behind them: only the queue matters here.
         s.conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
         let h = 3_600_000;
@@ -521,7 +521,7 @@ mod tests {
                 params![id("decided"), now],
             )
             .unwrap();
-        let due = |s: &Store| -> Vec<String> {
+        let due = |s: &SqliteStore| -> Vec<String> {
             s.due_queue("a", now - 4 * h, now - 24 * h)
                 .unwrap()
                 .into_iter()
@@ -557,7 +557,7 @@ mod tests {
 
     #[test]
     fn api_keys_resolve_until_revoked() {
-        let s = Store::open(":memory:").unwrap();
+        let s = SqliteStore::open(":memory:").unwrap();
         s.add_api_key("acme", "ci", "h1", "lg_acme_ab", 1).unwrap();
         assert_eq!(s.api_key_tenant("h1").unwrap().as_deref(), Some("acme"));
         assert_eq!(s.api_key_tenant("h2").unwrap(), None);

@@ -2,7 +2,7 @@
 //! last error), the CRM's id per lead and target, and surfaced leads
 //! awaiting delivery.
 
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -133,7 +133,7 @@ pub trait CrmOutbox {
     ) -> Result<Option<String>, StoreError>;
 }
 
-impl CrmOutbox for Store {
+impl CrmOutbox for SqliteStore {
     fn enqueue_handoff(
         &self,
         tenant: &str,
@@ -379,7 +379,7 @@ impl CrmOutbox for Store {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Surfaced leads not yet handed on (score changes to write to the CRM).
     pub fn undelivered_surfaced(
         &self,

@@ -1,7 +1,7 @@
 //! The review queue (items with kind, source, confidence, SLA stamps and
 //! the decision) and the alerts raised for people.
 
-use crate::{Store, StoreError, sql};
+use crate::{SqliteStore, StoreError, sql};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -186,7 +186,7 @@ pub trait ReviewQueue {
     -> Result<Vec<(String, i64, i64)>, StoreError>;
 }
 
-impl ReviewQueue for Store {
+impl ReviewQueue for SqliteStore {
     fn open_queue(&self, tenant: Option<&str>) -> Result<Vec<QueueItem>, StoreError> {
         let mut stmt = self
             .conn
