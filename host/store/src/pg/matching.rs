@@ -109,19 +109,24 @@ impl MatchIndex for PgStore {
         if flat.is_empty() {
             return Ok(out);
         }
-        let rows = self
-            .client()
-            .query(
-                "SELECT q.ord, c.id, c.normalized, c.master_id
-                   FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(key, ord)
+        // Per key, the index newest first, each entry's lead looked up by
+        // `seq` until `per_key` of the tenant's are found (`OFFSET 0`
+        // keeps the planner from turning the walk into a join over all
+        // the tenant's leads).
+        const CANDIDATES: &str = "SELECT q.ord, c.id, c.normalized, c.master_id
+               FROM unnest($1::BIGINT[]) WITH ORDINALITY AS q(key, ord)
+               CROSS JOIN LATERAL (
+                 SELECT l.id, l.normalized, l.master_id, k.lead
+                   FROM (SELECT lead FROM match_keys WHERE key = q.key ORDER BY lead DESC OFFSET 0) k
                    CROSS JOIN LATERAL (
-                     SELECT l.id, l.normalized, l.master_id, k.lead
-                       FROM match_keys k JOIN leads l ON l.seq = k.lead
-                      WHERE k.key = q.key AND l.tenant = $2 AND l.normalized IS NOT NULL
-                      ORDER BY k.lead DESC LIMIT $3) c
-                  ORDER BY q.ord, c.lead DESC",
-                &[&flat, &tenant, &limit(per_key)],
-            )
+                     SELECT id, normalized, master_id FROM leads
+                      WHERE seq = k.lead AND tenant = $2 AND normalized IS NOT NULL OFFSET 0) l
+                  LIMIT $3) c
+              ORDER BY q.ord, c.lead DESC";
+        let mut client = self.client();
+        let rows = self
+            .prepared(&mut client, CANDIDATES)
+            .and_then(|st| client.query(&st, &[&flat, &tenant, &limit(per_key)]))
             .map_err(pg("look up candidates"))?;
         // Which lead each flattened key belongs to.
         let mut owner = Vec::with_capacity(flat.len());
@@ -227,16 +232,15 @@ fn merge_row(r: &postgres::Row) -> MergeRow {
 
 impl Merges for PgStore {
     fn golden_members(&self, master: &str) -> Result<Vec<GoldenMember>, StoreError> {
+        const MEMBERS: &str = "SELECT l.id, COALESCE(l.normalized, l.raw) FROM leads l
+              WHERE l.id = $1 OR (l.master_id = $1 AND EXISTS (
+                  SELECT 1 FROM merges m WHERE m.lead_id = l.id AND m.master_id = $1
+                    AND m.kind = 'merge' AND m.undone_at IS NULL))
+              ORDER BY l.received_at, l.seq";
+        let mut client = self.client();
         let rows = self
-            .client()
-            .query(
-                "SELECT l.id, COALESCE(l.normalized, l.raw) FROM leads l
-                  WHERE l.id = $1 OR (l.master_id = $1 AND EXISTS (
-                      SELECT 1 FROM merges m WHERE m.lead_id = l.id AND m.master_id = $1
-                        AND m.kind = 'merge' AND m.undone_at IS NULL))
-                  ORDER BY l.received_at, l.seq",
-                &[&master],
-            )
+            .prepared(&mut client, MEMBERS)
+            .and_then(|st| client.query(&st, &[&master]))
             .map_err(pg("read golden members"))?;
         rows.iter()
             .map(|r| {
@@ -255,17 +259,18 @@ impl Merges for PgStore {
         record: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
+        const WRITE: &str = "INSERT INTO golden (id, tenant, record, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at";
+        const REMOVE: &str = "DELETE FROM golden WHERE id = $1";
         let mut client = self.client();
         match record {
-            Some(json) => client
-                .execute(
-                    "INSERT INTO golden (id, tenant, record, updated_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (id) DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
-                    &[&master, &tenant, &json, &now],
-                )
+            Some(json) => self
+                .prepared(&mut client, WRITE)
+                .and_then(|st| client.execute(&st, &[&master, &tenant, &json, &now]))
                 .map_err(pg("write golden record")),
-            None => client
-                .execute("DELETE FROM golden WHERE id = $1", &[&master])
+            None => self
+                .prepared(&mut client, REMOVE)
+                .and_then(|st| client.execute(&st, &[&master]))
                 .map_err(pg("remove golden record")),
         }
         .map(|_| ())

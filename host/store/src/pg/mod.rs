@@ -42,6 +42,9 @@ pub struct PgStore {
     /// A [`Batch`](crate::Batch)'s transaction is open: store functions
     /// write in it instead of in their own.
     in_batch: Cell<bool>,
+    /// Statements prepared on this connection, by their text: the ones
+    /// run once per lead are parsed and planned once.
+    statements: RefCell<std::collections::HashMap<&'static str, postgres::Statement>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -84,6 +87,7 @@ impl PgStore {
             client: RefCell::new(client),
             target,
             in_batch: Cell::new(false),
+            statements: RefCell::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -123,6 +127,20 @@ impl PgStore {
         self.client.borrow_mut()
     }
 
+    /// `sql` prepared on `client` (this store's), once per connection.
+    pub(crate) fn prepared(
+        &self,
+        client: &mut postgres::Client,
+        sql: &'static str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = client.prepare(sql)?;
+        self.statements.borrow_mut().insert(sql, s.clone());
+        Ok(s)
+    }
+
     /// A transaction for one store function: its own, or the open
     /// batch's (then committing it commits nothing yet).
     pub(crate) fn tx(&self, op: &'static str) -> Result<Tx<'_>, StoreError> {
@@ -135,6 +153,7 @@ impl PgStore {
             client,
             own,
             open: true,
+            statements: &self.statements,
         })
     }
 
@@ -172,9 +191,41 @@ pub(crate) struct Tx<'s> {
     client: RefMut<'s, postgres::Client>,
     own: bool,
     open: bool,
+    statements: &'s RefCell<std::collections::HashMap<&'static str, postgres::Statement>>,
 }
 
+type Params<'p> = [&'p (dyn postgres::types::ToSql + Sync)];
+
 impl Tx<'_> {
+    fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.borrow_mut().insert(sql, s.clone());
+        Ok(s)
+    }
+
+    /// `query` with the statement prepared once per connection.
+    pub(crate) fn query_cached(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.client.query(&st, params)
+    }
+
+    /// `execute` with the statement prepared once per connection.
+    pub(crate) fn execute_cached(
+        &mut self,
+        sql: &'static str,
+        params: &Params<'_>,
+    ) -> Result<u64, postgres::Error> {
+        let st = self.statement(sql)?;
+        self.client.execute(&st, params)
+    }
+
     pub(crate) fn commit(mut self) -> Result<(), postgres::Error> {
         self.open = false;
         if self.own {

@@ -40,41 +40,6 @@ fn queue_item(r: &postgres::Row) -> QueueItem {
     }
 }
 
-/// A lead to put on the review queue.
-pub(crate) struct Queued<'a> {
-    pub(crate) tenant: &'a str,
-    pub(crate) lead_id: &'a str,
-    pub(crate) kind: &'a str,
-    pub(crate) match_review: Option<i64>,
-    pub(crate) reason: &'a str,
-    pub(crate) source: &'a str,
-    pub(crate) confidence: Option<f64>,
-}
-
-/// Puts a lead on the review queue (once per lead and kind).
-pub(crate) fn enqueue_review(
-    tx: &mut postgres::Client,
-    q: &Queued<'_>,
-    now: i64,
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO review_queue (tenant, lead_id, kind, match_review, reason, source, confidence, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        &[
-            &q.tenant,
-            &q.lead_id,
-            &q.kind,
-            &q.match_review,
-            &q.reason,
-            &q.source,
-            &q.confidence,
-            &now,
-        ],
-    )
-    .map_err(pg("queue for review"))?;
-    Ok(())
-}
-
 impl ReviewQueue for PgStore {
     fn open_queue(&self, tenant: Option<&str>) -> Result<Vec<QueueItem>, StoreError> {
         let rows = self

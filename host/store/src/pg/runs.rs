@@ -60,7 +60,7 @@ impl Runs for PgStore {
             now,
         };
         let seqs = upsert_leads(&mut tx, records, &batch)?;
-        index_lead_keys(&mut tx, &seqs)?;
+        index_lead_keys(&mut tx, records)?;
         write_decisions(&mut tx, records, &batch)?;
         write_exceptions(&mut tx, records, &batch)?;
         write_keys(&mut tx, records, &seqs)?;
@@ -217,7 +217,7 @@ fn upsert_leads(
         reasons.push(r.qualification.as_ref().map(|q| q.reasons));
     }
     let rows = tx
-        .query(
+        .query_cached(
             "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, run_id, line, updated_at,
                                 enrichment, qualification, qualification_reasons)
              SELECT u.id, u.tenant, u.source, u.received_at, u.raw, u.normalized, u.status, $12, u.line, $13,
@@ -252,27 +252,63 @@ fn upsert_leads(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Indexes the leads' email, domain and external ids, so that events
-/// find them (`lead_keys`), as they are recorded.
-fn index_lead_keys(tx: &mut Tx<'_>, seqs: &HashMap<String, i64>) -> Result<(), StoreError> {
-    let ids: Vec<&str> = seqs.keys().map(String::as_str).collect();
-    tx.execute(
+/// What the event-key index reads of a normalized lead.
+#[derive(serde::Deserialize)]
+struct Keyed<'a> {
+    #[serde(borrow, default)]
+    email: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    domain: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    external_ids: Vec<External<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct External<'a> {
+    #[serde(borrow)]
+    system: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+}
+
+/// Indexes the leads' email, domain and external ids, so that events find
+/// them (`lead_keys`), as they are recorded: read from the normalized
+/// records here, one statement for the batch.
+fn index_lead_keys(tx: &mut Tx<'_>, records: &[Record<'_>]) -> Result<(), StoreError> {
+    let mut rows: Vec<(&str, String, String, &str)> = Vec::new();
+    for r in records {
+        let Some(json) = r.normalized else { continue };
+        let Ok(k) = serde_json::from_str::<Keyed<'_>>(json) else {
+            continue;
+        };
+        let (tenant, id) = (r.raw.tenant.as_str(), r.raw.id.as_str());
+        if let Some(e) = k.email {
+            rows.push((tenant, "email".into(), e.to_lowercase(), id));
+        }
+        if let Some(d) = k.domain {
+            rows.push((tenant, "domain".into(), d.to_lowercase(), id));
+        }
+        for x in k.external_ids {
+            rows.push((
+                tenant,
+                format!("external:{}", x.system.to_lowercase()),
+                x.id.into_owned(),
+                id,
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let values: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let leads: Vec<&str> = rows.iter().map(|r| r.3).collect();
+    tx.execute_cached(
         "INSERT INTO lead_keys (tenant, kind, value, lead_id)
-         SELECT l.tenant, 'email', lower(j.n->>'email'), l.id
-           FROM leads l CROSS JOIN LATERAL (SELECT l.normalized::JSONB AS n) j
-          WHERE l.id = ANY($1) AND j.n->>'email' IS NOT NULL
-         UNION ALL
-         SELECT l.tenant, 'domain', lower(j.n->>'domain'), l.id
-           FROM leads l CROSS JOIN LATERAL (SELECT l.normalized::JSONB AS n) j
-          WHERE l.id = ANY($1) AND j.n->>'domain' IS NOT NULL
-         UNION ALL
-         SELECT l.tenant, 'external:' || lower(e->>'system'), e->>'id', l.id
-           FROM leads l CROSS JOIN LATERAL jsonb_array_elements(
-                  CASE WHEN jsonb_typeof(l.normalized::JSONB->'external_ids') = 'array'
-                       THEN l.normalized::JSONB->'external_ids' ELSE '[]'::JSONB END) e
-          WHERE l.id = ANY($1) AND e->>'id' IS NOT NULL
+         SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[])
          ON CONFLICT DO NOTHING",
-        &[&ids],
+        &[&tenants, &kinds, &values, &leads],
     )
     .map_err(pg("index lead keys"))?;
     Ok(())
@@ -349,7 +385,7 @@ fn write_decisions(
         }
     }
     let ids: Vec<i64> = tx
-        .query(
+        .query_cached(
             "SELECT nextval(pg_get_serial_sequence('decisions', 'id')) FROM generate_series(1::BIGINT, $1::BIGINT)",
             &[&(rows.len() as i64)],
         )
@@ -362,7 +398,7 @@ fn write_decisions(
     let components: Vec<&str> = rows.iter().map(|d| d.component).collect();
     let verdicts: Vec<&str> = rows.iter().map(|d| d.verdict).collect();
     let details: Vec<Option<&str>> = rows.iter().map(|d| d.detail).collect();
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO decisions (id, lead_id, run_id, capability, component, verdict, normalized, decided_at)
          SELECT u.id, u.lead, $6, u.capability, u.component, u.verdict, u.detail, $7
            FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $8::TEXT[])
@@ -396,7 +432,7 @@ fn write_decisions(
         }
     }
     if !decision.is_empty() {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO issues (decision_id, lead_id, field, code, severity, message)
              SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])",
             &[&decision, &lead, &field, &code, &sev, &message],
@@ -422,7 +458,7 @@ fn write_exceptions(
     if leads.is_empty() {
         return Ok(());
     }
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO exceptions (lead_id, run_id, capability, component, code, error, created_at)
          SELECT u.lead, $4, $5, $6, u.code, u.error, $7
            FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(lead, code, error)",
@@ -459,7 +495,7 @@ fn write_keys(
     if keys.is_empty() {
         return Ok(());
     }
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO match_keys (key, lead) SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])
          ON CONFLICT DO NOTHING",
         &[&keys, &leads],
@@ -468,19 +504,48 @@ fn write_keys(
     Ok(())
 }
 
+/// Duplicates merged into or linked to their masters: the merge rows and
+/// the leads pointed at their masters, a statement each.
 fn write_links(tx: &mut Tx<'_>, records: &[Record<'_>], b: &BatchOf<'_>) -> Result<(), StoreError> {
-    for r in records {
-        if let Some(link) = &r.link {
-            super::matching::insert_link(
-                tx,
-                &r.raw.tenant,
-                &r.raw.id,
-                link,
-                Some(b.run_id),
-                b.now,
-            )?;
-        }
+    let links: Vec<(&Record<'_>, &crate::Link<'_>)> = records
+        .iter()
+        .filter_map(|r| r.link.as_ref().map(|l| (r, l)))
+        .collect();
+    if links.is_empty() {
+        return Ok(());
     }
+    let tenants: Vec<&str> = links.iter().map(|(r, _)| r.raw.tenant.as_str()).collect();
+    let leads: Vec<&str> = links.iter().map(|(r, _)| r.raw.id.as_str()).collect();
+    let masters: Vec<&str> = links.iter().map(|(_, l)| l.master).collect();
+    let kinds: Vec<&str> = links.iter().map(|(_, l)| l.kind.as_str()).collect();
+    let probabilities: Vec<f64> = links.iter().map(|(_, l)| l.probability).collect();
+    let evidence: Vec<&str> = links.iter().map(|(_, l)| l.evidence).collect();
+    let decided_by: Vec<&str> = links.iter().map(|(_, l)| l.decided_by).collect();
+    tx.execute_cached(
+        "INSERT INTO merges (tenant, master_id, lead_id, kind, probability, evidence, decided_by, run_id, created_at)
+         SELECT u.tenant, u.master, u.lead, u.kind, u.probability, u.evidence, u.decided_by, $8, $9
+           FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::FLOAT8[], $6::TEXT[], $7::TEXT[])
+                WITH ORDINALITY AS u(tenant, master, lead, kind, probability, evidence, decided_by, ord)
+          ORDER BY u.ord",
+        &[
+            &tenants,
+            &masters,
+            &leads,
+            &kinds,
+            &probabilities,
+            &evidence,
+            &decided_by,
+            &b.run_id,
+            &b.now,
+        ],
+    )
+    .map_err(pg("insert merges"))?;
+    tx.execute_cached(
+        "UPDATE leads SET master_id = u.master, status = 'duplicate', updated_at = $3
+           FROM unnest($1::TEXT[], $2::TEXT[]) AS u(lead, master) WHERE leads.id = u.lead",
+        &[&leads, &masters, &b.now],
+    )
+    .map_err(pg("link leads"))?;
     Ok(())
 }
 
@@ -501,7 +566,7 @@ fn write_requeues(tx: &mut Tx<'_>, records: &[Record<'_>], now: i64) -> Result<(
         tenants.push(tenant);
         reasons.push(reason);
     }
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO enrich_queue (lead_id, tenant, reason, queued_at)
          SELECT u.lead, u.tenant, u.reason, $4 FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS u(lead, tenant, reason)
          ON CONFLICT (lead_id) DO UPDATE SET reason = excluded.reason,
@@ -512,37 +577,99 @@ fn write_requeues(tx: &mut Tx<'_>, records: &[Record<'_>], now: i64) -> Result<(
     Ok(())
 }
 
-/// Possible duplicates and leads waiting for a person, onto the queues.
+/// Possible duplicates and leads waiting for a person, onto the queues:
+/// the pairs first (a pair already under review is not queued again), then
+/// every queue item, a statement each.
 fn write_reviews(
     tx: &mut Tx<'_>,
     records: &[Record<'_>],
     b: &BatchOf<'_>,
 ) -> Result<(), StoreError> {
+    let pairs: Vec<(&Record<'_>, &crate::Review<'_>)> = records
+        .iter()
+        .filter_map(|r| r.review.as_ref().map(|v| (r, v)))
+        .collect();
+    // (tenant, lead, kind, match review, reason, confidence)
+    let mut queued: Vec<(&str, &str, &str, Option<i64>, String, Option<f64>)> = Vec::new();
+    // (tenant, lead, other) → the pair's id, for pairs new to review.
+    let mut pair_ids: HashMap<(String, String, String), i64> = HashMap::new();
+    if !pairs.is_empty() {
+        let tenants: Vec<&str> = pairs.iter().map(|(r, _)| r.raw.tenant.as_str()).collect();
+        let others: Vec<&str> = pairs.iter().map(|(_, v)| v.other).collect();
+        let leads: Vec<&str> = pairs.iter().map(|(r, _)| r.raw.id.as_str()).collect();
+        let probabilities: Vec<f64> = pairs.iter().map(|(_, v)| v.probability).collect();
+        let evidence: Vec<&str> = pairs.iter().map(|(_, v)| v.evidence).collect();
+        let reasons: Vec<&str> = pairs.iter().map(|(_, v)| v.reason).collect();
+        let rows = tx
+            .query_cached(
+                "INSERT INTO match_reviews (tenant, lead_a, lead_b, probability, evidence, reason, run_id, created_at)
+                 SELECT u.tenant, u.other, u.lead, u.probability, u.evidence, u.reason, $7, $8
+                   FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::FLOAT8[], $5::TEXT[], $6::TEXT[])
+                        WITH ORDINALITY AS u(tenant, other, lead, probability, evidence, reason, ord)
+                  ORDER BY u.ord
+                 ON CONFLICT DO NOTHING RETURNING id, tenant, lead_a, lead_b",
+                &[
+                    &tenants,
+                    &others,
+                    &leads,
+                    &probabilities,
+                    &evidence,
+                    &reasons,
+                    &b.run_id,
+                    &b.now,
+                ],
+            )
+            .map_err(pg("insert match reviews"))?;
+        let inserted: HashMap<(String, String, String), i64> = rows
+            .iter()
+            .map(|r| ((r.get(1), r.get(3), r.get(2)), r.get(0)))
+            .collect();
+        pair_ids = inserted;
+    }
+    // In record order, as row by row.
     for r in records {
-        if let Some(review) = &r.review {
-            super::matching::insert_review(
-                tx,
-                &r.raw.tenant,
-                &r.raw.id,
-                review,
-                Some(b.run_id),
-                b.now,
-            )?;
+        if let Some(v) = &r.review {
+            let key = (r.raw.tenant.clone(), r.raw.id.clone(), v.other.to_string());
+            if let Some(id) = pair_ids.get(&key) {
+                queued.push((
+                    r.raw.tenant.as_str(),
+                    r.raw.id.as_str(),
+                    "match",
+                    Some(*id),
+                    v.reason.to_string(),
+                    Some(v.probability),
+                ));
+            }
         } else if let Some((kind, reason)) = review_kind(r) {
-            super::review::enqueue_review(
-                tx,
-                &super::review::Queued {
-                    tenant: &r.raw.tenant,
-                    lead_id: &r.raw.id,
-                    kind,
-                    match_review: None,
-                    reason: &reason,
-                    source: r.raw.source.as_str(),
-                    confidence: None,
-                },
-                b.now,
-            )?;
+            queued.push((
+                r.raw.tenant.as_str(),
+                r.raw.id.as_str(),
+                kind,
+                None,
+                reason,
+                None,
+            ));
         }
     }
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = queued.iter().map(|q| q.0).collect();
+    let leads: Vec<&str> = queued.iter().map(|q| q.1).collect();
+    let kinds: Vec<&str> = queued.iter().map(|q| q.2).collect();
+    let reviews: Vec<Option<i64>> = queued.iter().map(|q| q.3).collect();
+    let reasons: Vec<&str> = queued.iter().map(|q| q.4.as_str()).collect();
+    let confidences: Vec<Option<f64>> = queued.iter().map(|q| q.5).collect();
+    tx.execute_cached(
+        "INSERT INTO review_queue (tenant, lead_id, kind, match_review, reason, source, confidence, created_at)
+         SELECT u.tenant, u.lead, u.kind, u.review, u.reason, coalesce(l.source, 'other'), u.confidence, $7
+           FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::FLOAT8[])
+                WITH ORDINALITY AS u(tenant, lead, kind, review, reason, confidence, ord)
+           LEFT JOIN leads l ON l.id = u.lead
+          ORDER BY u.ord
+         ON CONFLICT DO NOTHING",
+        &[&tenants, &leads, &kinds, &reviews, &reasons, &confidences, &b.now],
+    )
+    .map_err(pg("queue for review"))?;
     Ok(())
 }
