@@ -577,6 +577,10 @@ fn write_requeues(tx: &mut Tx<'_>, records: &[Record<'_>], now: i64) -> Result<(
     Ok(())
 }
 
+/// A review queue item to write: (tenant, lead, kind, match review,
+/// reason, confidence).
+type QueueRow<'a> = (&'a str, &'a str, &'a str, Option<i64>, String, Option<f64>);
+
 /// Possible duplicates and leads waiting for a person, onto the queues:
 /// the pairs first (a pair already under review is not queued again), then
 /// every queue item, a statement each.
@@ -589,8 +593,7 @@ fn write_reviews(
         .iter()
         .filter_map(|r| r.review.as_ref().map(|v| (r, v)))
         .collect();
-    // (tenant, lead, kind, match review, reason, confidence)
-    let mut queued: Vec<(&str, &str, &str, Option<i64>, String, Option<f64>)> = Vec::new();
+    let mut queued: Vec<QueueRow<'_>> = Vec::new();
     // (tenant, lead, other) → the pair's id, for pairs new to review.
     let mut pair_ids: HashMap<(String, String, String), i64> = HashMap::new();
     if !pairs.is_empty() {
