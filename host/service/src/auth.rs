@@ -73,7 +73,15 @@ impl Keys {
                 unknown.remove(&h);
             }
         }
-        let found = store.lock().ok()?.api_key_tenant(&h).ok().flatten();
+        let look_up = || store.lock().ok()?.api_key_tenant(&h).ok().flatten();
+        // Called from a request handler: a PostgreSQL store's client blocks
+        // on a runtime of its own, which a runtime thread must first leave.
+        let found = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(look_up)
+            }
+            _ => look_up(),
+        };
         match &found {
             Some(t) => {
                 self.known

@@ -237,25 +237,6 @@ fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
     })
 }
 
-/// How long this host's claim on a due handoff holds: past it, another
-/// host sharing the store takes the handoff over (this one stopped).
-const CLAIM_LEASE_MS: i64 = 5 * 60_000;
-
-/// The name this host claims handoffs under: `HOSTNAME`, else the
-/// kernel's host name. A host that restarts takes its own claims back at
-/// once. Read once per process.
-fn holder() -> &'static str {
-    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOLDER.get_or_init(|| {
-        std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string())
-    })
-}
-
 /// Delivers `tenant`'s due handoffs (and turns newly surfaced leads into
 /// updates first), claiming them first so that hosts sharing the store
 /// deliver each once. `token` is the CRM token from the environment.
@@ -291,10 +272,11 @@ pub fn deliver_due(
         }
         store.surfaced_delivered(&ids, now)?;
     }
+    let claim = crate::claim(&config.serve);
     let due = store.claim_due_handoffs(
         tenant,
-        holder(),
-        CLAIM_LEASE_MS,
+        claim.holder,
+        claim.lease_ms,
         now,
         config.crm.batch_size * 4,
     )?;

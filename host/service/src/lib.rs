@@ -381,6 +381,31 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
+/// The name this host claims shared work under (logged requests, due
+/// handoffs): `HOSTNAME`, else the kernel's host name. Read once per
+/// process.
+pub fn instance() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string())
+    })
+}
+
+/// This host's claims, with the tenant's lease (`[serve] claim_lease_ms`).
+pub(crate) fn claim(
+    serve: &crate::config::serve::ServeConfig,
+) -> leadgate_store::service::Claim<'static> {
+    leadgate_store::service::Claim {
+        holder: instance(),
+        lease_ms: i64::try_from(serve.claim_lease_ms).unwrap_or(i64::MAX),
+    }
+}
+
 /// The page cache of each of the service's long-lived connections, in
 /// KiB. The recording thread commits many small transactions: each one
 /// empties the others' caches, and each that split a page walks its own

@@ -13,6 +13,10 @@ ALTER TABLE leads ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
 ALTER TABLE leads ADD CONSTRAINT leads_seq UNIQUE (seq);
 CREATE INDEX leads_master ON leads (master_id);
 CREATE INDEX leads_run ON leads (run_id);
+-- Claims on logged requests (SQLite's migration 0013): the host
+-- processing one and until when; a claim that runs out is taken over.
+ALTER TABLE intake ADD COLUMN claimed_by TEXT;
+ALTER TABLE intake ADD COLUMN claimed_until BIGINT;
 -- Issues are read back in the order they were written.
 ALTER TABLE issues ADD COLUMN seq BIGINT GENERATED ALWAYS AS IDENTITY;
 

@@ -17,7 +17,9 @@ use crate::score::{
     EventReject, EventRow, Inserted, NewEvent, ScoreState, ScoreWrite, ScoringLead, StoredScore,
     Surfaced,
 };
-use crate::service::{Alert, ApiKey, Backlog, Handoff, IntakeRow, Logged, NewIntake, QueueItem};
+use crate::service::{
+    Alert, ApiKey, Backlog, Claim, Handoff, IntakeRow, Logged, NewIntake, QueueItem,
+};
 use crate::{ExceptionItem, Record, SqliteStore, StoreError, Totals};
 use leadgate_lead::Lead;
 use std::collections::{BTreeSet, HashMap};
@@ -590,9 +592,10 @@ impl IntakeLog for Store {
     fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
+        claim: Claim<'_>,
         now: i64,
     ) -> Result<Vec<Logged>, StoreError> {
-        either!(self, s => s.log_intake(requests, now))
+        either!(self, s => s.log_intake(requests, claim, now))
     }
     fn legacy_form_key(&self, tenant: &str, key: &str) -> Result<Option<String>, StoreError> {
         either!(self, s => s.legacy_form_key(tenant, key))
@@ -612,6 +615,15 @@ impl IntakeLog for Store {
     }
     fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError> {
         either!(self, s => s.pending_intake(tenant, limit))
+    }
+    fn claim_pending_intake(
+        &mut self,
+        tenant: &str,
+        claim: Claim<'_>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<IntakeRow>, StoreError> {
+        either!(self, s => s.claim_pending_intake(tenant, claim, now, limit))
     }
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {
         either!(self, s => s.intake(tenant, id))

@@ -445,6 +445,8 @@ const INTAKE: &[(&str, Kind)] = &[
     ("status_code", Int),
     ("result", Text),
     ("done_at", Int),
+    ("claimed_by", Text),
+    ("claimed_until", Int),
 ];
 
 /// Rows per chunk written.

@@ -272,6 +272,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_match_keys_mid.sql"),
     include_str!("../migrations/0011_idempotency_scopes.sql"),
     include_str!("../migrations/0012_outbox_claims.sql"),
+    include_str!("../migrations/0013_intake_claims.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

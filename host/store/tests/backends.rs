@@ -9,7 +9,12 @@
 
 use leadgate_store::pg::{PG_MIGRATIONS, PgStore};
 use leadgate_store::prelude::*;
-use leadgate_store::service::{Logged, NewIntake};
+use leadgate_store::service::{Claim, Logged, NewIntake};
+
+const TEST_CLAIM: Claim<'static> = Claim {
+    holder: "host-a",
+    lease_ms: 60_000,
+};
 use leadgate_store::{Store, StoreError};
 
 /// A database of its own for one test, dropped when done.
@@ -105,6 +110,7 @@ fn intake(s: &mut impl IntakeLog) {
                 request("acme", "POST /v1/leads\nk2", &long),
                 request("globex", "POST /v1/leads\nk1", "{}"),
             ],
+            TEST_CLAIM,
             100,
         )
         .unwrap();
@@ -124,6 +130,7 @@ fn intake(s: &mut impl IntakeLog) {
                 request("acme", "POST /v1/leads\nk3", "{}"),
                 request("acme", "POST /v1/leads\nk3", "{}"),
             ],
+            TEST_CLAIM,
             200,
         )
         .unwrap();
@@ -181,11 +188,85 @@ fn intake(s: &mut impl IntakeLog) {
     // Form requests logged before keys were scoped.
     let legacy =
         leadgate_store::service::scoped_key(leadgate_store::service::LEGACY_FORM_SCOPE, "f1");
-    s.log_intake(&[request("globex", &legacy, "{}")], 400)
+    s.log_intake(&[request("globex", &legacy, "{}")], TEST_CLAIM, 400)
         .unwrap();
     assert_eq!(s.legacy_form_key("globex", "f1").unwrap(), Some(legacy));
     assert_eq!(s.legacy_form_key("acme", "f1").unwrap(), None);
     assert_eq!(s.tenants_with_legacy_form_keys().unwrap(), ["globex"]);
+}
+
+fn intake_claims(s: &mut impl IntakeLog) {
+    let a = TEST_CLAIM;
+    let b = Claim {
+        holder: "host-b",
+        lease_ms: 60_000,
+    };
+    // Logged by host a at 100: its claim holds until 60,100.
+    s.log_intake(
+        &[
+            request("acme", "POST /v1/leads\nk1", "{}"),
+            request("acme", "POST /v1/leads\nk2", "{}"),
+        ],
+        a,
+        100,
+    )
+    .unwrap();
+    assert!(
+        s.claim_pending_intake("acme", b, 1_000, 10)
+            .unwrap()
+            .is_empty(),
+        "another host's live claims are left alone"
+    );
+    let own: Vec<String> = s
+        .claim_pending_intake("acme", a, 1_000, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(own.len(), 2, "a restarted host takes its own back");
+    // Host a renewed its claims at 1,000: until 61,000.
+    assert!(
+        s.claim_pending_intake("acme", b, 60_500, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let taken = s.claim_pending_intake("acme", b, 61_000, 1).unwrap();
+    assert_eq!(
+        taken.len(),
+        1,
+        "a claim that ran out is taken over, oldest first"
+    );
+    assert!(taken[0].key.ends_with("k1"));
+    let rest = s.claim_pending_intake("acme", b, 61_000, 10).unwrap();
+    assert_eq!(rest.len(), 2, "its own, and the one left");
+    assert!(
+        s.claim_pending_intake("acme", a, 61_001, 10)
+            .unwrap()
+            .is_empty(),
+        "now b's"
+    );
+    s.finish_intake(&[(taken[0].id, 200, "{}")], 61_002)
+        .unwrap();
+    assert_eq!(
+        s.claim_pending_intake("acme", b, 200_000, 10)
+            .unwrap()
+            .len(),
+        1,
+        "a finished request is not pending"
+    );
+    assert!(
+        s.claim_pending_intake("globex", b, 200_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn requests_are_claimed_once_across_hosts_on_every_backend() {
+    intake_claims(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("intake_claims") {
+        intake_claims(&mut PgStore::connect(&db.url).unwrap());
+    }
 }
 
 #[test]
@@ -265,7 +346,7 @@ fn two_hosts_logging_the_same_keys_log_each_once() {
                     let batch: Vec<NewIntake<'_>> =
                         chunk.iter().map(|k| request("acme", k, "{}")).collect();
                     new += s
-                        .log_intake(&batch, 1)
+                        .log_intake(&batch, TEST_CLAIM, 1)
                         .unwrap()
                         .iter()
                         .filter(|l| matches!(l, Logged::New(_)))

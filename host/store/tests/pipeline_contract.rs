@@ -629,6 +629,10 @@ fn scenario(s: &mut Store) -> Answers {
             body: &"b".repeat(3_000),
             lead_ids: "[\"l1\"]",
         }],
+        leadgate_store::service::Claim {
+            holder: "host-a",
+            lease_ms: 60_000,
+        },
         173,
     )
     .unwrap();

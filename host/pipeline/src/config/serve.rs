@@ -58,6 +58,12 @@ pub struct ServeConfig {
     /// instead of several times. The store is the process's, so with
     /// several tenants the shortest of theirs is used.
     pub checkpoint_ms: u64,
+    /// How long a host's claim on work it took from the shared store — a
+    /// logged request it is processing, a due CRM handoff it is delivering —
+    /// holds. Past it, another host sharing the store takes the work over
+    /// (the first one stopped). A host is known by `HOSTNAME`; one that
+    /// restarts under the same name takes its own claims back at once.
+    pub claim_lease_ms: u64,
     /// How long a client has to send a request's headers, from the first
     /// byte of the request (and an idle keep-alive connection to start its
     /// next one); past it the connection is closed. The process's own
@@ -94,6 +100,7 @@ impl Default for ServeConfig {
             signature_window_ms: leadgate_signature::DEFAULT_WINDOW_MS,
             tick_seconds: 60,
             checkpoint_ms: 100,
+            claim_lease_ms: 300_000,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_connections_per_client: 256,
@@ -290,6 +297,12 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         bail!(
             "serve.checkpoint_ms must be from 10 to 10000, not {}",
             serve.checkpoint_ms
+        );
+    }
+    if !(1_000..=86_400_000).contains(&serve.claim_lease_ms) {
+        bail!(
+            "serve.claim_lease_ms must be from 1000 (a second) to 86400000 (a day), not {}",
+            serve.claim_lease_ms
         );
     }
     for (name, ms) in [

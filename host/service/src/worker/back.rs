@@ -21,7 +21,12 @@ impl Back<'_> {
                 ToBack::Log(mut logs) => {
                     more_logs(rx, &mut next, &mut logs);
                     let keys: Vec<String> = logs.iter().map(|l| l.key.clone()).collect();
-                    match log(&mut self.store, self.steps.tenant, &logs) {
+                    match log(
+                        &mut self.store,
+                        self.steps.tenant,
+                        crate::claim(&self.steps.config.serve),
+                        &logs,
+                    ) {
                         Ok(done) => self.answer_logs(logs, done),
                         Err(e) => fail_logs(self.steps.tenant, logs, &e),
                     }
@@ -195,7 +200,12 @@ impl Back<'_> {
                 if logs.is_empty() {
                     Ok(Vec::new())
                 } else {
-                    log(&mut self.store, tenant, &logs)
+                    log(
+                        &mut self.store,
+                        tenant,
+                        crate::claim(&self.steps.config.serve),
+                        &logs,
+                    )
                 }
             }
         };
@@ -231,7 +241,12 @@ pub(super) fn transact(
     let logged = if logs.is_empty() {
         Vec::new()
     } else {
-        log(&mut batch, steps.tenant, logs)?
+        log(
+            &mut batch,
+            steps.tenant,
+            crate::claim(&steps.config.serve),
+            logs,
+        )?
     };
     batch.commit()?;
     Ok((replies, logged))
@@ -416,6 +431,7 @@ pub(super) fn more_logs(rx: &Receiver<ToBack>, next: &mut Option<ToBack>, logs: 
 pub(super) fn log(
     store: &mut Store,
     tenant: &str,
+    claim: leadgate_store::service::Claim<'_>,
     logs: &[ToLog],
 ) -> std::result::Result<Vec<Logged>, leadgate_store::StoreError> {
     let requests: Vec<NewIntake<'_>> = logs
@@ -429,7 +445,7 @@ pub(super) fn log(
             lead_ids: &l.lead_ids,
         })
         .collect();
-    store.log_intake(&requests, crate::clock::now_ms())
+    store.log_intake(&requests, claim, crate::clock::now_ms())
 }
 
 /// Tells the handlers their requests could not be logged.

@@ -313,7 +313,14 @@ impl Front<'_> {
 
     /// The oldest requests logged but not finished, as work for the back.
     pub(super) fn recover(&mut self, store: &mut Store) -> Result<Option<Work>> {
-        let rows = store.pending_intake(self.tenant, 64)?;
+        // Only the requests no other host is processing: unclaimed, left by
+        // a host that stopped (its claim ran out), or this host's own.
+        let rows = store.claim_pending_intake(
+            self.tenant,
+            crate::claim(&self.config.serve),
+            crate::clock::now_ms(),
+            64,
+        )?;
         if rows.is_empty() {
             return Ok(None);
         }

@@ -258,9 +258,15 @@ impl Drop for Tx<'_> {
 }
 
 fn apply(client: &mut postgres::Client, target: &str) -> Result<(), StoreError> {
-    client
-        .batch_execute("CREATE TABLE IF NOT EXISTS leadgate_schema (version INTEGER NOT NULL)")
-        .map_err(pg("create the schema table"))?;
+    let exists: bool = client
+        .query_one("SELECT to_regclass('leadgate_schema') IS NOT NULL", &[])
+        .map_err(pg("look for the schema table"))?
+        .get(0);
+    if !exists {
+        client
+            .batch_execute("CREATE TABLE leadgate_schema (version INTEGER NOT NULL)")
+            .map_err(pg("create the schema table"))?;
+    }
     let found: i32 = client
         .query_one("SELECT coalesce(max(version), 0) FROM leadgate_schema", &[])
         .map_err(pg("read the schema version"))?

@@ -5,7 +5,7 @@
 use super::{PgStore, pg};
 use crate::StoreError;
 use crate::service::{
-    ApiKey, ApiKeys, IntakeLog, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key,
+    ApiKey, ApiKeys, Claim, IntakeLog, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key,
 };
 use std::collections::HashSet;
 
@@ -98,13 +98,16 @@ impl IntakeLog for PgStore {
     fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
+        claim: Claim<'_>,
         now: i64,
     ) -> Result<Vec<Logged>, StoreError> {
+        let until = now.saturating_add(claim.lease_ms);
         let mut tx = self.tx("begin intake")?;
         let insert = tx
             .prepare(
-                "INSERT INTO intake (tenant, key, kind, fingerprint, body, lead_ids, received_at, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')
+                "INSERT INTO intake (tenant, key, kind, fingerprint, body, lead_ids, received_at, state,
+                                     claimed_by, claimed_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
                  ON CONFLICT (tenant, key) DO NOTHING RETURNING id",
             )
             .map_err(pg("prepare intake insert"))?;
@@ -135,6 +138,8 @@ impl IntakeLog for PgStore {
                         &r.body,
                         &r.lead_ids,
                         &now,
+                        &claim.holder,
+                        &until,
                     ],
                 )
                 .map_err(pg("log request"))?;
@@ -222,6 +227,38 @@ impl IntakeLog for PgStore {
             )
             .map_err(pg("list pending requests"))?;
         Ok(rows.iter().map(intake_row).collect())
+    }
+
+    /// `FOR UPDATE SKIP LOCKED`: hosts claiming at once take different
+    /// requests without waiting on each other.
+    fn claim_pending_intake(
+        &mut self,
+        tenant: &str,
+        claim: Claim<'_>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<IntakeRow>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let until = now.saturating_add(claim.lease_ms);
+        let mut rows: Vec<IntakeRow> = self
+            .client()
+            .query(
+                &format!(
+                    "UPDATE intake SET claimed_by = $3, claimed_until = $4
+                      WHERE id IN (SELECT id FROM intake
+                                    WHERE state = 'pending' AND tenant = $1
+                                      AND (claimed_until IS NULL OR claimed_until <= $2 OR claimed_by = $3)
+                                    ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
+                      RETURNING {INTAKE_COLUMNS}"
+                ),
+                &[&tenant, &now, &claim.holder, &until, &limit],
+            )
+            .map_err(pg("claim pending requests"))?
+            .iter()
+            .map(intake_row)
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
     }
 
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {

@@ -42,6 +42,13 @@ pub struct NewIntake<'a> {
     pub lead_ids: &'a str,
 }
 
+/// Who takes a claim and for how long: a host's name and its lease.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub holder: &'a str,
+    pub lease_ms: i64,
+}
+
 /// What logging a request found.
 #[derive(Debug, Clone)]
 pub enum Logged {
@@ -179,11 +186,13 @@ impl ApiKeys for SqliteStore {
 /// route), its body until processed, then its answer — what makes requests
 /// idempotent and lets them survive a restart.
 pub trait IntakeLog {
-    /// Logs requests in one transaction: each is new, or was seen before
-    /// under the same tenant and key.
+    /// Logs requests in one transaction: each is new (claimed by `claim`'s
+    /// holder, which is processing it), or was seen before under the same
+    /// tenant and key.
     fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
+        claim: Claim<'_>,
         now: i64,
     ) -> Result<Vec<Logged>, StoreError>;
 
@@ -211,6 +220,18 @@ pub trait IntakeLog {
     /// oldest first.
     fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError>;
 
+    /// Claims and returns the oldest `limit` unfinished requests of
+    /// `tenant` that no other host holds: unclaimed, their claim run out
+    /// (the host that logged them stopped), or `claim`'s holder's own (it
+    /// restarted). Several hosts claiming at once take different requests.
+    fn claim_pending_intake(
+        &mut self,
+        tenant: &str,
+        claim: Claim<'_>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<IntakeRow>, StoreError>;
+
     /// One logged request of `tenant`.
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError>;
 }
@@ -219,15 +240,18 @@ impl IntakeLog for SqliteStore {
     fn log_intake(
         &mut self,
         requests: &[NewIntake<'_>],
+        claim: Claim<'_>,
         now: i64,
     ) -> Result<Vec<Logged>, StoreError> {
         let tx = self.tx()?;
+        let until = now.saturating_add(claim.lease_ms);
         let mut out = Vec::with_capacity(requests.len());
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO intake (tenant, key, kind, fingerprint, body, lead_ids, received_at, state)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending') ON CONFLICT (tenant, key) DO NOTHING",
+                    "INSERT INTO intake (tenant, key, kind, fingerprint, body, lead_ids, received_at, state,
+                                         claimed_by, claimed_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9) ON CONFLICT (tenant, key) DO NOTHING",
                 )
                 .map_err(sql("prepare intake insert"))?;
             let mut seen = tx
@@ -244,7 +268,9 @@ impl IntakeLog for SqliteStore {
                         r.fingerprint,
                         Pack(r.body),
                         r.lead_ids,
-                        now
+                        now,
+                        claim.holder,
+                        until
                     ])
                     .map_err(sql("log request"))?;
                 if n == 1 {
@@ -334,6 +360,48 @@ impl IntakeLog for SqliteStore {
             .map_err(sql("list pending requests"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("list pending requests"))
+    }
+
+    fn claim_pending_intake(
+        &mut self,
+        tenant: &str,
+        claim: Claim<'_>,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<IntakeRow>, StoreError> {
+        let tx = self.tx()?;
+        let rows: Vec<IntakeRow> = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {INTAKE_COLUMNS} FROM intake
+                      WHERE state = 'pending' AND tenant = ?1
+                        AND (claimed_until IS NULL OR claimed_until <= ?2 OR claimed_by = ?3)
+                      ORDER BY id LIMIT ?4"
+                ))
+                .map_err(sql("claim pending requests"))?;
+            let rows = stmt
+                .query_map(params![tenant, now, claim.holder, limit as i64], intake_row)
+                .map_err(sql("claim pending requests"))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(sql("claim pending requests"))?
+        };
+        {
+            let mut take = tx
+                .prepare_cached(
+                    "UPDATE intake SET claimed_by = ?2, claimed_until = ?3 WHERE id = ?1",
+                )
+                .map_err(sql("claim pending requests"))?;
+            for r in &rows {
+                take.execute(params![
+                    r.id,
+                    claim.holder,
+                    now.saturating_add(claim.lease_ms)
+                ])
+                .map_err(sql("claim pending requests"))?;
+            }
+        }
+        tx.commit().map_err(sql("commit claims"))?;
+        Ok(rows)
     }
 
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {

@@ -8,7 +8,7 @@ mod outbox;
 mod review;
 
 pub use intake::{
-    ApiKey, ApiKeys, IntakeLog, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key,
+    ApiKey, ApiKeys, Claim, IntakeLog, IntakeRow, LEGACY_FORM_SCOPE, Logged, NewIntake, scoped_key,
 };
 pub use outbox::{CrmOutbox, Handoff};
 pub(crate) use review::enqueue_review;
@@ -106,6 +106,11 @@ impl SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    const TEST_CLAIM: Claim<'static> = Claim {
+        holder: "host-a",
+        lease_ms: 60_000,
+    };
 
     /// `backlog` counted over the tables, as it did before the kept counts.
     fn counted(s: &SqliteStore, tenant: &str, escalate_ms: i64, now: i64) -> Backlog {
@@ -291,6 +296,7 @@ mod tests {
                  DROP TRIGGER crm_outbox_uncounted; DROP TRIGGER review_queue_decided;
                  DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
                  ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
+                 ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -310,10 +316,12 @@ mod tests {
             body: "[]",
             lead_ids: "[]",
         };
-        let first = s.log_intake(&[req("a", "k1"), req("b", "k1")], 1).unwrap();
+        let first = s
+            .log_intake(&[req("a", "k1"), req("b", "k1")], TEST_CLAIM, 1)
+            .unwrap();
         assert!(matches!(first[0], Logged::New(_)));
         assert!(matches!(first[1], Logged::New(_)));
-        let again = s.log_intake(&[req("a", "k1")], 2).unwrap();
+        let again = s.log_intake(&[req("a", "k1")], TEST_CLAIM, 2).unwrap();
         let Logged::Seen(row) = &again[0] else {
             panic!("a redelivery is seen")
         };
@@ -353,6 +361,7 @@ mod tests {
                     req("hubspot:9", "hubspot"),
                     req("key:W", "webhook"),
                 ],
+                TEST_CLAIM,
                 1,
             )
             .unwrap();
@@ -367,7 +376,8 @@ mod tests {
             .unwrap();
         s.conn
             .execute_batch(
-                "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;",
+                "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
+                 ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();
@@ -387,6 +397,7 @@ mod tests {
                         key: &k,
                         ..req("", "leads")
                     }],
+                    TEST_CLAIM,
                     3,
                 )
                 .unwrap();
@@ -421,7 +432,7 @@ mod tests {
                 ..req("", kind)
             })
             .collect();
-        let logged = s.log_intake(&requests, 4).unwrap();
+        let logged = s.log_intake(&requests, TEST_CLAIM, 4).unwrap();
         assert!(logged.iter().all(|l| matches!(l, Logged::New(_))));
         assert_eq!(s.pending_intake("a", 100).unwrap().len(), 8);
     }
@@ -440,7 +451,7 @@ mod tests {
         // Rolled back when dropped: neither write is kept.
         {
             let mut b = s.batch().unwrap();
-            let logged = b.log_intake(&[req("k1")], 1).unwrap();
+            let logged = b.log_intake(&[req("k1")], TEST_CLAIM, 1).unwrap();
             let Logged::New(id) = logged[0] else {
                 panic!("a new key is new")
             };
@@ -455,7 +466,9 @@ mod tests {
         }
         // Committed: both are.
         let mut b = s.batch().unwrap();
-        let logged = b.log_intake(&[req("k1"), req("k2")], 1).unwrap();
+        let logged = b
+            .log_intake(&[req("k1"), req("k2")], TEST_CLAIM, 1)
+            .unwrap();
         let Logged::New(id) = logged[0] else {
             panic!("a new key is new")
         };
