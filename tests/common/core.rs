@@ -19,7 +19,12 @@ impl Server {
     /// Starts `leadgate serve` from `cmd` (a `leadgate` command in the
     /// test's directory, with its `leadgate.toml`) on a free port and waits
     /// until it is ready.
-    pub fn start(mut cmd: Command) -> Server {
+    pub fn start(cmd: Command) -> Server {
+        Server::start_with(cmd, &[])
+    }
+
+    /// [`Server::start`] with more arguments for `serve`.
+    pub fn start_with(mut cmd: Command, serve_args: &[&str]) -> Server {
         let mut child = cmd
             .args([
                 "--config",
@@ -29,6 +34,7 @@ impl Server {
                 "127.0.0.1:0",
                 "--text-logs",
             ])
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod core;
+pub mod crm;
+pub mod pg;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -620,10 +620,11 @@ impl IntakeLog for Store {
         &mut self,
         tenant: &str,
         claim: Claim<'_>,
+        own: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<IntakeRow>, StoreError> {
-        either!(self, s => s.claim_pending_intake(tenant, claim, now, limit))
+        either!(self, s => s.claim_pending_intake(tenant, claim, own, now, limit))
     }
     fn intake(&self, tenant: &str, id: i64) -> Result<Option<IntakeRow>, StoreError> {
         either!(self, s => s.intake(tenant, id))

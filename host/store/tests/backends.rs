@@ -212,35 +212,41 @@ fn intake_claims(s: &mut impl IntakeLog) {
     )
     .unwrap();
     assert!(
-        s.claim_pending_intake("acme", b, 1_000, 10)
+        s.claim_pending_intake("acme", b, true, 1_000, 10)
             .unwrap()
             .is_empty(),
         "another host's live claims are left alone"
     );
     let own: Vec<String> = s
-        .claim_pending_intake("acme", a, 1_000, 10)
+        .claim_pending_intake("acme", a, true, 1_000, 10)
         .unwrap()
         .into_iter()
         .map(|r| r.key)
         .collect();
     assert_eq!(own.len(), 2, "a restarted host takes its own back");
+    assert!(
+        s.claim_pending_intake("acme", a, false, 1_000_000, 10)
+            .unwrap()
+            .is_empty(),
+        "not while it may have them in flight, however old"
+    );
     // Host a renewed its claims at 1,000: until 61,000.
     assert!(
-        s.claim_pending_intake("acme", b, 60_500, 10)
+        s.claim_pending_intake("acme", b, true, 60_500, 10)
             .unwrap()
             .is_empty()
     );
-    let taken = s.claim_pending_intake("acme", b, 61_000, 1).unwrap();
+    let taken = s.claim_pending_intake("acme", b, true, 61_000, 1).unwrap();
     assert_eq!(
         taken.len(),
         1,
         "a claim that ran out is taken over, oldest first"
     );
     assert!(taken[0].key.ends_with("k1"));
-    let rest = s.claim_pending_intake("acme", b, 61_000, 10).unwrap();
+    let rest = s.claim_pending_intake("acme", b, true, 61_000, 10).unwrap();
     assert_eq!(rest.len(), 2, "its own, and the one left");
     assert!(
-        s.claim_pending_intake("acme", a, 61_001, 10)
+        s.claim_pending_intake("acme", a, true, 61_001, 10)
             .unwrap()
             .is_empty(),
         "now b's"
@@ -248,14 +254,14 @@ fn intake_claims(s: &mut impl IntakeLog) {
     s.finish_intake(&[(taken[0].id, 200, "{}")], 61_002)
         .unwrap();
     assert_eq!(
-        s.claim_pending_intake("acme", b, 200_000, 10)
+        s.claim_pending_intake("acme", b, true, 200_000, 10)
             .unwrap()
             .len(),
         1,
         "a finished request is not pending"
     );
     assert!(
-        s.claim_pending_intake("globex", b, 200_000, 10)
+        s.claim_pending_intake("globex", b, true, 200_000, 10)
             .unwrap()
             .is_empty()
     );

@@ -15,6 +15,7 @@ impl Front<'_> {
     ) -> Result<()> {
         let mut last_checkpoint = Instant::now();
         let mut last_idle = Instant::now();
+        let mut last_takeover = Instant::now();
         loop {
             let first = match rx.recv_timeout(POLL) {
                 Ok(job) => job,
@@ -31,7 +32,8 @@ impl Front<'_> {
                     // Unfinished requests are taken up only when nothing
                     // is in flight: they are not in flight then.
                     if self.in_flight == 0 && self.keys.is_empty() {
-                        match self.recover(store) {
+                        last_takeover = Instant::now();
+                        match self.recover(store, true) {
                             Ok(Some(work)) => self.send(back, acks, work)?,
                             Ok(None) => {}
                             Err(e) => {
@@ -74,6 +76,19 @@ impl Front<'_> {
             }
             self.settle(acks, false);
             self.batch(store, jobs, back, acks)?;
+            // Busy: requests another host left unfinished (its claim ran
+            // out) are taken over all the same; this host's own wait for a
+            // quiet moment, as some may be in flight.
+            if last_takeover.elapsed() >= IDLE_RECOVERY {
+                last_takeover = Instant::now();
+                match self.recover(store, false) {
+                    Ok(Some(work)) => self.send(back, acks, work)?,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(tenant = %self.tenant, error = %format!("{e:#}"), "taking over unfinished requests failed")
+                    }
+                }
+            }
             if last_checkpoint.elapsed() >= CHECKPOINT {
                 self.engine.checkpoint(store, "serving")?;
                 last_checkpoint = Instant::now();
@@ -311,13 +326,15 @@ impl Front<'_> {
         Ok(Work::Leads { pending, prepared })
     }
 
-    /// The oldest requests logged but not finished, as work for the back.
-    pub(super) fn recover(&mut self, store: &mut Store) -> Result<Option<Work>> {
+    /// The oldest requests logged but not finished, as work for the back:
+    /// another host's whose claim ran out, and with `own` this host's.
+    pub(super) fn recover(&mut self, store: &mut Store, own: bool) -> Result<Option<Work>> {
         // Only the requests no other host is processing: unclaimed, left by
         // a host that stopped (its claim ran out), or this host's own.
         let rows = store.claim_pending_intake(
             self.tenant,
             crate::claim(&self.config.serve),
+            own,
             crate::clock::now_ms(),
             64,
         )?;

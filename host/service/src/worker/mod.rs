@@ -232,7 +232,7 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
     // Requests left unfinished by the last process, before any new one
     // (those that fail again are left for the idle retries).
     let mut last_first = None;
-    while let Some(work) = front.recover(&mut store)? {
+    while let Some(work) = front.recover(&mut store, true)? {
         let first = match &work {
             Work::Leads { pending, .. } => pending.first().map(|p| p.intake),
             Work::Events { intake, .. } => Some(*intake),

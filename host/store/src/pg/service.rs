@@ -235,6 +235,7 @@ impl IntakeLog for PgStore {
         &mut self,
         tenant: &str,
         claim: Claim<'_>,
+        own: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<IntakeRow>, StoreError> {
@@ -247,11 +248,13 @@ impl IntakeLog for PgStore {
                     "UPDATE intake SET claimed_by = $3, claimed_until = $4
                       WHERE id IN (SELECT id FROM intake
                                     WHERE state = 'pending' AND tenant = $1
-                                      AND (claimed_until IS NULL OR claimed_until <= $2 OR claimed_by = $3)
+                                      AND ((claimed_by IS DISTINCT FROM $3
+                                            AND (claimed_until IS NULL OR claimed_until <= $2))
+                                        OR ($6 AND claimed_by = $3))
                                     ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED)
                       RETURNING {INTAKE_COLUMNS}"
                 ),
-                &[&tenant, &now, &claim.holder, &until, &limit],
+                &[&tenant, &now, &claim.holder, &until, &limit, &own],
             )
             .map_err(pg("claim pending requests"))?
             .iter()

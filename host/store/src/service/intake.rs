@@ -221,13 +221,15 @@ pub trait IntakeLog {
     fn pending_intake(&self, tenant: &str, limit: usize) -> Result<Vec<IntakeRow>, StoreError>;
 
     /// Claims and returns the oldest `limit` unfinished requests of
-    /// `tenant` that no other host holds: unclaimed, their claim run out
-    /// (the host that logged them stopped), or `claim`'s holder's own (it
-    /// restarted). Several hosts claiming at once take different requests.
+    /// `tenant` that no other host holds: unclaimed, or their claim run out
+    /// (the host that logged them stopped) — and, with `own`, `claim`'s
+    /// holder's own (it restarted, or has none in flight). Several hosts
+    /// claiming at once take different requests.
     fn claim_pending_intake(
         &mut self,
         tenant: &str,
         claim: Claim<'_>,
+        own: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<IntakeRow>, StoreError>;
@@ -366,6 +368,7 @@ impl IntakeLog for SqliteStore {
         &mut self,
         tenant: &str,
         claim: Claim<'_>,
+        own: bool,
         now: i64,
         limit: usize,
     ) -> Result<Vec<IntakeRow>, StoreError> {
@@ -375,12 +378,16 @@ impl IntakeLog for SqliteStore {
                 .prepare_cached(&format!(
                     "SELECT {INTAKE_COLUMNS} FROM intake
                       WHERE state = 'pending' AND tenant = ?1
-                        AND (claimed_until IS NULL OR claimed_until <= ?2 OR claimed_by = ?3)
+                        AND ((claimed_by IS NOT ?3 AND (claimed_until IS NULL OR claimed_until <= ?2))
+                          OR (?5 AND claimed_by = ?3))
                       ORDER BY id LIMIT ?4"
                 ))
                 .map_err(sql("claim pending requests"))?;
             let rows = stmt
-                .query_map(params![tenant, now, claim.holder, limit as i64], intake_row)
+                .query_map(
+                    params![tenant, now, claim.holder, limit as i64, own],
+                    intake_row,
+                )
                 .map_err(sql("claim pending requests"))?;
             rows.collect::<Result<_, _>>()
                 .map_err(sql("claim pending requests"))?
