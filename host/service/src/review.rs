@@ -383,7 +383,10 @@ pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
                 Fallback::Accept => "accept",
                 Fallback::Reject => "reject",
             };
-            store.fallback_item(item.id, what, now)?;
+            if !store.fallback_item(item.id, what, now)? {
+                // Another host's scheduler applied it (hosts sharing a store).
+                continue;
+            }
             let message = match fallback {
                 Fallback::Manual => format!(
                     "review item #{} ({}, lead {}) has waited {hours:.1} h, past the {} h SLA: escalated to a manager",
@@ -410,7 +413,9 @@ pub fn tick(config: &Config, store: &mut Store, now: i64) -> Result<Ticked> {
             tracing::warn!(tenant, item = item.id, "{message}");
             t.fallbacks += 1;
         } else if age >= r.escalate_ms() && item.escalated_at.is_none() {
-            store.escalate_item(item.id, now)?;
+            if !store.escalate_item(item.id, now)? {
+                continue;
+            }
             let message = format!(
                 "review item #{} ({}, lead {}) has waited {hours:.1} h, past the {} h escalation threshold",
                 item.id, item.kind, item.lead_id, r.escalate_after_hours

@@ -749,10 +749,10 @@ impl ReviewQueue for Store {
     ) -> Result<(), StoreError> {
         either!(self, s => s.set_outcome(lead_id, status, qualification, decided_by, now))
     }
-    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError> {
+    fn escalate_item(&self, id: i64, now: i64) -> Result<bool, StoreError> {
         either!(self, s => s.escalate_item(id, now))
     }
-    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError> {
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<bool, StoreError> {
         either!(self, s => s.fallback_item(id, what, now))
     }
     fn add_alert(

@@ -330,8 +330,19 @@ fn scenario(s: &mut Store) -> Answers {
     a.push("pair", s.pair_decision("acme", "l5", "l4").unwrap());
     a.push("decided reviews", s.decided_reviews("acme").unwrap().len());
     let validation = queue.iter().find(|q| q.kind == "validation").unwrap();
-    s.escalate_item(validation.id, 60).unwrap();
-    s.fallback_item(validation.id, "manual", 61).unwrap();
+    a.push("escalate", s.escalate_item(validation.id, 60).unwrap());
+    a.push(
+        "escalate again",
+        s.escalate_item(validation.id, 60).unwrap(),
+    );
+    a.push(
+        "fall back",
+        s.fallback_item(validation.id, "manual", 61).unwrap(),
+    );
+    a.push(
+        "fall back again",
+        s.fallback_item(validation.id, "accept", 61).unwrap(),
+    );
     s.set_outcome("l4", Status::Accepted, "qualified", "sla:fallback", 62)
         .unwrap();
     s.add_alert("acme", "review.escalated", "l4", "late", 63)
@@ -681,6 +692,9 @@ fn the_pipeline_s_aggregates_answer_the_same_on_every_backend() {
         r#"recorded: ["l2", "l1"]"#,
         "decide: true",
         "decide again: false",
+        "escalate: true",
+        "escalate again: false",
+        "fall back again: false",
         r#"pair: Some("distinct")"#,
         r#"events: (4, 1, 3, {"l2", "l4", "l5"})"#,
         "unattached: 1",

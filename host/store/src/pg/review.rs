@@ -152,24 +152,26 @@ impl ReviewQueue for PgStore {
         tx.commit().map_err(pg("commit review outcome"))
     }
 
-    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.client()
+    fn escalate_item(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .client()
             .execute(
                 "UPDATE review_queue SET escalated_at = $2 WHERE id = $1 AND escalated_at IS NULL",
                 &[&id, &now],
             )
             .map_err(pg("escalate review item"))?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError> {
-        self.client()
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .client()
             .execute(
                 "UPDATE review_queue SET fallback_at = $2, fallback = $3 WHERE id = $1 AND fallback_at IS NULL",
                 &[&id, &now, &what],
             )
             .map_err(pg("fall back on review item"))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn add_alert(

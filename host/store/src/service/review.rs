@@ -160,12 +160,14 @@ pub trait ReviewQueue {
         now: i64,
     ) -> Result<(), StoreError>;
 
-    /// Marks an item escalated (the first SLA threshold passed).
-    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError>;
+    /// Marks an item escalated (the first SLA threshold passed); false when
+    /// it was already (another host's scheduler got there first).
+    fn escalate_item(&self, id: i64, now: i64) -> Result<bool, StoreError>;
 
     /// Marks the second SLA threshold passed: `what` is the fallback applied
-    /// (`accept`, `reject`) or `manual` (escalated to a manager).
-    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError>;
+    /// (`accept`, `reject`) or `manual` (escalated to a manager); false
+    /// when it was already.
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<bool, StoreError>;
 
     /// Raises an alert.
     fn add_alert(
@@ -307,24 +309,26 @@ impl ReviewQueue for SqliteStore {
         tx.commit().map_err(sql("commit review outcome"))
     }
 
-    fn escalate_item(&self, id: i64, now: i64) -> Result<(), StoreError> {
-        self.conn
+    fn escalate_item(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
             .execute(
                 "UPDATE review_queue SET escalated_at = ?2 WHERE id = ?1 AND escalated_at IS NULL",
                 params![id, now],
             )
             .map_err(sql("escalate review item"))?;
-        Ok(())
+        Ok(n == 1)
     }
 
-    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<(), StoreError> {
-        self.conn
+    fn fallback_item(&self, id: i64, what: &str, now: i64) -> Result<bool, StoreError> {
+        let n = self
+            .conn
             .execute(
                 "UPDATE review_queue SET fallback_at = ?2, fallback = ?3 WHERE id = ?1 AND fallback_at IS NULL",
                 params![id, now, what],
             )
             .map_err(sql("fall back on review item"))?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn add_alert(
