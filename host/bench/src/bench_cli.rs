@@ -98,6 +98,26 @@ enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         rescore_leads: usize,
     },
+    /// The store on PostgreSQL against SQLite: `leadgate run` end to end,
+    /// and the candidate lookup against a large store.
+    Postgres {
+        /// A PostgreSQL server where the benchmark may create and drop
+        /// databases (postgres://user@host/db).
+        #[arg(long, env = "LEADGATE_BENCH_POSTGRES")]
+        server: String,
+        /// Leads `leadgate run` processes end to end (0: skip).
+        #[arg(long, default_value_t = 100_000)]
+        leads: usize,
+        /// Repetitions of the end-to-end run; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Leads stored for the candidate lookup (0: skip).
+        #[arg(long, default_value_t = 1_000_000)]
+        stored: usize,
+        /// New leads looked up one by one.
+        #[arg(long, default_value_t = 2_000)]
+        probes: usize,
+    },
     /// The HTTP service: intake under an open-loop load on loopback,
     /// against a filled store.
     Serve {
@@ -185,6 +205,22 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             leads.min(20_000),
             rescore_leads.max(100),
             rounds.max(1),
+        ),
+        BenchWhat::Postgres {
+            server,
+            leads,
+            rounds,
+            stored,
+            probes,
+        } => crate::bench_postgres::run(
+            config,
+            &crate::bench_postgres::Options {
+                server,
+                leads,
+                rounds,
+                stored,
+                probes: probes.max(1),
+            },
         ),
         BenchWhat::Serve {
             stored,

@@ -1,6 +1,7 @@
 //! `leadgate-bench`: leadgate's benchmarks — validate, dedupe, enrich and
 //! score natively and through the components, `leadgate run` end to end,
-//! and the HTTP service and the edge under an open-loop load. Numbers,
+//! the store on PostgreSQL against SQLite, and the HTTP service and the
+//! edge under an open-loop load. Numbers,
 //! method and how to reproduce each are in BENCHMARKS.md; `cargo xtask
 //! bench` builds everything and runs it. It is built beside the `leadgate`
 //! binary and measures that binary's code (the `leadgate` library, the
@@ -17,6 +18,7 @@ mod bench_cli;
 mod bench_dedupe;
 mod bench_edge;
 mod bench_enrich;
+mod bench_postgres;
 mod bench_score;
 mod bench_serve;
 mod load;
