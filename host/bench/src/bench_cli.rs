@@ -129,6 +129,10 @@ enum BenchWhat {
         /// Leads per request.
         #[arg(long, default_value_t = 10)]
         batch: usize,
+        /// Then the same on PostgreSQL: a server where the benchmark may
+        /// create and drop databases (postgres://user@host/db).
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// The edge component: form submissions to it under `wasmtime serve`,
     /// a fresh instance per request.
@@ -226,6 +230,7 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             stored,
             load,
             batch,
+            postgres,
         } => bench_serve::run(
             config,
             config_path,
@@ -236,6 +241,7 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
                 concurrency: load.concurrency,
                 duration: Duration::from_secs(load.duration),
                 warmup: Duration::from_secs(load.warmup),
+                postgres,
             },
         ),
         BenchWhat::Edge {

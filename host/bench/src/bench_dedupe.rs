@@ -84,6 +84,13 @@ pub(crate) fn fill(config: &Config, store: &mut Store, leads: Vec<Lead>, now: i6
         );
     }
     eprintln!();
+    // Closed as a run is (on PostgreSQL that brings the planner's
+    // statistics up to date, as after an import).
+    let totals = leadgate_store::Totals {
+        total: done as u64,
+        ..Default::default()
+    };
+    store.finish_run(run, &totals, "done", now)?;
     Ok(())
 }
 

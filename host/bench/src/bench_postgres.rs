@@ -24,14 +24,14 @@ use leadgate_store::{Store, key_hash};
 use std::time::{Duration, Instant};
 
 /// A database of the benchmark's own on `server`, dropped when done.
-struct Database {
+pub(crate) struct Database {
     server: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    fn create(server: &str, name: &str) -> Result<Database> {
+    pub(crate) fn create(server: &str, name: &str) -> Result<Database> {
         let mut c = postgres::Client::connect(server, postgres::NoTls)
             .with_context(|| format!("cannot connect to {server}"))?;
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -52,7 +52,10 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.server, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -109,7 +112,10 @@ fn end_to_end(config: &Config, o: &Options, dir: &std::path::Path) -> Result<Vec
         let file = dir.join(format!("run-{round}.db"));
         let (s, n) = run_once(file.display().to_string())?;
         let _ = std::fs::remove_file(&file);
-        let db = Database::create(&o.server, &format!("leadgate_bench_{}_{round}", std::process::id()))?;
+        let db = Database::create(
+            &o.server,
+            &format!("leadgate_bench_{}_{round}", std::process::id()),
+        )?;
         let (p, _) = run_once(db.url.clone())?;
         eprintln!(
             "bench postgres: round {round}: run {n} leads: SQLite {:.2} s, PostgreSQL {:.2} s",
@@ -148,7 +154,10 @@ fn lookup(config: &Config, o: &Options, dir: &std::path::Path) -> Result<Vec<Str
     let stored = leads.len();
     let now = now_ms();
     let file = dir.join("stored.db");
-    let db = Database::create(&o.server, &format!("leadgate_bench_{}_stored", std::process::id()))?;
+    let db = Database::create(
+        &o.server,
+        &format!("leadgate_bench_{}_stored", std::process::id()),
+    )?;
     let mut fills = Vec::new();
     for location in [file.display().to_string(), db.url.clone()] {
         let mut store = Store::open(&location)?;
@@ -175,8 +184,14 @@ fn lookup(config: &Config, o: &Options, dir: &std::path::Path) -> Result<Vec<Str
                 .collect()
         })
         .collect();
-    let (per_key, max) = (config.dedupe.candidates_per_key, config.dedupe.max_candidates);
-    let stores = [Store::open(&file.display().to_string())?, Store::open(&db.url)?];
+    let (per_key, max) = (
+        config.dedupe.candidates_per_key,
+        config.dedupe.max_candidates,
+    );
+    let stores = [
+        Store::open(&file.display().to_string())?,
+        Store::open(&db.url)?,
+    ];
     // A pass over every probe on each store reads what both will find
     // cached; then three passes each, alternating.
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];

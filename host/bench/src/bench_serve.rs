@@ -32,6 +32,39 @@ pub struct Options {
     pub concurrency: usize,
     pub duration: Duration,
     pub warmup: Duration,
+    /// Also on PostgreSQL, after SQLite: a server where the benchmark may
+    /// create and drop databases.
+    pub postgres: Option<String>,
+}
+
+/// Where the service's store and the batch baseline's copy of it are.
+enum Stores {
+    Sqlite,
+    Postgres {
+        serve: crate::bench_postgres::Database,
+        baseline: crate::bench_postgres::Database,
+    },
+}
+
+/// The benchmark on SQLite, then (with `--postgres`) on PostgreSQL, in
+/// one process.
+pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) -> Result<()> {
+    run_on(config, config_path, o, Stores::Sqlite)?;
+    if let Some(server) = &o.postgres {
+        let pid = std::process::id();
+        let stores = Stores::Postgres {
+            serve: crate::bench_postgres::Database::create(
+                server,
+                &format!("leadgate_bench_{pid}_serve"),
+            )?,
+            baseline: crate::bench_postgres::Database::create(
+                server,
+                &format!("leadgate_bench_{pid}_baseline"),
+            )?,
+        };
+        run_on(config, config_path, o, stores)?;
+    }
+    Ok(())
 }
 
 /// The server's anonymous resident memory (heap, stacks: what a leak
@@ -229,7 +262,12 @@ pub(crate) fn objects(path: &std::path::Path) -> Result<Vec<serde_json::Value>> 
     Ok(out)
 }
 
-pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) -> Result<()> {
+fn run_on(
+    config: &Config,
+    config_path: Option<&std::path::Path>,
+    o: &Options,
+    stores: Stores,
+) -> Result<()> {
     if o.batch == 0 || o.concurrency == 0 || o.rate <= 0.0 {
         bail!("--batch, --concurrency and --rate must be positive");
     }
@@ -239,7 +277,11 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let pid = std::process::id();
     let dir = std::env::temp_dir().join(format!("leadgate-bench-serve-{pid}"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let db = dir.join("bench.db");
+    let file = dir.join("bench.db").display().to_string();
+    let (db, baseline_db) = match &stores {
+        Stores::Sqlite => (file, dir.join("baseline.db").display().to_string()),
+        Stores::Postgres { serve, baseline } => (serve.url.clone(), baseline.url.clone()),
+    };
     let bench_config = write_bench_config(config_path, &db, o)?;
     let _cleanup = Cleanup(vec![bench_config.clone(), dir.clone()]);
 
@@ -248,7 +290,7 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let base_csv = dir.join("base.csv");
     leadgate_sample::write(o.stored, 41, &base_csv, None, None)?;
     {
-        let mut store = leadgate_store::Store::open(&db.display().to_string())?;
+        let mut store = leadgate_store::Store::open(&db)?;
         let leads = leadgate_sample::read_leads(&base_csv)?;
         crate::bench_dedupe::fill(config, &mut store, leads, leadgate::clock::now_ms())?;
         // Closing the store folds its write-ahead log into the file, so
@@ -266,11 +308,19 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
             .collect(),
     );
     // The baseline store: a copy, for `run` afterwards.
-    let baseline_db = dir.join("baseline.db");
-    std::fs::copy(&db, &baseline_db).context("cannot copy the store")?;
+    match &stores {
+        Stores::Sqlite => {
+            std::fs::copy(&db, &baseline_db).context("cannot copy the store")?;
+        }
+        Stores::Postgres { .. } => {
+            let from = leadgate_store::Store::open(&db)?;
+            let mut to = leadgate_store::Store::open(&baseline_db)?;
+            leadgate_store::copy::copy_store(&from, &mut to, |_| {})?;
+        }
+    }
 
     let key = leadgate::serve::auth::new_key(&config.tenant);
-    leadgate_store::Store::open(&db.display().to_string())?.add_api_key(
+    leadgate_store::Store::open(&db)?.add_api_key(
         &config.tenant,
         "bench",
         &leadgate::serve::auth::hash(&key),
@@ -336,8 +386,14 @@ pub fn run(config: &Config, config_path: Option<&std::path::Path>, o: &Options) 
     let base_run = batch_baseline(config, &leads, done_leads, &dir, &baseline_db)?;
 
     println!(
-        "bench serve ({} stored leads, {} leads per request, {} connections)",
-        o.stored, o.batch, o.concurrency
+        "bench serve on {} ({} stored leads, {} leads per request, {} connections)",
+        match stores {
+            Stores::Sqlite => "SQLite",
+            Stores::Postgres { .. } => "PostgreSQL",
+        },
+        o.stored,
+        o.batch,
+        o.concurrency
     );
     println!(
         "  offered {:.0} leads/s · done {:.0} leads/s over {:.0} s ({} requests: {} 200, {} 202, {} failed)",
@@ -452,7 +508,7 @@ fn print_memory(rss: &[(f64, u64)], warmup: Duration) {
 /// limits that would refuse the load lifted and no other tenants.
 fn write_bench_config(
     config_path: &std::path::Path,
-    db: &std::path::Path,
+    db: &str,
     o: &Options,
 ) -> Result<std::path::PathBuf> {
     // The tenant's configuration beside the original (its relative paths
@@ -461,7 +517,15 @@ fn write_bench_config(
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let mut doc: toml::Table = toml::from_str(&text)?;
     let mut store_t = toml::Table::new();
-    store_t.insert("path".into(), db.display().to_string().into());
+    store_t.insert(
+        if leadgate::config::is_postgres(db) {
+            "url"
+        } else {
+            "path"
+        }
+        .into(),
+        db.into(),
+    );
     doc.insert("store".into(), store_t.into());
     if let Some(toml::Value::Table(score)) = doc.get_mut("score") {
         score.remove("pipeline");
@@ -551,7 +615,7 @@ fn batch_baseline(
     leads: &[serde_json::Value],
     done: usize,
     dir: &std::path::Path,
-    baseline_db: &std::path::Path,
+    baseline_db: &str,
 ) -> Result<f64> {
     let n = done.clamp(1_000, 50_000);
     let ndjson = dir.join("baseline.ndjson");
@@ -569,7 +633,7 @@ fn batch_baseline(
         map: Vec::new(),
         output: String::new(),
         source: leadgate_lead::Source::Api,
-        db: baseline_db.display().to_string(),
+        db: baseline_db.to_string(),
         progress: false,
         quiet: true,
         import: false,

@@ -98,10 +98,9 @@ CREATE TABLE lead_keys (
     lead_id TEXT NOT NULL REFERENCES leads(id),
     PRIMARY KEY (tenant, kind, value, lead_id)
 );
--- Filled as leads are recorded (SQLite catches up in bulk from a
--- high-water mark, which with several writers committing out of order
--- would skip leads).
-CREATE INDEX lead_keys_lead ON lead_keys (lead_id);
+-- lead_keys is filled as leads are recorded (SQLite catches up in bulk
+-- from a high-water mark, which with several writers committing out of
+-- order would skip leads).
 CREATE TABLE events (
     tenant      TEXT NOT NULL,
     id          TEXT NOT NULL,

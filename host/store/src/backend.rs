@@ -170,6 +170,14 @@ impl Store {
         }
     }
 
+    /// Whether the store answers: a trivial query (for readiness checks).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.ping(),
+            Store::Postgres(p) => p.ping(),
+        }
+    }
+
     /// The schema version after migrations (each backend counts its own).
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         either!(self, s => s.schema_version())

@@ -822,6 +822,13 @@ impl SqliteStore {
         Ok(done.map_err(sql("checkpoint"))? == 0)
     }
 
+    /// Whether the database answers a trivial query.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(sql("ping"))
+    }
+
     /// The schema version after migrations.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         self.conn

@@ -252,7 +252,18 @@ async fn readyz(State(s): State<S>) -> Response {
         return error(503, "service.stopping", "the service is stopping");
     }
     if s.is_ready() {
-        json(200, r#"{"status":"ready"}"#.into())
+        // Ready only while the store answers (a PostgreSQL server that went
+        // away, a SQLite file that cannot be read).
+        let pinged = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            reads::with_store(&s, |st| Ok(st.ping()?)),
+        )
+        .await;
+        match pinged {
+            Ok(Ok(())) => json(200, r#"{"status":"ready"}"#.into()),
+            Ok(Err(_)) => error(503, "service.store", "the store does not answer"),
+            Err(_) => error(503, "service.store", "the store did not answer within 2 s"),
+        }
     } else {
         error(
             503,

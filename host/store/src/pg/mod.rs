@@ -98,6 +98,15 @@ impl PgStore {
         &self.target
     }
 
+    /// Whether the server answers a trivial query on this connection (false
+    /// after the server restarted: the connection is not re-established).
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .simple_query("SELECT 1")
+            .map(|_| ())
+            .map_err(pg("ping"))
+    }
+
     /// The schema version of the database.
     pub fn schema_version(&self) -> Result<usize, StoreError> {
         let row = self

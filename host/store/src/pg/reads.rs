@@ -30,7 +30,7 @@ impl PgStore {
         let rows = self
             .client()
             .query(
-                "SELECT lead_id, detail FROM scores WHERE lead_id = ANY($1)",
+                "SELECT s.lead_id, s.detail FROM unnest($1::TEXT[]) AS u(id) JOIN scores s ON s.lead_id = u.id",
                 &[&ids],
             )
             .map_err(pg("read score"))?;
@@ -78,7 +78,10 @@ impl PgStore {
     pub fn recorded(&self, ids: &[String]) -> Result<Vec<String>, StoreError> {
         let rows = self
             .client()
-            .query("SELECT id FROM leads WHERE id = ANY($1)", &[&ids])
+            .query(
+                "SELECT l.id FROM unnest($1::TEXT[]) AS u(id) JOIN leads l ON l.id = u.id",
+                &[&ids],
+            )
             .map_err(pg("look up lead"))?;
         let found: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
         Ok(ids

@@ -10,6 +10,9 @@ use crate::{ExceptionItem, Record, StoreError, Totals, review_kind, severity};
 use leadgate_lead::Lead;
 use std::collections::{BTreeSet, HashMap};
 
+/// Leads a run records past which `finish_run` analyzes the tables.
+const ANALYZE_AFTER: u64 = 10_000;
+
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -70,6 +73,10 @@ impl Runs for PgStore {
         tx.commit().map_err(pg("commit batch"))
     }
 
+    /// A run that ends (`done`) having recorded many leads also brings the
+    /// planner's statistics up to date: a large import changes every
+    /// table's shape at once, faster than autovacuum notices. (The service
+    /// closes its run as `serving` at each checkpoint: not then.)
     fn finish_run(
         &self,
         run_id: i64,
@@ -77,6 +84,11 @@ impl Runs for PgStore {
         status: &str,
         now: i64,
     ) -> Result<(), StoreError> {
+        if status == "done" && totals.total >= ANALYZE_AFTER {
+            self.client()
+                .batch_execute("ANALYZE leads, match_keys, lead_keys, decisions, issues, scores")
+                .map_err(pg("analyze after a run"))?;
+        }
         self.client()
             .execute(
                 "UPDATE runs SET finished_at = $2, total = $3, accepted = $4, rejected = $5, review = $6,

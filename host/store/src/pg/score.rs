@@ -204,7 +204,10 @@ impl Scores for PgStore {
         let rows = match only {
             None => self.client().query(SCORING_LEADS, &[&tenant]),
             Some(ids) => self.client().query(
-                &format!("{SCORING_LEADS} AND id = ANY($2)"),
+                "SELECT l.id, l.normalized, l.enrichment, l.qualification
+                   FROM unnest($2::TEXT[]) AS u(id) JOIN leads l ON l.id = u.id
+                  WHERE l.tenant = $1 AND l.master_id IS NULL AND l.status IN ('accepted', 'review')
+                    AND l.normalized IS NOT NULL",
                 &[&tenant, &ids],
             ),
         }
@@ -216,8 +219,8 @@ impl Scores for PgStore {
         let rows = self
             .client()
             .query(
-                "SELECT DISTINCT lead_id FROM lead_keys
-                  WHERE tenant = $1 AND kind = 'domain' AND value = ANY($2)",
+                "SELECT DISTINCT k.lead_id FROM unnest($2::TEXT[]) AS d(value)
+                   JOIN lead_keys k ON k.tenant = $1 AND k.kind = 'domain' AND k.value = d.value",
                 &[&tenant, &domains],
             )
             .map_err(pg("read account members"))?;
@@ -233,12 +236,24 @@ impl Scores for PgStore {
         if domains.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self
-            .client()
+        // With no attached event in the window (one index lookup) no member
+        // can have one: the member-by-member query is skipped.
+        let mut client = self.client();
+        let any: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE tenant = $1 AND at >= $2 AND lead_id IS NOT NULL)",
+                &[&tenant, &since],
+            )
+            .map_err(pg("read account members"))?
+            .get(0);
+        if !any {
+            return Ok(Vec::new());
+        }
+        let rows = client
             .query(
-                "SELECT DISTINCT k.lead_id FROM lead_keys k
-                  WHERE k.tenant = $1 AND k.kind = 'domain' AND k.value = ANY($2)
-                    AND (EXISTS (SELECT 1 FROM events e WHERE e.lead_id = k.lead_id AND e.at >= $3)
+                "SELECT DISTINCT k.lead_id FROM unnest($2::TEXT[]) AS d(value)
+                   JOIN lead_keys k ON k.tenant = $1 AND k.kind = 'domain' AND k.value = d.value
+                  WHERE (EXISTS (SELECT 1 FROM events e WHERE e.lead_id = k.lead_id AND e.at >= $3)
                          OR EXISTS (SELECT 1 FROM leads m JOIN events e ON e.lead_id = m.id
                                      WHERE m.master_id = k.lead_id AND e.at >= $3))",
                 &[&tenant, &domains, &since],
@@ -264,7 +279,8 @@ impl Scores for PgStore {
                 "SELECT e.lead_id, e.kind, e.at, e.category, e.value FROM events e
                   WHERE e.tenant = $1 AND e.at >= $2 AND e.lead_id IS NOT NULL
                     AND e.lead_id IN (SELECT unnest($3::TEXT[])
-                                      UNION SELECT id FROM leads WHERE master_id = ANY($3))
+                                      UNION SELECT l.id FROM unnest($3::TEXT[]) AS m(id)
+                                              JOIN leads l ON l.master_id = m.id)
                   ORDER BY e.at DESC",
                 &[&tenant, &since, &ids],
             ),
@@ -284,7 +300,8 @@ impl Scores for PgStore {
                 &[&tenant],
             ),
             Some(ids) => self.client().query(
-                "SELECT id, master_id FROM leads WHERE tenant = $1 AND master_id = ANY($2)",
+                "SELECT l.id, l.master_id FROM unnest($2::TEXT[]) AS m(id)
+                   JOIN leads l ON l.master_id = m.id WHERE l.tenant = $1",
                 &[&tenant, &ids],
             ),
         }
@@ -313,13 +330,15 @@ impl Scores for PgStore {
             ),
             Some(ids) => (
                 client.query(
-                    "SELECT lead_id, total, above, surfaced_at FROM scores
-                      WHERE tenant = $1 AND lead_id = ANY($2)",
+                    "SELECT s.lead_id, s.total, s.above, s.surfaced_at
+                       FROM unnest($2::TEXT[]) AS u(id) JOIN scores s ON s.lead_id = u.id
+                      WHERE s.tenant = $1",
                     &[&tenant, &ids],
                 ),
                 client.query(
-                    "SELECT lead_id, min(total) FROM score_history
-                      WHERE tenant = $1 AND at >= $2 AND lead_id = ANY($3) GROUP BY lead_id",
+                    "SELECT h.lead_id, min(h.total)
+                       FROM unnest($3::TEXT[]) AS u(id) JOIN score_history h ON h.lead_id = u.id
+                      WHERE h.tenant = $1 AND h.at >= $2 GROUP BY h.lead_id",
                     &[&tenant, &since, &ids],
                 ),
             ),
