@@ -17,44 +17,8 @@ const TEST_CLAIM: Claim<'static> = Claim {
 };
 use leadgate_store::{Store, StoreError};
 
-/// A database of its own for one test, dropped when done.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn create(test: &str) -> Option<TestDb> {
-        let Ok(admin) = std::env::var("LEADGATE_TEST_POSTGRES") else {
-            eprintln!("{test}: PostgreSQL part skipped (set LEADGATE_TEST_POSTGRES)");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("leadgate_t_{}_{nanos}", std::process::id());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("LEADGATE_TEST_POSTGRES={admin}: {e}"));
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let (scheme, rest) = admin.split_once("://").unwrap();
-        let server = rest.split(['/', '?']).next().unwrap();
-        let url = format!("{scheme}://{server}/{name}");
-        Some(TestDb { admin, name, url })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+mod common;
+use common::TestDb;
 
 fn api_keys(s: &impl ApiKeys) {
     s.add_api_key("acme", "website", "h1", "lg_acme_1", 10)

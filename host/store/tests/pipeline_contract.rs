@@ -13,42 +13,8 @@ use leadgate_store::prelude::*;
 use leadgate_store::score::{EventReject, NewEvent, ScoreWrite, Surfaced};
 use leadgate_store::{Link, LinkKind, Record, Review, Status, Store, Totals, key_hash};
 
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    fn create(test: &str) -> Option<TestDb> {
-        let Ok(admin) = std::env::var("LEADGATE_TEST_POSTGRES") else {
-            eprintln!("{test}: PostgreSQL part skipped (set LEADGATE_TEST_POSTGRES)");
-            return None;
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("leadgate_p_{}_{nanos}", std::process::id());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let (scheme, rest) = admin.split_once("://").unwrap();
-        let server = rest.split(['/', '?']).next().unwrap();
-        let url = format!("{scheme}://{server}/{name}");
-        Some(TestDb { admin, name, url })
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
+mod common;
+use common::TestDb;
 
 fn lead(id: &str, email: &str) -> Lead {
     Lead {
