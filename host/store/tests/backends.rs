@@ -331,6 +331,43 @@ fn two_hosts_logging_the_same_keys_log_each_once() {
 }
 
 #[test]
+fn a_connection_the_server_closed_is_opened_again() {
+    let Some(db) = TestDb::create("reconnect") else {
+        return;
+    };
+    let s = PgStore::connect(&db.url).unwrap();
+    s.add_api_key("acme", "web", "h1", "lg_1", 1).unwrap();
+    s.ping().unwrap();
+    // The server ends the store's session (as a restart would).
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let ended: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ended, 1);
+    // The call that finds the connection gone fails, with the reason; the
+    // ones after it work on a new connection.
+    let mut failed = 0;
+    let tenant = loop {
+        match s.api_key_tenant("h1") {
+            Ok(t) => break t,
+            Err(e) => {
+                failed += 1;
+                assert!(e.to_string().contains("look up API key"), "{e}");
+                assert!(failed < 3, "the connection was not opened again: {e}");
+            }
+        }
+    };
+    assert_eq!(tenant.as_deref(), Some("acme"));
+    assert_eq!(failed, 1);
+    s.ping().unwrap();
+}
+
+#[test]
 fn a_bad_url_or_an_unreachable_server_is_refused_with_the_reason() {
     let e = PgStore::connect("postgres://nobody@127.0.0.1:1/leadgate").unwrap_err();
     let message = e.to_string();

@@ -37,6 +37,8 @@ const MIGRATION_LOCK: i64 = 0x6c65_6164_6761_7465;
 /// A store on PostgreSQL.
 pub struct PgStore {
     client: RefCell<postgres::Client>,
+    /// How to connect again when the server closed the connection.
+    config: postgres::Config,
     /// The server and database, for messages (never the password).
     target: String,
     /// A [`Batch`](crate::Batch)'s transaction is open: store functions
@@ -85,6 +87,7 @@ impl PgStore {
             })?;
         let store = PgStore {
             client: RefCell::new(client),
+            config,
             target,
             in_batch: Cell::new(false),
             statements: RefCell::default(),
@@ -132,8 +135,19 @@ impl PgStore {
         result.and(unlocked.map(|_| ()))
     }
 
+    /// The connection. One the server closed (it restarted, or ended the
+    /// session) is opened again here, outside a batch: the call that found
+    /// it closed failed, the ones after it work again.
     pub(crate) fn client(&self) -> RefMut<'_, postgres::Client> {
-        self.client.borrow_mut()
+        let mut client = self.client.borrow_mut();
+        if client.is_closed()
+            && !self.in_batch.get()
+            && let Ok(fresh) = self.config.connect(postgres::NoTls)
+        {
+            *client = fresh;
+            self.statements.borrow_mut().clear();
+        }
+        client
     }
 
     /// `sql` prepared on `client` (this store's), once per connection.
