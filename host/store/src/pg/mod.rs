@@ -38,7 +38,7 @@ const MIGRATION_LOCK: i64 = 0x6c65_6164_6761_7465;
 pub struct PgStore {
     client: RefCell<postgres::Client>,
     /// How to connect again when the server closed the connection.
-    config: postgres::Config,
+    config: Box<postgres::Config>,
     /// The server and database, for messages (never the password).
     target: String,
     /// A [`Batch`](crate::Batch)'s transaction is open: store functions
@@ -87,7 +87,7 @@ impl PgStore {
             })?;
         let store = PgStore {
             client: RefCell::new(client),
-            config,
+            config: Box::new(config),
             target,
             in_batch: Cell::new(false),
             statements: RefCell::default(),
