@@ -87,10 +87,9 @@ impl StoreConfig {
     }
 }
 
-/// Whether a store location names a PostgreSQL server.
-pub fn is_postgres(location: &str) -> bool {
-    location.starts_with("postgres://") || location.starts_with("postgresql://")
-}
+/// Whether a store location names a PostgreSQL server (the store's own
+/// rule).
+pub use leadgate_store::pg::is_postgres;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -46,7 +46,7 @@ pub struct PgStore {
     in_batch: Cell<bool>,
     /// Statements prepared on this connection, by their text: the ones
     /// run once per lead are parsed and planned once.
-    statements: RefCell<std::collections::HashMap<&'static str, postgres::Statement>>,
+    statements: Statements,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -136,8 +136,8 @@ impl PgStore {
     }
 
     /// The connection. One the server closed (it restarted, or ended the
-    /// session) is opened again here, outside a batch: the call that found
-    /// it closed failed, the ones after it work again.
+    /// session) is opened again here, outside a batch, once the client has
+    /// noticed: the calls before that fail, the ones after work again.
     pub(crate) fn client(&self) -> RefMut<'_, postgres::Client> {
         let mut client = self.client.borrow_mut();
         if client.is_closed()
@@ -156,12 +156,7 @@ impl PgStore {
         client: &mut postgres::Client,
         sql: &'static str,
     ) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(s) = self.statements.borrow().get(sql) {
-            return Ok(s.clone());
-        }
-        let s = client.prepare(sql)?;
-        self.statements.borrow_mut().insert(sql, s.clone());
-        Ok(s)
+        cached(&self.statements, client, sql)
     }
 
     /// A transaction for one store function: its own, or the open
@@ -214,19 +209,14 @@ pub(crate) struct Tx<'s> {
     client: RefMut<'s, postgres::Client>,
     own: bool,
     open: bool,
-    statements: &'s RefCell<std::collections::HashMap<&'static str, postgres::Statement>>,
+    statements: &'s Statements,
 }
 
 type Params<'p> = [&'p (dyn postgres::types::ToSql + Sync)];
 
 impl Tx<'_> {
     fn statement(&mut self, sql: &'static str) -> Result<postgres::Statement, postgres::Error> {
-        if let Some(s) = self.statements.borrow().get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(sql)?;
-        self.statements.borrow_mut().insert(sql, s.clone());
-        Ok(s)
+        cached(self.statements, &mut self.client, sql)
     }
 
     /// `query` with the statement prepared once per connection.
@@ -330,6 +320,23 @@ fn describe(config: &postgres::Config) -> String {
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or("(default database)");
     format!("postgres://{host}:{port}/{db}")
+}
+
+/// Statements prepared on a connection, by their text.
+type Statements = RefCell<std::collections::HashMap<&'static str, postgres::Statement>>;
+
+/// `sql` from `statements`, prepared on `client` the first time.
+fn cached(
+    statements: &Statements,
+    client: &mut postgres::Client,
+    sql: &'static str,
+) -> Result<postgres::Statement, postgres::Error> {
+    if let Some(s) = statements.borrow().get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(sql)?;
+    statements.borrow_mut().insert(sql, s.clone());
+    Ok(s)
 }
 
 /// A row count as a `LIMIT` parameter.
