@@ -349,8 +349,9 @@ fn a_connection_the_server_closed_is_opened_again() {
         .unwrap()
         .get(0);
     assert_eq!(ended, 1);
-    // The call that finds the connection gone fails, with the reason; the
-    // ones after it work on a new connection.
+    // Calls fail, with the reason, until the client has noticed the
+    // connection is gone (at once, or within a moment); the ones after
+    // work on a new connection.
     let mut failed = 0;
     let tenant = loop {
         match s.api_key_tenant("h1") {
@@ -358,12 +359,12 @@ fn a_connection_the_server_closed_is_opened_again() {
             Err(e) => {
                 failed += 1;
                 assert!(e.to_string().contains("look up API key"), "{e}");
-                assert!(failed < 3, "the connection was not opened again: {e}");
+                assert!(failed < 40, "the connection was not opened again: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
     };
     assert_eq!(tenant.as_deref(), Some("acme"));
-    assert_eq!(failed, 1);
     s.ping().unwrap();
 }
 
