@@ -75,6 +75,7 @@ pub mod merges;
 mod packed;
 mod pending_keys;
 pub mod pg;
+mod pool;
 pub mod rekey;
 mod runs;
 pub mod score;
@@ -103,6 +104,7 @@ pub use matching::{
     Candidate, GoldenMember, LeadRow, Link, LinkKind, MergeRow, Review, ReviewItem, key_hash,
 };
 pub use pending_keys::{DEFAULT_CYCLE_LEADS, KeyMap, MID_ROUNDS};
+pub use pool::{Pool, Pooled};
 
 use leadgate_lead::{Issue, Lead, Severity, Verdict};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -139,6 +141,13 @@ pub enum StoreError {
     PgConnect {
         target: String,
         source: postgres::Error,
+    },
+    #[error("no connection to the store at {location}: {reason}")]
+    Pool { location: String, reason: String },
+    #[error("PostgreSQL TLS setting {setting}: {reason}")]
+    PgTls {
+        setting: &'static str,
+        reason: String,
     },
     #[error("PostgreSQL store migration {version} failed: {source}")]
     PgMigrate {

@@ -644,3 +644,54 @@ fn hosts_claiming_at_once_never_take_the_same_handoff() {
     all.dedup();
     assert_eq!((n, all.len()), (300, 300), "every handoff claimed once");
 }
+
+/// TLS with libpq's `sslmode`s, against the local server's certificate
+/// (Debian's: self-signed, for `localhost`) when the server offers TLS.
+#[test]
+fn tls_is_used_and_checked_as_sslmode_says() {
+    let Some(db) = TestDb::create("tls") else {
+        return;
+    };
+    let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let ssl: String = c.query_one("SHOW ssl", &[]).unwrap().get(0);
+    let cert: String = c.query_one("SHOW ssl_cert_file", &[]).unwrap().get(0);
+    if ssl != "on" {
+        eprintln!("tls: skipped, the server at {} does not offer TLS", db.url);
+        return;
+    }
+    let cert = if cert.starts_with('/') {
+        cert
+    } else {
+        let dir: String = c.query_one("SHOW data_directory", &[]).unwrap().get(0);
+        format!("{dir}/{cert}")
+    };
+    let (scheme, rest) = db.url.split_once("://").unwrap();
+    let (server, name) = rest.split_once('/').unwrap();
+    let user = server.split_once('@').map_or("", |(u, _)| u);
+    let at = |host: &str, query: &str| format!("{scheme}://{user}@{host}/{name}?{query}");
+
+    let plain = PgStore::connect(&at("localhost", "sslmode=disable")).unwrap();
+    assert!(!plain.encrypted().unwrap(), "sslmode=disable is plain");
+    let encrypted = PgStore::connect(&at("localhost", "sslmode=require")).unwrap();
+    assert!(encrypted.encrypted().unwrap(), "sslmode=require is TLS");
+
+    // The server's certificate as the only root: the chain holds, and its
+    // name (localhost) matches only when connecting to localhost.
+    let root = format!("sslrootcert={cert}");
+    let full = PgStore::connect(&at("localhost", &format!("sslmode=verify-full&{root}")));
+    match full {
+        Ok(s) => assert!(s.encrypted().unwrap()),
+        Err(e) => panic!("verify-full against localhost with its own certificate: {e}"),
+    }
+    let ca = PgStore::connect(&at("127.0.0.1", &format!("sslmode=verify-ca&{root}"))).unwrap();
+    assert!(ca.encrypted().unwrap(), "verify-ca does not check the name");
+    let err = PgStore::connect(&at("127.0.0.1", &format!("sslmode=verify-full&{root}")))
+        .expect_err("a certificate for localhost is refused for 127.0.0.1")
+        .to_string();
+    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+    // Without a root given, Mozilla's roots: a self-signed one is refused.
+    let err = PgStore::connect(&at("localhost", "sslmode=verify-full"))
+        .expect_err("a self-signed certificate is refused against the public roots")
+        .to_string();
+    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+}

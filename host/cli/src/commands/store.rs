@@ -12,10 +12,18 @@ use std::process::ExitCode;
 /// and checksum before and after; fails unless every table verifies.
 pub(super) fn migrate(_config: Config, db: String, args: MigrateStoreArgs) -> Result<ExitCode> {
     let from_location = args.from.unwrap_or(db);
-    let from = Store::open(&from_location)
-        .with_context(|| format!("cannot open the source store {from_location}"))?;
-    let mut to = Store::open(&args.to)
-        .with_context(|| format!("cannot open the destination store {}", args.to))?;
+    let from = Store::open(&from_location).with_context(|| {
+        format!(
+            "cannot open the source store {}",
+            leadgate_store::pg::redact(&from_location)
+        )
+    })?;
+    let mut to = Store::open(&args.to).with_context(|| {
+        format!(
+            "cannot open the destination store {}",
+            leadgate_store::pg::redact(&args.to)
+        )
+    })?;
     eprintln!(
         "copying {} ({}) into {} ({})",
         from.path(),

@@ -19,6 +19,9 @@ mod review;
 mod runs;
 mod score;
 mod service;
+mod tls;
+
+pub use tls::SslMode;
 
 use crate::StoreError;
 use std::cell::{Cell, RefCell, RefMut};
@@ -39,6 +42,8 @@ pub struct PgStore {
     client: RefCell<postgres::Client>,
     /// How to connect again when the server closed the connection.
     config: Box<postgres::Config>,
+    /// Plain or TLS, as the URL's `sslmode` says.
+    connector: tls::Connector,
     /// The server and database, for messages (never the password).
     target: String,
     /// A [`Batch`](crate::Batch)'s transaction is open: store functions
@@ -63,12 +68,33 @@ pub fn is_postgres(location: &str) -> bool {
     location.starts_with("postgres://") || location.starts_with("postgresql://")
 }
 
+/// `location` for a message: a PostgreSQL URL's password replaced by
+/// `***`; anything else as it is.
+pub fn redact(location: &str) -> String {
+    if !is_postgres(location) {
+        return location.to_string();
+    }
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((user, hosts)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{hosts}{tail}")
+        }
+        _ => location.to_string(),
+    }
+}
+
 impl PgStore {
     /// Connects to the database `url` names (`postgres://user@host/db`),
-    /// with the password from the URL or else `PGPASSWORD`, and brings its
-    /// schema up to date. TLS is not offered yet: use a local socket, a
-    /// private network or a TLS-terminating proxy.
+    /// with the password from the URL or else `PGPASSWORD`, over TLS when
+    /// the URL's `sslmode` (or `PGSSLMODE`) asks for it ([`SslMode`]), and
+    /// brings its schema up to date.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let (url, tls) = tls::split_url(url, |k| std::env::var(k).ok())?;
         let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Postgres {
             op: "read the PostgreSQL URL",
             source,
@@ -78,9 +104,11 @@ impl PgStore {
         {
             config.password(password);
         }
+        let connector = tls::Connector::new(&tls)?;
+        config.ssl_mode(connector.driver_mode());
         let target = describe(&config);
-        let client = config
-            .connect(postgres::NoTls)
+        let client = connector
+            .connect(&config)
             .map_err(|source| StoreError::PgConnect {
                 target: target.clone(),
                 source,
@@ -88,6 +116,7 @@ impl PgStore {
         let store = PgStore {
             client: RefCell::new(client),
             config: Box::new(config),
+            connector,
             target,
             in_batch: Cell::new(false),
             statements: RefCell::default(),
@@ -108,6 +137,18 @@ impl PgStore {
             .simple_query("SELECT 1")
             .map(|_| ())
             .map_err(pg("ping"))
+    }
+
+    /// Whether this connection is encrypted (TLS), as the server sees it.
+    pub fn encrypted(&self) -> Result<bool, StoreError> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .map_err(pg("read the connection's TLS state"))?;
+        Ok(row.get(0))
     }
 
     /// The schema version of the database.
@@ -142,7 +183,7 @@ impl PgStore {
         let mut client = self.client.borrow_mut();
         if client.is_closed()
             && !self.in_batch.get()
-            && let Ok(fresh) = self.config.connect(postgres::NoTls)
+            && let Ok(fresh) = self.connector.connect(&self.config)
         {
             *client = fresh;
             self.statements.borrow_mut().clear();
@@ -347,4 +388,20 @@ pub(crate) fn limit(n: usize) -> i64 {
 /// Maps a PostgreSQL error to the store's, naming the operation.
 pub(crate) fn pg(op: &'static str) -> impl FnOnce(postgres::Error) -> StoreError {
     move |source| StoreError::Postgres { op, source }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_never_reaches_a_message() {
+        assert_eq!(
+            super::redact("postgres://app:s3cr:et@db.internal:5432/leads?sslmode=require"),
+            "postgres://app:***@db.internal:5432/leads?sslmode=require"
+        );
+        assert_eq!(
+            super::redact("postgres://app@db/leads"),
+            "postgres://app@db/leads"
+        );
+        assert_eq!(super::redact("leadgate.db"), "leadgate.db");
+    }
 }
