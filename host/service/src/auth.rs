@@ -9,7 +9,6 @@
 //! keys are cached as unknown for a few seconds, so guessing cannot load
 //! the store.
 
-use leadgate_store::Store;
 use leadgate_store::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -57,7 +56,7 @@ pub struct Keys {
 
 impl Keys {
     /// The tenant of `key`, if it is a live key.
-    pub fn tenant(&self, key: &str, store: &Mutex<Store>) -> Option<String> {
+    pub fn tenant(&self, key: &str, store: &leadgate_store::Pool) -> Option<String> {
         let h = hash(key);
         if let Some((t, at)) = self.known.read().ok()?.get(&h)
             && at.elapsed() < POSITIVE_TTL
@@ -73,7 +72,7 @@ impl Keys {
                 unknown.remove(&h);
             }
         }
-        let look_up = || store.lock().ok()?.api_key_tenant(&h).ok().flatten();
+        let look_up = || store.get().ok()?.api_key_tenant(&h).ok().flatten();
         // Called from a request handler: a PostgreSQL store's client blocks
         // on a runtime of its own, which a runtime thread must first leave.
         let found = match tokio::runtime::Handle::try_current() {
@@ -108,16 +107,19 @@ impl Keys {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use leadgate_store::Store;
 
     #[test]
     fn keys_resolve_to_their_tenant_and_only_by_hash() {
-        let store = Store::open(":memory:").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keys.db").display().to_string();
+        let store = Store::open(&db).unwrap();
         let key = new_key("acme corp");
         assert!(key.starts_with("lg_acme-corp_"));
         store
             .add_api_key("acme corp", "test", &hash(&key), &prefix(&key), 1)
             .unwrap();
-        let store = Mutex::new(store);
+        let store = leadgate_store::Pool::open(&db, 2, None).unwrap();
         let keys = Keys::default();
         assert_eq!(keys.tenant(&key, &store).as_deref(), Some("acme corp"));
         assert_eq!(keys.tenant(&new_key("acme corp"), &store), None);

@@ -59,8 +59,9 @@ pub struct Shared {
     pub tenants: HashMap<String, Tenant>,
     pub metrics: metrics::Metrics,
     pub keys: auth::Keys,
-    /// A store connection for reads and small writes from handlers.
-    pub reader: Mutex<Store>,
+    /// Store connections for reads and small writes from handlers
+    /// (`[serve] store_connections` of them at most).
+    pub reader: leadgate_store::Pool,
     /// The connection `/metrics` counts backlogs with. Those counts read
     /// whole tables (the review queue, the outbox), so a scrape has a
     /// connection of its own and never holds up the handlers' reads —
@@ -237,7 +238,8 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         .unwrap_or_else(|| config.serve.listen.clone());
     let configs = tenants(config)?;
     // The store is created and migrated before anything listens.
-    let reader = open_store(&opts.db)?;
+    let reader =
+        leadgate_store::Pool::open(&opts.db, config.serve.store_connections, Some(CACHE_KIB))?;
     let mut tenants = HashMap::new();
     let mut receivers = Vec::new();
     let mut limiters = HashMap::new();
@@ -266,6 +268,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         receivers.push((c, rx));
     }
     let legacy_forms = reader
+        .get()?
         .tenants_with_legacy_form_keys()
         .context("cannot read the intake log")?
         .into_iter()
@@ -274,7 +277,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
         tenants,
         metrics: metrics::Metrics::new(),
         keys: auth::Keys::default(),
-        reader: Mutex::new(reader),
+        reader,
         gauges: Mutex::new(open_store(&opts.db)?),
         db: opts.db.clone(),
         limiters,
@@ -287,7 +290,7 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
     });
     let no_keys = shared
         .reader
-        .lock()
+        .get()
         .ok()
         .and_then(|s| s.api_keys(None).ok())
         .is_some_and(|k| k.is_empty());

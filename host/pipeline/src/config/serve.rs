@@ -64,6 +64,11 @@ pub struct ServeConfig {
     /// (the first one stopped). A host is known by `HOSTNAME`; one that
     /// restarts under the same name takes its own claims back at once.
     pub claim_lease_ms: u64,
+    /// Store connections the request handlers share (reads, review
+    /// decisions, retries), opened as load needs them. Pipelines and the
+    /// background thread have their own. The process's own `[serve]` sets
+    /// it, as `listen`.
+    pub store_connections: u32,
     /// How long a client has to send a request's headers, from the first
     /// byte of the request (and an idle keep-alive connection to start its
     /// next one); past it the connection is closed. The process's own
@@ -101,6 +106,7 @@ impl Default for ServeConfig {
             tick_seconds: 60,
             checkpoint_ms: 100,
             claim_lease_ms: 300_000,
+            store_connections: 4,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             max_connections_per_client: 256,
@@ -303,6 +309,12 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         bail!(
             "serve.claim_lease_ms must be from 1000 (a second) to 86400000 (a day), not {}",
             serve.claim_lease_ms
+        );
+    }
+    if !(1..=256).contains(&serve.store_connections) {
+        bail!(
+            "serve.store_connections must be from 1 to 256, not {}",
+            serve.store_connections
         );
     }
     for (name, ms) in [

@@ -10,10 +10,7 @@ pub(super) async fn with_store<T: Send + 'static>(
 ) -> Result<T, Response> {
     let s = s.clone();
     match tokio::task::spawn_blocking(move || {
-        let store = s
-            .reader
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the store connection is poisoned"))?;
+        let store = s.reader.get()?;
         f(&store)
     })
     .await
@@ -234,9 +231,9 @@ pub(super) async fn decide_review(
     };
     let tenant = tenant.to_string();
     let config = t.config.clone();
-    let db = s.db.clone();
+    let pool = s.reader.clone();
     let decided = tokio::task::spawn_blocking(move || {
-        let mut store = leadgate_store::Store::open(&db)?;
+        let mut store = pool.get()?;
         crate::review::decide(
             &config,
             &mut store,
@@ -331,9 +328,9 @@ pub(super) async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: B
         );
     }
     let tenant = tenant.to_string();
-    let db = s.db.clone();
+    let pool = s.reader.clone();
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
-        let mut store = leadgate_store::Store::open(&db)?;
+        let mut store = pool.get()?;
         Ok(store.retry_handoffs(&tenant, &r.ids, crate::clock::now_ms())?)
     })
     .await;
