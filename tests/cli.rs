@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::store::{location, location_in, on_postgres};
 use common::{components, leadgate, ok};
 
 use leadgate_store::prelude::*;
@@ -39,9 +40,10 @@ fn run_in(d: &Path, configured: bool, db: &str) -> Vec<serde_json::Value> {
     } else {
         &[]
     };
+    let db = location(db);
     let args = [
         "--db",
-        db,
+        db.as_str(),
         "run",
         "--input",
         "in.csv",
@@ -242,7 +244,7 @@ fn a_misbehaving_component_is_contained_and_the_next_lead_processed() {
         "tenant = \"t\"\n[limits]\ndeadline_ms = 1000\nmemory_mib = 16\nbatch_size = 2\n[validate]\ncomponent = {:?}\n",
         chaos.display().to_string()
     );
-    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    let out = run_configured(dir.path(), &config, &["--db", location("s.db").as_str()]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -277,7 +279,7 @@ fn a_misbehaving_component_is_contained_and_the_next_lead_processed() {
     );
 
     let listed = leadgate(dir.path())
-        .args(["--db", "s.db", "exceptions", "--json"])
+        .args(["--db", location("s.db").as_str(), "exceptions", "--json"])
         .output()
         .unwrap();
     let items: Vec<serde_json::Value> = String::from_utf8(listed.stdout)
@@ -429,6 +431,10 @@ fn the_bundled_sample_file_is_what_the_generator_makes() {
 
 #[test]
 fn scores_are_the_same_saved_in_one_batch_or_beside_the_scoring() {
+    if on_postgres() {
+        eprintln!("SQLite only: it reads the two SQLite files with SQLite's JSON functions");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(
@@ -468,7 +474,7 @@ fn scores_are_the_same_saved_in_one_batch_or_beside_the_scoring() {
                 "--output",
                 "/dev/null",
                 "--db",
-                db,
+                location(db).as_str(),
                 "-q",
             ],
         );
@@ -524,7 +530,7 @@ fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {
             "--output",
             "/dev/full",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "-q",
         ])
         .output()
@@ -535,7 +541,7 @@ fn a_run_that_cannot_write_its_results_still_records_what_it_processed() {
         "{}",
         stderr(&out)
     );
-    let store = leadgate_store::Store::open(dir.path().join("s.db").to_str().unwrap()).unwrap();
+    let store = leadgate_store::Store::open(&location_in(dir.path(), "s.db")).unwrap();
     let (status, totals) = store.run_status(1).unwrap().unwrap();
     assert_eq!(status, "failed");
     assert!(totals.total > 0);
@@ -561,7 +567,7 @@ fn within_batch_duplicates_are_found_and_linked_to_the_first() {
     // the phone in national format.
     csv.push_str("William.Smith+crm@acme.com,Bill,Smith,020 7946 0123,\"Acme, Limited\",London,SW1A1AA,United Kingdom,yes\n");
     std::fs::write(d.join("in.csv"), csv).unwrap();
-    let out = run_configured(d, "", &["--db", "s.db"]);
+    let out = run_configured(d, "", &["--db", location("s.db").as_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = lines(&d.join("out.ndjson"));
     assert_eq!(r[0]["status"], "accepted");
@@ -634,7 +640,7 @@ fn an_opt_out_never_merges_silently_it_goes_to_review() {
     let out = run_configured(
         d,
         "[dedupe]\nauto_merge_enabled = true\n",
-        &["--db", "s.db"],
+        &["--db", location("s.db").as_str()],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = lines(&d.join("out.ndjson"));
@@ -647,7 +653,7 @@ fn an_opt_out_never_merges_silently_it_goes_to_review() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "review",
             "list",
             "--json",
@@ -669,7 +675,7 @@ fn an_opt_out_never_merges_silently_it_goes_to_review() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "review",
             "decide",
             &id,
@@ -679,7 +685,7 @@ fn an_opt_out_never_merges_silently_it_goes_to_review() {
         ],
     );
     let master = r[0]["lead_id"].as_str().unwrap();
-    let shown = ok(d, &["--db", "s.db", "show", master]);
+    let shown = ok(d, &["--db", location("s.db").as_str(), "show", master]);
     let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(
         shown["golden"]["lead"]["consent"][0]["granted"], false,
@@ -691,7 +697,7 @@ fn an_opt_out_never_merges_silently_it_goes_to_review() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "review",
             "decide",
             &id,
@@ -725,7 +731,7 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "import",
             "--input",
             "crm.csv",
@@ -738,7 +744,7 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
     assert_eq!(imported.len(), 2);
     let master = imported[0]["lead_id"].as_str().unwrap().to_string();
     assert_eq!(imported[0]["lead"]["source"], "crm");
-    let before = ok(d, &["--db", "s.db", "show", &master]).stdout;
+    let before = ok(d, &["--db", location("s.db").as_str(), "show", &master]).stdout;
 
     std::fs::write(
         d.join("in.csv"),
@@ -751,10 +757,13 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
     assert_eq!(r[0]["match"]["decision"], "merge");
     let dup = r[0]["lead_id"].as_str().unwrap().to_string();
     let dup_before: serde_json::Value =
-        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &dup]).stdout).unwrap();
+        serde_json::from_slice(&ok(d, &["--db", location("s.db").as_str(), "show", &dup]).stdout)
+            .unwrap();
 
-    let merged: serde_json::Value =
-        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &master]).stdout).unwrap();
+    let merged: serde_json::Value = serde_json::from_slice(
+        &ok(d, &["--db", location("s.db").as_str(), "show", &master]).stdout,
+    )
+    .unwrap();
     let golden = &merged["golden"];
     assert_eq!(golden["lead"]["job_title"], "CTO", "most recent non-empty");
     assert_eq!(
@@ -765,16 +774,24 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
 
     let out = ok(
         d,
-        &["--config", "leadgate.toml", "--db", "s.db", "unmerge", &dup],
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            location("s.db").as_str(),
+            "unmerge",
+            &dup,
+        ],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("undid merge"));
     let after: serde_json::Value =
-        serde_json::from_slice(&ok(d, &["--db", "s.db", "show", &dup]).stdout).unwrap();
+        serde_json::from_slice(&ok(d, &["--db", location("s.db").as_str(), "show", &dup]).stdout)
+            .unwrap();
     assert_eq!(after["raw"], dup_before["raw"]);
     assert_eq!(after["normalized"], dup_before["normalized"]);
     assert_eq!(after["status"], "accepted");
     assert!(after["master_id"].is_null());
-    let master_after = ok(d, &["--db", "s.db", "show", &master]).stdout;
+    let master_after = ok(d, &["--db", location("s.db").as_str(), "show", &master]).stdout;
     // The master is exactly as it was before the merge, merges aside.
     let strip = |bytes: &[u8]| {
         let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
@@ -784,7 +801,14 @@ fn import_then_run_merges_and_unmerge_restores_the_originals_byte_for_byte() {
     assert_eq!(strip(&master_after), strip(&before));
     // Nothing left to undo is an error that says so.
     let again = leadgate(d)
-        .args(["--config", "leadgate.toml", "--db", "s.db", "unmerge", &dup])
+        .args([
+            "--config",
+            "leadgate.toml",
+            "--db",
+            location("s.db").as_str(),
+            "unmerge",
+            &dup,
+        ])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1));
@@ -820,7 +844,7 @@ fn batch_dedupe_writes_pairs_and_clusters_and_applies_only_without_dry_run() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "dedupe",
             "--input",
             "old.csv",
@@ -861,7 +885,7 @@ fn batch_dedupe_writes_pairs_and_clusters_and_applies_only_without_dry_run() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "dedupe",
             "--input",
             "old.csv",
@@ -870,7 +894,7 @@ fn batch_dedupe_writes_pairs_and_clusters_and_applies_only_without_dry_run() {
         ],
     );
     assert!(stderr(&out).contains("applied"), "{}", stderr(&out));
-    let store = leadgate_store::Store::open(d.join("s.db").to_str().unwrap()).unwrap();
+    let store = leadgate_store::Store::open(&location_in(d, "s.db")).unwrap();
     assert_eq!(store.count("leads").unwrap(), 4);
     assert!(store.count("merges").unwrap() >= 1);
     assert!(store.count("golden").unwrap() >= 1);
@@ -1045,7 +1069,8 @@ fn dedupe_train_from_the_store_estimates_on_its_leads_and_the_thresholds_keep_th
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("s.db");
-    let db = db.to_str().unwrap();
+    let db = location(db.to_str().unwrap());
+    let db = db.as_str();
     let model = dir.path().join("model.json");
     let model = model.to_str().unwrap();
     let train = [
@@ -1229,7 +1254,7 @@ fn every_lead_gets_a_state_when_the_provider_misbehaves_and_the_queue_catches_up
     let out = run_configured(
         dir.path(),
         &http_provider_config(&server.url(), ""),
-        &["--db", "s.db"],
+        &["--db", location("s.db").as_str()],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let results = lines(&dir.path().join("out.ndjson"));
@@ -1291,7 +1316,7 @@ fn every_lead_gets_a_state_when_the_provider_misbehaves_and_the_queue_catches_up
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "enrich",
             "--queued",
             "--output",
@@ -1316,7 +1341,7 @@ fn every_lead_gets_a_state_when_the_provider_misbehaves_and_the_queue_catches_up
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "enrich",
             "--queued",
         ])
@@ -1328,7 +1353,12 @@ fn every_lead_gets_a_state_when_the_provider_misbehaves_and_the_queue_catches_up
         stderr(&empty)
     );
     let shown = leadgate(dir.path())
-        .args(["--db", "s.db", "show", re[0]["lead_id"].as_str().unwrap()])
+        .args([
+            "--db",
+            location("s.db").as_str(),
+            "show",
+            re[0]["lead_id"].as_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(shown.status.success());
@@ -1352,12 +1382,12 @@ fn the_cache_outlives_the_process_and_serves_stale_when_the_provider_is_down() {
     enrich_leads(dir.path(), &["acme.com", "globex.com"]);
     // A TTL of one second: the second run finds the entries stale.
     let config = http_provider_config(&server.url(), "cache_ttl_secs = 1");
-    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    let out = run_configured(dir.path(), &config, &["--db", location("s.db").as_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.requests().len(), 2);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     down.store(true, Ordering::SeqCst);
-    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    let out = run_configured(dir.path(), &config, &["--db", location("s.db").as_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let results = lines(&dir.path().join("out.ndjson"));
     for r in &results {
@@ -1396,7 +1426,7 @@ fn a_misbehaving_enricher_is_contained_and_the_lead_goes_on() {
         "tenant = \"t\"\n[limits]\ndeadline_ms = 200\nbatch_size = 8\n[dedupe]\nenabled = false\n[classify]\nrequired = [\"email\", \"company\"]\n[enrich]\ncomponent = {:?}\n[[enrich.providers]]\nname = \"local\"\nkind = \"local\"\ncompanies = \"companies.csv\"\n",
         chaos.display().to_string()
     );
-    let out = run_configured(dir.path(), &config, &["--db", "s.db"]);
+    let out = run_configured(dir.path(), &config, &["--db", location("s.db").as_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let results = lines(&dir.path().join("out.ndjson"));
     let got: Vec<(&str, Option<&str>, &str)> = results
@@ -1471,7 +1501,7 @@ fn scoring_store(dir: &Path, config: &str) {
          dee@gmail.com,Dee,Fox,,Student,US\n",
     )
     .unwrap();
-    let out = run_configured(dir, config, &["--db", "s.db"]);
+    let out = run_configured(dir, config, &["--db", location("s.db").as_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("scored 4 leads"), "{}", stderr(&out));
 }
@@ -1487,7 +1517,7 @@ fn lead_id(dir: &Path, email: &str) -> String {
 }
 
 fn show(dir: &Path, id: &str) -> serde_json::Value {
-    let out = ok(dir, &["--db", "s.db", "show", id]);
+    let out = ok(dir, &["--db", location("s.db").as_str(), "show", id]);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -1522,7 +1552,7 @@ fn events_attach_idempotently_and_surface_a_lead_once_with_reasons() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "events",
             "--input",
             "events.ndjson",
@@ -1558,7 +1588,7 @@ fn events_attach_idempotently_and_surface_a_lead_once_with_reasons() {
             "--config",
             "leadgate.toml",
             "--db",
-            "s.db",
+            location("s.db").as_str(),
             "events",
             "--input",
             "events.ndjson",
@@ -1571,7 +1601,16 @@ fn events_attach_idempotently_and_surface_a_lead_once_with_reasons() {
     );
     assert_eq!(lines(&d.join("pipeline.ndjson")).len(), 1);
     // Re-scoring while still above the threshold does not surface again.
-    ok(d, &["--config", "leadgate.toml", "--db", "s.db", "rescore"]);
+    ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            location("s.db").as_str(),
+            "rescore",
+        ],
+    );
     assert_eq!(lines(&d.join("pipeline.ndjson")).len(), 1);
     let shown = show(d, &ann);
     assert!(
@@ -1591,7 +1630,7 @@ fn events_attach_idempotently_and_surface_a_lead_once_with_reasons() {
         "email,first_name,company\nzed@newco.io,Zed,Newco\n",
     )
     .unwrap();
-    let out = run_configured(d, SCORE_CONFIG, &["--db", "s.db"]);
+    let out = run_configured(d, SCORE_CONFIG, &["--db", location("s.db").as_str()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let zed = show(d, &lead_id(d, "zed@newco.io"));
     let reasons = zed["score"]["current"]["reasons"].to_string();
@@ -1612,7 +1651,13 @@ fn bad_score_configuration_is_refused_with_a_clear_message() {
     ] {
         std::fs::write(d.join("leadgate.toml"), config).unwrap();
         let out = leadgate(d)
-            .args(["--config", "leadgate.toml", "--db", "s.db", "rescore"])
+            .args([
+                "--config",
+                "leadgate.toml",
+                "--db",
+                location("s.db").as_str(),
+                "rescore",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{config}");
@@ -1925,6 +1970,10 @@ fn compose_plugs_by_interface_and_names_a_mismatch() {
 /// reaches them only through `leadgate rekey`.
 #[test]
 fn rekey_brings_stored_leads_under_a_changed_key() {
+    if on_postgres() {
+        eprintln!("SQLite only: it copies the store as a file");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let config = |identity: &str| {
@@ -1970,6 +2019,10 @@ fn rekey_brings_stored_leads_under_a_changed_key() {
 
 #[test]
 fn rekey_names_a_lead_it_cannot_key_and_changes_nothing() {
+    if on_postgres() {
+        eprintln!("SQLite only: it damages a row in the SQLite file by hand");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("in.csv"), PEOPLE).unwrap();
@@ -1986,7 +2039,7 @@ fn rekey_names_a_lead_it_cannot_key_and_changes_nothing() {
         .unwrap();
     drop(db);
     let out = leadgate(d)
-        .args(["--db", "s.db", "rekey"])
+        .args(["--db", location("s.db").as_str(), "rekey"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

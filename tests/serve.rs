@@ -8,6 +8,7 @@ mod common;
 
 use common::core::{Server, key, now_ms};
 use common::crm::FakeCrm;
+use common::store::{location, on_postgres};
 
 use std::path::Path;
 use std::process::Command;
@@ -92,9 +93,18 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// The email in a stored JSON column, in the SQL of the test's store.
+fn email_of(column: &str) -> String {
+    if on_postgres() {
+        format!("({column}::jsonb->>'email')")
+    } else {
+        format!("json_extract({column}, '$.email')")
+    }
+}
+
+/// A count from the test's store (`s.db`, or its database).
 fn sqlite(dir: &Path, query: &str) -> i64 {
-    let c = rusqlite::Connection::open(dir.join("s.db")).unwrap();
-    c.query_row(query, [], |r| r.get(0)).unwrap()
+    common::store::count(dir, "s.db", query)
 }
 
 #[test]
@@ -151,7 +161,10 @@ fn intake_is_idempotent_and_tenants_are_isolated() {
     assert_eq!(
         sqlite(
             dir.path(),
-            "SELECT count(*) FROM leads WHERE json_extract(raw, '$.email') = 'cleo@initech.com'"
+            &format!(
+                "SELECT count(*) FROM leads WHERE {} = 'cleo@initech.com'",
+                email_of("raw")
+            )
         ),
         1
     );
@@ -568,7 +581,10 @@ fn a_crash_mid_batch_loses_nothing_and_duplicates_nothing() {
     assert_eq!(
         sqlite(
             dir.path(),
-            "SELECT count(*) FROM (SELECT json_extract(normalized, '$.email') e FROM leads GROUP BY e HAVING count(*) > 1)"
+            &format!(
+                "SELECT count(*) FROM (SELECT {} e FROM leads GROUP BY e HAVING count(*) > 1) AS twice",
+                email_of("normalized")
+            )
         ),
         0
     );
@@ -1130,6 +1146,15 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
         ) == 0
     });
     let emails = |dir: &Path| -> Vec<String> {
+        if on_postgres() {
+            let mut c = postgres::Client::connect(&location("s.db"), postgres::NoTls).unwrap();
+            return c
+                .query("SELECT raw::jsonb->>'email' FROM leads", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
         let c = rusqlite::Connection::open(dir.join("s.db")).unwrap();
         let mut stmt = c
             .prepare("SELECT json_extract(raw, '$.email') FROM leads")
@@ -1159,6 +1184,9 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
     assert_eq!(unique.len(), 270);
     assert_eq!(sqlite(dir.path(), "SELECT count(*) FROM intake"), 90);
     drop(s);
+    if on_postgres() {
+        return;
+    }
     let c = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     let check: String = c
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

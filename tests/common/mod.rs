@@ -7,6 +7,7 @@
 pub mod core;
 pub mod crm;
 pub mod pg;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,14 +22,19 @@ pub fn components() -> PathBuf {
     dir
 }
 
-/// `leadgate` in `dir`, with the built components and no configuration or
-/// store from the environment.
+/// `leadgate` in `dir`, with the built components and no configuration
+/// from the environment. Its store is the configuration's or `--db`'s; on a
+/// PostgreSQL run (`store::on_postgres`) a command without `--db` gets the
+/// test's database `s.db` in place of the configuration's file.
 pub fn leadgate(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_leadgate"));
     c.current_dir(dir)
         .env("LEADGATE_COMPONENTS", components())
         .env_remove("LEADGATE_CONFIG")
         .env_remove("LEADGATE_DB");
+    if store::on_postgres() {
+        c.env("LEADGATE_DB", store::location("s.db"));
+    }
     c
 }
 
