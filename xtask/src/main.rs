@@ -16,9 +16,13 @@
 //! - `test`: build, make sure the pinned `wasmtime` CLI is installed (the
 //!   edge tests run the edge under `wasmtime serve`), then `cargo test
 //!   --workspace --release`.
+//! - `image`: build, then the container image `leadgate:<version>` from
+//!   `deploy/Containerfile`, with no base image (see `image.rs`).
 //! - `bench`: build, then `leadgate-bench` (the benchmarks, a binary of
 //!   their own; extra arguments passed on, e.g. `dedupe` or `enrich
 //!   --rounds 5`).
+
+mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -47,8 +51,9 @@ fn main() -> ExitCode {
         Some("demo") => build().and_then(|()| demo()),
         Some("test") => build().and_then(|()| test(&args[1..])),
         Some("bench") => build().and_then(|()| bench(&args[1..])),
+        Some("image") => build().and_then(|()| image::image(&root(), COMPONENTS)),
         _ => {
-            eprintln!("usage: cargo xtask <build | demo | test | bench>");
+            eprintln!("usage: cargo xtask <build | demo | test | bench | image>");
             return ExitCode::from(2);
         }
     };
