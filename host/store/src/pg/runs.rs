@@ -405,51 +405,78 @@ fn write_decisions(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let leads: Vec<&str> = rows.iter().map(|d| d.lead).collect();
-    let capabilities: Vec<&str> = rows.iter().map(|d| d.capability).collect();
-    let components: Vec<&str> = rows.iter().map(|d| d.component).collect();
-    let verdicts: Vec<&str> = rows.iter().map(|d| d.verdict).collect();
-    let details: Vec<Option<&str>> = rows.iter().map(|d| d.detail).collect();
-    tx.execute_cached(
-        "INSERT INTO decisions (id, lead_id, run_id, capability, component, verdict, normalized, decided_at)
-         SELECT u.id, u.lead, $6, u.capability, u.component, u.verdict, u.detail, $7
-           FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $8::TEXT[])
-                AS u(id, lead, capability, component, verdict, detail)",
-        &[
-            &ids,
-            &leads,
-            &capabilities,
-            &components,
-            &verdicts,
-            &b.run_id,
-            &b.now,
-            &details,
-        ],
-    )
-    .map_err(pg("insert decisions"))?;
-    let mut decision = Vec::new();
-    let mut lead = Vec::new();
-    let mut field = Vec::new();
-    let mut code = Vec::new();
-    let mut sev = Vec::new();
-    let mut message = Vec::new();
-    for (at, r) in validated {
-        for i in r.issues {
-            decision.push(ids.get(at).copied().unwrap_or_default());
-            lead.push(r.raw.id.as_str());
-            field.push(i.field.as_str());
-            code.push(i.code.as_str());
-            sev.push(severity(i.severity));
-            message.push(i.message.as_str());
+    // Appends only: `COPY … (FORMAT binary)`, no statement to plan and no
+    // arrays to build and take apart.
+    {
+        use postgres::types::Type;
+        let sink = tx
+            .copy_in(
+                "COPY decisions (id, lead_id, run_id, capability, component, verdict, normalized, decided_at)
+                 FROM STDIN (FORMAT binary)",
+            )
+            .map_err(pg("copy decisions"))?;
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::INT8,
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+            ],
+        );
+        for (d, id) in rows.iter().zip(&ids) {
+            w.write(&[
+                id,
+                &d.lead,
+                &b.run_id,
+                &d.capability,
+                &d.component,
+                &d.verdict,
+                &d.detail,
+                &b.now,
+            ])
+            .map_err(pg("copy decisions"))?;
         }
+        w.finish().map_err(pg("copy decisions"))?;
     }
-    if !decision.is_empty() {
-        tx.execute_cached(
-            "INSERT INTO issues (decision_id, lead_id, field, code, severity, message)
-             SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])",
-            &[&decision, &lead, &field, &code, &sev, &message],
-        )
-        .map_err(pg("insert issues"))?;
+    let issues = validated
+        .iter()
+        .flat_map(|(at, r)| r.issues.iter().map(move |i| (*at, *r, i)));
+    if validated.iter().any(|(_, r)| !r.issues.is_empty()) {
+        use postgres::types::Type;
+        let sink = tx
+            .copy_in(
+                "COPY issues (decision_id, lead_id, field, code, severity, message) FROM STDIN (FORMAT binary)",
+            )
+            .map_err(pg("copy issues"))?;
+        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::INT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+            ],
+        );
+        for (at, r, i) in issues {
+            let decision = ids.get(at).copied().unwrap_or_default();
+            w.write(&[
+                &decision,
+                &r.raw.id.as_str(),
+                &i.field.as_str(),
+                &i.code.as_str(),
+                &severity(i.severity),
+                &i.message.as_str(),
+            ])
+            .map_err(pg("copy issues"))?;
+        }
+        w.finish().map_err(pg("copy issues"))?;
     }
     Ok(())
 }

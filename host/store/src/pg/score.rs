@@ -417,32 +417,44 @@ impl Scores for PgStore {
             .map_err(pg("save scores"))?;
         }
         if !changed.is_empty() {
-            let leads: Vec<&str> = changed.iter().map(|r| r.lead_id.as_str()).collect();
-            let totals: Vec<i64> = changed.iter().map(|r| i64::from(r.total)).collect();
-            let fit: Vec<f64> = changed.iter().map(|r| r.fit).collect();
-            let engagement: Vec<f64> = changed.iter().map(|r| r.engagement).collect();
-            let intent: Vec<f64> = changed.iter().map(|r| r.intent).collect();
-            let probabilities: Vec<Option<f64>> = changed.iter().map(|r| r.probability).collect();
-            let causes: Vec<&str> = changed.iter().map(|r| r.cause.as_str()).collect();
-            tx.execute(
-                "INSERT INTO score_history (lead_id, tenant, at, total, fit, engagement, intent, probability, cause)
-                 SELECT u.lead, $1, $2, u.total, u.fit, u.engagement, u.intent, u.probability, u.cause
-                   FROM unnest($3::TEXT[], $4::BIGINT[], $5::FLOAT8[], $6::FLOAT8[], $7::FLOAT8[], $8::FLOAT8[], $9::TEXT[])
-                        WITH ORDINALITY AS u(lead, total, fit, engagement, intent, probability, cause, ord)
-                  ORDER BY u.ord",
+            // An append, in order (`seq` numbers the rows as they come):
+            // `COPY … (FORMAT binary)`.
+            use postgres::types::Type;
+            let sink = tx
+                .copy_in(
+                    "COPY score_history (lead_id, tenant, at, total, fit, engagement, intent, probability, cause)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .map_err(pg("save score history"))?;
+            let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
+                sink,
                 &[
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::FLOAT8,
+                    Type::FLOAT8,
+                    Type::FLOAT8,
+                    Type::FLOAT8,
+                    Type::TEXT,
+                ],
+            );
+            for r in &changed {
+                w.write(&[
+                    &r.lead_id.as_str(),
                     &tenant,
                     &now,
-                    &leads,
-                    &totals,
-                    &fit,
-                    &engagement,
-                    &intent,
-                    &probabilities,
-                    &causes,
-                ],
-            )
-            .map_err(pg("save score history"))?;
+                    &i64::from(r.total),
+                    &r.fit,
+                    &r.engagement,
+                    &r.intent,
+                    &r.probability,
+                    &r.cause.as_str(),
+                ])
+                .map_err(pg("save score history"))?;
+            }
+            w.finish().map_err(pg("save score history"))?;
         }
         for s in surfaced {
             tx.execute(
