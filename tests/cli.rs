@@ -2056,3 +2056,72 @@ fn rekey_names_a_lead_it_cannot_key_and_changes_nothing() {
         .unwrap();
     assert_eq!(after, keys);
 }
+
+#[test]
+fn a_rescoring_pass_runs_once_at_a_time_across_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    scoring_store(d, SCORE_CONFIG);
+    let db = location_in(d, "s.db");
+    let rescore = || {
+        leadgate(d)
+            .args(["--config", "leadgate.toml", "--db"])
+            .arg(location("s.db"))
+            .args(["rescore"])
+            .output()
+            .unwrap()
+    };
+    // Another host is rescoring the tenant: this one does nothing, says
+    // who, and succeeds (a scheduled pass on every host is not an error).
+    let mut other = leadgate_store::Store::open(&db).unwrap();
+    let claim = leadgate_store::service::Claim {
+        holder: "host-b:77",
+        lease_ms: 600_000,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(
+        other.take_pass("default", "rescore", claim, now).unwrap(),
+        None
+    );
+    let out = rescore();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("another leadgate (host-b:77) is rescoring tenant default: nothing done"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("scored"), "{}", stderr(&out));
+    // Re-enrichment is a pass of its own: not held.
+    let out = leadgate(d)
+        .args(["--config", "leadgate.toml", "--db"])
+        .arg(location("s.db"))
+        .args(["enrich", "--queued"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("another leadgate"),
+        "{}",
+        stderr(&out)
+    );
+    // Given up: the pass runs, and gives its own lease up when done.
+    other
+        .release_pass("default", "rescore", "host-b:77")
+        .unwrap();
+    let out = rescore();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("scored 4"), "{}", stderr(&out));
+    let claim = leadgate_store::service::Claim {
+        holder: "host-b:77",
+        lease_ms: 600_000,
+    };
+    assert_eq!(
+        other.take_pass("default", "rescore", claim, now).unwrap(),
+        None,
+        "the finished pass gave its lease up"
+    );
+}

@@ -18,4 +18,5 @@ pub mod isolate;
 pub mod logging;
 pub mod matcher;
 pub mod matching;
+pub mod pass;
 pub mod score;

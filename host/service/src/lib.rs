@@ -388,15 +388,7 @@ async fn shutdown_signal() {
 /// handoffs): `HOSTNAME`, else the kernel's host name. Read once per
 /// process.
 pub fn instance() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string())
-    })
+    leadgate_pipeline::pass::instance()
 }
 
 /// This host's claims, with the tenant's lease (`[serve] claim_lease_ms`).

@@ -10,6 +10,7 @@ use crate::checkpoint::{Round, WalLength};
 use crate::enrich::{CacheRow, Enriched, Enrichments, Qualified, Queued, StoredEnrichment};
 use crate::matching::{Candidate, GoldenMember, LeadRow, Link, MergeRow, Review, ReviewItem};
 use crate::merges::{MatchReviews, Merges};
+use crate::passes::PassHeld;
 use crate::pg::PgStore;
 use crate::prelude::*;
 use crate::rekey::{KeyedLead, Rekeyed};
@@ -571,6 +572,21 @@ impl Scores for Store {
     }
     fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError> {
         either!(self, s => s.stored_score(lead))
+    }
+}
+
+impl Passes for Store {
+    fn take_pass(
+        &mut self,
+        tenant: &str,
+        name: &str,
+        claim: Claim<'_>,
+        now: i64,
+    ) -> Result<Option<PassHeld>, StoreError> {
+        either!(self, s => s.take_pass(tenant, name, claim, now))
+    }
+    fn release_pass(&mut self, tenant: &str, name: &str, holder: &str) -> Result<(), StoreError> {
+        either!(self, s => s.release_pass(tenant, name, holder))
     }
 }
 

@@ -67,7 +67,8 @@ const fn table(
 }
 
 /// Every table but the match index and the intake log, in an order that
-/// satisfies foreign keys.
+/// satisfies foreign keys. Pass leases (`passes`) are not copied: a store
+/// is moved with nothing running on it.
 const TABLES: &[Table] = &[
     table(
         "runs",

@@ -73,6 +73,7 @@ mod mapped;
 pub mod matching;
 pub mod merges;
 mod packed;
+pub mod passes;
 mod pending_keys;
 pub mod pg;
 mod pool;
@@ -88,6 +89,7 @@ pub mod prelude {
     pub use crate::enrich::Enrichments;
     pub use crate::matching::MatchIndex;
     pub use crate::merges::{MatchReviews, Merges};
+    pub use crate::passes::Passes;
     pub use crate::rekey::Rekey;
     pub use crate::runs::Runs;
     pub use crate::score::Scores;
@@ -142,6 +144,8 @@ pub enum StoreError {
         target: String,
         source: postgres::Error,
     },
+    #[error("the {0} pass was taken and given up twice while it was being asked for; try again")]
+    PassContended(String),
     #[error("no connection to the store at {location}: {reason}")]
     Pool { location: String, reason: String },
     #[error("PostgreSQL TLS setting {setting}: {reason}")]
@@ -282,6 +286,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_idempotency_scopes.sql"),
     include_str!("../migrations/0012_outbox_claims.sql"),
     include_str!("../migrations/0013_intake_claims.sql"),
+    include_str!("../migrations/0014_passes.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

@@ -695,3 +695,42 @@ fn tls_is_used_and_checked_as_sslmode_says() {
         .to_string();
     assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
 }
+
+fn passes(s: &mut impl Passes) {
+    let a = Claim {
+        holder: "host-a",
+        lease_ms: 1_000,
+    };
+    let b = Claim {
+        holder: "host-b",
+        lease_ms: 1_000,
+    };
+    assert_eq!(s.take_pass("acme", "rescore", a, 100).unwrap(), None);
+    // Held: the other host is told by whom and until when.
+    let held = s.take_pass("acme", "rescore", b, 200).unwrap().unwrap();
+    assert_eq!((held.holder.as_str(), held.until), ("host-a", 1_100));
+    // Per tenant and per pass.
+    assert_eq!(s.take_pass("globex", "rescore", b, 200).unwrap(), None);
+    assert_eq!(s.take_pass("acme", "reenrich", b, 200).unwrap(), None);
+    // The holder renews; the other still waits.
+    assert_eq!(s.take_pass("acme", "rescore", a, 900).unwrap(), None);
+    let held = s.take_pass("acme", "rescore", b, 1_500).unwrap().unwrap();
+    assert_eq!(held.until, 1_900);
+    // A lease that ran out (its holder stopped) is taken over.
+    assert_eq!(s.take_pass("acme", "rescore", b, 1_900).unwrap(), None);
+    let held = s.take_pass("acme", "rescore", a, 1_950).unwrap().unwrap();
+    assert_eq!(held.holder, "host-b");
+    // Only the holder gives it up.
+    s.release_pass("acme", "rescore", "host-a").unwrap();
+    assert!(s.take_pass("acme", "rescore", a, 2_000).unwrap().is_some());
+    s.release_pass("acme", "rescore", "host-b").unwrap();
+    assert_eq!(s.take_pass("acme", "rescore", a, 2_000).unwrap(), None);
+}
+
+#[test]
+fn passes_are_held_by_one_host_at_a_time_on_every_backend() {
+    passes(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("passes") {
+        passes(&mut PgStore::connect(&db.url).unwrap());
+    }
+}

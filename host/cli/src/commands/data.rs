@@ -132,6 +132,17 @@ pub(super) fn rekey(config: Config, db: String, args: RekeyArgs) -> Result<ExitC
 
 pub(super) fn rescore(config: Config, db: String, args: RescoreArgs) -> Result<ExitCode> {
     let RescoreArgs { pipeline, quiet } = args;
+    // One rescoring pass of a tenant at a time, across every host.
+    let _lease = match leadgate_pipeline::pass::PassLease::take(&db, &config.tenant, "rescore")? {
+        Ok(lease) => lease,
+        Err(held) => {
+            eprintln!(
+                "{}",
+                leadgate_pipeline::pass::held_message("rescoring", &config.tenant, &held)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let report = score::rescore_stored(&config, &db, None, "rescore", pipeline)?;
     if !quiet {
         eprintln!("{}", score::summary(&report));
@@ -296,6 +307,17 @@ pub(super) fn enrich(config: Config, db: String, args: EnrichArgs) -> Result<Exi
         output,
         quiet,
     } = args;
+    // One re-enrichment of a tenant's queue at a time, across every host.
+    let _lease = match leadgate_pipeline::pass::PassLease::take(&db, &config.tenant, "reenrich")? {
+        Ok(lease) => lease,
+        Err(held) => {
+            eprintln!(
+                "{}",
+                leadgate_pipeline::pass::held_message("re-enriching", &config.tenant, &held)
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
     let report = reenrich::run(
         &config,
         &reenrich::Options {

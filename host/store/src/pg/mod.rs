@@ -13,6 +13,7 @@
 mod enrich;
 mod matching;
 mod outbox;
+mod passes;
 mod reads;
 mod rekey;
 mod review;
@@ -31,6 +32,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0001_service_intake.sql"),
     include_str!("../../migrations-pg/0002_runs_and_outbox.sql"),
     include_str!("../../migrations-pg/0003_matching_enrichment_scores_review.sql"),
+    include_str!("../../migrations-pg/0004_passes.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by

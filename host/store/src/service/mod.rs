@@ -297,6 +297,7 @@ mod tests {
                  DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
                  ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
+                 DROP TABLE passes;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -377,7 +378,8 @@ mod tests {
         s.conn
             .execute_batch(
                 "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
-                 ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;",
+                 ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
+                 DROP TABLE passes;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();
