@@ -78,7 +78,7 @@ impl Pool {
             .max_size(size.max(1))
             .min_idle(Some(1))
             .test_on_check_out(false)
-            .connection_timeout(Duration::from_secs(30))
+            .connection_timeout(Duration::from_secs(10))
             .build_unchecked(manager);
         Ok(Pool {
             inner,
@@ -87,7 +87,8 @@ impl Pool {
     }
 
     /// A connection: an idle one, a new one while the pool is below its
-    /// size, else the next one returned (refused after 30 s).
+    /// size, else the next one returned; refused, with the reason, after
+    /// 10 s.
     pub fn get(&self) -> Result<Pooled, StoreError> {
         self.inner.get().map(Pooled).map_err(|e| StoreError::Pool {
             location: self.location.clone(),
@@ -98,5 +99,40 @@ impl Pool {
     /// Connections open now, idle or lent out.
     pub fn connections(&self) -> u32 {
         self.inner.state().connections
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::prelude::*;
+
+    #[test]
+    fn connections_open_as_needed_share_one_store_and_go_back() {
+        let dir = crate::test_support::TempStore::new("pool");
+        let pool = Pool::open(&dir.path(), 2, Some(1024)).unwrap();
+        let a = pool.get().unwrap();
+        a.add_api_key("acme", "web", "h1", "lg_acme_1", 1).unwrap();
+        let b = pool.get().unwrap();
+        // Another connection to the same store sees what the first wrote.
+        assert_eq!(b.api_key_tenant("h1").unwrap().as_deref(), Some("acme"));
+        assert_eq!(pool.connections(), 2);
+        drop((a, b));
+        // Returned, and lent again: the pool never opens more than its size.
+        let again: Vec<Pooled> = (0..2).map(|_| pool.get().unwrap()).collect();
+        assert_eq!(pool.connections(), 2);
+        drop(again);
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_opened_is_refused_at_once() {
+        let dir = crate::test_support::TempStore::new("pool-refused");
+        // A path under a file: no directory can be made there.
+        let file = format!("{}.file", dir.path());
+        std::fs::write(&file, "not a directory").unwrap();
+        let at = format!("{file}/s.db");
+        let err = Pool::open(&at, 2, None).err().unwrap().to_string();
+        assert!(err.contains(&at), "{err}");
     }
 }
