@@ -130,18 +130,33 @@ pub(super) fn rekey(config: Config, db: String, args: RekeyArgs) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// Takes the pass `name` over the tenant for this command; when another
+/// process holds it, says which (the command then does nothing).
+fn take_pass(
+    db: &str,
+    tenant: &str,
+    name: &str,
+    doing: &str,
+) -> Result<Option<leadgate_pipeline::pass::PassLease>> {
+    Ok(
+        match leadgate_pipeline::pass::PassLease::take(db, tenant, name)? {
+            Ok(lease) => Some(lease),
+            Err(held) => {
+                eprintln!(
+                    "{}",
+                    leadgate_pipeline::pass::held_message(doing, tenant, &held)
+                );
+                None
+            }
+        },
+    )
+}
+
 pub(super) fn rescore(config: Config, db: String, args: RescoreArgs) -> Result<ExitCode> {
     let RescoreArgs { pipeline, quiet } = args;
     // One rescoring pass of a tenant at a time, across every host.
-    let _lease = match leadgate_pipeline::pass::PassLease::take(&db, &config.tenant, "rescore")? {
-        Ok(lease) => lease,
-        Err(held) => {
-            eprintln!(
-                "{}",
-                leadgate_pipeline::pass::held_message("rescoring", &config.tenant, &held)
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    let Some(_lease) = take_pass(&db, &config.tenant, "rescore", "rescoring")? else {
+        return Ok(ExitCode::SUCCESS);
     };
     let report = score::rescore_stored(&config, &db, None, "rescore", pipeline)?;
     if !quiet {
@@ -308,15 +323,8 @@ pub(super) fn enrich(config: Config, db: String, args: EnrichArgs) -> Result<Exi
         quiet,
     } = args;
     // One re-enrichment of a tenant's queue at a time, across every host.
-    let _lease = match leadgate_pipeline::pass::PassLease::take(&db, &config.tenant, "reenrich")? {
-        Ok(lease) => lease,
-        Err(held) => {
-            eprintln!(
-                "{}",
-                leadgate_pipeline::pass::held_message("re-enriching", &config.tenant, &held)
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
+    let Some(_lease) = take_pass(&db, &config.tenant, "reenrich", "re-enriching")? else {
+        return Ok(ExitCode::SUCCESS);
     };
     let report = reenrich::run(
         &config,

@@ -382,6 +382,18 @@ fn cached(
     Ok(s)
 }
 
+/// A binary `COPY … FROM STDIN` on `client` (a transaction's): rows go in
+/// with `write`, and `finish` ends it.
+pub(crate) fn copy_in<'c>(
+    client: &'c mut postgres::Client,
+    sql: &str,
+    types: &[postgres::types::Type],
+    op: &'static str,
+) -> Result<postgres::binary_copy::BinaryCopyInWriter<'c>, StoreError> {
+    let sink = client.copy_in(sql).map_err(pg(op))?;
+    Ok(postgres::binary_copy::BinaryCopyInWriter::new(sink, types))
+}
+
 /// A row count as a `LIMIT` parameter.
 pub(crate) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -409,14 +409,10 @@ fn write_decisions(
     // arrays to build and take apart.
     {
         use postgres::types::Type;
-        let sink = tx
-            .copy_in(
-                "COPY decisions (id, lead_id, run_id, capability, component, verdict, normalized, decided_at)
-                 FROM STDIN (FORMAT binary)",
-            )
-            .map_err(pg("copy decisions"))?;
-        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
-            sink,
+        let mut w = super::copy_in(
+            tx,
+            "COPY decisions (id, lead_id, run_id, capability, component, verdict, normalized, decided_at)
+             FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
                 Type::TEXT,
@@ -427,7 +423,8 @@ fn write_decisions(
                 Type::TEXT,
                 Type::INT8,
             ],
-        );
+            "copy decisions",
+        )?;
         for (d, id) in rows.iter().zip(&ids) {
             w.write(&[
                 id,
@@ -448,13 +445,9 @@ fn write_decisions(
         .flat_map(|(at, r)| r.issues.iter().map(move |i| (*at, *r, i)));
     if validated.iter().any(|(_, r)| !r.issues.is_empty()) {
         use postgres::types::Type;
-        let sink = tx
-            .copy_in(
-                "COPY issues (decision_id, lead_id, field, code, severity, message) FROM STDIN (FORMAT binary)",
-            )
-            .map_err(pg("copy issues"))?;
-        let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
-            sink,
+        let mut w = super::copy_in(
+            tx,
+            "COPY issues (decision_id, lead_id, field, code, severity, message) FROM STDIN (FORMAT binary)",
             &[
                 Type::INT8,
                 Type::TEXT,
@@ -463,7 +456,8 @@ fn write_decisions(
                 Type::TEXT,
                 Type::TEXT,
             ],
-        );
+            "copy issues",
+        )?;
         for (at, r, i) in issues {
             let decision = ids.get(at).copied().unwrap_or_default();
             w.write(&[

@@ -420,14 +420,10 @@ impl Scores for PgStore {
             // An append, in order (`seq` numbers the rows as they come):
             // `COPY … (FORMAT binary)`.
             use postgres::types::Type;
-            let sink = tx
-                .copy_in(
-                    "COPY score_history (lead_id, tenant, at, total, fit, engagement, intent, probability, cause)
-                     FROM STDIN (FORMAT binary)",
-                )
-                .map_err(pg("save score history"))?;
-            let mut w = postgres::binary_copy::BinaryCopyInWriter::new(
-                sink,
+            let mut w = super::copy_in(
+                &mut tx,
+                "COPY score_history (lead_id, tenant, at, total, fit, engagement, intent, probability, cause)
+                 FROM STDIN (FORMAT binary)",
                 &[
                     Type::TEXT,
                     Type::TEXT,
@@ -439,7 +435,8 @@ impl Scores for PgStore {
                     Type::FLOAT8,
                     Type::TEXT,
                 ],
-            );
+                "save score history",
+            )?;
             for r in &changed {
                 w.write(&[
                     &r.lead_id.as_str(),
