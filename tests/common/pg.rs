@@ -3,6 +3,17 @@
 //! server); dropped when done. Without the variable a test says so and
 //! skips its PostgreSQL part.
 
+/// Creates the database `name` on the server `admin` names (a URL with
+/// the right to create databases); its URL.
+pub fn create_database(admin: &str, name: &str) -> String {
+    let mut c = postgres::Client::connect(admin, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("LEADGATE_TEST_POSTGRES={admin}: {e}"));
+    c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let (scheme, rest) = admin.split_once("://").unwrap();
+    let server = rest.split(['/', '?']).next().unwrap();
+    format!("{scheme}://{server}/{name}")
+}
+
 pub struct TestDb {
     admin: String,
     name: String,
@@ -20,12 +31,7 @@ impl TestDb {
             .unwrap()
             .subsec_nanos();
         let name = format!("leadgate_i_{}_{nanos}", std::process::id());
-        let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("LEADGATE_TEST_POSTGRES={admin}: {e}"));
-        c.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
-        let (scheme, rest) = admin.split_once("://").unwrap();
-        let server = rest.split(['/', '?']).next().unwrap();
-        let url = format!("{scheme}://{server}/{name}");
+        let url = create_database(&admin, &name);
         Some(TestDb { admin, name, url })
     }
 

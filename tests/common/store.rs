@@ -37,12 +37,7 @@ pub fn location(name: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (&test, name).hash(&mut h);
     let db = format!("leadgate_s_{}_{:016x}", std::process::id(), h.finish());
-    let mut c = postgres::Client::connect(&admin, postgres::NoTls)
-        .unwrap_or_else(|e| panic!("LEADGATE_TEST_POSTGRES={admin}: {e}"));
-    c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
-    let (scheme, rest) = admin.split_once("://").unwrap();
-    let server = rest.split(['/', '?']).next().unwrap();
-    let url = format!("{scheme}://{server}/{db}");
+    let url = super::pg::create_database(&admin, &db);
     known.insert((test, name.to_string()), url.clone());
     url
 }
