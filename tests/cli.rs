@@ -2125,3 +2125,264 @@ fn a_rescoring_pass_runs_once_at_a_time_across_hosts() {
         "the finished pass gave its lease up"
     );
 }
+
+const ROUTING_CONFIG: &str = r#"
+[enrich]
+enabled = false
+[routing]
+enabled = true
+default_team = "na"
+fallback = ["managers"]
+[routing.teams.emea]
+[routing.teams.na]
+[routing.teams.managers]
+[[routing.territories]]
+name = "emea"
+country = ["FR", "DE"]
+team = "emea"
+[routing.sla]
+default_minutes = 30
+minutes = {}
+[[routing.reps]]
+id = "ana"
+teams = ["emea"]
+crm_owner_id = "501"
+[[routing.reps]]
+id = "bo"
+teams = ["emea"]
+[[routing.reps]]
+id = "cy"
+teams = ["na"]
+[[routing.reps]]
+id = "max"
+teams = ["managers"]
+"#;
+
+fn routed(dir: &Path, id: &str) -> serde_json::Value {
+    show(dir, id)["assignment"]["current"].clone()
+}
+
+#[test]
+fn leads_are_routed_with_reasons_and_a_missed_sla_reassigns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("in.csv"),
+        "email,first_name,last_name,company,country\n\
+         ann@acme.fr,Ann,Roy,Acme,FR\n\
+         bob@bolt.de,Bob,Kurz,Bolt,DE\n\
+         cid@acme.fr,Cid,Roy,Acme,FR\n\
+         dan@dune.com,Dan,Ode,Dune,US\n",
+    )
+    .unwrap();
+    let db = location("s.db");
+    let out = run_configured(d, ROUTING_CONFIG, &["--db", db.as_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (ann, bob, cid, dan) = (
+        lead_id(d, "ann@acme.fr"),
+        lead_id(d, "bob@bolt.de"),
+        lead_id(d, "cid@acme.fr"),
+        lead_id(d, "dan@dune.com"),
+    );
+    let cfg = ["--config", "leadgate.toml", "--db", db.as_str()];
+    let with = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = cfg.iter().map(|s| s.to_string()).collect();
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: &[&str]| {
+        let a = with(args);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        ok(d, &refs)
+    };
+    // The dry run of the first lead routed says what routing then does.
+    let mut ids = [ann.clone(), bob.clone(), cid.clone(), dan.clone()];
+    ids.sort();
+    let first = ids[0].clone();
+    let dry = run(&["route", "--dry-run", "--json", "--lead", &first]);
+    let dry: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let out = run(&["route", "--unassigned"]);
+    assert!(
+        stderr(&out).contains("routed 4 leads · 4 to reps"),
+        "{}",
+        stderr(&out)
+    );
+    let real = routed(d, &first);
+    assert_eq!(
+        real["rep"], dry["decision"]["rep"],
+        "dry run {dry} vs {real}"
+    );
+    assert_eq!(real["explanation"], dry["decision"]);
+    // Territory, round robin within emea, the account's owner for the
+    // second acme.fr lead, the catch-all for the US lead.
+    let (a, b, c, n) = (
+        routed(d, &ann),
+        routed(d, &bob),
+        routed(d, &cid),
+        routed(d, &dan),
+    );
+    assert_eq!(n["rep"], "cy");
+    assert_eq!(n["step"], "default");
+    assert_eq!(a["team"], "emea");
+    assert_ne!(a["rep"], b["rep"], "turns within emea: {a} {b}");
+    let (earlier, later) = if ann < cid { (&a, &c) } else { (&c, &a) };
+    assert_eq!(later["step"], "account", "{later}");
+    assert_eq!(later["rep"], earlier["rep"]);
+    assert!(
+        later["explanation"]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("acme.fr"),
+        "{later}"
+    );
+    assert_eq!(a["state"], "open");
+    assert!(a["sla_due_at"].as_i64().unwrap() > a["assigned_at"].as_i64().unwrap());
+    // Routed once: a second pass finds nothing.
+    let out = run(&["route", "--unassigned"]);
+    assert!(stderr(&out).contains("routed 0 leads"), "{}", stderr(&out));
+
+    // Ann's rep answers in time; Bob's rep does not.
+    let out = run(&["touch", &ann]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("within the SLA"));
+    let later_time = leadgate_routing::format_time(common::core::now_ms() + 31 * 60_000);
+    let out = run(&["tick", "--no-handoff", "--at", &later_time]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Bob and the second acme.fr lead (if its rep was not Ann's) missed it;
+    // Dan's rep too. Ann's was touched.
+    assert!(text.contains("reassigned"), "{text}");
+    assert_eq!(routed(d, &ann)["state"], "touched");
+    let b2 = routed(d, &bob);
+    assert_ne!(
+        b2["rep"], b["rep"],
+        "reassigned away from who missed it: {b2}"
+    );
+    assert_eq!(b2["step"], "territory");
+    assert_eq!(b2["assigned_by"], "sla");
+    let history = show(d, &bob)["assignment"]["history"].clone();
+    assert_eq!(history[0]["state"], "breached");
+    let alerts = String::from_utf8_lossy(&run(&["alerts"]).stdout).to_string();
+    assert!(
+        alerts.contains("routing.sla_breach") && alerts.contains(&bob),
+        "{alerts}"
+    );
+    // Dan's only other option is the managers' team.
+    assert_eq!(routed(d, &dan)["rep"], "max");
+
+    // No one available: the lead waits in the queue, alerted, never dropped.
+    for rep in ["ana", "bo", "cy", "max"] {
+        run(&["reps", "away", rep]);
+    }
+    let out = run(&["route", "--lead", &dan]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("held in \"unassigned\""));
+    let q = routed(d, &dan);
+    assert_eq!(
+        (q["state"].as_str(), q["rep"].is_null()),
+        (Some("queued"), true)
+    );
+    let alerts = String::from_utf8_lossy(&run(&["alerts"]).stdout).to_string();
+    assert!(alerts.contains("routing.queued"), "{alerts}");
+    // Back: the queue's timer routes it at the next tick after its retry.
+    run(&["reps", "back", "cy"]);
+    let retry = leadgate_routing::format_time(common::core::now_ms() + 6 * 60_000);
+    let out = run(&["tick", "--no-handoff", "--at", &retry]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 routed"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(routed(d, &dan)["rep"], "cy");
+
+    // The stats add up.
+    let stats = run(&["reps", "stats", "--json"]);
+    let total: i64 = String::from_utf8_lossy(&stats.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["assigned_total"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    let assignments = show(d, &ann)["assignment"]["history"]
+        .as_array()
+        .unwrap()
+        .len()
+        + show(d, &bob)["assignment"]["history"]
+            .as_array()
+            .unwrap()
+            .len()
+        + show(d, &cid)["assignment"]["history"]
+            .as_array()
+            .unwrap()
+            .len()
+        + show(d, &dan)["assignment"]["history"]
+            .as_array()
+            .unwrap()
+            .len();
+    // Every assignment but the queued one counted for a rep.
+    assert_eq!(total as usize, assignments - 1);
+}
+
+#[test]
+fn routing_mistakes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("leadgate.toml"), ROUTING_CONFIG).unwrap();
+    let db = location("s.db");
+    let refuse = |args: &[&str], needle: &str| {
+        let out = leadgate(d)
+            .args(["--config", "leadgate.toml", "--db", db.as_str()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    };
+    refuse(
+        &["reps", "set", "zed", "--team", "nowhere"],
+        "teams: \"nowhere\" is not a team",
+    );
+    refuse(&["reps", "set", "zed"], "--team");
+    refuse(
+        &["reps", "set", "ana", "--timezone", "Mars/Base"],
+        "timezone",
+    );
+    refuse(&["reps", "set", "ana", "--hours", "always"], "hours");
+    refuse(&["reps", "away", "nobody"], "no rep \"nobody\"");
+    refuse(&["reps", "away", "ana", "--until", "tomorrow"], "--until");
+    refuse(&["route", "--lead", "no-such-lead"], "no lead no-such-lead");
+    refuse(
+        &["route", "--dry-run", "--fields", "{\"country\": 5}"],
+        "--fields",
+    );
+    // A bad table is refused when the configuration loads, naming the key.
+    std::fs::write(
+        d.join("bad.toml"),
+        ROUTING_CONFIG.replace("team = \"emea\"", "team = \"emeaa\""),
+    )
+    .unwrap();
+    let out = leadgate(d)
+        .args(["--config", "bad.toml", "--db", db.as_str(), "reps", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("routing.territories[0].team"),
+        "{}",
+        stderr(&out)
+    );
+    // Routing off: the verbs say so.
+    std::fs::write(d.join("off.toml"), "").unwrap();
+    let out = leadgate(d)
+        .args([
+            "--config",
+            "off.toml",
+            "--db",
+            db.as_str(),
+            "route",
+            "--dry-run",
+            "--fields",
+            "{}",
+        ])
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("routing is off"), "{}", stderr(&out));
+}

@@ -1193,3 +1193,202 @@ fn three_kills_during_idempotent_posts_lose_nothing_acknowledged_and_duplicate_n
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+const ROUTING: &str = r#"
+[enrich]
+enabled = false
+[routing]
+enabled = true
+default_team = "sales"
+[routing.teams.sales]
+[routing.sla]
+default_minutes = 60
+minutes = {}
+[[routing.reps]]
+id = "ana"
+teams = ["sales"]
+crm_owner_id = "501"
+[[routing.reps]]
+id = "bo"
+teams = ["sales"]
+crm_owner_id = "502"
+"#;
+
+fn put(s: &Server, path: &str, key: &str, body: &str) -> (u16, serde_json::Value) {
+    let r = Server::agent()
+        .put(format!("{}{path}", s.url))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .unwrap();
+    let (status, _, body) = common::core::answer(r);
+    (status, body)
+}
+
+#[test]
+fn qualified_leads_get_an_owner_the_crm_sees_and_reps_change_without_a_restart() {
+    let crm = FakeCrm::start();
+    let dir = setup(&crm.url, ROUTING);
+    let s = Server::start(leadgate(dir.path()));
+    let k = key(dir.path(), "acme");
+    let auth = format!("Bearer {k}");
+    let h = [("Authorization", auth.as_str())];
+    // Who would get a lead, asked before any is routed.
+    let (status, _, dry) = s.post(
+        "/v1/route/dry-run",
+        &h,
+        r#"{"lead": {"country": "US", "grade": "A"}}"#,
+    );
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(
+        (dry["rep"].as_str(), dry["step"].as_str()),
+        (Some("ana"), Some("default"))
+    );
+    // Two leads of two accounts: one each, in turn; the CRM gets the owner.
+    let mut owners = Vec::new();
+    // Of different companies: one account's leads go to its owner.
+    let of = |email: &str, company: &str| {
+        let mut l: serde_json::Value = serde_json::from_str(&lead(email)).unwrap();
+        l["company"] = company.into();
+        l.to_string()
+    };
+    for (email, company) in [
+        ("ann@alpha-robotics.io", "Alpha Robotics"),
+        ("bob@beta-robotics.io", "Beta Robotics"),
+    ] {
+        let (status, body) = s.post_leads(&k, None, &of(email, company));
+        assert_eq!(status, 200, "{body}");
+        let id = body["results"][0]["lead_id"].as_str().unwrap().to_string();
+        let (_, l) = s.get(&format!("/v1/leads/{id}"), Some(&k));
+        let current = &l["assignment"]["current"];
+        assert_eq!(current["state"], "open", "{l}");
+        assert!(
+            current["explanation"]["rule"]
+                .as_str()
+                .unwrap()
+                .contains("default team"),
+            "{l}"
+        );
+        owners.push((email, id, current["rep"].as_str().unwrap().to_string()));
+    }
+    assert_eq!(owners[0].2, "ana", "the dry run's answer");
+    assert_eq!(owners[1].2, "bo");
+    wait_for("owners in the CRM", || {
+        let st = crm.state.lock().unwrap();
+        owners.iter().all(|(email, _, rep)| {
+            let want = if rep == "ana" { "501" } else { "502" };
+            st.upserted
+                .get(*email)
+                .is_some_and(|p| p["hubspot_owner_id"] == want)
+        })
+    });
+    // A rep added and two away over the API: the next lead goes to the new one.
+    let (status, body) = put(
+        &s,
+        "/v1/reps/cy",
+        &k,
+        r#"{"teams": ["sales"], "crm_owner_id": "503", "timezone": "Europe/Paris"}"#,
+    );
+    assert_eq!(
+        (status, body["created"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    for rep in ["ana", "bo"] {
+        let (status, _, body) = s.post(&format!("/v1/reps/{rep}/away"), &h, "");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["away"], true);
+    }
+    let (_, body) = s.post_leads(&k, None, &of("cyd@gamma-robotics.io", "Gamma Robotics"));
+    let cyd = body["results"][0]["lead_id"].as_str().unwrap().to_string();
+    let (_, l) = s.get(&format!("/v1/leads/{cyd}"), Some(&k));
+    assert_eq!(l["assignment"]["current"]["rep"], "cy", "{l}");
+    let skipped: Vec<&str> = l["assignment"]["current"]["explanation"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "away")
+        .map(|c| c["rep"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, ["ana", "bo"]);
+    let (status, _, _) = s.post("/v1/reps/ana/back", &h, "");
+    assert_eq!(status, 200);
+    // The first touch: over the API, or a reply event.
+    let (status, _, t) = s.post(&format!("/v1/leads/{}/touch", owners[0].1), &h, "");
+    assert_eq!(
+        (status, t["within_sla"].as_bool()),
+        (200, Some(true)),
+        "{t}"
+    );
+    let (status, _, t) = s.post(&format!("/v1/leads/{}/touch", owners[0].1), &h, "");
+    assert_eq!(
+        (status, t["error"]["code"].as_str()),
+        (409, Some("lead.not_awaiting_touch"))
+    );
+    let reply = format!(
+        r#"[{{"id": "r-1", "type": "reply", "at": "{}", "email": "{}"}}]"#,
+        leadgate_routing::format_time(now_ms()),
+        owners[1].0
+    );
+    let (status, _, body) = s.post("/v1/events", &h, &reply);
+    assert_eq!(status, 200, "{body}");
+    let (_, l) = s.get(&format!("/v1/leads/{}", owners[1].1), Some(&k));
+    assert_eq!(l["assignment"]["current"]["state"], "touched", "{l}");
+    // The reps with their load, and the gauges.
+    let (status, reps) = s.get("/v1/reps", Some(&k));
+    assert_eq!(status, 200);
+    let totals: Vec<(String, i64)> = reps["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["assigned_total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        totals,
+        [("ana".into(), 1), ("bo".into(), 1), ("cy".into(), 1)]
+    );
+    let (_, metrics) = s.get("/metrics", None);
+    let m = metrics.as_str().unwrap();
+    assert!(
+        m.contains("leadgate_rep_share{tenant=\"acme\",rep=\"cy\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("leadgate_assignments_total{tenant=\"acme\",outcome=\"default\"} 3"),
+        "{m}"
+    );
+    // Refusals name the field.
+    let (status, body) = put(&s, "/v1/reps/dee", &k, r#"{"teams": ["nowhere"]}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("teams")),
+        "{body}"
+    );
+    let (status, body) = put(&s, "/v1/reps/dee", &k, r#"{"id": "eve"}"#);
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("id")),
+        "{body}"
+    );
+    let (status, _, body) = s.post("/v1/route/dry-run", &h, "{}");
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("lead_id")),
+        "{body}"
+    );
+    let (status, _, body) = s.post("/v1/leads/nope/touch", &h, "");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("lead.not_found"))
+    );
+    let (status, _, body) = s.post("/v1/reps/ghost/away", &h, "");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("rep.not_found"))
+    );
+}

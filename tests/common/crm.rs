@@ -18,6 +18,8 @@ pub struct CrmState {
     pub patches: HashMap<String, serde_json::Value>,
     /// Contacts served to `GET /crm/v3/objects/contacts/{id}`.
     pub contacts: HashMap<String, serde_json::Value>,
+    /// The properties of each email's last upsert.
+    pub upserted: HashMap<String, serde_json::Value>,
     /// While set, every upsert of an email containing "down" fails with 500.
     pub down: bool,
     pub next_id: u64,
@@ -115,6 +117,7 @@ impl FakeCrm {
                 };
                 let mut props = input["properties"].clone();
                 props["email"] = serde_json::Value::String(e.clone());
+                s.upserted.insert(e.clone(), props.clone());
                 results.push(serde_json::json!({"id": id, "properties": props}));
             }
             (

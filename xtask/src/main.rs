@@ -10,9 +10,11 @@
 //! - `demo`: build, then run the sample data through `leadgate run`,
 //!   compare the results with the sample's ground truth (`leadgate eval`),
 //!   measure dedupe on the labelled sample (`leadgate eval dedupe`), load
-//!   generated behavioural events (`leadgate events`), fit a conversion
-//!   model from a generated history (`leadgate calibrate`), score it in
-//!   batch (`leadgate score`) and report on it (`leadgate report`).
+//!   generated behavioural events (`leadgate events`), route the qualified
+//!   leads to reps (`leadgate route --unassigned`, `leadgate reps stats`),
+//!   fit a conversion model from a generated history (`leadgate
+//!   calibrate`), score it in batch (`leadgate score`) and report on it
+//!   (`leadgate report`).
 //! - `test`: build, make sure the pinned `wasmtime` CLI is installed (the
 //!   edge tests run the edge under `wasmtime serve`), then `cargo test
 //!   --workspace --release`.
@@ -227,6 +229,10 @@ fn demo() -> Result<(), String> {
         "--input",
         "target/demo/events.ndjson",
     ]))?;
+    // Every qualified lead to its rep (territory table, round robin), with
+    // a response SLA by grade; then the reps' shares and load.
+    run(leadgate().args(["--config", "samples/leadgate.toml", "route", "--unassigned"]))?;
+    run(leadgate().args(["--config", "samples/leadgate.toml", "reps", "stats"]))?;
     // A conversion model from a history export, its held-out metrics, the
     // history scored in batch, and the calibration and ICP-drift signals.
     run(leadgate().args([

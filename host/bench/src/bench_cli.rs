@@ -118,6 +118,20 @@ enum BenchWhat {
         #[arg(long, default_value_t = 2_000)]
         probes: usize,
     },
+    /// Routing: the decision per lead at 200 reps and 50 territory rows
+    /// against a small roster, routing with the records written, and a
+    /// tick among many open SLA timers.
+    Routing {
+        /// Leads routed per round.
+        #[arg(long, default_value_t = 20_000)]
+        leads: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Open timers in the store when ticking.
+        #[arg(long, default_value_t = 100_000)]
+        timers: usize,
+    },
     /// The HTTP service: intake under an open-loop load on loopback,
     /// against a filled store.
     Serve {
@@ -210,6 +224,11 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             rescore_leads.max(100),
             rounds.max(1),
         ),
+        BenchWhat::Routing {
+            leads,
+            rounds,
+            timers,
+        } => crate::bench_routing::run(leads.max(100), rounds.max(1), timers),
         BenchWhat::Postgres {
             server,
             leads,

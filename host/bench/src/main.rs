@@ -19,6 +19,7 @@ mod bench_dedupe;
 mod bench_edge;
 mod bench_enrich;
 mod bench_postgres;
+mod bench_routing;
 mod bench_score;
 mod bench_serve;
 mod load;

@@ -7,6 +7,7 @@
 //! and running a component call in isolation (`isolate`). It knows nothing
 //! of HTTP, of the CLI, or of fitting models.
 
+pub mod assign;
 pub mod batch;
 pub mod classify;
 pub mod clock;

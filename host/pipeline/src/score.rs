@@ -268,6 +268,12 @@ pub fn attributes_of(fields: &[leadgate_lead::enrich::EnrichedField]) -> Vec<(St
         .collect()
 }
 
+/// Enrichment attributes from the stored enrichment JSON (as
+/// [`attributes_of`] gives them from the fields).
+pub fn stored_attributes(enrichment: Option<&str>) -> Vec<(String, String)> {
+    attributes(enrichment)
+}
+
 /// Enrichment attributes from the stored enrichment JSON.
 fn attributes(enrichment: Option<&str>) -> Vec<(String, String)> {
     let Some(json) = enrichment else {

@@ -26,7 +26,7 @@ use leadgate_pipeline::config::serve::Target;
 use leadgate_store::Store;
 use leadgate_store::prelude::*;
 use leadgate_store::service::Handoff;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 /// The CRM's error text kept with a failed handoff, at most.
@@ -162,7 +162,25 @@ struct Payload {
     document: serde_json::Value,
 }
 
-fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
+/// The tenant's reps by id, for the owner each handoff carries (none when
+/// routing is off).
+fn owners(config: &Config, store: &Store) -> Result<HashMap<String, leadgate_routing::Rep>> {
+    if !config.routing.enabled {
+        return Ok(HashMap::new());
+    }
+    let rows = store.reps(&config.tenant)?;
+    Ok(leadgate_pipeline::assign::reps_of(&rows)?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect())
+}
+
+fn payload(
+    config: &Config,
+    store: &Store,
+    owners: &HashMap<String, leadgate_routing::Rep>,
+    h: &Handoff,
+) -> Result<Payload> {
     let row = store
         .lead_row(&h.lead_id)?
         .with_context(|| format!("lead {} is not in the store", h.lead_id))?;
@@ -187,7 +205,17 @@ fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
             }
         }
     }
+    let assignment = if config.routing.enabled {
+        store.assignment(&h.tenant, &h.lead_id)?
+    } else {
+        None
+    };
+    let owner = assignment
+        .as_ref()
+        .and_then(|a| a.rep_id.as_ref())
+        .and_then(|r| owners.get(r));
     let result_values: BTreeMap<&str, Option<String>> = [
+        ("owner", owner.and_then(|o| o.crm_owner_id.clone())),
         ("lead_id", Some(h.lead_id.clone())),
         ("status", Some(row.status.clone())),
         ("qualification", e.qualification.clone()),
@@ -229,6 +257,14 @@ fn payload(config: &Config, store: &Store, h: &Handoff) -> Result<Payload> {
         "lead": lead,
         "score": score,
         "properties": properties,
+        "owner": assignment.as_ref().map(|a| serde_json::json!({
+            "rep": a.rep_id,
+            "name": owner.map(|o| o.name.clone()),
+            "email": owner.and_then(|o| o.email.clone()),
+            "crm_owner_id": owner.and_then(|o| o.crm_owner_id.clone()),
+            "team": a.team,
+            "sla_due_at": a.sla_due_at,
+        })),
     });
     Ok(Payload {
         email,
@@ -286,8 +322,9 @@ pub fn deliver_due(
     let timeout = Duration::from_millis(config.crm.timeout_ms);
     // Payloads; a lead that cannot be sent as it is fails at once.
     let mut ready: Vec<(Handoff, Payload)> = Vec::new();
+    let owners = owners(config, store)?;
     for h in due {
-        match payload(config, store, &h) {
+        match payload(config, store, &owners, &h) {
             Ok(p) if target == Target::Hubspot && h.crm_id.is_none() && p.email.is_none() => {
                 store.handoff_failed(
                     &h,
@@ -469,6 +506,18 @@ fn retry_or_dead(
         )?;
         report.dead += 1;
         tracing::warn!(tenant = %h.tenant, lead = %h.lead_id, error, "handoff dead-lettered");
+        // The lead stops here: someone is told.
+        store.add_alert(
+            &h.tenant,
+            "handoff.dead",
+            &h.lead_id,
+            &format!(
+                "lead {} did not reach the CRM after {} attempts ({error}); `leadgate outbox retry` sends it again",
+                h.lead_id,
+                h.attempts + 1
+            ),
+            now,
+        )?;
     } else {
         let next = now + backoff(config, h.attempts, retry_after);
         store.handoff_retry(h.id, next, error, now)?;

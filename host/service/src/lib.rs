@@ -11,6 +11,8 @@
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`handoff`]: the CRM outbox's delivery, retries and dead letters.
 //! - [`review`]: the review queue, its SLA and escalations.
+//! - [`routing`]: reps, routing a lead (or asking who would get it), first
+//!   touches; the response-SLA timers fire in the background thread.
 //! - `[serve]`, `[crm]`, `[review]` are read by the pipeline's
 //!   configuration (`leadgate_pipeline::config::serve`).
 //! - [`listener`]: connections, their per-client limit and header timeout.
@@ -25,6 +27,7 @@ mod listener;
 pub mod metrics;
 pub mod review;
 mod routes;
+pub mod routing;
 pub mod worker;
 
 use leadgate_pipeline::{clock, config, engine as pipeline, events, logging, matching, score};
@@ -115,6 +118,9 @@ impl Shared {
     }
 
     /// Sets the gauges read from the store, then encodes every metric.
+    ///
+    /// Routing tenants add each rep's load and share, which `leadgate reps
+    /// stats` shows too.
     pub fn render_metrics(&self) -> String {
         let now = crate::clock::now_ms();
         let m = &self.metrics;
@@ -158,6 +164,9 @@ impl Shared {
                     0.0
                 };
                 m.handoff_failure_rate.get_or_create(&label).set(rate);
+                if t.config.routing.enabled {
+                    rep_gauges(m, &t.config, &store);
+                }
             }
         }
         if let Ok(chains) = self.chains.lock() {
@@ -392,9 +401,7 @@ pub fn instance() -> &'static str {
 }
 
 /// This host's claims, with the tenant's lease (`[serve] claim_lease_ms`).
-pub(crate) fn claim(
-    serve: &crate::config::serve::ServeConfig,
-) -> leadgate_store::service::Claim<'static> {
+pub fn claim(serve: &crate::config::serve::ServeConfig) -> leadgate_store::service::Claim<'static> {
     leadgate_store::service::Claim {
         holder: instance(),
         lease_ms: i64::try_from(serve.claim_lease_ms).unwrap_or(i64::MAX),
@@ -419,6 +426,56 @@ pub(crate) fn open_store(db: &str) -> Result<Store, leadgate_store::StoreError> 
 
 /// The handoff worker, the SLA scheduler and checkpoints, until the
 /// service stops.
+/// Fires `c`'s due response-SLA and routing timers (claimed, so hosts
+/// sharing the store fire each once).
+fn fire_timers(
+    shared: &Shared,
+    c: &Config,
+    store: &mut Store,
+    assigners: &mut HashMap<String, leadgate_pipeline::assign::Assigner>,
+) {
+    let now = crate::clock::now_ms();
+    let assigner = match assigners.entry(c.tenant.clone()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            match leadgate_pipeline::assign::Assigner::open(c, store, now) {
+                Ok(a) => v.insert(a),
+                Err(e) => {
+                    tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "cannot read the reps; routing timers wait");
+                    return;
+                }
+            }
+        }
+    };
+    let claim = crate::claim(&c.serve);
+    match leadgate_pipeline::assign::fire_due(c, store, assigner, claim.holder, claim.lease_ms, now)
+    {
+        Ok(f) if f.any() => {
+            tracing::warn!(tenant = %c.tenant, reassigned = f.reassigned, escalated = f.escalated,
+                routed = f.routed, waiting = f.waiting, "routing timers");
+            for (step, n) in [
+                ("sla_reassigned", f.reassigned),
+                ("sla_escalated", f.escalated),
+            ] {
+                if n > 0 {
+                    shared
+                        .metrics
+                        .assignments
+                        .get_or_create(&metrics::Outcome {
+                            tenant: c.tenant.clone(),
+                            outcome: step.into(),
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "routing timers failed")
+        }
+    }
+}
+
 fn background(shared: &Shared, handoff: bool) {
     let mut store = match open_store(&shared.db) {
         Ok(s) => s,
@@ -447,6 +504,8 @@ fn background(shared: &Shared, handoff: bool) {
     );
     let mut next_tick = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();
+    // Each routing tenant's router, for the timers it fires.
+    let mut assigners: HashMap<String, leadgate_pipeline::assign::Assigner> = HashMap::new();
     while !shared.stopping.load(Ordering::SeqCst) {
         // The pipelines leave copying the log back to this thread, and
         // having a long one start over (`Store::checkpoint_round`); their
@@ -480,6 +539,9 @@ fn background(shared: &Shared, handoff: bool) {
                         tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "review SLA tick failed")
                     }
                 }
+            }
+            if tick && c.routing.enabled {
+                fire_timers(shared, c, &mut store, &mut assigners);
             }
             if !handoff {
                 continue;
@@ -520,5 +582,61 @@ fn background(shared: &Shared, handoff: bool) {
             // far apart the checkpoints are.
             std::thread::sleep(checkpoint_every.min(std::time::Duration::from_millis(100)));
         }
+    }
+}
+
+/// Each rep's load, share and SLA record as gauges, and the timers left.
+fn rep_gauges(m: &metrics::Metrics, c: &Config, store: &Store) {
+    let tenant = c.tenant.as_str();
+    if let Ok(n) = store.pending_timers(tenant) {
+        m.timers_pending
+            .get_or_create(&metrics::Tenant {
+                tenant: tenant.to_string(),
+            })
+            .set(n);
+    }
+    let Ok(rows) = store.reps(tenant) else {
+        return;
+    };
+    // Read-only: seeding is the pipelines' and the verbs' to do.
+    let Ok(reps) = leadgate_pipeline::assign::reps_of(&rows) else {
+        return;
+    };
+    let team_of = |r: &leadgate_routing::Rep| r.teams.first().cloned().unwrap_or_default();
+    for (row, rep) in rows.iter().zip(&reps) {
+        let team = team_of(rep);
+        let (mut total, mut weights) = (0i64, 0u64);
+        for (r2, p2) in rows.iter().zip(&reps) {
+            if team_of(p2) == team {
+                total += r2.total;
+                weights += u64::from(p2.weight);
+            }
+        }
+        let label = metrics::RepLabel {
+            tenant: tenant.to_string(),
+            rep: rep.id.clone(),
+        };
+        m.rep_assigned.get_or_create(&label).set(row.total);
+        m.rep_open.get_or_create(&label).set(row.open);
+        m.rep_share.get_or_create(&label).set(if total > 0 {
+            row.total as f64 / total as f64
+        } else {
+            0.0
+        });
+        m.rep_weight_share
+            .get_or_create(&label)
+            .set(if weights > 0 {
+                f64::from(rep.weight) / weights as f64
+            } else {
+                0.0
+            });
+        let judged = row.touched + row.breached;
+        m.rep_sla_adherence
+            .get_or_create(&label)
+            .set(if judged > 0 {
+                row.touched_in_sla as f64 / judged as f64
+            } else {
+                1.0
+            });
     }
 }

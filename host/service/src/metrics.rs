@@ -35,6 +35,12 @@ pub struct Tenant {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RepLabel {
+    pub tenant: String,
+    pub rep: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Provider {
     pub tenant: String,
     pub provider: String,
@@ -76,6 +82,14 @@ pub struct Metrics {
     pub intake_pending: Family<Tenant, Gauge>,
     pub enrichment_latency_ms: Family<Provider, FloatGauge>,
     pub enrichment_success: Family<Outcome, FloatGauge>,
+    /// Leads routed, by the step that decided.
+    pub assignments: Family<Outcome, Counter>,
+    pub rep_assigned: Family<RepLabel, Gauge>,
+    pub rep_open: Family<RepLabel, Gauge>,
+    pub rep_share: Family<RepLabel, FloatGauge>,
+    pub rep_weight_share: Family<RepLabel, FloatGauge>,
+    pub rep_sla_adherence: Family<RepLabel, FloatGauge>,
+    pub timers_pending: Family<Tenant, Gauge>,
 }
 
 impl Default for Metrics {
@@ -114,6 +128,13 @@ impl Metrics {
             intake_pending: Family::default(),
             enrichment_latency_ms: Family::default(),
             enrichment_success: Family::default(),
+            assignments: Family::default(),
+            rep_assigned: Family::default(),
+            rep_open: Family::default(),
+            rep_share: Family::default(),
+            rep_weight_share: Family::default(),
+            rep_sla_adherence: Family::default(),
+            timers_pending: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -212,6 +233,41 @@ impl Metrics {
             "Enrichment provider success rate (answered lookups / lookups sent)",
             m.enrichment_success.clone(),
         );
+        registry.register(
+            "assignments",
+            "Qualified leads routed, by the step that decided (owner, account, territory, default, fallback, queue)",
+            m.assignments.clone(),
+        );
+        registry.register(
+            "rep_assigned",
+            "Leads ever assigned to each rep",
+            m.rep_assigned.clone(),
+        );
+        registry.register(
+            "rep_open",
+            "Leads assigned to each rep and not yet touched",
+            m.rep_open.clone(),
+        );
+        registry.register(
+            "rep_share",
+            "Each rep's share of the leads assigned in their first team",
+            m.rep_share.clone(),
+        );
+        registry.register(
+            "rep_weight_share",
+            "Each rep's weight as a share of their first team's weights (what rep_share follows under weighted routing)",
+            m.rep_weight_share.clone(),
+        );
+        registry.register(
+            "rep_sla_adherence",
+            "Share of each rep's leads first touched within the response SLA (of those touched or missed)",
+            m.rep_sla_adherence.clone(),
+        );
+        registry.register(
+            "timers_pending",
+            "Response-SLA and routing timers not yet fired",
+            m.timers_pending.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -222,6 +278,15 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Counts a routing decision.
+    pub fn count_assignment(&self, tenant: &str, d: &leadgate_routing::Decision) {
+        self.count(
+            &self.assignments,
+            tenant,
+            leadgate_pipeline::assign::step_name(d.step),
+        );
     }
 
     /// The text exposition.

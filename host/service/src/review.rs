@@ -322,7 +322,31 @@ pub fn decide(
             } else {
                 format!("{} accepted and qualified", item.lead_id)
             };
-            if config.crm.target != Target::None
+            // With routing on, the lead gets an owner first; one held in
+            // the queue is handed off once someone takes it.
+            let mut owned = true;
+            if config.routing.enabled
+                && config.crm.handoff.iter().any(|s| s == "qualified")
+                && store.assignment(tenant, &item.lead_id)?.is_none()
+            {
+                let mut a = leadgate_pipeline::assign::Assigner::open(config, store, now)?;
+                let routed = a.assign(
+                    config,
+                    store,
+                    &[(item.lead_id.clone(), Vec::new())],
+                    &by,
+                    now,
+                )?;
+                match routed.first().and_then(|r| r.decision.rep.as_deref()) {
+                    Some(rep) => effect.push_str(&format!("; assigned to {rep}")),
+                    None => {
+                        owned = false;
+                        effect.push_str("; no rep available: held in the routing queue");
+                    }
+                }
+            }
+            if owned
+                && config.crm.target != Target::None
                 && config.crm.handoff.iter().any(|s| s == "qualified")
                 && store
                     .enqueue_handoff(
@@ -562,6 +586,7 @@ pub fn show(db: &str, id: &str) -> Result<()> {
             "surfaced_at": s.surfaced_at,
             "history": s.history.iter().map(|(at, total, cause)| serde_json::json!({"at": at, "total": total, "cause": cause})).collect::<Vec<_>>(),
         })),
+        "assignment": crate::routing::assignment_json(&store, &row.tenant, id)?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -14,6 +14,7 @@ use crate::passes::PassHeld;
 use crate::pg::PgStore;
 use crate::prelude::*;
 use crate::rekey::{KeyedLead, Rekeyed};
+use crate::routing::{AccountOwnerRow, AssignmentRow, NewAssignment, RepRow, TimerRow};
 use crate::score::{
     EventReject, EventRow, Inserted, NewEvent, ScoreState, ScoreWrite, ScoringLead, StoredScore,
     Surfaced,
@@ -797,5 +798,87 @@ impl ReviewQueue for Store {
         tenant: &str,
     ) -> Result<Vec<(String, i64, i64)>, StoreError> {
         either!(self, s => s.review_outcomes_by_issue(tenant))
+    }
+}
+
+impl Routing for Store {
+    fn reps(&self, tenant: &str) -> Result<Vec<RepRow>, StoreError> {
+        either!(self, s => s.reps(tenant))
+    }
+    fn put_rep(&mut self, tenant: &str, id: &str, doc: &str, now: i64) -> Result<bool, StoreError> {
+        either!(self, s => s.put_rep(tenant, id, doc, now))
+    }
+    fn seed_reps(
+        &mut self,
+        tenant: &str,
+        reps: &[(String, String)],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        either!(self, s => s.seed_reps(tenant, reps, now))
+    }
+    fn assign(&mut self, tenant: &str, a: &NewAssignment<'_>, now: i64) -> Result<i64, StoreError> {
+        either!(self, s => s.assign(tenant, a, now))
+    }
+    fn assignment(&self, tenant: &str, lead: &str) -> Result<Option<AssignmentRow>, StoreError> {
+        either!(self, s => s.assignment(tenant, lead))
+    }
+    fn assignments_of(&self, tenant: &str, lead: &str) -> Result<Vec<AssignmentRow>, StoreError> {
+        either!(self, s => s.assignments_of(tenant, lead))
+    }
+    fn assignment_by_id(&self, id: i64) -> Result<Option<AssignmentRow>, StoreError> {
+        either!(self, s => s.assignment_by_id(id))
+    }
+    fn account_owner(
+        &self,
+        tenant: &str,
+        lead: &str,
+        domain: Option<&str>,
+        company_key: Option<&str>,
+    ) -> Result<Option<AccountOwnerRow>, StoreError> {
+        either!(self, s => s.account_owner(tenant, lead, domain, company_key))
+    }
+    fn touch(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        at: i64,
+    ) -> Result<Option<AssignmentRow>, StoreError> {
+        either!(self, s => s.touch(tenant, lead, at))
+    }
+    fn miss_sla(&mut self, id: i64, state: &str, now: i64) -> Result<bool, StoreError> {
+        either!(self, s => s.miss_sla(id, state, now))
+    }
+    fn claim_due_timers(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<TimerRow>, StoreError> {
+        either!(self, s => s.claim_due_timers(tenant, holder, lease_ms, now, limit))
+    }
+    fn start_timer(
+        &mut self,
+        tenant: &str,
+        kind: &str,
+        ref_id: i64,
+        due: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.start_timer(tenant, kind, ref_id, due))
+    }
+    fn finish_timer(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        either!(self, s => s.finish_timer(id, now))
+    }
+    fn unassigned(
+        &self,
+        tenant: &str,
+        state: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        either!(self, s => s.unassigned(tenant, state, limit))
+    }
+    fn pending_timers(&self, tenant: &str) -> Result<i64, StoreError> {
+        either!(self, s => s.pending_timers(tenant))
     }
 }

@@ -78,6 +78,7 @@ mod pending_keys;
 pub mod pg;
 mod pool;
 pub mod rekey;
+pub mod routing;
 mod runs;
 pub mod score;
 pub mod service;
@@ -91,6 +92,7 @@ pub mod prelude {
     pub use crate::merges::{MatchReviews, Merges};
     pub use crate::passes::Passes;
     pub use crate::rekey::Rekey;
+    pub use crate::routing::Routing;
     pub use crate::runs::Runs;
     pub use crate::score::Scores;
     pub use crate::service::{ApiKeys, CrmOutbox, IntakeLog, ReviewQueue};
@@ -287,6 +289,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_outbox_claims.sql"),
     include_str!("../migrations/0013_intake_claims.sql"),
     include_str!("../migrations/0014_passes.sql"),
+    include_str!("../migrations/0015_routing.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

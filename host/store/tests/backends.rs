@@ -9,6 +9,7 @@
 
 use leadgate_store::pg::{PG_MIGRATIONS, PgStore};
 use leadgate_store::prelude::*;
+use leadgate_store::routing::NewAssignment;
 use leadgate_store::service::{Claim, Logged, NewIntake};
 
 const TEST_CLAIM: Claim<'static> = Claim {
@@ -733,4 +734,261 @@ fn passes_are_held_by_one_host_at_a_time_on_every_backend() {
     if let Some(db) = TestDb::create("passes") {
         passes(&mut PgStore::connect(&db.url).unwrap());
     }
+}
+
+fn new_assignment<'a>(lead: &'a str, rep: Option<&'a str>, due: i64) -> NewAssignment<'a> {
+    NewAssignment {
+        lead_id: lead,
+        rep_id: rep,
+        rep_day: "2026-12-07",
+        team: "sales",
+        step: "territory",
+        state: if rep.is_some() { "open" } else { "queued" },
+        explanation: "{}",
+        domain: Some("acme.com"),
+        company_key: Some("acme"),
+        sla_due_at: rep.map(|_| due),
+        assigned_by: "routing",
+        timer: Some((if rep.is_some() { "sla" } else { "route" }, due)),
+    }
+}
+
+fn routing(s: &mut impl Routing) {
+    assert!(s.reps("acme").unwrap().is_empty());
+    let seed = vec![
+        ("ana".to_string(), r#"{"id":"ana"}"#.to_string()),
+        ("bo".to_string(), r#"{"id":"bo"}"#.to_string()),
+    ];
+    assert_eq!(s.seed_reps("acme", &seed, 1).unwrap(), 2);
+    // Seeding is for an empty roster only.
+    assert_eq!(s.seed_reps("acme", &seed, 2).unwrap(), 0);
+    assert!(
+        !s.put_rep("acme", "ana", r#"{"id":"ana","weight":2}"#, 3)
+            .unwrap()
+    );
+    assert!(s.put_rep("acme", "cy", r#"{"id":"cy"}"#, 3).unwrap());
+    let reps = s.reps("acme").unwrap();
+    assert_eq!(
+        reps.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["ana", "bo", "cy"]
+    );
+    assert_eq!(reps[0].doc, r#"{"id":"ana","weight":2}"#);
+
+    // Assigned: counters move, a timer starts.
+    let a1 = s
+        .assign("acme", &new_assignment("l1", Some("ana"), 1_000), 10)
+        .unwrap();
+    let ana = &s.reps("acme").unwrap()[0];
+    assert_eq!(
+        (ana.today, ana.open, ana.total, ana.last_at),
+        (1, 1, 1, Some(10))
+    );
+    assert_eq!(s.pending_timers("acme").unwrap(), 1);
+    // Another day's first lead restarts the daily count.
+    let mut next_day = new_assignment("l2", Some("ana"), 2_000);
+    next_day.rep_day = "2026-12-08";
+    s.assign("acme", &next_day, 20).unwrap();
+    let ana = &s.reps("acme").unwrap()[0];
+    assert_eq!(
+        (ana.day.as_str(), ana.today, ana.open, ana.total),
+        ("2026-12-08", 1, 2, 2)
+    );
+
+    // The account's owner: another lead of the same domain.
+    let owner = s
+        .account_owner("acme", "l9", Some("acme.com"), None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (owner.rep_id.as_str(), owner.by.as_str()),
+        ("ana", "domain")
+    );
+    assert_eq!(owner.lead_id, "l2");
+    let by_key = s
+        .account_owner("acme", "l9", Some("other.com"), Some("acme"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_key.by, "company_key");
+    assert_eq!(s.account_owner("acme", "l9", None, None).unwrap(), None);
+    assert_eq!(
+        s.account_owner("other", "l9", Some("acme.com"), None)
+            .unwrap(),
+        None
+    );
+
+    // Due timers are claimed once, earliest first, and not before due.
+    assert!(
+        s.claim_due_timers("acme", "host-a", 60_000, 999, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let due = s
+        .claim_due_timers("acme", "host-a", 60_000, 5_000, 10)
+        .unwrap();
+    assert_eq!(due.iter().map(|t| t.ref_id).collect::<Vec<_>>()[0], a1);
+    assert_eq!(due.len(), 2);
+    assert!(
+        s.claim_due_timers("acme", "host-b", 60_000, 5_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // A claim that ran out is taken over.
+    assert_eq!(
+        s.claim_due_timers("acme", "host-b", 60_000, 70_000, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // SLA missed on l1 and reassigned to bo: ana's open count given back.
+    assert!(s.miss_sla(a1, "breached", 1_001).unwrap());
+    assert!(!s.miss_sla(a1, "breached", 1_002).unwrap(), "once");
+    s.finish_timer(due[0].id, 1_001).unwrap();
+    let ana = &s.reps("acme").unwrap()[0];
+    assert_eq!((ana.open, ana.breached), (1, 1));
+    let a3 = s
+        .assign("acme", &new_assignment("l1", Some("bo"), 3_000), 1_001)
+        .unwrap();
+    let history = s.assignments_of("acme", "l1").unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].state, "breached");
+    assert_eq!(history[0].replaced_at, Some(1_001));
+    assert_eq!(s.assignment("acme", "l1").unwrap().unwrap().id, a3);
+
+    // The first touch stops the timer and counts within the SLA.
+    let touched = s.touch("acme", "l1", 2_500).unwrap().unwrap();
+    assert_eq!((touched.id, touched.rep_id.as_deref()), (a3, Some("bo")));
+    assert_eq!(s.assignment_by_id(a3).unwrap().unwrap().state, "touched");
+    assert_eq!(s.touch("acme", "l1", 2_600).unwrap(), None, "touched once");
+    let bo = &s.reps("acme").unwrap()[1];
+    assert_eq!((bo.open, bo.touched, bo.touched_in_sla), (0, 1, 1));
+    // l2's timer is left: l1's was stopped by the reassignment and the touch.
+    assert_eq!(s.pending_timers("acme").unwrap(), 1);
+
+    // Reassigning an open lead gives its rep's open count back and stops
+    // its timer; an escalated lead stays counted as open.
+    s.assign("acme", &new_assignment("l2", Some("cy"), 9_000), 30)
+        .unwrap();
+    let reps = s.reps("acme").unwrap();
+    assert_eq!((reps[0].open, reps[2].open), (0, 1));
+    let l2 = s.assignment("acme", "l2").unwrap().unwrap();
+    assert!(s.miss_sla(l2.id, "escalated", 9_001).unwrap());
+    assert_eq!(s.reps("acme").unwrap()[2].open, 1);
+    let t = s.touch("acme", "l2", 9_500).unwrap().unwrap();
+    assert_eq!((t.state.as_str(), t.touched_at), ("touched", Some(9_500)));
+    let cy = &s.reps("acme").unwrap()[2];
+    assert_eq!(
+        (cy.open, cy.touched, cy.touched_in_sla, cy.breached),
+        (0, 1, 0, 1)
+    );
+
+    // A lead no one could take waits in the queue with a timer of its own.
+    s.assign("acme", &new_assignment("l3", None, 40), 30)
+        .unwrap();
+    let q = s.assignment("acme", "l3").unwrap().unwrap();
+    assert_eq!((q.state.as_str(), q.rep_id), ("queued", None));
+    let due = s
+        .claim_due_timers("acme", "host-a", 60_000, 200_000, 10)
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>(),
+        ["route"]
+    );
+}
+
+#[test]
+fn routing_records_behave_the_same_on_every_backend() {
+    routing(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("routing") {
+        routing(&mut PgStore::connect(&db.url).unwrap());
+    }
+}
+
+fn unassigned(s: &impl Routing, qualify: impl Fn(&str, &str)) {
+    qualify("l1", "qualified");
+    qualify("l2", "qualified");
+    qualify("l3", "incomplete");
+    assert_eq!(s.unassigned("acme", "qualified", 10).unwrap(), ["l1", "l2"]);
+    assert_eq!(s.unassigned("acme", "qualified", 1).unwrap(), ["l1"]);
+    assert!(s.unassigned("other", "qualified", 10).unwrap().is_empty());
+}
+
+#[test]
+fn qualified_leads_never_assigned_are_found_on_every_backend() {
+    let sqlite = SqliteWithLeads::new("unassigned", &["l1", "l2", "l3", "l4"]);
+    let path = sqlite.0.join("s.db");
+    let mut store = sqlite.open();
+    store
+        .assign("acme", &new_assignment("l4", Some("ana"), 5), 1)
+        .unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        "UPDATE leads SET qualification = 'qualified' WHERE id = 'l4'",
+        [],
+    )
+    .unwrap();
+    unassigned(&store, |id, q| {
+        c.execute("UPDATE leads SET qualification = ?1 WHERE id = ?2", [q, id])
+            .unwrap();
+    });
+    if let Some(db) = TestDb::create("unassigned") {
+        let mut pg = pg_with_leads(&db, &["l1", "l2", "l3", "l4"]);
+        pg.assign("acme", &new_assignment("l4", Some("ana"), 5), 1)
+            .unwrap();
+        let mut c = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+        c.execute(
+            "UPDATE leads SET qualification = 'qualified' WHERE id = 'l4'",
+            &[],
+        )
+        .unwrap();
+        let c = std::cell::RefCell::new(c);
+        unassigned(&pg, |id, q| {
+            c.borrow_mut()
+                .execute(
+                    "UPDATE leads SET qualification = $1 WHERE id = $2",
+                    &[&q, &id],
+                )
+                .unwrap();
+        });
+    }
+}
+
+#[test]
+fn hosts_ticking_at_once_never_fire_the_same_timer() {
+    let Some(db) = TestDb::create("timers") else {
+        return;
+    };
+    let mut s = PgStore::connect(&db.url).unwrap();
+    let leads: Vec<String> = (0..300).map(|i| format!("l{i}")).collect();
+    for l in &leads {
+        s.assign("acme", &new_assignment(l, Some("ana"), 5), 1)
+            .unwrap();
+    }
+    let hosts: Vec<_> = (0..3)
+        .map(|host| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let mut s = PgStore::connect(&url).unwrap();
+                let mut fired = Vec::new();
+                for _ in 0..1_000 {
+                    let got = s
+                        .claim_due_timers("acme", &format!("host-{host}"), 60_000, 10, 7)
+                        .unwrap();
+                    if got.is_empty() {
+                        return fired;
+                    }
+                    for t in &got {
+                        s.finish_timer(t.id, 10).unwrap();
+                    }
+                    fired.extend(got.iter().map(|t| t.id));
+                }
+                panic!("host-{host} was still claiming after 1,000 rounds");
+            })
+        })
+        .collect();
+    let mut all: Vec<i64> = hosts.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((n, all.len()), (300, 300), "every timer fired once");
 }

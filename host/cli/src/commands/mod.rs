@@ -4,6 +4,7 @@
 
 mod components;
 mod data;
+mod routing;
 mod service;
 mod store;
 
@@ -176,11 +177,22 @@ pub(crate) enum Command {
     /// The CRM outbox: list handoffs, deliver the due ones, replay failed
     /// and dead-lettered ones.
     Outbox(OutboxArgs),
-    /// Alerts raised for people (review items past their SLA), newest first.
+    /// Alerts raised for people (review items past their SLA, leads that
+    /// missed their response SLA or wait with no rep, handoffs
+    /// dead-lettered), newest first.
     Alerts(AlertsArgs),
     /// For batch setups without `serve`: escalate stale review items (and
-    /// apply the SLA fallback), then deliver due CRM handoffs once.
+    /// apply the SLA fallback), fire due response-SLA and routing timers,
+    /// then deliver due CRM handoffs once.
     Tick(TickArgs),
+    /// Who can receive leads: list reps with their load, add or change
+    /// one, mark one away or back, and per-rep fairness and SLA stats.
+    Reps(RepsArgs),
+    /// Route stored leads now (again, or by hand with --to), or ask who
+    /// would get a lead and why (--dry-run; nothing recorded).
+    Route(RouteArgs),
+    /// Record a rep's first touch of a lead (stops its response SLA).
+    Touch(TouchArgs),
     /// List the leads waiting in the exception queue.
     Exceptions(ExceptionsArgs),
     /// Copy a whole store into an empty one on another backend (SQLite to
@@ -466,9 +478,107 @@ pub(crate) struct AlertsArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct TickArgs {
-    /// Only the review SLA; no CRM calls.
+    /// Only the SLAs; no CRM calls.
     #[arg(long)]
     pub(crate) no_handoff: bool,
+    /// Fire what is due at this time (RFC 3339, e.g.
+    /// 2026-12-07T10:30:00Z) instead of now: to see what a later tick does.
+    #[arg(long)]
+    pub(crate) at: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RepsAction {
+    /// The reps with their load: assigned today, awaiting a first touch,
+    /// in all.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a rep or change one (the fields given; a new rep needs --team).
+    Set(RepSet),
+    /// Mark a rep away: they get no new leads (until a time, or `back`).
+    Away {
+        id: String,
+        /// RFC 3339 time they are back on their own.
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// Mark a rep back.
+    Back { id: String },
+    /// Fairness and response: each rep's share of their team's leads
+    /// against their weight's share, open load, SLA adherence.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RepSet {
+    pub(crate) id: String,
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    #[arg(long)]
+    pub(crate) email: Option<String>,
+    #[arg(long)]
+    pub(crate) crm_owner_id: Option<String>,
+    #[arg(long)]
+    pub(crate) slack_id: Option<String>,
+    /// A team of [routing.teams]; repeat for several (replaces the list).
+    #[arg(long = "team")]
+    pub(crate) teams: Vec<String>,
+    /// IANA time zone, e.g. Europe/Paris.
+    #[arg(long)]
+    pub(crate) timezone: Option<String>,
+    /// Working hours, e.g. "mon-fri 09:00-18:00" ("" for any time).
+    #[arg(long)]
+    pub(crate) hours: Option<String>,
+    #[arg(long)]
+    pub(crate) capacity_per_day: Option<u32>,
+    #[arg(long)]
+    pub(crate) max_open: Option<u32>,
+    #[arg(long)]
+    pub(crate) weight: Option<u32>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RepsArgs {
+    #[command(subcommand)]
+    pub(crate) action: RepsAction,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RouteArgs {
+    /// Stored leads to route.
+    #[arg(long = "lead", required_unless_present_any = ["fields", "unassigned"])]
+    pub(crate) leads: Vec<String>,
+    /// Every qualified lead never assigned (leads `leadgate run` recorded).
+    #[arg(long, conflicts_with_all = ["leads", "dry_run", "to"])]
+    pub(crate) unassigned: bool,
+    /// Only say who would get it and why; nothing is recorded.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// A lead's routing fields as JSON instead of a stored lead (with
+    /// --dry-run), e.g. '{"country": "FR", "grade": "A"}'.
+    #[arg(long, requires = "dry_run", conflicts_with = "leads")]
+    pub(crate) fields: Option<String>,
+    /// Give the leads to this rep by hand.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub(crate) to: Option<String>,
+    /// Who routes them, for the audit trail.
+    #[arg(long, default_value = "cli")]
+    pub(crate) by: String,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TouchArgs {
+    pub(crate) lead: String,
+    /// When the rep first responded (RFC 3339); default now.
+    #[arg(long)]
+    pub(crate) at: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -621,6 +731,9 @@ pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Outbox(args) => service::outbox(config, db, args),
         Command::Alerts(args) => service::alerts(config, db, args),
         Command::Tick(args) => service::tick(config, db, args),
+        Command::Reps(args) => routing::reps(config, db, args),
+        Command::Route(args) => routing::route(config, db, args),
+        Command::Touch(args) => routing::touch(config, db, args),
         Command::Exceptions(args) => data::exceptions(config, db, args),
         Command::MigrateStore(args) => store::migrate(config, db, args),
         Command::Preinit(args) => components::preinit(config, db, args),

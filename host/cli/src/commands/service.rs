@@ -1,6 +1,7 @@
 //! The verbs of the running service and its queues: serve, keys, the
 //! review queue, the CRM outbox, alerts and tick.
 
+use super::routing;
 use super::*;
 
 pub(super) fn review(config: Config, db: String, args: ReviewArgs) -> Result<ExitCode> {
@@ -126,14 +127,33 @@ pub(super) fn alerts(config: Config, db: String, args: AlertsArgs) -> Result<Exi
 }
 
 pub(super) fn tick(config: Config, db: String, args: TickArgs) -> Result<ExitCode> {
-    let TickArgs { no_handoff } = args;
+    let TickArgs { no_handoff, at } = args;
     let mut store = leadgate_store::Store::open(&db)?;
-    let now = clock::now_ms();
+    let now = match at {
+        Some(at) => routing::time(&at, "--at")?,
+        None => clock::now_ms(),
+    };
     let t = review::tick(&config, &mut store, now)?;
     println!(
         "review SLA: {} escalated · {} past the fallback threshold",
         t.escalated, t.fallbacks
     );
+    if config.routing.enabled {
+        let mut assigner = leadgate_pipeline::assign::Assigner::open(&config, &mut store, now)?;
+        let claim = serve::claim(&config.serve);
+        let f = leadgate_pipeline::assign::fire_due(
+            &config,
+            &mut store,
+            &mut assigner,
+            claim.holder,
+            claim.lease_ms,
+            now,
+        )?;
+        println!(
+            "response SLA: {} reassigned · {} escalated · queued leads: {} routed, {} still waiting",
+            f.reassigned, f.escalated, f.routed, f.waiting
+        );
+    }
     if !no_handoff {
         deliver_once(&config, &mut store, now)?;
     }

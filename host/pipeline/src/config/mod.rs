@@ -26,6 +26,7 @@ pub struct Config {
     pub serve: serve::ServeConfig,
     pub crm: serve::CrmConfig,
     pub review: serve::ReviewConfig,
+    pub routing: leadgate_routing::RoutingConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -46,6 +47,7 @@ impl Default for Config {
             serve: Default::default(),
             crm: Default::default(),
             review: Default::default(),
+            routing: Default::default(),
             base: PathBuf::from("."),
         }
     }
@@ -430,6 +432,9 @@ impl Config {
         self.classify.check()?;
         self.score.check()?;
         serve::check(&self.serve, &self.crm, &self.review)?;
+        if self.routing.enabled {
+            self.routing.check()?;
+        }
         Ok(())
     }
 

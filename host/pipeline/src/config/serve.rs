@@ -173,7 +173,8 @@ pub struct CrmConfig {
     /// HubSpot's contact properties.
     pub properties: BTreeMap<String, String>,
     /// leadgate's results → CRM property: `lead_id`, `status`,
-    /// `qualification`, `score`, `grade`. The properties must exist in the
+    /// `qualification`, `score`, `grade`, `owner` (the assigned rep's
+    /// `crm_owner_id`). The properties must exist in the
     /// CRM (HubSpot refuses unknown ones: the handoff fails with its error).
     pub results: BTreeMap<String, String>,
 }
@@ -212,6 +213,7 @@ impl Default for CrmConfig {
                 ("qualification", "leadgate_qualification"),
                 ("score", "leadgate_score"),
                 ("grade", "leadgate_grade"),
+                ("owner", "hubspot_owner_id"),
             ]
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -355,8 +357,19 @@ pub fn check(serve: &ServeConfig, crm: &CrmConfig, review: &ReviewConfig) -> Res
         );
     }
     for k in crm.results.keys() {
-        if !["lead_id", "status", "qualification", "score", "grade"].contains(&k.as_str()) {
-            bail!("crm.results.{k}: not a result (lead_id, status, qualification, score, grade)");
+        if ![
+            "lead_id",
+            "status",
+            "qualification",
+            "score",
+            "grade",
+            "owner",
+        ]
+        .contains(&k.as_str())
+        {
+            bail!(
+                "crm.results.{k}: not a result (lead_id, status, qualification, score, grade, owner)"
+            );
         }
     }
     for s in &crm.handoff {

@@ -29,10 +29,12 @@ use std::time::{Duration, Instant};
 
 mod intake;
 mod reads;
+mod routing;
 mod webhooks;
 
 use intake::*;
 use reads::*;
+use routing::*;
 use webhooks::*;
 
 type S = Arc<Shared>;
@@ -56,6 +58,13 @@ pub fn router(shared: S) -> Router {
         .route("/v1/alerts", get(list_alerts))
         .route("/v1/outbox", get(list_outbox))
         .route("/v1/outbox/retry", post(retry_outbox))
+        .route("/v1/reps", get(list_reps))
+        .route("/v1/reps/{id}", axum::routing::put(put_rep))
+        .route("/v1/reps/{id}/away", post(rep_away))
+        .route("/v1/reps/{id}/back", post(rep_back))
+        .route("/v1/route/dry-run", post(route_dry_run))
+        .route("/v1/leads/{id}/route", post(route_lead))
+        .route("/v1/leads/{id}/touch", post(touch_lead))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

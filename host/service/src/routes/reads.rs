@@ -97,6 +97,7 @@ pub(super) async fn get_lead(
             "qualification": e.qualification,
             "score": score.map(|s| parse(&s.detail)),
             "crm": st.handoffs_of(&tenant, &lid)?,
+            "assignment": crate::routing::assignment_json(st, &tenant, &lid)?,
         })))
     })
     .await;

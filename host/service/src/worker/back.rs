@@ -356,8 +356,10 @@ impl Steps<'_> {
         let all_ids: Vec<String> = pending.iter().flat_map(|p| p.ids.clone()).collect();
         let scores = store.score_details(&all_ids)?;
         // Handoffs: qualified leads to the CRM; a lead that came from the
-        // CRM gets its result written back.
+        // CRM gets its result written back. With routing on, a qualified
+        // lead is handed off once it has an owner.
         let target = self.config.crm.target;
+        let mut to_route: Vec<(String, bool)> = Vec::new();
         for (p, rs) in pending.iter().zip(&results) {
             for (i, id) in p.ids.iter().enumerate() {
                 let (status, state) = match &rs[i] {
@@ -370,6 +372,15 @@ impl Steps<'_> {
                         None => continue,
                     },
                 };
+                let qualified = status == "accepted"
+                    && state
+                        .as_ref()
+                        .is_some_and(|s| self.config.crm.handoff.contains(s));
+                if qualified && self.assigner.is_some() {
+                    // Recorded before (its request picked up again): it may
+                    // have been assigned then.
+                    to_route.push((id.clone(), p.recorded.contains(id)));
+                }
                 if target == Target::None {
                     continue;
                 }
@@ -382,12 +393,42 @@ impl Steps<'_> {
                         Some(crm_id),
                         now,
                     )?;
-                } else if status == "accepted"
-                    && state
-                        .as_ref()
-                        .is_some_and(|s| self.config.crm.handoff.contains(s))
-                {
+                } else if qualified && self.assigner.is_none() {
                     store.enqueue_handoff(self.tenant, id, target.as_str(), "create", None, now)?;
+                }
+            }
+        }
+        if let Some(assigner) = self.assigner.as_mut()
+            && !to_route.is_empty()
+        {
+            // A lead assigned before (its request picked up again) keeps
+            // its assignment.
+            let mut fresh = Vec::with_capacity(to_route.len());
+            for (lead, before) in to_route {
+                if !before || store.assignment(self.tenant, &lead)?.is_none() {
+                    fresh.push((lead, Vec::new()));
+                }
+            }
+            let routed = assigner.assign(self.config, store, &fresh, "routing", now)?;
+            for r in &routed {
+                self.shared
+                    .metrics
+                    .count_assignment(self.tenant, &r.decision);
+                if r.decision.rep.is_some() && target != Target::None {
+                    let crm_id = pending
+                        .iter()
+                        .find(|p| p.ids.contains(&r.lead_id))
+                        .and_then(|p| p.request.crm_id.as_deref());
+                    if crm_id.is_none() {
+                        store.enqueue_handoff(
+                            self.tenant,
+                            &r.lead_id,
+                            target.as_str(),
+                            "create",
+                            None,
+                            now,
+                        )?;
+                    }
                 }
             }
         }

@@ -204,21 +204,34 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
         stopping: &shared.stopping,
         arrivals: Arrivals::default(),
     };
-    let mut back = Back {
-        store: {
-            let mut s = super::open_store(&db)?;
-            s.manual_checkpoints()?;
-            // Small batches: a lead's keys would each cost a page.
-            s.defer_match_keys(leadgate_store::DEFAULT_CYCLE_LEADS);
-            // What the last process left pending, before any request.
-            let started = std::time::Instant::now();
-            let rows = s
-                .fold_deferred_keys()
-                .context("cannot fold the match keys left pending")?;
-            tracing::debug!(tenant = %tenant, rows, ms = started.elapsed().as_millis() as u64,
+    let mut back_store = {
+        let mut s = super::open_store(&db)?;
+        s.manual_checkpoints()?;
+        // Small batches: a lead's keys would each cost a page.
+        s.defer_match_keys(leadgate_store::DEFAULT_CYCLE_LEADS);
+        // What the last process left pending, before any request.
+        let started = std::time::Instant::now();
+        let rows = s
+            .fold_deferred_keys()
+            .context("cannot fold the match keys left pending")?;
+        tracing::debug!(tenant = %tenant, rows, ms = started.elapsed().as_millis() as u64,
                 "pending match keys folded");
-            s
-        },
+        s
+    };
+    let assigner = if config.routing.enabled {
+        Some(
+            leadgate_pipeline::assign::Assigner::open(
+                &config,
+                &mut back_store,
+                crate::clock::now_ms(),
+            )
+            .context("cannot read the reps to route leads to")?,
+        )
+    } else {
+        None
+    };
+    let mut back = Back {
+        store: back_store,
         steps: Steps {
             config: &config,
             tenant: &tenant,
@@ -226,6 +239,7 @@ pub fn run(config: Arc<Config>, db: String, shared: Arc<Shared>, rx: Receiver<Jo
             scoring,
             pipeline,
             shared: &shared,
+            assigner,
         },
         logged: HashMap::new(),
     };
@@ -379,6 +393,8 @@ struct Steps<'a> {
     scoring: Option<crate::score::Scoring<'a>>,
     pipeline: crate::score::Pipeline,
     shared: &'a Shared,
+    /// The tenant's router, when `[routing]` is on.
+    assigner: Option<leadgate_pipeline::assign::Assigner>,
 }
 
 /// A leads request being processed: its intake id, lead ids and request.

@@ -102,7 +102,24 @@ pub(super) fn events_into(
             Err(r) => bad.push(r),
         }
     }
-    let inserted = store.insert_events(tenant, &good, now)?;
+    // A reply is the first touch of the lead's assignment, when routing
+    // is on: stored on their own to know whose leads they reached.
+    let (replies, good): (Vec<_>, Vec<_>) = good
+        .into_iter()
+        .partition(|e| config.routing.enabled && e.kind == "reply");
+    let mut inserted = store.insert_events(tenant, &good, now)?;
+    if !replies.is_empty() {
+        let r = store.insert_events(tenant, &replies, now)?;
+        for lead in &r.leads {
+            let at = replies.iter().map(|e| e.at).max().unwrap_or(now);
+            store.touch(tenant, lead, at.min(now))?;
+        }
+        inserted.stored += r.stored;
+        inserted.duplicates += r.duplicates;
+        inserted.attached += r.attached;
+        inserted.leads.extend(r.leads);
+    }
+    let good: Vec<_> = good.into_iter().chain(replies).collect();
     store.reject_events(tenant, &format!("request {intake}"), &bad, now)?;
     let mut touched = inserted.leads.clone();
     touched.extend(store.attach_pending(tenant)?);

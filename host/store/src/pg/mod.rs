@@ -17,6 +17,7 @@ mod passes;
 mod reads;
 mod rekey;
 mod review;
+mod routing;
 mod runs;
 mod score;
 mod service;
@@ -33,6 +34,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0002_runs_and_outbox.sql"),
     include_str!("../../migrations-pg/0003_matching_enrichment_scores_review.sql"),
     include_str!("../../migrations-pg/0004_passes.sql"),
+    include_str!("../../migrations-pg/0005_routing.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by

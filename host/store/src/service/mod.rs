@@ -297,7 +297,7 @@ mod tests {
                  DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
                  ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
-                 DROP TABLE passes;
+                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -379,7 +379,7 @@ mod tests {
             .execute_batch(
                 "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
-                 DROP TABLE passes;",
+                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();

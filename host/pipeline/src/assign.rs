@@ -1,0 +1,526 @@
+//! Routing on the store: who gets each qualified lead (the decision is
+//! `leadgate_routing`'s), recorded as an assignment with its explanation,
+//! a response-SLA timer, and the owner handed to the CRM; the timers fired
+//! (SLA breaches reassigned or escalated, queued leads routed again); first
+//! touches recorded. The service's pipeline and scheduler and the CLI
+//! (`leadgate route`, `leadgate tick`, `leadgate reps`) share it.
+//!
+//! A lead no one can take is never dropped: it waits in the queue — not
+//! handed off — someone is alerted, and it is routed again every
+//! `retry_minutes` until a rep can take it.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use leadgate_routing::{AccountOwner, Decision, Load, OnBreach, Rep, Router, Step, Subject};
+use leadgate_store::Store;
+use leadgate_store::prelude::*;
+use leadgate_store::routing::{AssignmentRow, NewAssignment, RepRow};
+use std::collections::HashMap;
+
+/// A minute in milliseconds.
+const MINUTE: i64 = 60_000;
+/// Timers fired per round of a tick, at most.
+const TIMERS_PER_ROUND: usize = 500;
+
+/// What routing knows of a stored lead, and the account keys it is
+/// recorded under.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub subject: Subject,
+    /// The lead's corporate domain (none for a free-mail address).
+    pub domain: Option<String>,
+    pub company_key: Option<String>,
+}
+
+/// A routed lead.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub lead_id: String,
+    pub decision: Decision,
+    /// The assignment recorded (none for a dry run).
+    pub assignment: Option<i64>,
+}
+
+/// The tenant's reps as a router, rebuilt when they change.
+pub struct Assigner {
+    router: Router,
+    /// Each rep's id and settings as last read.
+    seen: Vec<(String, String)>,
+}
+
+impl Assigner {
+    /// Seeds the store with `[[routing.reps]]` when it has no reps for the
+    /// tenant, and reads them.
+    pub fn open(config: &Config, store: &mut Store, now: i64) -> Result<Assigner> {
+        seed(config, store, now)?;
+        let rows = store.reps(&config.tenant)?;
+        let mut a = Assigner {
+            router: build(config, &rows)?,
+            seen: Vec::new(),
+        };
+        a.seen = settings(&rows);
+        Ok(a)
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The router over `rows`, rebuilt when their settings changed; and
+    /// the loads they carry.
+    fn refresh(&mut self, config: &Config, rows: &[RepRow]) -> Result<HashMap<String, Load>> {
+        let now = settings(rows);
+        if now != self.seen {
+            self.router = build(config, rows)?;
+            self.seen = now;
+        }
+        Ok(loads(rows))
+    }
+
+    /// Routes `leads` (stored, qualified) and records each assignment;
+    /// `by` says who asked (`routing`, `sla`, `retry`, a person).
+    /// `exclude` leaves reps out per lead (those who missed its SLA).
+    pub fn assign(
+        &mut self,
+        config: &Config,
+        store: &mut Store,
+        leads: &[(String, Vec<String>)],
+        by: &str,
+        now: i64,
+    ) -> Result<Vec<Routed>> {
+        let tenant = config.tenant.as_str();
+        let rows = store.reps(tenant)?;
+        let loads = self.refresh(config, &rows)?;
+        let mut roster = self.router.roster(&loads, now);
+        let mut out = Vec::with_capacity(leads.len());
+        for (lead, exclude) in leads {
+            let facts = facts(config, store, lead)?;
+            let decision = self.router.route(&roster, &facts.subject, exclude);
+            self.router.apply(&mut roster, &decision);
+            let id = record(
+                config,
+                store,
+                &self.router,
+                &roster,
+                &facts,
+                &decision,
+                by,
+                now,
+            )?;
+            out.push(Routed {
+                lead_id: lead.clone(),
+                decision,
+                assignment: Some(id),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Who would get `subject` now, and why — nothing recorded.
+    pub fn dry_run(
+        &mut self,
+        config: &Config,
+        store: &Store,
+        subject: &Subject,
+        now: i64,
+    ) -> Result<Decision> {
+        let rows = store.reps(&config.tenant)?;
+        let loads = self.refresh(config, &rows)?;
+        let roster = self.router.roster(&loads, now);
+        Ok(self.router.route(&roster, subject, &[]))
+    }
+}
+
+/// Writes `[[routing.reps]]` to the store when the tenant has none.
+pub fn seed(config: &Config, store: &mut Store, now: i64) -> Result<usize> {
+    if config.routing.reps.is_empty() {
+        return Ok(0);
+    }
+    let reps: Vec<(String, String)> = config
+        .routing
+        .reps
+        .iter()
+        .map(|r| Ok((r.id.clone(), serde_json::to_string(r)?)))
+        .collect::<Result<_, serde_json::Error>>()?;
+    Ok(store.seed_reps(&config.tenant, &reps, now)?)
+}
+
+fn settings(rows: &[RepRow]) -> Vec<(String, String)> {
+    rows.iter().map(|r| (r.id.clone(), r.doc.clone())).collect()
+}
+
+/// The reps of `rows`; a stored rep whose settings no longer read (an
+/// older leadgate wrote them, or they were edited by hand) is refused by
+/// name.
+pub fn reps_of(rows: &[RepRow]) -> Result<Vec<Rep>> {
+    rows.iter()
+        .map(|r| {
+            serde_json::from_str::<Rep>(&r.doc)
+                .with_context(|| format!("stored rep {:?}: its settings do not read", r.id))
+        })
+        .collect()
+}
+
+fn build(config: &Config, rows: &[RepRow]) -> Result<Router> {
+    Ok(Router::new(config.routing.clone(), reps_of(rows)?)?)
+}
+
+pub fn loads(rows: &[RepRow]) -> HashMap<String, Load> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                Load {
+                    day: r.day.clone(),
+                    today: u32::try_from(r.today).unwrap_or(u32::MAX),
+                    open: u32::try_from(r.open).unwrap_or(u32::MAX),
+                    total: u64::try_from(r.total).unwrap_or(0),
+                    last_at: r.last_at,
+                },
+            )
+        })
+        .collect()
+}
+
+/// What routing knows of stored lead `lead`: its fields, enrichment
+/// attributes, grade, existing owner and account owner.
+pub fn facts(config: &Config, store: &Store, lead: &str) -> Result<Facts> {
+    let tenant = config.tenant.as_str();
+    let row = store
+        .lead_row(lead)?
+        .with_context(|| format!("lead {lead} is not in the store"))?;
+    let normalized: serde_json::Value = row
+        .normalized
+        .as_deref()
+        .and_then(|n| serde_json::from_str(n).ok())
+        .unwrap_or_default();
+    let text = |k: &str| {
+        normalized
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let enrichment = store.enrichment(lead)?.unwrap_or_default();
+    let attributes = crate::score::stored_attributes(enrichment.enrichment.as_deref());
+    let attribute = |k: &str| {
+        attributes
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    let custom = |k: &str| {
+        normalized
+            .get("custom")
+            .and_then(|c| c.as_array())
+            .and_then(|c| {
+                c.iter().find(|f| {
+                    f.get("key")
+                        .and_then(|k2| k2.as_str())
+                        .is_some_and(|k2| k2.eq_ignore_ascii_case(k))
+                })
+            })
+            .and_then(|f| f.get("value")?.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let owner_id = config
+        .routing
+        .owner_fields
+        .iter()
+        .find_map(|f| custom(f).or_else(|| attribute(f)));
+    let grade = store.stored_score(lead)?.map(|s| s.grade);
+    let domain = text("domain")
+        .or_else(|| text("email").and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_string())))
+        .map(|d| d.to_ascii_lowercase())
+        .filter(|d| !leadgate_lead::mail::is_free_mail_domain(d));
+    let company_key = text("company_key");
+    let account_owner = if config.routing.existing_owner {
+        store
+            .account_owner(tenant, lead, domain.as_deref(), company_key.as_deref())?
+            .map(|o| {
+                let value = if o.by == "domain" {
+                    domain.clone().unwrap_or_default()
+                } else {
+                    company_key.clone().unwrap_or_default()
+                };
+                AccountOwner {
+                    rep: o.rep_id,
+                    via: format!(
+                        "lead {} of the same {} {value}",
+                        o.lead_id,
+                        o.by.replace('_', " ")
+                    ),
+                }
+            })
+    } else {
+        None
+    };
+    Ok(Facts {
+        subject: Subject {
+            lead_id: lead.to_string(),
+            country: text("country"),
+            region: text("region"),
+            industry: attribute("industry"),
+            employee_range: attribute("employee_range"),
+            source: Some(row_source(&normalized)),
+            grade,
+            owner_id,
+            account_owner,
+        },
+        domain,
+        company_key,
+    })
+}
+
+fn row_source(normalized: &serde_json::Value) -> String {
+    normalized
+        .get("source")
+        .and_then(|s| s.as_str())
+        .unwrap_or("api")
+        .to_string()
+}
+
+/// Records `decision` for the lead of `facts`, with its timer; a lead
+/// held in the queue raises an alert.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    config: &Config,
+    store: &mut Store,
+    router: &Router,
+    roster: &leadgate_routing::Roster,
+    facts: &Facts,
+    decision: &Decision,
+    by: &str,
+    now: i64,
+) -> Result<i64> {
+    let tenant = config.tenant.as_str();
+    let explanation = serde_json::to_string(decision)?;
+    let rep_day = decision
+        .rep
+        .as_deref()
+        .and_then(|r| roster.day(router, r))
+        .unwrap_or_default()
+        .to_string();
+    let (state, timer, sla_due_at) = match &decision.rep {
+        Some(_) => {
+            let due = now + i64::from(decision.sla_minutes) * MINUTE;
+            ("open", ("sla", due), Some(due))
+        }
+        None => (
+            "queued",
+            (
+                "route",
+                now + i64::from(config.routing.retry_minutes) * MINUTE,
+            ),
+            None,
+        ),
+    };
+    let id = store.assign(
+        tenant,
+        &NewAssignment {
+            lead_id: &facts.subject.lead_id,
+            rep_id: decision.rep.as_deref(),
+            rep_day: &rep_day,
+            team: &decision.team,
+            step: step_name(decision.step),
+            state,
+            explanation: &explanation,
+            domain: facts.domain.as_deref(),
+            company_key: facts.company_key.as_deref(),
+            sla_due_at,
+            assigned_by: by,
+            timer: Some(timer),
+        },
+        now,
+    )?;
+    if decision.rep.is_none() {
+        store.add_alert(
+            tenant,
+            "routing.queued",
+            &facts.subject.lead_id,
+            &format!(
+                "lead {} has no owner: {}. It waits in {:?} and is routed again every {} min.",
+                facts.subject.lead_id, decision.rule, decision.team, config.routing.retry_minutes
+            ),
+            now,
+        )?;
+    }
+    Ok(id)
+}
+
+pub fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Owner => "owner",
+        Step::Account => "account",
+        Step::Territory => "territory",
+        Step::Default => "default",
+        Step::Fallback => "fallback",
+        Step::Queue => "queue",
+        Step::Manual => "manual",
+    }
+}
+
+/// Queues the owner's handoff to the CRM: an update of the CRM's record
+/// when the lead is there already, else its creation (a creation already
+/// waiting carries the new owner, as it is built when sent).
+pub fn hand_off_owner(config: &Config, store: &Store, lead: &str, now: i64) -> Result<()> {
+    let target = config.crm.target;
+    if target == crate::config::serve::Target::None {
+        return Ok(());
+    }
+    let tenant = config.tenant.as_str();
+    match store.crm_record(tenant, lead, target.as_str())? {
+        Some(crm_id) => {
+            store.enqueue_handoff(tenant, lead, target.as_str(), "update", Some(&crm_id), now)?;
+        }
+        None => {
+            store.enqueue_handoff(tenant, lead, target.as_str(), "create", None, now)?;
+        }
+    }
+    Ok(())
+}
+
+/// What firing the due timers did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fired {
+    /// SLA missed and the lead given to another rep (or the queue).
+    pub reassigned: u64,
+    /// SLA missed and escalated; the rep keeps the lead.
+    pub escalated: u64,
+    /// Queued leads that found a rep.
+    pub routed: u64,
+    /// Queued leads that still wait.
+    pub waiting: u64,
+    /// Timers whose assignment had moved on (touched, replaced).
+    pub stale: u64,
+}
+
+impl Fired {
+    pub fn any(&self) -> bool {
+        self.reassigned + self.escalated + self.routed + self.waiting > 0
+    }
+}
+
+/// Fires `config.tenant`'s due timers, claimed for `holder` so hosts
+/// sharing the store fire each once: an SLA missed is reassigned (the
+/// reps who missed it left out, up to `max_reassignments`) or escalated,
+/// with an alert; a queued lead is routed again. Costs the timers due.
+pub fn fire_due(
+    config: &Config,
+    store: &mut Store,
+    assigner: &mut Assigner,
+    holder: &str,
+    lease_ms: i64,
+    now: i64,
+) -> Result<Fired> {
+    let mut fired = Fired::default();
+    let tenant = config.tenant.as_str();
+    loop {
+        let due = store.claim_due_timers(tenant, holder, lease_ms, now, TIMERS_PER_ROUND)?;
+        if due.is_empty() {
+            return Ok(fired);
+        }
+        for t in &due {
+            let a = store.assignment_by_id(t.ref_id)?;
+            match (t.kind.as_str(), a) {
+                ("sla", Some(a)) if a.replaced_at.is_none() && a.state == "open" => {
+                    sla_missed(config, store, assigner, &a, now, &mut fired)?;
+                }
+                ("route", Some(a)) if a.replaced_at.is_none() && a.state == "queued" => {
+                    // Anyone who can take it now, those who missed its
+                    // SLA before included: better late than waiting on.
+                    let routed = assigner.assign(
+                        config,
+                        store,
+                        &[(a.lead_id.clone(), Vec::new())],
+                        "retry",
+                        now,
+                    )?;
+                    if routed.iter().any(|r| r.decision.rep.is_some()) {
+                        fired.routed += 1;
+                        hand_off_owner(config, store, &a.lead_id, now)?;
+                    } else {
+                        fired.waiting += 1;
+                    }
+                }
+                _ => fired.stale += 1,
+            }
+            store.finish_timer(t.id, now)?;
+        }
+    }
+}
+
+/// The reps who missed the lead's SLA before.
+fn breached_by(store: &Store, tenant: &str, lead: &str) -> Result<Vec<String>> {
+    Ok(store
+        .assignments_of(tenant, lead)?
+        .into_iter()
+        .filter(|a| a.state == "breached" || a.state == "escalated")
+        .filter_map(|a| a.rep_id)
+        .collect())
+}
+
+fn sla_missed(
+    config: &Config,
+    store: &mut Store,
+    assigner: &mut Assigner,
+    a: &AssignmentRow,
+    now: i64,
+    fired: &mut Fired,
+) -> Result<()> {
+    let tenant = config.tenant.as_str();
+    let sla = &config.routing.sla;
+    let rep = a.rep_id.clone().unwrap_or_default();
+    let mut missed = breached_by(store, tenant, &a.lead_id)?;
+    let minutes = a.sla_due_at.map_or(0, |d| (d - a.created_at) / MINUTE);
+    let reassign = sla.on_breach == OnBreach::Reassign
+        && missed.len() < usize::try_from(sla.max_reassignments).unwrap_or(usize::MAX);
+    if reassign {
+        if !store.miss_sla(a.id, "breached", now)? {
+            return Ok(());
+        }
+        missed.push(rep.clone());
+        let routed = assigner.assign(config, store, &[(a.lead_id.clone(), missed)], "sla", now)?;
+        let to = routed
+            .first()
+            .and_then(|r| r.decision.rep.clone())
+            .map_or_else(
+                || "the queue (no one else available)".to_string(),
+                |r| format!("rep {r}"),
+            );
+        store.add_alert(
+            tenant,
+            "routing.sla_breach",
+            &a.lead_id,
+            &format!(
+                "lead {}: rep {rep} did not respond within {minutes} min; reassigned to {to}",
+                a.lead_id
+            ),
+            now,
+        )?;
+        if routed.iter().any(|r| r.decision.rep.is_some()) {
+            hand_off_owner(config, store, &a.lead_id, now)?;
+        }
+        fired.reassigned += 1;
+    } else {
+        if !store.miss_sla(a.id, "escalated", now)? {
+            return Ok(());
+        }
+        store.add_alert(
+            tenant,
+            "routing.sla_breach",
+            &a.lead_id,
+            &format!(
+                "lead {}: rep {rep} did not respond within {minutes} min; escalated to team {:?} (the rep keeps it)",
+                a.lead_id, a.team
+            ),
+            now,
+        )?;
+        fired.escalated += 1;
+    }
+    Ok(())
+}
