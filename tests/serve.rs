@@ -1372,7 +1372,7 @@ fn qualified_leads_get_an_owner_the_crm_sees_and_reps_change_without_a_restart()
     let (status, body) = put(&s, "/v1/reps/dee", &k, r#"{"id": "eve"}"#);
     assert_eq!(
         (status, body["error"]["field"].as_str()),
-        (400, Some("id")),
+        (422, Some("id")),
         "{body}"
     );
     let (status, _, body) = s.post("/v1/route/dry-run", &h, "{}");

@@ -15,6 +15,7 @@ const MAX_CANDIDATES: usize = 24;
 
 /// What the router knows of a lead.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Subject {
     #[serde(default)]
     pub lead_id: String,
@@ -33,8 +34,9 @@ pub struct Subject {
     /// The lead's own CRM owner id (from `owner_fields`).
     #[serde(default)]
     pub owner_id: Option<String>,
-    /// The rep who owns the lead's account, and how that was found.
-    #[serde(default)]
+    /// The rep who owns the lead's account, and how that was found (the
+    /// store's to find, never given).
+    #[serde(default, skip_deserializing)]
     pub account_owner: Option<AccountOwner>,
 }
 

@@ -39,7 +39,7 @@ async fn with_routing<T: serde::Serialize + Send + 'static>(
 
 fn text_path(p: Result<Path<String>, PathRejection>) -> Result<String, Response> {
     match p {
-        Ok(Path(id)) if !id.trim().is_empty() => Ok(id),
+        Ok(Path(id)) if !id.is_empty() => Ok(id),
         _ => Err(param_error("path", "id", "must be a non-empty UTF-8 id")),
     }
 }
@@ -81,10 +81,11 @@ pub(super) async fn put_rep(
     if let Some(obj) = value.as_object_mut() {
         match obj.get("id").and_then(|v| v.as_str()) {
             Some(other) if other != id => {
-                return field_error(
-                    "body.invalid",
-                    "id",
-                    format!("the body's id {other:?} is not the path's {id:?}"),
+                return json(
+                    422,
+                    serde_json::json!({"error": {"code": "body.invalid", "field": "id",
+                        "message": format!("id: the body's id {other:?} is not the path's {id:?}")}})
+                    .to_string(),
                 );
             }
             _ => {
