@@ -204,6 +204,7 @@ pub fn run(leads: usize, rounds: usize, timers: usize) -> Result<()> {
                     lead_id: &s.lead_id,
                     rep_id: d.rep.as_deref(),
                     rep_day: &day,
+                    turn: d.rep.as_deref().map_or(0, |r| roster.turn(&big, r)),
                     team: &d.team,
                     step: "territory",
                     state: if d.rep.is_some() { "open" } else { "queued" },

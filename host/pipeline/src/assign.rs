@@ -176,6 +176,7 @@ pub fn loads(rows: &[RepRow]) -> HashMap<String, Load> {
                     open: u32::try_from(r.open).unwrap_or(u32::MAX),
                     total: u64::try_from(r.total).unwrap_or(0),
                     last_at: r.last_at,
+                    turn: r.turn,
                 },
             )
         })
@@ -325,6 +326,10 @@ fn record(
             lead_id: &facts.subject.lead_id,
             rep_id: decision.rep.as_deref(),
             rep_day: &rep_day,
+            turn: decision
+                .rep
+                .as_deref()
+                .map_or(0, |r| roster.turn(router, r)),
             team: &decision.team,
             step: step_name(decision.step),
             state,

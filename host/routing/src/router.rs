@@ -57,6 +57,10 @@ pub struct Load {
     pub open: u32,
     pub total: u64,
     pub last_at: Option<i64>,
+    /// The tenant-wide turn of the rep's last assignment: round robin's
+    /// order, distinct within a batch where `last_at` is the same.
+    #[serde(default)]
+    pub turn: i64,
 }
 
 /// Which step decided.
@@ -138,6 +142,8 @@ pub struct Roster {
     loads: Vec<Load>,
     /// Each rep's local date now.
     days: Vec<String>,
+    /// The last turn given out.
+    turn: i64,
 }
 
 impl Router {
@@ -252,11 +258,13 @@ impl Router {
             ls.push(load);
             days.push(day);
         }
+        let turn = ls.iter().map(|l| l.turn).max().unwrap_or(0);
         Roster {
             now,
             out,
             loads: ls,
             days,
+            turn,
         }
     }
 
@@ -482,7 +490,8 @@ impl Router {
                 let last = members
                     .iter()
                     .enumerate()
-                    .filter_map(|(pos, &i)| loads[i].last_at.map(|at| (at, pos)))
+                    .filter(|(_, i)| loads[**i].turn > 0)
+                    .map(|(pos, &i)| (loads[i].turn, pos))
                     .max();
                 let start = last.map_or(0, |(_, pos)| pos + 1);
                 let pick = (0..members.len())
@@ -502,7 +511,7 @@ impl Router {
                     );
                     (u128::from(loads[a].total) * wb)
                         .cmp(&(u128::from(loads[b].total) * wa))
-                        .then(loads[a].last_at.cmp(&loads[b].last_at))
+                        .then(loads[a].turn.cmp(&loads[b].turn))
                 })?;
                 (
                     pick,
@@ -515,7 +524,7 @@ impl Router {
             Strategy::LeastLoaded => {
                 let pick = *open
                     .iter()
-                    .min_by_key(|&&i| (loads[i].open, loads[i].today, loads[i].last_at))?;
+                    .min_by_key(|&&i| (loads[i].open, loads[i].today, loads[i].turn))?;
                 (
                     pick,
                     format!(
@@ -538,6 +547,8 @@ impl Router {
             l.open += 1;
             l.total += 1;
             l.last_at = Some(roster.now);
+            roster.turn += 1;
+            l.turn = roster.turn;
         }
     }
 }
@@ -546,6 +557,11 @@ impl Roster {
     /// The rep's load as counted, with its local day.
     pub fn load(&self, router: &Router, rep: &str) -> Option<&Load> {
         router.by_id.get(rep).map(|i| &self.loads[*i])
+    }
+
+    /// The turn of rep's last assignment, as counted.
+    pub fn turn(&self, router: &Router, rep: &str) -> i64 {
+        router.by_id.get(rep).map_or(0, |i| self.loads[*i].turn)
     }
 
     /// The local date of rep index `i`.

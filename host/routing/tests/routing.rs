@@ -284,15 +284,25 @@ fn round_robin_takes_turns_and_skips_who_cannot_take_one() {
         vec![rep("ana", &["sales"]), bo, rep("cy", &["sales"])],
     )
     .unwrap();
+    // One batch: every lead at the same instant.
     let mut roster = router.roster(&HashMap::new(), MONDAY_10_UTC);
     let mut got = Vec::new();
-    for k in 0..4 {
-        roster.now = MONDAY_10_UTC + k;
+    for _ in 0..4 {
         let d = router.route(&roster, &lead("US"), &[]);
         router.apply(&mut roster, &d);
         got.push(d.rep.unwrap());
     }
     assert_eq!(got, ["ana", "cy", "ana", "cy"]);
+    // The next batch goes on from the turns counted (as the store keeps them).
+    let loads: HashMap<String, Load> = ["ana", "cy"]
+        .iter()
+        .map(|r| (r.to_string(), roster.load(&router, r).unwrap().clone()))
+        .collect();
+    let roster = router.roster(&loads, MONDAY_10_UTC);
+    assert_eq!(
+        router.route(&roster, &lead("US"), &[]).rep.as_deref(),
+        Some("ana")
+    );
 }
 
 #[test]

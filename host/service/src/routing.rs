@@ -264,12 +264,21 @@ pub fn route_now(
             };
             let due = now + i64::from(sla_minutes) * 60_000;
             let day = a.router().local_day(&r.id, now).unwrap_or_default();
+            // The next turn: round robin goes on after the rep chosen by hand.
+            let turn = store
+                .reps(tenant)?
+                .iter()
+                .map(|r| r.turn)
+                .max()
+                .unwrap_or(0)
+                + 1;
             store.assign(
                 tenant,
                 &NewAssignment {
                     lead_id: lead,
                     rep_id: Some(&r.id),
                     rep_day: &day,
+                    turn,
                     team: &d.team,
                     step: "manual",
                     state: "open",

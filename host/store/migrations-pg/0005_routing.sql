@@ -10,6 +10,7 @@ CREATE TABLE reps (
     open_count       BIGINT NOT NULL DEFAULT 0,
     assigned_total   BIGINT NOT NULL DEFAULT 0,
     last_assigned_at BIGINT,
+    turn             BIGINT NOT NULL DEFAULT 0,
     touched          BIGINT NOT NULL DEFAULT 0,
     touched_in_sla   BIGINT NOT NULL DEFAULT 0,
     breached         BIGINT NOT NULL DEFAULT 0,

@@ -10,6 +10,7 @@ CREATE TABLE reps (
     open_count       INTEGER NOT NULL DEFAULT 0,
     assigned_total   INTEGER NOT NULL DEFAULT 0,
     last_assigned_at INTEGER,
+    turn             INTEGER NOT NULL DEFAULT 0,
     touched          INTEGER NOT NULL DEFAULT 0,
     touched_in_sla   INTEGER NOT NULL DEFAULT 0,
     breached         INTEGER NOT NULL DEFAULT 0,

@@ -435,6 +435,7 @@ const TABLES: &[Table] = &[
             ("open_count", Int),
             ("assigned_total", Int),
             ("last_assigned_at", Int),
+            ("turn", Int),
             ("touched", Int),
             ("touched_in_sla", Int),
             ("breached", Int),

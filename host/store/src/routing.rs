@@ -22,6 +22,8 @@ pub struct RepRow {
     pub open: i64,
     pub total: i64,
     pub last_at: Option<i64>,
+    /// The tenant-wide turn of the rep's last assignment.
+    pub turn: i64,
     pub touched: i64,
     pub touched_in_sla: i64,
     pub breached: i64,
@@ -36,6 +38,8 @@ pub struct NewAssignment<'a> {
     pub rep_id: Option<&'a str>,
     /// The rep's local date, for their daily count.
     pub rep_day: &'a str,
+    /// The assignment's turn (round robin's order).
+    pub turn: i64,
     pub team: &'a str,
     pub step: &'a str,
     /// `open` (awaiting the rep's first touch) or `queued`.
@@ -188,7 +192,7 @@ pub trait Routing {
 
 pub(crate) const REP_COLUMNS: &str =
     "id, doc, load_day, assigned_day, open_count, assigned_total, last_assigned_at,
-    touched, touched_in_sla, breached, updated_at";
+    touched, touched_in_sla, breached, updated_at, turn";
 
 pub(crate) const ASSIGNMENT_COLUMNS: &str =
     "id, tenant, lead_id, rep_id, team, step, state, explanation, sla_due_at,
@@ -218,8 +222,8 @@ pub(crate) const INSERT_ASSIGNMENT: &str =
 pub(crate) const COUNT_ASSIGNED: &str = "UPDATE reps SET
         assigned_day = CASE WHEN load_day = $1 THEN assigned_day + 1 ELSE 1 END,
         load_day = $1, open_count = open_count + 1, assigned_total = assigned_total + 1,
-        last_assigned_at = $2
-    WHERE tenant = $3 AND id = $4";
+        last_assigned_at = $2, turn = $3
+    WHERE tenant = $4 AND id = $5";
 
 pub(crate) const INSERT_TIMER: &str =
     "INSERT INTO timers (tenant, kind, ref_id, due_at) VALUES ($1, $2, $3, $4)";
@@ -275,6 +279,7 @@ fn rep_row(r: &Row<'_>) -> rusqlite::Result<RepRow> {
         touched_in_sla: r.get(8)?,
         breached: r.get(9)?,
         updated_at: r.get(10)?,
+        turn: r.get(11)?,
     })
 }
 
@@ -416,7 +421,7 @@ impl Routing for SqliteStore {
             .map_err(sql("record assignment"))?;
         if let Some(rep) = a.rep_id {
             tx.prepare_cached(COUNT_ASSIGNED)
-                .and_then(|mut s| s.execute(params![a.rep_day, now, tenant, rep]))
+                .and_then(|mut s| s.execute(params![a.rep_day, now, a.turn, tenant, rep]))
                 .map_err(sql("count assignment"))?;
         }
         if let Some((kind, due)) = a.timer {

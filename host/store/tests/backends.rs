@@ -741,6 +741,7 @@ fn new_assignment<'a>(lead: &'a str, rep: Option<&'a str>, due: i64) -> NewAssig
         lead_id: lead,
         rep_id: rep,
         rep_day: "2026-12-07",
+        turn: 1,
         team: "sales",
         step: "territory",
         state: if rep.is_some() { "open" } else { "queued" },
@@ -783,6 +784,7 @@ fn routing(s: &mut impl Routing) {
         (ana.today, ana.open, ana.total, ana.last_at),
         (1, 1, 1, Some(10))
     );
+    assert_eq!(ana.turn, 1);
     assert_eq!(s.pending_timers("acme").unwrap(), 1);
     // Another day's first lead restarts the daily count.
     let mut next_day = new_assignment("l2", Some("ana"), 2_000);

@@ -27,6 +27,7 @@ fn rep_row(r: &postgres::Row) -> RepRow {
         touched_in_sla: r.get(8),
         breached: r.get(9),
         updated_at: r.get(10),
+        turn: r.get(11),
     }
 }
 
@@ -145,7 +146,7 @@ impl Routing for PgStore {
             .map_err(pg("record assignment"))?
             .get(0);
         if let Some(rep) = a.rep_id {
-            tx.execute_cached(COUNT_ASSIGNED, &[&a.rep_day, &now, &tenant, &rep])
+            tx.execute_cached(COUNT_ASSIGNED, &[&a.rep_day, &now, &a.turn, &tenant, &rep])
                 .map_err(pg("count assignment"))?;
         }
         if let Some((kind, due)) = a.timer {
