@@ -1392,3 +1392,231 @@ fn qualified_leads_get_an_owner_the_crm_sees_and_reps_change_without_a_restart()
         (404, Some("rep.not_found"))
     );
 }
+
+/// A Slack-shaped receiver on loopback for the notifier: it keeps every
+/// message it accepted with its `Idempotency-Key` (webhooks send one,
+/// Slack webhooks none), taking 100 ms over each so that a stop lands
+/// while messages are on their way.
+type Received = Arc<Mutex<Vec<(Option<String>, serde_json::Value)>>>;
+
+struct FakeSlack {
+    url: String,
+    got: Received,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl FakeSlack {
+    fn start() -> FakeSlack {
+        use axum::extract::State;
+        use axum::http::HeaderMap;
+        async fn hook(
+            State(st): State<Received>,
+            headers: HeaderMap,
+            body: String,
+        ) -> &'static str {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            st.lock()
+                .unwrap()
+                .push((key, serde_json::from_str(&body).unwrap()));
+            "ok"
+        }
+        let got: Received = Arc::default();
+        let server = common::Loopback::bind();
+        let url = server.url.clone();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(got.clone());
+        FakeSlack {
+            url,
+            got,
+            _runtime: server.serve(app),
+        }
+    }
+
+    /// The lead of each message: Slack's (no key) and the webhook's.
+    fn leads(&self) -> (Vec<String>, Vec<(String, String)>) {
+        let got = self.got.lock().unwrap();
+        let mut slack = Vec::new();
+        let mut hook = Vec::new();
+        for (key, v) in got.iter() {
+            match key {
+                None => {
+                    let text = v["blocks"][1]["text"]["text"].as_str().unwrap();
+                    let lead = text.split("lead ").nth(1).unwrap();
+                    slack.push(lead.split_whitespace().next().unwrap().to_string());
+                }
+                Some(k) => hook.push((
+                    v["alerts"][0]["labels"]["lead"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    k.clone(),
+                )),
+            }
+        }
+        (slack, hook)
+    }
+}
+
+#[test]
+fn alerts_reach_slack_and_a_webhook_once_across_a_restart_and_a_crash() {
+    let crm = FakeCrm::start();
+    let slack = FakeSlack::start();
+    // Routing on and no reps: every qualified lead waits in the queue,
+    // and its `routing.queued` alert goes to Slack and to a webhook.
+    let alerts = format!(
+        r#"
+[enrich]
+enabled = false
+[routing]
+enabled = true
+default_team = "sales"
+[routing.teams.sales]
+[alerts.destinations.team]
+kind = "slack"
+url = "{0}/hook"
+min_interval_ms = 0
+[alerts.destinations.ops]
+kind = "webhook"
+url = "{0}/hook"
+[[alerts.routes]]
+match = {{ kind = "routing.queued" }}
+to = ["team", "ops"]
+group_by = ["lead"]
+group_wait_seconds = 0
+"#,
+        slack.url
+    );
+    let dir = setup(&crm.url, &alerts);
+    let s = Server::start(leadgate(dir.path()));
+    let k = key(dir.path(), "acme");
+    let post = |s: &Server, tag: &str| {
+        let leads: Vec<String> = (0..10)
+            .map(|i| lead(&format!("{tag}{i}@queued-{tag}.io")))
+            .collect();
+        let (status, body) = s.post_leads(&k, None, &format!("[{}]", leads.join(",")));
+        assert_eq!(status, 200, "{body}");
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["lead_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let first = post(&s, "a");
+    // A graceful stop while the messages go out, then a start.
+    wait_for("the first messages", || {
+        slack.got.lock().unwrap().len() >= 4
+    });
+    let pid = s.child.id().to_string();
+    let stopped = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(stopped.success());
+    let mut s = s;
+    let exit = s.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}: {}", s.logs());
+    drop(s);
+    let s = Server::start(leadgate(dir.path()));
+    wait_for("every lead on Slack and the webhook", || {
+        let (sl, hk) = slack.leads();
+        first
+            .iter()
+            .all(|l| sl.contains(l) && hk.iter().any(|(h, _)| h == l))
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (sl, hk) = slack.leads();
+    for l in &first {
+        assert_eq!(
+            sl.iter().filter(|x| *x == l).count(),
+            1,
+            "{l} on Slack: {sl:?}"
+        );
+        assert_eq!(
+            hk.iter().filter(|(x, _)| x == l).count(),
+            1,
+            "{l} on the webhook"
+        );
+    }
+    // A crash (no graceful stop) while messages go out: every lead still
+    // arrives; a message can only come twice if it was in flight at the
+    // crash (one per destination at most), and then with the same key.
+    let before = slack.got.lock().unwrap().len();
+    let second = post(&s, "b");
+    wait_for("messages of the second batch", || {
+        slack.got.lock().unwrap().len() >= before + 3
+    });
+    s.crash();
+    let s = Server::start(leadgate(dir.path()));
+    wait_for("every lead of the second batch", || {
+        let (sl, hk) = slack.leads();
+        second
+            .iter()
+            .all(|l| sl.contains(l) && hk.iter().any(|(h, _)| h == l))
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (sl, hk) = slack.leads();
+    let twice = |v: &[String]| v.len() - v.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert!(twice(&sl) <= 1, "{sl:?}");
+    let keys: Vec<String> = hk.iter().map(|(_, k)| k.clone()).collect();
+    assert!(twice(&keys) <= 1, "{keys:?}");
+    let distinct: std::collections::BTreeSet<(String, String)> = hk.iter().cloned().collect();
+    assert_eq!(distinct.len(), 20, "one key per lead: {hk:?}");
+    // The outbox and the alerts agree.
+    let (status, body) = s.get("/v1/notifications?state=sent&limit=1000", Some(&k));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"].as_array().unwrap().len(), 40, "{body}");
+    let (_, alerts) = s.get("/v1/alerts?limit=1000", Some(&k));
+    let queued: Vec<&serde_json::Value> = alerts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "routing.queued")
+        .collect();
+    assert_eq!(queued.len(), 20);
+    assert!(queued.iter().all(|a| a["state"] == "routed"), "{alerts}");
+    // A silence over the API mutes the next ones.
+    let auth = format!("Bearer {k}");
+    let h = [("Authorization", auth.as_str())];
+    let (status, _, silence) = s.post(
+        "/v1/silences",
+        &h,
+        r#"{"matchers": {"kind": "routing.*"}, "duration": "1h", "comment": "queue known", "created_by": "ops"}"#,
+    );
+    assert_eq!(status, 201, "{silence}");
+    assert_eq!(silence["state"], "active");
+    let (status, _, refused) = s.post(
+        "/v1/silences",
+        &h,
+        r#"{"matchers": {"kind": "*"}, "duration": "1h", "comment": "all", "created_by": "ops"}"#,
+    );
+    assert_eq!(
+        (status, refused["error"]["field"].as_str()),
+        (422, Some("matchers")),
+        "{refused}"
+    );
+    let received = slack.got.lock().unwrap().len();
+    let third = post(&s, "c");
+    wait_for("the third batch's alerts filed", || {
+        let (_, alerts) = s.get("/v1/alerts?limit=1000", Some(&k));
+        alerts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| third.iter().any(|l| a["subject"] == l.as_str()))
+            .filter(|a| a["state"] == "silenced")
+            .count()
+            == third.len()
+    });
+    let (status, list) = s.get("/v1/silences", Some(&k));
+    assert_eq!(status, 200);
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(
+        slack.got.lock().unwrap().len(),
+        received,
+        "silenced: nothing sent"
+    );
+}

@@ -342,19 +342,66 @@ fn record(
         },
         now,
     )?;
-    if decision.rep.is_none() {
-        store.add_alert(
+    let lead = facts.subject.lead_id.as_str();
+    let grade = facts.subject.grade.as_deref().unwrap_or_default();
+    match &decision.rep {
+        None => raise(
+            store,
             tenant,
             "routing.queued",
-            &facts.subject.lead_id,
+            lead,
+            &[("team", &decision.team), ("grade", grade)],
             &format!(
-                "lead {} has no owner: {}. It waits in {:?} and is routed again every {} min.",
-                facts.subject.lead_id, decision.rule, decision.team, config.routing.retry_minutes
+                "lead {lead} has no owner: {}. It waits in {:?} and is routed again every {} min.",
+                decision.rule, decision.team, config.routing.retry_minutes
             ),
             now,
-        )?;
+        )?,
+        Some(rep) if config.alerts.hot_grades.iter().any(|g| g == grade) => raise(
+            store,
+            tenant,
+            "lead.hot",
+            lead,
+            &[("rep", rep), ("team", &decision.team), ("grade", grade)],
+            &format!(
+                "new grade {grade} lead {lead} for rep {rep} (team {}); respond within {} min",
+                decision.team, decision.sla_minutes
+            ),
+            now,
+        )?,
+        Some(_) => {}
     }
     Ok(id)
+}
+
+/// Raises an alert about `lead` with labels (`kind` and `lead`, and
+/// `extra` where not empty) for the notifier to route.
+pub fn raise(
+    store: &Store,
+    tenant: &str,
+    kind: &str,
+    lead: &str,
+    extra: &[(&str, &str)],
+    message: &str,
+    now: i64,
+) -> Result<()> {
+    let mut labels = serde_json::Map::new();
+    labels.insert("kind".into(), kind.into());
+    labels.insert("lead".into(), lead.into());
+    for (k, v) in extra {
+        if !v.is_empty() {
+            labels.insert((*k).into(), (*v).into());
+        }
+    }
+    store.raise_alert(
+        tenant,
+        kind,
+        lead,
+        &serde_json::Value::Object(labels).to_string(),
+        message,
+        now,
+    )?;
+    Ok(())
 }
 
 pub fn step_name(step: Step) -> &'static str {
@@ -497,10 +544,12 @@ fn sla_missed(
                 || "the queue (no one else available)".to_string(),
                 |r| format!("rep {r}"),
             );
-        store.add_alert(
+        raise(
+            store,
             tenant,
             "routing.sla_breach",
             &a.lead_id,
+            &[("rep", &rep), ("team", &a.team), ("on_breach", "reassign")],
             &format!(
                 "lead {}: rep {rep} did not respond within {minutes} min; reassigned to {to}",
                 a.lead_id
@@ -515,10 +564,12 @@ fn sla_missed(
         if !store.miss_sla(a.id, "escalated", now)? {
             return Ok(());
         }
-        store.add_alert(
+        raise(
+            store,
             tenant,
             "routing.sla_breach",
             &a.lead_id,
+            &[("rep", &rep), ("team", &a.team), ("on_breach", "escalate")],
             &format!(
                 "lead {}: rep {rep} did not respond within {minutes} min; escalated to team {:?} (the rep keeps it)",
                 a.lead_id, a.team

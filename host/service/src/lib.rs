@@ -25,6 +25,7 @@ pub mod auth;
 pub mod handoff;
 mod listener;
 pub mod metrics;
+pub mod notifier;
 pub mod review;
 mod routes;
 pub mod routing;
@@ -166,6 +167,23 @@ impl Shared {
                 m.handoff_failure_rate.get_or_create(&label).set(rate);
                 if t.config.routing.enabled {
                     rep_gauges(m, &t.config, &store);
+                }
+                if t.config.alerts.enabled()
+                    && let Ok(b) = store.notify_backlog(name)
+                {
+                    for (what, n) in [
+                        ("new_alerts", b.new_alerts),
+                        ("groups_waiting", b.groups_waiting),
+                        ("pending", b.pending),
+                        ("dead", b.dead),
+                    ] {
+                        m.notify_backlog
+                            .get_or_create(&metrics::Outcome {
+                                tenant: name.clone(),
+                                outcome: what.into(),
+                            })
+                            .set(n);
+                    }
                 }
             }
         }
@@ -504,6 +522,19 @@ fn background(shared: &Shared, handoff: bool) {
     );
     let mut next_tick = std::time::Instant::now();
     let mut last_checkpoint = std::time::Instant::now();
+    // Each tenant's notifier, run about once a second (Slack's pace).
+    let notifiers: HashMap<String, notifier::Notifier> = shared
+        .tenants
+        .values()
+        .filter_map(|t| match notifier::Notifier::open(&t.config) {
+            Ok(n) => n.map(|n| (t.config.tenant.clone(), n)),
+            Err(e) => {
+                tracing::error!(tenant = %t.config.tenant, error = %format!("{e:#}"), "the notifier cannot start; alerts stay in the store");
+                None
+            }
+        })
+        .collect();
+    let mut next_notify = std::time::Instant::now();
     // Each routing tenant's router, for the timers it fires.
     let mut assigners: HashMap<String, leadgate_pipeline::assign::Assigner> = HashMap::new();
     while !shared.stopping.load(Ordering::SeqCst) {
@@ -527,8 +558,15 @@ fn background(shared: &Shared, handoff: bool) {
             next_tick = std::time::Instant::now() + std::time::Duration::from_secs(every);
         }
         let mut busy = false;
+        let notify = std::time::Instant::now() >= next_notify;
+        if notify {
+            next_notify = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        }
         for t in shared.tenants.values() {
             let c = &t.config;
+            if notify && let Some(n) = notifiers.get(&c.tenant) {
+                notify_pass(shared, c, n, &mut store);
+            }
             if tick {
                 match crate::review::tick(c, &mut store, crate::clock::now_ms()) {
                     Ok(r) if r.escalated + r.fallbacks > 0 => {
@@ -581,6 +619,46 @@ fn background(shared: &Shared, handoff: bool) {
             // Handoffs and ticks are looked at every 100 ms at most, however
             // far apart the checkpoints are.
             std::thread::sleep(checkpoint_every.min(std::time::Duration::from_millis(100)));
+        }
+    }
+}
+
+/// One notifier pass for `c`, counted in the metrics.
+fn notify_pass(shared: &Shared, c: &Config, n: &notifier::Notifier, store: &mut Store) {
+    match n.pass(c, store, crate::clock::now_ms()) {
+        Ok(p) => {
+            let m = &shared.metrics;
+            for (what, k) in [
+                ("routed", p.routed),
+                ("unrouted", p.unrouted),
+                ("silenced", p.silenced),
+                ("inhibited", p.inhibited),
+            ] {
+                if k > 0 {
+                    m.alerts
+                        .get_or_create(&metrics::Outcome {
+                            tenant: c.tenant.clone(),
+                            outcome: what.into(),
+                        })
+                        .inc_by(k);
+                }
+            }
+            for ((destination, outcome), k) in &p.outcomes {
+                m.notifications
+                    .get_or_create(&metrics::Destination {
+                        tenant: c.tenant.clone(),
+                        destination: destination.clone(),
+                        outcome: (*outcome).into(),
+                    })
+                    .inc_by(*k);
+            }
+            if p.any() {
+                tracing::info!(tenant = %c.tenant, routed = p.routed, queued = p.queued, held = p.held,
+                    sent = p.sent, retried = p.retried, dead = p.dead, failed = p.failed, "notifier");
+            }
+        }
+        Err(e) => {
+            tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "notifier pass failed")
         }
     }
 }

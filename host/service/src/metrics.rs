@@ -41,6 +41,13 @@ pub struct RepLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Destination {
+    pub tenant: String,
+    pub destination: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Provider {
     pub tenant: String,
     pub provider: String,
@@ -90,6 +97,12 @@ pub struct Metrics {
     pub rep_weight_share: Family<RepLabel, FloatGauge>,
     pub rep_sla_adherence: Family<RepLabel, FloatGauge>,
     pub timers_pending: Family<Tenant, Gauge>,
+    /// Alerts filed by the notifier, by what became of them.
+    pub alerts: Family<Outcome, Counter>,
+    /// Notifications by destination and outcome (sent, dead, failed).
+    pub notifications: Family<Destination, Counter>,
+    /// Notifier backlog: new alerts, groups waiting, pending, dead.
+    pub notify_backlog: Family<Outcome, Gauge>,
 }
 
 impl Default for Metrics {
@@ -135,6 +148,9 @@ impl Metrics {
             rep_weight_share: Family::default(),
             rep_sla_adherence: Family::default(),
             timers_pending: Family::default(),
+            alerts: Family::default(),
+            notifications: Family::default(),
+            notify_backlog: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -267,6 +283,21 @@ impl Metrics {
             "timers_pending",
             "Response-SLA and routing timers not yet fired",
             m.timers_pending.clone(),
+        );
+        registry.register(
+            "alerts",
+            "Alerts the notifier filed, by what became of them (routed, unrouted, silenced, inhibited)",
+            m.alerts.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications by destination and outcome (sent, dead, failed)",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "notify_backlog",
+            "What the notifier has waiting: new alerts, groups waiting to flush, pending and dead notifications",
+            m.notify_backlog.clone(),
         );
         Metrics { registry, ..m }
     }

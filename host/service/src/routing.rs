@@ -344,7 +344,10 @@ pub fn touch(config: &Config, store: &mut Store, lead: &str, at: i64) -> Result<
         return Err(RoutingRefused::NoLead(lead.to_string()).into());
     }
     match store.touch(tenant, lead, at)? {
-        Some(a) => Ok(a),
+        Some(a) => {
+            crate::notifier::resolve_on_touch(config, store, lead, at)?;
+            Ok(a)
+        }
         None => Err(RoutingRefused::NothingToTouch(lead.to_string()).into()),
     }
 }

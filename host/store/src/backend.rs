@@ -10,6 +10,10 @@ use crate::checkpoint::{Round, WalLength};
 use crate::enrich::{CacheRow, Enriched, Enrichments, Qualified, Queued, StoredEnrichment};
 use crate::matching::{Candidate, GoldenMember, LeadRow, Link, MergeRow, Review, ReviewItem};
 use crate::merges::{MatchReviews, Merges};
+use crate::notify::{
+    AlertRow, Filed, GroupRow, NewNotification, NewSilence, NotificationRow, NotifyBacklog,
+    SilenceRow,
+};
 use crate::passes::PassHeld;
 use crate::pg::PgStore;
 use crate::prelude::*;
@@ -880,5 +884,152 @@ impl Routing for Store {
     }
     fn pending_timers(&self, tenant: &str) -> Result<i64, StoreError> {
         either!(self, s => s.pending_timers(tenant))
+    }
+}
+
+impl Notifications for Store {
+    fn raise_alert(
+        &self,
+        tenant: &str,
+        kind: &str,
+        subject: &str,
+        labels: &str,
+        message: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        either!(self, s => s.raise_alert(tenant, kind, subject, labels, message, now))
+    }
+    fn claim_new_alerts(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        either!(self, s => s.claim_new_alerts(tenant, holder, lease_ms, now, limit))
+    }
+    fn file_alerts(
+        &mut self,
+        tenant: &str,
+        filed: &[Filed<'_>],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.file_alerts(tenant, filed, now))
+    }
+    fn active_alerts(
+        &self,
+        tenant: &str,
+        subject: Option<&str>,
+        active_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<AlertRow>, StoreError> {
+        either!(self, s => s.active_alerts(tenant, subject, active_ms, now, limit))
+    }
+    fn resolve_alerts(
+        &self,
+        tenant: &str,
+        subject: &str,
+        kinds: &[&str],
+        active_ms: i64,
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        either!(self, s => s.resolve_alerts(tenant, subject, kinds, active_ms, now))
+    }
+    fn claim_due_groups(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        either!(self, s => s.claim_due_groups(tenant, holder, lease_ms, now, limit))
+    }
+    fn group_members(&self, group_id: i64) -> Result<Vec<(AlertRow, i64)>, StoreError> {
+        either!(self, s => s.group_members(group_id))
+    }
+    fn hold_group(&mut self, group_id: i64, until: i64) -> Result<(), StoreError> {
+        either!(self, s => s.hold_group(group_id, until))
+    }
+    fn flush_group(
+        &mut self,
+        group: &GroupRow,
+        dropped: &[(i64, &str)],
+        message: Option<&NewNotification<'_>>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        either!(self, s => s.flush_group(group, dropped, message, now))
+    }
+    fn claim_due_notifications(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        either!(self, s => s.claim_due_notifications(tenant, holder, lease_ms, now, limit))
+    }
+    fn notification_sent(&mut self, id: i64, now: i64) -> Result<(), StoreError> {
+        either!(self, s => s.notification_sent(id, now))
+    }
+    fn notification_retry(
+        &mut self,
+        id: i64,
+        next_at: i64,
+        error: Option<&str>,
+        count: bool,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.notification_retry(id, next_at, error, count))
+    }
+    fn notification_failed(
+        &mut self,
+        id: i64,
+        state: &str,
+        error: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.notification_failed(id, state, error, now))
+    }
+    fn retry_notifications(
+        &mut self,
+        tenant: &str,
+        ids: &[i64],
+        now: i64,
+    ) -> Result<usize, StoreError> {
+        either!(self, s => s.retry_notifications(tenant, ids, now))
+    }
+    fn notifications(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        either!(self, s => s.notifications(tenant, state, limit))
+    }
+    fn pace(&self, tenant: &str, key: &str) -> Result<Option<i64>, StoreError> {
+        either!(self, s => s.pace(tenant, key))
+    }
+    fn set_pace(&mut self, tenant: &str, key: &str, next_at: i64) -> Result<(), StoreError> {
+        either!(self, s => s.set_pace(tenant, key, next_at))
+    }
+    fn add_silence(
+        &mut self,
+        tenant: &str,
+        n: &NewSilence<'_>,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        either!(self, s => s.add_silence(tenant, n, now))
+    }
+    fn silences(&self, tenant: &str, all: bool, now: i64) -> Result<Vec<SilenceRow>, StoreError> {
+        either!(self, s => s.silences(tenant, all, now))
+    }
+    fn expire_silence(&mut self, tenant: &str, id: i64, now: i64) -> Result<bool, StoreError> {
+        either!(self, s => s.expire_silence(tenant, id, now))
+    }
+    fn notify_backlog(&self, tenant: &str) -> Result<NotifyBacklog, StoreError> {
+        either!(self, s => s.notify_backlog(tenant))
     }
 }

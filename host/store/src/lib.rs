@@ -72,6 +72,7 @@ mod key_filter;
 mod mapped;
 pub mod matching;
 pub mod merges;
+pub mod notify;
 mod packed;
 pub mod passes;
 mod pending_keys;
@@ -90,6 +91,7 @@ pub mod prelude {
     pub use crate::enrich::Enrichments;
     pub use crate::matching::MatchIndex;
     pub use crate::merges::{MatchReviews, Merges};
+    pub use crate::notify::Notifications;
     pub use crate::passes::Passes;
     pub use crate::rekey::Rekey;
     pub use crate::routing::Routing;
@@ -290,6 +292,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_intake_claims.sql"),
     include_str!("../migrations/0014_passes.sql"),
     include_str!("../migrations/0015_routing.sql"),
+    include_str!("../migrations/0016_notifications.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

@@ -994,3 +994,348 @@ fn hosts_ticking_at_once_never_fire_the_same_timer() {
     all.dedup();
     assert_eq!((n, all.len()), (300, 300), "every timer fired once");
 }
+
+fn member<'a>(route: &'a str, key: &'a str, fp: &'a str) -> leadgate_store::notify::Member<'a> {
+    leadgate_store::notify::Member {
+        route,
+        destination: "team",
+        channel: "",
+        group_key: key,
+        fingerprint: fp,
+        group_wait_ms: 30_000,
+        group_interval_ms: 300_000,
+        repeat_ms: 3_600_000,
+    }
+}
+
+fn notifications(s: &mut (impl Notifications + ReviewQueue)) {
+    use leadgate_store::notify::{Filed, NewNotification};
+    let labels = r#"{"kind":"routing.queued","lead":"L1"}"#;
+    let a1 = s
+        .raise_alert("acme", "routing.queued", "L1", labels, "m1", 1_000)
+        .unwrap();
+    let a2 = s
+        .raise_alert("acme", "routing.queued", "L2", "{}", "m2", 1_000)
+        .unwrap();
+    let a3 = s
+        .raise_alert("acme", "lead.hot", "L1", "{}", "m3", 2_000)
+        .unwrap();
+    s.raise_alert("other", "routing.queued", "L9", "{}", "m", 1_000)
+        .unwrap();
+    // Claimed once per lease; the holder takes its own back.
+    let got = s
+        .claim_new_alerts("acme", "host-a", 60_000, 5_000, 10)
+        .unwrap();
+    assert_eq!(got.iter().map(|a| a.id).collect::<Vec<_>>(), [a1, a2, a3]);
+    assert_eq!(got[0].labels.as_deref(), Some(labels));
+    assert!(
+        s.claim_new_alerts("acme", "host-b", 60_000, 5_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_new_alerts("acme", "host-a", 60_000, 5_000, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+    // Filed: two in one group, one unrouted.
+    let filed = [
+        Filed {
+            alert_id: a1,
+            state: "routed",
+            ends_at: 100_000,
+            members: vec![member("r", "k=q", "f1")],
+        },
+        Filed {
+            alert_id: a2,
+            state: "routed",
+            ends_at: 100_000,
+            members: vec![member("r", "k=q", "f2")],
+        },
+        Filed {
+            alert_id: a3,
+            state: "unrouted",
+            ends_at: 100_000,
+            members: vec![],
+        },
+    ];
+    s.file_alerts("acme", &filed, 5_000).unwrap();
+    let states: Vec<(i64, String)> = s
+        .alerts("acme", 10)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.id, a.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (a3, "unrouted".into()),
+            (a2, "routed".into()),
+            (a1, "routed".into())
+        ]
+    );
+    assert!(
+        s.claim_new_alerts("acme", "host-a", 60_000, 5_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // Active alerts, of a subject or all; resolving ends them.
+    assert_eq!(
+        s.active_alerts("acme", Some("L1"), 60_000, 5_000, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        s.active_alerts("acme", None, 60_000, 5_000, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        s.resolve_alerts("acme", "L1", &["routing."], 60_000, 6_000)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.active_alerts("acme", Some("L1"), 60_000, 7_000, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+    // The group is due after its wait.
+    assert!(
+        s.claim_due_groups("acme", "host-a", 60_000, 34_999, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let groups = s
+        .claim_due_groups("acme", "host-a", 60_000, 35_000, 10)
+        .unwrap();
+    assert_eq!(groups.len(), 1);
+    let g = groups[0].clone();
+    assert_eq!(
+        (g.route.as_str(), g.group_key.as_str(), g.seq, g.held),
+        ("r", "k=q", 0, false)
+    );
+    assert!(
+        s.claim_due_groups("acme", "host-b", 60_000, 35_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let members = s.group_members(g.id).unwrap();
+    assert_eq!(
+        members.iter().map(|(a, n)| (a.id, *n)).collect::<Vec<_>>(),
+        [(a1, 0), (a2, 0)]
+    );
+    // Held through quiet hours, then flushed with one dropped.
+    s.hold_group(g.id, 50_000).unwrap();
+    assert!(
+        s.claim_due_groups("acme", "host-a", 60_000, 49_999, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let g = s
+        .claim_due_groups("acme", "host-a", 60_000, 50_000, 10)
+        .unwrap()
+        .remove(0);
+    assert!(g.held);
+    let message = NewNotification {
+        title: "t",
+        body: "{}",
+        alert_ids: &[a1],
+    };
+    let id = s
+        .flush_group(&g, &[(a2, "inhibited")], Some(&message), 50_000)
+        .unwrap();
+    assert!(id.is_some());
+    // The same flush again (a retry after a crash) queues nothing new.
+    assert_eq!(
+        s.flush_group(&g, &[], Some(&message), 50_000).unwrap(),
+        None
+    );
+    assert!(s.group_members(g.id).unwrap().is_empty());
+    // A repeat within the repeat interval joins nothing: deduplicated.
+    let again = s
+        .raise_alert("acme", "routing.queued", "L1", labels, "m1", 60_000)
+        .unwrap();
+    s.claim_new_alerts("acme", "host-a", 60_000, 60_000, 10)
+        .unwrap();
+    s.file_alerts(
+        "acme",
+        &[Filed {
+            alert_id: again,
+            state: "routed",
+            ends_at: 200_000,
+            members: vec![member("r", "k=q", "f1")],
+        }],
+        60_000,
+    )
+    .unwrap();
+    let states: std::collections::HashMap<i64, String> = s
+        .alerts("acme", 20)
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.id, a.state))
+        .collect();
+    assert_eq!(states[&again], "deduplicated");
+    assert_eq!(states[&a2], "inhibited");
+    // The outbox: claimed, retried, paced, sent.
+    let due = s
+        .claim_due_notifications("acme", "host-a", 60_000, 50_000, 10)
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    let n = &due[0];
+    assert_eq!(n.idem_key, format!("acme:r:team::{}:1", g.id));
+    assert_eq!(
+        (n.state.as_str(), n.alert_ids.as_str()),
+        ("pending", format!("[{a1}]").as_str())
+    );
+    assert!(
+        s.claim_due_notifications("acme", "host-b", 60_000, 50_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    s.notification_retry(n.id, 52_000, Some("HTTP 500"), true)
+        .unwrap();
+    assert!(
+        s.claim_due_notifications("acme", "host-b", 60_000, 51_999, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let n = s
+        .claim_due_notifications("acme", "host-b", 60_000, 52_000, 10)
+        .unwrap()
+        .remove(0);
+    assert_eq!((n.attempts, n.last_error.as_deref()), (1, Some("HTTP 500")));
+    s.notification_retry(n.id, 53_000, None, false).unwrap();
+    let n = s
+        .claim_due_notifications("acme", "host-b", 60_000, 53_000, 10)
+        .unwrap()
+        .remove(0);
+    assert_eq!(n.attempts, 1, "a wait for the pace is not an attempt");
+    s.notification_sent(n.id, 53_000).unwrap();
+    assert!(
+        s.claim_due_notifications("acme", "host-a", 60_000, 999_000, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.notifications("acme", Some("sent"), 10).unwrap()[0].attempts,
+        2
+    );
+    assert!(
+        s.notifications("acme", Some("dead"), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.notifications("acme", None, 10).unwrap().len(), 1);
+    // Failed, then put back.
+    s.notification_failed(n.id, "dead", "gave up", 54_000)
+        .unwrap();
+    assert_eq!(s.notify_backlog("acme").unwrap().dead, 1);
+    assert_eq!(s.retry_notifications("acme", &[], 55_000).unwrap(), 1);
+    assert_eq!(s.notify_backlog("acme").unwrap().pending, 1);
+    // Pace per channel.
+    assert_eq!(s.pace("acme", "team/").unwrap(), None);
+    s.set_pace("acme", "team/", 9).unwrap();
+    s.set_pace("acme", "team/", 10).unwrap();
+    assert_eq!(s.pace("acme", "team/").unwrap(), Some(10));
+    // Silences.
+    let sid = s
+        .add_silence(
+            "acme",
+            &leadgate_store::notify::NewSilence {
+                matchers: r#"{"kind":"routing.*"}"#,
+                starts_at: 1_000,
+                ends_at: 10_000,
+                comment: "why",
+                created_by: "ana",
+            },
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(s.silences("acme", false, 5_000).unwrap().len(), 1);
+    assert!(s.silences("other", false, 5_000).unwrap().is_empty());
+    assert!(!s.expire_silence("other", sid, 6_000).unwrap());
+    assert!(s.expire_silence("acme", sid, 6_000).unwrap());
+    assert!(!s.expire_silence("acme", sid, 7_000).unwrap());
+    assert!(s.silences("acme", false, 7_000).unwrap().is_empty());
+    assert_eq!(s.silences("acme", true, 7_000).unwrap()[0].ends_at, 6_000);
+}
+
+#[test]
+fn the_notifier_records_behave_the_same_on_every_backend() {
+    notifications(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("notify") {
+        notifications(&mut PgStore::connect(&db.url).unwrap());
+    }
+}
+
+#[test]
+fn hosts_notifying_at_once_never_send_the_same_notification() {
+    use leadgate_store::notify::{Filed, NewNotification};
+    let Some(db) = TestDb::create("notify_hosts") else {
+        return;
+    };
+    let mut s = PgStore::connect(&db.url).unwrap();
+    // 60 alerts in 60 groups, each flushed into one notification.
+    for i in 0..60 {
+        let id = s
+            .raise_alert("acme", "k", &format!("L{i}"), "{}", "m", 1)
+            .unwrap();
+        let key = format!("lead=L{i}");
+        s.claim_new_alerts("acme", "seed", 1, 1, 100).unwrap();
+        s.file_alerts(
+            "acme",
+            &[Filed {
+                alert_id: id,
+                state: "routed",
+                ends_at: 9,
+                members: vec![member("r", &key, &key)],
+            }],
+            1,
+        )
+        .unwrap();
+    }
+    let hosts: Vec<_> = (0..3)
+        .map(|host| {
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                let mut s = PgStore::connect(&url).unwrap();
+                let holder = format!("host-{host}");
+                let mut sent = Vec::new();
+                for _ in 0..1_000 {
+                    let groups = s
+                        .claim_due_groups("acme", &holder, 60_000, 40_000, 4)
+                        .unwrap();
+                    for g in &groups {
+                        let m = NewNotification {
+                            title: "t",
+                            body: "{}",
+                            alert_ids: &[],
+                        };
+                        s.flush_group(g, &[], Some(&m), 40_000).unwrap();
+                    }
+                    let due = s
+                        .claim_due_notifications("acme", &holder, 60_000, 40_000, 3)
+                        .unwrap();
+                    if groups.is_empty() && due.is_empty() {
+                        return sent;
+                    }
+                    for n in &due {
+                        s.notification_sent(n.id, 40_000).unwrap();
+                    }
+                    sent.extend(due.iter().map(|n| n.idem_key.clone()));
+                }
+                panic!("host-{host} was still working after 1,000 rounds");
+            })
+        })
+        .collect();
+    let mut all: Vec<String> = hosts.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((n, all.len()), (60, 60), "every notification sent once");
+}

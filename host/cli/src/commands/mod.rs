@@ -2,6 +2,7 @@
 //! [`execute`], which loads the configuration and hands each verb to its
 //! handler (`data`, `service`, `components`, `store`).
 
+mod alerts;
 mod components;
 mod data;
 mod routing;
@@ -470,10 +471,63 @@ pub(crate) struct OutboxArgs {
 
 #[derive(clap::Args)]
 pub(crate) struct AlertsArgs {
-    #[arg(long, default_value_t = 50)]
+    #[command(subcommand)]
+    pub(crate) action: Option<AlertsAction>,
+    #[arg(long, default_value_t = 50, global = true)]
     pub(crate) limit: usize,
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub(crate) json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AlertsAction {
+    /// The alerts, newest first, with what the notifier made of each (the
+    /// default).
+    List,
+    /// Mute alerts matching labels for a time: `--match kind=routing.queued
+    /// --match team=emea --for 2h --comment "migration" --by ana`.
+    Silence {
+        /// `label=value`; `!value` negates, `prefix*` and `*suffix` match
+        /// a part. Repeat for several (all must hold).
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// How long: `2h`, `30m`, `1d` (or --until).
+        #[arg(long = "for", conflicts_with = "until")]
+        duration: Option<String>,
+        /// Until (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// From (RFC 3339); now when not given.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        comment: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// The silences not yet ended (`--all`: with the ended ones).
+    Silences {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Unsilence { id: i64 },
+    /// The notification outbox: what was sent where, and what waits,
+    /// failed or was dead-lettered.
+    Notifications {
+        /// pending, sent, dead or failed.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Send dead and failed notifications again (these ids, or all).
+    Retry { ids: Vec<i64> },
+    /// One notifier pass now: file new alerts, flush due groups, deliver
+    /// due notifications.
+    Send {
+        /// As if at this time (RFC 3339).
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -729,7 +783,7 @@ pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => service::serve(config, db, args),
         Command::Keys(args) => service::keys(config, db, args),
         Command::Outbox(args) => service::outbox(config, db, args),
-        Command::Alerts(args) => service::alerts(config, db, args),
+        Command::Alerts(args) => alerts::alerts(config, db, args),
         Command::Tick(args) => service::tick(config, db, args),
         Command::Reps(args) => routing::reps(config, db, args),
         Command::Route(args) => routing::route(config, db, args),

@@ -109,23 +109,6 @@ pub(super) fn outbox(config: Config, db: String, args: OutboxArgs) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn alerts(config: Config, db: String, args: AlertsArgs) -> Result<ExitCode> {
-    let AlertsArgs { limit, json } = args;
-    let store = leadgate_store::Store::open(&db)?;
-    let alerts = store.alerts(&config.tenant, limit)?;
-    if alerts.is_empty() && !json {
-        println!("no alerts");
-    }
-    for a in alerts {
-        if json {
-            println!("{}", serde_json::to_string(&a)?);
-        } else {
-            println!("#{:<5} {:<18} {}", a.id, a.kind, a.message);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 pub(super) fn tick(config: Config, db: String, args: TickArgs) -> Result<ExitCode> {
     let TickArgs { no_handoff, at } = args;
     let mut store = leadgate_store::Store::open(&db)?;
@@ -156,6 +139,10 @@ pub(super) fn tick(config: Config, db: String, args: TickArgs) -> Result<ExitCod
     }
     if !no_handoff {
         deliver_once(&config, &mut store, now)?;
+    }
+    if let Some(n) = leadgate_service::notifier::Notifier::open(&config)? {
+        let p = n.pass(&config, &mut store, now)?;
+        super::alerts::print_pass(&p);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,7 @@ pub struct Config {
     pub crm: serve::CrmConfig,
     pub review: serve::ReviewConfig,
     pub routing: leadgate_routing::RoutingConfig,
+    pub alerts: leadgate_notify::AlertsConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -48,6 +49,7 @@ impl Default for Config {
             crm: Default::default(),
             review: Default::default(),
             routing: Default::default(),
+            alerts: Default::default(),
             base: PathBuf::from("."),
         }
     }
@@ -435,6 +437,7 @@ impl Config {
         if self.routing.enabled {
             self.routing.check()?;
         }
+        self.alerts.check()?;
         Ok(())
     }
 

@@ -27,11 +27,13 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod alerts;
 mod intake;
 mod reads;
 mod routing;
 mod webhooks;
 
+use alerts::*;
 use intake::*;
 use reads::*;
 use routing::*;
@@ -56,6 +58,10 @@ pub fn router(shared: S) -> Router {
         .route("/v1/review/{id}", get(get_review))
         .route("/v1/review/{id}/decision", post(decide_review))
         .route("/v1/alerts", get(list_alerts))
+        .route("/v1/silences", get(list_silences).post(post_silence))
+        .route("/v1/silences/{id}", axum::routing::delete(delete_silence))
+        .route("/v1/notifications", get(list_notifications))
+        .route("/v1/notifications/retry", post(retry_notifications))
         .route("/v1/outbox", get(list_outbox))
         .route("/v1/outbox/retry", post(retry_outbox))
         .route("/v1/reps", get(list_reps))

@@ -298,7 +298,7 @@ pub(super) async fn list_alerts(
 #[serde(deny_unknown_fields)]
 pub(super) struct RetryBody {
     #[serde(default)]
-    ids: Vec<i64>,
+    pub(super) ids: Vec<i64>,
 }
 
 pub(super) async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {

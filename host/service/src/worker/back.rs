@@ -376,6 +376,27 @@ impl Steps<'_> {
                     && state
                         .as_ref()
                         .is_some_and(|s| self.config.crm.handoff.contains(s));
+                // Enrichment failed on a lead that needed it: the lead stops
+                // short of qualification, and someone is told.
+                if let Some(r) = &rs[i]
+                    && status == "accepted"
+                    && !qualified
+                    && matches!(r.enrichment, Some("component failed" | "failed"))
+                {
+                    leadgate_pipeline::assign::raise(
+                        store,
+                        self.tenant,
+                        "enrich.failed",
+                        id,
+                        &[("qualification", r.state.as_str())],
+                        &format!(
+                            "lead {id}: enrichment failed ({}), so it is {} and was not handed off; `leadgate enrich` tries again",
+                            r.enrichment.unwrap_or_default(),
+                            r.state.as_str()
+                        ),
+                        now,
+                    )?;
+                }
                 if qualified && self.assigner.is_some() {
                     // Recorded before (its request picked up again): it may
                     // have been assigned then.

@@ -112,7 +112,9 @@ pub(super) fn events_into(
         let r = store.insert_events(tenant, &replies, now)?;
         for lead in &r.leads {
             let at = replies.iter().map(|e| e.at).max().unwrap_or(now);
-            store.touch(tenant, lead, at.min(now))?;
+            if store.touch(tenant, lead, at.min(now))?.is_some() {
+                crate::notifier::resolve_on_touch(config, store, lead, at.min(now))?;
+            }
         }
         inserted.stored += r.stored;
         inserted.duplicates += r.duplicates;

@@ -12,6 +12,7 @@
 
 mod enrich;
 mod matching;
+mod notify;
 mod outbox;
 mod passes;
 mod reads;
@@ -35,6 +36,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0003_matching_enrichment_scores_review.sql"),
     include_str!("../../migrations-pg/0004_passes.sql"),
     include_str!("../../migrations-pg/0005_routing.sql"),
+    include_str!("../../migrations-pg/0006_notifications.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by

@@ -197,7 +197,7 @@ impl ReviewQueue for PgStore {
         let rows = self
             .client()
             .query(
-                "SELECT id, kind, subject, message, created_at FROM alerts WHERE tenant = $1
+                "SELECT id, kind, subject, message, created_at, state, labels FROM alerts WHERE tenant = $1
                   ORDER BY id DESC LIMIT $2",
                 &[&tenant, &limit(n)],
             )
@@ -210,6 +210,10 @@ impl ReviewQueue for PgStore {
                 subject: r.get(2),
                 message: r.get(3),
                 created_at: r.get(4),
+                state: r.get(5),
+                labels: r
+                    .get::<_, Option<String>>(6)
+                    .and_then(|l| serde_json::from_str(&l).ok()),
             })
             .collect())
     }

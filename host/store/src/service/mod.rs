@@ -297,7 +297,11 @@ mod tests {
                  DROP TRIGGER review_queue_uncounted; DROP TABLE match_keys_mid; DROP TABLE match_keys_mid_moved;
                  ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
-                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers;
+                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers; DROP INDEX alerts_new; DROP INDEX alerts_subject;
+                 ALTER TABLE alerts DROP COLUMN labels; ALTER TABLE alerts DROP COLUMN state; ALTER TABLE alerts DROP COLUMN ends_at;
+                 ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
+                 DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
+                 DROP TABLE notify_pace; DROP TABLE silences;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -379,7 +383,11 @@ mod tests {
             .execute_batch(
                 "ALTER TABLE crm_outbox DROP COLUMN claimed_by; ALTER TABLE crm_outbox DROP COLUMN claimed_until;
                  ALTER TABLE intake DROP COLUMN claimed_by; ALTER TABLE intake DROP COLUMN claimed_until;
-                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers;",
+                 DROP TABLE passes; DROP TABLE reps; DROP TABLE assignments; DROP TABLE timers; DROP INDEX alerts_new; DROP INDEX alerts_subject;
+                 ALTER TABLE alerts DROP COLUMN labels; ALTER TABLE alerts DROP COLUMN state; ALTER TABLE alerts DROP COLUMN ends_at;
+                 ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
+                 DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
+                 DROP TABLE notify_pace; DROP TABLE silences;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();

@@ -101,16 +101,23 @@ pub(crate) fn enqueue_review(
     Ok(())
 }
 
-/// An alert raised for people: a review item past its SLA.
+/// An alert raised for people: a review item past its SLA, a lead routing
+/// could not place or whose response SLA was missed, a dead handoff …
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
     pub id: i64,
-    /// `review.escalated` or `review.fallback`.
+    /// `review.escalated`, `routing.sla_breach`, `handoff.dead` …
     pub kind: String,
     /// The lead concerned.
     pub subject: String,
     pub message: String,
     pub created_at: i64,
+    /// What the notifier made of it: `new`, `routed`, `deduplicated`,
+    /// `unrouted`, `silenced`, `inhibited` (`kept`: raised before it).
+    pub state: String,
+    /// Its labels, when raised with them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The review queue: items with kind, source, confidence, SLA stamps and the
@@ -352,7 +359,7 @@ impl ReviewQueue for SqliteStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, kind, subject, message, created_at FROM alerts WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
+                "SELECT id, kind, subject, message, created_at, state, labels FROM alerts WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(sql("list alerts"))?;
         let rows = stmt
@@ -363,6 +370,10 @@ impl ReviewQueue for SqliteStore {
                     subject: r.get(2)?,
                     message: r.get(3)?,
                     created_at: r.get(4)?,
+                    state: r.get(5)?,
+                    labels: r
+                        .get::<_, Option<String>>(6)?
+                        .and_then(|l| serde_json::from_str(&l).ok()),
                 })
             })
             .map_err(sql("list alerts"))?;
