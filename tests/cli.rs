@@ -2386,3 +2386,138 @@ fn routing_mistakes_are_named() {
         .unwrap();
     assert!(stderr(&out).contains("routing is off"), "{}", stderr(&out));
 }
+
+#[test]
+fn alerts_are_sent_silenced_listed_and_retried_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("in.csv"),
+        "email,first_name,last_name,company,country\n\
+         ann@acme.fr,Ann,Roy,Acme,FR\n\
+         dan@dune.com,Dan,Ode,Dune,US\n",
+    )
+    .unwrap();
+    // A webhook no one answers, tried once: the message is dead-lettered.
+    let config = format!(
+        r#"{ROUTING_CONFIG}
+[alerts.destinations.ops]
+kind = "webhook"
+url = "http://127.0.0.1:1/hook"
+max_attempts = 1
+[[alerts.routes]]
+match = {{ kind = "routing.*" }}
+to = ["ops"]
+group_wait_seconds = 0
+"#
+    );
+    let db = location("s.db");
+    let out = run_configured(d, &config, &["--db", db.as_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cfg = ["--config", "leadgate.toml", "--db", db.as_str()];
+    let run = |args: &[&str]| {
+        let mut a: Vec<&str> = cfg.to_vec();
+        a.extend_from_slice(args);
+        leadgate(d).args(&a).output().unwrap()
+    };
+    let stdout = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+    for rep in ["ana", "bo", "cy", "max"] {
+        assert!(run(&["reps", "away", rep]).status.success());
+    }
+    let out = run(&["route", "--unassigned"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // One pass: two alerts filed into one group, one message, dead.
+    let out = run(&["alerts", "send"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("alerts: 2 routed")
+            && stdout(&out).contains("1 queued")
+            && stdout(&out).contains("1 dead"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["alerts", "--json"]);
+    let states: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["state"].to_string())
+        .collect();
+    assert_eq!(states, ["\"routed\"", "\"routed\""]);
+    let out = run(&["alerts", "notifications", "--state", "dead"]);
+    assert!(
+        stdout(&out).contains("dead") && stdout(&out).contains("connection"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["alerts", "retry"]);
+    assert!(stdout(&out).contains("1 notification(s) queued again"));
+    let out = run(&["alerts", "notifications", "--state", "pending", "--json"]);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(
+        !run(&["alerts", "notifications", "--state", "lost"])
+            .status
+            .success()
+    );
+    // Silences: added, listed, refused with the field, ended.
+    let out = run(&[
+        "alerts",
+        "silence",
+        "--match",
+        "kind=routing.*",
+        "--for",
+        "2h",
+        "--comment",
+        "territory change",
+        "--by",
+        "ana",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("silence #1 active until"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["alerts", "silences"]);
+    assert!(stdout(&out).contains("kind=routing.*") && stdout(&out).contains("territory change"));
+    let out = run(&[
+        "alerts",
+        "silence",
+        "--match",
+        "kind=*",
+        "--for",
+        "1h",
+        "--comment",
+        "x",
+        "--by",
+        "y",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("matchers"), "{}", stderr(&out));
+    let out = run(&[
+        "alerts",
+        "silence",
+        "--match",
+        "kind",
+        "--for",
+        "1h",
+        "--comment",
+        "x",
+        "--by",
+        "y",
+    ]);
+    assert!(stderr(&out).contains("label=value"), "{}", stderr(&out));
+    // While silenced, the queued leads' alerts, raised again when their
+    // timer routes them again, are not sent.
+    let retry = leadgate_routing::format_time(common::core::now_ms() + 6 * 60_000);
+    let out = run(&["tick", "--no-handoff", "--at", &retry]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("alerts: 0 routed · 0 unrouted · 2 silenced"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(run(&["alerts", "unsilence", "1"]).status.success());
+    let out = run(&["alerts", "unsilence", "1"]);
+    assert!(stderr(&out).contains("silence 1"), "{}", stderr(&out));
+    assert!(stdout(&run(&["alerts", "silences"])).contains("no silences"));
+    assert!(stdout(&run(&["alerts", "silences", "--all"])).contains("expired"));
+}

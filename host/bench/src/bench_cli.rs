@@ -132,6 +132,16 @@ enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         timers: usize,
     },
+    /// The notifier: filing alerts into groups, flushing them into the
+    /// outbox and delivering to a webhook on loopback, against raising them.
+    Notify {
+        /// Alerts raised per round.
+        #[arg(long, default_value_t = 10_000)]
+        alerts: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// The HTTP service: intake under an open-loop load on loopback,
     /// against a filled store.
     Serve {
@@ -229,6 +239,9 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             rounds,
             timers,
         } => crate::bench_routing::run(leads.max(100), rounds.max(1), timers),
+        BenchWhat::Notify { alerts, rounds } => {
+            crate::bench_notify::run(alerts.max(100), rounds.max(1))
+        }
         BenchWhat::Postgres {
             server,
             leads,

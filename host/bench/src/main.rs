@@ -18,6 +18,7 @@ mod bench_cli;
 mod bench_dedupe;
 mod bench_edge;
 mod bench_enrich;
+mod bench_notify;
 mod bench_postgres;
 mod bench_routing;
 mod bench_score;
