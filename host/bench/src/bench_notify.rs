@@ -19,10 +19,8 @@ fn receiver() -> Result<(String, tokio::runtime::Runtime)> {
     let url = format!("http://{}/hook", listener.local_addr()?);
     // The body is read, as a real receiver does (one left unread closes
     // the connection).
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(|_body: String| async { "ok" }),
-    );
+    let app =
+        axum::Router::new().route("/hook", axum::routing::post(|_body: String| async { "ok" }));
     runtime.spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -131,7 +129,8 @@ fn bare_posts(url: &str, n: usize) -> Result<f64> {
         .http_status_as_error(false)
         .build()
         .into();
-    let body = serde_json::json!({"event": "alerts", "alerts": [{"kind": "routing.queued"}]}).to_string();
+    let body =
+        serde_json::json!({"event": "alerts", "alerts": [{"kind": "routing.queued"}]}).to_string();
     let started = Instant::now();
     for _ in 0..n {
         let mut r = agent
@@ -145,7 +144,11 @@ fn bare_posts(url: &str, n: usize) -> Result<f64> {
 
 pub fn run(alerts: usize, rounds: usize) -> Result<()> {
     let (url, _runtime) = receiver()?;
-    let bare = median((0..rounds).map(|_| bare_posts(&url, 2_000)).collect::<Result<Vec<_>>>()?);
+    let bare = median(
+        (0..rounds)
+            .map(|_| bare_posts(&url, 2_000))
+            .collect::<Result<Vec<_>>>()?,
+    );
     println!("a bare POST to the loopback webhook (baseline): {bare:.1} µs");
     let now = 1_796_637_600_000; // Monday 2026-12-07 10:00 UTC
     for (what, group_by) in [

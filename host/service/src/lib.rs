@@ -680,41 +680,17 @@ fn rep_gauges(m: &metrics::Metrics, c: &Config, store: &Store) {
     let Ok(reps) = leadgate_pipeline::assign::reps_of(&rows) else {
         return;
     };
-    let team_of = |r: &leadgate_routing::Rep| r.teams.first().cloned().unwrap_or_default();
-    for (row, rep) in rows.iter().zip(&reps) {
-        let team = team_of(rep);
-        let (mut total, mut weights) = (0i64, 0u64);
-        for (r2, p2) in rows.iter().zip(&reps) {
-            if team_of(p2) == team {
-                total += r2.total;
-                weights += u64::from(p2.weight);
-            }
-        }
+    for v in crate::routing::views(&rows, &reps, crate::clock::now_ms()) {
         let label = metrics::RepLabel {
             tenant: tenant.to_string(),
-            rep: rep.id.clone(),
+            rep: v.rep.id.clone(),
         };
-        m.rep_assigned.get_or_create(&label).set(row.total);
-        m.rep_open.get_or_create(&label).set(row.open);
-        m.rep_share.get_or_create(&label).set(if total > 0 {
-            row.total as f64 / total as f64
-        } else {
-            0.0
-        });
-        m.rep_weight_share
-            .get_or_create(&label)
-            .set(if weights > 0 {
-                f64::from(rep.weight) / weights as f64
-            } else {
-                0.0
-            });
-        let judged = row.touched + row.breached;
+        m.rep_assigned.get_or_create(&label).set(v.assigned_total);
+        m.rep_open.get_or_create(&label).set(v.open);
+        m.rep_share.get_or_create(&label).set(v.share);
+        m.rep_weight_share.get_or_create(&label).set(v.weight_share);
         m.rep_sla_adherence
             .get_or_create(&label)
-            .set(if judged > 0 {
-                row.touched_in_sla as f64 / judged as f64
-            } else {
-                1.0
-            });
+            .set(v.sla_adherence);
     }
 }

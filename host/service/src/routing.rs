@@ -11,7 +11,7 @@ use leadgate_pipeline::assign::{self, Assigner};
 use leadgate_routing::{Decision, Rep, Step, Subject};
 use leadgate_store::Store;
 use leadgate_store::prelude::*;
-use leadgate_store::routing::{AssignmentRow, NewAssignment};
+use leadgate_store::routing::{AssignmentRow, NewAssignment, RepRow};
 use serde::Serialize;
 
 /// Why a routing request was refused.
@@ -89,47 +89,60 @@ pub fn reps(config: &Config, store: &mut Store, now: i64) -> Result<Vec<RepView>
     assign::seed(config, store, now)?;
     let rows = store.reps(&config.tenant)?;
     let reps = assign::reps_of(&rows)?;
+    let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+    Ok(views(&rows, &reps, now)
+        .into_iter()
+        .map(|v| RepView {
+            share: round(v.share),
+            weight_share: round(v.weight_share),
+            sla_adherence: round(v.sla_adherence),
+            ..v
+        })
+        .collect())
+}
+
+/// Each rep's load, share of their first team's leads against their
+/// weight's share, and SLA record, from the stored rows (`reps` are
+/// `rows` read, in the same order).
+pub fn views(rows: &[RepRow], reps: &[Rep], now: i64) -> Vec<RepView> {
     let team_of = |r: &Rep| r.teams.first().cloned().unwrap_or_default();
-    let mut views = Vec::with_capacity(rows.len());
-    for (row, rep) in rows.iter().zip(&reps) {
-        let team = team_of(rep);
-        let mates: Vec<usize> = reps
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| team_of(r) == team)
-            .map(|(i, _)| i)
-            .collect();
-        let total: i64 = mates.iter().map(|i| rows[*i].total).sum();
-        let weights: u64 = mates.iter().map(|i| u64::from(reps[*i].weight)).sum();
-        let judged = row.touched + row.breached;
-        // Yesterday's count is not today's.
-        let today = if leadgate_routing::local_day(&rep.timezone, now).as_ref() == Some(&row.day) {
-            row.today
-        } else {
-            0
-        };
-        views.push(RepView {
-            rep: rep.clone(),
-            assigned_today: today,
-            open: row.open,
-            assigned_total: row.total,
-            share: ratio(row.total as f64, total as f64, 0.0),
-            weight_share: ratio(f64::from(rep.weight), weights as f64, 0.0),
-            touched: row.touched,
-            breached: row.breached,
-            sla_adherence: ratio(row.touched_in_sla as f64, judged as f64, 1.0),
-            last_assigned_at: row.last_at,
-        });
+    // Per team: leads assigned, weights.
+    let mut teams: std::collections::HashMap<String, (i64, u64)> = Default::default();
+    for (row, rep) in rows.iter().zip(reps) {
+        let t = teams.entry(team_of(rep)).or_default();
+        t.0 += row.total;
+        t.1 += u64::from(rep.weight);
     }
-    Ok(views)
+    rows.iter()
+        .zip(reps)
+        .map(|(row, rep)| {
+            let (total, weights) = teams.get(&team_of(rep)).copied().unwrap_or_default();
+            let judged = row.touched + row.breached;
+            // Yesterday's count is not today's.
+            let today =
+                if leadgate_routing::local_day(&rep.timezone, now).as_ref() == Some(&row.day) {
+                    row.today
+                } else {
+                    0
+                };
+            RepView {
+                rep: rep.clone(),
+                assigned_today: today,
+                open: row.open,
+                assigned_total: row.total,
+                share: ratio(row.total as f64, total as f64, 0.0),
+                weight_share: ratio(f64::from(rep.weight), weights as f64, 0.0),
+                touched: row.touched,
+                breached: row.breached,
+                sla_adherence: ratio(row.touched_in_sla as f64, judged as f64, 1.0),
+                last_assigned_at: row.last_at,
+            }
+        })
+        .collect()
 }
 
 fn ratio(a: f64, b: f64, none: f64) -> f64 {
-    if b > 0.0 {
-        ((a / b) * 10_000.0).round() / 10_000.0
-    } else {
-        none
-    }
+    if b > 0.0 { a / b } else { none }
 }
 
 /// Adds or replaces a rep (their counters are kept); every team named

@@ -318,20 +318,21 @@ impl Enrichments for crate::SqliteStore {
 
     fn enrichment(&self, lead: &str) -> Result<Option<StoredEnrichment>, StoreError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT l.enrichment, l.qualification, l.qualification_reasons, q.reason
                    FROM leads l LEFT JOIN enrich_queue q ON q.lead_id = l.id WHERE l.id = ?1",
-                [lead],
-                |r| {
+            )
+            .and_then(|mut st| {
+                st.query_row([lead], |r| {
                     Ok(StoredEnrichment {
                         enrichment: r.get(0)?,
                         qualification: r.get(1)?,
                         reasons: r.get(2)?,
                         queued: r.get(3)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
+            })
             .map_err(sql("read enrichment"))
     }
 

@@ -341,10 +341,11 @@ impl MatchIndex for SqliteStore {
 
     fn lead_row(&self, id: &str) -> Result<Option<LeadRow>, StoreError> {
         self.conn
-            .query_row(
+            .prepare_cached(
                 "SELECT id, tenant, status, raw, normalized, master_id FROM leads WHERE id = ?1",
-                [id],
-                |r| {
+            )
+            .and_then(|mut st| {
+                st.query_row([id], |r| {
                     Ok(LeadRow {
                         id: r.get(0)?,
                         tenant: r.get(1)?,
@@ -353,9 +354,9 @@ impl MatchIndex for SqliteStore {
                         normalized: r.get(4)?,
                         master_id: r.get(5)?,
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
+            })
             .map_err(sql("read lead"))
     }
 }

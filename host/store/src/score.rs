@@ -802,10 +802,11 @@ impl Scores for SqliteStore {
     fn stored_score(&self, lead: &str) -> Result<Option<StoredScore>, StoreError> {
         let row = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT total, grade, probability, scored_at, above, surfaced_at, detail FROM scores WHERE lead_id = ?1",
-                [lead],
-                |r| {
+            )
+            .and_then(|mut st| {
+                st.query_row([lead], |r| {
                     Ok(StoredScore {
                         total: r.get(0)?,
                         grade: r.get(1)?,
@@ -816,9 +817,9 @@ impl Scores for SqliteStore {
                         detail: r.get(6)?,
                         history: Vec::new(),
                     })
-                },
-            )
-            .optional()
+                })
+                .optional()
+            })
             .map_err(sql("read score"))?;
         let Some(mut s) = row else {
             return Ok(None);
