@@ -6,32 +6,21 @@ use super::*;
 use crate::config::Config;
 use crate::notifier::{NewSilence, SilenceRefused};
 
-/// Runs a notifier verb with a store connection of the pool, off the async
-/// threads; a refusal becomes its status, code and message.
+/// Runs a notifier verb off the async threads; a refused silence is 422
+/// naming the field, or 404.
 async fn with_store<T: serde::Serialize + Send + 'static>(
     s: &S,
     config: Arc<Config>,
     ok: u16,
     f: impl FnOnce(&Config, &mut leadgate_store::Store, i64) -> anyhow::Result<T> + Send + 'static,
 ) -> Response {
-    let pool = s.reader.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut store = pool.get()?;
-        f(&config, &mut store, crate::clock::now_ms())
-    })
-    .await;
-    match done {
-        Ok(Ok(v)) => json(ok, serde_json::to_string(&v).unwrap_or_default()),
-        Ok(Err(e)) => match e.downcast_ref::<SilenceRefused>() {
-            Some(SilenceRefused::Invalid { field, reason }) => json(
-                422,
-                serde_json::json!({"error": {"code": "body.invalid", "field": field, "message": format!("{field}: {reason}")}})
-                    .to_string(),
-            ),
-            Some(r @ SilenceRefused::NotFound(_)) => error(404, "not_found", r.to_string()),
-            None => error(500, "store", format!("{e:#}")),
-        },
-        Err(_) => error(500, "internal", "the notifier task failed"),
+    blocking_verb(s, config, ok, refused, f).await
+}
+
+fn refused(e: &anyhow::Error) -> Option<Response> {
+    match e.downcast_ref::<SilenceRefused>()? {
+        SilenceRefused::Invalid { field, reason } => Some(invalid_field(field, reason)),
+        r @ SilenceRefused::NotFound(_) => Some(error(404, "not_found", r.to_string())),
     }
 }
 
@@ -136,30 +125,12 @@ pub(super) async fn retry_notifications(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match read_body(&s, body, &headers, 64 * 1024).await {
-        Ok(b) => b,
+    let ids = match retry_ids(&s, &headers, body, "notification").await {
+        Ok(ids) => ids,
         Err(r) => return r,
     };
-    let r: RetryBody = if body.is_empty() {
-        RetryBody::default()
-    } else {
-        match object_body(
-            &body,
-            "a retry is {\"ids\": [..]} (or no body: every failed and dead one)",
-        ) {
-            Ok(r) => r,
-            Err(r) => return r,
-        }
-    };
-    if let Some(bad) = r.ids.iter().find(|id| **id < 1) {
-        return field_error(
-            "body.invalid",
-            "ids",
-            format!("ids are notification ids, whole numbers from 1 up, not {bad}"),
-        );
-    }
     with_store(&s, t.config.clone(), 200, move |c, st, now| {
-        let n = st.retry_notifications(&c.tenant, &r.ids, now)?;
+        let n = st.retry_notifications(&c.tenant, &ids, now)?;
         Ok(serde_json::json!({"requeued": n}))
     })
     .await

@@ -223,6 +223,41 @@ impl Params {
 /// The most items a list route returns at once.
 const MAX_LIMIT: usize = 1000;
 
+/// Runs `f` (a verb of the service crate) with a store connection of the
+/// pool, off the async threads: its value is the answer with status `ok`;
+/// a refusal `refused` recognises becomes its own answer; anything else a
+/// 500.
+async fn blocking_verb<T: serde::Serialize + Send + 'static>(
+    s: &S,
+    config: Arc<crate::config::Config>,
+    ok: u16,
+    refused: fn(&anyhow::Error) -> Option<Response>,
+    f: impl FnOnce(&crate::config::Config, &mut leadgate_store::Store, i64) -> anyhow::Result<T>
+    + Send
+    + 'static,
+) -> Response {
+    let pool = s.reader.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut store = pool.get()?;
+        f(&config, &mut store, crate::clock::now_ms())
+    })
+    .await;
+    match done {
+        Ok(Ok(v)) => json(ok, serde_json::to_string(&v).unwrap_or_default()),
+        Ok(Err(e)) => refused(&e).unwrap_or_else(|| error(500, "store", format!("{e:#}"))),
+        Err(_) => error(500, "internal", "the task failed"),
+    }
+}
+
+/// A refused field as a 422 naming it.
+fn invalid_field(field: &str, reason: &str) -> Response {
+    json(
+        422,
+        serde_json::json!({"error": {"code": "body.invalid", "field": field, "message": format!("{field}: {reason}")}})
+            .to_string(),
+    )
+}
+
 /// A numeric id from the path: a whole number from 1 up.
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<i64, Response> {
     let refuse = |v: &str| {

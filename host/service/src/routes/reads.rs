@@ -298,7 +298,34 @@ pub(super) async fn list_alerts(
 #[serde(deny_unknown_fields)]
 pub(super) struct RetryBody {
     #[serde(default)]
-    pub(super) ids: Vec<i64>,
+    ids: Vec<i64>,
+}
+
+/// The ids of a retry request (`{"ids": [..]}`, or no body: none, which
+/// means every failed one), each a whole number from 1 up.
+pub(super) async fn retry_ids(
+    s: &S,
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<Vec<i64>, Response> {
+    let body = read_body(s, body, headers, 64 * 1024).await?;
+    let r: RetryBody = if body.is_empty() {
+        RetryBody::default()
+    } else {
+        object_body(
+            &body,
+            "a retry is {\"ids\": [..]} (or no body: every failed one)",
+        )?
+    };
+    if let Some(bad) = r.ids.iter().find(|id| **id < 1) {
+        return Err(field_error(
+            "body.invalid",
+            "ids",
+            format!("ids are {what} ids, whole numbers from 1 up, not {bad}"),
+        ));
+    }
+    Ok(r.ids)
 }
 
 pub(super) async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: Body) -> Response {
@@ -306,33 +333,15 @@ pub(super) async fn retry_outbox(State(s): State<S>, headers: HeaderMap, body: B
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = match read_body(&s, body, &headers, 64 * 1024).await {
-        Ok(b) => b,
+    let ids = match retry_ids(&s, &headers, body, "handoff").await {
+        Ok(ids) => ids,
         Err(r) => return r,
     };
-    let r: RetryBody = if body.is_empty() {
-        RetryBody::default()
-    } else {
-        match object_body(
-            &body,
-            "a retry is {\"ids\": [..]} (or no body: every failed one)",
-        ) {
-            Ok(r) => r,
-            Err(r) => return r,
-        }
-    };
-    if let Some(bad) = r.ids.iter().find(|id| **id < 1) {
-        return field_error(
-            "body.invalid",
-            "ids",
-            format!("ids are handoff ids, whole numbers from 1 up, not {bad}"),
-        );
-    }
     let tenant = tenant.to_string();
     let pool = s.reader.clone();
     let n = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
         let mut store = pool.get()?;
-        Ok(store.retry_handoffs(&tenant, &r.ids, crate::clock::now_ms())?)
+        Ok(store.retry_handoffs(&tenant, &ids, crate::clock::now_ms())?)
     })
     .await;
     match n {

@@ -8,32 +8,21 @@ use super::*;
 use crate::config::Config;
 use crate::routing::{DryRun, RoutingRefused};
 
-/// Runs a routing verb with a store connection of the pool, off the async
-/// threads; a refusal becomes its status, code and message.
+/// Runs a routing verb off the async threads; a refusal becomes its
+/// status, code and message.
 async fn with_routing<T: serde::Serialize + Send + 'static>(
     s: &S,
     config: Arc<Config>,
     ok: u16,
     f: impl FnOnce(&Config, &mut leadgate_store::Store, i64) -> anyhow::Result<T> + Send + 'static,
 ) -> Response {
-    let pool = s.reader.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut store = pool.get()?;
-        f(&config, &mut store, crate::clock::now_ms())
-    })
-    .await;
-    match done {
-        Ok(Ok(v)) => json(ok, serde_json::to_string(&v).unwrap_or_default()),
-        Ok(Err(e)) => match e.downcast_ref::<RoutingRefused>() {
-            Some(RoutingRefused::Invalid { field, reason }) => json(
-                422,
-                serde_json::json!({"error": {"code": "body.invalid", "field": field, "message": format!("{field}: {reason}")}})
-                    .to_string(),
-            ),
-            Some(r) => error(r.status(), r.code(), r.to_string()),
-            None => error(500, "store", format!("{e:#}")),
-        },
-        Err(_) => error(500, "internal", "the routing task failed"),
+    blocking_verb(s, config, ok, refused, f).await
+}
+
+fn refused(e: &anyhow::Error) -> Option<Response> {
+    match e.downcast_ref::<RoutingRefused>()? {
+        RoutingRefused::Invalid { field, reason } => Some(invalid_field(field, reason)),
+        r => Some(error(r.status(), r.code(), r.to_string())),
     }
 }
 
