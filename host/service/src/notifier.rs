@@ -200,7 +200,16 @@ impl Notifier {
                     match alert.labels.get("rep").and_then(|r| slack_ids.get(r)) {
                         Some(id) => (m.destination.clone(), id.clone()),
                         None => match &dest.fallback {
-                            Some(f) => (f.clone(), String::new()),
+                            // The fallback's own channel, when it has one.
+                            Some(f) => (
+                                f.clone(),
+                                self.policy
+                                    .config
+                                    .destinations
+                                    .get(f)
+                                    .and_then(|d| d.channel.clone())
+                                    .unwrap_or_default(),
+                            ),
                             None => {
                                 tracing::warn!(alert = alert.id, destination = %m.destination,
                                     "the alert's rep has no Slack id and the destination no fallback");
