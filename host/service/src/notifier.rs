@@ -128,35 +128,41 @@ impl Notifier {
     }
 
     /// Why `alert` is not to be sent now: a silence, or an active alert
-    /// that inhibits it.
+    /// that inhibits it. When inhibition is not by lead, the tenant's
+    /// active alerts are read once per pass (`tenant_active`).
     fn muted(
         &self,
         config: &Config,
         store: &Store,
         alert: &Alert,
         silences: &[Silence],
+        tenant_active: &mut Option<Vec<Alert>>,
         now: i64,
     ) -> Result<Option<&'static str>> {
         if silences.iter().any(|s| s.mutes(alert, now)) {
             return Ok(Some("silenced"));
         }
-        if self.policy.may_be_inhibited(alert) {
-            let lead = alert.labels.get("lead").map(String::as_str);
-            let subject = if self.policy.inhibition_by_lead() {
-                lead
-            } else {
-                None
-            };
-            let active: Vec<Alert> = store
+        if !self.policy.may_be_inhibited(alert) {
+            return Ok(None);
+        }
+        let read = |subject: Option<&str>| -> Result<Vec<Alert>> {
+            Ok(store
                 .active_alerts(&config.tenant, subject, self.active_ms(), now, 1_000)?
                 .iter()
                 .map(|r| self.alert(r))
-                .collect();
-            if self.policy.inhibitor(alert, &active, now).is_some() {
-                return Ok(Some("inhibited"));
+                .collect())
+        };
+        let inhibited = if self.policy.inhibition_by_lead() {
+            let active = read(alert.labels.get("lead").map(String::as_str))?;
+            self.policy.inhibitor(alert, &active, now).is_some()
+        } else {
+            if tenant_active.is_none() {
+                *tenant_active = Some(read(None)?);
             }
-        }
-        Ok(None)
+            let active = tenant_active.as_deref().unwrap_or_default();
+            self.policy.inhibitor(alert, active, now).is_some()
+        };
+        Ok(inhibited.then_some("inhibited"))
     }
 
     fn file(&self, config: &Config, store: &mut Store, now: i64, pass: &mut Pass) -> Result<()> {
@@ -167,6 +173,7 @@ impl Notifier {
             return Ok(());
         }
         let silences = silences(config, store, now)?;
+        let mut tenant_active = None;
         let slack_ids = slack_ids(config, store)?;
         // Owned strings the members borrow.
         struct Plan {
@@ -187,7 +194,9 @@ impl Notifier {
                 fingerprint: fp,
                 members: Vec::new(),
             };
-            if let Some(why) = self.muted(config, store, &alert, &silences, now)? {
+            if let Some(why) =
+                self.muted(config, store, &alert, &silences, &mut tenant_active, now)?
+            {
                 plan.state = why;
                 plans.push(plan);
                 continue;
@@ -276,6 +285,7 @@ impl Notifier {
             return Ok(());
         }
         let silences = silences(config, store, now)?;
+        let mut tenant_active = None;
         let reps = rep_names(config, store)?;
         for g in groups {
             let Some(route) = self.policy.route_index(&g.route) else {
@@ -297,7 +307,7 @@ impl Notifier {
             let mut kept: Vec<(Alert, Option<LeadView>)> = Vec::new();
             for (row, _repeats) in &members {
                 let alert = self.alert(row);
-                match self.muted(config, store, &alert, &silences, now)? {
+                match self.muted(config, store, &alert, &silences, &mut tenant_active, now)? {
                     Some(why) => {
                         dropped.push((alert.id, why));
                         match why {
