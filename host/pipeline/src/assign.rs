@@ -11,6 +11,7 @@
 
 use crate::config::Config;
 use anyhow::{Context, Result};
+use leadgate_lead::Lead;
 use leadgate_routing::{AccountOwner, Decision, Load, OnBreach, Rep, Router, Step, Subject};
 use leadgate_store::Store;
 use leadgate_store::prelude::*;
@@ -88,13 +89,33 @@ impl Assigner {
         by: &str,
         now: i64,
     ) -> Result<Vec<Routed>> {
+        let known = leads
+            .iter()
+            .map(|(lead, exclude)| Ok((stored_facts(config, store, lead)?, exclude.clone())))
+            .collect::<Result<Vec<_>>>()?;
+        self.assign_known(config, store, known, by, now)
+    }
+
+    /// [`assign`](Self::assign) for leads whose facts the caller holds
+    /// ([`facts_of`]); each lead's account owner is looked up as it is
+    /// routed, so a lead finds the owner an earlier one of its account
+    /// got in the same call.
+    pub fn assign_known(
+        &mut self,
+        config: &Config,
+        store: &mut Store,
+        leads: Vec<(Facts, Vec<String>)>,
+        by: &str,
+        now: i64,
+    ) -> Result<Vec<Routed>> {
         let tenant = config.tenant.as_str();
         let rows = store.reps(tenant)?;
         let loads = self.refresh(config, &rows)?;
         let mut roster = self.router.roster(&loads, now);
         let mut out = Vec::with_capacity(leads.len());
-        for (lead, exclude) in leads {
-            let facts = facts(config, store, lead)?;
+        for (mut facts, exclude) in leads {
+            let exclude = &exclude;
+            account_owner(config, store, &mut facts)?;
             let decision = self.router.route(&roster, &facts.subject, exclude);
             self.router.apply(&mut roster, &decision);
             let id = record(
@@ -108,7 +129,7 @@ impl Assigner {
                 now,
             )?;
             out.push(Routed {
-                lead_id: lead.clone(),
+                lead_id: facts.subject.lead_id.clone(),
                 decision,
                 assignment: Some(id),
             });
@@ -184,27 +205,53 @@ pub fn loads(rows: &[RepRow]) -> HashMap<String, Load> {
 }
 
 /// What routing knows of stored lead `lead`: its fields, enrichment
-/// attributes, grade, existing owner and account owner.
+/// attributes, grade, existing owner and account owner — read from the
+/// store.
 pub fn facts(config: &Config, store: &Store, lead: &str) -> Result<Facts> {
-    let tenant = config.tenant.as_str();
+    let mut facts = stored_facts(config, store, lead)?;
+    account_owner(config, store, &mut facts)?;
+    Ok(facts)
+}
+
+/// [`facts_of`] the lead as stored (the account owner is looked up when
+/// it is routed).
+pub fn stored_facts(config: &Config, store: &Store, lead: &str) -> Result<Facts> {
     let row = store
         .lead_row(lead)?
         .with_context(|| format!("lead {lead} is not in the store"))?;
-    let normalized: serde_json::Value = row
+    // The normalized lead as stored (a lead refused before normalization
+    // has none: routing then knows only its id).
+    let normalized: Lead = row
         .normalized
         .as_deref()
         .and_then(|n| serde_json::from_str(n).ok())
-        .unwrap_or_default();
-    let text = |k: &str| {
-        normalized
-            .get(k)
-            .and_then(|v| v.as_str())
+        .unwrap_or_else(|| Lead {
+            source: leadgate_lead::Source::Api,
+            ..Lead::default()
+        });
+    let enrichment = store.enrichment(lead)?.unwrap_or_default();
+    let attributes = crate::score::stored_attributes(enrichment.enrichment.as_deref());
+    let grade = store.stored_score(lead)?.map(|s| s.grade);
+    Ok(facts_of(config, lead, &normalized, &attributes, grade))
+}
+
+/// What routing knows of stored lead `id` from its normalized record,
+/// its enrichment attributes and its grade, as the caller holds them (the
+/// service's intake has just recorded and scored the lead). The account
+/// owner is not among them: [`Assigner::assign_known`] looks it up.
+pub fn facts_of(
+    config: &Config,
+    id: &str,
+    lead: &Lead,
+    attributes: &[(String, String)],
+    grade: Option<String>,
+) -> Facts {
+    let text = |v: &Option<String>| {
+        v.as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
-    let enrichment = store.enrichment(lead)?.unwrap_or_default();
-    let attributes = crate::score::stored_attributes(enrichment.enrichment.as_deref());
     let attribute = |k: &str| {
         attributes
             .iter()
@@ -213,18 +260,10 @@ pub fn facts(config: &Config, store: &Store, lead: &str) -> Result<Facts> {
             .filter(|v| !v.is_empty())
     };
     let custom = |k: &str| {
-        normalized
-            .get("custom")
-            .and_then(|c| c.as_array())
-            .and_then(|c| {
-                c.iter().find(|f| {
-                    f.get("key")
-                        .and_then(|k2| k2.as_str())
-                        .is_some_and(|k2| k2.eq_ignore_ascii_case(k))
-                })
-            })
-            .and_then(|f| f.get("value")?.as_str())
-            .map(str::trim)
+        lead.custom
+            .iter()
+            .find(|f| f.key.eq_ignore_ascii_case(k))
+            .map(|f| f.value.trim())
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     };
@@ -233,56 +272,64 @@ pub fn facts(config: &Config, store: &Store, lead: &str) -> Result<Facts> {
         .owner_fields
         .iter()
         .find_map(|f| custom(f).or_else(|| attribute(f)));
-    let grade = store.stored_score(lead)?.map(|s| s.grade);
-    let domain = text("domain")
-        .or_else(|| text("email").and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_string())))
+    let domain = text(&lead.domain)
+        .or_else(|| text(&lead.email).and_then(|e| e.rsplit_once('@').map(|(_, d)| d.to_string())))
         .map(|d| d.to_ascii_lowercase())
         .filter(|d| !leadgate_lead::mail::is_free_mail_domain(d));
-    let company_key = text("company_key");
-    let account_owner = if config.routing.existing_owner {
-        store
-            .account_owner(tenant, lead, domain.as_deref(), company_key.as_deref())?
-            .map(|o| {
-                let value = if o.by == "domain" {
-                    domain.clone().unwrap_or_default()
-                } else {
-                    company_key.clone().unwrap_or_default()
-                };
-                AccountOwner {
-                    rep: o.rep_id,
-                    via: format!(
-                        "lead {} of the same {} {value}",
-                        o.lead_id,
-                        o.by.replace('_', " ")
-                    ),
-                }
-            })
-    } else {
-        None
-    };
-    Ok(Facts {
+    let company_key = text(&lead.company_key);
+    Facts {
         subject: Subject {
-            lead_id: lead.to_string(),
-            country: text("country"),
-            region: text("region"),
+            lead_id: id.to_string(),
+            country: text(&lead.country),
+            region: text(&lead.region),
             industry: attribute("industry"),
             employee_range: attribute("employee_range"),
-            source: Some(row_source(&normalized)),
+            source: Some(lead.source.as_str().to_string()),
             grade,
             owner_id,
-            account_owner,
+            account_owner: None,
         },
         domain,
         company_key,
-    })
+    }
 }
 
-fn row_source(normalized: &serde_json::Value) -> String {
-    normalized
-        .get("source")
-        .and_then(|s| s.as_str())
-        .unwrap_or("api")
-        .to_string()
+/// The grade in a stored score's detail (the score as JSON, as
+/// `score_details` reads it).
+pub fn grade_in(detail: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Graded {
+        grade: String,
+    }
+    serde_json::from_str::<Graded>(detail).ok().map(|g| g.grade)
+}
+
+/// The owner of the lead's account, when `existing_owner` is on: the
+/// current owner of another lead of its corporate domain, else of its
+/// company key.
+fn account_owner(config: &Config, store: &Store, facts: &mut Facts) -> Result<()> {
+    if !config.routing.existing_owner {
+        return Ok(());
+    }
+    let (domain, company_key) = (facts.domain.as_deref(), facts.company_key.as_deref());
+    let found = store.account_owner(&config.tenant, &facts.subject.lead_id, domain, company_key)?;
+    facts.subject.account_owner = found.map(|o| {
+        let value = if o.by == "domain" {
+            domain
+        } else {
+            company_key
+        };
+        AccountOwner {
+            rep: o.rep_id,
+            via: format!(
+                "lead {} of the same {} {}",
+                o.lead_id,
+                o.by.replace('_', " "),
+                value.unwrap_or_default()
+            ),
+        }
+    });
+    Ok(())
 }
 
 /// Records `decision` for the lead of `facts`, with its timer; a lead

@@ -1335,6 +1335,27 @@ mod tests {
             })
         };
         assert!(factor("fit") && factor("intent"), "{:?}", read_back.1);
+        // Routing knows the same of a lead from what the batch holds as
+        // from the store.
+        for r in &recorded {
+            let grade = read_back
+                .1
+                .get(&r.id)
+                .and_then(|d| crate::assign::grade_in(d));
+            assert!(grade.is_some(), "{}", r.id);
+            let held = crate::assign::facts_of(&config, &r.id, &r.lead, &r.attributes, grade);
+            let stored = crate::assign::facts(&config, &store, &r.id).unwrap();
+            assert_eq!(
+                serde_json::to_value(&held.subject).unwrap(),
+                serde_json::to_value(&stored.subject).unwrap(),
+                "{}",
+                r.id
+            );
+            assert_eq!(
+                (held.domain, held.company_key),
+                (stored.domain, stored.company_key)
+            );
+        }
     }
 
     type NewEventRow = leadgate_store::score::NewEvent;

@@ -317,6 +317,24 @@ impl Steps<'_> {
             .flatten()
             .any(|p| matches!(p.status, Status::Accepted | Status::Review));
         let now = crate::clock::now_ms();
+        // What routing needs of the leads it will route, kept before
+        // scoring takes the recorded leads: not read back.
+        let mut held: HashMap<String, crate::score::Recorded> = HashMap::new();
+        if self.assigner.is_some() {
+            for p in results.iter().flatten().flatten() {
+                if p.status == Status::Accepted
+                    && self
+                        .config
+                        .crm
+                        .handoff
+                        .iter()
+                        .any(|s| s == p.state.as_str())
+                    && let Some(r) = &p.recorded
+                {
+                    held.insert(p.lead_id.clone(), r.clone());
+                }
+            }
+        }
         if let Some(scoring) = self.scoring.as_mut()
             && any_new
         {
@@ -426,11 +444,24 @@ impl Steps<'_> {
             // its assignment.
             let mut fresh = Vec::with_capacity(to_route.len());
             for (lead, before) in to_route {
-                if !before || store.assignment(self.tenant, &lead)?.is_none() {
-                    fresh.push((lead, Vec::new()));
+                if before && store.assignment(self.tenant, &lead)?.is_some() {
+                    continue;
                 }
+                let facts = match held.get(&lead) {
+                    Some(r) => leadgate_pipeline::assign::facts_of(
+                        self.config,
+                        &lead,
+                        &r.lead,
+                        &r.attributes,
+                        scores
+                            .get(&lead)
+                            .and_then(|d| leadgate_pipeline::assign::grade_in(d)),
+                    ),
+                    None => leadgate_pipeline::assign::stored_facts(self.config, store, &lead)?,
+                };
+                fresh.push((facts, Vec::new()));
             }
-            let routed = assigner.assign(self.config, store, &fresh, "routing", now)?;
+            let routed = assigner.assign_known(self.config, store, fresh, "routing", now)?;
             for r in &routed {
                 self.shared
                     .metrics
