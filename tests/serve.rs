@@ -1334,6 +1334,86 @@ fn qualified_leads_get_an_owner_the_crm_sees_and_reps_change_without_a_restart()
     assert_eq!(status, 200, "{body}");
     let (_, l) = s.get(&format!("/v1/leads/{}", owners[1].1), Some(&k));
     assert_eq!(l["assignment"]["current"]["state"], "touched", "{l}");
+    // Or a rep's activity the CRM reports: HubSpot's "last contacted" set
+    // on the contact leadgate created. Other properties and contacts are
+    // answered and ignored; a redelivery touches nothing twice.
+    wait_for("cyd's contact", || {
+        let (_, l) = s.get(&format!("/v1/leads/{cyd}"), Some(&k));
+        l["crm"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|h| h["state"] == "delivered"))
+    });
+    let contact = crm.state.lock().unwrap().records["cyd@gamma-robotics.io"].clone();
+    let (_, l) = s.get(&format!("/v1/leads/{cyd}"), Some(&k));
+    let assigned_at = l["assignment"]["current"]["assigned_at"].as_i64().unwrap();
+    let touched_at = now_ms().max(assigned_at + 1);
+    let changes = serde_json::json!([
+        {"eventId": 9100, "subscriptionType": "contact.propertyChange", "objectId": contact.parse::<u64>().unwrap(),
+         "propertyName": "notes_last_contacted", "propertyValue": (assigned_at - 1).to_string(), "occurredAt": touched_at},
+        {"eventId": 9101, "subscriptionType": "contact.propertyChange", "objectId": contact.parse::<u64>().unwrap(),
+         "propertyName": "firstname", "propertyValue": "Cyd", "occurredAt": touched_at},
+        {"eventId": 9102, "subscriptionType": "contact.propertyChange", "objectId": contact.parse::<u64>().unwrap(),
+         "propertyName": "notes_last_contacted", "propertyValue": touched_at.to_string(), "occurredAt": touched_at + 5},
+        {"eventId": 9103, "subscriptionType": "contact.propertyChange", "objectId": 987654,
+         "propertyName": "notes_last_contacted", "propertyValue": touched_at.to_string(), "occurredAt": touched_at},
+    ])
+    .to_string();
+    let path = "/v1/webhooks/acme/hubspot";
+    let uri = format!("{}{path}", s.url);
+    let hubspot = |body: &str| {
+        let (sig, ts) = hubspot_headers(&uri, body, now_ms(), HUBSPOT_SECRET);
+        s.post(
+            path,
+            &[
+                ("X-HubSpot-Signature-v3", sig.as_str()),
+                ("X-HubSpot-Request-Timestamp", ts.as_str()),
+            ],
+            body,
+        )
+    };
+    let (status, _, out) = hubspot(&changes);
+    assert_eq!(status, 200, "{out}");
+    let events = out["events"].as_array().unwrap();
+    assert_eq!(
+        events[0]["ignored"], "the activity predates the lead's current assignment",
+        "{out}"
+    );
+    let events = &events[1..];
+    assert!(
+        events[0]["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("touch_properties"),
+        "{out}"
+    );
+    assert_eq!(
+        (events[1]["lead_id"].as_str(), events[1]["rep"].as_str()),
+        (Some(cyd.as_str()), Some("cy")),
+        "{out}"
+    );
+    assert_eq!(
+        events[1]["touched_at"], touched_at,
+        "the property's time: {out}"
+    );
+    assert!(
+        events[2]["ignored"].as_str().unwrap().contains("no lead"),
+        "{out}"
+    );
+    let (_, l) = s.get(&format!("/v1/leads/{cyd}"), Some(&k));
+    assert_eq!(
+        (
+            l["assignment"]["current"]["state"].as_str(),
+            l["assignment"]["current"]["touched_at"].as_i64()
+        ),
+        (Some("touched"), Some(touched_at)),
+        "{l}"
+    );
+    let (status, _, again) = hubspot(&changes);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again["events"][2]["ignored"], "the lead has no assignment awaiting a first touch",
+        "{again}"
+    );
     // The reps with their load, and the gauges.
     let (status, reps) = s.get("/v1/reps", Some(&k));
     assert_eq!(status, 200);

@@ -32,6 +32,11 @@ pub struct RoutingConfig {
     pub retry_minutes: u32,
     pub teams: BTreeMap<String, Team>,
     pub sla: Sla,
+    /// CRM contact properties whose change is a rep's first touch (a
+    /// HubSpot `contact.propertyChange` webhook): by default "last
+    /// contacted" (a call, sales email or meeting logged) and a reply to a
+    /// sales email. Empty: CRM activity is not a touch.
+    pub touch_properties: Vec<String>,
     /// Reps written to the store when it has none for the tenant (after
     /// that, `leadgate reps` and the API change them).
     pub reps: Vec<Rep>,
@@ -54,6 +59,10 @@ impl Default for RoutingConfig {
             retry_minutes: 5,
             teams: BTreeMap::new(),
             sla: Sla::default(),
+            touch_properties: vec![
+                "notes_last_contacted".into(),
+                "hs_sales_email_last_replied".into(),
+            ],
             reps: Vec::new(),
         }
     }
@@ -148,6 +157,16 @@ impl RoutingConfig {
         let known = |t: &str| t == self.queue || self.teams.contains_key(t);
         if self.queue.trim().is_empty() {
             return Err(bad("routing.queue".into(), "must name a queue".into()));
+        }
+        if let Some(i) = self
+            .touch_properties
+            .iter()
+            .position(|p| p.trim().is_empty())
+        {
+            return Err(bad(
+                format!("routing.touch_properties[{i}]"),
+                "must name a CRM property".into(),
+            ));
         }
         if !known(&self.default_team) {
             return Err(bad(

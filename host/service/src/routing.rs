@@ -365,6 +365,53 @@ pub fn touch(config: &Config, store: &mut Store, lead: &str, at: i64) -> Result<
     }
 }
 
+/// What a rep's activity, reported by the CRM on one of its records, did.
+#[derive(Debug)]
+pub enum CrmTouch {
+    /// The first touch of the lead's assignment is recorded.
+    Touched(Box<AssignmentRow>),
+    /// The record is not a lead of this tenant's that leadgate handed to
+    /// (or took from) that CRM.
+    NoLead,
+    /// The lead has no assignment awaiting a first touch: touched
+    /// before, or never assigned.
+    NotAwaiting(String),
+    /// The activity happened before the lead's current assignment (an
+    /// earlier owner's, reported late): it is not this owner's touch.
+    Earlier(String),
+}
+
+/// Records a rep's activity on the CRM's record `crm_id` in `target` (a
+/// call, email or meeting logged) as the first touch of its lead's
+/// assignment.
+pub fn touch_from_crm(
+    config: &Config,
+    store: &mut Store,
+    target: &str,
+    crm_id: &str,
+    at: i64,
+) -> Result<CrmTouch> {
+    enabled(config)?;
+    let Some(lead) = store.lead_of_crm_record(&config.tenant, target, crm_id)? else {
+        return Ok(CrmTouch::NoLead);
+    };
+    match store.assignment(&config.tenant, &lead)? {
+        Some(a) if !matches!(a.state.as_str(), "open" | "escalated") => {
+            return Ok(CrmTouch::NotAwaiting(lead));
+        }
+        Some(a) if at < a.created_at => return Ok(CrmTouch::Earlier(lead)),
+        _ => {}
+    }
+    match touch(config, store, &lead, at) {
+        Ok(a) => Ok(CrmTouch::Touched(Box::new(a))),
+        Err(e) => match e.downcast_ref::<RoutingRefused>() {
+            Some(RoutingRefused::NothingToTouch(_)) => Ok(CrmTouch::NotAwaiting(lead)),
+            Some(RoutingRefused::NoLead(_)) => Ok(CrmTouch::NoLead),
+            _ => Err(e),
+        },
+    }
+}
+
 /// A lead's assignment and history, as `leadgate show` and
 /// `GET /v1/leads/{id}` give them.
 pub fn assignment_json(store: &Store, tenant: &str, lead: &str) -> Result<serde_json::Value> {

@@ -738,6 +738,14 @@ impl CrmOutbox for Store {
     ) -> Result<Option<String>, StoreError> {
         either!(self, s => s.crm_record(tenant, lead_id, target))
     }
+    fn lead_of_crm_record(
+        &self,
+        tenant: &str,
+        target: &str,
+        crm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        either!(self, s => s.lead_of_crm_record(tenant, target, crm_id))
+    }
 }
 
 impl ReviewQueue for Store {

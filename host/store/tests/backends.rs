@@ -519,6 +519,19 @@ fn outbox(s: &mut impl CrmOutbox) {
         s.crm_record("acme", "l1", "hubspot").unwrap().as_deref(),
         Some("crm-1")
     );
+    // A lead is found by its CRM id: a confirmed record, else a queued
+    // handoff carrying the id; per tenant and target.
+    let by_crm =
+        |tenant: &str, target: &str, id: &str| s.lead_of_crm_record(tenant, target, id).unwrap();
+    assert_eq!(by_crm("acme", "hubspot", "crm-1").as_deref(), Some("l1"));
+    assert_eq!(
+        by_crm("acme", "hubspot", "c2").as_deref(),
+        Some("l2"),
+        "queued with the CRM's id"
+    );
+    assert_eq!(by_crm("acme", "webhook", "crm-1"), None, "another target");
+    assert_eq!(by_crm("globex", "hubspot", "crm-1"), None, "another tenant");
+    assert_eq!(by_crm("acme", "hubspot", "crm-9"), None);
     let l1 = s.handoffs_of("acme", "l1").unwrap();
     assert_eq!(
         (l1[0].state.as_str(), l1[0].attempts, l1[0].delivered_at),

@@ -94,6 +94,13 @@ pub(super) async fn hubspot_webhook(
             );
             continue;
         };
+        if kind == "contact.propertyChange" {
+            match crm_touch(&s, t, &event, &event_id, &object).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(r) => return r,
+            }
+            continue;
+        }
         if kind != "contact.creation" {
             outcomes.push(serde_json::json!({"event_id": event_id, "ignored": format!("subscription type '{kind}' is not handled")}));
             continue;
@@ -153,6 +160,89 @@ pub(super) async fn hubspot_webhook(
         outcomes.push(serde_json::json!({"event_id": event_id, "contact_id": object, "status": status, "result": result}));
     }
     json(200, serde_json::json!({"events": outcomes}).to_string())
+}
+
+/// A HubSpot contact property change: when the property is one of
+/// `[routing] touch_properties` (a rep's call, email or meeting logged),
+/// the first touch of the contact's lead, at the time the property holds
+/// (else when the change happened). Anything else is answered, never
+/// retried: HubSpot redelivers only on a 5xx, kept for a store failure.
+async fn crm_touch(
+    s: &S,
+    t: &Tenant,
+    event: &serde_json::Value,
+    event_id: &str,
+    contact: &str,
+) -> Result<serde_json::Value, Response> {
+    let property = event
+        .get("propertyName")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let ignored = |why: String| serde_json::json!({"event_id": event_id, "contact_id": contact, "ignored": why});
+    if !t.config.routing.enabled {
+        return Ok(ignored(
+            "routing is off: a rep's activity is no first touch".into(),
+        ));
+    }
+    if !t
+        .config
+        .routing
+        .touch_properties
+        .iter()
+        .any(|p| p == property)
+    {
+        return Ok(ignored(format!(
+            "property '{property}' is not in [routing] touch_properties"
+        )));
+    }
+    let value = event.get("propertyValue");
+    if value.is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
+        return Ok(ignored(format!("property '{property}' was cleared")));
+    }
+    let now = crate::clock::now_ms();
+    let ms = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .filter(|ms: &i64| *ms > 0)
+    };
+    let at = ms(value)
+        .or_else(|| ms(event.get("occurredAt")))
+        .unwrap_or(now)
+        .min(now);
+    let (id, contact_id) = (event_id.to_string(), contact.to_string());
+    let pool = s.reader.clone();
+    let config = t.config.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let mut store = pool.get()?;
+        crate::routing::touch_from_crm(&config, &mut store, "hubspot", &contact_id, at)
+    })
+    .await;
+    let outcome = match done {
+        Ok(Ok(crate::routing::CrmTouch::Touched(a))) => serde_json::json!({
+            "event_id": id, "contact_id": contact, "lead_id": a.lead_id, "rep": a.rep_id,
+            "touched_at": a.touched_at,
+            "within_sla": a.sla_due_at.zip(a.touched_at).is_none_or(|(due, at)| at <= due),
+        }),
+        Ok(Ok(crate::routing::CrmTouch::NoLead)) => ignored(format!(
+            "contact {contact} is no lead leadgate handed to HubSpot"
+        )),
+        Ok(Ok(crate::routing::CrmTouch::NotAwaiting(lead))) => serde_json::json!({
+            "event_id": id, "contact_id": contact, "lead_id": lead,
+            "ignored": "the lead has no assignment awaiting a first touch",
+        }),
+        Ok(Ok(crate::routing::CrmTouch::Earlier(lead))) => serde_json::json!({
+            "event_id": id, "contact_id": contact, "lead_id": lead,
+            "ignored": "the activity predates the lead's current assignment",
+        }),
+        Ok(Err(e)) => {
+            tracing::warn!(tenant = %t.config.tenant, contact = %contact, error = %format!("{e:#}"), "cannot record a CRM touch");
+            return Err(error(500, "store", format!("{e:#}")));
+        }
+        Err(_) => return Err(error(500, "internal", "the task failed")),
+    };
+    Ok(outcome)
 }
 
 /// The tenant a webhook's path names, if this instance serves it.

@@ -108,12 +108,13 @@ pub(super) fn events_into(
         .into_iter()
         .partition(|e| config.routing.enabled && e.kind == "reply");
     let mut inserted = store.insert_events(tenant, &good, now)?;
-    if !replies.is_empty() {
-        let r = store.insert_events(tenant, &replies, now)?;
+    // One at a time (replies are few), each touching at its own time.
+    for reply in &replies {
+        let r = store.insert_events(tenant, std::slice::from_ref(reply), now)?;
+        let at = reply.at.min(now);
         for lead in &r.leads {
-            let at = replies.iter().map(|e| e.at).max().unwrap_or(now);
-            if store.touch(tenant, lead, at.min(now))?.is_some() {
-                crate::notifier::resolve_on_touch(config, store, lead, at.min(now))?;
+            if store.touch(tenant, lead, at)?.is_some() {
+                crate::notifier::resolve_on_touch(config, store, lead, at)?;
             }
         }
         inserted.stored += r.stored;

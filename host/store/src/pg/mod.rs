@@ -37,6 +37,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0004_passes.sql"),
     include_str!("../../migrations-pg/0005_routing.sql"),
     include_str!("../../migrations-pg/0006_notifications.sql"),
+    include_str!("../../migrations-pg/0007_crm_ids.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by

@@ -255,4 +255,20 @@ impl CrmOutbox for PgStore {
             .map_err(pg("read CRM record"))?;
         Ok(row.map(|r| r.get(0)))
     }
+
+    fn lead_of_crm_record(
+        &self,
+        tenant: &str,
+        target: &str,
+        crm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row = self
+            .client()
+            .query_opt(
+                crate::service::outbox::LEAD_OF_CRM_RECORD,
+                &[&tenant, &target, &crm_id],
+            )
+            .map_err(pg("find a lead by its CRM id"))?;
+        Ok(row.map(|r| r.get(0)))
+    }
 }

@@ -4,7 +4,7 @@
 //! and reports read.
 
 mod intake;
-mod outbox;
+pub(crate) mod outbox;
 mod review;
 
 pub use intake::{
@@ -301,7 +301,7 @@ mod tests {
                  ALTER TABLE alerts DROP COLUMN labels; ALTER TABLE alerts DROP COLUMN state; ALTER TABLE alerts DROP COLUMN ends_at;
                  ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
-                 DROP TABLE notify_pace; DROP TABLE silences;
+                 DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -387,7 +387,7 @@ mod tests {
                  ALTER TABLE alerts DROP COLUMN labels; ALTER TABLE alerts DROP COLUMN state; ALTER TABLE alerts DROP COLUMN ends_at;
                  ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
-                 DROP TABLE notify_pace; DROP TABLE silences;",
+                 DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();

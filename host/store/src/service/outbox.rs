@@ -131,7 +131,24 @@ pub trait CrmOutbox {
         lead_id: &str,
         target: &str,
     ) -> Result<Option<String>, StoreError>;
+
+    /// The lead whose record in `target` has the CRM's id `crm_id`: a
+    /// record the CRM confirmed, else a handoff that carries that id (a
+    /// contact the CRM created, its update still queued).
+    fn lead_of_crm_record(
+        &self,
+        tenant: &str,
+        target: &str,
+        crm_id: &str,
+    ) -> Result<Option<String>, StoreError>;
 }
+
+/// [`CrmOutbox::lead_of_crm_record`], for both backends.
+pub(crate) const LEAD_OF_CRM_RECORD: &str = "SELECT lead_id FROM (
+     SELECT lead_id, 0 AS o, last_at AS t FROM crm_records WHERE tenant = $1 AND target = $2 AND crm_id = $3
+     UNION ALL
+     SELECT lead_id, 1 AS o, created_at AS t FROM crm_outbox WHERE tenant = $1 AND target = $2 AND crm_id = $3
+   ) c ORDER BY o, t DESC LIMIT 1";
 
 impl CrmOutbox for SqliteStore {
     fn enqueue_handoff(
@@ -376,6 +393,21 @@ impl CrmOutbox for SqliteStore {
             )
             .optional()
             .map_err(sql("read CRM record"))
+    }
+
+    fn lead_of_crm_record(
+        &self,
+        tenant: &str,
+        target: &str,
+        crm_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached(LEAD_OF_CRM_RECORD)
+            .and_then(|mut s| {
+                s.query_row(params![tenant, target, crm_id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(sql("find a lead by its CRM id"))
     }
 }
 
