@@ -293,7 +293,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_passes.sql"),
     include_str!("../migrations/0015_routing.sql"),
     include_str!("../migrations/0016_notifications.sql"),
-    include_str!("../migrations/0017_crm_ids.sql"),
+    include_str!("../migrations/0017_crm_ids_and_account_owners.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

@@ -229,12 +229,14 @@ pub(crate) const INSERT_TIMER: &str =
     "INSERT INTO timers (tenant, kind, ref_id, due_at) VALUES ($1, $2, $3, $4)";
 
 pub(crate) const ACCOUNT_OWNER: &str = "SELECT rep_id, lead_id, found_by FROM (
-        SELECT rep_id, lead_id, 'domain' AS found_by, id, 0 AS pref FROM assignments
+        SELECT * FROM (SELECT rep_id, lead_id, 'domain' AS found_by, 0 AS pref FROM assignments
          WHERE tenant = $1 AND domain = $2 AND lead_id <> $3 AND replaced_at IS NULL AND rep_id IS NOT NULL
+         ORDER BY id DESC LIMIT 1) by_domain
         UNION ALL
-        SELECT rep_id, lead_id, 'company_key' AS found_by, id, 1 AS pref FROM assignments
+        SELECT * FROM (SELECT rep_id, lead_id, 'company_key' AS found_by, 1 AS pref FROM assignments
          WHERE tenant = $1 AND company_key = $4 AND lead_id <> $3 AND replaced_at IS NULL AND rep_id IS NOT NULL
-    ) owners ORDER BY pref, id DESC LIMIT 1";
+         ORDER BY id DESC LIMIT 1) by_company
+    ) owners ORDER BY pref LIMIT 1";
 
 pub(crate) const TOUCH: &str = "UPDATE assignments SET state = 'touched', touched_at = $1
     WHERE tenant = $2 AND lead_id = $3 AND replaced_at IS NULL AND state IN ('open', 'escalated')

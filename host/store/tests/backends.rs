@@ -919,6 +919,58 @@ fn routing_records_behave_the_same_on_every_backend() {
     }
 }
 
+fn account_owners(s: &mut impl Routing) {
+    type Owner = Option<(String, String, String)>;
+    fn owner(s: &impl Routing, lead: &str, domain: Option<&str>, key: Option<&str>) -> Owner {
+        s.account_owner("acme", lead, domain, key)
+            .unwrap()
+            .map(|o| (o.rep_id, o.lead_id, o.by))
+    }
+    for (lead, rep, domain, key, at) in [
+        ("l1", Some("ana"), "acme.com", "acme", 10),
+        ("l2", Some("bo"), "acme.com", "acme", 20),
+        ("l3", None, "acme.com", "acme", 30),
+        ("l4", Some("cy"), "globex.com", "globex", 40),
+    ] {
+        let mut a = new_assignment(lead, rep, 1_000);
+        a.domain = Some(domain);
+        a.company_key = Some(key);
+        s.assign("acme", &a, at).unwrap();
+    }
+    // The latest owned lead of the domain; a queued one has no owner.
+    assert_eq!(
+        owner(s, "l9", Some("acme.com"), Some("globex")),
+        Some(("bo".into(), "l2".into(), "domain".into()))
+    );
+    // Never the lead itself.
+    assert_eq!(
+        owner(s, "l2", Some("acme.com"), None),
+        Some(("ana".into(), "l1".into(), "domain".into()))
+    );
+    // A reassigned lead's earlier owner is no owner.
+    let mut again = new_assignment("l2", Some("dee"), 1_000);
+    again.domain = Some("acme.com");
+    s.assign("acme", &again, 50).unwrap();
+    assert_eq!(
+        owner(s, "l9", Some("acme.com"), None),
+        Some(("dee".into(), "l2".into(), "domain".into()))
+    );
+    // The company key when the domain has none.
+    assert_eq!(
+        owner(s, "l9", Some("initech.com"), Some("globex")),
+        Some(("cy".into(), "l4".into(), "company_key".into()))
+    );
+    assert_eq!(owner(s, "l4", Some("globex.com"), Some("globex")), None);
+}
+
+#[test]
+fn account_owners_are_the_latest_current_owner_on_every_backend() {
+    account_owners(&mut Store::open(":memory:").unwrap());
+    if let Some(db) = TestDb::create("account_owners") {
+        account_owners(&mut PgStore::connect(&db.url).unwrap());
+    }
+}
+
 fn unassigned(s: &impl Routing, qualify: impl Fn(&str, &str)) {
     qualify("l1", "qualified");
     qualify("l2", "qualified");

@@ -37,7 +37,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0004_passes.sql"),
     include_str!("../../migrations-pg/0005_routing.sql"),
     include_str!("../../migrations-pg/0006_notifications.sql"),
-    include_str!("../../migrations-pg/0007_crm_ids.sql"),
+    include_str!("../../migrations-pg/0007_crm_ids_and_account_owners.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by
