@@ -2521,3 +2521,171 @@ group_wait_seconds = 0
     assert!(stdout(&run(&["alerts", "silences"])).contains("no silences"));
     assert!(stdout(&run(&["alerts", "silences", "--all"])).contains("expired"));
 }
+
+#[test]
+fn rules_documents_are_checked_naming_file_line_rule_and_field() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    // The demo tenant's rules, named by its config.
+    let o = leadgate(dir.path())
+        .arg("--config")
+        .arg(root.join("samples/leadgate.toml"))
+        .args(["rules", "check"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for id in [
+        "pricing-revisit",
+        "new-form-lead",
+        "hot-lead",
+        "opportunity-inactive",
+    ] {
+        assert!(out.contains(id), "{out}");
+    }
+    assert!(out.contains("4 rules in 1 documents: no mistakes"), "{out}");
+    // A document with mistakes: each named, the status 1.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[[rule]]\nid = \"revisit\"\ntrigger = { on = \"event\", events = [\"page_view\"], count = 3, within = \"2\" }\nwhen = 'score.total >= \"80\"'\nactions = [{ type = \"alert\", message = \"x\" }]\n",
+    )
+    .unwrap();
+    let o = leadgate(dir.path())
+        .args(["rules", "check", "bad.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.toml:3: rule \"revisit\": trigger.within: \"2\" has no unit"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.toml:4: rule \"revisit\": when: "),
+        "{err}"
+    );
+    assert!(err.contains("2 mistakes in 1 documents"), "{err}");
+    // As JSON, for tools.
+    let o = leadgate(dir.path())
+        .args(["rules", "check", "--json", "bad.toml"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["refusals"].as_array().unwrap().len(), 2, "{doc}");
+    // No documents at all is a mistake of its own.
+    let o = leadgate(dir.path())
+        .args(["rules", "check"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("[rules] files"), "{}", stderr(&o));
+}
+
+#[test]
+fn rules_test_runs_the_demo_rules_over_files_on_an_injected_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let h = 3_600_000i64;
+    let t0 = 1_780_000_000_000i64;
+    let snapshot = |id: &str, at: i64, email: &str, source: &str, extra: &str| {
+        format!(
+            r#"{{"id": "{id}", "at": {at}, "lead": {{"email": "{email}", "source": "{source}"}}{extra}}}"#
+        )
+    };
+    let leads = [
+        snapshot("ann", t0, "ann@acme.io", "form", ""),
+        snapshot(
+            "bob",
+            t0,
+            "bob@globex.io",
+            "import",
+            r#", "score": {"total": 40}, "qualification": "qualified""#,
+        ),
+        // Bob's score crosses 80; later Bob becomes an opportunity.
+        snapshot(
+            "bob",
+            t0 + 2 * h,
+            "bob@globex.io",
+            "import",
+            r#", "score": {"total": 85, "grade": "A"}, "qualification": "qualified""#,
+        ),
+        snapshot(
+            "bob",
+            t0 + 3 * h,
+            "bob@globex.io",
+            "import",
+            r#", "score": {"total": 85, "grade": "A"}, "qualification": "qualified", "stage": "opportunity""#,
+        ),
+    ];
+    std::fs::write(dir.path().join("leads.ndjson"), leads.join("\n")).unwrap();
+    let view = |id: &str, at: i64, email: &str, url: &str| {
+        format!(
+            r#"{{"id": "{id}", "type": "page_view", "at": {at}, "email": "{email}", "url": "{url}"}}"#
+        )
+    };
+    let events = [
+        view("v1", t0 + h, "ann@acme.io", "https://acme.io/pricing"),
+        view("v2", t0 + 47 * h, "ann@acme.io", "https://acme.io/pricing"),
+        // Delivered twice.
+        view("v2", t0 + 47 * h, "ann@acme.io", "https://acme.io/pricing"),
+        view("v3", t0 + 5 * h, "bob@globex.io", "https://globex.io/blog"),
+        view(
+            "v9",
+            t0 + 5 * h,
+            "nobody@nowhere.io",
+            "https://x.io/pricing",
+        ),
+    ];
+    std::fs::write(dir.path().join("events.ndjson"), events.join("\n")).unwrap();
+    let o = leadgate(dir.path())
+        .args(["rules", "test", "--rules"])
+        .arg(root.join("samples/rules.toml"))
+        .args([
+            "--leads",
+            "leads.ndjson",
+            "--events",
+            "events.ndjson",
+            "--until",
+            "2026-07-20T00:00:00Z",
+            "--output",
+            "actions.ndjson",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fired: Vec<(String, String, i64)> = lines(&dir.path().join("actions.ndjson"))
+        .iter()
+        .map(|x| {
+            (
+                x["rule"].as_str().unwrap().to_string(),
+                x["lead_id"].as_str().unwrap().to_string(),
+                x["at"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            ("new-form-lead".to_string(), "ann".to_string(), t0),
+            ("hot-lead".into(), "bob".into(), t0 + 2 * h),
+            ("pricing-revisit".into(), "ann".into(), t0 + 47 * h),
+            // 30 days after Bob's last activity as an opportunity.
+            (
+                "opportunity-inactive".into(),
+                "bob".into(),
+                t0 + 5 * h + 30 * 24 * h
+            ),
+        ]
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("4 rule executions; 1 events for no lead"),
+        "{err}"
+    );
+    let x = lines(&dir.path().join("actions.ndjson"));
+    assert_eq!(
+        x[2]["key"],
+        format!("pricing-revisit:ann:window:{}", t0 + h)
+    );
+    assert_eq!(x[2]["actions"][1]["type"], "score");
+}

@@ -132,6 +132,22 @@ enum BenchWhat {
         #[arg(long, default_value_t = 100_000)]
         timers: usize,
     },
+    /// Workflow rules in memory: 20 rules per event against one, and a
+    /// scheduler pass among armed inactivity timers.
+    Rules {
+        /// Leads the events are spread over.
+        #[arg(long, default_value_t = 10_000)]
+        leads: usize,
+        /// Events per round.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Repetitions; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Leads with armed inactivity timers for the scheduler pass.
+        #[arg(long, default_value_t = 200_000)]
+        timers: usize,
+    },
     /// The notifier: filing alerts into groups, flushing them into the
     /// outbox and delivering to a webhook on loopback, against raising them.
     Notify {
@@ -239,6 +255,12 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             rounds,
             timers,
         } => crate::bench_routing::run(leads.max(100), rounds.max(1), timers),
+        BenchWhat::Rules {
+            leads,
+            events,
+            rounds,
+            timers,
+        } => crate::bench_rules::run(leads.max(10), events.max(100), rounds.max(1), timers.max(1)),
         BenchWhat::Notify { alerts, rounds } => {
             crate::bench_notify::run(alerts.max(100), rounds.max(1))
         }

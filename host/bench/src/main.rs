@@ -21,6 +21,7 @@ mod bench_enrich;
 mod bench_notify;
 mod bench_postgres;
 mod bench_routing;
+mod bench_rules;
 mod bench_score;
 mod bench_serve;
 mod load;

@@ -6,6 +6,7 @@ mod alerts;
 mod components;
 mod data;
 mod routing;
+mod rules;
 mod service;
 mod store;
 
@@ -194,6 +195,9 @@ pub(crate) enum Command {
     Route(RouteArgs),
     /// Record a rep's first touch of a lead (stops its response SLA).
     Touch(TouchArgs),
+    /// Workflow rules: check documents (unknown fields, event types,
+    /// windows without units, CEL mistakes), naming the rule and line.
+    Rules(RulesArgs),
     /// List the leads waiting in the exception queue.
     Exceptions(ExceptionsArgs),
     /// Copy a whole store into an empty one on another backend (SQLite to
@@ -531,6 +535,48 @@ pub(crate) enum AlertsAction {
 }
 
 #[derive(clap::Args)]
+pub(crate) struct RulesArgs {
+    #[command(subcommand)]
+    pub(crate) action: RulesAction,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RulesAction {
+    /// Check rules documents: these files, else those `[rules] files`
+    /// names. Every mistake is listed; the exit status is 1 when any.
+    Check {
+        files: Vec<PathBuf>,
+        /// One JSON object: the rules found, and the refusals.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the rules over files on an injected clock, with no store:
+    /// lead snapshots and events in time order, inactivity timers fired as
+    /// time passes; one JSON object per rule execution, in time order.
+    Test {
+        /// NDJSON, one lead snapshot a line: `{"id", "at", "lead": {…},
+        /// "enrichment": {…}, "score": {"total", "grade"}, "stage",
+        /// "qualification"}`; a lead seen again is a change.
+        #[arg(long)]
+        leads: PathBuf,
+        /// NDJSON events, as `leadgate events` reads them; `received_at`
+        /// (when it arrived) defaults to `at`.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Run the clock on to this time (RFC 3339) at the end, firing the
+        /// timers due by then.
+        #[arg(long)]
+        until: Option<String>,
+        /// Where the executions go (NDJSON); stdout when not given.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Rules documents; those `[rules] files` names when not given.
+        #[arg(long = "rules")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
 pub(crate) struct TickArgs {
     /// Only the SLAs; no CRM calls.
     #[arg(long)]
@@ -788,6 +834,7 @@ pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Reps(args) => routing::reps(config, db, args),
         Command::Route(args) => routing::route(config, db, args),
         Command::Touch(args) => routing::touch(config, db, args),
+        Command::Rules(args) => rules::rules(config, args),
         Command::Exceptions(args) => data::exceptions(config, db, args),
         Command::MigrateStore(args) => store::migrate(config, db, args),
         Command::Preinit(args) => components::preinit(config, db, args),

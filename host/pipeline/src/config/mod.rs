@@ -28,6 +28,7 @@ pub struct Config {
     pub review: serve::ReviewConfig,
     pub routing: leadgate_routing::RoutingConfig,
     pub alerts: leadgate_notify::AlertsConfig,
+    pub rules: RulesConfig,
     /// Directory the config file was read from; relative paths resolve here.
     #[serde(skip)]
     pub base: PathBuf,
@@ -50,8 +51,35 @@ impl Default for Config {
             review: Default::default(),
             routing: Default::default(),
             alerts: Default::default(),
+            rules: Default::default(),
             base: PathBuf::from("."),
         }
+    }
+}
+
+/// `[rules]`: the tenant's workflow rules documents.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Rules documents (TOML), relative to the config file.
+    pub files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The rules documents `[rules] files` names, resolved against the
+    /// config file's directory.
+    pub fn rules_files(&self) -> Vec<PathBuf> {
+        self.rules
+            .files
+            .iter()
+            .map(|f| {
+                if f.is_absolute() {
+                    f.clone()
+                } else {
+                    self.base.join(f)
+                }
+            })
+            .collect()
     }
 }
 
