@@ -362,6 +362,7 @@ pub fn parse(file: &str, text: &str) -> Result<RuleSet, Vec<RulesError>> {
         let line = line_of(text, raw.span().start);
         let raw = raw.into_inner();
         let id = raw.id.get_ref().trim().to_string();
+        let refused_before = errors.len();
         let mut refuse = |at: usize, field: &str, reason: String| {
             errors.push(RulesError::Invalid {
                 file: file.to_string(),
@@ -433,13 +434,12 @@ pub fn parse(file: &str, text: &str) -> Result<RuleSet, Vec<RulesError>> {
             );
             continue;
         }
+        // A rule with a refusal of its own is not kept: the document is
+        // refused anyway.
         let (Some(trigger), Some(enrol)) = (trigger, enrol) else {
             continue;
         };
-        if raw.when.is_some() != when.is_some() || raw.goal.is_some() != goal.is_some() {
-            continue;
-        }
-        if actions.len() != raw.actions.len() {
+        if errors.len() > refused_before {
             continue;
         }
         set.rules.push(Rule {
