@@ -317,9 +317,10 @@ impl Steps<'_> {
             .flatten()
             .any(|p| matches!(p.status, Status::Accepted | Status::Review));
         let now = crate::clock::now_ms();
-        // What routing needs of the leads it will route, kept before
-        // scoring takes the recorded leads: not read back.
-        let mut held: HashMap<String, crate::score::Recorded> = HashMap::new();
+        // What routing needs of the leads it will route, taken before
+        // scoring takes the recorded leads (the grade is added after):
+        // not read back.
+        let mut held: HashMap<String, leadgate_pipeline::assign::Facts> = HashMap::new();
         if self.assigner.is_some() {
             for p in results.iter().flatten().flatten() {
                 if p.status == Status::Accepted
@@ -331,7 +332,14 @@ impl Steps<'_> {
                         .any(|s| s == p.state.as_str())
                     && let Some(r) = &p.recorded
                 {
-                    held.insert(p.lead_id.clone(), r.clone());
+                    let facts = leadgate_pipeline::assign::facts_of(
+                        self.config,
+                        &p.lead_id,
+                        &r.lead,
+                        &r.attributes,
+                        None,
+                    );
+                    held.insert(p.lead_id.clone(), facts);
                 }
             }
         }
@@ -447,16 +455,13 @@ impl Steps<'_> {
                 if before && store.assignment(self.tenant, &lead)?.is_some() {
                     continue;
                 }
-                let facts = match held.get(&lead) {
-                    Some(r) => leadgate_pipeline::assign::facts_of(
-                        self.config,
-                        &lead,
-                        &r.lead,
-                        &r.attributes,
-                        scores
+                let facts = match held.remove(&lead) {
+                    Some(mut facts) => {
+                        facts.subject.grade = scores
                             .get(&lead)
-                            .and_then(|d| leadgate_pipeline::assign::grade_in(d)),
-                    ),
+                            .and_then(|d| leadgate_pipeline::assign::grade_in(d));
+                        facts
+                    }
                     None => leadgate_pipeline::assign::stored_facts(self.config, store, &lead)?,
                 };
                 fresh.push((facts, Vec::new()));
