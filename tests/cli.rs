@@ -2689,3 +2689,214 @@ fn rules_test_runs_the_demo_rules_over_files_on_an_injected_clock() {
     );
     assert_eq!(x[2]["actions"][1]["type"], "score");
 }
+
+#[test]
+fn rules_fire_on_stored_events_once_and_carry_out_their_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("rules.toml"),
+        r#"[[rule]]
+id = "pricing-revisit"
+trigger = { on = "event", events = ["page_view"], categories = ["pricing"], count = 2, within = "48h" }
+enrol = { policy = "cooldown", period = "7d" }
+actions = [
+  { type = "alert", message = "visited the pricing page twice within 48 h" },
+  { type = "score", points = 20, reason = "pricing page revisited within 48 h" },
+  { type = "crm_update", fields = { leadgate_hot = "true" } },
+]
+
+[[rule]]
+id = "opportunity-review"
+trigger = { on = "stage_changed", to = ["opportunity"] }
+actions = [{ type = "review", reason = "a new opportunity: check its owner" }]
+
+[[rule]]
+id = "any-view"
+mode = "shadow"
+trigger = { on = "event", events = ["page_view"], lateness = "7d" }
+enrol = { policy = "every" }
+actions = [{ type = "alert", message = "a page view" }]
+"#,
+    )
+    .unwrap();
+    let config = format!("{SCORE_CONFIG}[rules]\nfiles = [\"rules.toml\"]\n");
+    scoring_store(d, &config);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let h = 3_600_000i64;
+    let view = |id: &str, at: i64, email: &str| {
+        format!(
+            "{{\"id\": \"{id}\", \"type\": \"page_view\", \"at\": {at}, \"email\": \"{email}\", \"url\": \"https://x.io/pricing\"}}\n"
+        )
+    };
+    // Ann: twice within 48 h (47 h apart); Bob: 49 h apart, never.
+    let mut events = view("a1", now - 48 * h, "ann@acme-robotics.com");
+    events.push_str(&view("a2", now - h, "ann@acme-robotics.com"));
+    events.push_str(&view("b1", now - 60 * h, "bob@acme-robotics.com"));
+    events.push_str(&view("b2", now - 11 * h, "bob@acme-robotics.com"));
+    events.push_str(&format!(
+        "{{\"id\": \"s1\", \"type\": \"stage_change\", \"stage\": \"Opportunity\", \"at\": {}, \"email\": \"cyd@acme-robotics.com\"}}\n",
+        now - 2 * h
+    ));
+    events.push_str(
+        "{\"id\": \"s2\", \"type\": \"stage_change\", \"stage\": \"not a stage!\", \"at\": 1, \"email\": \"cyd@acme-robotics.com\"}\n",
+    );
+    std::fs::write(d.join("events.ndjson"), &events).unwrap();
+    let load = || {
+        ok(
+            d,
+            &[
+                "--config",
+                "leadgate.toml",
+                "--db",
+                location("s.db").as_str(),
+                "events",
+                "--input",
+                "events.ndjson",
+            ],
+        )
+    };
+    let out = load();
+    let err = stderr(&out);
+    assert!(err.contains("event.stage 1"), "{err}");
+    assert!(err.contains("rules: "), "{err}");
+    assert!(err.contains("1 waiting for the service"), "{err}");
+    let ann = lead_id(d, "ann@acme-robotics.com");
+    let shown = show(d, &ann);
+    let fired = shown["rules"]["fired"].as_array().unwrap();
+    let of = |rule: &str| -> Vec<&serde_json::Value> {
+        fired.iter().filter(|f| f["rule"] == rule).collect()
+    };
+    assert_eq!(of("pricing-revisit").len(), 1, "{shown}");
+    let run = of("pricing-revisit")[0];
+    assert_eq!(
+        run["key"],
+        format!("pricing-revisit:{ann}:window:{}", now - 48 * h)
+    );
+    assert_eq!(run["trigger"], "event");
+    let states: Vec<(&str, &str)> = run["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["type"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("alert", "done"),
+            ("score", "done"),
+            ("crm_update", "pending")
+        ],
+        "{run}"
+    );
+    // The score moved by the rule's points, shown among its reasons.
+    let reasons = shown["score"]["current"]["reasons"].to_string();
+    assert!(reasons.contains("rule.pricing-revisit"), "{shown}");
+    assert!(
+        reasons.contains("pricing page revisited within 48 h"),
+        "{shown}"
+    );
+    // Shadow mode: recorded, nothing carried out.
+    assert_eq!(of("any-view").len(), 2, "{shown}");
+    assert!(
+        of("any-view")
+            .iter()
+            .all(|f| f["mode"] == "shadow" && f["actions"][0]["state"] == "shadow"),
+        "{shown}"
+    );
+    // Bob: never.
+    let bob = show(d, &lead_id(d, "bob@acme-robotics.com"));
+    assert!(
+        bob["rules"]["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["rule"] != "pricing-revisit"),
+        "{bob}"
+    );
+    // Cyd: an opportunity from the stage event, and a review item.
+    let cyd_id = lead_id(d, "cyd@acme-robotics.com");
+    let cyd = show(d, &cyd_id);
+    assert_eq!(cyd["rules"]["stage"]["stage"], "opportunity", "{cyd}");
+    let review = &cyd["rules"]["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "opportunity-review")
+        .unwrap()["actions"][0];
+    assert_eq!(review["state"], "done", "{cyd}");
+    // The rep's alert is in the alerts.
+    let alerts = ok(d, &["--db", location("s.db").as_str(), "alerts"]);
+    assert!(
+        String::from_utf8_lossy(&alerts.stdout).contains("rule.pricing-revisit"),
+        "{}",
+        String::from_utf8_lossy(&alerts.stdout)
+    );
+    // The same events again: nothing fires twice.
+    let before = show(d, &ann)["score"]["current"]["total"].clone();
+    let err = stderr(&load());
+    assert!(err.contains("5 duplicates ignored"), "{err}");
+    let again = show(d, &ann);
+    assert_eq!(
+        again["rules"]["fired"].as_array().unwrap().len(),
+        fired.len()
+    );
+    assert_eq!(again["score"]["current"]["total"], before, "{again}");
+
+    // `rules test` on the same events decides alike.
+    let snapshot = |id: &str, email: &str| {
+        format!(
+            "{{\"id\": \"{id}\", \"at\": {}, \"lead\": {{\"email\": \"{email}\", \"source\": \"import\"}}}}\n",
+            now - 100 * h
+        )
+    };
+    let mut leads = snapshot(&ann, "ann@acme-robotics.com");
+    leads.push_str(&snapshot(
+        &lead_id(d, "bob@acme-robotics.com"),
+        "bob@acme-robotics.com",
+    ));
+    std::fs::write(d.join("leads.ndjson"), leads).unwrap();
+    let views: String = events
+        .lines()
+        .filter(|l| l.contains("page_view"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.join("views.ndjson"), views).unwrap();
+    ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "rules",
+            "test",
+            "--leads",
+            "leads.ndjson",
+            "--events",
+            "views.ndjson",
+            "--output",
+            "actions.ndjson",
+        ],
+    );
+    let tested: Vec<String> = lines(&d.join("actions.ndjson"))
+        .iter()
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect();
+    let mut stored: Vec<String> = [ann.clone(), lead_id(d, "bob@acme-robotics.com")]
+        .iter()
+        .flat_map(|id| {
+            show(d, id)["rules"]["fired"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["key"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut tested_sorted = tested.clone();
+    tested_sorted.sort();
+    stored.sort();
+    assert_eq!(tested_sorted, stored);
+}

@@ -1700,3 +1700,153 @@ group_wait_seconds = 0
         "silenced: nothing sent"
     );
 }
+
+#[test]
+fn rules_run_in_the_service_and_deliver_each_action_once_across_a_crash() {
+    let crm = FakeCrm::start();
+    let receiver = FakeSlack::start();
+    let extra = format!(
+        r#"
+[enrich]
+enabled = false
+[rules]
+files = ["rules.toml"]
+sequence_url = "{}/hook"
+"#,
+        receiver.url
+    );
+    let dir = setup(&crm.url, &extra);
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        r#"[[rule]]
+id = "pricing-view"
+trigger = { on = "event", events = ["page_view"], categories = ["pricing"], lateness = "7d" }
+actions = [
+  { type = "sequence", sequence = "welcome" },
+  { type = "alert", message = "looked at pricing" },
+]
+
+[[rule]]
+id = "new-opportunity"
+trigger = { on = "stage_changed", to = ["opportunity"] }
+actions = [{ type = "review", reason = "a new opportunity" }]
+"#,
+    )
+    .unwrap();
+    let s = Server::start(leadgate(dir.path()));
+    let k = key(dir.path(), "acme");
+    let auth = format!("Bearer {k}");
+    let post_leads = |s: &Server, tag: &str, n: usize| -> Vec<(String, String)> {
+        let emails: Vec<String> = (0..n).map(|i| format!("{tag}{i}@rules-{tag}.io")).collect();
+        let body: Vec<String> = emails.iter().map(|e| lead(e)).collect();
+        let (status, r) = s.post_leads(&k, None, &format!("[{}]", body.join(",")));
+        assert_eq!(status, 200, "{r}");
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(emails)
+            .map(|(x, e)| (x["lead_id"].as_str().unwrap().to_string(), e))
+            .collect()
+    };
+    let views = |leads: &[(String, String)], idem: &str| {
+        let now = now_ms();
+        let events: Vec<String> = leads
+            .iter()
+            .map(|(_, e)| {
+                format!(r#"{{"id": "v-{e}", "type": "page_view", "at": {}, "email": "{e}", "url": "https://x.io/pricing"}}"#, now - 60_000)
+            })
+            .collect();
+        (format!("[{}]", events.join(",")), idem.to_string())
+    };
+    let send = |s: &Server, (body, idem): (String, String)| {
+        let (status, _, r) = s.post(
+            "/v1/events",
+            &[
+                ("Authorization", auth.as_str()),
+                ("Idempotency-Key", idem.as_str()),
+            ],
+            &body,
+        );
+        assert_eq!(status, 200, "{r}");
+    };
+    let sequenced = || -> Vec<(String, String)> {
+        receiver
+            .got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| v["event"] == "rule.sequence")
+            .map(|(key, v)| {
+                (
+                    v["lead_id"].as_str().unwrap().to_string(),
+                    key.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let first = post_leads(&s, "a", 3);
+    send(&s, views(&first, "views-1"));
+    let stage = format!(
+        r#"{{"id": "st-1", "type": "stage_change", "stage": "opportunity", "at": {}, "email": "{}"}}"#,
+        now_ms() - 1_000,
+        first[0].1
+    );
+    send(&s, (stage, "stage-1".into()));
+    wait_for("the first sequences", || {
+        let got = sequenced();
+        first.iter().all(|(l, _)| got.iter().any(|(x, _)| x == l))
+    });
+    // The lead lists what fired for it and why.
+    let (status, shown) = s.get(&format!("/v1/leads/{}", first[0].0), Some(&k));
+    assert_eq!(status, 200, "{shown}");
+    wait_for("the review action done", || {
+        let (_, shown) = s.get(&format!("/v1/leads/{}", first[0].0), Some(&k));
+        shown["rules"]["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "new-opportunity" && f["actions"][0]["state"] == "done")
+    });
+    let (_, shown) = s.get(&format!("/v1/leads/{}", first[0].0), Some(&k));
+    assert_eq!(shown["rules"]["stage"]["stage"], "opportunity", "{shown}");
+    let run = shown["rules"]["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "pricing-view")
+        .unwrap()
+        .clone();
+    assert_eq!(run["actions"][0]["type"], "sequence", "{run}");
+    // The same events again, under another request key: nothing new.
+    send(&s, views(&first, "views-1-again"));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let got = sequenced();
+    assert_eq!(got.len(), 3, "{got:?}");
+    // A crash while sequences go out: every lead's arrives; one can only
+    // come twice if it was in flight at the crash, with the same key.
+    let second = post_leads(&s, "b", 8);
+    send(&s, views(&second, "views-2"));
+    wait_for("some sequences of the second batch", || {
+        let got = sequenced();
+        second.iter().any(|(l, _)| got.iter().any(|(x, _)| x == l))
+    });
+    s.crash();
+    let s = Server::start(leadgate(dir.path()));
+    wait_for("every sequence of the second batch", || {
+        let got = sequenced();
+        second.iter().all(|(l, _)| got.iter().any(|(x, _)| x == l))
+    });
+    std::thread::sleep(Duration::from_millis(1_500));
+    let got = sequenced();
+    let keys: Vec<&String> = got.iter().map(|(_, k)| k).collect();
+    let distinct: std::collections::BTreeSet<&String> = keys.iter().copied().collect();
+    assert_eq!(distinct.len(), 11, "one key per lead: {got:?}");
+    assert!(keys.len() - distinct.len() <= 1, "{got:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("leadgate:acme:pricing-view:")),
+        "{keys:?}"
+    );
+    drop(s);
+}

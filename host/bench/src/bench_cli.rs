@@ -147,6 +147,13 @@ enum BenchWhat {
         /// Leads with armed inactivity timers for the scheduler pass.
         #[arg(long, default_value_t = 200_000)]
         timers: usize,
+        /// Events through intake and rules on a SQLite store, per round
+        /// (0: skip the store part).
+        #[arg(long, default_value_t = 50_000)]
+        store_events: usize,
+        /// Leads with an armed timer in the store for the scheduler tick.
+        #[arg(long, default_value_t = 1_000_000)]
+        store_timers: usize,
     },
     /// The notifier: filing alerts into groups, flushing them into the
     /// outbox and delivering to a webhook on loopback, against raising them.
@@ -260,7 +267,20 @@ pub fn execute(config: &Config, config_path: Option<&Path>, args: BenchArgs) -> 
             events,
             rounds,
             timers,
-        } => crate::bench_rules::run(leads.max(10), events.max(100), rounds.max(1), timers.max(1)),
+            store_events,
+            store_timers,
+        } => {
+            crate::bench_rules::run(leads.max(10), events.max(100), rounds.max(1), timers.max(1))?;
+            if store_events == 0 {
+                return Ok(());
+            }
+            crate::bench_rules::run_store(
+                leads.max(10),
+                store_events.max(5_000),
+                store_timers.max(100),
+                rounds.max(1),
+            )
+        }
         BenchWhat::Notify { alerts, rounds } => {
             crate::bench_notify::run(alerts.max(100), rounds.max(1))
         }

@@ -110,6 +110,9 @@ impl Lcg {
             .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() as usize) % n.max(1)
+    }
     fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[(self.next() as usize) % xs.len()]
     }
@@ -237,5 +240,156 @@ pub fn run(leads: usize, n: usize, rounds: usize, timers: usize) -> Result<()> {
         busy.as_secs_f64() * 1e3,
         busy.as_secs_f64() * 1e6 / due.max(1) as f64
     );
+    Ok(())
+}
+
+/// The rules against a SQLite store: events through intake (stored,
+/// attached) alone, against intake and the twenty rules (each touched
+/// lead run, its record and executions written, the local actions carried
+/// out), in one process; then a scheduler tick among `timers` leads with
+/// an armed timer, against one among a hundredth of them.
+pub fn run_store(leads: usize, events: usize, timers: usize, rounds: usize) -> Result<()> {
+    use leadgate_store::prelude::*;
+    let dir = std::env::temp_dir().join(format!("leadgate-bench-rules-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("rules.toml"), twenty())?;
+    std::fs::write(
+        dir.join("leadgate.toml"),
+        "tenant = \"bench\"\n[rules]\nfiles = [\"rules.toml\"]\n",
+    )?;
+    let config = leadgate_pipeline::config::Config::load(Some(&dir.join("leadgate.toml")))?;
+    let path = dir.join("rules.db");
+    let location = path.to_string_lossy().to_string();
+    drop(leadgate_store::Store::open(&location)?);
+    {
+        let mut c = rusqlite::Connection::open(&path)?;
+        let tx = c.transaction()?;
+        {
+            let mut s = tx.prepare(
+                "INSERT INTO leads (id, tenant, source, received_at, raw, normalized, status, updated_at)
+                 VALUES (?1, 'bench', 'form', 1, '{}', ?2, 'accepted', 1)",
+            )?;
+            for i in 0..leads {
+                let lead = serde_json::json!({"source": "form", "email": format!("p{i}@acme{}.io", i % 97), "country": COUNTRIES[i % COUNTRIES.len()]});
+                s.execute(rusqlite::params![format!("l{i}"), lead.to_string()])?;
+            }
+        }
+        tx.commit()?;
+    }
+    let mut store = leadgate_store::Store::open(&location)?;
+    let now = leadgate_pipeline::clock::now_ms();
+    let runner = leadgate_pipeline::rules::Runner::open(&config, &mut store, now)?
+        .ok_or_else(|| anyhow!("the bench config has no rules"))?;
+    let mut rng = Lcg(11);
+    let mut next = 0usize;
+    let mut batch_of = |n: usize, rng: &mut Lcg| -> Vec<leadgate_store::score::NewEvent> {
+        (0..n)
+            .map(|_| {
+                next += 1;
+                let kind = KINDS[rng.below(KINDS.len())];
+                leadgate_store::score::NewEvent {
+                    id: format!("e{next}"),
+                    kind: kind.as_str(),
+                    at: now - (rng.below(96) as i64) * H,
+                    category: (kind == EventKind::PageView)
+                        .then(|| CATEGORIES[rng.below(CATEGORIES.len())].to_string()),
+                    value: 1.0,
+                    url: None,
+                    email: None,
+                    lead_ref: Some(format!("l{}", rng.below(leads))),
+                    external: None,
+                    payload: "{}".into(),
+                }
+            })
+            .collect()
+    };
+    const CHUNK: usize = 5_000;
+    let (mut alone, mut with_rules) = (Vec::new(), Vec::new());
+    let mut executions = 0;
+    for _ in 0..rounds {
+        // Intake alone.
+        let started = Instant::now();
+        for _ in 0..events / CHUNK {
+            let evs = batch_of(CHUNK, &mut rng);
+            store.insert_events("bench", &evs, now)?;
+        }
+        alone.push(started.elapsed().as_secs_f64());
+        // Intake, then the rules over what it touched, as `leadgate events`.
+        let started = Instant::now();
+        for _ in 0..events / CHUNK {
+            let evs = batch_of(CHUNK, &mut rng);
+            let r = store.insert_events("bench", &evs, now)?;
+            leadgate_pipeline::rules::queue(
+                &config,
+                &mut store,
+                &r.leads,
+                leadgate_pipeline::rules::cause::EVENTS,
+                now,
+            )?;
+            let claim = leadgate_store::service::Claim {
+                holder: "bench",
+                lease_ms: 60_000,
+            };
+            let pass = runner.run(&mut store, claim, now, None)?;
+            executions += pass.executions;
+            runner.perform(&config, &mut store, claim, now, 100_000, None)?;
+        }
+        with_rules.push(started.elapsed().as_secs_f64());
+    }
+    let per_s = |t: f64| (events / CHUNK * CHUNK) as f64 / t;
+    let (a, b) = (median(alone), median(with_rules));
+    println!(
+        "events through intake (SQLite, {CHUNK} a transaction, {leads} leads, median of {rounds}): alone {:.0} events/s · with 20 rules run and their local actions {:.0} events/s ({executions} executions) · ratio {:.2}",
+        per_s(a),
+        per_s(b),
+        b / a
+    );
+
+    // Scheduler: a tick with none due, then the first 500 due, among
+    // `timers` armed leads and among a hundredth of them.
+    let tick = |timers: usize| -> Result<(f64, f64, usize)> {
+        let path = dir.join(format!("timers-{timers}.db"));
+        let mut store = leadgate_store::Store::open(&path.to_string_lossy())?;
+        for chunk in (0..timers).collect::<Vec<_>>().chunks(20_000) {
+            let mut batch = store.batch()?;
+            for i in chunk {
+                let c = leadgate_store::rules::RulesCommit {
+                    lead_id: format!("t{i}"),
+                    read_version: None,
+                    state: "{}".into(),
+                    due_at: Some(now + H + *i as i64 * 1_000),
+                    executions: Vec::new(),
+                    inbox: Vec::new(),
+                };
+                batch.commit_rules("bench", &c, now)?;
+            }
+            batch.commit()?;
+        }
+        let mut idle = Vec::new();
+        for _ in 0..rounds.max(3) {
+            let started = Instant::now();
+            let due = store.claim_due_rule_leads("bench", "bench", 60_000, now, 500)?;
+            idle.push(started.elapsed().as_secs_f64());
+            black_box(due);
+        }
+        let started = Instant::now();
+        let due = store.claim_due_rule_leads("bench", "bench", 60_000, now + H + 499_000, 500)?;
+        let busy = started.elapsed().as_secs_f64();
+        Ok((median(idle), busy, due.len()))
+    };
+    let small = (timers / 100).max(1);
+    let (idle_small, busy_small, _) = tick(small)?;
+    let (idle_big, busy_big, due) = tick(timers)?;
+    println!(
+        "scheduler tick (SQLite): among {timers} armed leads none due {:.1} µs, {due} due {:.2} ms · among {small}: {:.1} µs, {:.2} ms · ratios {:.2} and {:.2}",
+        idle_big * 1e6,
+        busy_big * 1e3,
+        idle_small * 1e6,
+        busy_small * 1e3,
+        idle_big / idle_small,
+        busy_big / busy_small
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

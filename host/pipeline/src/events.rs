@@ -74,30 +74,14 @@ pub fn parse(
             "an event must be a JSON object".into(),
         ));
     };
+    if let Some((_, serde_json::Value::String(t))) = text(o, &["type", "kind", "event"])
+        && STAGE_CHANGE.contains(&t.trim().to_ascii_lowercase().as_str())
+    {
+        return stage_change(o, &json, raw, now, &bad);
+    }
     let kind = kind_of(o, &bad)?;
     let at = time_of(o, now, &bad)?;
-    let email = email_of(o, &bad)?;
-    let lead_ref = match text(o, &["lead_id", "lead"]) {
-        None => None,
-        Some((_, serde_json::Value::String(s))) if !s.trim().is_empty() => {
-            Some(s.trim().to_string())
-        }
-        Some((name, v)) => {
-            return Err(bad(
-                name,
-                "event.lead_id",
-                format!("`{name}` {v} is not a lead id"),
-            ));
-        }
-    };
-    let external = external_of(o, &bad)?;
-    if email.is_none() && lead_ref.is_none() && external.is_none() {
-        return Err(bad(
-            "email",
-            "event.subject_missing",
-            "the event names no one: give `email`, `lead_id` or `external_id`".into(),
-        ));
-    }
+    let (email, lead_ref, external) = subject_of(o, &bad)?;
     let url = o
         .get("url")
         .and_then(|u| u.as_str())
@@ -137,6 +121,99 @@ pub fn parse(
     })
 }
 
+/// Whom the event is about: email, lead id and external id; at least one.
+type Subject = (Option<String>, Option<String>, Option<(String, String)>);
+
+fn subject_of(o: &Object, bad: Bad<'_>) -> Result<Subject, EventReject> {
+    let email = email_of(o, bad)?;
+    let lead_ref = match text(o, &["lead_id", "lead"]) {
+        None => None,
+        Some((_, serde_json::Value::String(s))) if !s.trim().is_empty() => {
+            Some(s.trim().to_string())
+        }
+        Some((name, v)) => {
+            return Err(bad(
+                name,
+                "event.lead_id",
+                format!("`{name}` {v} is not a lead id"),
+            ));
+        }
+    };
+    let external = external_of(o, bad)?;
+    if email.is_none() && lead_ref.is_none() && external.is_none() {
+        return Err(bad(
+            "email",
+            "event.subject_missing",
+            "the event names no one: give `email`, `lead_id` or `external_id`".into(),
+        ));
+    }
+    Ok((email, lead_ref, external))
+}
+
+/// The spellings of a lifecycle stage change's type.
+const STAGE_CHANGE: &[&str] = &["stage_change", "stage change", "lifecycle_stage"];
+
+/// The longest stage name taken.
+const MAX_STAGE: usize = 64;
+
+/// A lifecycle or opportunity stage change (`{"type": "stage_change",
+/// "stage": "opportunity", …}`): kept as an event of kind `stage_change`
+/// whose category is the stage, attached to its lead like any event, and
+/// not scored. The lead's stage is the latest by time.
+fn stage_change(
+    o: &Object,
+    json: &serde_json::Value,
+    raw: &str,
+    now: i64,
+    bad: Bad<'_>,
+) -> Result<NewEvent, EventReject> {
+    let at = time_of(o, now, bad)?;
+    let stage = match text(o, &["stage", "to", "lifecycle_stage"]) {
+        Some((_, serde_json::Value::String(s))) => s.trim().to_ascii_lowercase(),
+        Some((name, v)) => {
+            return Err(bad(
+                name,
+                "event.stage",
+                format!("`{name}` {v} is not a stage name"),
+            ));
+        }
+        None => {
+            return Err(bad(
+                "stage",
+                "event.stage_missing",
+                "a stage_change event names its new `stage`".into(),
+            ));
+        }
+    };
+    if stage.is_empty()
+        || stage.len() > MAX_STAGE
+        || !stage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(bad(
+            "stage",
+            "event.stage",
+            format!(
+                "`stage` {stage:?} must be 1 to {MAX_STAGE} letters, digits, `_` or `-` (e.g. opportunity)"
+            ),
+        ));
+    }
+    let (email, lead_ref, external) = subject_of(o, bad)?;
+    Ok(NewEvent {
+        id: id_of(o, json, bad)?,
+        kind: "stage_change",
+        at,
+        category: Some(stage),
+        value: 0.0,
+        url: None,
+        email,
+        lead_ref,
+        external,
+        payload: raw.to_string(),
+    })
+}
+
 /// The event type (`type`, `kind` or `event`).
 fn kind_of(o: &Object, bad: Bad<'_>) -> Result<EventKind, EventReject> {
     Ok(match text(o, &["type", "kind", "event"]) {
@@ -154,7 +231,7 @@ fn kind_of(o: &Object, bad: Bad<'_>) -> Result<EventKind, EventReject> {
                     name,
                     "event.type",
                     format!(
-                        "`{name}` {v} is not an event type; use one of {}",
+                        "`{name}` {v} is not an event type; use one of {}, or stage_change",
                         EventKind::ALL.map(EventKind::as_str).join(", ")
                     ),
                 )
@@ -303,6 +380,8 @@ pub struct Report {
     /// Leads that got events (this file's, or earlier ones now attached).
     pub touched: BTreeSet<String>,
     pub score: Option<crate::score::Report>,
+    /// What the workflow rules did, when the tenant has rules.
+    pub rules: Option<crate::rules::Summary>,
 }
 
 pub struct Options {
@@ -426,6 +505,15 @@ pub fn run(config: &Config, opts: &Options) -> Result<Report> {
             now,
         )?);
     }
+    if !report.touched.is_empty() {
+        report.rules = crate::rules::run_queued(
+            config,
+            &mut store,
+            &report.touched,
+            crate::rules::cause::EVENTS,
+            now,
+        )?;
+    }
     Ok(report)
 }
 
@@ -447,6 +535,9 @@ pub fn print_report(r: &Report) {
     }
     if let Some(s) = &r.score {
         eprintln!("{}", crate::score::summary(s));
+    }
+    if let Some(s) = &r.rules {
+        eprintln!("{}", s.line());
     }
 }
 

@@ -20,4 +20,5 @@ pub mod logging;
 pub mod matcher;
 pub mod matching;
 pub mod pass;
+pub mod rules;
 pub mod score;

@@ -447,6 +447,12 @@ pub fn rescore(
         return Ok(report);
     };
     let activity = Activity::read(store, tenant, since, load.as_deref(), &loaded, c.max_events)?;
+    // Points workflow rules gave, applied over the component's score.
+    let adjustments = if config.rules.files.is_empty() {
+        Default::default()
+    } else {
+        crate::rules::score_actions(store, tenant, load.as_deref())?
+    };
     let states = store.score_states(tenant, now - Policy::of(c).window_ms, load.as_deref())?;
     let policy = Policy::of(c);
     let order = activity.order(&loaded, targets.as_ref(), expand);
@@ -488,7 +494,10 @@ pub fn rescore(
             for ((&i, result), subject) in part.iter().zip(results).zip(&subjects) {
                 let (id, l) = &loaded[i];
                 match result {
-                    Ok(scored) => {
+                    Ok(mut scored) => {
+                        if let Some(a) = adjustments.get(id) {
+                            crate::rules::adjust(&mut scored, a);
+                        }
                         let before = states.get(id).copied();
                         let (write, up) = outcome.of(id, l, subject, scored, before, &mut report);
                         writes.push(write);

@@ -169,6 +169,23 @@ pub struct Rule {
     pub line: usize,
 }
 
+impl Rule {
+    /// What the rule does, as canonical JSON: trigger, conditions,
+    /// enrolment and actions — not its mode, description or place. A
+    /// store keeps each version's; the same id and version doing
+    /// something else is refused.
+    pub fn behaviour(&self) -> String {
+        serde_json::json!({
+            "trigger": self.trigger,
+            "when": self.when.as_ref().map(|c| c.source()),
+            "goal": self.goal.as_ref().map(|c| c.source()),
+            "enrol": self.enrol,
+            "actions": self.actions,
+        })
+        .to_string()
+    }
+}
+
 /// Checked rules, ids unique.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {

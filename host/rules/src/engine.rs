@@ -28,8 +28,8 @@ use crate::condition::{EventFacts, Facts};
 use crate::doc::{Action, Enrol, Mode, Rule, RuleSet, SequenceOp, Trigger};
 use leadgate_lead::Lead;
 use leadgate_lead::score::{EventKind, Scored};
-use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Consent purposes whose refusal keeps a lead out of sequences.
 const SEQUENCE_CONSENTS: &[&str] = &["email", "marketing"];
@@ -86,37 +86,93 @@ pub struct Execution {
     pub failed: Option<String>,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Enrolment {
-    last_entry: Option<i64>,
+/// A lead's entry into a rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Enrolment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_entry: Option<i64>,
     /// When the last run ended; `None` while one is open.
-    run_end: Option<i64>,
-    open: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_end: Option<i64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open: bool,
 }
 
-#[derive(Debug, Default)]
-struct LeadRecord {
-    state: LeadState,
-    /// Events seen, by id.
-    seen: HashSet<String>,
-    /// Events kept for windows: (at, kind, category).
-    events: Vec<(i64, EventKind, Option<String>)>,
+/// What the rules last saw of a lead, to tell what changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The fields `field_changed` triggers watch, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+/// An event kept for windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Kept {
+    pub id: String,
+    pub at: i64,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+/// Everything the rules keep of one lead between signals: what they last
+/// saw of it, the events its windows still need, the keys that fired,
+/// its enrolments, sequences and inactivity timers. A store keeps it as
+/// JSON, one row a lead; the in-memory [`Engine`] keeps it in a map.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LeadRules {
+    /// `None` until the lead is first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Seen>,
+    /// The lead as of the last signal (the caller sets it; not kept).
+    #[serde(skip)]
+    pub state: LeadState,
+    /// Events inside the longest window and its lateness, by time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Kept>,
     /// When the lead entered its current stage.
-    stage_since: i64,
-    sequences: BTreeSet<String>,
+    #[serde(default)]
+    pub stage_since: i64,
+    /// The latest activity seen (an event's time, or a change).
+    #[serde(default)]
+    pub last_activity: i64,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sequences: BTreeSet<String>,
+    /// Keys that fired (rule × lead × window).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub fired: BTreeSet<String>,
+    /// By rule id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub enrolments: BTreeMap<String, Enrolment>,
+    /// Inactivity timers: due time by rule id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<String, i64>,
 }
 
-/// Rules run in memory over leads and events in time order.
-pub struct Engine {
+impl LeadRules {
+    /// The earliest inactivity timer, if one is armed.
+    pub fn next_due(&self) -> Option<i64> {
+        self.timers.values().copied().min()
+    }
+}
+
+/// A rule set, ready to run over one lead's [`LeadRules`] at a time: the
+/// store-backed runner and the in-memory [`Engine`] both call it, so
+/// `leadgate rules test` and the service decide alike.
+pub struct Evaluator {
     rules: RuleSet,
-    leads: HashMap<String, LeadRecord>,
-    fired: HashSet<String>,
-    /// By (rule id, lead).
-    enrolments: HashMap<(String, String), Enrolment>,
-    /// Inactivity timers: due time by (rule id, lead), and the same
-    /// ordered by due time.
-    timers: HashMap<(String, String), i64>,
-    due: BTreeSet<(i64, String, String)>,
+    /// How long an event can still matter: twice the longest window
+    /// plus its lateness.
+    horizon_ms: i64,
+    /// The fields `field_changed` triggers watch.
+    watched: BTreeSet<String>,
 }
 
 /// A trigger that matched: its kind, key suffix, time and event.
@@ -128,42 +184,73 @@ struct Hit {
     window_count: u32,
 }
 
-impl Engine {
-    pub fn new(rules: RuleSet) -> Engine {
-        Engine {
+impl Evaluator {
+    pub fn new(rules: RuleSet) -> Evaluator {
+        let mut horizon_ms = 0i64;
+        let mut watched = BTreeSet::new();
+        for r in &rules.rules {
+            match &r.trigger {
+                Trigger::Event {
+                    within_ms,
+                    lateness_ms,
+                    ..
+                } => {
+                    // The latest event that can still fire arrives
+                    // `within + lateness` after its time, and its window
+                    // reaches `within` further back.
+                    let w = within_ms.unwrap_or(0);
+                    horizon_ms = horizon_ms.max(w.saturating_mul(2).saturating_add(*lateness_ms));
+                }
+                Trigger::FieldChanged { fields } => watched.extend(fields.iter().cloned()),
+                _ => {}
+            }
+        }
+        Evaluator {
             rules,
-            leads: HashMap::new(),
-            fired: HashSet::new(),
-            enrolments: HashMap::new(),
-            timers: HashMap::new(),
-            due: BTreeSet::new(),
+            horizon_ms,
+            watched,
         }
     }
 
-    /// Replaces the rules with new versions, keeping what fired, the
-    /// enrolments and the timers: a key that fired under an older version
-    /// does not fire again.
-    pub fn set_rules(&mut self, rules: RuleSet) {
-        self.rules = rules;
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
     }
 
-    /// Timers waiting (inactivity).
-    pub fn pending_timers(&self) -> usize {
-        self.due.len()
+    /// How long an event can still matter: twice the longest window plus
+    /// its lateness (an event that can still fire, and the window behind
+    /// it).
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
     }
 
-    /// A lead recorded or changed at `at`: fires `lead_created` for a new
-    /// one, and `score_crossed`, `qualification_changed`, `stage_changed`
-    /// and `field_changed` for what changed; ends runs whose goal now
-    /// holds.
-    pub fn lead(&mut self, id: &str, state: LeadState, at: i64) -> Vec<Execution> {
+    fn seen_of(&self, state: &LeadState) -> Seen {
+        Seen {
+            score: state.score.as_ref().map(|s| s.total),
+            qualification: state.qualification.clone(),
+            stage: state.stage.clone(),
+            fields: self
+                .watched
+                .iter()
+                .map(|f| (f.clone(), field_of(&state.lead, f)))
+                .collect(),
+        }
+    }
+
+    /// Lead `id` recorded or changed at `at`: fires `lead_created` for a
+    /// new one, and `score_crossed`, `qualification_changed`,
+    /// `stage_changed` and `field_changed` for what changed since `rec`
+    /// last saw it; ends runs whose goal now holds. A new lead or a new
+    /// stage (re-)arms the inactivity timers; nothing else here counts as
+    /// the lead's activity.
+    pub fn lead(&self, rec: &mut LeadRules, id: &str, state: LeadState, at: i64) -> Vec<Execution> {
         let mut hits: Vec<(usize, Hit)> = Vec::new();
-        let before = self.leads.get(id).map(|r| r.state.clone());
-        let record = self.leads.entry(id.to_string()).or_default();
-        if before.as_ref().map(|b| &b.stage) != Some(&state.stage) {
-            record.stage_since = at;
+        let before = rec.seen.take();
+        let now = self.seen_of(&state);
+        if before.as_ref().map(|b| &b.stage) != Some(&now.stage) {
+            rec.stage_since = at;
         }
-        record.state = state.clone();
+        rec.state = state;
+        let state = &rec.state;
         for (i, rule) in self.rules.rules.iter().enumerate() {
             let hit = |trigger: &'static str, window: String| Hit {
                 trigger,
@@ -179,8 +266,8 @@ impl Engine {
                     hits.push((i, hit("lead_created", "created".into())));
                 }
                 (Trigger::ScoreCrossed { above, below }, Some(b)) => {
-                    let old = b.score.as_ref().map(|s| s.total);
-                    let new = state.score.as_ref().map(|s| s.total);
+                    let old = b.score;
+                    let new = now.score;
                     let crossed = match (above, below, old, new) {
                         (Some(l), _, o, Some(n)) => n >= *l && o.is_none_or(|o| o < *l),
                         (_, Some(l), Some(o), Some(n)) => n < *l && o >= *l,
@@ -191,13 +278,13 @@ impl Engine {
                     }
                 }
                 (Trigger::ScoreCrossed { above: Some(l), .. }, None)
-                    if state.score.as_ref().is_some_and(|s| s.total >= *l) =>
+                    if now.score.is_some_and(|s| s >= *l) =>
                 {
                     hits.push((i, hit("score_crossed", format!("score:{at}"))));
                 }
                 (Trigger::QualificationChanged { to }, b) => {
                     let old = b.as_ref().and_then(|b| b.qualification.as_deref());
-                    if let Some(q) = state.qualification.as_deref()
+                    if let Some(q) = now.qualification.as_deref()
                         && old != Some(q)
                         && (to.is_empty() || to.iter().any(|t| t == q))
                     {
@@ -209,7 +296,7 @@ impl Engine {
                 }
                 (Trigger::StageChanged { to }, b) => {
                     let old = b.as_ref().and_then(|b| b.stage.as_deref());
-                    if let Some(s) = state.stage.as_deref()
+                    if let Some(s) = now.stage.as_deref()
                         && old != Some(s)
                         && (to.is_empty() || to.iter().any(|t| t == s))
                     {
@@ -217,34 +304,49 @@ impl Engine {
                     }
                 }
                 (Trigger::FieldChanged { fields }, Some(b)) => {
-                    let changed: Vec<&String> = fields
+                    let changed: Vec<&str> = fields
                         .iter()
-                        .filter(|f| field_of(&b.lead, f) != field_of(&state.lead, f))
+                        .filter(|f| b.fields.get(*f) != now.fields.get(*f))
+                        .map(|f| f.as_str())
                         .collect();
                     if !changed.is_empty() {
-                        let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
                         hits.push((
                             i,
-                            hit("field_changed", format!("fields:{}:{at}", names.join(","))),
+                            hit(
+                                "field_changed",
+                                format!("fields:{}:{at}", changed.join(",")),
+                            ),
                         ));
                     }
                 }
                 _ => {}
             }
         }
-        self.rearm_inactivity(id, at);
-        self.end_runs(id, at);
-        let mut out = Vec::new();
-        for (i, hit) in hits {
-            out.extend(self.fire(i, id, hit));
+        // Entering a stage (or first being seen) arms the inactivity
+        // timers that wait in it; other changes (a score moving) are not
+        // the lead's activity.
+        let stage_moved = before.as_ref().is_none_or(|b| b.stage != now.stage);
+        rec.seen = Some(now);
+        if stage_moved {
+            self.rearm_inactivity(rec, at);
         }
-        out
+        self.end_runs(rec, at);
+        hits.into_iter()
+            .filter_map(|(i, hit)| self.fire(rec, i, id, hit))
+            .collect()
     }
 
     /// Something the pipeline saw about a lead: `duplicate_conflict` or
     /// `enrichment_failed`, with an id of its own (the review item, the
     /// attempt) for the key.
-    pub fn signal(&mut self, id: &str, trigger: &str, signal_id: &str, at: i64) -> Vec<Execution> {
+    pub fn signal(
+        &self,
+        rec: &mut LeadRules,
+        id: &str,
+        trigger: &str,
+        signal_id: &str,
+        at: i64,
+    ) -> Vec<Execution> {
         let mut out = Vec::new();
         for i in 0..self.rules.rules.len() {
             let name = match (&self.rules.rules[i].trigger, trigger) {
@@ -253,6 +355,7 @@ impl Engine {
                 _ => continue,
             };
             out.extend(self.fire(
+                rec,
                 i,
                 id,
                 Hit {
@@ -269,16 +372,26 @@ impl Engine {
 
     /// An event for lead `id`, arriving at `now`: the event windows it
     /// completes, and the lead's inactivity timers re-armed. An event id
-    /// seen before for the lead changes nothing.
-    pub fn event(&mut self, id: &str, ev: EventIn, now: i64) -> Vec<Execution> {
-        let record = self.leads.entry(id.to_string()).or_default();
-        if !record.seen.insert(ev.id.clone()) {
+    /// seen before for the lead changes nothing; events older than every
+    /// window and its lateness are let go.
+    pub fn event(&self, rec: &mut LeadRules, id: &str, ev: EventIn, now: i64) -> Vec<Execution> {
+        let horizon = now.saturating_sub(self.horizon_ms);
+        if rec.events.iter().any(|k| k.id == ev.id) {
             return Vec::new();
         }
-        let at = record.events.partition_point(|e| e.0 <= ev.at);
-        record
-            .events
-            .insert(at, (ev.at, ev.kind, ev.category.clone()));
+        rec.events.retain(|k| k.at >= horizon);
+        if ev.at >= horizon {
+            let at = rec.events.partition_point(|e| e.at <= ev.at);
+            rec.events.insert(
+                at,
+                Kept {
+                    id: ev.id.clone(),
+                    at: ev.at,
+                    kind: ev.kind.as_str().to_string(),
+                    category: ev.category.clone(),
+                },
+            );
+        }
         let mut hits = Vec::new();
         for (i, rule) in self.rules.rules.iter().enumerate() {
             let Trigger::Event {
@@ -291,15 +404,17 @@ impl Engine {
             else {
                 continue;
             };
-            let matches = |kind: EventKind, category: &Option<String>| {
-                kinds.contains(&kind)
+            let matches = |kind: &str, category: &Option<String>| {
+                kinds.iter().any(|k| k.as_str() == kind)
                     && (categories.is_empty()
                         || category.as_ref().is_some_and(|c| categories.contains(c)))
             };
             // Too late: it arrived more than `lateness` after the last
             // window that could hold it closed.
             let w = within_ms.unwrap_or(0);
-            if !matches(ev.kind, &ev.category) || now - ev.at > w.saturating_add(*lateness_ms) {
+            if !matches(ev.kind.as_str(), &ev.category)
+                || now - ev.at > w.saturating_add(*lateness_ms)
+            {
                 continue;
             }
             if *count <= 1 {
@@ -315,11 +430,11 @@ impl Engine {
                 ));
                 continue;
             }
-            let times: Vec<i64> = record
+            let times: Vec<i64> = rec
                 .events
                 .iter()
-                .filter(|(_, k, c)| matches(*k, c))
-                .map(|(t, _, _)| *t)
+                .filter(|k| matches(&k.kind, &k.category))
+                .map(|k| k.at)
                 .collect();
             // The earliest window of `w` holding this event and `count`
             // matching events.
@@ -348,45 +463,44 @@ impl Engine {
                 ));
             }
         }
-        self.rearm_inactivity(id, ev.at);
-        self.end_runs(id, now);
-        let mut out = Vec::new();
-        for (i, hit) in hits {
-            out.extend(self.fire(i, id, hit));
-        }
-        out
+        self.rearm_inactivity(rec, ev.at);
+        self.end_runs(rec, now);
+        hits.into_iter()
+            .filter_map(|(i, hit)| self.fire(rec, i, id, hit))
+            .collect()
     }
 
-    /// Fires the inactivity timers due by `now`, earliest first; each is
-    /// checked again before it fires (the lead still in its stage).
-    pub fn advance(&mut self, now: i64) -> Vec<Execution> {
+    /// Fires lead `id`'s inactivity timers due by `now`, earliest first;
+    /// each is checked again before it fires (the lead still in its
+    /// stage).
+    pub fn due(&self, rec: &mut LeadRules, id: &str, now: i64) -> Vec<Execution> {
+        let mut due: Vec<(i64, String)> = rec
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(r, at)| (*at, r.clone()))
+            .collect();
+        due.sort();
         let mut out = Vec::new();
-        while let Some((due, rule_id, lead)) = self.due.first().cloned() {
-            if due > now {
-                break;
-            }
-            self.due.remove(&(due, rule_id.clone(), lead.clone()));
-            self.timers.remove(&(rule_id.clone(), lead.clone()));
+        for (at, rule_id) in due {
+            rec.timers.remove(&rule_id);
             let Some(i) = self.rules.rules.iter().position(|r| r.id == rule_id) else {
                 continue;
             };
             let Trigger::Inactivity { stage, .. } = &self.rules.rules[i].trigger else {
                 continue;
             };
-            let in_stage = self
-                .leads
-                .get(&lead)
-                .is_some_and(|r| stage.is_none() || r.state.stage == *stage);
-            if !in_stage {
+            if stage.is_some() && rec.state.stage != *stage {
                 continue;
             }
             out.extend(self.fire(
+                rec,
                 i,
-                &lead,
+                id,
                 Hit {
                     trigger: "inactivity",
-                    window: format!("inactive:{due}"),
-                    at: due,
+                    window: format!("inactive:{at}"),
+                    at,
                     event: None,
                     window_count: 0,
                 },
@@ -395,49 +509,42 @@ impl Engine {
         out
     }
 
-    /// Re-arms lead `id`'s inactivity timers from `at` (its last activity,
-    /// or the time it entered the stage a timer waits in).
-    fn rearm_inactivity(&mut self, id: &str, at: i64) {
-        let Some(record) = self.leads.get(id) else {
-            return;
-        };
+    /// Re-arms the lead's inactivity timers from `at` (its last activity,
+    /// or the time it entered the stage a timer waits in); an activity
+    /// older than one seen before moves nothing back.
+    fn rearm_inactivity(&self, rec: &mut LeadRules, at: i64) {
+        rec.last_activity = rec.last_activity.max(at);
+        let at = rec.last_activity;
         for rule in &self.rules.rules {
             let Trigger::Inactivity { after_ms, stage } = &rule.trigger else {
                 continue;
             };
+            rec.timers.remove(&rule.id);
             if rule.mode == Mode::Paused {
                 continue;
             }
-            let key = (rule.id.clone(), id.to_string());
-            if let Some(old) = self.timers.remove(&key) {
-                self.due.remove(&(old, rule.id.clone(), id.to_string()));
-            }
             let armed = match stage {
-                Some(s) => record.state.stage.as_deref() == Some(s.as_str()),
+                Some(s) => rec.state.stage.as_deref() == Some(s.as_str()),
                 None => true,
             };
             if armed {
-                let from = at.max(record.stage_since);
-                let due = from.saturating_add(*after_ms);
-                self.timers.insert(key, due);
-                self.due.insert((due, rule.id.clone(), id.to_string()));
+                let from = at.max(rec.stage_since);
+                rec.timers
+                    .insert(rule.id.clone(), from.saturating_add(*after_ms));
             }
         }
     }
 
     /// Ends the lead's open runs whose goal now holds.
-    fn end_runs(&mut self, id: &str, at: i64) {
-        let Some(record) = self.leads.get(id) else {
-            return;
-        };
+    fn end_runs(&self, rec: &mut LeadRules, at: i64) {
         for rule in &self.rules.rules {
             let Some(goal) = &rule.goal else {
                 continue;
             };
-            let Some(e) = self.enrolments.get_mut(&(rule.id.clone(), id.to_string())) else {
+            let Some(e) = rec.enrolments.get_mut(&rule.id) else {
                 continue;
             };
-            if e.open && goal.eval(&facts(&record.state, None, 0)).unwrap_or(false) {
+            if e.open && goal.eval(&facts(&rec.state, None, 0)).unwrap_or(false) {
                 e.open = false;
                 e.run_end = Some(at);
             }
@@ -445,29 +552,28 @@ impl Engine {
     }
 
     /// Runs rule `i` for lead `id` on `hit`, unless its key fired before.
-    fn fire(&mut self, i: usize, id: &str, hit: Hit) -> Option<Execution> {
+    fn fire(&self, rec: &mut LeadRules, i: usize, id: &str, hit: Hit) -> Option<Execution> {
         let rule: &Rule = &self.rules.rules[i];
         if rule.mode == Mode::Paused {
             return None;
         }
         let key = format!("{}:{}:{}", rule.id, id, hit.window);
-        if self.fired.contains(&key) {
+        if rec.fired.contains(&key) {
             return None;
         }
-        let record = self.leads.entry(id.to_string()).or_default();
         let ev = hit.event.as_ref().map(|e| EventFacts {
             kind: e.kind.as_str(),
             category: e.category.as_deref(),
             url: e.url.as_deref(),
             at: e.at,
         });
-        let f = facts(&record.state, ev, hit.window_count);
+        let f = facts(&rec.state, ev, hit.window_count);
         let mut exec = Execution {
             at: hit.at,
             rule: rule.id.clone(),
             version: rule.version,
             lead_id: id.to_string(),
-            email: record.state.lead.email.clone(),
+            email: rec.state.lead.email.clone(),
             key: key.clone(),
             mode: rule.mode,
             trigger: hit.trigger,
@@ -481,13 +587,13 @@ impl Engine {
                 // Not met: a later signal of the same window may meet it.
                 Ok(false) => return None,
                 Err(reason) => {
-                    self.fired.insert(key);
+                    rec.fired.insert(key);
                     exec.failed = Some(format!("when: {reason}"));
                     return Some(exec);
                 }
             }
         }
-        self.fired.insert(key);
+        rec.fired.insert(key);
         let keep_out = |exec: &mut Execution, reason: String| {
             exec.suppressed = rule
                 .actions
@@ -504,10 +610,7 @@ impl Engine {
             keep_out(&mut exec, "the rule's goal already holds".into());
             return Some(exec);
         }
-        let enrolment = self
-            .enrolments
-            .entry((rule.id.clone(), id.to_string()))
-            .or_default();
+        let enrolment = rec.enrolments.entry(rule.id.clone()).or_default();
         let held = match (rule.enrol, enrolment.last_entry) {
             _ if enrolment.open => Some(format!(
                 "in a run of this rule since {}",
@@ -536,7 +639,7 @@ impl Engine {
         enrolment.last_entry = Some(hit.at);
         enrolment.open = rule.goal.is_some();
         enrolment.run_end = if enrolment.open { None } else { Some(hit.at) };
-        let opted_out = record
+        let opted_out = rec
             .state
             .lead
             .consent
@@ -552,12 +655,11 @@ impl Engine {
                         .as_ref()
                         .map(|p| format!("opted out ({p} consent refused)"))
                         .or_else(|| {
-                            record
-                                .sequences
+                            rec.sequences
                                 .contains(sequence)
                                 .then(|| format!("already in sequence {sequence:?}"))
                         }),
-                    SequenceOp::Stop => (!record.sequences.contains(sequence))
+                    SequenceOp::Stop => (!rec.sequences.contains(sequence))
                         .then(|| format!("not in sequence {sequence:?}")),
                 };
                 if let Some(reason) = reason {
@@ -569,14 +671,112 @@ impl Engine {
                 }
                 if rule.mode == Mode::Active {
                     match op {
-                        SequenceOp::Start => record.sequences.insert(sequence.clone()),
-                        SequenceOp::Stop => record.sequences.remove(sequence),
+                        SequenceOp::Start => rec.sequences.insert(sequence.clone()),
+                        SequenceOp::Stop => rec.sequences.remove(sequence),
                     };
                 }
             }
             exec.actions.push(a.clone());
         }
         Some(exec)
+    }
+}
+
+/// Rules run in memory over leads and events in time order (for
+/// `leadgate rules test` and benchmarks): each lead's [`LeadRules`] in a
+/// map, and every armed timer ordered by due time, so [`Engine::advance`]
+/// reads only the due ones.
+pub struct Engine {
+    eval: Evaluator,
+    leads: HashMap<String, LeadRules>,
+    /// (due, lead) for every lead with an armed timer, and each lead's
+    /// entries in it.
+    due: BTreeSet<(i64, String)>,
+    armed: HashMap<String, Vec<i64>>,
+}
+
+impl Engine {
+    pub fn new(rules: RuleSet) -> Engine {
+        Engine {
+            eval: Evaluator::new(rules),
+            leads: HashMap::new(),
+            due: BTreeSet::new(),
+            armed: HashMap::new(),
+        }
+    }
+
+    /// Replaces the rules with new versions, keeping what fired, the
+    /// enrolments and the timers: a key that fired under an older version
+    /// does not fire again.
+    pub fn set_rules(&mut self, rules: RuleSet) {
+        self.eval = Evaluator::new(rules);
+    }
+
+    /// Timers waiting (inactivity).
+    pub fn pending_timers(&self) -> usize {
+        self.leads.values().map(|r| r.timers.len()).sum()
+    }
+
+    /// The lead's record, as a store would keep it.
+    pub fn record(&self, id: &str) -> Option<&LeadRules> {
+        self.leads.get(id)
+    }
+
+    /// Keeps the due index in step with lead `id`'s timers.
+    fn rearm(&mut self, id: &str) {
+        for at in self.armed.remove(id).unwrap_or_default() {
+            self.due.remove(&(at, id.to_string()));
+        }
+        let times: Vec<i64> = self
+            .leads
+            .get(id)
+            .map(|r| r.timers.values().copied().collect())
+            .unwrap_or_default();
+        for at in &times {
+            self.due.insert((*at, id.to_string()));
+        }
+        if !times.is_empty() {
+            self.armed.insert(id.to_string(), times);
+        }
+    }
+
+    /// See [`Evaluator::lead`].
+    pub fn lead(&mut self, id: &str, state: LeadState, at: i64) -> Vec<Execution> {
+        let rec = self.leads.entry(id.to_string()).or_default();
+        let out = self.eval.lead(rec, id, state, at);
+        self.rearm(id);
+        out
+    }
+
+    /// See [`Evaluator::signal`].
+    pub fn signal(&mut self, id: &str, trigger: &str, signal_id: &str, at: i64) -> Vec<Execution> {
+        let rec = self.leads.entry(id.to_string()).or_default();
+        self.eval.signal(rec, id, trigger, signal_id, at)
+    }
+
+    /// See [`Evaluator::event`].
+    pub fn event(&mut self, id: &str, ev: EventIn, now: i64) -> Vec<Execution> {
+        let rec = self.leads.entry(id.to_string()).or_default();
+        let out = self.eval.event(rec, id, ev, now);
+        self.rearm(id);
+        out
+    }
+
+    /// Fires the inactivity timers due by `now`, earliest first.
+    pub fn advance(&mut self, now: i64) -> Vec<Execution> {
+        let mut out = Vec::new();
+        while let Some((due, lead)) = self.due.first().cloned() {
+            if due > now {
+                break;
+            }
+            // Fire this lead's timers up to `due` (the others later, in
+            // time order with the rest).
+            if let Some(rec) = self.leads.get_mut(&lead) {
+                out.extend(self.eval.due(rec, &lead, due));
+            }
+            self.rearm(&lead);
+        }
+        out
     }
 }
 

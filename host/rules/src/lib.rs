@@ -2,10 +2,12 @@
 //! must hold (a CEL condition over the lead, its enrichment, score, stage
 //! and the trigger's window), how often a lead may enter it (re-enrolment),
 //! what ends it (a goal) and what it does (actions). This crate owns the
-//! documents only: reading them from TOML, checking them — every refusal
-//! names the file, the line, the rule and the field — and evaluating a
-//! checked condition against a lead's facts. It touches no store, network
-//! or clock; running rules is the pipeline's and the service's.
+//! documents — reading them from TOML, checking them (every refusal names
+//! the file, the line, the rule and the field) — and their evaluation
+//! ([`engine`]): what fires for one lead, given what the rules kept of it.
+//! It touches no store, network or clock: the pipeline runs the rules over
+//! the store, `leadgate rules test` in memory, and the caller carries the
+//! actions out.
 //!
 //! ```toml
 //! [[rule]]

@@ -377,3 +377,66 @@ actions = [{ type = "assign" }]
         "{x:#?}"
     );
 }
+
+#[test]
+fn a_lead_kept_as_json_between_signals_fires_as_one_kept_in_memory() {
+    use leadgate_rules::engine::{Evaluator, LeadRules};
+    let text = r#"[[rule]]
+id = "pricing-revisit"
+trigger = { on = "event", events = ["page_view"], categories = ["pricing"], count = 2, within = "48h", lateness = "1h" }
+enrol = { policy = "cooldown", period = "7d" }
+actions = [{ type = "alert", message = "pricing twice" }]
+
+[[rule]]
+id = "quiet"
+trigger = { on = "inactivity", after = "30d" }
+enrol = { policy = "every" }
+actions = [{ type = "review", reason = "quiet" }]
+"#;
+    let events = [
+        view("a", T0, "pricing"),
+        view("b", T0 + 47 * H, "pricing"),
+        view("b", T0 + 47 * H, "pricing"),
+        view("c", T0 + 3 * D, "pricing"),
+        view("d", T0 + 9 * D, "pricing"),
+        view("e", T0 + 9 * D + H, "pricing"),
+    ];
+    let mut memory = Engine::new(rules(text));
+    memory.lead("l1", lead("ann@acme.com"), T0);
+    let mut expected = Vec::new();
+    for e in &events {
+        expected.extend(memory.event("l1", e.clone(), e.at));
+    }
+    expected.extend(memory.advance(T0 + 60 * D));
+    let eval = Evaluator::new(rules(text));
+    let mut kept = String::new();
+    let mut got = Vec::new();
+    let mut step = |f: &mut dyn FnMut(&mut LeadRules) -> Vec<Execution>| {
+        let mut rec: LeadRules = if kept.is_empty() {
+            LeadRules::default()
+        } else {
+            serde_json::from_str(&kept).unwrap()
+        };
+        rec.state = lead("ann@acme.com");
+        got.extend(f(&mut rec));
+        kept = serde_json::to_string(&rec).unwrap();
+    };
+    step(&mut |r| eval.lead(r, "l1", lead("ann@acme.com"), T0));
+    for e in &events {
+        step(&mut |r| eval.event(r, "l1", e.clone(), e.at));
+    }
+    step(&mut |r| eval.due(r, "l1", T0 + 60 * D));
+    assert_eq!(got, expected);
+    let keys: Vec<&str> = got.iter().map(|x| x.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            format!("pricing-revisit:l1:window:{T0}"),
+            // b and c: a window of its own, held by the cooldown.
+            format!("pricing-revisit:l1:window:{}", T0 + 47 * H),
+            format!("pricing-revisit:l1:window:{}", T0 + 9 * D),
+            format!("quiet:l1:inactive:{}", T0 + 39 * D + H),
+        ]
+    );
+    assert!(got[1].actions.is_empty() && got[1].suppressed[0].reason.contains("cooling down"));
+}

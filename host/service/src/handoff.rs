@@ -57,7 +57,7 @@ impl Delivered {
 }
 
 /// How a CRM call ended.
-enum Answer {
+pub(crate) enum Answer {
     /// 2xx, with the body.
     Ok(String),
     /// Worth trying again: 429, 5xx, timeout, connection.
@@ -69,7 +69,7 @@ enum Answer {
     Refused { status: u16, error: String },
 }
 
-fn call(
+pub(crate) fn call(
     agent: &ureq::Agent,
     method: &str,
     url: &str,
@@ -143,7 +143,7 @@ fn call(
 /// outbound call of leadgate uses ([`leadgate_providers::retry::delay`]:
 /// `backoff · 2^attempts`, capped, jittered over its upper half), and never
 /// sooner than the CRM asked.
-fn backoff(config: &Config, attempts: i64, retry_after: Option<Duration>) -> i64 {
+pub(crate) fn backoff(config: &Config, attempts: i64, retry_after: Option<Duration>) -> i64 {
     let c = &config.crm;
     let wait = leadgate_providers::retry::delay(
         u32::try_from(attempts.clamp(0, 31)).unwrap_or(31),

@@ -29,6 +29,7 @@ pub mod notifier;
 pub mod review;
 mod routes;
 pub mod routing;
+pub mod rule_actions;
 pub mod worker;
 
 use leadgate_pipeline::{clock, config, engine as pipeline, events, logging, matching, score};
@@ -50,6 +51,8 @@ pub struct Tenant {
     pub hubspot_secret: Option<Vec<u8>>,
     pub webhook_secret: Option<Vec<u8>>,
     pub crm_token: Option<String>,
+    /// The sequence webhook's signing secret (`[rules] sequence_token_env`).
+    pub sequence_token: Option<String>,
 }
 
 type Limiter = governor::RateLimiter<
@@ -290,6 +293,8 @@ pub fn serve(config: &Config, opts: &Options) -> Result<()> {
                 hubspot_secret: secret(&c.serve.hubspot_secret_env),
                 webhook_secret: secret(&c.serve.webhook_secret_env),
                 crm_token: secret(&c.crm.token_env).and_then(|s| String::from_utf8(s).ok()),
+                sequence_token: secret(&c.rules.sequence_token_env)
+                    .and_then(|s| String::from_utf8(s).ok()),
             },
         );
         receivers.push((c, rx));
@@ -537,6 +542,8 @@ fn background(shared: &Shared, handoff: bool) {
     let mut next_notify = std::time::Instant::now();
     // Each routing tenant's router, for the timers it fires.
     let mut assigners: HashMap<String, leadgate_pipeline::assign::Assigner> = HashMap::new();
+    // Each tenant's workflow rules, opened when first run.
+    let mut runners: HashMap<String, Runners> = HashMap::new();
     while !shared.stopping.load(Ordering::SeqCst) {
         // The pipelines leave copying the log back to this thread, and
         // having a long one start over (`Store::checkpoint_round`); their
@@ -581,6 +588,9 @@ fn background(shared: &Shared, handoff: bool) {
             if tick && c.routing.enabled {
                 fire_timers(shared, c, &mut store, &mut assigners);
             }
+            if !c.rules.files.is_empty() {
+                busy |= rules_pass(t, &mut store, &mut runners, &agent);
+            }
             if !handoff {
                 continue;
             }
@@ -621,6 +631,75 @@ fn background(shared: &Shared, handoff: bool) {
             std::thread::sleep(checkpoint_every.min(std::time::Duration::from_millis(100)));
         }
     }
+}
+
+/// A tenant's rules runner, or when opening it failed (tried again a
+/// minute later).
+enum Runners {
+    Open(leadgate_pipeline::rules::Runner),
+    Failed(std::time::Instant),
+}
+
+/// Leads run through the rules, and actions carried out, per pass.
+const RULES_PASS: u64 = 2_000;
+const ACTIONS_PASS: usize = 200;
+
+/// One pass of `t`'s workflow rules: the queued leads and due timers run,
+/// then the pending actions carried out (those calling out delivered).
+/// True when it found work.
+fn rules_pass(
+    t: &Tenant,
+    store: &mut Store,
+    runners: &mut HashMap<String, Runners>,
+    agent: &ureq::Agent,
+) -> bool {
+    let c = &t.config;
+    let now = crate::clock::now_ms();
+    let retry = match runners.get(&c.tenant) {
+        None => true,
+        Some(Runners::Failed(at)) => at.elapsed() >= std::time::Duration::from_secs(60),
+        Some(Runners::Open(_)) => false,
+    };
+    if retry {
+        let opened = match leadgate_pipeline::rules::Runner::open(c, store, now) {
+            Ok(Some(r)) => Runners::Open(r),
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "the workflow rules cannot start; leads wait in their queue");
+                Runners::Failed(std::time::Instant::now())
+            }
+        };
+        runners.insert(c.tenant.clone(), opened);
+    }
+    let Some(Runners::Open(runner)) = runners.get(&c.tenant) else {
+        return false;
+    };
+    let claim = crate::claim(&c.serve);
+    let pass = match runner.run(store, claim, now, Some(RULES_PASS)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "workflow rules pass failed");
+            return false;
+        }
+    };
+    let mut delivery = crate::rule_actions::Delivery {
+        agent,
+        crm_token: t.crm_token.as_deref(),
+        sequence_token: t.sequence_token.as_deref(),
+    };
+    let performed = match runner.perform(c, store, claim, now, ACTIONS_PASS, Some(&mut delivery)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "workflow rule actions failed");
+            return pass.any();
+        }
+    };
+    if pass.executions > 0 || performed.done + performed.failed > 0 {
+        tracing::info!(tenant = %c.tenant, leads = pass.leads, executions = pass.executions,
+            repeated = pass.repeated, due = pass.due, done = performed.done,
+            failed = performed.failed, retried = performed.retried, "workflow rules");
+    }
+    pass.any() || performed.done + performed.failed > 0
 }
 
 /// One notifier pass for `c`, counted in the metrics.

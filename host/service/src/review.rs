@@ -587,6 +587,7 @@ pub fn show(db: &str, id: &str) -> Result<()> {
             "history": s.history.iter().map(|(at, total, cause)| serde_json::json!({"at": at, "total": total, "cause": cause})).collect::<Vec<_>>(),
         })),
         "assignment": crate::routing::assignment_json(&store, &row.tenant, id)?,
+        "rules": leadgate_pipeline::rules::lead_json(&store, &row.tenant, id)?,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

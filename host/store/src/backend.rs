@@ -19,6 +19,10 @@ use crate::pg::PgStore;
 use crate::prelude::*;
 use crate::rekey::{KeyedLead, Rekeyed};
 use crate::routing::{AccountOwnerRow, AssignmentRow, NewAssignment, RepRow, TimerRow};
+use crate::rules::{
+    Committed, ExecutionRow, InboxRow, RuleActionRow, RuleEventRow, RuleLeadRow, RuleVersion,
+    RulesBacklog, RulesCommit,
+};
 use crate::score::{
     EventReject, EventRow, Inserted, NewEvent, ScoreState, ScoreWrite, ScoringLead, StoredScore,
     Surfaced,
@@ -1039,5 +1043,139 @@ impl Notifications for Store {
     }
     fn notify_backlog(&self, tenant: &str) -> Result<NotifyBacklog, StoreError> {
         either!(self, s => s.notify_backlog(tenant))
+    }
+}
+
+impl Rules for Store {
+    fn load_rule_versions(
+        &mut self,
+        tenant: &str,
+        versions: &[RuleVersion],
+        now: i64,
+    ) -> Result<Vec<RuleVersion>, StoreError> {
+        either!(self, s => s.load_rule_versions(tenant, versions, now))
+    }
+    fn queue_for_rules(
+        &mut self,
+        tenant: &str,
+        items: &[(String, String, String)],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.queue_for_rules(tenant, items, at))
+    }
+    fn claim_rule_inbox(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        either!(self, s => s.claim_rule_inbox(tenant, holder, lease_ms, now, limit))
+    }
+    fn claim_due_rule_leads(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        either!(self, s => s.claim_due_rule_leads(tenant, holder, lease_ms, now, limit))
+    }
+    fn rule_lead(&self, tenant: &str, lead: &str) -> Result<Option<RuleLeadRow>, StoreError> {
+        either!(self, s => s.rule_lead(tenant, lead))
+    }
+    fn rule_events(
+        &self,
+        tenant: &str,
+        lead: &str,
+        since: i64,
+    ) -> Result<Vec<RuleEventRow>, StoreError> {
+        either!(self, s => s.rule_events(tenant, lead, since))
+    }
+    fn commit_rules(
+        &mut self,
+        tenant: &str,
+        c: &RulesCommit,
+        now: i64,
+    ) -> Result<Committed, StoreError> {
+        either!(self, s => s.commit_rules(tenant, c, now))
+    }
+    fn rule_executions(
+        &self,
+        tenant: &str,
+        lead: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRow>, StoreError> {
+        either!(self, s => s.rule_executions(tenant, lead, from, to, limit))
+    }
+    fn rule_actions_of(&self, tenant: &str, lead: &str) -> Result<Vec<RuleActionRow>, StoreError> {
+        either!(self, s => s.rule_actions_of(tenant, lead))
+    }
+    fn claim_rule_actions(
+        &mut self,
+        tenant: &str,
+        holder: &str,
+        lease_ms: i64,
+        now: i64,
+        limit: usize,
+        remote: bool,
+    ) -> Result<Vec<RuleActionRow>, StoreError> {
+        either!(self, s => s.claim_rule_actions(tenant, holder, lease_ms, now, limit, remote))
+    }
+    fn finish_rule_action(
+        &mut self,
+        id: i64,
+        state: &str,
+        outcome: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.finish_rule_action(id, state, outcome, retry_at, now))
+    }
+    fn rule_score_actions(
+        &self,
+        tenant: &str,
+        leads: Option<&[String]>,
+    ) -> Result<Vec<(String, String, String)>, StoreError> {
+        either!(self, s => s.rule_score_actions(tenant, leads))
+    }
+    fn open_rule_review(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        kind: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        either!(self, s => s.open_rule_review(tenant, lead, kind, reason, now))
+    }
+    fn queue_enrichment(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        either!(self, s => s.queue_enrichment(tenant, lead, reason, now))
+    }
+    fn set_stage(
+        &mut self,
+        tenant: &str,
+        lead: &str,
+        stage: &str,
+        at: i64,
+        source: &str,
+    ) -> Result<bool, StoreError> {
+        either!(self, s => s.set_stage(tenant, lead, stage, at, source))
+    }
+    fn stage_of(&self, tenant: &str, lead: &str) -> Result<Option<(String, i64)>, StoreError> {
+        either!(self, s => s.stage_of(tenant, lead))
+    }
+    fn rules_backlog(&self, tenant: &str) -> Result<RulesBacklog, StoreError> {
+        either!(self, s => s.rules_backlog(tenant))
     }
 }

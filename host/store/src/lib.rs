@@ -55,6 +55,15 @@
 //! read counts instead of counting the outbox and the decided reviews;
 //! migration 11 scopes the intake log's idempotency keys to their route.
 //!
+//! Routing (migration 15, [`routing`]) and the notifier (migration 16,
+//! [`notify`]) keep reps, assignments, timers, alert groups, the
+//! notification outbox and silences. Workflow rules (migration 18,
+//! [`rules`]): `rule_versions` (each rule version's behaviour as loaded),
+//! `rule_leads` (each lead's rules record and next inactivity timer),
+//! `rule_inbox` (leads waiting for the rules), `rule_executions` (unique by
+//! idempotency key), `rule_actions` (each action's key, state and outcome)
+//! and `lead_stages`.
+//!
 //! Writes go through [`Runs::record`](runs::Runs::record) in batches, one transaction each; a
 //! [`Batch`] (`Store::batch`) makes every write through it one transaction,
 //! store functions included (the service records, scores and answers a
@@ -80,6 +89,7 @@ pub mod pg;
 mod pool;
 pub mod rekey;
 pub mod routing;
+pub mod rules;
 mod runs;
 pub mod score;
 pub mod service;
@@ -95,6 +105,7 @@ pub mod prelude {
     pub use crate::passes::Passes;
     pub use crate::rekey::Rekey;
     pub use crate::routing::Routing;
+    pub use crate::rules::Rules;
     pub use crate::runs::Runs;
     pub use crate::score::Scores;
     pub use crate::service::{ApiKeys, CrmOutbox, IntakeLog, ReviewQueue};
@@ -294,6 +305,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0015_routing.sql"),
     include_str!("../migrations/0016_notifications.sql"),
     include_str!("../migrations/0017_crm_ids_and_account_owners.sql"),
+    include_str!("../migrations/0018_rules.sql"),
 ];
 
 /// How much of the database file a connection memory-maps at most: all

@@ -1404,3 +1404,322 @@ fn hosts_notifying_at_once_never_send_the_same_notification() {
     all.dedup();
     assert_eq!((n, all.len()), (60, 60), "every notification sent once");
 }
+
+fn rules_contract<S: Rules + Scores>(s: &mut S) {
+    use leadgate_store::rules::{Committed, NewExecution, NewRuleAction, RuleVersion, RulesCommit};
+    // Versions: the same id and version with another document is refused.
+    let v = |id: &str, version: i64, digest: &str| RuleVersion {
+        rule_id: id.into(),
+        version,
+        digest: digest.into(),
+        doc: format!("{id} {digest}"),
+    };
+    assert!(
+        s.load_rule_versions("acme", &[v("a", 1, "d1"), v("b", 1, "d2")], 1)
+            .unwrap()
+            .is_empty()
+    );
+    let refused = s
+        .load_rule_versions(
+            "acme",
+            &[v("a", 1, "d1"), v("a", 2, "d3"), v("b", 1, "dX")],
+            2,
+        )
+        .unwrap();
+    assert_eq!(refused.len(), 1);
+    assert_eq!((refused[0].rule_id.as_str(), refused[0].version), ("b", 1));
+
+    // The inbox: claimed by one holder until its lease runs out.
+    s.queue_for_rules(
+        "acme",
+        &[
+            ("l1".into(), "lead".into(), String::new()),
+            ("l2".into(), "duplicate_conflict".into(), "r7".into()),
+        ],
+        10,
+    )
+    .unwrap();
+    let a = s.claim_rule_inbox("acme", "host-a", 1_000, 20, 10).unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!(
+        (a[1].kind.as_str(), a[1].reference.as_str()),
+        ("duplicate_conflict", "r7")
+    );
+    assert!(
+        s.claim_rule_inbox("acme", "host-b", 1_000, 30, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.claim_rule_inbox("other", "host-b", 1_000, 30, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_rule_inbox("acme", "host-b", 1_000, 1_020, 10)
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A lead's events, its own and its merged leads', oldest first.
+    let ev =
+        |id: &str, lead: &str, at: i64, category: Option<&str>| leadgate_store::score::NewEvent {
+            id: id.into(),
+            kind: "page_view",
+            at,
+            category: category.map(String::from),
+            value: 1.0,
+            url: Some("https://acme.com/pricing".into()),
+            email: None,
+            lead_ref: Some(lead.into()),
+            external: None,
+            payload: "{}".into(),
+        };
+    s.insert_events(
+        "acme",
+        &[
+            ev("e2", "l1", 200, Some("pricing")),
+            ev("e1", "l1", 100, None),
+            ev("e3", "l2", 150, None),
+        ],
+        300,
+    )
+    .unwrap();
+    let events = s.rule_events("acme", "l1", 0).unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["e1", "e2"]);
+    assert_eq!(events[1].category.as_deref(), Some("pricing"));
+    assert_eq!(s.rule_events("acme", "l1", 150).unwrap().len(), 1);
+
+    // A commit: the record, the executions (each key once), the inbox.
+    let exec = |key: &str| NewExecution {
+        key: key.into(),
+        rule_id: "a".into(),
+        version: 1,
+        lead_id: "l1".into(),
+        fired_by: "event".into(),
+        mode: "active".into(),
+        at: 200,
+        record: "{}".into(),
+        actions: vec![
+            NewRuleAction {
+                kind: "score".into(),
+                body: r#"{"type":"score","points":20,"reason":"r"}"#.into(),
+                state: "pending".into(),
+                outcome: None,
+            },
+            NewRuleAction {
+                kind: "sequence".into(),
+                body: "{}".into(),
+                state: "suppressed".into(),
+                outcome: Some("opted out".into()),
+            },
+        ],
+    };
+    let first = RulesCommit {
+        lead_id: "l1".into(),
+        read_version: None,
+        state: "{\"n\":1}".into(),
+        due_at: Some(5_000),
+        executions: vec![exec("a:l1:w1")],
+        inbox: vec![a[0].id],
+    };
+    assert_eq!(
+        s.commit_rules("acme", &first, 400).unwrap(),
+        Committed::Done {
+            recorded: vec!["a:l1:w1".into()],
+            repeated: vec![]
+        }
+    );
+    // Written again from the same read: stale, nothing written.
+    assert_eq!(
+        s.commit_rules("acme", &first, 401).unwrap(),
+        Committed::Stale
+    );
+    let row = s.rule_lead("acme", "l1").unwrap().unwrap();
+    assert_eq!(
+        (row.version, row.due_at, row.state.as_str()),
+        (1, Some(5_000), "{\"n\":1}")
+    );
+    let again = RulesCommit {
+        read_version: Some(1),
+        state: "{\"n\":2}".into(),
+        due_at: None,
+        executions: vec![exec("a:l1:w1"), exec("a:l1:w2")],
+        inbox: vec![],
+        ..first.clone()
+    };
+    assert_eq!(
+        s.commit_rules("acme", &again, 402).unwrap(),
+        Committed::Done {
+            recorded: vec!["a:l1:w2".into()],
+            repeated: vec!["a:l1:w1".into()]
+        }
+    );
+    assert_eq!(
+        s.commit_rules("acme", &again, 403).unwrap(),
+        Committed::Stale
+    );
+    assert_eq!(s.rule_lead("acme", "l1").unwrap().unwrap().due_at, None);
+    let backlog = s.rules_backlog("acme").unwrap();
+    assert_eq!((backlog.inbox, backlog.timers, backlog.actions), (1, 0, 2));
+
+    let execs = s
+        .rule_executions("acme", Some("l1"), 0, i64::MAX, 10)
+        .unwrap();
+    let keys: Vec<&str> = execs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["a:l1:w1", "a:l1:w2"]);
+    assert!(
+        s.rule_executions("acme", None, 0, 200, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.rule_executions("acme", None, 200, 201, 10).unwrap().len(),
+        2
+    );
+    let actions = s.rule_actions_of("acme", "l1").unwrap();
+    let states: Vec<(&str, &str)> = actions
+        .iter()
+        .map(|a| (a.key.as_str(), a.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a:l1:w1#0", "pending"),
+            ("a:l1:w1#1", "suppressed"),
+            ("a:l1:w2#0", "pending"),
+            ("a:l1:w2#1", "suppressed"),
+        ]
+    );
+
+    // Actions: claimed once, retried later, done; score actions read back;
+    // those calling out are left to a claim that takes them.
+    let mut remote = exec("a:l2:crm");
+    remote.lead_id = "l2".into();
+    remote.actions = vec![NewRuleAction {
+        kind: "crm_update".into(),
+        body: "{}".into(),
+        state: "pending".into(),
+        outcome: None,
+    }];
+    let l2 = RulesCommit {
+        lead_id: "l2".into(),
+        read_version: None,
+        state: "{}".into(),
+        due_at: None,
+        executions: vec![remote],
+        inbox: vec![],
+    };
+    s.commit_rules("acme", &l2, 450).unwrap();
+    let local = s
+        .claim_rule_actions("acme", "host-a", 1_000, 500, 10, false)
+        .unwrap();
+    assert_eq!(local.len(), 2);
+    assert!(local.iter().all(|a| a.kind == "score"));
+    let claimed = s
+        .claim_rule_actions("acme", "host-a", 1_000, 500, 10, true)
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(claimed[2].kind, "crm_update");
+    assert!(
+        s.claim_rule_actions("acme", "host-b", 1_000, 600, 10, true)
+            .unwrap()
+            .is_empty()
+    );
+    s.finish_rule_action(claimed[0].id, "done", "score +20", None, 700)
+        .unwrap();
+    s.finish_rule_action(claimed[1].id, "pending", "HTTP 503", Some(2_000), 700)
+        .unwrap();
+    s.finish_rule_action(claimed[2].id, "done", "HubSpot 200", None, 700)
+        .unwrap();
+    assert!(
+        s.claim_rule_actions("acme", "host-b", 1_000, 1_999, 10, true)
+            .unwrap()
+            .is_empty()
+    );
+    let retry = s
+        .claim_rule_actions("acme", "host-b", 1_000, 2_000, 10, true)
+        .unwrap();
+    assert_eq!((retry.len(), retry[0].attempts), (1, 1));
+    // A finished action is not finished again.
+    s.finish_rule_action(claimed[0].id, "failed", "late", None, 800)
+        .unwrap();
+    let score = s
+        .rule_score_actions("acme", Some(&["l1".into(), "l9".into()]))
+        .unwrap();
+    assert_eq!(score.len(), 1);
+    assert_eq!(score[0].1, "a:l1:w1#0");
+    assert_eq!(s.rule_score_actions("acme", None).unwrap(), score);
+    assert!(
+        s.rule_score_actions("acme", Some(&["l2".into()]))
+            .unwrap()
+            .is_empty()
+    );
+
+    // Review items and re-enrichment.
+    assert!(
+        s.open_rule_review("acme", "l1", "rule:a", "look", 900)
+            .unwrap()
+    );
+    assert!(
+        !s.open_rule_review("acme", "l1", "rule:a", "look again", 901)
+            .unwrap()
+    );
+    s.queue_enrichment("acme", "l1", "rule a", 900).unwrap();
+    s.queue_enrichment("acme", "l1", "rule a", 901).unwrap();
+
+    // Timers: only the due ones, claimed once.
+    let timed = RulesCommit {
+        lead_id: "l3".into(),
+        read_version: None,
+        state: "{}".into(),
+        due_at: Some(10_000),
+        executions: vec![],
+        inbox: vec![],
+    };
+    s.commit_rules("acme", &timed, 1).unwrap();
+    assert!(
+        s.claim_due_rule_leads("acme", "host-a", 1_000, 9_999, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.claim_due_rule_leads("acme", "host-a", 1_000, 10_000, 10)
+            .unwrap(),
+        [("l3".to_string(), 10_000)]
+    );
+    assert!(
+        s.claim_due_rule_leads("acme", "host-b", 1_000, 10_500, 10)
+            .unwrap()
+            .is_empty()
+    );
+
+    // Stages: the latest by time is current; the same stage is not news,
+    // an older report is history only.
+    assert!(s.set_stage("acme", "l1", "lead", 100, "api").unwrap());
+    assert!(
+        s.set_stage("acme", "l1", "opportunity", 300, "hubspot")
+            .unwrap()
+    );
+    assert!(
+        !s.set_stage("acme", "l1", "opportunity", 400, "api")
+            .unwrap()
+    );
+    assert!(!s.set_stage("acme", "l1", "mql", 200, "api").unwrap());
+    assert_eq!(
+        s.stage_of("acme", "l1").unwrap(),
+        Some(("opportunity".into(), 300))
+    );
+    assert_eq!(s.stage_of("acme", "l9").unwrap(), None);
+}
+
+#[test]
+fn rules_records_keep_each_key_once_and_claim_work_once_on_every_backend() {
+    let sqlite = SqliteWithLeads::new("rules", LEADS);
+    rules_contract(&mut sqlite.open());
+    if let Some(db) = TestDb::create("rules") {
+        rules_contract(&mut pg_with_leads(&db, LEADS));
+    }
+}

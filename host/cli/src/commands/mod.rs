@@ -886,6 +886,24 @@ fn run_and_report(config: &Config, opts: &run::RunOptions) -> Result<ExitCode> {
             eprintln!("{}", score::summary(&scored));
         }
     }
+    // The workflow rules see the run's leads once the pipeline is done
+    // with them (an import loads the CRM's base: nothing fires).
+    if !config.rules.files.is_empty() && !opts.import && opts.db != ":memory:" {
+        let mut store = leadgate_store::Store::open(&opts.db)?;
+        let leads = store.run_leads(report.run_id)?;
+        let rules = leadgate_pipeline::rules::run_queued(
+            config,
+            &mut store,
+            &leads,
+            leadgate_pipeline::rules::cause::LEAD,
+            leadgate_pipeline::clock::now_ms(),
+        )?;
+        if let Some(r) = rules
+            && !opts.quiet
+        {
+            eprintln!("{}", r.line());
+        }
+    }
     Ok(if report.totals.exceptions > 0 {
         ExitCode::from(3)
     } else {

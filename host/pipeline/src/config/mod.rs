@@ -57,12 +57,45 @@ impl Default for Config {
     }
 }
 
-/// `[rules]`: the tenant's workflow rules documents.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[rules]`: the tenant's workflow rules documents, and where their
+/// outbound sequences are started.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulesConfig {
     /// Rules documents (TOML), relative to the config file.
     pub files: Vec<PathBuf>,
+    /// The signed webhook a sequence without a target of its own in
+    /// `[rules.sequences]` is started and stopped through.
+    pub sequence_url: Option<String>,
+    /// Environment variable holding that webhook's signing secret.
+    pub sequence_token_env: String,
+    /// Sequences by the name rules give them.
+    pub sequences: std::collections::BTreeMap<String, SequenceConfig>,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            files: Vec::new(),
+            sequence_url: None,
+            sequence_token_env: "LEADGATE_SEQUENCE_TOKEN".into(),
+            sequences: Default::default(),
+        }
+    }
+}
+
+/// `[rules.sequences.NAME]`: a HubSpot sequence (its id, and the user and
+/// mailbox it is sent from), or a signed webhook of its own.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SequenceConfig {
+    pub hubspot_sequence_id: Option<String>,
+    /// The HubSpot user enrolling (their user id).
+    pub hubspot_user_id: Option<String>,
+    /// The connected inbox the sequence sends from.
+    pub sender_email: Option<String>,
+    /// A webhook of its own instead.
+    pub url: Option<String>,
 }
 
 impl Config {

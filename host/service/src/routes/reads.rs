@@ -98,6 +98,7 @@ pub(super) async fn get_lead(
             "score": score.map(|s| parse(&s.detail)),
             "crm": st.handoffs_of(&tenant, &lid)?,
             "assignment": crate::routing::assignment_json(st, &tenant, &lid)?,
+            "rules": leadgate_pipeline::rules::lead_json(st, &tenant, &lid)?,
         })))
     })
     .await;

@@ -94,6 +94,15 @@ pub(super) async fn hubspot_webhook(
             );
             continue;
         };
+        if kind == "contact.propertyChange"
+            && event.get("propertyName").and_then(|v| v.as_str()) == Some(LIFECYCLE_STAGE)
+        {
+            match crm_stage(&s, t, &event, &event_id, &object).await {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(r) => return r,
+            }
+            continue;
+        }
         if kind == "contact.propertyChange" {
             match crm_touch(&s, t, &event, &event_id, &object).await {
                 Ok(outcome) => outcomes.push(outcome),
@@ -243,6 +252,65 @@ async fn crm_touch(
         Err(_) => return Err(error(500, "internal", "the task failed")),
     };
     Ok(outcome)
+}
+
+/// HubSpot's contact property holding the lifecycle stage.
+const LIFECYCLE_STAGE: &str = "lifecyclestage";
+
+/// A HubSpot contact's lifecycle stage changed: the stage of the
+/// contact's lead, at the time the change happened, and the lead queued
+/// for the workflow rules. Unknown contacts and cleared stages are
+/// answered 200 with the reason; a store failure is a 5xx, so HubSpot
+/// redelivers (a redelivery moves nothing twice).
+async fn crm_stage(
+    s: &S,
+    t: &Tenant,
+    event: &serde_json::Value,
+    event_id: &str,
+    contact: &str,
+) -> Result<serde_json::Value, Response> {
+    let ignored = |why: String| serde_json::json!({"event_id": event_id, "contact_id": contact, "ignored": why});
+    let stage = event
+        .get("propertyValue")
+        .and_then(|v| v.as_str())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if stage.is_empty() {
+        return Ok(ignored("the lifecycle stage was cleared".into()));
+    }
+    let now = crate::clock::now_ms();
+    let at = event
+        .get("occurredAt")
+        .and_then(|v| v.as_i64())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(now)
+        .min(now);
+    let (contact_id, pool, config) = (contact.to_string(), s.reader.clone(), t.config.clone());
+    let to = stage.clone();
+    let done = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(String, bool)>> {
+        let mut store = pool.get()?;
+        let Some(lead) = store.lead_of_crm_record(&config.tenant, "hubspot", &contact_id)? else {
+            return Ok(None);
+        };
+        let moved =
+            leadgate_pipeline::rules::set_stage(&config, &mut store, &lead, &to, at, "hubspot")?;
+        Ok(Some((lead, moved)))
+    })
+    .await;
+    match done {
+        Ok(Ok(Some((lead, moved)))) => Ok(serde_json::json!({
+            "event_id": event_id, "contact_id": contact, "lead_id": lead,
+            "stage": stage, "moved": moved,
+        })),
+        Ok(Ok(None)) => Ok(ignored(format!(
+            "contact {contact} is no lead leadgate handed to HubSpot"
+        ))),
+        Ok(Err(e)) => {
+            tracing::warn!(tenant = %t.config.tenant, contact = %contact, error = %format!("{e:#}"), "cannot record a CRM stage");
+            Err(error(500, "store", format!("{e:#}")))
+        }
+        Err(_) => Err(error(500, "internal", "the task failed")),
+    }
 }
 
 /// The tenant a webhook's path names, if this instance serves it.

@@ -379,6 +379,24 @@ impl Steps<'_> {
             }
         }
         let scored = started.elapsed();
+        // The workflow rules see each lead recorded here once the pipeline
+        // is done with it (the background thread runs them).
+        if !self.config.rules.files.is_empty() {
+            let recorded: Vec<String> = results
+                .iter()
+                .flatten()
+                .flatten()
+                .filter(|p| matches!(p.status, Status::Accepted | Status::Review))
+                .map(|p| p.lead_id.clone())
+                .collect();
+            leadgate_pipeline::rules::queue(
+                self.config,
+                store,
+                &recorded,
+                leadgate_pipeline::rules::cause::LEAD,
+                now,
+            )?;
+        }
         let all_ids: Vec<String> = pending.iter().flat_map(|p| p.ids.clone()).collect();
         let scores = store.score_details(&all_ids)?;
         // Handoffs: qualified leads to the CRM; a lead that came from the

@@ -139,6 +139,15 @@ pub(super) fn events_into(
             now,
         )?;
     }
+    // The workflow rules look at what these events changed (the
+    // background thread runs them).
+    leadgate_pipeline::rules::queue(
+        config,
+        store,
+        &touched,
+        leadgate_pipeline::rules::cause::EVENTS,
+        now,
+    )?;
     let rejected: Vec<serde_json::Value> = bad
         .iter()
         .map(|b| serde_json::json!({"line": b.line, "field": b.field, "code": b.code, "message": b.message}))

@@ -19,6 +19,7 @@ mod reads;
 mod rekey;
 mod review;
 mod routing;
+mod rules;
 mod runs;
 mod score;
 mod service;
@@ -38,6 +39,7 @@ pub const PG_MIGRATIONS: &[&str] = &[
     include_str!("../../migrations-pg/0005_routing.sql"),
     include_str!("../../migrations-pg/0006_notifications.sql"),
     include_str!("../../migrations-pg/0007_crm_ids_and_account_owners.sql"),
+    include_str!("../../migrations-pg/0008_rules.sql"),
 ];
 
 /// The advisory lock migrations are applied under (any constant shared by

@@ -302,6 +302,8 @@ mod tests {
                  ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
                  DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;
+                 DROP TABLE rule_versions; DROP TABLE rule_leads; DROP TABLE rule_inbox; DROP TABLE rule_executions;
+                 DROP TABLE rule_actions; DROP TABLE lead_stages;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -387,7 +389,9 @@ mod tests {
                  ALTER TABLE alerts DROP COLUMN labels; ALTER TABLE alerts DROP COLUMN state; ALTER TABLE alerts DROP COLUMN ends_at;
                  ALTER TABLE alerts DROP COLUMN claimed_by; ALTER TABLE alerts DROP COLUMN claimed_until;
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
-                 DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;",
+                 DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;
+                 DROP TABLE rule_versions; DROP TABLE rule_leads; DROP TABLE rule_inbox; DROP TABLE rule_executions;
+                 DROP TABLE rule_actions; DROP TABLE lead_stages;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();
