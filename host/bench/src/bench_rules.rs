@@ -15,7 +15,7 @@ use std::time::Instant;
 const H: i64 = 3_600_000;
 const T0: i64 = 1_780_000_000_000;
 const COUNTRIES: &[&str] = &["US", "FR", "DE", "GB", "JP"];
-const CATEGORIES: &[&str] = &["pricing", "docs", "blog", "careers", "product"];
+const CATEGORIES: &[&str] = &["pricing", "docs", "blog", "careers", "demo"];
 const KINDS: &[EventKind] = &[
     EventKind::PageView,
     EventKind::PageView,
@@ -35,9 +35,9 @@ fn twenty() -> String {
         ("docs", 2),
         ("docs", 3),
         ("blog", 3),
-        ("product", 2),
+        ("demo", 2),
         ("careers", 2),
-        ("product", 3),
+        ("demo", 3),
     ]
     .iter()
     .enumerate()

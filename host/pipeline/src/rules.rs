@@ -62,6 +62,29 @@ pub fn queue<'a>(
     Ok(())
 }
 
+/// Queues a signal about lead `lead` for the rules (`cause::
+/// DUPLICATE_CONFLICT`, `cause::ENRICHMENT_FAILED`), with a reference of
+/// its own that makes its key: the same signal queued again fires nothing
+/// new.
+pub fn queue_signal(
+    config: &Config,
+    store: &mut Store,
+    lead: &str,
+    kind: &str,
+    reference: &str,
+    at: i64,
+) -> Result<()> {
+    if config.rules.files.is_empty() {
+        return Ok(());
+    }
+    store.queue_for_rules(
+        &config.tenant,
+        &[(lead.to_string(), kind.to_string(), reference.to_string())],
+        at,
+    )?;
+    Ok(())
+}
+
 /// What one pass of [`Runner::run`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
@@ -206,6 +229,40 @@ pub fn run_queued(
     Ok(Some(summary))
 }
 
+/// Reads and checks the rules documents at `files` as `load` does, and
+/// against the tenant's configuration: every page category an event
+/// trigger names must be one `[score.pages]` defines (else the trigger
+/// could never fire).
+pub fn load_checked(
+    config: &Config,
+    files: &[std::path::PathBuf],
+) -> std::result::Result<leadgate_rules::RuleSet, Vec<leadgate_rules::RulesError>> {
+    let set = leadgate_rules::load(files)?;
+    let known: Vec<&str> = config.score.pages.keys().map(String::as_str).collect();
+    let mut errors = Vec::new();
+    for r in &set.rules {
+        if let leadgate_rules::Trigger::Event { categories, .. } = &r.trigger {
+            for c in categories.iter().filter(|c| !known.contains(&c.as_str())) {
+                errors.push(leadgate_rules::RulesError::Invalid {
+                    file: r.file.clone(),
+                    line: r.line,
+                    rule: Some(r.id.clone()),
+                    field: Some("trigger.categories".into()),
+                    reason: format!(
+                        "{c:?} is not a page category of [score.pages] ({}), so no event would match",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(set)
+    } else {
+        Err(errors)
+    }
+}
+
 /// A tenant's rules, run against its store.
 pub struct Runner {
     eval: Evaluator,
@@ -224,7 +281,7 @@ impl Runner {
         if files.is_empty() {
             return Ok(None);
         }
-        let set = leadgate_rules::load(&files).map_err(|errors| {
+        let set = load_checked(config, &files).map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
             anyhow::anyhow!(
                 "the rules documents have {} mistake(s) (`leadgate rules check` lists them):\n{}",

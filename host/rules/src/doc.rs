@@ -186,16 +186,56 @@ impl Rule {
     }
 }
 
-/// Checked rules, ids unique.
+/// Checked rules, ids unique, and the limits every rule's actions share.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// Frequency caps per action type: at most `count` of it for one lead
+    /// within `per_ms`, whatever rule fires it.
+    pub caps: BTreeMap<String, Cap>,
+    /// Lifecycle stages whose leads are started in no sequence (by
+    /// default `customer`).
+    pub suppress_stages: Option<Vec<String>>,
+}
+
+/// A frequency cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cap {
+    pub count: u32,
+    pub per_ms: i64,
+}
+
+impl RuleSet {
+    /// The stages whose leads start no sequence.
+    pub fn suppressed_stages(&self) -> Vec<String> {
+        self.suppress_stages
+            .clone()
+            .unwrap_or_else(|| vec!["customer".to_string()])
+    }
 }
 
 impl RuleSet {
     /// Adds `more`, refusing ids already present.
     pub fn extend(&mut self, more: RuleSet) -> Result<(), Vec<RulesError>> {
         let mut errors = Vec::new();
+        // Limits may be set in one document only.
+        let limited = |s: &RuleSet| !s.caps.is_empty() || s.suppress_stages.is_some();
+        if limited(self) && limited(&more) {
+            errors.push(RulesError::Invalid {
+                file: more
+                    .rules
+                    .first()
+                    .map(|r| r.file.clone())
+                    .unwrap_or_default(),
+                line: 1,
+                rule: None,
+                field: Some("limits".into()),
+                reason: "[limits] is set in another document too: set it in one".into(),
+            });
+        } else if limited(&more) {
+            self.caps = more.caps.clone();
+            self.suppress_stages = more.suppress_stages.clone();
+        }
         for r in more.rules {
             if let Some(first) = self.rules.iter().find(|k| k.id == r.id) {
                 errors.push(RulesError::Invalid {
@@ -226,7 +266,40 @@ impl RuleSet {
 struct File {
     #[serde(default)]
     rule: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    limits: Option<Spanned<RawLimits>>,
 }
+
+/// `[limits]`: frequency caps per action type, stages kept out of
+/// sequences.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    caps: BTreeMap<String, RawCap>,
+    #[serde(default)]
+    suppress_stages: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCap {
+    count: u32,
+    per: String,
+}
+
+/// The action types, as documents spell them.
+const ACTION_TYPES: &[&str] = &[
+    "alert",
+    "score",
+    "assign",
+    "enrich",
+    "crm_update",
+    "crm_task",
+    "sequence",
+    "stage",
+    "review",
+];
 
 fn one() -> u32 {
     1
@@ -472,6 +545,50 @@ pub fn parse(file: &str, text: &str) -> Result<RuleSet, Vec<RulesError>> {
             file: file.to_string(),
             line,
         });
+    }
+    if let Some(limits) = doc.limits {
+        let line = line_of(text, limits.span().start);
+        let limits = limits.into_inner();
+        let mut refuse = |field: String, reason: String| {
+            errors.push(RulesError::Invalid {
+                file: file.to_string(),
+                line,
+                rule: None,
+                field: Some(field),
+                reason,
+            })
+        };
+        for (kind, cap) in limits.caps {
+            if !ACTION_TYPES.contains(&kind.as_str()) {
+                refuse(
+                    format!("limits.caps.{kind}"),
+                    format!("not an action type; use one of {}", ACTION_TYPES.join(", ")),
+                );
+                continue;
+            }
+            if cap.count == 0 {
+                refuse(
+                    format!("limits.caps.{kind}.count"),
+                    "must be at least 1 (leave the action out of the rules instead)".into(),
+                );
+                continue;
+            }
+            match parse_duration_ms(&cap.per) {
+                Ok(per_ms) => {
+                    set.caps.insert(
+                        kind,
+                        Cap {
+                            count: cap.count,
+                            per_ms,
+                        },
+                    );
+                }
+                Err(reason) => refuse(format!("limits.caps.{kind}.per"), reason),
+            }
+        }
+        set.suppress_stages = limits
+            .suppress_stages
+            .map(|v| v.iter().map(|s| s.trim().to_ascii_lowercase()).collect());
     }
     if errors.is_empty() {
         Ok(set)

@@ -20,9 +20,11 @@
 //! - **Inactivity** timers are kept by due time and re-armed by each
 //!   event; [`Engine::advance`] reads only the due ones.
 //! - **Suppression**: a sequence start for a lead who refused consent for
-//!   `email` or `marketing`, or who is already in that sequence, is
-//!   suppressed with its reason; so is every action of a lead the
-//!   enrolment policy keeps out.
+//!   `email` or `marketing`, whose stage is kept out of sequences
+//!   (`customer` by default), or who is already in that sequence, is
+//!   suppressed with its reason; so is an action past its type's frequency
+//!   cap for the lead, and every action of a lead the enrolment policy
+//!   keeps out.
 
 use crate::condition::{EventFacts, Facts};
 use crate::doc::{Action, Enrol, Mode, Rule, RuleSet, SequenceOp, Trigger};
@@ -154,6 +156,10 @@ pub struct LeadRules {
     /// Inactivity timers: due time by rule id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timers: BTreeMap<String, i64>,
+    /// When actions of a capped type went out, by type (inside the cap's
+    /// period).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sent: BTreeMap<String, Vec<i64>>,
 }
 
 impl LeadRules {
@@ -173,6 +179,8 @@ pub struct Evaluator {
     horizon_ms: i64,
     /// The fields `field_changed` triggers watch.
     watched: BTreeSet<String>,
+    /// Stages whose leads start no sequence.
+    suppress_stages: Vec<String>,
 }
 
 /// A trigger that matched: its kind, key suffix, time and event.
@@ -206,6 +214,7 @@ impl Evaluator {
             }
         }
         Evaluator {
+            suppress_stages: rules.suppressed_stages(),
             rules,
             horizon_ms,
             watched,
@@ -648,12 +657,42 @@ impl Evaluator {
                 !c.granted && SEQUENCE_CONSENTS.contains(&c.purpose.to_ascii_lowercase().as_str())
             })
             .map(|c| c.purpose.clone());
+        let kept_out_stage = rec
+            .state
+            .stage
+            .as_ref()
+            .filter(|s| self.suppress_stages.contains(s))
+            .cloned();
         for a in &rule.actions {
+            if let Some(cap) = self.rules.caps.get(a.kind()) {
+                let sent = rec.sent.entry(a.kind().to_string()).or_default();
+                sent.retain(|t| hit.at - *t < cap.per_ms);
+                if sent.len() >= cap.count as usize {
+                    exec.suppressed.push(Suppressed {
+                        kind: a.kind().into(),
+                        reason: format!(
+                            "frequency cap: {} {} per {} for a lead",
+                            cap.count,
+                            a.kind(),
+                            crate::doc::format_duration_ms(cap.per_ms)
+                        ),
+                    });
+                    continue;
+                }
+                if rule.mode == Mode::Active {
+                    sent.push(hit.at);
+                }
+            }
             if let Action::Sequence { sequence, op } = a {
                 let reason = match op {
                     SequenceOp::Start => opted_out
                         .as_ref()
                         .map(|p| format!("opted out ({p} consent refused)"))
+                        .or_else(|| {
+                            kept_out_stage
+                                .as_ref()
+                                .map(|s| format!("the lead's stage is {s}: no sequences"))
+                        })
                         .or_else(|| {
                             rec.sequences
                                 .contains(sequence)

@@ -440,3 +440,66 @@ actions = [{ type = "review", reason = "quiet" }]
     );
     assert!(got[1].actions.is_empty() && got[1].suppressed[0].reason.contains("cooling down"));
 }
+
+#[test]
+fn frequency_caps_and_customers_suppress_with_the_reason() {
+    let text = r#"[limits]
+caps = { alert = { count = 2, per = "1d" } }
+
+[[rule]]
+id = "views"
+trigger = { on = "event", events = ["page_view"] }
+enrol = { policy = "every" }
+actions = [{ type = "alert", message = "a view" }, { type = "sequence", sequence = "nurture" }]
+"#;
+    let mut e = Engine::new(rules(text));
+    e.lead("l1", lead("ann@acme.com"), T0);
+    let fired: Vec<Execution> = (0..4)
+        .flat_map(|i| {
+            let v = view(&format!("v{i}"), T0 + i * H, "docs");
+            e.event("l1", v, T0 + i * H)
+        })
+        .collect();
+    let alerts: Vec<bool> = fired
+        .iter()
+        .map(|x| x.actions.iter().any(|a| a.kind() == "alert"))
+        .collect();
+    assert_eq!(alerts, [true, true, false, false], "{fired:#?}");
+    assert!(
+        fired[2].suppressed[0]
+            .reason
+            .contains("frequency cap: 2 alert per 1d")
+    );
+    // A day after the first two, alerts go out again.
+    let later = e.event("l1", view("v9", T0 + 25 * H, "docs"), T0 + 25 * H);
+    assert!(
+        later[0].actions.iter().any(|a| a.kind() == "alert"),
+        "{later:#?}"
+    );
+    // A customer is started in no sequence.
+    let mut e = Engine::new(rules(text));
+    let mut customer = lead("bo@acme.com");
+    customer.stage = Some("customer".into());
+    e.lead("l2", customer, T0);
+    let x = e.event("l2", view("w1", T0, "docs"), T0);
+    assert!(x[0].actions.iter().all(|a| a.kind() != "sequence"));
+    assert!(
+        x[0].suppressed
+            .iter()
+            .any(|s| s.kind == "sequence" && s.reason.contains("stage is customer")),
+        "{x:#?}"
+    );
+    // Caps are checked where they are written.
+    let bad = parse(
+        "r.toml",
+        "[limits]\ncaps = { mail = { count = 1, per = \"1d\" }, alert = { count = 1, per = \"7\" } }\n",
+    )
+    .unwrap_err();
+    let text: Vec<String> = bad.iter().map(|e| e.to_string()).collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(text[0].contains("limits.caps.alert.per"), "{text:?}");
+    assert!(
+        text[1].contains("limits.caps.mail: not an action type"),
+        "{text:?}"
+    );
+}

@@ -89,3 +89,6 @@ CREATE TABLE lead_stages (
     source  TEXT NOT NULL
 );
 CREATE INDEX lead_stages_lead ON lead_stages (tenant, lead_id, at, id);
+-- A lead's stage events, read with its stages (`stage_change` events keep
+-- the stage as their category).
+CREATE INDEX events_stage ON events (lead_id, at) WHERE kind = 'stage_change';

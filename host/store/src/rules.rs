@@ -325,10 +325,16 @@ pub(crate) const CLAIM_DUE_SQLITE: &str =
     RETURNING lead_id, due_at";
 pub(crate) const RULE_LEAD: &str =
     "SELECT lead_id, state, version, due_at FROM rule_leads WHERE tenant = $1 AND lead_id = $2";
-pub(crate) const RULE_EVENTS: &str = "SELECT id, kind, at, category, url FROM events
-    WHERE tenant = $1 AND at >= $2
-      AND (lead_id = $3 OR lead_id IN (SELECT id FROM leads WHERE tenant = $1 AND master_id = $3))
-    ORDER BY at, id";
+/// The lead's own events, and those of the leads merged into it: index
+/// lookups (`events_lead`, `leads_master`; the `CROSS JOIN` keeps SQLite
+/// from starting at the tenant's recent events), never a scan of them.
+pub(crate) const RULE_EVENTS: &str = "SELECT id, kind, at, category, url FROM (
+        SELECT id, kind, at, category, url FROM events
+         WHERE tenant = $1 AND at >= $2 AND lead_id = $3
+        UNION ALL
+        SELECT e.id, e.kind, e.at, e.category, e.url FROM leads l CROSS JOIN events e
+         WHERE l.tenant = $1 AND l.master_id = $3 AND e.lead_id = l.id AND e.at >= $2
+    ) lead_events ORDER BY at, id";
 pub(crate) const UPDATE_LEAD: &str =
     "UPDATE rule_leads SET state = $1, version = version + 1, due_at = $2,
         claimed_by = NULL, claimed_until = NULL, updated_at = $3
@@ -370,11 +376,13 @@ pub(crate) const QUEUE_ENRICHMENT: &str =
     ON CONFLICT (lead_id) DO UPDATE SET reason = excluded.reason, queued_at = excluded.queued_at";
 /// The current stage: the latest by time of the `stage_change` events
 /// attached to the lead and the stages rules and CRM webhooks recorded.
+/// (A lead id belongs to one tenant: the events are read by lead alone,
+/// through `events_stage`.)
 pub(crate) const STAGE_OF: &str = "SELECT stage, at FROM (
-        SELECT category AS stage, at, 0 AS n FROM events
-         WHERE tenant = $1 AND lead_id = $2 AND kind = 'stage_change' AND category IS NOT NULL
-        UNION ALL
         SELECT stage, at, id AS n FROM lead_stages WHERE tenant = $1 AND lead_id = $2
+        UNION ALL
+        SELECT category AS stage, at, 0 AS n FROM events
+         WHERE lead_id = $2 AND kind = 'stage_change' AND category IS NOT NULL
     ) stages ORDER BY at DESC, n DESC LIMIT 1";
 pub(crate) const INSERT_STAGE: &str =
     "INSERT INTO lead_stages (tenant, lead_id, stage, at, source) VALUES ($1, $2, $3, $4, $5)";

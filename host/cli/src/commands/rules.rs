@@ -91,7 +91,7 @@ fn test(
 ) -> Result<ExitCode> {
     use leadgate_rules::engine::{Engine, EventIn, LeadState};
     use std::io::{BufRead, Write};
-    let set = match leadgate_rules::load(&documents(config, files)?) {
+    let set = match leadgate_pipeline::rules::load_checked(config, &documents(config, files)?) {
         Ok(set) => set,
         Err(errors) => {
             for e in &errors {
@@ -235,7 +235,7 @@ fn test(
 
 fn check(config: &Config, files: Vec<PathBuf>, json: bool) -> Result<ExitCode> {
     let files = documents(config, files)?;
-    let (rules, refusals) = match leadgate_rules::load(&files) {
+    let (rules, refusals) = match leadgate_pipeline::rules::load_checked(config, &files) {
         Ok(set) => (set.rules, Vec::new()),
         Err(errors) => (Vec::new(), errors),
     };

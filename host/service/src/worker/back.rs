@@ -396,6 +396,23 @@ impl Steps<'_> {
                 leadgate_pipeline::rules::cause::LEAD,
                 now,
             )?;
+            // An uncertain match waiting for review: a duplicate conflict,
+            // keyed by its request (a request processed again after a
+            // restart signals nothing new).
+            for (p, rs) in pending.iter().zip(&results) {
+                for r in rs.iter().flatten() {
+                    if r.matched == Some("review") {
+                        leadgate_pipeline::rules::queue_signal(
+                            self.config,
+                            store,
+                            &r.lead_id,
+                            leadgate_pipeline::rules::cause::DUPLICATE_CONFLICT,
+                            &format!("request-{}", p.intake),
+                            now,
+                        )?;
+                    }
+                }
+            }
         }
         let all_ids: Vec<String> = pending.iter().flat_map(|p| p.ids.clone()).collect();
         let scores = store.score_details(&all_ids)?;
@@ -438,6 +455,14 @@ impl Steps<'_> {
                             r.enrichment.unwrap_or_default(),
                             r.state.as_str()
                         ),
+                        now,
+                    )?;
+                    leadgate_pipeline::rules::queue_signal(
+                        self.config,
+                        store,
+                        id,
+                        leadgate_pipeline::rules::cause::ENRICHMENT_FAILED,
+                        &format!("request-{}", p.intake),
                         now,
                     )?;
                 }

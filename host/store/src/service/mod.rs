@@ -303,7 +303,7 @@ mod tests {
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
                  DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;
                  DROP TABLE rule_versions; DROP TABLE rule_leads; DROP TABLE rule_inbox; DROP TABLE rule_executions;
-                 DROP TABLE rule_actions; DROP TABLE lead_stages;
+                 DROP TABLE rule_actions; DROP TABLE lead_stages; DROP INDEX events_stage;
                  PRAGMA user_version = 8;",
             )
             .unwrap();
@@ -391,7 +391,7 @@ mod tests {
                  DROP TABLE alert_groups; DROP TABLE alert_members; DROP TABLE alert_sent; DROP TABLE notifications;
                  DROP TABLE notify_pace; DROP TABLE silences; DROP INDEX crm_records_crm; DROP INDEX crm_outbox_crm;
                  DROP TABLE rule_versions; DROP TABLE rule_leads; DROP TABLE rule_inbox; DROP TABLE rule_executions;
-                 DROP TABLE rule_actions; DROP TABLE lead_stages;",
+                 DROP TABLE rule_actions; DROP TABLE lead_stages; DROP INDEX events_stage;",
             )
             .unwrap();
         s.conn.pragma_update(None, "user_version", 10).unwrap();
