@@ -2899,4 +2899,44 @@ actions = [{ type = "alert", message = "a page view" }]
     tested_sorted.sort();
     stored.sort();
     assert_eq!(tested_sorted, stored);
+
+    // A backtest over the store's last week finds the same pricing run,
+    // and writes nothing.
+    let week_ago = leadgate_routing::format_time(now - 7 * 24 * h);
+    let out = ok(
+        d,
+        &[
+            "--config",
+            "leadgate.toml",
+            "--db",
+            location("s.db").as_str(),
+            "rules",
+            "backtest",
+            "--from",
+            week_ago.as_str(),
+            "--output",
+            "backtest.ndjson",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("pricing-revisit: 1 executions, 1 leads would have entered"),
+        "{err}"
+    );
+    let runs = lines(&d.join("backtest.ndjson"));
+    let pricing: Vec<&serde_json::Value> = runs
+        .iter()
+        .filter(|r| r["rule"] == "pricing-revisit")
+        .collect();
+    assert_eq!(pricing.len(), 1, "{runs:?}");
+    assert_eq!(pricing[0]["lead_id"], ann.as_str());
+    assert!(
+        runs.iter()
+            .any(|r| r["rule"] == "opportunity-review" && r["lead_id"] == cyd_id.as_str()),
+        "{runs:?}"
+    );
+    assert_eq!(
+        show(d, &ann)["rules"]["fired"].as_array().unwrap().len(),
+        fired.len()
+    );
 }

@@ -574,6 +574,24 @@ pub(crate) enum RulesAction {
         #[arg(long = "rules")]
         files: Vec<PathBuf>,
     },
+    /// Run the rules over the store's history, changing nothing: who
+    /// would have entered which rule between two times, and what would
+    /// have fired — one JSON object per execution, in time order, as
+    /// `rules test` writes them.
+    Backtest {
+        /// From this time (RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// Up to this time (RFC 3339); now when not given.
+        #[arg(long)]
+        to: Option<String>,
+        /// Where the executions go (NDJSON); stdout when not given.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Rules documents; those `[rules] files` names when not given.
+        #[arg(long = "rules")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -834,7 +852,7 @@ pub(crate) fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Reps(args) => routing::reps(config, db, args),
         Command::Route(args) => routing::route(config, db, args),
         Command::Touch(args) => routing::touch(config, db, args),
-        Command::Rules(args) => rules::rules(config, args),
+        Command::Rules(args) => rules::rules(config, db, args),
         Command::Exceptions(args) => data::exceptions(config, db, args),
         Command::MigrateStore(args) => store::migrate(config, db, args),
         Command::Preinit(args) => components::preinit(config, db, args),
