@@ -1848,5 +1848,35 @@ actions = [{ type = "review", reason = "a new opportunity" }]
             .all(|k| k.starts_with("leadgate:acme:pricing-view:")),
         "{keys:?}"
     );
+    // Changed documents are read again while the service runs: a rule
+    // changed without a new version is refused (the rules before go on),
+    // a new version and a new rule take over.
+    let rules = std::fs::read_to_string(dir.path().join("rules.toml")).unwrap();
+    let won = "\n[[rule]]\nid = \"won\"\ntrigger = { on = \"stage_changed\", to = [\"customer\"] }\nactions = [{ type = \"alert\", message = \"won\" }]\n";
+    let in_place = rules.replace("looked at pricing", "looked at pricing again");
+    std::fs::write(dir.path().join("rules.toml"), format!("{in_place}{won}")).unwrap();
+    wait_for("the refusal", || s.logs().contains("without a new version"));
+    let bumped = in_place.replace(
+        "id = \"pricing-view\"",
+        "id = \"pricing-view\"\nversion = 2",
+    );
+    std::fs::write(dir.path().join("rules.toml"), format!("{bumped}{won}")).unwrap();
+    wait_for("the rules read again", || {
+        s.logs().contains("workflow rules read again")
+    });
+    let stage = format!(
+        r#"{{"id": "st-2", "type": "stage_change", "stage": "customer", "at": {}, "email": "{}"}}"#,
+        now_ms() - 500,
+        first[1].1
+    );
+    send(&s, (stage, "stage-2".into()));
+    wait_for("the new rule fired", || {
+        let (_, shown) = s.get(&format!("/v1/leads/{}", first[1].0), Some(&k));
+        shown["rules"]["fired"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "won" && f["actions"][0]["state"] == "done")
+    });
     drop(s);
 }

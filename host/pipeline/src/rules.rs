@@ -267,6 +267,23 @@ pub fn load_checked(
 pub struct Runner {
     eval: Evaluator,
     tenant: String,
+    /// The documents read, and when each was last modified then.
+    stamps: Vec<(std::path::PathBuf, Option<std::time::SystemTime>)>,
+}
+
+/// When each of `files` was last modified (`None`: unreadable).
+fn stamps_of(
+    files: &[std::path::PathBuf],
+) -> Vec<(std::path::PathBuf, Option<std::time::SystemTime>)> {
+    files
+        .iter()
+        .map(|f| {
+            (
+                f.clone(),
+                std::fs::metadata(f).and_then(|m| m.modified()).ok(),
+            )
+        })
+        .collect()
 }
 
 /// Leads taken per claim.
@@ -281,6 +298,7 @@ impl Runner {
         if files.is_empty() {
             return Ok(None);
         }
+        let stamps = stamps_of(&files);
         let set = load_checked(config, &files).map_err(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
             anyhow::anyhow!(
@@ -316,7 +334,22 @@ impl Runner {
         Ok(Some(Runner {
             eval: Evaluator::new(set),
             tenant: config.tenant.clone(),
+            stamps,
         }))
+    }
+
+    /// Takes the documents as they are now as read (a change refused is
+    /// not looked at again until they change again).
+    pub fn mark_read(&mut self) {
+        let files: Vec<std::path::PathBuf> = self.stamps.iter().map(|(f, _)| f.clone()).collect();
+        self.stamps = stamps_of(&files);
+    }
+
+    /// Whether a document changed since the rules were read (the service
+    /// reads them again then).
+    pub fn documents_changed(&self) -> bool {
+        let files: Vec<std::path::PathBuf> = self.stamps.iter().map(|(f, _)| f.clone()).collect();
+        stamps_of(&files) != self.stamps
     }
 
     /// The rules.

@@ -636,9 +636,13 @@ fn background(shared: &Shared, handoff: bool) {
 /// A tenant's rules runner, or when opening it failed (tried again a
 /// minute later).
 enum Runners {
-    Open(leadgate_pipeline::rules::Runner),
+    /// Running, with when its documents were last looked at.
+    Open(leadgate_pipeline::rules::Runner, std::time::Instant),
     Failed(std::time::Instant),
 }
+
+/// How often the service looks whether the rules documents changed.
+const RULES_RELOAD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Leads run through the rules, and actions carried out, per pass.
 const RULES_PASS: u64 = 2_000;
@@ -655,14 +659,35 @@ fn rules_pass(
 ) -> bool {
     let c = &t.config;
     let now = crate::clock::now_ms();
-    let retry = match runners.get(&c.tenant) {
+    let retry = match runners.get_mut(&c.tenant) {
         None => true,
         Some(Runners::Failed(at)) => at.elapsed() >= std::time::Duration::from_secs(60),
-        Some(Runners::Open(_)) => false,
+        Some(Runners::Open(runner, checked)) if checked.elapsed() >= RULES_RELOAD => {
+            *checked = std::time::Instant::now();
+            if runner.documents_changed() {
+                // Read again: new versions take over; a document with
+                // mistakes, or a version changed in place, is refused
+                // and the rules running go on.
+                match leadgate_pipeline::rules::Runner::open(c, store, now) {
+                    Ok(Some(r)) => {
+                        tracing::info!(tenant = %c.tenant, rules = r.rules().rules.len(), "workflow rules read again");
+                        *runner = r;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "the changed workflow rules are refused; the rules read before go on");
+                        // Not again until they change again.
+                        runner.mark_read();
+                    }
+                }
+            }
+            false
+        }
+        Some(Runners::Open(..)) => false,
     };
     if retry {
         let opened = match leadgate_pipeline::rules::Runner::open(c, store, now) {
-            Ok(Some(r)) => Runners::Open(r),
+            Ok(Some(r)) => Runners::Open(r, std::time::Instant::now()),
             Ok(None) => return false,
             Err(e) => {
                 tracing::error!(tenant = %c.tenant, error = %format!("{e:#}"), "the workflow rules cannot start; leads wait in their queue");
@@ -671,7 +696,7 @@ fn rules_pass(
         };
         runners.insert(c.tenant.clone(), opened);
     }
-    let Some(Runners::Open(runner)) = runners.get(&c.tenant) else {
+    let Some(Runners::Open(runner, _)) = runners.get(&c.tenant) else {
         return false;
     };
     let claim = crate::claim(&c.serve);
