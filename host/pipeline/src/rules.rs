@@ -341,15 +341,17 @@ impl Runner {
     /// Takes the documents as they are now as read (a change refused is
     /// not looked at again until they change again).
     pub fn mark_read(&mut self) {
-        let files: Vec<std::path::PathBuf> = self.stamps.iter().map(|(f, _)| f.clone()).collect();
-        self.stamps = stamps_of(&files);
+        self.stamps = stamps_of(&self.files());
+    }
+
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        self.stamps.iter().map(|(f, _)| f.clone()).collect()
     }
 
     /// Whether a document changed since the rules were read (the service
     /// reads them again then).
     pub fn documents_changed(&self) -> bool {
-        let files: Vec<std::path::PathBuf> = self.stamps.iter().map(|(f, _)| f.clone()).collect();
-        stamps_of(&files) != self.stamps
+        stamps_of(&self.files()) != self.stamps
     }
 
     /// The rules.

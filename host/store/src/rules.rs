@@ -432,6 +432,31 @@ pub(crate) fn stage_change(current: Option<&(String, i64)>, stage: &str, at: i64
     }
 }
 
+impl SqliteStore {
+    /// Runs one of the claim statements (`UPDATE … RETURNING`, its last
+    /// parameter the limit) in a transaction of its own: the rows claimed.
+    fn claim<T, P: rusqlite::Params>(
+        &mut self,
+        statement: &str,
+        op: &'static str,
+        limit: usize,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+        params: impl FnOnce(i64) -> P,
+    ) -> Result<Vec<T>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let tx = self.tx()?;
+        let rows = tx
+            .prepare_cached(statement)
+            .and_then(|mut s| {
+                s.query_map(params(limit), row)
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            })
+            .map_err(sql(op))?;
+        tx.commit().map_err(sql(op))?;
+        Ok(rows)
+    }
+}
+
 /// The key of an execution's `n`th action.
 pub fn action_key(execution_key: &str, n: usize) -> String {
     format!("{execution_key}#{n}")
@@ -500,24 +525,18 @@ impl Rules for SqliteStore {
         limit: usize,
     ) -> Result<Vec<InboxRow>, StoreError> {
         let until = now.saturating_add(lease_ms);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let tx = self.tx()?;
-        let mut rows = tx
-            .prepare_cached(CLAIM_INBOX_SQLITE)
-            .and_then(|mut s| {
-                s.query_map(params![holder, until, tenant, now, limit], |r| {
-                    Ok(InboxRow {
-                        id: r.get(0)?,
-                        lead_id: r.get(1)?,
-                        kind: r.get(2)?,
-                        reference: r.get(3)?,
-                        at: r.get(4)?,
-                    })
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        let map = |r: &Row<'_>| {
+            Ok(InboxRow {
+                id: r.get(0)?,
+                lead_id: r.get(1)?,
+                kind: r.get(2)?,
+                reference: r.get(3)?,
+                at: r.get(4)?,
             })
-            .map_err(sql("claim rules inbox"))?;
-        tx.commit().map_err(sql("commit rules inbox claims"))?;
+        };
+        let mut rows = self.claim(CLAIM_INBOX_SQLITE, "claim rules inbox", limit, map, |l| {
+            (holder, until, tenant, now, l)
+        })?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
@@ -531,18 +550,10 @@ impl Rules for SqliteStore {
         limit: usize,
     ) -> Result<Vec<(String, i64)>, StoreError> {
         let until = now.saturating_add(lease_ms);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let tx = self.tx()?;
-        let mut rows = tx
-            .prepare_cached(CLAIM_DUE_SQLITE)
-            .and_then(|mut s| {
-                s.query_map(params![holder, until, tenant, now, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(sql("claim due rule timers"))?;
-        tx.commit().map_err(sql("commit rule timer claims"))?;
+        let map = |r: &Row<'_>| Ok((r.get(0)?, r.get(1)?));
+        let mut rows = self.claim(CLAIM_DUE_SQLITE, "claim due rule timers", limit, map, |l| {
+            (holder, until, tenant, now, l)
+        })?;
         rows.sort_by_key(|(lead, due): &(String, i64)| (*due, lead.clone()));
         Ok(rows)
     }
@@ -701,19 +712,14 @@ impl Rules for SqliteStore {
         remote: bool,
     ) -> Result<Vec<RuleActionRow>, StoreError> {
         let until = now.saturating_add(lease_ms);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let tx = self.tx()?;
-        let mut rows = tx
-            .prepare_cached(CLAIM_ACTIONS_SQLITE)
-            .and_then(|mut s| {
-                s.query_map(
-                    params![holder, until, tenant, now, i64::from(remote), limit],
-                    action_row,
-                )
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(sql("claim rule actions"))?;
-        tx.commit().map_err(sql("commit rule action claims"))?;
+        let remote = i64::from(remote);
+        let mut rows = self.claim(
+            CLAIM_ACTIONS_SQLITE,
+            "claim rule actions",
+            limit,
+            action_row,
+            |l| (holder, until, tenant, now, remote, l),
+        )?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
